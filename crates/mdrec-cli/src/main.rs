@@ -1,0 +1,242 @@
+//! `mdrec`: prepare data, train and evaluate multi-domain multi-task recommenders.
+//!
+//! Errors print as `error: …` with their causes and exit with status 2; results go to the run
+//! directory, progress to stderr.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use mdrec_models::MODELS;
+use mdrec_train::progress::Console;
+use mdrec_train::{prepare_dataset, train_run, RunConfig};
+
+mod speed;
+
+#[derive(Parser)]
+#[command(name = "mdrec", version, about = "Multi-domain, multi-task recommendation: train, evaluate, compare")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train a model and write a run directory (report.json, report.md, weights, metrics).
+    Train(TrainArgs),
+    /// Re-score the test split of a finished run from its saved weights.
+    Eval {
+        /// Run directory written by `mdrec train`.
+        #[arg(long)]
+        run: PathBuf,
+    },
+    /// List the models in the zoo.
+    Models,
+    /// Data commands.
+    Data {
+        #[command(subcommand)]
+        cmd: DataCmd,
+    },
+    /// Measure training and inference speed (samples/s); figures, not pass/fail.
+    Speed(speed::SpeedArgs),
+}
+
+#[derive(Subcommand)]
+enum DataCmd {
+    /// Parse, fit the vocabulary on the training split, encode and cache a dataset; print a summary.
+    Prepare(DataArgs),
+}
+
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// Config file (TOML) whose [dataset] section is used; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// `movielens-1m`, `synthetic` or `csv`.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Folder with the raw files (MovieLens: the official ml-1m folder).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// `m3oe` (sequential 80/10/10) or `random` (seeded 80/10/10).
+    #[arg(long)]
+    split: Option<String>,
+    /// Seed for the random split and synthetic data.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Model name (see `mdrec models`).
+    #[arg(long)]
+    model: Option<String>,
+    /// Maximum epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Training batch size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Dense learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Early-stopping patience in epochs.
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Any config value, e.g. `--set train.weight_decay=0 --set model.num_experts=8`.
+    #[arg(long = "set")]
+    set: Vec<String>,
+    /// Run directory (default runs/<model>_<dataset>_<split>_s<seed>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Only epoch summaries, no progress lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn load_config(path: &Option<PathBuf>) -> Result<RunConfig> {
+    Ok(match path {
+        Some(p) => RunConfig::from_toml_file(p)?,
+        None => RunConfig::default(),
+    })
+}
+
+fn apply_data_args(cfg: &mut RunConfig, a: &DataArgs) {
+    if let Some(d) = &a.dataset {
+        cfg.dataset.name = d.clone();
+    }
+    if let Some(d) = &a.data_dir {
+        cfg.dataset.data_dir = Some(d.clone());
+    }
+    if let Some(s) = &a.split {
+        cfg.dataset.split = s.clone();
+    }
+    if let Some(s) = a.seed {
+        cfg.train.seed = s;
+    }
+}
+
+fn cmd_train(a: TrainArgs) -> Result<()> {
+    let mut cfg = load_config(&a.data.config)?;
+    apply_data_args(&mut cfg, &a.data);
+    if let Some(m) = &a.model {
+        cfg.set_model_name(m);
+    }
+    if let Some(e) = a.epochs {
+        cfg.train.epochs = e;
+    }
+    if let Some(b) = a.batch_size {
+        cfg.train.batch_size = b;
+    }
+    if let Some(lr) = a.lr {
+        cfg.train.lr = lr;
+    }
+    if let Some(p) = a.patience {
+        cfg.train.patience = p;
+    }
+    for s in &a.set {
+        cfg.set(s)?;
+    }
+    mdrec_models::find(cfg.model_name())?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!("{}_{}_{}_s{}", cfg.model_name(), cfg.dataset.name, cfg.dataset.split, cfg.train.seed))
+    });
+    let mut progress = Console::new(a.quiet);
+    let t0 = Instant::now();
+    let prepared = prepare_dataset(&cfg).context("preparing the dataset")?;
+    eprintln!(
+        "data: {} — train/valid/test {} / {} / {} rows, {} domains, {} tasks ({:.1} s{})",
+        prepared.source,
+        prepared.train.len(),
+        prepared.valid.len(),
+        prepared.test.len(),
+        prepared.schema.n_domains(),
+        prepared.schema.n_tasks(),
+        t0.elapsed().as_secs_f64(),
+        prepared.cache.as_ref().map(|c| if c.hit { ", from cache" } else { ", cache written" }).unwrap_or("")
+    );
+    let outcome = train_run(&cfg, &prepared, &out, &mut progress)?;
+    let r = &outcome.report;
+    println!("{}", mdrec_train::report::markdown(r));
+    eprintln!("run directory: {}", out.display());
+    Ok(())
+}
+
+fn cmd_eval(run: PathBuf) -> Result<()> {
+    let (rep, _) = mdrec_train::evaluate_run(&run)?;
+    let p = run.join("eval.json");
+    std::fs::write(&p, serde_json::to_string_pretty(&rep)? + "\n").with_context(|| format!("writing {}", p.display()))?;
+    println!("| domain | task | n | AUC | LogLoss |\n|---|---|---:|---:|---:|");
+    for c in &rep.cells {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            c.domain,
+            c.task,
+            c.n,
+            c.auc.map(|v| format!("{:.4}", v)).unwrap_or_else(|| "undefined".into()),
+            c.logloss.map(|v| format!("{:.5}", v)).unwrap_or_else(|| "undefined".into())
+        );
+    }
+    println!(
+        "overall: auc_mean_cells {:?}, auc_task_pooled_mean {:?}, logloss {:?}",
+        rep.overall.auc_mean_cells, rep.overall.auc_task_pooled_mean, rep.overall.logloss
+    );
+    eprintln!("wrote {}", p.display());
+    Ok(())
+}
+
+fn cmd_models() {
+    println!("| model | default setting | paper |\n|---|---|---|");
+    for m in MODELS {
+        println!("| {} | {:?} | {} |", m.name(), m.setting(), m.paper());
+    }
+}
+
+fn cmd_prepare(a: DataArgs) -> Result<()> {
+    let mut cfg = load_config(&a.config)?;
+    apply_data_args(&mut cfg, &a);
+    let t0 = Instant::now();
+    let p = prepare_dataset(&cfg)?;
+    let secs = t0.elapsed().as_secs_f64();
+    println!("source: {}", p.source);
+    if let Some(c) = &p.cache {
+        println!("cache: {} ({})", c.path.display(), if c.hit { "hit" } else { "written" });
+    }
+    println!("prepared in {secs:.2} s; schema hash {}", p.schema.hash);
+    println!("rows: train {} / valid {} / test {}", p.train.len(), p.valid.len(), p.test.len());
+    let nd = p.schema.n_domains();
+    for (name, split) in [("train", &p.train), ("valid", &p.valid), ("test", &p.test)] {
+        let counts = split.domain_counts(nd);
+        let parts: Vec<String> = p.schema.domains.iter().zip(&counts).map(|(d, c)| format!("{d}={c}")).collect();
+        println!("  {name} domains: {}", parts.join(", "));
+    }
+    for f in &p.schema.fields {
+        println!("  field {:<18} {:?} vocab {} (train OOV {})", f.name, f.kind, f.vocab_size, f.n_oov_train);
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Train(a) => cmd_train(a),
+        Cmd::Eval { run } => cmd_eval(run),
+        Cmd::Models => {
+            cmd_models();
+            Ok(())
+        }
+        Cmd::Data { cmd: DataCmd::Prepare(a) } => cmd_prepare(a),
+        Cmd::Speed(a) => speed::run(a),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

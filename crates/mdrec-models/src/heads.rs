@@ -1,0 +1,106 @@
+//! Output heads shared by the zoo: one tower per (domain, task) or one per task.
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::{Device, Tensor};
+use mdrec_data::rng::Rng;
+use mdrec_nn::init::WeightInit;
+use mdrec_nn::layers::linear;
+use mdrec_nn::{Mlp, MlpConfig, ModelInput};
+use serde::{Deserialize, Serialize};
+
+/// Which towers a model has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadLayout {
+    /// A tower per (domain, task), each trained on its domain's rows (M3oE's MDMT form).
+    #[default]
+    DomainTask,
+    /// A tower per task shared by every domain (PEPNet's "SharedTop").
+    Task,
+}
+
+/// A hidden MLP followed by a `Linear(h, 1)` output.
+#[derive(Module, Debug)]
+pub struct Tower {
+    mlp: Mlp,
+    out: Linear,
+}
+
+impl Tower {
+    /// A tower on `in_dim` inputs with hidden widths `dims`.
+    pub fn new(in_dim: usize, dims: &[usize], cfg: &MlpConfig, rng: &mut Rng, device: &Device) -> Self {
+        let mlp = Mlp::new(in_dim, dims, cfg, rng, device);
+        let out = linear(mlp.out_dim(), 1, WeightInit::TorchDefault, rng, device);
+        Tower { mlp, out }
+    }
+
+    /// # Shapes
+    /// - x: `[N, in_dim]` → `[N, 1]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.out.forward(self.mlp.forward(x))
+    }
+}
+
+/// The towers of a model and the routing of rows to them.
+#[derive(Module, Debug)]
+pub struct Heads {
+    towers: Vec<Tower>,
+    #[module(skip)]
+    layout: HeadLayout,
+    #[module(skip)]
+    n_tasks: usize,
+}
+
+impl Heads {
+    /// Towers for `n_domains × n_tasks` heads (or `n_tasks` with [`HeadLayout::Task`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        layout: HeadLayout,
+        n_domains: usize,
+        n_tasks: usize,
+        in_dim: usize,
+        dims: &[usize],
+        cfg: &MlpConfig,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Self {
+        let groups = match layout {
+            HeadLayout::DomainTask => n_domains,
+            HeadLayout::Task => 1,
+        };
+        let towers = (0..groups * n_tasks).map(|_| Tower::new(in_dim, dims, cfg, rng, device)).collect();
+        Heads { towers, layout, n_tasks }
+    }
+
+    /// Number of row groups: domains for [`HeadLayout::DomainTask`], 1 otherwise.
+    pub fn n_groups(&self) -> usize {
+        self.towers.len() / self.n_tasks
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> HeadLayout {
+        self.layout
+    }
+
+    /// Logits of every row and task.
+    ///
+    /// `x(group, task)` returns the tower input for the rows of `group` — `Some(domain)` (the
+    /// domain's rows, in batch order) or `None` (all rows) — and the given task.
+    ///
+    /// # Shapes
+    /// - `x(..)`: `[n_group, in_dim]` → result `[B, T]`
+    pub fn forward(&self, input: &ModelInput, mut x: impl FnMut(Option<usize>, usize) -> Tensor<2>) -> Tensor<2> {
+        let t_n = self.n_tasks;
+        match self.layout {
+            HeadLayout::DomainTask => input.route(|d| {
+                let cols: Vec<Tensor<2>> = (0..t_n).map(|t| self.towers[d * t_n + t].forward(x(Some(d), t))).collect();
+                Tensor::cat(cols, 1)
+            }),
+            HeadLayout::Task => {
+                let cols: Vec<Tensor<2>> = (0..t_n).map(|t| self.towers[t].forward(x(None, t))).collect();
+                Tensor::cat(cols, 1)
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! The model zoo.
+//!
+//! Every model is one file plus one line in [`registry::MODELS`]. A model implements
+//! [`ZooModel`] (name, paper, typed config with defaults, a tiny config for tests, a builder)
+//! and [`RecModel`] (forward: logits for every task of every row, an optional auxiliary loss and
+//! named probes). The registry erases the types so the trainer, the evaluator and the CLI handle
+//! every model the same way; `tests/zoo.rs` runs the conformance test over the whole registry.
+//!
+//! Models never read files, see vocabularies or compute metrics. Models return logits.
+//!
+//! | group | models |
+//! |---|---|
+//! | single-domain / isolated | [`mlp`] |
+//! | multi-task and multi-domain | [`shared_bottom`], [`mmoe`] |
+//!
+//! Template for a new model: [`mmoe`] (experts shared by all rows, per-(domain, task) gates and
+//! towers computed on the domain's rows through [`mdrec_nn::ModelInput::route`]).
+
+#![warn(missing_docs)]
+
+pub mod heads;
+pub mod model;
+pub mod registry;
+
+pub mod mlp;
+pub mod mmoe;
+pub mod shared_bottom;
+
+pub use model::{DynModel, ModelError, ModelOutput, Probes, RecModel, Setting, ZooModel};
+pub use registry::{find, ModelFactory, MODELS};

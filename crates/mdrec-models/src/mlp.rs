@@ -1,0 +1,71 @@
+//! MLP — the single-domain, single-task baseline ("Isolated" / M3oE's "MLP").
+//!
+//! Paper: M3oE (Zhang et al., SIGIR 2024) §3.2 describes its MLP baseline as "a linear operation
+//! with a ReLU activation function and layer normalization", trained per (domain, task).
+//! Reference implementation: none in the M3oE repository (model-spec §4.1).
+//! Deviations from reference: hidden widths default to M3oE's expert stack `[512, 256, 256, 64]`
+//! [INFERRED, model-spec §4.1].
+//!
+//! The model ignores the domain and has one output per task. Its default training setting is
+//! [`Setting::Isolated`]: the trainer builds one instance per (domain, task) cell and trains it on
+//! that cell's rows only.
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::Device;
+use mdrec_data::rng::Rng;
+use mdrec_nn::init::WeightInit;
+use mdrec_nn::layers::linear;
+use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput, Norm};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ModelError, ModelOutput, Probes, RecModel, Setting, ZooModel};
+
+/// Config of [`MlpModel`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Hidden widths.
+    pub dims: Vec<usize>,
+    /// Hidden-layer options (LayerNorm by default, as M3oE describes).
+    pub mlp: MlpConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { dims: vec![512, 256, 256, 64], mlp: MlpConfig { norm: Norm::Layer, ..MlpConfig::default() } }
+    }
+}
+
+/// A plain MLP with one logit per task.
+#[derive(Module, Debug)]
+pub struct MlpModel {
+    mlp: Mlp,
+    out: Linear,
+}
+
+impl ZooModel for MlpModel {
+    const NAME: &'static str = "mlp";
+    const PAPER: &'static str = "M3oE \"MLP\" baseline (Zhang et al., SIGIR 2024 §3.2); trained per (domain, task)";
+    const SETTING: Setting = Setting::Isolated;
+    type Config = Config;
+
+    fn tiny() -> Config {
+        Config { dims: vec![16, 8], ..Config::default() }
+    }
+
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Result<Self, ModelError> {
+        let mlp = Mlp::new(ctx.input_dim(), &cfg.dims, &cfg.mlp, rng, device);
+        let out = linear(mlp.out_dim(), ctx.n_tasks(), WeightInit::TorchDefault, rng, device);
+        Ok(MlpModel { mlp, out })
+    }
+}
+
+impl RecModel for MlpModel {
+    /// # Shapes
+    /// - x: `[B, D_in]` → hidden `[B, h]` → logits `[B, T]`
+    fn forward(&self, _ctx: &ModelContext, input: &ModelInput, _probes: &mut Probes) -> ModelOutput {
+        let logits = self.out.forward(self.mlp.forward(input.flat()));
+        ModelOutput { logits, aux_loss: None }
+    }
+}

@@ -1,0 +1,242 @@
+//! The model contract.
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Gradients, Tensor, TensorData};
+use mdrec_data::rng::Rng;
+use mdrec_nn::{ModelContext, ModelInput};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// What a forward pass returns.
+#[derive(Debug, Clone)]
+pub struct ModelOutput {
+    /// Pre-sigmoid scores `[B, T]`: column `t` is task `t`, computed by the head of the row's
+    /// domain where the model has per-domain heads.
+    pub logits: Tensor<2>,
+    /// Auxiliary loss added to the objective (e.g. a covariance loss), a scalar `[1]`.
+    pub aux_loss: Option<Tensor<1>>,
+}
+
+/// Named intermediate tensors (expert outputs, gate weights), e.g. `gate/d0/t1`.
+#[derive(Debug, Clone, Default)]
+pub struct Probes {
+    enabled: bool,
+    values: BTreeMap<String, Tensor<2>>,
+}
+
+impl Probes {
+    /// Probes that record (`enabled`) or ignore everything.
+    pub fn new(enabled: bool) -> Self {
+        Probes { enabled, values: BTreeMap::new() }
+    }
+
+    /// Whether values are being recorded.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Record `value` under `name` when enabled (the closure is not run otherwise).
+    pub fn record(&mut self, name: impl FnOnce() -> String, value: impl FnOnce() -> Tensor<2>) {
+        if self.enabled {
+            self.values.insert(name(), value().detach());
+        }
+    }
+
+    /// Recorded values by name.
+    pub fn values(&self) -> &BTreeMap<String, Tensor<2>> {
+        &self.values
+    }
+}
+
+/// How a model is trained on multi-domain multi-task data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Setting {
+    /// One model for every domain and task (`-MDMT`).
+    Mdmt,
+    /// One model per (domain, task) cell, trained on that cell's data only ("Isolated").
+    Isolated,
+}
+
+/// Errors of building or loading a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// No model of that name.
+    #[error("unknown model `{name}`; available: {available}")]
+    Unknown {
+        /// Requested name.
+        name: String,
+        /// Comma-separated registry names.
+        available: String,
+    },
+    /// The model config does not parse (unknown key, wrong type).
+    #[error("model `{model}`: invalid config: {message}")]
+    Config {
+        /// Model name.
+        model: String,
+        /// serde's message (names the key and the accepted ones).
+        message: String,
+    },
+    /// The config parses but is not usable with this data.
+    #[error("model `{model}`: {message}")]
+    Invalid {
+        /// Model name.
+        model: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A checkpoint does not match the model.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+}
+
+/// The forward pass every model implements.
+pub trait RecModel: Module + Send + 'static {
+    /// Logits for every row and task; named intermediate values go to `probes` when
+    /// `probes.enabled()`.
+    ///
+    /// Training vs inference behaviour (dropout, batch statistics) follows the device of the
+    /// input: autodiff means training.
+    fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput;
+}
+
+/// The compile-time side of a zoo model; the registry erases it.
+pub trait ZooModel: RecModel + Sized {
+    /// Registry key, config key, checkpoint prefix and report label, e.g. `mmoe`.
+    const NAME: &'static str;
+    /// Paper reference.
+    const PAPER: &'static str;
+    /// The training setting used unless the user chooses another.
+    const SETTING: Setting = Setting::Mdmt;
+    /// Typed config; `#[serde(deny_unknown_fields, default)]`.
+    type Config: Serialize + DeserializeOwned + Default + Clone + std::fmt::Debug;
+    /// A config small enough for the conformance test to run in milliseconds.
+    fn tiny() -> Self::Config;
+    /// Build the model for `ctx`, drawing every initial value from `rng`.
+    fn build(cfg: &Self::Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Result<Self, ModelError>;
+}
+
+/// A built model behind a trait object: what the trainer, evaluator and CLI hold.
+pub trait DynModel: Send {
+    /// See [`RecModel::forward`].
+    fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput;
+    /// Apply one optimizer step with the gradients of this model's parameters.
+    fn step(&mut self, optim: &mut ModuleOptimizer, lr: f64, grads: &mut Gradients);
+    /// A copy for inference: no autodiff, training-only behaviour off.
+    fn valid(&self) -> Box<dyn DynModel>;
+    /// Number of dense parameters.
+    fn num_params(&self) -> usize;
+    /// Every float parameter and buffer with a PyTorch-style dotted name, shape and values.
+    fn named_tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)>;
+    /// Replace parameters by name; every parameter must be present with its shape.
+    fn load_named(&mut self, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Result<(), ModelError>;
+}
+
+/// Holds a concrete model for [`DynModel`].
+pub(crate) struct Holder<M: RecModel> {
+    pub(crate) model: Option<M>,
+}
+
+impl<M: RecModel> Holder<M> {
+    fn m(&self) -> &M {
+        self.model.as_ref().expect("model present between steps")
+    }
+}
+
+struct Collect {
+    path: Vec<String>,
+    out: Vec<(String, Vec<usize>, Vec<f32>)>,
+}
+
+impl ModuleVisitor for Collect {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val();
+        let shape = t.dims().to_vec();
+        let values = t.into_data().try_to_vec::<f32>().expect("f32 tensor");
+        self.out.push((self.path.join("."), shape, values));
+    }
+}
+
+struct Load<'a> {
+    path: Vec<String>,
+    tensors: &'a BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    errors: Vec<String>,
+    loaded: usize,
+}
+
+impl ModuleMapper for Load<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let name = self.path.join(".");
+        let want = param.val().dims().to_vec();
+        match self.tensors.get(&name) {
+            None => {
+                self.errors.push(format!("missing tensor `{name}`"));
+                param
+            }
+            Some((shape, values)) if *shape != want || values.len() != want.iter().product::<usize>() => {
+                self.errors.push(format!("tensor `{name}` has shape {shape:?}, model expects {want:?}"));
+                param
+            }
+            Some((_, values)) => {
+                self.loaded += 1;
+                let device = param.val().device();
+                let mut dims = [0usize; D];
+                dims.copy_from_slice(&want);
+                let t = Tensor::<D>::from_data(TensorData::new(values.clone(), dims), &device);
+                param.map(|_| t)
+            }
+        }
+    }
+}
+
+impl<M: RecModel> DynModel for Holder<M> {
+    fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
+        self.m().forward(ctx, input, probes)
+    }
+
+    fn step(&mut self, optim: &mut ModuleOptimizer, lr: f64, grads: &mut Gradients) {
+        let model = self.model.take().expect("model present between steps");
+        let gp = GradientsParams::from_module(grads, &model);
+        self.model = Some(optim.step(lr, model, gp));
+    }
+
+    fn valid(&self) -> Box<dyn DynModel> {
+        Box::new(Holder { model: Some(self.m().valid()) })
+    }
+
+    fn num_params(&self) -> usize {
+        self.m().num_params()
+    }
+
+    fn named_tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut c = Collect { path: Vec::new(), out: Vec::new() };
+        self.m().visit(&mut c);
+        c.out
+    }
+
+    fn load_named(&mut self, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Result<(), ModelError> {
+        let model = self.model.take().expect("model present");
+        let mut l = Load { path: Vec::new(), tensors, errors: Vec::new(), loaded: 0 };
+        let model = model.map(&mut l);
+        self.model = Some(model);
+        if !l.errors.is_empty() {
+            return Err(ModelError::Checkpoint(l.errors.join("; ")));
+        }
+        Ok(())
+    }
+}

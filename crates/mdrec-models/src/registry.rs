@@ -1,0 +1,98 @@
+//! The registry: one line per model.
+
+use std::marker::PhantomData;
+
+use burn::tensor::Device;
+use mdrec_data::rng::Rng;
+use mdrec_nn::ModelContext;
+
+use crate::model::{DynModel, Holder, ModelError, Setting, ZooModel};
+
+/// A model kind with its config erased to JSON.
+pub trait ModelFactory: Sync {
+    /// Registry key.
+    fn name(&self) -> &'static str;
+    /// Paper reference.
+    fn paper(&self) -> &'static str;
+    /// Default training setting.
+    fn setting(&self) -> Setting;
+    /// The default config as JSON.
+    fn default_config(&self) -> serde_json::Value;
+    /// The tiny (test) config as JSON.
+    fn tiny_config(&self) -> serde_json::Value;
+    /// Parse `overrides` over the defaults and return the resolved config (unknown keys are
+    /// errors naming the key and the accepted ones).
+    fn resolve(&self, overrides: &serde_json::Value) -> Result<serde_json::Value, ModelError>;
+    /// Build from a resolved config.
+    fn build(&self, cfg: &serde_json::Value, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Result<Box<dyn DynModel>, ModelError>;
+}
+
+/// Registry entry for a [`ZooModel`].
+pub struct Entry<M>(PhantomData<fn() -> M>);
+
+impl<M> Entry<M> {
+    /// The entry.
+    pub const NEW: Self = Entry(PhantomData);
+}
+
+fn merge(base: &mut serde_json::Value, over: &serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+impl<M: ZooModel> ModelFactory for Entry<M> {
+    fn name(&self) -> &'static str {
+        M::NAME
+    }
+    fn paper(&self) -> &'static str {
+        M::PAPER
+    }
+    fn setting(&self) -> Setting {
+        M::SETTING
+    }
+    fn default_config(&self) -> serde_json::Value {
+        serde_json::to_value(M::Config::default()).expect("config serialises")
+    }
+    fn tiny_config(&self) -> serde_json::Value {
+        serde_json::to_value(M::tiny()).expect("config serialises")
+    }
+    fn resolve(&self, overrides: &serde_json::Value) -> Result<serde_json::Value, ModelError> {
+        let mut v = self.default_config();
+        merge(&mut v, overrides);
+        let cfg: M::Config = serde_json::from_value(v)
+            .map_err(|e| ModelError::Config { model: M::NAME.to_string(), message: e.to_string() })?;
+        Ok(serde_json::to_value(cfg).expect("config serialises"))
+    }
+    fn build(&self, cfg: &serde_json::Value, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Result<Box<dyn DynModel>, ModelError> {
+        let cfg: M::Config = serde_json::from_value(cfg.clone())
+            .map_err(|e| ModelError::Config { model: M::NAME.to_string(), message: e.to_string() })?;
+        let m = M::build(&cfg, ctx, rng, device)?;
+        Ok(Box::new(Holder { model: Some(m) }))
+    }
+}
+
+/// Every model, one line each.
+pub static MODELS: &[&dyn ModelFactory] = &[
+    &Entry::<crate::mlp::MlpModel>::NEW,
+    &Entry::<crate::shared_bottom::SharedBottom>::NEW,
+    &Entry::<crate::mmoe::Mmoe>::NEW,
+];
+
+/// Look a model up by name.
+pub fn find(name: &str) -> Result<&'static dyn ModelFactory, ModelError> {
+    MODELS.iter().copied().find(|m| m.name() == name).ok_or_else(|| ModelError::Unknown {
+        name: name.to_string(),
+        available: MODELS.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "),
+    })
+}

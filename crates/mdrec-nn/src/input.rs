@@ -1,0 +1,228 @@
+//! What a model is built for ([`ModelContext`]) and what it receives per batch ([`ModelInput`]).
+//!
+//! The embedded fields of a batch arrive as one flat tensor `emb: [B, Σ dim_f]` (categorical
+//! fields first, then pooled multi-hot fields, each in schema order; [`FieldInfo::offset`] says
+//! where a field starts). Numeric fields arrive as `dense: [B, n_numeric]`.
+//!
+//! Per-domain computation uses [`ModelInput::route`]: the model computes each domain's outputs on
+//! that domain's rows only, and the router puts the rows back in batch order with one `cat` and
+//! one `select`. The cost of a batch therefore does not grow with the number of domains.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+/// One embedded field as a model sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldInfo {
+    /// Field name from the schema.
+    pub name: String,
+    /// Embedding table the field reads (fields may share a table).
+    pub table: String,
+    /// Rows of the table (vocabulary size incl. PAD and OOV).
+    pub vocab_size: usize,
+    /// Embedding width.
+    pub dim: usize,
+    /// Offset of the field inside `ModelInput::emb`.
+    pub offset: usize,
+    /// True for a pooled multi-hot field.
+    pub multi_hot: bool,
+    /// Index of the field's column in `Batch::cat` (categorical) or `Batch::multi` (multi-hot).
+    pub column: usize,
+    /// Roles declared in the schema (`prior`, `user`, `item`, `domain`, ...).
+    pub roles: Vec<String>,
+}
+
+/// The shapes a model is built for, derived from the fitted schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelContext {
+    /// Embedded fields in input order.
+    pub fields: Vec<FieldInfo>,
+    /// Number of numeric (dense) inputs.
+    pub n_numeric: usize,
+    /// Domain names; index = domain id.
+    pub domains: Vec<String>,
+    /// Task names; index = task id (column of the logits).
+    pub tasks: Vec<String>,
+}
+
+impl ModelContext {
+    /// Width of `ModelInput::emb`.
+    pub fn emb_dim(&self) -> usize {
+        self.fields.iter().map(|f| f.dim).sum()
+    }
+
+    /// Width of [`ModelInput::flat`]: embeddings followed by numeric inputs.
+    pub fn input_dim(&self) -> usize {
+        self.emb_dim() + self.n_numeric
+    }
+
+    /// Number of domains.
+    pub fn n_domains(&self) -> usize {
+        self.domains.len()
+    }
+
+    /// Number of tasks.
+    pub fn n_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Indices of the fields that carry `role`.
+    pub fn fields_with_role(&self, role: &str) -> Vec<usize> {
+        (0..self.fields.len()).filter(|&i| self.fields[i].roles.iter().any(|r| r == role)).collect()
+    }
+
+    /// A context for `n_fields` categorical fields of width `dim` and vocabulary `vocab`
+    /// (tests and benchmarks).
+    pub fn uniform(n_fields: usize, vocab: usize, dim: usize, n_numeric: usize, n_domains: usize, n_tasks: usize) -> Self {
+        let fields = (0..n_fields)
+            .map(|i| FieldInfo {
+                name: format!("f{i}"),
+                table: format!("f{i}"),
+                vocab_size: vocab,
+                dim,
+                offset: i * dim,
+                multi_hot: false,
+                column: i,
+                roles: vec![],
+            })
+            .collect();
+        ModelContext {
+            fields,
+            n_numeric,
+            domains: (0..n_domains).map(|d| format!("d{d}")).collect(),
+            tasks: (0..n_tasks).map(|t| format!("t{t}")).collect(),
+        }
+    }
+}
+
+/// Row indices of each domain in a batch, and the permutation that restores batch order.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// Rows of each domain (`None` when the domain has no rows in this batch).
+    pub rows: Vec<Option<Tensor<1, Int>>>,
+    /// Number of rows of each domain.
+    pub counts: Vec<usize>,
+    /// `inv[i]` = position of batch row `i` in the domain-sorted order; `None` when the batch
+    /// is already in domain-sorted order (e.g. a single domain).
+    pub inv: Option<Tensor<1, Int>>,
+}
+
+impl Routing {
+    /// Build the routing of a batch from its host-side domain ids.
+    pub fn new(domain: &[u32], n_domains: usize, device: &Device) -> Self {
+        let mut lists: Vec<Vec<i64>> = vec![Vec::new(); n_domains];
+        for (i, &d) in domain.iter().enumerate() {
+            lists[d as usize].push(i as i64);
+        }
+        let counts: Vec<usize> = lists.iter().map(Vec::len).collect();
+        let sorted = domain.windows(2).all(|w| w[0] <= w[1]);
+        let inv = if sorted {
+            None
+        } else {
+            let mut inv = vec![0i64; domain.len()];
+            let mut pos = 0i64;
+            for l in &lists {
+                for &r in l {
+                    inv[r as usize] = pos;
+                    pos += 1;
+                }
+            }
+            Some(int_tensor(inv, device))
+        };
+        let rows = lists
+            .into_iter()
+            .map(|l| (!l.is_empty()).then(|| int_tensor(l, device)))
+            .collect();
+        Routing { rows, counts, inv }
+    }
+}
+
+fn int_tensor(v: Vec<i64>, device: &Device) -> Tensor<1, Int> {
+    let n = v.len();
+    Tensor::from_data(TensorData::new(v, [n]), device)
+}
+
+/// Everything a model receives for one batch.
+#[derive(Debug, Clone)]
+pub struct ModelInput {
+    /// Number of rows.
+    pub batch_size: usize,
+    /// Embedded fields, `[B, Σ dim_f]` (see [`FieldInfo::offset`]).
+    pub emb: Tensor<2>,
+    /// Numeric inputs `[B, n_numeric]`, `None` when the schema has none.
+    pub dense: Option<Tensor<2>>,
+    /// Host copy of each row's domain, `[B]`.
+    pub domain: Vec<u32>,
+    /// Per-domain row routing.
+    pub routing: Routing,
+}
+
+impl ModelInput {
+    /// Embeddings and numeric inputs side by side: `[B, emb_dim + n_numeric]` (the usual MLP
+    /// input, Scenario-Wise-Rec's `EmbeddingLayer` order).
+    pub fn flat(&self) -> Tensor<2> {
+        match &self.dense {
+            Some(d) => Tensor::cat(vec![self.emb.clone(), d.clone()], 1),
+            None => self.emb.clone(),
+        }
+    }
+
+    /// The embedding of one field: `[B, dim_f]`.
+    pub fn field(&self, ctx: &ModelContext, i: usize) -> Tensor<2> {
+        let f = &ctx.fields[i];
+        self.emb.clone().narrow(1, f.offset, f.dim)
+    }
+
+    /// The rows of `x` (`[B, ...]`) that belong to domain `d`.
+    pub fn rows_of<const D: usize>(&self, x: Tensor<D>, d: usize) -> Tensor<D> {
+        if self.routing.counts[d] == self.batch_size {
+            x
+        } else {
+            let rows = self.routing.rows[d].clone().expect("rows_of called for an empty domain");
+            x.select(0, rows)
+        }
+    }
+
+    /// Compute per-domain outputs on each domain's rows and return them in batch order.
+    ///
+    /// `f(d, self)` must return `[n_d, K]` for the rows of domain `d` (in batch order within
+    /// the domain, as [`ModelInput::rows_of`] gives them). Empty domains are skipped.
+    ///
+    /// # Shapes
+    /// - result: `[B, K]`
+    pub fn route(&self, mut f: impl FnMut(usize) -> Tensor<2>) -> Tensor<2> {
+        let parts: Vec<Tensor<2>> = (0..self.routing.counts.len())
+            .filter(|&d| self.routing.counts[d] > 0)
+            .map(&mut f)
+            .collect();
+        let joined = if parts.len() == 1 { parts.into_iter().next().expect("one part") } else { Tensor::cat(parts, 0) };
+        match &self.routing.inv {
+            Some(inv) => joined.select(0, inv.clone()),
+            None => joined,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::cpu;
+    use crate::init::tensor;
+
+    #[test]
+    fn route_restores_batch_order() {
+        let dev = cpu();
+        let domain = vec![2u32, 0, 2, 1, 0];
+        let x = tensor((0..5).map(|i| i as f32).collect(), [5, 1], &dev);
+        let input = ModelInput {
+            batch_size: 5,
+            emb: x.clone(),
+            dense: None,
+            domain: domain.clone(),
+            routing: Routing::new(&domain, 3, &dev),
+        };
+        // Each domain adds 100·d to its rows: the result must be x + 100·domain, in batch order.
+        let out = input.route(|d| input.rows_of(x.clone(), d).add_scalar(100.0 * d as f32));
+        let got = out.into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(got, vec![200.0, 1.0, 202.0, 103.0, 4.0]);
+    }
+}

@@ -1,0 +1,32 @@
+//! The tensor side of mdrec: everything between a host-side [`mdrec_data::Batch`] and a model.
+//!
+//! This crate owns:
+//! - [`device`]: choosing the compute device (burn `flex` on CPU; CUDA behind the `cuda` feature).
+//!   burn 0.22 dispatches the backend at run time from the [`Device`](burn::tensor::Device), so
+//!   models are written once against `Tensor<D>` and never name a backend.
+//! - [`embedding`]: our own embedding store. Tables are contiguous row arrays with row-wise
+//!   optimizer state (Adam, Adagrad, SGD); a batch's rows are gathered into one leaf tensor and its
+//!   gradient is scattered back to the touched rows only (sparse updates).
+//! - [`input`]: [`ModelInput`] (what every model receives) and [`ModelContext`] (the shapes a model
+//!   is built for), including the per-domain row routing that keeps per-domain work proportional
+//!   to the domain's rows.
+//! - [`layers`]: shared blocks (deterministically initialised `Linear`, `Mlp` with BN/LN/none,
+//!   softmax gates) that model files compose.
+//! - [`loss`]: numerically stable BCE on logits and the per-(domain, task) loss weights.
+//! - [`init`]: deterministic parameter initialisation from the run seed.
+//!
+//! It does not own models (see `mdrec-models`), training loops or metrics.
+
+#![warn(missing_docs)]
+
+pub mod device;
+pub mod embedding;
+pub mod init;
+pub mod input;
+pub mod layers;
+pub mod loss;
+
+pub use burn;
+pub use embedding::{EmbeddingConfig, EmbeddingStore, SparseOptimizer};
+pub use input::{FieldInfo, ModelContext, ModelInput};
+pub use layers::{Activation, Gate, GateKind, Mlp, MlpConfig, Norm};

@@ -1,0 +1,209 @@
+//! The run configuration: what the user asks for, validated once.
+//!
+//! Humans write TOML (`--config FILE`), flags override it, and the resolved result is written to
+//! the run directory as `config.resolved.json`. Unknown keys anywhere are errors that name the key
+//! and the accepted ones.
+
+use std::path::{Path, PathBuf};
+
+use mdrec_models::Setting;
+use mdrec_nn::embedding::EmbeddingConfig;
+use mdrec_nn::loss::Reduction;
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+
+/// Which data to train on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatasetConfig {
+    /// `movielens-1m`, `synthetic` or `csv`.
+    pub name: String,
+    /// Folder of the raw files (`movielens-1m`: the official `ml-1m` folder).
+    pub data_dir: Option<PathBuf>,
+    /// Split: `m3oe` (sequential 80/10/10, the M3oE protocol) or `random` (seeded 80/10/10).
+    pub split: String,
+    /// Schema TOML for `csv`.
+    pub schema: Option<PathBuf>,
+    /// Data files for `csv`.
+    pub files: Vec<PathBuf>,
+    /// Where the encoded cache lives (default: `<data_dir>/.mdrec-cache` or `./.mdrec-cache`).
+    pub cache_dir: Option<PathBuf>,
+    /// Number of rows of the `synthetic` dataset.
+    pub synthetic_rows: Option<usize>,
+    /// Number of domains of the `synthetic` dataset.
+    pub synthetic_domains: Option<usize>,
+}
+
+impl Default for DatasetConfig {
+    fn default() -> Self {
+        DatasetConfig {
+            name: "synthetic".into(),
+            data_dir: None,
+            split: "m3oe".into(),
+            schema: None,
+            files: Vec::new(),
+            cache_dir: None,
+            synthetic_rows: None,
+            synthetic_domains: None,
+        }
+    }
+}
+
+/// Optimisation and schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// The one seed behind every random number of the run.
+    pub seed: u64,
+    /// Maximum number of epochs.
+    pub epochs: usize,
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Evaluation batch size.
+    pub eval_batch_size: usize,
+    /// Dense-network learning rate (Adam).
+    pub lr: f64,
+    /// Dense-network L2 penalty (PyTorch Adam `weight_decay`).
+    pub weight_decay: f64,
+    /// Adam ε for the dense network.
+    pub adam_eps: f64,
+    /// Embedding tables and their row-wise optimizer.
+    pub embedding: EmbeddingConfig,
+    /// Loss reduction over (row, task) elements.
+    pub loss: Reduction,
+    /// Validation metric for early stopping and best-weights restore (see
+    /// `mdrec_metrics::EvalReport::metric`).
+    pub monitor: String,
+    /// Epochs without improvement before stopping.
+    pub patience: usize,
+    /// Training setting; `None` = the model's default.
+    pub setting: Option<Setting>,
+    /// Stop an epoch after this many steps (smoke tests, benchmarks).
+    pub max_steps_per_epoch: Option<usize>,
+    /// `cpu` or `cuda`.
+    pub device: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            seed: 2022,
+            epochs: 10,
+            batch_size: 2048,
+            eval_batch_size: 16384,
+            lr: 1e-3,
+            weight_decay: 1e-5,
+            adam_eps: 1e-8,
+            embedding: EmbeddingConfig::default(),
+            loss: Reduction::CellMeanSum,
+            monitor: "auc_mean_cells".into(),
+            patience: 2,
+            setting: None,
+            max_steps_per_epoch: None,
+            device: "cpu".into(),
+        }
+    }
+}
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Data.
+    pub dataset: DatasetConfig,
+    /// Model name and its config overrides (`name` plus the model's own keys).
+    pub model: serde_json::Map<String, serde_json::Value>,
+    /// Optimisation.
+    pub train: TrainConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        let mut model = serde_json::Map::new();
+        model.insert("name".into(), serde_json::Value::String("mmoe".into()));
+        RunConfig { dataset: DatasetConfig::default(), model, train: TrainConfig::default() }
+    }
+}
+
+impl RunConfig {
+    /// Parse a TOML config file.
+    pub fn from_toml_file(path: &Path) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| TrainError::Config(format!("cannot read config {}: {e}", path.display())))?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Parse TOML text; `origin` names the source in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, TrainError> {
+        toml::from_str(text).map_err(|e| TrainError::Config(format!("{origin}: {e}")))
+    }
+
+    /// The model name.
+    pub fn model_name(&self) -> &str {
+        self.model.get("name").and_then(|v| v.as_str()).unwrap_or("mmoe")
+    }
+
+    /// Set the model name.
+    pub fn set_model_name(&mut self, name: &str) {
+        self.model.insert("name".into(), serde_json::Value::String(name.into()));
+    }
+
+    /// The model's own config keys (everything but `name`).
+    pub fn model_overrides(&self) -> serde_json::Value {
+        let mut m = self.model.clone();
+        m.remove("name");
+        serde_json::Value::Object(m)
+    }
+
+    /// Apply a `section.key=value` override (value parsed as TOML, falling back to a string).
+    pub fn set(&mut self, assignment: &str) -> Result<(), TrainError> {
+        let (key, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| TrainError::Config(format!("--set `{assignment}`: expected section.key=value")))?;
+        let parsed: toml::Value = toml::from_str(&format!("v = {value}"))
+            .map(|t: toml::Table| t["v"].clone())
+            .unwrap_or_else(|_| toml::Value::String(value.to_string()));
+        let mut doc = serde_json::to_value(&*self).expect("config serialises");
+        let json_value = serde_json::to_value(parsed).expect("toml value serialises");
+        let mut slot = &mut doc;
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        for (i, p) in parts.iter().enumerate() {
+            let obj = slot
+                .as_object_mut()
+                .ok_or_else(|| TrainError::Config(format!("--set `{key}`: `{p}` is not inside a section")))?;
+            if i + 1 == parts.len() {
+                obj.insert(p.to_string(), json_value.clone());
+                break;
+            }
+            slot = obj.entry(p.to_string()).or_insert_with(|| serde_json::Value::Object(Default::default()));
+        }
+        *self = serde_json::from_value(doc).map_err(|e| TrainError::Config(format!("--set `{key}`: {e}")))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_key_and_accepted_ones() {
+        let err = RunConfig::from_toml_str("[train]\nepoch = 3\n", "exp.toml").unwrap_err().to_string();
+        assert!(err.contains("exp.toml"), "{err}");
+        assert!(err.contains("unknown field `epoch`"), "{err}");
+        assert!(err.contains("epochs"), "{err}");
+    }
+
+    #[test]
+    fn set_overrides_nested_values() {
+        let mut c = RunConfig::default();
+        c.set("train.lr=0.01").unwrap();
+        c.set("train.embedding.optimizer=\"adagrad\"").unwrap();
+        c.set("model.num_experts=8").unwrap();
+        assert_eq!(c.train.lr, 0.01);
+        assert_eq!(c.train.embedding.optimizer, mdrec_nn::SparseOptimizer::Adagrad);
+        assert_eq!(c.model_overrides()["num_experts"], 8);
+        assert!(c.set("train.nope=1").unwrap_err().to_string().contains("nope"));
+    }
+}

@@ -1,0 +1,165 @@
+//! One model being trained: the dense network (burn, autodiff) plus its embedding store, and
+//! the hot loop of a training step.
+//!
+//! A step allocates only what burn needs for its tensors: the host buffers (batch, embedding
+//! gather, loss weights) are reused across steps.
+
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::tensor::{Device, Tensor, TensorData};
+use mdrec_data::rng::Rng;
+use mdrec_data::{Batch, EncodedData};
+use mdrec_models::{DynModel, ModelFactory, Probes};
+use mdrec_nn::input::Routing;
+use mdrec_nn::loss::{bce_with_logits, element_weights};
+use mdrec_nn::{EmbeddingStore, ModelContext, ModelInput};
+
+use crate::config::TrainConfig;
+use crate::TrainError;
+
+/// A model, its embeddings, its optimizer and reusable buffers.
+pub struct Engine {
+    /// Shapes the model was built for.
+    pub ctx: ModelContext,
+    /// The dense network (on the autodiff device).
+    pub model: Box<dyn DynModel>,
+    /// Embedding tables.
+    pub store: EmbeddingStore,
+    optim: ModuleOptimizer,
+    device: Device,
+    cfg: TrainConfig,
+    batch: Batch,
+    emb_buf: Vec<f32>,
+    w_buf: Vec<f32>,
+}
+
+fn tensor2(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(values, [rows, cols]), device)
+}
+
+/// Build the model input of a batch on `device` from `store`; `emb_buf` is reused.
+/// Returns the input and the embedding leaf (which requires grad on an autodiff device).
+pub fn make_input(
+    ctx: &ModelContext,
+    store: &EmbeddingStore,
+    batch: &Batch,
+    emb_buf: &mut Vec<f32>,
+    device: &Device,
+) -> Result<ModelInput, TrainError> {
+    store.lookup(batch, &ctx.fields, emb_buf).map_err(|e| TrainError::Data(e.to_string()))?;
+    let b = batch.len;
+    let mut emb = tensor2(emb_buf.clone(), b, store.width(), device);
+    if device.is_autodiff() {
+        emb = emb.require_grad();
+    }
+    let dense = (ctx.n_numeric > 0).then(|| tensor2(batch.num.clone(), b, ctx.n_numeric, device));
+    Ok(ModelInput {
+        batch_size: b,
+        emb,
+        dense,
+        domain: batch.domain.clone(),
+        routing: Routing::new(&batch.domain, ctx.n_domains(), device),
+    })
+}
+
+impl Engine {
+    /// Build model and embeddings from the run seed.
+    pub fn new(
+        factory: &dyn ModelFactory,
+        model_cfg: &serde_json::Value,
+        ctx: ModelContext,
+        cfg: &TrainConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        let device = device.clone().autodiff();
+        let mut rng_model = Rng::for_stream(seed, &format!("init/model/{}", factory.name()));
+        let mut rng_emb = Rng::for_stream(seed, "init/embedding");
+        let model = factory.build(model_cfg, &ctx, &mut rng_model, &device)?;
+        let store = EmbeddingStore::new(&ctx.fields, &cfg.embedding, &mut rng_emb);
+        let wd = (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32));
+        let optim = AdamConfig::new().with_epsilon(cfg.adam_eps as f32).with_weight_decay(wd).init();
+        Ok(Engine {
+            ctx,
+            model,
+            store,
+            optim,
+            device,
+            cfg: cfg.clone(),
+            batch: Batch::default(),
+            emb_buf: Vec::new(),
+            w_buf: Vec::new(),
+        })
+    }
+
+    /// One optimisation step on `rows` of `data`; returns the batch loss.
+    pub fn train_step(&mut self, data: &EncodedData, rows: &[u32]) -> Result<f64, TrainError> {
+        data.fill_batch(rows, &mut self.batch);
+        let b = self.batch.len;
+        let t = self.ctx.n_tasks();
+        let input = make_input(&self.ctx, &self.store, &self.batch, &mut self.emb_buf, &self.device)?;
+        let mut probes = Probes::new(false);
+        let out = self.model.forward(&self.ctx, &input, &mut probes);
+        element_weights(&self.batch.domain, self.ctx.n_domains(), t, self.cfg.loss, &mut self.w_buf);
+        let labels = tensor2(self.batch.labels.clone(), b, t, &self.device);
+        let weights = tensor2(self.w_buf.clone(), b, t, &self.device);
+        let mut loss: Tensor<1> = (bce_with_logits(out.logits, labels) * weights).sum();
+        if let Some(aux) = out.aux_loss {
+            loss = loss + aux;
+        }
+        let mut grads = loss.backward();
+        let loss_value = loss.into_scalar::<f32>() as f64;
+        if !loss_value.is_finite() {
+            return Err(TrainError::Diverged(format!("loss is {loss_value} at a training step")));
+        }
+        let g = input
+            .emb
+            .grad_remove(&mut grads)
+            .ok_or_else(|| TrainError::Data("embedding leaf received no gradient".into()))?;
+        let g = g.into_data().try_to_vec::<f32>().map_err(|e| TrainError::Data(format!("{e:?}")))?;
+        let emb_lr = self.cfg.embedding.lr.unwrap_or(self.cfg.lr);
+        let emb_wd = self.cfg.embedding.weight_decay.unwrap_or(self.cfg.weight_decay);
+        self.store.apply_gradient(&self.batch, &g, emb_lr, emb_wd);
+        self.model.step(&mut self.optim, self.cfg.lr, &mut grads);
+        Ok(loss_value)
+    }
+
+    /// A frozen copy for evaluation and best-weights restore.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot { model: self.model.valid(), store: self.store.clone() }
+    }
+}
+
+/// Frozen weights: an inference copy of the model and a copy of the tables.
+pub struct Snapshot {
+    /// Inference copy of the dense network.
+    pub model: Box<dyn DynModel>,
+    /// Embedding tables.
+    pub store: EmbeddingStore,
+}
+
+impl Snapshot {
+    /// Logits `[n, T]` (row-major) for every row of `data`, in row order.
+    pub fn predict(&self, ctx: &ModelContext, data: &EncodedData, batch_size: usize, device: &Device) -> Result<Vec<f32>, TrainError> {
+        let device = device.clone().without_autodiff();
+        let n = data.len();
+        let mut out = Vec::with_capacity(n * ctx.n_tasks());
+        let mut batch = Batch::default();
+        let mut buf = Vec::new();
+        let mut rows: Vec<u32> = Vec::with_capacity(batch_size);
+        let mut start = 0;
+        while start < n {
+            let end = (start + batch_size).min(n);
+            rows.clear();
+            rows.extend(start as u32..end as u32);
+            data.fill_batch(&rows, &mut batch);
+            let input = make_input(ctx, &self.store, &batch, &mut buf, &device)?;
+            let mut probes = Probes::new(false);
+            let logits = self.model.forward(ctx, &input, &mut probes).logits;
+            let v = logits.into_data().try_to_vec::<f32>().map_err(|e| TrainError::Data(format!("{e:?}")))?;
+            out.extend_from_slice(&v);
+            start = end;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,65 @@
+//! Training, evaluation and the run directory.
+//!
+//! This crate owns the training loop ([`engine`] for one step, [`trainer`] for epochs, early
+//! stopping with best-weights restore and the training settings), the run configuration
+//! ([`config`]), checkpoints ([`checkpoint`]), reports ([`report`]) and progress display
+//! ([`progress`]). It combines the data path, the embedding store, a zoo model and the metrics;
+//! it never parses raw files itself (that is `mdrec-data`).
+
+#![warn(missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+pub mod checkpoint;
+pub mod config;
+pub mod engine;
+pub mod progress;
+pub mod report;
+pub mod trainer;
+
+pub use config::{DatasetConfig, RunConfig, TrainConfig};
+pub use trainer::{context_from_schema, evaluate_run, prepare_dataset, train_run, RunOutcome};
+
+/// Errors of training and evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Bad configuration.
+    #[error("config: {0}")]
+    Config(String),
+    /// Data problems.
+    #[error("data: {0}")]
+    Data(String),
+    /// Model construction.
+    #[error(transparent)]
+    Model(#[from] mdrec_models::ModelError),
+    /// Metrics.
+    #[error("metrics: {0}")]
+    Metrics(String),
+    /// Checkpoint problems.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// Non-finite loss.
+    #[error("training diverged: {0}")]
+    Diverged(String),
+    /// File system.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+impl TrainError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        TrainError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+impl From<mdrec_data::DataError> for TrainError {
+    fn from(e: mdrec_data::DataError) -> Self {
+        TrainError::Data(e.to_string())
+    }
+}

@@ -1,0 +1,463 @@
+//! Epochs, early stopping, training settings and the run directory.
+//!
+//! A run directory holds `config.resolved.json`, `schema.json`, `weights.safetensors`,
+//! `metrics.jsonl` (one JSON object per epoch), `report.json` and `report.md`.
+//! `mdrec eval --run DIR` rebuilds the model from those files and re-scores the test split.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::Device;
+use mdrec_data::{epoch_order, DatasetSource, EncodedData, FieldKind, PrepareRequest, Prepared, Schema, SyntheticConfig};
+use mdrec_metrics::{evaluate, EvalInput, EvalReport};
+use mdrec_models::{find, ModelFactory, Setting};
+use mdrec_nn::device::DeviceKind;
+use mdrec_nn::{FieldInfo, ModelContext};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{Checkpoint, CheckpointWriter};
+use crate::config::{RunConfig, TrainConfig};
+use crate::engine::{Engine, Snapshot};
+use crate::progress::Progress;
+use crate::report::{write_reports, RunReport, Timing};
+use crate::TrainError;
+
+/// The [`ModelContext`] of a fitted schema: categorical fields, then multi-hot fields, each in
+/// schema order; numeric fields as dense inputs.
+pub fn context_from_schema(schema: &Schema, default_dim: usize) -> ModelContext {
+    let mut fields = Vec::new();
+    let mut offset = 0;
+    for (multi_hot, kind) in [(false, FieldKind::Categorical), (true, FieldKind::MultiHot)] {
+        for (column, f) in schema.fields.iter().filter(|f| f.kind == kind).enumerate() {
+            let dim = f.dim.unwrap_or(default_dim);
+            let roles = f
+                .roles
+                .iter()
+                .map(|r| serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+                .collect();
+            fields.push(FieldInfo {
+                name: f.name.clone(),
+                table: f.table.clone(),
+                vocab_size: f.vocab_size,
+                dim,
+                offset,
+                multi_hot,
+                column,
+                roles,
+            });
+            offset += dim;
+        }
+    }
+    ModelContext {
+        fields,
+        n_numeric: schema.fields.iter().filter(|f| f.kind == FieldKind::Numeric).count(),
+        domains: schema.domains.clone(),
+        tasks: schema.tasks.clone(),
+    }
+}
+
+/// Resolve the dataset section to a prepared dataset (through the on-disk cache).
+pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
+    let ds = &cfg.dataset;
+    let seed = cfg.train.seed;
+    let (source, split, default_cache) = match ds.name.as_str() {
+        "movielens-1m" | "ml-1m" => {
+            let dir = ds.data_dir.clone().ok_or_else(|| {
+                TrainError::Config(
+                    "dataset movielens-1m needs --data-dir DIR (the official ml-1m folder with ratings.dat, users.dat, movies.dat); \
+                     download ml-1m.zip from https://grouplens.org/datasets/movielens/1m/ or run ../shared/datasets/fetch-movielens-1m DIR"
+                        .into(),
+                )
+            })?;
+            let split = mdrec_data::movielens_split(&ds.split, seed)?;
+            let cache = dir.join(".mdrec-cache");
+            (DatasetSource::MovieLens1m { dir }, split, Some(cache))
+        }
+        "synthetic" => {
+            let mut sc = SyntheticConfig { seed, ..SyntheticConfig::default() };
+            if let Some(n) = ds.synthetic_rows {
+                sc.n_rows = n;
+            }
+            if let Some(d) = ds.synthetic_domains {
+                sc.n_domains = d;
+            }
+            let split = mdrec_data::movielens_split(&ds.split, seed)?;
+            (DatasetSource::Synthetic(sc), split, None)
+        }
+        "csv" => {
+            let schema = ds
+                .schema
+                .clone()
+                .ok_or_else(|| TrainError::Config("dataset csv needs dataset.schema (a schema TOML file)".into()))?;
+            if ds.files.is_empty() {
+                return Err(TrainError::Config("dataset csv needs dataset.files (one or more CSV files)".into()));
+            }
+            let split = mdrec_data::movielens_split(&ds.split, seed)?;
+            (DatasetSource::Csv { schema, files: ds.files.clone(), delimiter: b',' }, split, Some(PathBuf::from(".mdrec-cache")))
+        }
+        other => {
+            return Err(TrainError::Config(format!(
+                "unknown dataset `{other}`; available: movielens-1m, synthetic, csv"
+            )))
+        }
+    };
+    let cache_dir = ds.cache_dir.clone().or(default_cache);
+    Ok(mdrec_data::prepare(&PrepareRequest { source, split, cache_dir })?)
+}
+
+/// What a finished run produced.
+pub struct RunOutcome {
+    /// The report written to `report.json`.
+    pub report: RunReport,
+    /// Test logits `[n_test, T]` of the restored best weights.
+    pub test_logits: Vec<f32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EpochLine {
+    cell: Option<String>,
+    epoch: usize,
+    train_loss: f64,
+    train_rows: usize,
+    train_seconds: f64,
+    monitor: String,
+    monitor_value: Option<f64>,
+    improved: bool,
+    valid_auc_mean_cells: Option<f64>,
+    valid_auc_task_pooled_mean: Option<f64>,
+    valid_logloss: Option<f64>,
+}
+
+struct Fitted {
+    snapshot: Snapshot,
+    ctx: ModelContext,
+    epochs_run: usize,
+    best_epoch: usize,
+    train_rows: usize,
+    train_seconds: f64,
+}
+
+fn eval_split(
+    ctx: &ModelContext,
+    logits: &[f32],
+    data: &EncodedData,
+    train_counts: &[usize],
+) -> Result<EvalReport, TrainError> {
+    let labels = row_major_labels(data);
+    evaluate(&EvalInput {
+        logits,
+        labels: &labels,
+        n_tasks: ctx.n_tasks(),
+        domain: &data.domain,
+        group: Some(&data.group),
+        domain_names: &ctx.domains,
+        task_names: &ctx.tasks,
+        train_domain_counts: Some(train_counts),
+    })
+    .map_err(|e| TrainError::Metrics(e.to_string()))
+}
+
+fn row_major_labels(data: &EncodedData) -> Vec<f32> {
+    let t = data.labels.len();
+    let mut out = vec![0.0; data.len() * t];
+    for (j, col) in data.labels.iter().enumerate() {
+        for (i, &y) in col.iter().enumerate() {
+            out[i * t + j] = y;
+        }
+    }
+    out
+}
+
+/// Train one model on `train` with early stopping on `valid`; returns the best weights.
+#[allow(clippy::too_many_arguments)]
+fn fit(
+    factory: &dyn ModelFactory,
+    model_cfg: &serde_json::Value,
+    ctx: ModelContext,
+    cfg: &TrainConfig,
+    train: &EncodedData,
+    valid: &EncodedData,
+    device: &Device,
+    label: &str,
+    cell: Option<String>,
+    metrics_log: &mut std::fs::File,
+    progress: &mut dyn Progress,
+) -> Result<Fitted, TrainError> {
+    let mut engine = Engine::new(factory, model_cfg, ctx.clone(), cfg, cfg.seed, device)?;
+    let train_counts = train.domain_counts(ctx.n_domains());
+    let mut best: Option<(f64, usize, Snapshot)> = None;
+    let mut bad_epochs = 0;
+    let mut epochs_run = 0;
+    let mut train_rows = 0usize;
+    let mut train_seconds = 0.0;
+    for epoch in 1..=cfg.epochs {
+        let order = epoch_order(train.len(), true, cfg.seed, epoch);
+        let steps: Vec<&[u32]> = order.chunks(cfg.batch_size).collect();
+        let steps = match cfg.max_steps_per_epoch {
+            Some(m) => &steps[..m.min(steps.len())],
+            None => &steps[..],
+        };
+        let total: usize = steps.iter().map(|s| s.len()).sum();
+        progress.start_epoch(label, epoch, total);
+        let t0 = Instant::now();
+        let (mut loss_sum, mut done) = (0.0, 0usize);
+        for (i, rows) in steps.iter().enumerate() {
+            let l = engine.train_step(train, rows)?;
+            loss_sum += l;
+            done += rows.len();
+            progress.step(done, loss_sum / (i + 1) as f64);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        train_seconds += secs;
+        train_rows += done;
+        epochs_run = epoch;
+        let snap = engine.snapshot();
+        let logits = snap.predict(&engine.ctx, valid, cfg.eval_batch_size, device)?;
+        let rep = eval_split(&engine.ctx, &logits, valid, &train_counts)?;
+        let value = rep.metric(&cfg.monitor).map_err(|e| TrainError::Config(format!("train.monitor: {e}")));
+        let (value, higher) = match value {
+            Ok(v) => (Some(v.0), v.1),
+            Err(e) if epoch == 1 && rep.metric("auc_mean_cells").is_err() => return Err(e),
+            Err(e) => {
+                // An undefined monitor on valid (e.g. single-class validation cell): say so once.
+                progress.message(&format!("{label}: {e}"));
+                (None, true)
+            }
+        };
+        let improved = match (value, &best) {
+            (Some(v), Some((b, _, _))) => if higher { v > *b } else { v < *b },
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let line = EpochLine {
+            cell: cell.clone(),
+            epoch,
+            train_loss: loss_sum / steps.len().max(1) as f64,
+            train_rows: done,
+            train_seconds: secs,
+            monitor: cfg.monitor.clone(),
+            monitor_value: value,
+            improved,
+            valid_auc_mean_cells: rep.overall.auc_mean_cells,
+            valid_auc_task_pooled_mean: rep.overall.auc_task_pooled_mean,
+            valid_logloss: rep.overall.logloss,
+        };
+        let json = serde_json::to_string(&line).expect("epoch line serialises");
+        writeln!(metrics_log, "{json}").map_err(|e| TrainError::Config(format!("metrics.jsonl: {e}")))?;
+        progress.message(&format!(
+            "{label} epoch {epoch}: loss {:.5}, {:.0} rows/s, valid {} = {}{}",
+            line.train_loss,
+            done as f64 / secs.max(1e-9),
+            cfg.monitor,
+            value.map(|v| format!("{v:.5}")).unwrap_or_else(|| "undefined".into()),
+            if improved { " (best)" } else { "" }
+        ));
+        if improved {
+            best = Some((value.expect("improved implies a value"), epoch, snap));
+            bad_epochs = 0;
+        } else {
+            bad_epochs += 1;
+            if bad_epochs >= cfg.patience {
+                progress.message(&format!("{label}: early stop after epoch {epoch} (patience {})", cfg.patience));
+                break;
+            }
+        }
+    }
+    let (snapshot, best_epoch) = match best {
+        Some((_, e, s)) => (s, e),
+        None => (engine.snapshot(), epochs_run),
+    };
+    Ok(Fitted { snapshot, ctx, epochs_run, best_epoch, train_rows, train_seconds })
+}
+
+/// A (domain, task) view of a split for the isolated setting: the domain's rows, one label
+/// column, domain index 0.
+fn cell_view(data: &EncodedData, d: usize, t: usize) -> EncodedData {
+    let rows = data.rows_of_domain(d as u32);
+    let mut v = data.subset(&rows);
+    v.labels = vec![v.labels[t].clone()];
+    v.domain.iter_mut().for_each(|x| *x = 0);
+    v
+}
+
+fn cell_ctx(ctx: &ModelContext, d: usize, t: usize) -> ModelContext {
+    ModelContext { domains: vec![ctx.domains[d].clone()], tasks: vec![ctx.tasks[t].clone()], ..ctx.clone() }
+}
+
+fn resolve_setting(cfg: &RunConfig, factory: &dyn ModelFactory) -> Setting {
+    cfg.train.setting.unwrap_or_else(|| factory.setting())
+}
+
+/// Train the configured model, evaluate on test with the best weights, and write the run
+/// directory `out`.
+pub fn train_run(cfg: &RunConfig, prepared: &Prepared, out: &Path, progress: &mut dyn Progress) -> Result<RunOutcome, TrainError> {
+    let t_start = Instant::now();
+    let factory = find(cfg.model_name())?;
+    let model_cfg = factory.resolve(&cfg.model_overrides())?;
+    let device = DeviceKind::parse(&cfg.train.device).and_then(DeviceKind::device).map_err(TrainError::Config)?;
+    device.seed(cfg.train.seed);
+    if cfg.train.batch_size == 0 || cfg.train.eval_batch_size == 0 {
+        return Err(TrainError::Config("train.batch_size and train.eval_batch_size must be positive".into()));
+    }
+    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    let mut resolved = cfg.clone();
+    resolved.set_model_name(factory.name());
+    if let serde_json::Value::Object(m) = &model_cfg {
+        for (k, v) in m {
+            resolved.model.insert(k.clone(), v.clone());
+        }
+    }
+    let setting = resolve_setting(cfg, factory);
+    resolved.train.setting = Some(setting);
+    write_json(&out.join("config.resolved.json"), &resolved)?;
+    std::fs::write(out.join("schema.json"), prepared.schema.to_json_pretty()).map_err(|e| TrainError::io(out, e))?;
+    let metrics_path = out.join("metrics.jsonl");
+    let mut metrics_log = std::fs::File::create(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
+
+    let ctx = context_from_schema(&prepared.schema, cfg.train.embedding.dim);
+    let train_counts = prepared.train.domain_counts(ctx.n_domains());
+    let n_t = ctx.n_tasks();
+    let mut ckpt = CheckpointWriter::default();
+    let mut epochs_run = 0;
+    let mut best_epochs = BTreeMap::new();
+    let (mut train_rows, mut train_seconds) = (0usize, 0.0f64);
+    let (test_logits, valid_logits, dense_params, emb_params) = match setting {
+        Setting::Mdmt => {
+            let f = fit(factory, &model_cfg, ctx.clone(), &resolved.train, &prepared.train, &prepared.valid, &device, factory.name(), None, &mut metrics_log, progress)?;
+            epochs_run = f.epochs_run;
+            best_epochs.insert("all".to_string(), f.best_epoch);
+            train_rows += f.train_rows;
+            train_seconds += f.train_seconds;
+            ckpt.add("", f.snapshot.model.as_ref(), &f.snapshot.store);
+            let test = f.snapshot.predict(&f.ctx, &prepared.test, cfg.train.eval_batch_size, &device)?;
+            let valid = f.snapshot.predict(&f.ctx, &prepared.valid, cfg.train.eval_batch_size, &device)?;
+            (test, valid, f.snapshot.model.num_params(), f.snapshot.store.num_params())
+        }
+        Setting::Isolated => {
+            let mut test = vec![0.0f32; prepared.test.len() * n_t];
+            let mut valid = vec![0.0f32; prepared.valid.len() * n_t];
+            let (mut dp, mut ep) = (0, 0);
+            for d in 0..ctx.n_domains() {
+                for t in 0..n_t {
+                    let name = format!("{}/{}", ctx.domains[d], ctx.tasks[t]);
+                    let tr = cell_view(&prepared.train, d, t);
+                    let va = cell_view(&prepared.valid, d, t);
+                    if tr.is_empty() {
+                        return Err(TrainError::Data(format!("isolated setting: cell {name} has no training rows")));
+                    }
+                    let label = format!("{} [{name}]", factory.name());
+                    let f = fit(factory, &model_cfg, cell_ctx(&ctx, d, t), &resolved.train, &tr, &va, &device, &label, Some(name.clone()), &mut metrics_log, progress)?;
+                    epochs_run = epochs_run.max(f.epochs_run);
+                    best_epochs.insert(name, f.best_epoch);
+                    train_rows += f.train_rows;
+                    train_seconds += f.train_seconds;
+                    ckpt.add(&format!("cells.{d}.{t}."), f.snapshot.model.as_ref(), &f.snapshot.store);
+                    dp += f.snapshot.model.num_params();
+                    ep += f.snapshot.store.num_params();
+                    for (split, dst) in [(&prepared.test, &mut test), (&prepared.valid, &mut valid)] {
+                        let rows = split.rows_of_domain(d as u32);
+                        let view = cell_view(split, d, t);
+                        let l = f.snapshot.predict(&f.ctx, &view, cfg.train.eval_batch_size, &device)?;
+                        for (k, &r) in rows.iter().enumerate() {
+                            dst[r as usize * n_t + t] = l[k];
+                        }
+                    }
+                }
+            }
+            (test, valid, dp, ep)
+        }
+    };
+    let mut meta = BTreeMap::new();
+    meta.insert("model".to_string(), factory.name().to_string());
+    meta.insert("schema_hash".to_string(), prepared.schema.hash.clone());
+    meta.insert("setting".to_string(), format!("{setting:?}"));
+    ckpt.write(&out.join("weights.safetensors"), meta)?;
+
+    let t_eval = Instant::now();
+    let test = eval_split(&ctx, &test_logits, &prepared.test, &train_counts)?;
+    let valid = eval_split(&ctx, &valid_logits, &prepared.valid, &train_counts)?;
+    let report = RunReport {
+        model: factory.name().to_string(),
+        paper: factory.paper().to_string(),
+        dataset: cfg.dataset.name.clone(),
+        split: cfg.dataset.split.clone(),
+        source: prepared.source.clone(),
+        seed: cfg.train.seed,
+        setting,
+        epochs_run,
+        best_epoch: best_epochs,
+        monitor: cfg.train.monitor.clone(),
+        schema_hash: prepared.schema.hash.clone(),
+        rows: [prepared.train.len(), prepared.valid.len(), prepared.test.len()],
+        params: crate::report::Params { dense: dense_params, embedding: emb_params },
+        config: serde_json::to_value(&resolved).expect("config serialises"),
+        test,
+        valid,
+        timing: Timing {
+            train_samples_per_s: train_rows as f64 / train_seconds.max(1e-9),
+            train_seconds,
+            eval_seconds: t_eval.elapsed().as_secs_f64(),
+            total_seconds: t_start.elapsed().as_secs_f64(),
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        },
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    write_reports(out, &report)?;
+    Ok(RunOutcome { report, test_logits })
+}
+
+/// Re-score a run directory's test split from its saved config, schema and weights.
+pub fn evaluate_run(run: &Path) -> Result<(EvalReport, Vec<f32>), TrainError> {
+    let cfg_path = run.join("config.resolved.json");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| TrainError::io(&cfg_path, e))?;
+    let cfg: RunConfig = serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", cfg_path.display())))?;
+    let prepared = prepare_dataset(&cfg)?;
+    let schema_path = run.join("schema.json");
+    let saved = std::fs::read_to_string(&schema_path).map_err(|e| TrainError::io(&schema_path, e))?;
+    if saved != prepared.schema.to_json_pretty() {
+        return Err(TrainError::Data(format!(
+            "{}: the data now fits a different schema (hash {}) than the run was trained with; re-train or restore the data",
+            schema_path.display(),
+            prepared.schema.hash
+        )));
+    }
+    let factory = find(cfg.model_name())?;
+    let model_cfg = factory.resolve(&cfg.model_overrides())?;
+    let device = DeviceKind::parse(&cfg.train.device).and_then(DeviceKind::device).map_err(TrainError::Config)?;
+    let ckpt = Checkpoint::read(&run.join("weights.safetensors"))?;
+    let ctx = context_from_schema(&prepared.schema, cfg.train.embedding.dim);
+    let n_t = ctx.n_tasks();
+    let setting = resolve_setting(&cfg, factory);
+    let logits = match setting {
+        Setting::Mdmt => {
+            let mut e = Engine::new(factory, &model_cfg, ctx.clone(), &cfg.train, cfg.train.seed, &device)?;
+            ckpt.load_into("", e.model.as_mut(), &mut e.store)?;
+            e.snapshot().predict(&ctx, &prepared.test, cfg.train.eval_batch_size, &device)?
+        }
+        Setting::Isolated => {
+            let mut out = vec![0.0f32; prepared.test.len() * n_t];
+            for d in 0..ctx.n_domains() {
+                for t in 0..n_t {
+                    let cctx = cell_ctx(&ctx, d, t);
+                    let mut e = Engine::new(factory, &model_cfg, cctx.clone(), &cfg.train, cfg.train.seed, &device)?;
+                    ckpt.load_into(&format!("cells.{d}.{t}."), e.model.as_mut(), &mut e.store)?;
+                    let rows = prepared.test.rows_of_domain(d as u32);
+                    let l = e.snapshot().predict(&cctx, &cell_view(&prepared.test, d, t), cfg.train.eval_batch_size, &device)?;
+                    for (k, &r) in rows.iter().enumerate() {
+                        out[r as usize * n_t + t] = l[k];
+                    }
+                }
+            }
+            out
+        }
+    };
+    let counts = prepared.train.domain_counts(ctx.n_domains());
+    Ok((eval_split(&ctx, &logits, &prepared.test, &counts)?, logits))
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), TrainError> {
+    let s = serde_json::to_string_pretty(v).expect("serialises");
+    std::fs::write(path, s + "\n").map_err(|e| TrainError::io(path, e))
+}
