@@ -1,0 +1,412 @@
+//! The MovieLens-1M recipe (the M3oE benchmark protocol).
+//!
+//! Reads the official `ml-1m` files (`::`-separated, latin-1), joins users and movies onto
+//! ratings and emits a [`RawTable`] in the "merged order": rows grouped by movie in order of the
+//! movie's first appearance in `ratings.dat`, keeping `ratings.dat` order within a movie.
+//! Columns: user_id, movie_id, rating, timestamp, gender, age, occupation, zip, genre (the
+//! movie's first genre) and domain (from the age code: {1, 18} -> 0, {25} -> 1,
+//! {35, 45, 50, 56} -> 2). The features, tasks (click = rating > 3, like = rating > 4) and the
+//! domain mapping are declared in [`MOVIELENS_1M_SCHEMA`] and go through the generic path.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::raw::{RawColumn, RawTable};
+use crate::DataError;
+
+/// How to obtain MovieLens-1M.
+pub const ML1M_HINT: &str = "download ml-1m.zip from https://grouplens.org/datasets/movielens/1m/ and pass the unzipped folder with --data-dir, or run ../shared/datasets/fetch-movielens-1m DIR";
+
+/// The declared schema of the MovieLens-1M recipe.
+pub const MOVIELENS_1M_SCHEMA: &str = r#"
+# MovieLens-1M, M3oE protocol: three age domains, click = rating > 3, like = rating > 4.
+group = "user_id"
+
+[domain]
+column = "domain"
+map = { "0" = 0, "1" = 1, "2" = 2 }
+names = ["age_lt25", "age_25", "age_ge35"]
+
+[[fields]]
+name = "user_id"
+kind = "categorical"
+roles = ["prior", "user"]
+
+[[fields]]
+name = "movie_id"
+kind = "categorical"
+roles = ["prior", "item"]
+
+[[fields]]
+name = "gender"
+kind = "categorical"
+roles = ["user"]
+
+[[fields]]
+name = "occupation"
+kind = "categorical"
+roles = ["user"]
+
+[[fields]]
+name = "zip"
+kind = "categorical"
+roles = ["user"]
+
+[[fields]]
+name = "genre"
+kind = "categorical"
+roles = ["item"]
+
+[[fields]]
+name = "domain_indicator"
+column = "domain"
+kind = "categorical"
+roles = ["domain"]
+
+[[fields]]
+name = "age"
+kind = "numeric"
+transform = "min_max"
+roles = ["user"]
+
+[[tasks]]
+name = "click"
+column = "rating"
+rule = { gt = 3 }
+
+[[tasks]]
+name = "like"
+column = "rating"
+rule = { gt = 4 }
+"#;
+
+/// Domain index of an ML-1M age code.
+pub fn age_domain(age: u32) -> Option<u32> {
+    match age {
+        1 | 18 => Some(0),
+        25 => Some(1),
+        35 | 45 | 50 | 56 => Some(2),
+        _ => None,
+    }
+}
+
+/// `ratings.dat`, `users.dat`, `movies.dat` in `dir`; an error names the missing one and how to
+/// obtain the data.
+pub fn movielens_files(dir: &Path) -> Result<[PathBuf; 3], DataError> {
+    if !dir.is_dir() {
+        return Err(DataError::Missing {
+            path: dir.to_path_buf(),
+            what: "movielens-1m folder".into(),
+            hint: ML1M_HINT.into(),
+        });
+    }
+    let files = ["ratings.dat", "users.dat", "movies.dat"].map(|f| dir.join(f));
+    for (f, name) in files.iter().zip(["ratings.dat", "users.dat", "movies.dat"]) {
+        if !f.is_file() {
+            return Err(DataError::Missing {
+                path: f.clone(),
+                what: name.into(),
+                hint: ML1M_HINT.into(),
+            });
+        }
+    }
+    Ok(files)
+}
+
+/// Lines of a file as (1-based line, bytes without `\r\n`); the empty tail after a final
+/// newline is skipped, other empty lines are returned (and rejected by the callers).
+fn lines(bytes: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    let n = bytes.len();
+    bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .scan(0usize, move |pos, (i, l)| {
+            let start = *pos;
+            *pos += l.len() + 1;
+            Some((i, l, start))
+        })
+        .filter(move |(_, l, start)| !(l.is_empty() && *start >= n))
+        .map(|(i, l, _)| (i as u64 + 1, l.strip_suffix(b"\r").unwrap_or(l)))
+}
+
+/// Splits a line on `::`.
+fn fields(line: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::with_capacity(5);
+    let mut start = 0;
+    let mut i = 0;
+    while i + 1 < line.len() {
+        if line[i] == b':' && line[i + 1] == b':' {
+            out.push(&line[start..i]);
+            i += 2;
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push(&line[start..]);
+    out
+}
+
+fn latin1(b: &[u8]) -> String {
+    b.iter().map(|&c| char::from(c)).collect()
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, line: u64, field: &str, msg: impl Into<String>) -> DataError {
+        DataError::parse(self.file, line, field, msg)
+    }
+    fn split<'l>(
+        &self,
+        line_no: u64,
+        line: &'l [u8],
+        names: &[&str],
+    ) -> Result<Vec<&'l [u8]>, DataError> {
+        let f = fields(line);
+        if f.len() != names.len() {
+            let field = names
+                .get(f.len().min(names.len() - 1))
+                .copied()
+                .unwrap_or("line");
+            return Err(self.err(
+                line_no,
+                field,
+                format!(
+                    "expected {} `::`-separated fields ({}), found {}",
+                    names.len(),
+                    names.join(", "),
+                    f.len()
+                ),
+            ));
+        }
+        Ok(f)
+    }
+    fn uint(&self, line: u64, field: &str, b: &[u8]) -> Result<u64, DataError> {
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| {
+                self.err(
+                    line,
+                    field,
+                    format!("expected a non-negative integer, found `{}`", latin1(b)),
+                )
+            })
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, DataError> {
+    std::fs::read(path).map_err(|e| DataError::io(path, e))
+}
+
+struct User {
+    gender: String,
+    age: u32,
+    occupation: String,
+    zip: String,
+}
+
+/// A column from per-row integer values, interned in first-seen order.
+fn int_column(name: &str, values: impl Iterator<Item = u64>) -> RawColumn {
+    let mut index: HashMap<u64, u32> = HashMap::new();
+    let mut col = RawColumn {
+        name: name.into(),
+        ..Default::default()
+    };
+    for v in values {
+        let next = col.dict.len() as u32;
+        let c = *index.entry(v).or_insert(next);
+        if c == next {
+            col.dict.push(v.to_string());
+        }
+        col.codes.push(c);
+    }
+    col
+}
+
+/// A column from a per-entity string attribute, interned in first-seen order of the entities.
+fn attr_column(name: &str, attr: &[&str], entity_of_row: &[u32]) -> RawColumn {
+    let mut index: HashMap<&str, u32> = HashMap::new();
+    let mut dict = Vec::new();
+    let code_of: Vec<u32> = attr
+        .iter()
+        .map(|a| {
+            *index.entry(a).or_insert_with(|| {
+                dict.push(a.to_string());
+                dict.len() as u32 - 1
+            })
+        })
+        .collect();
+    RawColumn {
+        name: name.into(),
+        dict,
+        codes: entity_of_row.iter().map(|&e| code_of[e as usize]).collect(),
+    }
+}
+
+/// Reads the ML-1M folder into a raw table in merged order.
+pub fn load_movielens_1m(dir: &Path) -> Result<RawTable, DataError> {
+    let [rpath, upath, mpath] = movielens_files(dir)?;
+
+    // users.dat
+    let ufile = upath.display().to_string();
+    let cx = Ctx { file: &ufile };
+    let ubytes = read(&upath)?;
+    let mut users: Vec<User> = Vec::new();
+    let mut user_idx: HashMap<u64, u32> = HashMap::new();
+    for (ln, line) in lines(&ubytes) {
+        let f = cx.split(ln, line, &["user_id", "gender", "age", "occupation", "zip"])?;
+        let id = cx.uint(ln, "user_id", f[0])?;
+        let age = cx.uint(ln, "age", f[2])?;
+        let age = u32::try_from(age)
+            .ok()
+            .filter(|a| age_domain(*a).is_some())
+            .ok_or_else(|| {
+                cx.err(
+                    ln,
+                    "age",
+                    format!("unknown age code {age} (expected one of 1, 18, 25, 35, 45, 50, 56)"),
+                )
+            })?;
+        let occ = cx.uint(ln, "occupation", f[3])?;
+        if f[1].is_empty() {
+            return Err(cx.err(ln, "gender", "empty value"));
+        }
+        if user_idx.insert(id, users.len() as u32).is_some() {
+            return Err(cx.err(ln, "user_id", format!("duplicate user {id}")));
+        }
+        users.push(User {
+            gender: latin1(f[1]),
+            age,
+            occupation: occ.to_string(),
+            zip: latin1(f[4]),
+        });
+    }
+
+    // movies.dat: MovieID::Title::Genres (the title may contain ':')
+    let mfile = mpath.display().to_string();
+    let cx = Ctx { file: &mfile };
+    let mbytes = read(&mpath)?;
+    let mut movie_genre: HashMap<u64, String> = HashMap::new();
+    for (ln, line) in lines(&mbytes) {
+        let f = fields(line);
+        if f.len() < 3 {
+            return Err(cx
+                .split(ln, line, &["movie_id", "title", "genres"])
+                .err()
+                .unwrap_or_else(|| cx.err(ln, "genres", "expected 3 `::`-separated fields")));
+        }
+        let id = cx.uint(ln, "movie_id", f[0])?;
+        let genres = f[f.len() - 1];
+        let first = genres.split(|&b| b == b'|').next().unwrap_or_default();
+        if first.is_empty() {
+            return Err(cx.err(ln, "genres", "empty genre list"));
+        }
+        if movie_genre.insert(id, latin1(first)).is_some() {
+            return Err(cx.err(ln, "movie_id", format!("duplicate movie {id}")));
+        }
+    }
+
+    // ratings.dat
+    let rfile = rpath.display().to_string();
+    let cx = Ctx { file: &rfile };
+    let rbytes = read(&rpath)?;
+    let cap = rbytes.len() / 20;
+    let (mut ru, mut rm, mut rr, mut rt, mut rl) = (
+        Vec::with_capacity(cap),
+        Vec::with_capacity(cap),
+        Vec::with_capacity(cap),
+        Vec::with_capacity(cap),
+        Vec::with_capacity(cap),
+    );
+    let mut movie_rank: HashMap<u64, u32> = HashMap::new();
+    let mut rank_movie: Vec<u64> = Vec::new();
+    let mut row_rank: Vec<u32> = Vec::with_capacity(cap);
+    for (ln, line) in lines(&rbytes) {
+        let f = cx.split(ln, line, &["user_id", "movie_id", "rating", "timestamp"])?;
+        let u = cx.uint(ln, "user_id", f[0])?;
+        let m = cx.uint(ln, "movie_id", f[1])?;
+        let r = cx.uint(ln, "rating", f[2])?;
+        if !(1..=5).contains(&r) {
+            return Err(cx.err(ln, "rating", format!("rating {r} is outside 1..5")));
+        }
+        let t = cx.uint(ln, "timestamp", f[3])?;
+        let Some(&ui) = user_idx.get(&u) else {
+            return Err(cx.err(ln, "user_id", format!("user {u} is not in users.dat")));
+        };
+        if !movie_genre.contains_key(&m) {
+            return Err(cx.err(ln, "movie_id", format!("movie {m} is not in movies.dat")));
+        }
+        let rank = *movie_rank.entry(m).or_insert_with(|| {
+            rank_movie.push(m);
+            rank_movie.len() as u32 - 1
+        });
+        let ln32 = u32::try_from(ln).map_err(|_| cx.err(ln, "line", "too many lines"))?;
+        ru.push(ui);
+        rm.push(m);
+        rr.push(r);
+        rt.push(t);
+        rl.push(ln32);
+        row_rank.push(rank);
+    }
+    if ru.is_empty() {
+        return Err(cx.err(1, "ratings", "no ratings"));
+    }
+
+    // merged order: stable counting sort by movie rank
+    let mut start = vec![0usize; rank_movie.len() + 1];
+    for &k in &row_rank {
+        start[k as usize + 1] += 1;
+    }
+    for i in 1..start.len() {
+        start[i] += start[i - 1];
+    }
+    let mut order = vec![0u32; row_rank.len()];
+    for (i, &k) in row_rank.iter().enumerate() {
+        order[start[k as usize]] = i as u32;
+        start[k as usize] += 1;
+    }
+
+    let user_of: Vec<u32> = order.iter().map(|&i| ru[i as usize]).collect();
+    let user_ids: Vec<u64> = {
+        let mut ids = vec![0u64; users.len()];
+        for (id, &i) in &user_idx {
+            ids[i as usize] = *id;
+        }
+        ids
+    };
+    let genders: Vec<&str> = users.iter().map(|u| u.gender.as_str()).collect();
+    let ages: Vec<String> = users.iter().map(|u| u.age.to_string()).collect();
+    let ages: Vec<&str> = ages.iter().map(String::as_str).collect();
+    let occs: Vec<&str> = users.iter().map(|u| u.occupation.as_str()).collect();
+    let zips: Vec<&str> = users.iter().map(|u| u.zip.as_str()).collect();
+    let doms: Vec<String> = users
+        .iter()
+        .map(|u| age_domain(u.age).unwrap_or_default().to_string())
+        .collect();
+    let doms: Vec<&str> = doms.iter().map(String::as_str).collect();
+    let movie_of: Vec<u32> = order.iter().map(|&i| movie_rank[&rm[i as usize]]).collect();
+    let genres: Vec<&str> = rank_movie.iter().map(|m| movie_genre[m].as_str()).collect();
+
+    let columns = vec![
+        int_column("user_id", user_of.iter().map(|&u| user_ids[u as usize])),
+        int_column("movie_id", order.iter().map(|&i| rm[i as usize])),
+        int_column("rating", order.iter().map(|&i| rr[i as usize])),
+        int_column("timestamp", order.iter().map(|&i| rt[i as usize])),
+        attr_column("gender", &genders, &user_of),
+        attr_column("age", &ages, &user_of),
+        attr_column("occupation", &occs, &user_of),
+        attr_column("zip", &zips, &user_of),
+        attr_column("genre", &genres, &movie_of),
+        attr_column("domain", &doms, &user_of),
+    ];
+    Ok(RawTable {
+        columns,
+        files: vec![rfile],
+        row_file: vec![0; order.len()],
+        row_line: order.iter().map(|&i| rl[i as usize]).collect(),
+    })
+}

@@ -1,0 +1,595 @@
+//! The declared schema ([`SchemaSpec`], written by humans in TOML) and the fitted schema
+//! ([`Schema`], frozen after fitting on the training split, written as `schema.json`).
+//!
+//! The spec says which raw columns become which features, how the domain index and the task
+//! labels are derived, and which column groups rows for gAUC. Parsing rejects unknown keys
+//! (naming the key and the accepted ones) and [`SchemaSpec::validate`] rejects inconsistent specs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::DataError;
+
+fn one() -> u32 {
+    1
+}
+
+/// The declared schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaSpec {
+    /// Feature fields, in model order.
+    pub fields: Vec<FieldSpec>,
+    /// How each row's domain index is derived.
+    pub domain: DomainSpec,
+    /// Binary tasks.
+    pub tasks: Vec<TaskSpec>,
+    /// Column (or field name) that groups rows for gAUC, e.g. `"user_id"`.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// One feature field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// Field name (unique).
+    pub name: String,
+    /// Source column; defaults to `name`.
+    #[serde(default)]
+    pub column: Option<String>,
+    /// Kind of feature.
+    pub kind: FieldKind,
+    /// Values seen fewer times than this in the training split map to OOV (id 1).
+    #[serde(default = "one")]
+    pub min_count: u32,
+    /// Embedding dimension override.
+    #[serde(default)]
+    pub dim: Option<usize>,
+    /// Embedding table shared with other fields; defaults to the field's own table (`name`).
+    #[serde(default)]
+    pub table: Option<String>,
+    /// Multi-hot separator, default `"|"`.
+    #[serde(default)]
+    pub sep: Option<String>,
+    /// Multi-hot truncation: keep the first `max_len` values of a row.
+    #[serde(default)]
+    pub max_len: Option<usize>,
+    /// Numeric transform, default `"none"`.
+    #[serde(default)]
+    pub transform: Option<Transform>,
+    /// Roles of the field for models (e.g. `["prior", "user"]`).
+    #[serde(default)]
+    pub roles: Vec<FieldRole>,
+}
+
+impl FieldSpec {
+    /// The source column.
+    pub fn column(&self) -> &str {
+        self.column.as_deref().unwrap_or(&self.name)
+    }
+    /// The embedding table name.
+    pub fn table(&self) -> &str {
+        self.table.as_deref().unwrap_or(&self.name)
+    }
+    /// The multi-hot separator.
+    pub fn sep(&self) -> &str {
+        self.sep.as_deref().unwrap_or("|")
+    }
+}
+
+/// Kind of a feature field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldKind {
+    /// One id per row.
+    Categorical,
+    /// A variable-length list of ids per row.
+    MultiHot,
+    /// One real number per row.
+    Numeric,
+}
+
+/// Role of a field, used by models that treat some fields specially.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldRole {
+    /// A prior feature (e.g. user / item id for domain-prior models).
+    Prior,
+    /// Describes the user.
+    User,
+    /// Describes the item.
+    Item,
+    /// Describes the item's author.
+    Author,
+    /// Describes the domain.
+    Domain,
+    /// Describes the context.
+    Context,
+}
+
+/// Numeric transform, fitted on the training split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transform {
+    /// Raw value.
+    None,
+    /// `(x - min) / (max - min)` with train min/max (0 when max == min); not clipped.
+    MinMax,
+    /// `ln(1 + x)`; `x <= -1` is an error.
+    Log1p,
+    /// `(x - mean) / std` with train mean/std (std 0 is treated as 1).
+    Standard,
+}
+
+/// How the domain index of a row is derived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainSpec {
+    /// Source column.
+    pub column: String,
+    /// Raw value -> domain index; `None` = the values of the column seen in the training split,
+    /// in sorted order (numeric order when all values are integers).
+    #[serde(default)]
+    pub map: Option<BTreeMap<String, u32>>,
+    /// Domain names by index; defaults to the raw values.
+    #[serde(default)]
+    pub names: Option<Vec<String>>,
+}
+
+/// One binary task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// Task name.
+    pub name: String,
+    /// Source column.
+    pub column: String,
+    /// How the label is derived from the column.
+    pub rule: LabelRule,
+}
+
+/// Label rule: TOML `rule = "binary"`, `{ gt = 3 }`, `{ ge = 4 }` or `{ eq = 1 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelRule {
+    /// The column holds 0 or 1.
+    Binary,
+    /// Positive when the value is greater than the threshold.
+    Gt(f64),
+    /// Positive when the value is greater than or equal to the threshold.
+    Ge(f64),
+    /// Positive when the value equals the threshold.
+    Eq(f64),
+}
+
+impl LabelRule {
+    /// Applies the rule to a parsed value; `None` when `Binary` sees something other than 0/1.
+    pub fn apply(&self, x: f64) -> Option<f32> {
+        let b = match *self {
+            LabelRule::Binary => {
+                if x == 0.0 {
+                    false
+                } else if x == 1.0 {
+                    true
+                } else {
+                    return None;
+                }
+            }
+            LabelRule::Gt(t) => x > t,
+            LabelRule::Ge(t) => x >= t,
+            LabelRule::Eq(t) => x == t,
+        };
+        Some(if b { 1.0 } else { 0.0 })
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(s: &str, offset: usize) -> usize {
+    s.as_bytes()[..offset.min(s.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+impl SchemaSpec {
+    /// Parses and validates a TOML schema; `origin` names it in errors (usually the file name).
+    pub fn from_toml_str(s: &str, origin: &str) -> Result<Self, DataError> {
+        let spec: SchemaSpec = toml::from_str(s).map_err(|e| {
+            let at = match e.span() {
+                Some(span) => format!("{origin}:{}", line_of(s, span.start)),
+                None => origin.to_string(),
+            };
+            DataError::schema(at, e.message().trim_end_matches('.').to_string())
+        })?;
+        spec.validate(origin)?;
+        Ok(spec)
+    }
+
+    /// Reads, parses and validates a TOML schema file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, DataError> {
+        let path = path.as_ref();
+        let s = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        Self::from_toml_str(&s, &path.display().to_string())
+    }
+
+    /// Canonical JSON (used for hashes and cache keys).
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string(self).expect("schema spec serializes")
+    }
+
+    /// Checks the spec for consistency.
+    pub fn validate(&self, origin: &str) -> Result<(), DataError> {
+        let err = |msg: String| Err(DataError::schema(origin, msg));
+        if self.fields.is_empty() {
+            return err("no fields declared".into());
+        }
+        if self.tasks.is_empty() {
+            return err("no tasks declared".into());
+        }
+        let mut names = BTreeSet::new();
+        // table -> (kind class, min_count, first field)
+        let mut tables: BTreeMap<&str, (bool, u32, &str)> = BTreeMap::new();
+        for f in &self.fields {
+            let n = &f.name;
+            if n.is_empty() {
+                return err("a field has an empty name".into());
+            }
+            if !names.insert(n.as_str()) {
+                return err(format!("field `{n}`: duplicate field name"));
+            }
+            if f.min_count == 0 {
+                return err(format!("field `{n}`: min_count must be at least 1"));
+            }
+            if f.dim == Some(0) {
+                return err(format!("field `{n}`: dim must be at least 1"));
+            }
+            if f.kind != FieldKind::Numeric && f.transform.is_some() {
+                return err(format!(
+                    "field `{n}`: transform is only valid for numeric fields (kind is {:?})",
+                    f.kind
+                )
+                .to_lowercase());
+            }
+            if f.kind != FieldKind::MultiHot && (f.sep.is_some() || f.max_len.is_some()) {
+                return err(format!(
+                    "field `{n}`: sep and max_len are only valid for multi_hot fields"
+                ));
+            }
+            if f.sep.as_deref() == Some("") {
+                return err(format!("field `{n}`: sep must not be empty"));
+            }
+            if f.max_len == Some(0) {
+                return err(format!("field `{n}`: max_len must be at least 1"));
+            }
+            if f.kind == FieldKind::Numeric {
+                if f.table.is_some() || f.dim.is_some() || f.min_count != 1 {
+                    return err(format!(
+                        "field `{n}`: table, dim and min_count are not valid for numeric fields"
+                    ));
+                }
+                continue;
+            }
+            let is_multi = f.kind == FieldKind::MultiHot;
+            match tables.get(f.table()) {
+                None => {
+                    tables.insert(f.table(), (is_multi, f.min_count, n));
+                }
+                Some(&(_, mc, first)) => {
+                    if mc != f.min_count {
+                        return err(format!(
+                            "field `{n}`: shares table `{}` with field `{first}` but min_count differs ({} vs {mc})",
+                            f.table(),
+                            f.min_count
+                        ));
+                    }
+                }
+            }
+        }
+        let mut tnames = BTreeSet::new();
+        for t in &self.tasks {
+            if t.name.is_empty() {
+                return err("a task has an empty name".into());
+            }
+            if !tnames.insert(t.name.as_str()) {
+                return err(format!("task `{}`: duplicate task name", t.name));
+            }
+            if let LabelRule::Gt(x) | LabelRule::Ge(x) | LabelRule::Eq(x) = t.rule {
+                if !x.is_finite() {
+                    return err(format!("task `{}`: threshold must be finite", t.name));
+                }
+            }
+        }
+        if let Some(map) = &self.domain.map {
+            if map.is_empty() {
+                return err("domain.map is empty".into());
+            }
+            let n = map.values().max().copied().unwrap_or(0) as usize + 1;
+            let used: BTreeSet<u32> = map.values().copied().collect();
+            for i in 0..n as u32 {
+                if !used.contains(&i) {
+                    return err(format!(
+                        "domain.map: domain index {i} is not used (indices must be 0..{n})"
+                    ));
+                }
+            }
+            if let Some(names) = &self.domain.names {
+                if names.len() != n {
+                    return err(format!(
+                        "domain.names has {} names but domain.map defines {n} domains",
+                        names.len()
+                    ));
+                }
+            }
+        }
+        if let Some(names) = &self.domain.names {
+            let set: BTreeSet<&String> = names.iter().collect();
+            if set.len() != names.len() {
+                return err("domain.names contains duplicates".into());
+            }
+        }
+        if let Some(g) = &self.group {
+            if g.is_empty() {
+                return err("group must not be empty".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// min / max / mean / std (population) of a numeric field over the training split, raw values.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NumericStats {
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Population standard deviation.
+    pub std: f64,
+}
+
+impl NumericStats {
+    /// Applies `t` with these statistics; `None` when the value is outside the transform's domain.
+    pub fn transform(&self, t: Transform, x: f64) -> Option<f64> {
+        let y = match t {
+            Transform::None => x,
+            Transform::MinMax => {
+                let r = self.max - self.min;
+                if r > 0.0 {
+                    (x - self.min) / r
+                } else {
+                    0.0
+                }
+            }
+            Transform::Log1p => {
+                if x <= -1.0 {
+                    return None;
+                }
+                x.ln_1p()
+            }
+            Transform::Standard => {
+                let s = if self.std > 0.0 { self.std } else { 1.0 };
+                (x - self.mean) / s
+            }
+        };
+        y.is_finite().then_some(y)
+    }
+}
+
+/// A fitted field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedField {
+    /// Field name.
+    pub name: String,
+    /// Kind.
+    pub kind: FieldKind,
+    /// Embedding table (fields sharing a table share the vocabulary).
+    pub table: String,
+    /// Vocabulary size of the table incl. PAD = 0 and OOV = 1; 0 for numeric.
+    pub vocab_size: usize,
+    /// Embedding dimension override.
+    pub dim: Option<usize>,
+    /// Roles.
+    pub roles: Vec<FieldRole>,
+    /// Statistics of numeric fields.
+    pub stats: Option<NumericStats>,
+    /// Training rows (categorical) or values (multi-hot) of this field mapped to OOV.
+    pub n_oov_train: u64,
+}
+
+/// The fitted schema, frozen after fitting on the training split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schema {
+    /// The declared schema.
+    pub spec: SchemaSpec,
+    /// Fitted fields, same order as `spec.fields`.
+    pub fields: Vec<FittedField>,
+    /// Domain names, index = domain id.
+    pub domains: Vec<String>,
+    /// Task names.
+    pub tasks: Vec<String>,
+    /// First 16 hex chars of the sha256 of the canonical JSON of the other members.
+    pub hash: String,
+}
+
+impl Schema {
+    /// Builds a schema and computes its hash.
+    pub fn new(
+        spec: SchemaSpec,
+        fields: Vec<FittedField>,
+        domains: Vec<String>,
+        tasks: Vec<String>,
+    ) -> Self {
+        let mut s = Schema {
+            spec,
+            fields,
+            domains,
+            tasks,
+            hash: String::new(),
+        };
+        s.hash = s.compute_hash();
+        s
+    }
+
+    /// The hash of everything but `hash`.
+    pub fn compute_hash(&self) -> String {
+        let v = serde_json::json!({
+            "spec": self.spec, "fields": self.fields, "domains": self.domains, "tasks": self.tasks,
+        });
+        let json = serde_json::to_string(&v).expect("schema serializes");
+        hex(&Sha256::digest(json.as_bytes()))[..16].to_string()
+    }
+
+    fn of_kind(&self, k: FieldKind) -> Vec<&FittedField> {
+        self.fields.iter().filter(|f| f.kind == k).collect()
+    }
+    /// Categorical fields in schema order.
+    pub fn categorical_fields(&self) -> Vec<&FittedField> {
+        self.of_kind(FieldKind::Categorical)
+    }
+    /// Multi-hot fields in schema order.
+    pub fn multi_hot_fields(&self) -> Vec<&FittedField> {
+        self.of_kind(FieldKind::MultiHot)
+    }
+    /// Numeric fields in schema order.
+    pub fn numeric_fields(&self) -> Vec<&FittedField> {
+        self.of_kind(FieldKind::Numeric)
+    }
+    /// Number of domains.
+    pub fn n_domains(&self) -> usize {
+        self.domains.len()
+    }
+    /// Number of tasks.
+    pub fn n_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+    /// Pretty JSON, byte-identical across runs for the same inputs.
+    pub fn to_json_pretty(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("schema serializes");
+        s.push('\n');
+        s
+    }
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+group = "user_id"
+[domain]
+column = "d"
+[[fields]]
+name = "user_id"
+kind = "categorical"
+roles = ["prior", "user"]
+[[fields]]
+name = "price"
+kind = "numeric"
+transform = "log1p"
+[[fields]]
+name = "tags"
+kind = "multi_hot"
+max_len = 3
+[[tasks]]
+name = "click"
+column = "rating"
+rule = { gt = 3 }
+[[tasks]]
+name = "buy"
+column = "buy"
+rule = "binary"
+"#;
+
+    #[test]
+    fn parses_a_valid_spec() {
+        let s = SchemaSpec::from_toml_str(OK, "s.toml").unwrap();
+        assert_eq!(s.fields.len(), 3);
+        assert_eq!(s.fields[0].min_count, 1);
+        assert_eq!(s.fields[0].roles, vec![FieldRole::Prior, FieldRole::User]);
+        assert_eq!(s.fields[2].kind, FieldKind::MultiHot);
+        assert_eq!(s.fields[1].transform, Some(Transform::Log1p));
+        assert_eq!(s.tasks[0].rule, LabelRule::Gt(3.0));
+        assert_eq!(s.tasks[1].rule, LabelRule::Binary);
+        assert_eq!(s.group.as_deref(), Some("user_id"));
+    }
+
+    #[test]
+    fn unknown_key_names_key_accepted_keys_file_and_line() {
+        let bad = OK.replace("max_len = 3", "max_len = 3\nmaxlen = 4");
+        let e = SchemaSpec::from_toml_str(&bad, "my.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("my.toml:"), "{e}");
+        assert!(e.contains("maxlen"), "{e}");
+        assert!(e.contains("max_len") && e.contains("min_count"), "{e}");
+        let line = bad.lines().position(|l| l.starts_with("maxlen")).unwrap() + 1;
+        assert!(e.starts_with(&format!("my.toml:{line}:")), "{e}");
+    }
+
+    #[test]
+    fn validation_errors() {
+        let cases = [
+            (
+                OK.replace("name = \"price\"", "name = \"user_id\""),
+                "duplicate field",
+            ),
+            (OK.replace("max_len = 3", "min_count = 0"), "min_count"),
+            (
+                OK.replace("roles = [\"prior\", \"user\"]", "transform = \"min_max\""),
+                "transform is only valid for numeric",
+            ),
+            (
+                OK.replace("[[tasks]]", "[[notasks]]"),
+                "unknown field `notasks`",
+            ),
+            (
+                OK.replace("kind = \"numeric\"", "kind = \"numerical\""),
+                "numerical",
+            ),
+        ];
+        for (s, want) in cases {
+            let e = SchemaSpec::from_toml_str(&s, "x.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{e} !~ {want}");
+            assert!(e.starts_with("x.toml"), "{e}");
+        }
+        let no_tasks = "tasks = []\n".to_string() + OK.split("[[tasks]]").next().unwrap();
+        let e = SchemaSpec::from_toml_str(&no_tasks, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no tasks"), "{e}");
+    }
+
+    #[test]
+    fn transforms() {
+        let st = NumericStats {
+            min: 1.0,
+            max: 5.0,
+            mean: 3.0,
+            std: 2.0,
+        };
+        assert_eq!(st.transform(Transform::MinMax, 3.0), Some(0.5));
+        assert_eq!(st.transform(Transform::Standard, 5.0), Some(1.0));
+        assert_eq!(st.transform(Transform::None, 7.0), Some(7.0));
+        assert!((st.transform(Transform::Log1p, 1.0).unwrap() - 2f64.ln()).abs() < 1e-12);
+        assert_eq!(st.transform(Transform::Log1p, -1.0), None);
+    }
+}

@@ -1,0 +1,389 @@
+//! Encoded columnar data of one split ([`EncodedData`]), batch filling and epoch row order.
+//!
+//! Columns are stored per field (struct of arrays); [`EncodedData::fill_batch`] gathers rows
+//! into a reusable [`Batch`] in the row-major layout the tensor side expects.
+
+use crate::batch::Jagged;
+use crate::rng::Rng;
+use crate::Batch;
+
+/// Encoded columnar data of one split.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EncodedData {
+    /// Number of rows.
+    pub n_rows: usize,
+    /// One column per categorical field (schema order of categorical fields).
+    pub cat: Vec<Vec<u32>>,
+    /// One jagged column per multi-hot field (offsets len `n_rows + 1`).
+    pub multi: Vec<Jagged>,
+    /// One column per numeric field, already transformed.
+    pub num: Vec<Vec<f32>>,
+    /// Domain index per row.
+    pub domain: Vec<u32>,
+    /// One column per task, values 0.0 / 1.0.
+    pub labels: Vec<Vec<f32>>,
+    /// Group key per row (0 when the schema has no group).
+    pub group: Vec<u64>,
+}
+
+impl EncodedData {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.n_rows
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.n_rows == 0
+    }
+
+    /// Fills `out` with the given rows (indices into this split), reusing its buffers.
+    /// Sets `out.rows = rows`. Panics only if a row index is out of range (a caller bug).
+    pub fn fill_batch(&self, rows: &[u32], out: &mut Batch) {
+        let n = rows.len();
+        out.len = n;
+        out.cat.clear();
+        for &r in rows {
+            let r = r as usize;
+            out.cat.extend(self.cat.iter().map(|c| c[r]));
+        }
+        out.multi.truncate(self.multi.len());
+        out.multi.resize_with(self.multi.len(), Jagged::default);
+        for (j, src) in out.multi.iter_mut().zip(&self.multi) {
+            j.offsets.clear();
+            j.values.clear();
+            j.offsets.push(0);
+            for &r in rows {
+                let r = r as usize;
+                let (a, b) = (src.offsets[r] as usize, src.offsets[r + 1] as usize);
+                j.values.extend_from_slice(&src.values[a..b]);
+                j.offsets.push(j.values.len() as u32);
+            }
+        }
+        out.num.clear();
+        for &r in rows {
+            let r = r as usize;
+            out.num.extend(self.num.iter().map(|c| c[r]));
+        }
+        out.domain.clear();
+        out.domain
+            .extend(rows.iter().map(|&r| self.domain[r as usize]));
+        out.labels.clear();
+        for &r in rows {
+            let r = r as usize;
+            out.labels.extend(self.labels.iter().map(|c| c[r]));
+        }
+        out.group.clear();
+        out.group
+            .extend(rows.iter().map(|&r| self.group[r as usize]));
+        out.rows.clear();
+        out.rows.extend_from_slice(rows);
+    }
+
+    /// Number of rows per domain.
+    pub fn domain_counts(&self, n_domains: usize) -> Vec<usize> {
+        let mut c = vec![0usize; n_domains];
+        for &d in &self.domain {
+            if let Some(x) = c.get_mut(d as usize) {
+                *x += 1;
+            }
+        }
+        c
+    }
+
+    /// Positive rate of each task.
+    pub fn positive_rates(&self) -> Vec<f64> {
+        self.labels
+            .iter()
+            .map(|c| {
+                if c.is_empty() {
+                    0.0
+                } else {
+                    c.iter().map(|&x| f64::from(x)).sum::<f64>() / c.len() as f64
+                }
+            })
+            .collect()
+    }
+
+    /// Rows of one domain, in order.
+    pub fn rows_of_domain(&self, d: u32) -> Vec<u32> {
+        (0..self.n_rows as u32)
+            .filter(|&r| self.domain[r as usize] == d)
+            .collect()
+    }
+
+    /// A new split made of the given rows, in the given order.
+    pub fn subset(&self, rows: &[u32]) -> EncodedData {
+        let pick32 = |c: &Vec<u32>| rows.iter().map(|&r| c[r as usize]).collect::<Vec<u32>>();
+        let pickf = |c: &Vec<f32>| rows.iter().map(|&r| c[r as usize]).collect::<Vec<f32>>();
+        let multi = self
+            .multi
+            .iter()
+            .map(|src| {
+                let mut j = Jagged {
+                    offsets: Vec::with_capacity(rows.len() + 1),
+                    values: Vec::new(),
+                };
+                j.offsets.push(0);
+                for &r in rows {
+                    let r = r as usize;
+                    let (a, b) = (src.offsets[r] as usize, src.offsets[r + 1] as usize);
+                    j.values.extend_from_slice(&src.values[a..b]);
+                    j.offsets.push(j.values.len() as u32);
+                }
+                j
+            })
+            .collect();
+        EncodedData {
+            n_rows: rows.len(),
+            cat: self.cat.iter().map(pick32).collect(),
+            multi,
+            num: self.num.iter().map(pickf).collect(),
+            domain: pick32(&self.domain),
+            labels: self.labels.iter().map(pickf).collect(),
+            group: rows.iter().map(|&r| self.group[r as usize]).collect(),
+        }
+    }
+
+    /// Appends a binary encoding (little-endian) to `out`.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.n_rows as u64);
+        put_u64(out, self.cat.len() as u64);
+        for c in &self.cat {
+            put_u32s(out, c);
+        }
+        put_u64(out, self.multi.len() as u64);
+        for j in &self.multi {
+            put_u32s(out, &j.offsets);
+            put_u32s(out, &j.values);
+        }
+        put_u64(out, self.num.len() as u64);
+        for c in &self.num {
+            put_f32s(out, c);
+        }
+        put_u32s(out, &self.domain);
+        put_u64(out, self.labels.len() as u64);
+        for c in &self.labels {
+            put_f32s(out, c);
+        }
+        put_u64(out, self.group.len() as u64);
+        for g in &self.group {
+            out.extend_from_slice(&g.to_le_bytes());
+        }
+    }
+
+    /// Decodes what [`EncodedData::write_to`] wrote; `None` on any inconsistency.
+    pub(crate) fn read_from(r: &mut Reader<'_>) -> Option<EncodedData> {
+        let n_rows = r.u64()? as usize;
+        let n_cat = r.u64()? as usize;
+        let mut cat = Vec::new();
+        for _ in 0..n_cat {
+            cat.push(r.u32s()?);
+        }
+        let n_multi = r.u64()? as usize;
+        let mut multi = Vec::new();
+        for _ in 0..n_multi {
+            let offsets = r.u32s()?;
+            let values = r.u32s()?;
+            if offsets.len() != n_rows + 1
+                || offsets.last().copied() != Some(values.len() as u32)
+                || offsets.windows(2).any(|w| w[0] > w[1])
+            {
+                return None;
+            }
+            multi.push(Jagged { offsets, values });
+        }
+        let n_num = r.u64()? as usize;
+        let mut num = Vec::new();
+        for _ in 0..n_num {
+            num.push(r.f32s()?);
+        }
+        let domain = r.u32s()?;
+        let n_lab = r.u64()? as usize;
+        let mut labels = Vec::new();
+        for _ in 0..n_lab {
+            labels.push(r.f32s()?);
+        }
+        let n_group = r.u64()? as usize;
+        let bytes = r.take(n_group.checked_mul(8)?)?;
+        let group: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+            .collect();
+        let ok = cat.iter().all(|c| c.len() == n_rows)
+            && num.iter().all(|c| c.len() == n_rows)
+            && labels.iter().all(|c| c.len() == n_rows)
+            && domain.len() == n_rows
+            && group.len() == n_rows;
+        ok.then_some(EncodedData {
+            n_rows,
+            cat,
+            multi,
+            num,
+            domain,
+            labels,
+            group,
+        })
+    }
+}
+
+pub(crate) fn put_u64(out: &mut Vec<u8>, x: u64) {
+    out.extend_from_slice(&x.to_le_bytes());
+}
+
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_u64(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn put_u32s(out: &mut Vec<u8>, xs: &[u32]) {
+    put_u64(out, xs.len() as u64);
+    out.reserve(xs.len() * 4);
+    for x in xs {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+fn put_f32s(out: &mut Vec<u8>, xs: &[f32]) {
+    put_u64(out, xs.len() as u64);
+    out.reserve(xs.len() * 4);
+    for x in xs {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+/// A bounds-checked little-endian reader.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        self.take(n)
+    }
+    fn u32s(&mut self) -> Option<Vec<u32>> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        let b = self.take(n.checked_mul(4)?)?;
+        Some(
+            b.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        )
+    }
+    fn f32s(&mut self) -> Option<Vec<f32>> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        let b = self.take(n.checked_mul(4)?)?;
+        Some(
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        )
+    }
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+}
+
+/// Row order of one epoch: `0..n`, shuffled with `Rng::for_stream(seed, "shuffle/{epoch}")`
+/// when `shuffle` is true.
+pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize) -> Vec<u32> {
+    let mut v: Vec<u32> = (0..n as u32).collect();
+    if shuffle {
+        Rng::for_stream(seed, &format!("shuffle/{epoch}")).shuffle(&mut v);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> EncodedData {
+        EncodedData {
+            n_rows: 3,
+            cat: vec![vec![2, 3, 4], vec![5, 6, 7]],
+            multi: vec![Jagged {
+                offsets: vec![0, 2, 2, 3],
+                values: vec![10, 11, 12],
+            }],
+            num: vec![vec![0.5, 1.5, 2.5]],
+            domain: vec![0, 1, 0],
+            labels: vec![vec![1.0, 0.0, 1.0], vec![0.0, 0.0, 1.0]],
+            group: vec![7, 8, 9],
+        }
+    }
+
+    #[test]
+    fn fill_batch_gathers_rows_incl_multi_hot() {
+        let d = sample();
+        let mut b = Batch::default();
+        d.fill_batch(&[2, 0], &mut b);
+        assert_eq!(b.len, 2);
+        assert_eq!(b.cat, vec![4, 7, 2, 5]);
+        assert_eq!(b.multi[0].offsets, vec![0, 1, 3]);
+        assert_eq!(b.multi[0].values, vec![12, 10, 11]);
+        assert_eq!(b.num, vec![2.5, 0.5]);
+        assert_eq!(b.domain, vec![0, 0]);
+        assert_eq!(b.labels, vec![1.0, 1.0, 1.0, 0.0]);
+        assert_eq!(b.group, vec![9, 7]);
+        assert_eq!(b.rows, vec![2, 0]);
+        // reuse: a second fill overwrites, no stale data
+        d.fill_batch(&[1], &mut b);
+        assert_eq!(b.len, 1);
+        assert_eq!(b.cat, vec![3, 6]);
+        assert_eq!(b.multi[0].offsets, vec![0, 0]);
+        assert!(b.multi[0].values.is_empty());
+        assert_eq!(b.labels, vec![0.0, 0.0]);
+        assert_eq!(b.rows, vec![1]);
+    }
+
+    #[test]
+    fn subset_matches_fill_batch_and_binary_roundtrip() {
+        let d = sample();
+        let s = d.subset(&[2, 1]);
+        assert_eq!(s.n_rows, 2);
+        let mut a = Batch::default();
+        let mut b = Batch::default();
+        d.fill_batch(&[2, 1], &mut a);
+        s.fill_batch(&[0, 1], &mut b);
+        a.rows = b.rows.clone();
+        assert_eq!(a, b);
+        assert_eq!(d.domain_counts(2), vec![2, 1]);
+        let mut buf = Vec::new();
+        d.write_to(&mut buf);
+        let mut r = Reader::new(&buf);
+        assert_eq!(EncodedData::read_from(&mut r).unwrap(), d);
+        assert!(r.at_end());
+        let mut r = Reader::new(&buf[..buf.len() - 1]);
+        assert!(EncodedData::read_from(&mut r).is_none());
+    }
+
+    #[test]
+    fn epoch_order_is_a_deterministic_permutation() {
+        let a = epoch_order(1000, true, 42, 0);
+        assert_eq!(a, epoch_order(1000, true, 42, 0));
+        assert_ne!(a, epoch_order(1000, true, 42, 1));
+        assert_ne!(a, epoch_order(1000, true, 43, 0));
+        let mut s = a.clone();
+        s.sort_unstable();
+        assert_eq!(s, (0..1000).collect::<Vec<u32>>());
+        assert_eq!(epoch_order(5, false, 42, 3), vec![0, 1, 2, 3, 4]);
+    }
+}

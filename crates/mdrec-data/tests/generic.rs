@@ -1,0 +1,471 @@
+//! The generic path: vocabularies, transforms, splits, errors, determinism, cache, CSV.
+
+use std::path::Path;
+
+use mdrec_data::*;
+
+/// A table from columns of values; rows come from "mem.csv" lines 2...
+fn table(cols: &[(&str, Vec<&str>)]) -> RawTable {
+    let n = cols[0].1.len();
+    let columns = cols
+        .iter()
+        .map(|(name, vals)| {
+            let mut b = ColumnBuilder::new(*name);
+            for v in vals {
+                b.push(v);
+            }
+            b.finish()
+        })
+        .collect();
+    RawTable {
+        columns,
+        files: vec!["mem.csv".into()],
+        row_file: vec![0; n],
+        row_line: (2..n as u32 + 2).collect(),
+    }
+}
+
+const SPEC: &str = r#"
+group = "u"
+[domain]
+column = "d"
+[[fields]]
+name = "c"
+kind = "categorical"
+min_count = 2
+[[fields]]
+name = "u"
+kind = "categorical"
+[[fields]]
+name = "tags"
+kind = "multi_hot"
+max_len = 2
+[[fields]]
+name = "x"
+kind = "numeric"
+transform = "min_max"
+[[tasks]]
+name = "y"
+column = "y"
+rule = "binary"
+"#;
+
+// 8 rows, sequential 0.75/0.125/0.125 -> train 0..6, valid 6, test 7
+fn base() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        ("c", vec!["b", "a", "b", "c", "a", "b", "d", "a"]),
+        ("u", vec!["10", "9", "2", "10", "9", "2", "77", "10"]),
+        (
+            "tags",
+            vec!["p|q|r", "", "q", "p", "s|p", "q", "zz|p", "q|zz"],
+        ),
+        ("x", vec!["1", "3", "5", "1", "2", "4", "9", "-1"]),
+        ("d", vec!["1", "0", "1", "0", "1", "0", "0", "1"]),
+        ("y", vec!["1", "0", "0", "1", "1", "0", "1", "0"]),
+    ]
+}
+
+fn split() -> SplitSpec {
+    SplitSpec::Sequential {
+        ratios: [0.75, 0.125, 0.125],
+    }
+}
+
+fn run(cols: Vec<(&str, Vec<&str>)>, spec: &str) -> Result<Prepared, DataError> {
+    let spec = SchemaSpec::from_toml_str(spec, "spec.toml")?;
+    prepare_table(&spec, "spec.toml", &table(&cols), &split(), "mem")
+}
+
+#[test]
+fn vocab_ids_pad_oov_min_count_and_fit_on_train_only() {
+    let p = run(base(), SPEC).unwrap();
+    // c: train counts a=2, b=3, c=1; min_count 2 keeps a, b -> 2, 3; c -> OOV; d (valid only) -> OOV
+    assert_eq!(p.vocabs.tables["c"].values, ["a", "b"]);
+    assert_eq!(p.train.cat[0], [3, 2, 3, 1, 2, 3]);
+    assert_eq!(p.valid.cat[0], [OOV]);
+    assert_eq!(p.test.cat[0], [2]);
+    assert_eq!(p.schema.fields[0].vocab_size, 4);
+    assert_eq!(p.schema.fields[0].n_oov_train, 1);
+    // u: integers sort numerically: 2, 9, 10; 77 only in valid -> OOV
+    assert_eq!(p.vocabs.tables["u"].values, ["2", "9", "10"]);
+    assert_eq!(p.train.cat[1], [4, 3, 2, 4, 3, 2]);
+    assert_eq!(p.valid.cat[1], [OOV]);
+    assert_eq!(p.vocabs.tables["u"].id_of("9"), 3);
+    assert_eq!(p.vocabs.tables["u"].value(4), Some("10"));
+    assert_eq!(p.vocabs.tables["u"].value(PAD), None);
+    // group keys are the raw integer ids (also for values unseen in train)
+    assert_eq!(p.valid.group, [77]);
+    // multi-hot: p q r s (zz unseen in train), max_len 2 truncates "p|q|r" to p, q
+    assert_eq!(p.vocabs.tables["tags"].values, ["p", "q", "s"]);
+    assert_eq!(p.train.multi[0].offsets, [0, 2, 2, 3, 4, 6, 7]);
+    assert_eq!(p.train.multi[0].values, [2, 3, 3, 2, 4, 2, 3]);
+    assert_eq!(p.valid.multi[0].values, [OOV, 2]);
+    // domains: auto map from sorted train values
+    assert_eq!(p.schema.domains, ["0", "1"]);
+    assert_eq!(p.train.domain, [1, 0, 1, 0, 1, 0]);
+    // schema order helpers
+    assert_eq!(p.schema.multi_hot_fields()[0].name, "tags");
+    assert_eq!(p.schema.n_domains(), 2);
+    assert_eq!(p.schema.n_tasks(), 1);
+    // same inputs -> same result
+    let q = run(base(), SPEC).unwrap();
+    assert_eq!(p.schema.to_json_pretty(), q.schema.to_json_pretty());
+    assert_eq!(p.vocabs, q.vocabs);
+}
+
+#[test]
+fn numeric_stats_fit_on_train_and_not_clipped() {
+    let p = run(base(), SPEC).unwrap();
+    let st = p.schema.fields[3].stats.unwrap();
+    assert_eq!((st.min, st.max), (1.0, 5.0));
+    assert!((st.mean - 16.0 / 6.0).abs() < 1e-12);
+    assert_eq!(p.train.num[0], [0.0, 0.5, 1.0, 0.0, 0.25, 0.75]);
+    assert_eq!(p.valid.num[0], [2.0]);
+    assert_eq!(p.test.num[0], [-0.5]);
+    let spec = SPEC.replace("min_max", "standard");
+    let p = run(base(), &spec).unwrap();
+    let st = p.schema.fields[3].stats.unwrap();
+    assert!((p.train.num[0][2] as f64 - (5.0 - st.mean) / st.std).abs() < 1e-6);
+    let spec = SPEC.replace("min_max", "log1p");
+    let mut c = base();
+    c[3].1[7] = "3";
+    let p = run(c, &spec).unwrap();
+    assert!((p.train.num[0][1] - 4f32.ln()).abs() < 1e-6);
+    assert!((p.test.num[0][0] - 4f32.ln()).abs() < 1e-6);
+}
+
+#[test]
+fn bad_values_are_errors_with_file_line_column() {
+    let mut c = base();
+    c[3].1[4] = "NaN";
+    let e = run(c, SPEC).unwrap_err().to_string();
+    assert_eq!(e, "mem.csv:6: field `x`: non-finite number `NaN`");
+    let mut c = base();
+    c[3].1[6] = "abc";
+    let e = run(c, SPEC).unwrap_err().to_string();
+    assert_eq!(e, "mem.csv:8: field `x`: not a number: `abc`");
+    let mut c = base();
+    c[5].1[7] = "2";
+    let e = run(c, SPEC).unwrap_err().to_string();
+    assert!(
+        e.starts_with("mem.csv:9: field `y`:") && e.contains("0 or 1"),
+        "{e}"
+    );
+    let mut c = base();
+    c[2].1[2] = "p||q";
+    let e = run(c, SPEC).unwrap_err().to_string();
+    assert!(e.starts_with("mem.csv:4: field `tags`: empty value"), "{e}");
+    // log1p of -1 (row 7, line 9)
+    let e = run(base(), &SPEC.replace("min_max", "log1p"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("mem.csv:9: field `x`:"), "{e}");
+    // valid domain unseen in train
+    let mut c = base();
+    c[4].1[6] = "5";
+    let e = run(c, SPEC).unwrap_err().to_string();
+    assert!(
+        e.starts_with("mem.csv:8: field `d`: domain value `5`"),
+        "{e}"
+    );
+    // missing column
+    let e = run(
+        base(),
+        &SPEC.replace("name = \"x\"", "name = \"x\"\ncolumn = \"xx\""),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("column `xx` not found") && e.contains("available columns"),
+        "{e}"
+    );
+}
+
+#[test]
+fn empty_domain_and_single_class_are_errors() {
+    let spec = SPEC.replace("column = \"d\"", "column = \"d\"\nmap = { \"0\" = 0, \"1\" = 1, \"2\" = 2 }\nnames = [\"a\", \"b\", \"empty\"]");
+    let e = run(base(), &spec).unwrap_err().to_string();
+    assert!(
+        e.contains("domain `empty`") && e.contains("training split"),
+        "{e}"
+    );
+    let mut c = base();
+    c[5].1 = vec!["1", "1", "1", "1", "1", "1", "0", "0"];
+    let e = run(c, SPEC).unwrap_err().to_string();
+    assert!(e.contains("task `y`") && e.contains("single class"), "{e}");
+}
+
+#[test]
+fn ratio_splits_sizes_disjoint_deterministic() {
+    let d = generate(&SyntheticConfig::tiny());
+    let n = d.table.n_rows();
+    assert_eq!(n, 3000);
+    let seq = split_rows(
+        &d.table,
+        &SplitSpec::Sequential {
+            ratios: [0.8, 0.1, 0.1],
+        },
+    )
+    .unwrap();
+    assert_eq!(seq[0], (0..2400).collect::<Vec<u32>>());
+    assert_eq!(seq[1], (2400..2700).collect::<Vec<u32>>());
+    let rs = SplitSpec::Random {
+        ratios: [0.8, 0.1, 0.1],
+        seed: 5,
+    };
+    let a = split_rows(&d.table, &rs).unwrap();
+    assert_eq!(a, split_rows(&d.table, &rs).unwrap());
+    assert_ne!(
+        a,
+        split_rows(
+            &d.table,
+            &SplitSpec::Random {
+                ratios: [0.8, 0.1, 0.1],
+                seed: 6
+            }
+        )
+        .unwrap()
+    );
+    assert_eq!([a[0].len(), a[1].len(), a[2].len()], [2400, 300, 300]);
+    let mut all: Vec<u32> = a.concat();
+    for s in &a {
+        assert!(s.windows(2).all(|w| w[0] < w[1]));
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..n as u32).collect::<Vec<_>>());
+    // cumulative floor on the MovieLens size
+    assert_eq!(
+        mdrec_data::prepare::ratio_bounds(1_000_209, &[0.8, 0.1, 0.1]),
+        (800_167, 900_188)
+    );
+    let bt = split_rows(
+        &d.table,
+        &SplitSpec::ByTime {
+            column: "timestamp".into(),
+            valid_from: 2000,
+            test_from: 2500,
+        },
+    )
+    .unwrap();
+    assert_eq!([bt[0].len(), bt[1].len(), bt[2].len()], [2000, 500, 500]);
+    assert!(split_rows(
+        &d.table,
+        &SplitSpec::Sequential {
+            ratios: [0.8, 0.1, 0.2]
+        }
+    )
+    .is_err());
+    assert!(movielens_split("bogus", 0).is_err());
+}
+
+fn syn_req(cache: Option<&Path>) -> PrepareRequest {
+    PrepareRequest {
+        source: DatasetSource::Synthetic(SyntheticConfig::tiny()),
+        split: SplitSpec::Random {
+            ratios: [0.8, 0.1, 0.1],
+            seed: 3,
+        },
+        cache_dir: cache.map(Path::to_path_buf),
+    }
+}
+
+#[test]
+fn schema_json_byte_identical_and_batches() {
+    let a = prepare(&syn_req(None)).unwrap();
+    let b = prepare(&syn_req(None)).unwrap();
+    assert_eq!(a.schema.to_json_pretty(), b.schema.to_json_pretty());
+    assert_eq!(a.schema.hash, b.schema.hash);
+    assert_eq!(a.schema.hash.len(), 16);
+    assert_eq!(a.train, b.train);
+    let mut batch = Batch::default();
+    let order = epoch_order(a.train.len(), true, 9, 0);
+    a.train.fill_batch(&order[..64], &mut batch);
+    let nc = a.schema.categorical_fields().len();
+    assert_eq!(batch.cat.len(), 64 * nc);
+    assert_eq!(batch.labels.len(), 64 * a.schema.n_tasks());
+    assert_eq!(batch.multi.len(), 1);
+    let r = order[5] as usize;
+    assert_eq!(batch.cat[5 * nc + 1], a.train.cat[1][r]);
+    let j = &a.train.multi[0];
+    let m = &batch.multi[0];
+    assert_eq!(
+        &m.values[m.offsets[5] as usize..m.offsets[6] as usize],
+        &j.values[j.offsets[r] as usize..j.offsets[r + 1] as usize]
+    );
+    let other = a.schema.clone();
+    let mut spec2 = other.spec.clone();
+    spec2.fields[0].dim = Some(4);
+    assert_ne!(
+        Schema::new(spec2, other.fields, other.domains, other.tasks).hash,
+        a.schema.hash
+    );
+}
+
+#[test]
+fn cache_hit_miss_and_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = prepare(&syn_req(Some(dir.path()))).unwrap();
+    let ca = a.cache.clone().unwrap();
+    assert!(!ca.hit);
+    let b = prepare(&syn_req(Some(dir.path()))).unwrap();
+    assert!(b.cache.as_ref().unwrap().hit);
+    assert_eq!(
+        (&a.schema, &a.vocabs, &a.train, &a.valid, &a.test, &a.source),
+        (&b.schema, &b.vocabs, &b.train, &b.valid, &b.test, &b.source)
+    );
+    // a different split is a different key
+    let mut r = syn_req(Some(dir.path()));
+    r.split = SplitSpec::Random {
+        ratios: [0.8, 0.1, 0.1],
+        seed: 4,
+    };
+    assert!(!prepare(&r).unwrap().cache.unwrap().hit);
+    // truncated -> detected and rebuilt
+    let bytes = std::fs::read(&ca.path).unwrap();
+    std::fs::write(&ca.path, &bytes[..bytes.len() - 100]).unwrap();
+    let c = prepare(&syn_req(Some(dir.path()))).unwrap();
+    let cc = c.cache.unwrap();
+    assert!(!cc.hit);
+    assert!(cc.rebuilt_reason.unwrap().contains("truncated"));
+    assert_eq!(std::fs::read(&ca.path).unwrap(), bytes);
+    // one flipped byte in the body -> checksum mismatch, rebuilt
+    let mut bad = bytes.clone();
+    let k = bad.len() / 2;
+    bad[k] ^= 0x40;
+    std::fs::write(&ca.path, &bad).unwrap();
+    let c = prepare(&syn_req(Some(dir.path()))).unwrap();
+    assert!(c
+        .cache
+        .unwrap()
+        .rebuilt_reason
+        .unwrap()
+        .contains("checksum"));
+    assert!(
+        prepare(&syn_req(Some(dir.path())))
+            .unwrap()
+            .cache
+            .unwrap()
+            .hit
+    );
+}
+
+#[test]
+fn csv_roundtrip_equals_synthetic_and_cache_keys_follow_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SyntheticConfig::tiny();
+    let d = generate(&cfg);
+    let csv = dir.path().join("syn.csv");
+    write_csv(&d.table, &csv).unwrap();
+    let schema = dir.path().join("schema.toml");
+    std::fs::write(&schema, synthetic_schema_toml(&cfg)).unwrap();
+    let split = SplitSpec::Sequential {
+        ratios: [0.8, 0.1, 0.1],
+    };
+    let cache = dir.path().join("cache");
+    let creq = PrepareRequest {
+        source: DatasetSource::Csv {
+            schema: schema.clone(),
+            files: vec![csv.clone()],
+            delimiter: b',',
+        },
+        split: split.clone(),
+        cache_dir: Some(cache.clone()),
+    };
+    let a = prepare(&creq).unwrap();
+    let s = prepare(&PrepareRequest {
+        source: DatasetSource::Synthetic(cfg.clone()),
+        split,
+        cache_dir: None,
+    })
+    .unwrap();
+    assert_eq!(a.schema.to_json_pretty(), s.schema.to_json_pretty());
+    assert_eq!((&a.train, &a.valid, &a.test), (&s.train, &s.valid, &s.test));
+    assert!(prepare(&creq).unwrap().cache.unwrap().hit);
+    // change one source byte -> miss
+    let mut text = std::fs::read_to_string(&csv).unwrap();
+    let pos = text.rfind(",1\n").or_else(|| text.rfind(",0\n")).unwrap();
+    text.replace_range(
+        pos + 1..pos + 2,
+        if &text[pos + 1..pos + 2] == "1" {
+            "0"
+        } else {
+            "1"
+        },
+    );
+    std::fs::write(&csv, &text).unwrap();
+    assert!(!prepare(&creq).unwrap().cache.unwrap().hit);
+    // change the schema -> miss
+    let t = synthetic_schema_toml(&cfg).replace("max_len = 4", "max_len = 3");
+    std::fs::write(&schema, t).unwrap();
+    assert!(!prepare(&creq).unwrap().cache.unwrap().hit);
+    // ragged row -> error with file and line
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[4] = "1,2,3";
+    std::fs::write(&csv, lines.join("\n")).unwrap();
+    let e = prepare(&creq).unwrap_err().to_string();
+    assert!(
+        e.contains("syn.csv:5: field `") && e.contains("expected 10 fields, found 3"),
+        "{e}"
+    );
+}
+
+fn auc(scores: &[f64], labels: &[f32]) -> f64 {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let (mut rank_sum, mut npos) = (0.0, 0.0);
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            if labels[k] > 0.5 {
+                rank_sum += avg;
+                npos += 1.0;
+            }
+        }
+        i = j + 1;
+    }
+    let nneg = labels.len() as f64 - npos;
+    (rank_sum - npos * (npos + 1.0) / 2.0) / (npos * nneg)
+}
+
+#[test]
+fn bayes_auc_is_well_above_chance() {
+    let cfg = SyntheticConfig::default();
+    let d = generate(&cfg);
+    let p = prepare(&PrepareRequest {
+        source: DatasetSource::Synthetic(cfg.clone()),
+        split: SplitSpec::Sequential {
+            ratios: [0.8, 0.1, 0.1],
+        },
+        cache_dir: None,
+    })
+    .unwrap();
+    let n = d.table.n_rows();
+    let start = n - p.test.len();
+    let rates = p.train.positive_rates();
+    eprintln!(
+        "synthetic default: train domain counts {:?}, positive rates {:?}",
+        p.train.domain_counts(3),
+        rates
+    );
+    assert!(rates[0] > rates[1] && rates[1] > 0.05);
+    for t in 0..cfg.n_tasks {
+        let a = auc(&d.true_prob[t][start..], &p.test.labels[t]);
+        eprintln!(
+            "synthetic default: bayes auc task {} = {a:.4}",
+            p.schema.tasks[t]
+        );
+        assert!(a > 0.7, "{a}");
+    }
+    // like is a subset of click
+    assert!(p.train.labels[1]
+        .iter()
+        .zip(&p.train.labels[0])
+        .all(|(l, c)| *l <= *c));
+    let dc = p.train.domain_counts(3);
+    assert!(dc[0] > dc[1] && dc[1] > dc[2]);
+}

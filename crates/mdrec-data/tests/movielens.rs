@@ -1,0 +1,233 @@
+//! MovieLens-1M recipe: a tiny fixture (always) and the real data (when present).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use mdrec_data::*;
+
+const USERS: &str =
+    "1::F::1::10::48067\n2::M::56::16::70072\n3::M::25::15::55117\n4::F::45::7::02460\n";
+const RATINGS: &str = "1::20::5::100\n2::10::3::101\n1::10::4::102\n3::30::1::103\n2::20::4::104\n4::10::5::105\n3::20::2::106\n4::30::4::107\n1::30::5::108\n2::30::2::109\n3::10::5::110\n4::20::3::111\n";
+
+fn movies() -> Vec<u8> {
+    let mut m = b"10::Toy Story (1995)::Animation|Children's|Comedy\n20::Caf".to_vec();
+    m.push(0xE9); // latin-1 e-acute: not valid utf-8
+    m.extend_from_slice(
+        b" Story: Part 2 (1996)::Drama\r\n30::Heat (1995)::Action|Crime|Thriller\n",
+    );
+    m
+}
+
+fn fixture(dir: &Path) {
+    std::fs::write(dir.join("users.dat"), USERS).unwrap();
+    std::fs::write(dir.join("movies.dat"), movies()).unwrap();
+    std::fs::write(dir.join("ratings.dat"), RATINGS).unwrap();
+}
+
+fn req(dir: &Path) -> PrepareRequest {
+    PrepareRequest {
+        source: DatasetSource::MovieLens1m {
+            dir: dir.to_path_buf(),
+        },
+        split: movielens_split("m3oe", 1).unwrap(),
+        cache_dir: None,
+    }
+}
+
+#[test]
+fn fixture_order_labels_domains() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let t = load_movielens_1m(tmp.path()).unwrap();
+    assert_eq!(t.row_line, vec![1, 5, 7, 12, 2, 3, 6, 11, 4, 8, 9, 10]);
+    let col = |n: &str| -> Vec<&str> {
+        let c = t.column(n).unwrap();
+        (0..t.n_rows()).map(|r| c.get(r)).collect()
+    };
+    assert_eq!(
+        col("movie_id"),
+        ["20", "20", "20", "20", "10", "10", "10", "10", "30", "30", "30", "30"]
+    );
+    assert_eq!(
+        col("user_id"),
+        ["1", "2", "3", "4", "2", "1", "4", "3", "3", "4", "1", "2"]
+    );
+    assert_eq!(
+        col("domain"),
+        ["0", "2", "1", "2", "2", "0", "2", "1", "1", "2", "0", "2"]
+    );
+    assert_eq!(col("genre")[0], "Drama");
+    assert_eq!(col("genre")[4], "Animation");
+    assert_eq!(col("zip")[3], "02460");
+
+    let p = prepare(&req(tmp.path())).unwrap();
+    assert_eq!((p.train.len(), p.valid.len(), p.test.len()), (9, 1, 2));
+    assert_eq!(p.schema.domains, ["age_lt25", "age_25", "age_ge35"]);
+    assert_eq!(p.schema.tasks, ["click", "like"]);
+    // ratings in merged order: 5 4 2 3 | 3 4 5 5 | 1 4 5 2
+    let click = [1., 1., 0., 0., 0., 1., 1., 1., 0.];
+    let like = [1., 0., 0., 0., 0., 0., 1., 1., 0.];
+    assert_eq!(p.train.labels[0], click);
+    assert_eq!(p.train.labels[1], like);
+    assert_eq!(p.test.labels[0], [1., 0.]);
+    assert_eq!(p.train.domain, [0, 2, 1, 2, 2, 0, 2, 1, 1]);
+    assert_eq!(p.train.group, [1, 2, 3, 4, 2, 1, 4, 3, 3]);
+    // movie_id vocabulary fitted on train: 10 -> 2, 20 -> 3, 30 -> 4 (numeric order)
+    let names: Vec<&str> = p
+        .schema
+        .categorical_fields()
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "user_id",
+            "movie_id",
+            "gender",
+            "occupation",
+            "zip",
+            "genre",
+            "domain_indicator"
+        ]
+    );
+    assert_eq!(p.train.cat[1], [3, 3, 3, 3, 2, 2, 2, 2, 4]);
+    assert_eq!(p.schema.fields[1].vocab_size, 5);
+    // domain_indicator: values "0","1","2" -> 2,3,4
+    assert_eq!(p.train.cat[6], [2, 4, 3, 4, 4, 2, 4, 3, 3]);
+    // age min-max over train (1..56): user 1 (age 1) -> 0, user 2 (56) -> 1
+    assert_eq!(p.train.num[0][0], 0.0);
+    assert_eq!(p.train.num[0][1], 1.0);
+    assert_eq!(p.schema.numeric_fields()[0].name, "age");
+}
+
+fn err_with(file: &str, content: &[u8]) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    std::fs::write(tmp.path().join(file), content).unwrap();
+    prepare(&req(tmp.path())).unwrap_err().to_string()
+}
+
+#[test]
+fn fixture_errors_name_file_line_field() {
+    let bad = RATINGS.replace("2::20::4::104", "2::20::x::104");
+    let e = err_with("ratings.dat", bad.as_bytes());
+    assert!(e.contains("ratings.dat:5: field `rating`"), "{e}");
+    let bad = RATINGS.replace("2::20::4::104", "2::20::4");
+    let e = err_with("ratings.dat", bad.as_bytes());
+    assert!(
+        e.contains("ratings.dat:5: field `timestamp`") && e.contains("expected 4"),
+        "{e}"
+    );
+    let bad = RATINGS.replace("2::20::4::104", "9::20::4::104");
+    let e = err_with("ratings.dat", bad.as_bytes());
+    assert!(
+        e.contains("ratings.dat:5: field `user_id`") && e.contains("not in users.dat"),
+        "{e}"
+    );
+    let bad = USERS.replace("3::M::25", "3::M::26");
+    let e = err_with("users.dat", bad.as_bytes());
+    assert!(
+        e.contains("users.dat:3: field `age`") && e.contains("unknown age code 26"),
+        "{e}"
+    );
+    let bad = RATINGS.replace("2::20::4::104", "2::20::7::104");
+    let e = err_with("ratings.dat", bad.as_bytes());
+    assert!(e.contains("ratings.dat:5: field `rating`"), "{e}");
+    assert!(!e.ends_with('.'), "{e}");
+}
+
+#[test]
+fn missing_folder_or_file_explains_how_to_get_the_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = prepare(&req(&tmp.path().join("nope")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("nope") && e.contains("grouplens.org/datasets/movielens/1m"),
+        "{e}"
+    );
+    fixture(tmp.path());
+    std::fs::remove_file(tmp.path().join("movies.dat")).unwrap();
+    let e = prepare(&req(tmp.path())).unwrap_err().to_string();
+    assert!(
+        e.contains("movies.dat") && e.contains("fetch-movielens-1m"),
+        "{e}"
+    );
+}
+
+fn real_dir() -> Option<PathBuf> {
+    let d = std::env::var("MDREC_ML1M_DIR").unwrap_or_else(|_| "/work/data/ml-1m".into());
+    let d = PathBuf::from(d);
+    if d.join("ratings.dat").is_file() {
+        Some(d)
+    } else {
+        eprintln!(
+            "note: MovieLens-1M not found at {}; skipping (set MDREC_ML1M_DIR)",
+            d.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn ml1m_real_counts_and_cache_timing() {
+    let Some(dir) = real_dir() else { return };
+    let t0 = Instant::now();
+    let p = prepare(&req(&dir)).unwrap();
+    let parse_s = t0.elapsed().as_secs_f64();
+    assert_eq!(
+        (p.train.len(), p.valid.len(), p.test.len()),
+        (800_167, 100_021, 100_021)
+    );
+    let mut dc = vec![0usize; 3];
+    for s in [&p.train, &p.valid, &p.test] {
+        for (a, b) in dc.iter_mut().zip(s.domain_counts(3)) {
+            *a += b;
+        }
+    }
+    assert_eq!(dc, [210_747, 395_556, 393_906]);
+    let users = p
+        .schema
+        .fields
+        .iter()
+        .find(|f| f.name == "user_id")
+        .unwrap();
+    assert!(users.vocab_size <= 6_042);
+    eprintln!(
+        "ml-1m: train domain counts {:?}, positive rates train {:?} test {:?}",
+        p.train.domain_counts(3),
+        p.train.positive_rates(),
+        p.test.positive_rates()
+    );
+    for f in &p.schema.fields {
+        eprintln!(
+            "  field {} vocab {} oov_train {}",
+            f.name, f.vocab_size, f.n_oov_train
+        );
+    }
+
+    let cache = tempfile::tempdir().unwrap();
+    let mut r = req(&dir);
+    r.cache_dir = Some(cache.path().to_path_buf());
+    let t1 = Instant::now();
+    let a = prepare(&r).unwrap();
+    let miss_s = t1.elapsed().as_secs_f64();
+    assert!(!a.cache.as_ref().unwrap().hit);
+    let t2 = Instant::now();
+    let b = prepare(&r).unwrap();
+    let hit_s = t2.elapsed().as_secs_f64();
+    assert!(b.cache.as_ref().unwrap().hit);
+    assert_eq!(
+        (&a.schema, &a.vocabs, &a.train, &a.valid, &a.test),
+        (&b.schema, &b.vocabs, &b.train, &b.valid, &b.test)
+    );
+    assert_eq!(p.schema.to_json_pretty(), b.schema.to_json_pretty());
+    let size = std::fs::metadata(&b.cache.as_ref().unwrap().path)
+        .unwrap()
+        .len();
+    eprintln!(
+        "TIMING ml-1m: parse+fit+encode {parse_s:.3}s, cache miss (parse + write) {miss_s:.3}s, cache hit (hash sources + load) {hit_s:.3}s, cache file {:.1} MiB",
+        size as f64 / 1048576.0
+    );
+}
