@@ -1,8 +1,11 @@
 //! The MovieLens-1M recipe (the M3oE benchmark protocol).
 //!
 //! Reads the official `ml-1m` files (`::`-separated, latin-1), joins users and movies onto
-//! ratings and emits a [`RawTable`] in the "merged order": rows grouped by movie in order of the
-//! movie's first appearance in `ratings.dat`, keeping `ratings.dat` order within a movie.
+//! ratings and emits a [`RawTable`] in the "merged order" of the M3oE `ml-1m.csv`: the order two
+//! successive pandas inner merges give — first grouped by movie (movies in order of first
+//! appearance in `ratings.dat`, `ratings.dat` order within a movie), then that sequence grouped by
+//! user (users in order of first appearance in it, the movie-grouped order within a user). The
+//! sequential 80/10/10 split then has only unseen users in valid and test.
 //! Columns: user_id, movie_id, rating, timestamp, gender, age, occupation, zip, genre (the
 //! movie's first genre) and domain (from the age code: {1, 18} -> 0, {25} -> 1,
 //! {35, 45, 50, 56} -> 2). The features, tasks (click = rating > 3, like = rating > 4) and the
@@ -369,6 +372,33 @@ pub fn load_movielens_1m(dir: &Path) -> Result<RawTable, DataError> {
         order[start[k as usize]] = i as u32;
         start[k as usize] += 1;
     }
+
+    // Second merge (with users.dat): stable group by user, users in order of first appearance
+    // in the movie-grouped sequence. This is what two successive pandas inner merges produce,
+    // and it is why the sequential split puts only unseen users in valid and test.
+    let order = {
+        let mut user_rank: HashMap<u32, u32> = HashMap::new();
+        let keys: Vec<u32> = order
+            .iter()
+            .map(|&i| {
+                let next = user_rank.len() as u32;
+                *user_rank.entry(ru[i as usize]).or_insert(next)
+            })
+            .collect();
+        let mut start = vec![0usize; user_rank.len() + 1];
+        for &k in &keys {
+            start[k as usize + 1] += 1;
+        }
+        for i in 1..start.len() {
+            start[i] += start[i - 1];
+        }
+        let mut out = vec![0u32; order.len()];
+        for (pos, &k) in keys.iter().enumerate() {
+            out[start[k as usize]] = order[pos];
+            start[k as usize] += 1;
+        }
+        out
+    };
 
     let user_of: Vec<u32> = order.iter().map(|&i| ru[i as usize]).collect();
     let user_ids: Vec<u64> = {

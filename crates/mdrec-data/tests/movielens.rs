@@ -39,39 +39,40 @@ fn fixture_order_labels_domains() {
     let tmp = tempfile::tempdir().unwrap();
     fixture(tmp.path());
     let t = load_movielens_1m(tmp.path()).unwrap();
-    assert_eq!(t.row_line, vec![1, 5, 7, 12, 2, 3, 6, 11, 4, 8, 9, 10]);
+    assert_eq!(t.row_line, vec![1, 3, 9, 5, 2, 10, 7, 11, 4, 12, 6, 8]);
     let col = |n: &str| -> Vec<&str> {
         let c = t.column(n).unwrap();
         (0..t.n_rows()).map(|r| c.get(r)).collect()
     };
     assert_eq!(
         col("movie_id"),
-        ["20", "20", "20", "20", "10", "10", "10", "10", "30", "30", "30", "30"]
+        ["20", "10", "30", "20", "10", "30", "20", "10", "30", "20", "10", "30"]
     );
     assert_eq!(
         col("user_id"),
-        ["1", "2", "3", "4", "2", "1", "4", "3", "3", "4", "1", "2"]
+        ["1", "1", "1", "2", "2", "2", "3", "3", "3", "4", "4", "4"]
     );
     assert_eq!(
         col("domain"),
-        ["0", "2", "1", "2", "2", "0", "2", "1", "1", "2", "0", "2"]
+        ["0", "0", "0", "2", "2", "2", "1", "1", "1", "2", "2", "2"]
     );
     assert_eq!(col("genre")[0], "Drama");
     assert_eq!(col("genre")[4], "Animation");
-    assert_eq!(col("zip")[3], "02460");
+    assert_eq!(col("zip")[9], "02460");
 
     let p = prepare(&req(tmp.path())).unwrap();
     assert_eq!((p.train.len(), p.valid.len(), p.test.len()), (9, 1, 2));
     assert_eq!(p.schema.domains, ["age_lt25", "age_25", "age_ge35"]);
     assert_eq!(p.schema.tasks, ["click", "like"]);
-    // ratings in merged order: 5 4 2 3 | 3 4 5 5 | 1 4 5 2
-    let click = [1., 1., 0., 0., 0., 1., 1., 1., 0.];
-    let like = [1., 0., 0., 0., 0., 0., 1., 1., 0.];
+    // ratings in merged order (movie-grouped, then user-grouped): 5 4 5 | 4 3 2 | 2 5 1 | 3 5 4
+    let click = [1., 1., 1., 1., 0., 0., 0., 1., 0.];
+    let like = [1., 0., 1., 0., 0., 0., 0., 1., 0.];
     assert_eq!(p.train.labels[0], click);
     assert_eq!(p.train.labels[1], like);
-    assert_eq!(p.test.labels[0], [1., 0.]);
-    assert_eq!(p.train.domain, [0, 2, 1, 2, 2, 0, 2, 1, 1]);
-    assert_eq!(p.train.group, [1, 2, 3, 4, 2, 1, 4, 3, 3]);
+    assert_eq!(p.test.labels[0], [1., 1.]);
+    assert_eq!(p.test.labels[1], [1., 0.]);
+    assert_eq!(p.train.domain, [0, 0, 0, 2, 2, 2, 1, 1, 1]);
+    assert_eq!(p.train.group, [1, 1, 1, 2, 2, 2, 3, 3, 3]);
     // movie_id vocabulary fitted on train: 10 -> 2, 20 -> 3, 30 -> 4 (numeric order)
     let names: Vec<&str> = p
         .schema
@@ -91,13 +92,13 @@ fn fixture_order_labels_domains() {
             "domain_indicator"
         ]
     );
-    assert_eq!(p.train.cat[1], [3, 3, 3, 3, 2, 2, 2, 2, 4]);
+    assert_eq!(p.train.cat[1], [3, 2, 4, 3, 2, 4, 3, 2, 4]);
     assert_eq!(p.schema.fields[1].vocab_size, 5);
     // domain_indicator: values "0","1","2" -> 2,3,4
-    assert_eq!(p.train.cat[6], [2, 4, 3, 4, 4, 2, 4, 3, 3]);
+    assert_eq!(p.train.cat[6], [2, 2, 2, 4, 4, 4, 3, 3, 3]);
     // age min-max over train (1..56): user 1 (age 1) -> 0, user 2 (56) -> 1
     assert_eq!(p.train.num[0][0], 0.0);
-    assert_eq!(p.train.num[0][1], 1.0);
+    assert_eq!(p.train.num[0][3], 1.0);
     assert_eq!(p.schema.numeric_fields()[0].name, "age");
 }
 
@@ -187,6 +188,11 @@ fn ml1m_real_counts_and_cache_timing() {
         }
     }
     assert_eq!(dc, [210_747, 395_556, 393_906]);
+    // The M3oE order puts only unseen users in valid and test (1,567 test users).
+    let train_users: std::collections::BTreeSet<u64> = p.train.group.iter().copied().collect();
+    let test_users: std::collections::BTreeSet<u64> = p.test.group.iter().copied().collect();
+    assert_eq!(test_users.len(), 1_567);
+    assert_eq!(test_users.intersection(&train_users).count(), 0);
     let users = p
         .schema
         .fields
