@@ -21,7 +21,11 @@ mod speed;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "mdrec", version, about = "Multi-domain, multi-task recommendation: train, evaluate, compare")]
+#[command(
+    name = "mdrec",
+    version,
+    about = "Multi-domain, multi-task recommendation: train, evaluate, compare"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -148,7 +152,13 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     }
     mdrec_models::find(cfg.model_name())?;
     let out = a.out.clone().unwrap_or_else(|| {
-        PathBuf::from("runs").join(format!("{}_{}_{}_s{}", cfg.model_name(), cfg.dataset.name, cfg.dataset.split, cfg.train.seed))
+        PathBuf::from("runs").join(format!(
+            "{}_{}_{}_s{}",
+            cfg.model_name(),
+            cfg.dataset.name,
+            cfg.dataset.split,
+            cfg.train.seed
+        ))
     });
     let mut progress = Console::new(a.quiet);
     let t0 = Instant::now();
@@ -162,7 +172,15 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         prepared.schema.n_domains(),
         prepared.schema.n_tasks(),
         t0.elapsed().as_secs_f64(),
-        prepared.cache.as_ref().map(|c| if c.hit { ", from cache" } else { ", cache written" }).unwrap_or("")
+        prepared
+            .cache
+            .as_ref()
+            .map(|c| if c.hit {
+                ", from cache"
+            } else {
+                ", cache written"
+            })
+            .unwrap_or("")
     );
     let outcome = train_run(&cfg, &prepared, &out, &mut progress)?;
     let r = &outcome.report;
@@ -174,7 +192,8 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
 fn cmd_eval(run: PathBuf) -> Result<()> {
     let (rep, _) = mdrec_train::evaluate_run(&run)?;
     let p = run.join("eval.json");
-    std::fs::write(&p, serde_json::to_string_pretty(&rep)? + "\n").with_context(|| format!("writing {}", p.display()))?;
+    std::fs::write(&p, serde_json::to_string_pretty(&rep)? + "\n")
+        .with_context(|| format!("writing {}", p.display()))?;
     println!("| domain | task | n | AUC | LogLoss |\n|---|---|---:|---:|---:|");
     for c in &rep.cells {
         println!(
@@ -182,8 +201,12 @@ fn cmd_eval(run: PathBuf) -> Result<()> {
             c.domain,
             c.task,
             c.n,
-            c.auc.map(|v| format!("{:.4}", v)).unwrap_or_else(|| "undefined".into()),
-            c.logloss.map(|v| format!("{:.5}", v)).unwrap_or_else(|| "undefined".into())
+            c.auc
+                .map(|v| format!("{:.4}", v))
+                .unwrap_or_else(|| "undefined".into()),
+            c.logloss
+                .map(|v| format!("{:.5}", v))
+                .unwrap_or_else(|| "undefined".into())
         );
     }
     println!(
@@ -209,18 +232,36 @@ fn cmd_prepare(a: DataArgs) -> Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     println!("source: {}", p.source);
     if let Some(c) = &p.cache {
-        println!("cache: {} ({})", c.path.display(), if c.hit { "hit" } else { "written" });
+        println!(
+            "cache: {} ({})",
+            c.path.display(),
+            if c.hit { "hit" } else { "written" }
+        );
     }
     println!("prepared in {secs:.2} s; schema hash {}", p.schema.hash);
-    println!("rows: train {} / valid {} / test {}", p.train.len(), p.valid.len(), p.test.len());
+    println!(
+        "rows: train {} / valid {} / test {}",
+        p.train.len(),
+        p.valid.len(),
+        p.test.len()
+    );
     let nd = p.schema.n_domains();
     for (name, split) in [("train", &p.train), ("valid", &p.valid), ("test", &p.test)] {
         let counts = split.domain_counts(nd);
-        let parts: Vec<String> = p.schema.domains.iter().zip(&counts).map(|(d, c)| format!("{d}={c}")).collect();
+        let parts: Vec<String> = p
+            .schema
+            .domains
+            .iter()
+            .zip(&counts)
+            .map(|(d, c)| format!("{d}={c}"))
+            .collect();
         println!("  {name} domains: {}", parts.join(", "));
     }
     for f in &p.schema.fields {
-        println!("  field {:<18} {:?} vocab {} (train OOV {})", f.name, f.kind, f.vocab_size, f.n_oov_train);
+        println!(
+            "  field {:<18} {:?} vocab {} (train OOV {})",
+            f.name, f.kind, f.vocab_size, f.n_oov_train
+        );
     }
     Ok(())
 }
@@ -234,7 +275,9 @@ fn main() -> ExitCode {
             cmd_models();
             Ok(())
         }
-        Cmd::Data { cmd: DataCmd::Prepare(a) } => cmd_prepare(a),
+        Cmd::Data {
+            cmd: DataCmd::Prepare(a),
+        } => cmd_prepare(a),
         Cmd::Speed(a) => speed::run(a),
     };
     match res {

@@ -48,16 +48,27 @@ fn engine_data(n: usize, fields: usize, vocab: u32, seed: u64) -> EncodedData {
     let mut rng = Rng::new(seed);
     EncodedData {
         n_rows: n,
-        cat: (0..fields).map(|_| (0..n).map(|_| rng.below(vocab as u64) as u32).collect()).collect(),
+        cat: (0..fields)
+            .map(|_| (0..n).map(|_| rng.below(vocab as u64) as u32).collect())
+            .collect(),
         multi: vec![],
         num: vec![],
         domain: (0..n).map(|_| rng.below(3) as u32).collect(),
-        labels: vec![(0..n).map(|_| (rng.next_f32() < 0.3) as u8 as f32).collect()],
+        labels: vec![(0..n)
+            .map(|_| (rng.next_f32() < 0.3) as u8 as f32)
+            .collect()],
         group: vec![0; n],
     }
 }
 
-fn time_engine(engine: &mut Engine, data: &EncodedData, bs: usize, warmup: usize, steps: usize, ctx: &ModelContext) -> Result<(f64, f64)> {
+fn time_engine(
+    engine: &mut Engine,
+    data: &EncodedData,
+    bs: usize,
+    warmup: usize,
+    steps: usize,
+    ctx: &ModelContext,
+) -> Result<(f64, f64)> {
     let order = epoch_order(data.len(), true, 1, 1);
     let batches: Vec<&[u32]> = order.chunks(bs).filter(|c| c.len() == bs).collect();
     anyhow::ensure!(!batches.is_empty(), "not enough rows for one batch of {bs}");
@@ -73,14 +84,21 @@ fn time_engine(engine: &mut Engine, data: &EncodedData, bs: usize, warmup: usize
     let n_inf = data.len().min(200_000);
     let sub = data.subset(&(0..n_inf as u32).collect::<Vec<_>>());
     let t1 = Instant::now();
-    snap.predict(ctx, &sub, 8192, &DeviceKind::Cpu.device().map_err(anyhow::Error::msg)?)?;
+    snap.predict(
+        ctx,
+        &sub,
+        8192,
+        &DeviceKind::Cpu.device().map_err(anyhow::Error::msg)?,
+    )?;
     let infer = n_inf as f64 / t1.elapsed().as_secs_f64();
     Ok((train, infer))
 }
 
 pub fn run(a: SpeedArgs) -> Result<()> {
     let device = DeviceKind::Cpu.device().map_err(anyhow::Error::msg)?;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut cfg = RunConfig::default();
     for s in &a.set {
         cfg.set(s)?;
@@ -90,10 +108,16 @@ pub fn run(a: SpeedArgs) -> Result<()> {
         "engine" => {
             cfg.set_model_name("mmoe");
             cfg.model.insert("num_experts".into(), 6.into());
-            cfg.model.insert("expert_dims".into(), serde_json::json!([256, 128]));
-            cfg.model.insert("tower_dims".into(), serde_json::json!([64]));
+            cfg.model
+                .insert("expert_dims".into(), serde_json::json!([256, 128]));
+            cfg.model
+                .insert("tower_dims".into(), serde_json::json!([64]));
             let ctx = ModelContext::uniform(20, 10_000, 16, 0, 3, 1);
-            ("engine (MMoE, 20×10k×16, 6 experts 320→256→128, 3 towers 128→64→1)".to_string(), ctx, engine_data(65_536, 20, 10_000, 7))
+            (
+                "engine (MMoE, 20×10k×16, 6 experts 320→256→128, 3 towers 128→64→1)".to_string(),
+                ctx,
+                engine_data(65_536, 20, 10_000, 7),
+            )
         }
         "dataset" => {
             cfg.set_model_name(a.model.as_deref().unwrap_or("mmoe"));
@@ -101,16 +125,30 @@ pub fn run(a: SpeedArgs) -> Result<()> {
             cfg.dataset.data_dir = a.data_dir.clone();
             let p = prepare_dataset(&cfg)?;
             let ctx = context_from_schema(&p.schema, cfg.train.embedding.dim);
-            (format!("{} on {}", cfg.model_name(), p.source), ctx, p.train)
+            (
+                format!("{} on {}", cfg.model_name(), p.source),
+                ctx,
+                p.train,
+            )
         }
         other => anyhow::bail!("unknown workload `{other}`; expected `engine` or `dataset`"),
     };
     let factory = mdrec_models::find(cfg.model_name())?;
     let model_cfg = factory.resolve(&cfg.model_overrides())?;
-    let mut engine = Engine::new(factory, &model_cfg, ctx.clone(), &cfg.train, cfg.train.seed, &device)?;
+    let mut engine = Engine::new(
+        factory,
+        &model_cfg,
+        ctx.clone(),
+        &cfg.train,
+        cfg.train.seed,
+        &device,
+    )?;
     let (train, infer) = time_engine(&mut engine, &data, a.batch_size, a.warmup, a.steps, &ctx)?;
     println!("| workload | batch | threads | train samples/s | inference samples/s |");
     println!("|---|---:|---:|---:|---:|");
-    println!("| {name} | {} | {threads} | {train:.0} | {infer:.0} |", a.batch_size);
+    println!(
+        "| {name} | {} | {threads} | {train:.0} | {infer:.0} |",
+        a.batch_size
+    );
     Ok(())
 }

@@ -7,7 +7,11 @@ use std::collections::BTreeMap;
 /// `None` when `labels` is empty or has a single class. Labels are 0/1 (any value > 0.5 is a
 /// positive).
 pub fn auc(labels: &[f32], scores: &[f32]) -> Option<f64> {
-    assert_eq!(labels.len(), scores.len(), "auc: labels and scores differ in length");
+    assert_eq!(
+        labels.len(),
+        scores.len(),
+        "auc: labels and scores differ in length"
+    );
     let mut idx: Vec<u32> = (0..labels.len() as u32).collect();
     auc_indexed(labels, scores, &mut idx)
 }
@@ -58,7 +62,11 @@ pub struct GaucResult {
 
 /// Group AUC of `scores` grouped by `groups`.
 pub fn gauc(labels: &[f32], scores: &[f32], groups: &[u64]) -> GaucResult {
-    assert_eq!(labels.len(), groups.len(), "gauc: labels and groups differ in length");
+    assert_eq!(
+        labels.len(),
+        groups.len(),
+        "gauc: labels and groups differ in length"
+    );
     let mut by: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
     for (i, &g) in groups.iter().enumerate() {
         by.entry(g).or_default().push(i as u32);
@@ -95,7 +103,11 @@ pub fn logloss_from_logits(labels: &[f32], logits: &[f32]) -> Option<f64> {
     if labels.is_empty() {
         return None;
     }
-    let s: f64 = labels.iter().zip(logits).map(|(&y, &x)| bce(x as f64, y as f64)).sum();
+    let s: f64 = labels
+        .iter()
+        .zip(logits)
+        .map(|(&y, &x)| bce(x as f64, y as f64))
+        .sum();
     Some(s / labels.len() as f64)
 }
 
@@ -145,7 +157,9 @@ mod tests {
     pub(crate) fn lcg_case(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
         let mut s = seed;
         let mut next = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 33) as f64) / ((1u64 << 31) as f64)
         };
         let mut y = Vec::new();
@@ -155,7 +169,7 @@ mod tests {
             let v = next();
             let label = if u < 0.35 { 1.0 } else { 0.0 };
             // Scores correlated with the label, rounded to 1 decimal: many ties.
-            let score = ((0.6 * v + 0.4 * label as f64) * 10.0).round() / 10.0;
+            let score = ((0.6 * v + 0.4 * label) * 10.0).round() / 10.0;
             y.push(label as f32);
             p.push(score as f32);
         }
@@ -165,18 +179,29 @@ mod tests {
     #[test]
     fn auc_golden_against_sklearn() {
         // python3 golden/make_golden.py (sklearn 1.x): roc_auc_score on the LCG cases.
-        let cases = [(50usize, 1u64, 0.975051975051975f64), (1000, 7, 0.9385215806206372), (333, 42, 0.945925925925926)];
+        let cases = [
+            (50usize, 1u64, 0.975051975051975f64),
+            (1000, 7, 0.9385215806206372),
+            (333, 42, 0.945925925925926),
+        ];
         for (n, seed, want) in cases {
             let (y, p) = lcg_case(n, seed);
             let got = auc(&y, &p).unwrap();
-            assert!((got - want).abs() < 1e-9, "n={n} seed={seed}: {got} vs sklearn {want}");
+            assert!(
+                (got - want).abs() < 1e-9,
+                "n={n} seed={seed}: {got} vs sklearn {want}"
+            );
         }
     }
 
     #[test]
     fn logloss_golden_against_sklearn() {
         // golden/make_golden.py: log_loss(y, clip(p, 0.05, 0.95)).
-        let cases = [(50usize, 1u64, 0.32426389076221007f64), (1000, 7, 0.3949582655183516), (333, 42, 0.3803551130551319)];
+        let cases = [
+            (50usize, 1u64, 0.32426389076221007f64),
+            (1000, 7, 0.3949582655183516),
+            (333, 42, 0.3803551130551319),
+        ];
         for (n, seed, want) in cases {
             let (y, p) = lcg_case(n, seed);
             let p: Vec<f32> = p.iter().map(|v| v.clamp(0.05, 0.95)).collect();
@@ -209,7 +234,10 @@ mod tests {
         let r = gauc(&y, &p, &g);
         assert!((r.mean.unwrap() - 0.75).abs() < 1e-12);
         assert!((r.weighted.unwrap() - 0.70).abs() < 1e-12);
-        assert_eq!((r.n_groups, r.n_groups_used, r.n_groups_single_class), (3, 2, 1));
+        assert_eq!(
+            (r.n_groups, r.n_groups_used, r.n_groups_single_class),
+            (3, 2, 1)
+        );
     }
 
     #[test]

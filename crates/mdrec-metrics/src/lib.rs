@@ -23,6 +23,10 @@ mod basic;
 mod report;
 mod stats;
 
-pub use basic::{auc, gauc, logloss_from_logits, logloss_from_probs, sklearn_2d_logloss_compat, GaucResult};
-pub use report::{evaluate, CellMetrics, EvalInput, EvalReport, MetricsError, OverallMetrics, SliceMetrics};
+pub use basic::{
+    auc, gauc, logloss_from_logits, logloss_from_probs, sklearn_2d_logloss_compat, GaucResult,
+};
+pub use report::{
+    evaluate, CellMetrics, EvalInput, EvalReport, MetricsError, OverallMetrics, SliceMetrics,
+};
 pub use stats::{major_minor_k, relaimpr, weighted_domain_auc, welch_t_test, WelchResult};

@@ -164,17 +164,28 @@ pub fn evaluate(inp: &EvalInput) -> Result<EvalReport, MetricsError> {
     }
     if let Some(g) = inp.group {
         if g.len() != n {
-            return Err(MetricsError::Shape(format!("evaluate: {} group keys for {n} rows", g.len())));
+            return Err(MetricsError::Shape(format!(
+                "evaluate: {} group keys for {n} rows",
+                g.len()
+            )));
         }
     }
     for (i, &d) in inp.domain.iter().enumerate() {
         if d as usize >= d_n {
-            return Err(MetricsError::DomainOutOfRange { row: i, domain: d, n_domains: d_n });
+            return Err(MetricsError::DomainOutOfRange {
+                row: i,
+                domain: d,
+                n_domains: d_n,
+            });
         }
     }
     for (k, &x) in inp.logits.iter().enumerate() {
         if !x.is_finite() {
-            return Err(MetricsError::NonFinite { row: k / t_n, task: inp.task_names[k % t_n].clone(), value: x });
+            return Err(MetricsError::NonFinite {
+                row: k / t_n,
+                task: inp.task_names[k % t_n].clone(),
+                value: x,
+            });
         }
     }
     // Column views per task.
@@ -193,17 +204,30 @@ pub fn evaluate(inp: &EvalInput) -> Result<EvalReport, MetricsError> {
         let mut all: Vec<u32> = (0..n as u32).collect();
         let a = auc_indexed(&y, &s, &mut all);
         if a.is_none() {
-            undefined.push(format!("task {}: AUC undefined (n={n}, single class or empty)", inp.task_names[t]));
+            undefined.push(format!(
+                "task {}: AUC undefined (n={n}, single class or empty)",
+                inp.task_names[t]
+            ));
         }
         let g = inp.group.map(|g| gauc(&y, &s, g));
-        let ll = (n > 0).then(|| y.iter().zip(&s).map(|(&y, &x)| bce(x as f64, y as f64)).sum::<f64>() / n as f64);
-        tasks.push(SliceMetrics { name: inp.task_names[t].clone(), n, auc: a, gauc: g.and_then(|g| g.weighted), logloss: ll });
+        let ll = (n > 0).then(|| {
+            y.iter()
+                .zip(&s)
+                .map(|(&y, &x)| bce(x as f64, y as f64))
+                .sum::<f64>()
+                / n as f64
+        });
+        tasks.push(SliceMetrics {
+            name: inp.task_names[t].clone(),
+            n,
+            auc: a,
+            gauc: g.and_then(|g| g.weighted),
+            logloss: ll,
+        });
         task_cols.push((y, s));
     }
-    for d in 0..d_n {
-        for t in 0..t_n {
-            let (y, s) = &task_cols[t];
-            let rows = &rows_of[d];
+    for (d, rows) in rows_of.iter().enumerate() {
+        for (t, (y, s)) in task_cols.iter().enumerate() {
             let positives = rows.iter().filter(|&&r| y[r as usize] > 0.5).count();
             let mut idx = rows.clone();
             let a = auc_indexed(y, s, &mut idx);
@@ -225,8 +249,12 @@ pub fn evaluate(inp: &EvalInput) -> Result<EvalReport, MetricsError> {
                 }
                 None => (None, None),
             };
-            let ll = (!rows.is_empty())
-                .then(|| rows.iter().map(|&r| bce(s[r as usize] as f64, y[r as usize] as f64)).sum::<f64>() / rows.len() as f64);
+            let ll = (!rows.is_empty()).then(|| {
+                rows.iter()
+                    .map(|&r| bce(s[r as usize] as f64, y[r as usize] as f64))
+                    .sum::<f64>()
+                    / rows.len() as f64
+            });
             cells.push(CellMetrics {
                 domain: inp.domain_names[d].clone(),
                 domain_index: d,
@@ -244,7 +272,12 @@ pub fn evaluate(inp: &EvalInput) -> Result<EvalReport, MetricsError> {
         .map(|d| {
             let cs = &cells[d * t_n..(d + 1) * t_n];
             let nn: usize = cs.iter().map(|c| c.n).sum();
-            let ll = (nn > 0).then(|| cs.iter().map(|c| c.logloss.unwrap_or(0.0) * c.n as f64).sum::<f64>() / nn as f64);
+            let ll = (nn > 0).then(|| {
+                cs.iter()
+                    .map(|c| c.logloss.unwrap_or(0.0) * c.n as f64)
+                    .sum::<f64>()
+                    / nn as f64
+            });
             SliceMetrics {
                 name: inp.domain_names[d].clone(),
                 n: nn,
@@ -267,18 +300,34 @@ pub fn evaluate(inp: &EvalInput) -> Result<EvalReport, MetricsError> {
         auc_mean_cells: mean(cells.iter().map(|c| c.auc)),
         auc_task_pooled_mean: mean(tasks.iter().map(|t| t.auc)),
         gauc_task_mean: mean(tasks.iter().map(|t| t.gauc)),
-        logloss: (total > 0).then(|| tasks.iter().map(|t| t.logloss.unwrap_or(0.0)).sum::<f64>() / t_n as f64),
+        logloss: (total > 0)
+            .then(|| tasks.iter().map(|t| t.logloss.unwrap_or(0.0)).sum::<f64>() / t_n as f64),
         domain_auc,
         n_undefined_cells: cells.iter().filter(|c| c.auc.is_none()).count(),
     };
-    Ok(EvalReport { n, cells, tasks, domains, overall, undefined })
+    Ok(EvalReport {
+        n,
+        cells,
+        tasks,
+        domains,
+        overall,
+        undefined,
+    })
 }
 
 impl EvalReport {
     /// Every accepted metric name for this report.
     pub fn accepted_metric_names(&self) -> Vec<String> {
-        let mut v: Vec<String> =
-            ["auc_mean_cells", "auc_task_pooled_mean", "gauc_task_mean", "logloss", "domain_auc"].iter().map(|s| s.to_string()).collect();
+        let mut v: Vec<String> = [
+            "auc_mean_cells",
+            "auc_task_pooled_mean",
+            "gauc_task_mean",
+            "logloss",
+            "domain_auc",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         for t in &self.tasks {
             v.push(format!("auc/{}", t.name));
             v.push(format!("gauc/{}", t.name));
@@ -298,7 +347,10 @@ impl EvalReport {
     /// `logloss/<domain>/<task>`.
     pub fn metric(&self, name: &str) -> Result<(f64, bool), MetricsError> {
         let o = &self.overall;
-        let undefined = |why: &str| MetricsError::Undefined { name: name.to_string(), why: why.to_string() };
+        let undefined = |why: &str| MetricsError::Undefined {
+            name: name.to_string(),
+            why: why.to_string(),
+        };
         let found: Option<(Option<f64>, bool)> = match name {
             "auc_mean_cells" => Some((o.auc_mean_cells, true)),
             "auc_task_pooled_mean" => Some((o.auc_task_pooled_mean, true)),
@@ -308,24 +360,37 @@ impl EvalReport {
             _ => {
                 let parts: Vec<&str> = name.split('/').collect();
                 match parts.as_slice() {
-                    [m, t] => self.tasks.iter().find(|x| x.name == *t).and_then(|x| match *m {
-                        "auc" => Some((x.auc, true)),
-                        "gauc" => Some((x.gauc, true)),
-                        "logloss" => Some((x.logloss, false)),
-                        _ => None,
-                    }),
-                    [m, d, t] => self.cells.iter().find(|c| c.domain == *d && c.task == *t).and_then(|c| match *m {
-                        "auc" => Some((c.auc, true)),
-                        "logloss" => Some((c.logloss, false)),
-                        _ => None,
-                    }),
+                    [m, t] => self
+                        .tasks
+                        .iter()
+                        .find(|x| x.name == *t)
+                        .and_then(|x| match *m {
+                            "auc" => Some((x.auc, true)),
+                            "gauc" => Some((x.gauc, true)),
+                            "logloss" => Some((x.logloss, false)),
+                            _ => None,
+                        }),
+                    [m, d, t] => self
+                        .cells
+                        .iter()
+                        .find(|c| c.domain == *d && c.task == *t)
+                        .and_then(|c| match *m {
+                            "auc" => Some((c.auc, true)),
+                            "logloss" => Some((c.logloss, false)),
+                            _ => None,
+                        }),
                     _ => None,
                 }
             }
         };
         match found {
-            None => Err(MetricsError::UnknownMetric { name: name.to_string(), accepted: self.accepted_metric_names().join(", ") }),
-            Some((None, _)) => Err(undefined("no defined value on this split (single-class or empty slices)")),
+            None => Err(MetricsError::UnknownMetric {
+                name: name.to_string(),
+                accepted: self.accepted_metric_names().join(", "),
+            }),
+            Some((None, _)) => Err(undefined(
+                "no defined value on this split (single-class or empty slices)",
+            )),
             Some((Some(v), hib)) => Ok((v, hib)),
         }
     }
@@ -343,8 +408,12 @@ mod tests {
     #[test]
     fn slices_agree_with_direct_computation() {
         // 8 rows, 2 domains, 2 tasks.
-        let logits = [0.1, 0.2, -0.3, 0.5, 0.9, -1.0, 0.4, 0.0, -0.2, 0.3, 0.8, 0.1, 0.0, -0.5, 1.2, 0.7];
-        let labels = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0];
+        let logits = [
+            0.1, 0.2, -0.3, 0.5, 0.9, -1.0, 0.4, 0.0, -0.2, 0.3, 0.8, 0.1, 0.0, -0.5, 1.2, 0.7,
+        ];
+        let labels = [
+            1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0,
+        ];
         let domain = [0, 1, 0, 1, 0, 1, 0, 1];
         let (dn, tn) = (names(&["a", "b"]), names(&["click", "like"]));
         let r = evaluate(&EvalInput {
@@ -359,7 +428,10 @@ mod tests {
         })
         .unwrap();
         let pick = |d: u32, t: usize| -> (Vec<f32>, Vec<f32>) {
-            (0..8).filter(|&i| domain[i] == d).map(|i| (labels[i * 2 + t], logits[i * 2 + t])).unzip()
+            (0..8)
+                .filter(|&i| domain[i] == d)
+                .map(|i| (labels[i * 2 + t], logits[i * 2 + t]))
+                .unzip()
         };
         let (y, s) = pick(0, 0);
         assert_eq!(r.cells[0].auc, auc(&y, &s));
@@ -369,7 +441,11 @@ mod tests {
         let click: (Vec<f32>, Vec<f32>) = (0..8).map(|i| (labels[i * 2], logits[i * 2])).unzip();
         assert_eq!(r.tasks[0].auc, auc(&click.0, &click.1));
         let cells: Vec<f64> = r.cells.iter().filter_map(|c| c.auc).collect();
-        assert!((r.overall.auc_mean_cells.unwrap() - cells.iter().sum::<f64>() / cells.len() as f64).abs() < 1e-12);
+        assert!(
+            (r.overall.auc_mean_cells.unwrap() - cells.iter().sum::<f64>() / cells.len() as f64)
+                .abs()
+                < 1e-12
+        );
         let pooled = (r.tasks[0].auc.unwrap() + r.tasks[1].auc.unwrap()) / 2.0;
         assert!((r.overall.auc_task_pooled_mean.unwrap() - pooled).abs() < 1e-12);
         // cells are domain-major: [a/click, a/like, b/click, b/like]; weights 3 (a) and 1 (b).
@@ -377,10 +453,16 @@ mod tests {
         let dauc1 = (3.0 * r.cells[1].auc.unwrap() + r.cells[3].auc.unwrap()) / 4.0;
         assert_eq!(r.overall.n_undefined_cells, 0);
         assert!((r.overall.domain_auc.unwrap() - (dauc0 + dauc1) / 2.0).abs() < 1e-12);
-        assert_eq!(r.metric("auc/b/like").unwrap(), (r.cells[3].auc.unwrap(), true));
+        assert_eq!(
+            r.metric("auc/b/like").unwrap(),
+            (r.cells[3].auc.unwrap(), true)
+        );
         assert!(!r.metric("logloss").unwrap().1);
         let err = r.metric("auc/nope").unwrap_err().to_string();
-        assert!(err.contains("auc_mean_cells") && err.contains("auc/a/click"), "{err}");
+        assert!(
+            err.contains("auc_mean_cells") && err.contains("auc/a/click"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -400,11 +482,20 @@ mod tests {
         .unwrap();
         assert_eq!(r.cells[1].auc, None);
         assert_eq!(r.overall.n_undefined_cells, 1);
-        assert!(r.undefined[0].contains("domain b / task click") && r.undefined[0].contains("positives=2"), "{:?}", r.undefined);
+        assert!(
+            r.undefined[0].contains("domain b / task click")
+                && r.undefined[0].contains("positives=2"),
+            "{:?}",
+            r.undefined
+        );
         assert_eq!(r.overall.auc_mean_cells, Some(0.0));
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"auc\":null") && !json.contains("NaN"));
-        assert!(r.metric("auc/b/click").unwrap_err().to_string().contains("undefined"));
+        assert!(r
+            .metric("auc/b/click")
+            .unwrap_err()
+            .to_string()
+            .contains("undefined"));
     }
 
     #[test]
@@ -422,7 +513,12 @@ mod tests {
             train_domain_counts: None,
         };
         assert!(evaluate(&base).unwrap_err().to_string().contains("row 1"));
-        let e = evaluate(&EvalInput { logits: &[0.1, 0.2], domain: &[0, 3], ..base }).unwrap_err();
+        let e = evaluate(&EvalInput {
+            logits: &[0.1, 0.2],
+            domain: &[0, 3],
+            ..base
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("domain index 3"));
     }
 }

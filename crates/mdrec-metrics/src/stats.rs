@@ -22,7 +22,11 @@ pub fn weighted_domain_auc(per_domain_auc: &[Option<f64>], weights: &[f64]) -> O
 
 /// Major-K / Minor-K AUC (AREAD): the training-count-weighted AUC of the `k` largest and the `k`
 /// smallest domains by training count [INFERRED ranking and weights, model-spec §2.4].
-pub fn major_minor_k(per_domain_auc: &[Option<f64>], train_counts: &[usize], k: usize) -> (Option<f64>, Option<f64>) {
+pub fn major_minor_k(
+    per_domain_auc: &[Option<f64>],
+    train_counts: &[usize],
+    k: usize,
+) -> (Option<f64>, Option<f64>) {
     let mut order: Vec<usize> = (0..train_counts.len()).collect();
     order.sort_by(|&a, &b| train_counts[b].cmp(&train_counts[a]).then(a.cmp(&b)));
     let pick = |ids: &[usize]| {
@@ -71,7 +75,11 @@ pub fn welch_t_test(a: &[f64], b: &[f64]) -> Option<WelchResult> {
     let df = se2 * se2 / (sa * sa / (a.len() as f64 - 1.0) + sb * sb / (b.len() as f64 - 1.0));
     // Two-sided p = I_{df/(df+t²)}(df/2, 1/2).
     let p = reg_inc_beta(df / 2.0, 0.5, df / (df + t * t));
-    Some(WelchResult { t, df, p_two_sided: p })
+    Some(WelchResult {
+        t,
+        df,
+        p_two_sided: p,
+    })
 }
 
 fn ln_gamma(x: f64) -> f64 {
@@ -184,12 +192,25 @@ mod tests {
         let a = [0.712, 0.718, 0.709, 0.721, 0.715];
         let b = [0.705, 0.707, 0.701, 0.711, 0.703];
         let r = welch_t_test(&a, &b).unwrap();
-        assert!((r.t - WELCH_AB.0).abs() < 1e-9, "t {} vs {}", r.t, WELCH_AB.0);
-        assert!((r.p_two_sided - WELCH_AB.1).abs() < 1e-9, "p {} vs {}", r.p_two_sided, WELCH_AB.1);
+        assert!(
+            (r.t - WELCH_AB.0).abs() < 1e-9,
+            "t {} vs {}",
+            r.t,
+            WELCH_AB.0
+        );
+        assert!(
+            (r.p_two_sided - WELCH_AB.1).abs() < 1e-9,
+            "p {} vs {}",
+            r.p_two_sided,
+            WELCH_AB.1
+        );
         let c = [0.5, 0.52, 0.49];
         let d = [0.51, 0.50, 0.53, 0.52, 0.50, 0.49];
         let r = welch_t_test(&c, &d).unwrap();
-        assert!((r.t - WELCH_CD.0).abs() < 1e-9 && (r.p_two_sided - WELCH_CD.1).abs() < 1e-9, "{r:?}");
+        assert!(
+            (r.t - WELCH_CD.0).abs() < 1e-9 && (r.p_two_sided - WELCH_CD.1).abs() < 1e-9,
+            "{r:?}"
+        );
         assert!(welch_t_test(&[1.0], &[2.0, 3.0]).is_none());
     }
 

@@ -29,7 +29,13 @@ pub struct Tower {
 
 impl Tower {
     /// A tower on `in_dim` inputs with hidden widths `dims`.
-    pub fn new(in_dim: usize, dims: &[usize], cfg: &MlpConfig, rng: &mut Rng, device: &Device) -> Self {
+    pub fn new(
+        in_dim: usize,
+        dims: &[usize],
+        cfg: &MlpConfig,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Self {
         let mlp = Mlp::new(in_dim, dims, cfg, rng, device);
         let out = linear(mlp.out_dim(), 1, WeightInit::TorchDefault, rng, device);
         Tower { mlp, out }
@@ -69,8 +75,14 @@ impl Heads {
             HeadLayout::DomainTask => n_domains,
             HeadLayout::Task => 1,
         };
-        let towers = (0..groups * n_tasks).map(|_| Tower::new(in_dim, dims, cfg, rng, device)).collect();
-        Heads { towers, layout, n_tasks }
+        let towers = (0..groups * n_tasks)
+            .map(|_| Tower::new(in_dim, dims, cfg, rng, device))
+            .collect();
+        Heads {
+            towers,
+            layout,
+            n_tasks,
+        }
     }
 
     /// Number of row groups: domains for [`HeadLayout::DomainTask`], 1 otherwise.
@@ -90,15 +102,23 @@ impl Heads {
     ///
     /// # Shapes
     /// - `x(..)`: `[n_group, in_dim]` → result `[B, T]`
-    pub fn forward(&self, input: &ModelInput, mut x: impl FnMut(Option<usize>, usize) -> Tensor<2>) -> Tensor<2> {
+    pub fn forward(
+        &self,
+        input: &ModelInput,
+        mut x: impl FnMut(Option<usize>, usize) -> Tensor<2>,
+    ) -> Tensor<2> {
         let t_n = self.n_tasks;
         match self.layout {
             HeadLayout::DomainTask => input.route(|d| {
-                let cols: Vec<Tensor<2>> = (0..t_n).map(|t| self.towers[d * t_n + t].forward(x(Some(d), t))).collect();
+                let cols: Vec<Tensor<2>> = (0..t_n)
+                    .map(|t| self.towers[d * t_n + t].forward(x(Some(d), t)))
+                    .collect();
                 Tensor::cat(cols, 1)
             }),
             HeadLayout::Task => {
-                let cols: Vec<Tensor<2>> = (0..t_n).map(|t| self.towers[t].forward(x(None, t))).collect();
+                let cols: Vec<Tensor<2>> = (0..t_n)
+                    .map(|t| self.towers[t].forward(x(None, t)))
+                    .collect();
                 Tensor::cat(cols, 1)
             }
         }

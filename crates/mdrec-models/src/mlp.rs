@@ -33,7 +33,13 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { dims: vec![512, 256, 256, 64], mlp: MlpConfig { norm: Norm::Layer, ..MlpConfig::default() } }
+        Config {
+            dims: vec![512, 256, 256, 64],
+            mlp: MlpConfig {
+                norm: Norm::Layer,
+                ..MlpConfig::default()
+            },
+        }
     }
 }
 
@@ -46,17 +52,32 @@ pub struct MlpModel {
 
 impl ZooModel for MlpModel {
     const NAME: &'static str = "mlp";
-    const PAPER: &'static str = "M3oE \"MLP\" baseline (Zhang et al., SIGIR 2024 §3.2); trained per (domain, task)";
+    const PAPER: &'static str =
+        "M3oE \"MLP\" baseline (Zhang et al., SIGIR 2024 §3.2); trained per (domain, task)";
     const SETTING: Setting = Setting::Isolated;
     type Config = Config;
 
     fn tiny() -> Config {
-        Config { dims: vec![16, 8], ..Config::default() }
+        Config {
+            dims: vec![16, 8],
+            ..Config::default()
+        }
     }
 
-    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Result<Self, ModelError> {
+    fn build(
+        cfg: &Config,
+        ctx: &ModelContext,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         let mlp = Mlp::new(ctx.input_dim(), &cfg.dims, &cfg.mlp, rng, device);
-        let out = linear(mlp.out_dim(), ctx.n_tasks(), WeightInit::TorchDefault, rng, device);
+        let out = linear(
+            mlp.out_dim(),
+            ctx.n_tasks(),
+            WeightInit::TorchDefault,
+            rng,
+            device,
+        );
         Ok(MlpModel { mlp, out })
     }
 }
@@ -64,8 +85,16 @@ impl ZooModel for MlpModel {
 impl RecModel for MlpModel {
     /// # Shapes
     /// - x: `[B, D_in]` → hidden `[B, h]` → logits `[B, T]`
-    fn forward(&self, _ctx: &ModelContext, input: &ModelInput, _probes: &mut Probes) -> ModelOutput {
+    fn forward(
+        &self,
+        _ctx: &ModelContext,
+        input: &ModelInput,
+        _probes: &mut Probes,
+    ) -> ModelOutput {
         let logits = self.out.forward(self.mlp.forward(input.flat()));
-        ModelOutput { logits, aux_loss: None }
+        ModelOutput {
+            logits,
+            aux_loss: None,
+        }
     }
 }

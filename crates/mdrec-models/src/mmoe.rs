@@ -67,10 +67,20 @@ impl ZooModel for Mmoe {
     type Config = Config;
 
     fn tiny() -> Config {
-        Config { num_experts: 2, expert_dims: vec![16], tower_dims: vec![4], ..Config::default() }
+        Config {
+            num_experts: 2,
+            expert_dims: vec![16],
+            tower_dims: vec![4],
+            ..Config::default()
+        }
     }
 
-    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Result<Self, ModelError> {
+    fn build(
+        cfg: &Config,
+        ctx: &ModelContext,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         if cfg.num_experts == 0 || cfg.expert_dims.is_empty() {
             return Err(ModelError::Invalid {
                 model: Self::NAME.into(),
@@ -78,12 +88,30 @@ impl ZooModel for Mmoe {
             });
         }
         let d_in = ctx.input_dim();
-        let experts: Vec<Mlp> = (0..cfg.num_experts).map(|_| Mlp::new(d_in, &cfg.expert_dims, &cfg.mlp, rng, device)).collect();
+        let experts: Vec<Mlp> = (0..cfg.num_experts)
+            .map(|_| Mlp::new(d_in, &cfg.expert_dims, &cfg.mlp, rng, device))
+            .collect();
         let h = experts[0].out_dim();
-        let heads = Heads::new(cfg.heads, ctx.n_domains(), ctx.n_tasks(), h, &cfg.tower_dims, &cfg.mlp, rng, device);
+        let heads = Heads::new(
+            cfg.heads,
+            ctx.n_domains(),
+            ctx.n_tasks(),
+            h,
+            &cfg.tower_dims,
+            &cfg.mlp,
+            rng,
+            device,
+        );
         let n_gates = heads.n_groups() * ctx.n_tasks();
-        let gates = (0..n_gates).map(|_| Gate::new(d_in, cfg.num_experts, cfg.gate, rng, device)).collect();
-        Ok(Mmoe { experts, gates, heads, n_tasks: ctx.n_tasks() })
+        let gates = (0..n_gates)
+            .map(|_| Gate::new(d_in, cfg.num_experts, cfg.gate, rng, device))
+            .collect();
+        Ok(Mmoe {
+            experts,
+            gates,
+            heads,
+            n_tasks: ctx.n_tasks(),
+        })
     }
 }
 
@@ -101,7 +129,11 @@ impl RecModel for Mmoe {
         let t_n = self.n_tasks;
         let logits = self.heads.forward(input, |group, t| {
             let (xs, es, g) = match group {
-                Some(d) => (input.rows_of(x.clone(), d), input.rows_of(stacked.clone(), d), d),
+                Some(d) => (
+                    input.rows_of(x.clone(), d),
+                    input.rows_of(stacked.clone(), d),
+                    d,
+                ),
                 None => (x.clone(), stacked.clone(), 0),
             };
             let gate = self.gates[g * t_n + t].forward(xs);
@@ -114,6 +146,9 @@ impl RecModel for Mmoe {
             );
             mix(es, gate)
         });
-        ModelOutput { logits, aux_loss: None }
+        ModelOutput {
+            logits,
+            aux_loss: None,
+        }
     }
 }

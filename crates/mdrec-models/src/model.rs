@@ -30,7 +30,10 @@ pub struct Probes {
 impl Probes {
     /// Probes that record (`enabled`) or ignore everything.
     pub fn new(enabled: bool) -> Self {
-        Probes { enabled, values: BTreeMap::new() }
+        Probes {
+            enabled,
+            values: BTreeMap::new(),
+        }
     }
 
     /// Whether values are being recorded.
@@ -116,7 +119,12 @@ pub trait ZooModel: RecModel + Sized {
     /// A config small enough for the conformance test to run in milliseconds.
     fn tiny() -> Self::Config;
     /// Build the model for `ctx`, drawing every initial value from `rng`.
-    fn build(cfg: &Self::Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Result<Self, ModelError>;
+    fn build(
+        cfg: &Self::Config,
+        ctx: &ModelContext,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Self, ModelError>;
 }
 
 /// A built model behind a trait object: what the trainer, evaluator and CLI hold.
@@ -132,7 +140,10 @@ pub trait DynModel: Send {
     /// Every float parameter and buffer with a PyTorch-style dotted name, shape and values.
     fn named_tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)>;
     /// Replace parameters by name; every parameter must be present with its shape.
-    fn load_named(&mut self, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Result<(), ModelError>;
+    fn load_named(
+        &mut self,
+        tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    ) -> Result<(), ModelError>;
 }
 
 /// Holds a concrete model for [`DynModel`].
@@ -188,8 +199,12 @@ impl ModuleMapper for Load<'_> {
                 self.errors.push(format!("missing tensor `{name}`"));
                 param
             }
-            Some((shape, values)) if *shape != want || values.len() != want.iter().product::<usize>() => {
-                self.errors.push(format!("tensor `{name}` has shape {shape:?}, model expects {want:?}"));
+            Some((shape, values))
+                if *shape != want || values.len() != want.iter().product::<usize>() =>
+            {
+                self.errors.push(format!(
+                    "tensor `{name}` has shape {shape:?}, model expects {want:?}"
+                ));
                 param
             }
             Some((_, values)) => {
@@ -216,7 +231,9 @@ impl<M: RecModel> DynModel for Holder<M> {
     }
 
     fn valid(&self) -> Box<dyn DynModel> {
-        Box::new(Holder { model: Some(self.m().valid()) })
+        Box::new(Holder {
+            model: Some(self.m().valid()),
+        })
     }
 
     fn num_params(&self) -> usize {
@@ -224,14 +241,25 @@ impl<M: RecModel> DynModel for Holder<M> {
     }
 
     fn named_tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        let mut c = Collect { path: Vec::new(), out: Vec::new() };
+        let mut c = Collect {
+            path: Vec::new(),
+            out: Vec::new(),
+        };
         self.m().visit(&mut c);
         c.out
     }
 
-    fn load_named(&mut self, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Result<(), ModelError> {
+    fn load_named(
+        &mut self,
+        tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    ) -> Result<(), ModelError> {
         let model = self.model.take().expect("model present");
-        let mut l = Load { path: Vec::new(), tensors, errors: Vec::new(), loaded: 0 };
+        let mut l = Load {
+            path: Vec::new(),
+            tensors,
+            errors: Vec::new(),
+            loaded: 0,
+        };
         let model = model.map(&mut l);
         self.model = Some(model);
         if !l.errors.is_empty() {

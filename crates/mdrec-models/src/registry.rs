@@ -24,7 +24,13 @@ pub trait ModelFactory: Sync {
     /// errors naming the key and the accepted ones).
     fn resolve(&self, overrides: &serde_json::Value) -> Result<serde_json::Value, ModelError>;
     /// Build from a resolved config.
-    fn build(&self, cfg: &serde_json::Value, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Result<Box<dyn DynModel>, ModelError>;
+    fn build(
+        &self,
+        cfg: &serde_json::Value,
+        ctx: &ModelContext,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Box<dyn DynModel>, ModelError>;
 }
 
 /// Registry entry for a [`ZooModel`].
@@ -70,13 +76,24 @@ impl<M: ZooModel> ModelFactory for Entry<M> {
     fn resolve(&self, overrides: &serde_json::Value) -> Result<serde_json::Value, ModelError> {
         let mut v = self.default_config();
         merge(&mut v, overrides);
-        let cfg: M::Config = serde_json::from_value(v)
-            .map_err(|e| ModelError::Config { model: M::NAME.to_string(), message: e.to_string() })?;
+        let cfg: M::Config = serde_json::from_value(v).map_err(|e| ModelError::Config {
+            model: M::NAME.to_string(),
+            message: e.to_string(),
+        })?;
         Ok(serde_json::to_value(cfg).expect("config serialises"))
     }
-    fn build(&self, cfg: &serde_json::Value, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Result<Box<dyn DynModel>, ModelError> {
-        let cfg: M::Config = serde_json::from_value(cfg.clone())
-            .map_err(|e| ModelError::Config { model: M::NAME.to_string(), message: e.to_string() })?;
+    fn build(
+        &self,
+        cfg: &serde_json::Value,
+        ctx: &ModelContext,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Box<dyn DynModel>, ModelError> {
+        let cfg: M::Config =
+            serde_json::from_value(cfg.clone()).map_err(|e| ModelError::Config {
+                model: M::NAME.to_string(),
+                message: e.to_string(),
+            })?;
         let m = M::build(&cfg, ctx, rng, device)?;
         Ok(Box::new(Holder { model: Some(m) }))
     }
@@ -91,8 +108,16 @@ pub static MODELS: &[&dyn ModelFactory] = &[
 
 /// Look a model up by name.
 pub fn find(name: &str) -> Result<&'static dyn ModelFactory, ModelError> {
-    MODELS.iter().copied().find(|m| m.name() == name).ok_or_else(|| ModelError::Unknown {
-        name: name.to_string(),
-        available: MODELS.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "),
-    })
+    MODELS
+        .iter()
+        .copied()
+        .find(|m| m.name() == name)
+        .ok_or_else(|| ModelError::Unknown {
+            name: name.to_string(),
+            available: MODELS
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }

@@ -34,7 +34,12 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { bottom_dims: vec![128], tower_dims: vec![8], heads: HeadLayout::DomainTask, mlp: MlpConfig::default() }
+        Config {
+            bottom_dims: vec![128],
+            tower_dims: vec![8],
+            heads: HeadLayout::DomainTask,
+            mlp: MlpConfig::default(),
+        }
     }
 }
 
@@ -47,19 +52,41 @@ pub struct SharedBottom {
 
 impl ZooModel for SharedBottom {
     const NAME: &'static str = "shared_bottom";
-    const PAPER: &'static str = "Caruana, Multitask Learning, Machine Learning 1997 (MDMT form as in M3oE Table 2)";
+    const PAPER: &'static str =
+        "Caruana, Multitask Learning, Machine Learning 1997 (MDMT form as in M3oE Table 2)";
     type Config = Config;
 
     fn tiny() -> Config {
-        Config { bottom_dims: vec![16], tower_dims: vec![4], ..Config::default() }
+        Config {
+            bottom_dims: vec![16],
+            tower_dims: vec![4],
+            ..Config::default()
+        }
     }
 
-    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Result<Self, ModelError> {
+    fn build(
+        cfg: &Config,
+        ctx: &ModelContext,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         if cfg.bottom_dims.is_empty() {
-            return Err(ModelError::Invalid { model: Self::NAME.into(), message: "bottom_dims must not be empty".into() });
+            return Err(ModelError::Invalid {
+                model: Self::NAME.into(),
+                message: "bottom_dims must not be empty".into(),
+            });
         }
         let bottom = Mlp::new(ctx.input_dim(), &cfg.bottom_dims, &cfg.mlp, rng, device);
-        let heads = Heads::new(cfg.heads, ctx.n_domains(), ctx.n_tasks(), bottom.out_dim(), &cfg.tower_dims, &cfg.mlp, rng, device);
+        let heads = Heads::new(
+            cfg.heads,
+            ctx.n_domains(),
+            ctx.n_tasks(),
+            bottom.out_dim(),
+            &cfg.tower_dims,
+            &cfg.mlp,
+            rng,
+            device,
+        );
         Ok(SharedBottom { bottom, heads })
     }
 }
@@ -67,12 +94,20 @@ impl ZooModel for SharedBottom {
 impl RecModel for SharedBottom {
     /// # Shapes
     /// - x: `[B, D_in]` → bottom `[B, H]` → per head on its rows `[n_d, H]` → logits `[B, T]`
-    fn forward(&self, _ctx: &ModelContext, input: &ModelInput, _probes: &mut Probes) -> ModelOutput {
+    fn forward(
+        &self,
+        _ctx: &ModelContext,
+        input: &ModelInput,
+        _probes: &mut Probes,
+    ) -> ModelOutput {
         let h = self.bottom.forward(input.flat());
         let logits = self.heads.forward(input, |group, _t| match group {
             Some(d) => input.rows_of(h.clone(), d),
             None => h.clone(),
         });
-        ModelOutput { logits, aux_loss: None }
+        ModelOutput {
+            logits,
+            aux_loss: None,
+        }
     }
 }

@@ -21,7 +21,9 @@ impl DeviceKind {
         match s {
             "cpu" => Ok(DeviceKind::Cpu),
             "cuda" => Ok(DeviceKind::Cuda),
-            other => Err(format!("unknown device `{other}`, expected `cpu` or `cuda`")),
+            other => Err(format!(
+                "unknown device `{other}`, expected `cpu` or `cuda`"
+            )),
         }
     }
 

@@ -119,7 +119,6 @@ pub struct EmbeddingStore {
     tables: Vec<Table>,
     fields: Vec<FieldSlot>,
     width: usize,
-    n_cat: usize,
     optimizer: SparseOptimizer,
     pooling: Pooling,
     beta1: f64,
@@ -153,7 +152,11 @@ impl EmbeddingStore {
         for f in fields {
             let t = match tables.iter().position(|t| t.name == f.table) {
                 Some(t) => {
-                    assert_eq!(tables[t].dim, f.dim, "fields sharing table `{}` must have one width", f.table);
+                    assert_eq!(
+                        tables[t].dim, f.dim,
+                        "fields sharing table `{}` must have one width",
+                        f.table
+                    );
                     tables[t].rows = tables[t].rows.max(f.vocab_size);
                     t
                 }
@@ -172,11 +175,19 @@ impl EmbeddingStore {
                     tables.len() - 1
                 }
             };
-            slots.push(FieldSlot { table: t, dim: f.dim, offset: f.offset, multi_hot: f.multi_hot, column: f.column });
+            slots.push(FieldSlot {
+                table: t,
+                dim: f.dim,
+                offset: f.offset,
+                multi_hot: f.multi_hot,
+                column: f.column,
+            });
         }
         for t in &mut tables {
             let n = t.rows * t.dim;
-            t.weight = (0..n).map(|_| (rng.normal() as f32) * cfg.init_std).collect();
+            t.weight = (0..n)
+                .map(|_| (rng.normal() as f32) * cfg.init_std)
+                .collect();
             if cfg.optimizer != SparseOptimizer::Sgd {
                 t.s1 = vec![0.0; n];
             }
@@ -186,12 +197,10 @@ impl EmbeddingStore {
             t.slot = vec![UNTOUCHED; t.rows];
         }
         let width = fields.iter().map(|f| f.dim).sum();
-        let n_cat = fields.iter().filter(|f| !f.multi_hot).map(|f| f.column + 1).max().unwrap_or(0);
         EmbeddingStore {
             tables,
             fields: slots,
             width,
-            n_cat,
             optimizer: cfg.optimizer,
             pooling: cfg.pooling,
             beta1: cfg.beta1,
@@ -217,18 +226,29 @@ impl EmbeddingStore {
     }
 
     /// Gather the batch's embeddings into `out` (`[B, width]`, row-major), reusing its buffer.
-    pub fn lookup(&self, batch: &Batch, names: &[FieldInfo], out: &mut Vec<f32>) -> Result<(), IdOutOfRange> {
+    pub fn lookup(
+        &self,
+        batch: &Batch,
+        names: &[FieldInfo],
+        out: &mut Vec<f32>,
+    ) -> Result<(), IdOutOfRange> {
         let b = batch.len;
         out.clear();
         out.resize(b * self.width, 0.0);
-        let n_cat = if batch.len > 0 { batch.cat.len() / batch.len } else { self.n_cat };
+        let n_cat = batch.cat.len().checked_div(batch.len).unwrap_or(0);
         for (fi, f) in self.fields.iter().enumerate() {
             let t = &self.tables[f.table];
             let check = |id: u32, row: usize| {
                 if (id as usize) < t.rows {
                     Ok(())
                 } else {
-                    Err(IdOutOfRange { field: names[fi].name.clone(), table: t.name.clone(), id, rows: t.rows, row })
+                    Err(IdOutOfRange {
+                        field: names[fi].name.clone(),
+                        table: t.name.clone(),
+                        id,
+                        rows: t.rows,
+                        row,
+                    })
                 }
             };
             if !f.multi_hot {
@@ -236,13 +256,15 @@ impl EmbeddingStore {
                     let id = batch.cat[r * n_cat + f.column];
                     check(id, r)?;
                     let src = &t.weight[id as usize * t.dim..(id as usize + 1) * t.dim];
-                    out[r * self.width + f.offset..r * self.width + f.offset + f.dim].copy_from_slice(src);
+                    out[r * self.width + f.offset..r * self.width + f.offset + f.dim]
+                        .copy_from_slice(src);
                 }
             } else {
                 let col = &batch.multi[f.column];
                 for r in 0..b {
                     let ids = &col.values[col.offsets[r] as usize..col.offsets[r + 1] as usize];
-                    let dst = &mut out[r * self.width + f.offset..r * self.width + f.offset + f.dim];
+                    let dst =
+                        &mut out[r * self.width + f.offset..r * self.width + f.offset + f.dim];
                     for &id in ids {
                         check(id, r)?;
                         let src = &t.weight[id as usize * t.dim..(id as usize + 1) * t.dim];
@@ -283,9 +305,13 @@ impl EmbeddingStore {
     ///
     /// `batch` must be the batch the buffer was looked up for.
     pub fn apply_gradient(&mut self, batch: &Batch, grad: &[f32], lr: f64, weight_decay: f64) {
-        assert_eq!(grad.len(), batch.len * self.width, "embedding gradient has the wrong size");
+        assert_eq!(
+            grad.len(),
+            batch.len * self.width,
+            "embedding gradient has the wrong size"
+        );
         let b = batch.len;
-        let n_cat = if b > 0 { batch.cat.len() / b } else { 0 };
+        let n_cat = batch.cat.len().checked_div(b).unwrap_or(0);
         let width = self.width;
         for f in &self.fields {
             let t = &mut self.tables[f.table];
@@ -299,7 +325,11 @@ impl EmbeddingStore {
                 let col = &batch.multi[f.column];
                 for r in 0..b {
                     let ids = &col.values[col.offsets[r] as usize..col.offsets[r + 1] as usize];
-                    let scale = if self.pooling == Pooling::Mean && !ids.is_empty() { 1.0 / ids.len() as f32 } else { 1.0 };
+                    let scale = if self.pooling == Pooling::Mean && !ids.is_empty() {
+                        1.0 / ids.len() as f32
+                    } else {
+                        1.0
+                    };
                     let g = &grad[r * width + f.offset..r * width + f.offset + f.dim];
                     for &id in ids {
                         Self::accumulate(t, id, g, scale);
@@ -355,16 +385,26 @@ impl EmbeddingStore {
 
     /// Table names, rows, widths and weights (for checkpoints and analyses).
     pub fn tables(&self) -> impl Iterator<Item = (&str, usize, usize, &[f32])> {
-        self.tables.iter().map(|t| (t.name.as_str(), t.rows, t.dim, t.weight.as_slice()))
+        self.tables
+            .iter()
+            .map(|t| (t.name.as_str(), t.rows, t.dim, t.weight.as_slice()))
     }
 
     /// Replace the weights of table `name` (optimizer state is reset).
-    pub fn load_table(&mut self, name: &str, rows: usize, dim: usize, values: &[f32]) -> Result<(), String> {
+    pub fn load_table(
+        &mut self,
+        name: &str,
+        rows: usize,
+        dim: usize,
+        values: &[f32],
+    ) -> Result<(), String> {
         let t = self
             .tables
             .iter_mut()
             .find(|t| t.name == name)
-            .ok_or_else(|| format!("checkpoint has embedding table `{name}` that this model does not have"))?;
+            .ok_or_else(|| {
+                format!("checkpoint has embedding table `{name}` that this model does not have")
+            })?;
         if t.rows != rows || t.dim != dim || values.len() != rows * dim {
             return Err(format!(
                 "embedding table `{name}`: checkpoint has shape [{rows}, {dim}] ({} values), model expects [{}, {}]",
@@ -415,7 +455,10 @@ mod tests {
         Batch {
             len: 4,
             cat: vec![3, 1, 3, 4],
-            multi: vec![Jagged { offsets: vec![0, 2, 5, 5, 6], values: vec![2, 5, 2, 2, 3, 5] }],
+            multi: vec![Jagged {
+                offsets: vec![0, 2, 5, 5, 6],
+                values: vec![2, 5, 2, 2, 3, 5],
+            }],
             labels: vec![1.0, 0.0, 0.0, 1.0],
             domain: vec![0; 4],
             ..Batch::default()
@@ -431,20 +474,35 @@ mod tests {
 
     #[test]
     fn sparse_gradient_matches_finite_differences() {
-        let cfg = EmbeddingConfig { init_std: 0.7, optimizer: SparseOptimizer::Sgd, ..EmbeddingConfig::default() };
+        let cfg = EmbeddingConfig {
+            init_std: 0.7,
+            optimizer: SparseOptimizer::Sgd,
+            ..EmbeddingConfig::default()
+        };
         let fields = fields();
         let mut store = EmbeddingStore::new(&fields, &cfg, &mut Rng::new(5));
         let before: Vec<Vec<f32>> = store.tables().map(|t| t.3.to_vec()).collect();
         let ad = cpu().autodiff();
         let plain = cpu();
-        let lin = linear(6, 1, crate::init::WeightInit::XavierUniform, &mut Rng::new(9), &ad);
+        let lin = linear(
+            6,
+            1,
+            crate::init::WeightInit::XavierUniform,
+            &mut Rng::new(9),
+            &ad,
+        );
         let lin_plain = lin.clone().valid();
         let b = batch();
         let mut buf = Vec::new();
         store.lookup(&b, &fields, &mut buf).unwrap();
         let leaf = Tensor::<2>::from_data(TensorData::new(buf.clone(), [4, 6]), &ad).require_grad();
         let grads = loss(leaf.clone(), &lin, &b.labels, &ad).backward();
-        let g = leaf.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let g = leaf
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         // SGD with lr = 1: new = old − grad, so the applied gradient is old − new.
         store.apply_gradient(&b, &g, 1.0, 0.0);
         let after: Vec<Vec<f32>> = store.tables().map(|t| t.3.to_vec()).collect();
@@ -458,7 +516,10 @@ mod tests {
                     let mut probe = EmbeddingStore::new(&fields, &cfg, &mut Rng::new(5));
                     let mut vals = table.clone();
                     vals[k] += sign * eps;
-                    let (name, rows, dim) = { let t = probe.tables().nth(ti).unwrap(); (t.0.to_string(), t.1, t.2) };
+                    let (name, rows, dim) = {
+                        let t = probe.tables().nth(ti).unwrap();
+                        (t.0.to_string(), t.1, t.2)
+                    };
                     probe.load_table(&name, rows, dim, &vals).unwrap();
                     let mut pb = Vec::new();
                     probe.lookup(&b, &fields, &mut pb).unwrap();
@@ -467,7 +528,10 @@ mod tests {
                 }
                 let fd = (l[0] - l[1]) / (2.0 * eps as f64);
                 let applied = (table[k] - after[ti][k]) as f64;
-                assert!((fd - applied).abs() < 2e-3 + 1e-2 * fd.abs(), "table {ti} entry {k}: finite difference {fd}, sparse update {applied}");
+                assert!(
+                    (fd - applied).abs() < 2e-3 + 1e-2 * fd.abs(),
+                    "table {ti} entry {k}: finite difference {fd}, sparse update {applied}"
+                );
                 if fd.abs() > 1e-4 {
                     checked += 1;
                 }
@@ -482,10 +546,28 @@ mod tests {
     #[test]
     fn sparse_adam_matches_dense_adam_on_a_touched_row() {
         // One row, gradients g_t; reference: PyTorch Adam formulas written out in f64.
-        let fields = vec![FieldInfo { name: "f".into(), table: "f".into(), vocab_size: 3, dim: 1, offset: 0, multi_hot: false, column: 0, roles: vec![] }];
-        let cfg = EmbeddingConfig { init_std: 0.0, ..EmbeddingConfig::default() };
+        let fields = vec![FieldInfo {
+            name: "f".into(),
+            table: "f".into(),
+            vocab_size: 3,
+            dim: 1,
+            offset: 0,
+            multi_hot: false,
+            column: 0,
+            roles: vec![],
+        }];
+        let cfg = EmbeddingConfig {
+            init_std: 0.0,
+            ..EmbeddingConfig::default()
+        };
         let mut store = EmbeddingStore::new(&fields, &cfg, &mut Rng::new(1));
-        let b = Batch { len: 1, cat: vec![2], domain: vec![0], labels: vec![0.0], ..Batch::default() };
+        let b = Batch {
+            len: 1,
+            cat: vec![2],
+            domain: vec![0],
+            labels: vec![0.0],
+            ..Batch::default()
+        };
         let (lr, b1, b2, eps) = (0.1f64, 0.9f64, 0.999f64, 1e-8f64);
         let (mut w, mut m, mut v) = (0.0f64, 0.0, 0.0);
         for (t, g) in [0.5f64, -1.0, 0.25, 2.0].iter().enumerate() {
@@ -497,7 +579,11 @@ mod tests {
         }
         let got = store.tables().next().unwrap().3[2] as f64;
         assert!((got - w).abs() < 1e-5, "sparse adam {got}, reference {w}");
-        assert_eq!(store.tables().next().unwrap().3[0], 0.0, "untouched row moved");
+        assert_eq!(
+            store.tables().next().unwrap().3[0],
+            0.0,
+            "untouched row moved"
+        );
     }
 
     #[test]
@@ -506,7 +592,13 @@ mod tests {
         let store = EmbeddingStore::new(&fields, &EmbeddingConfig::default(), &mut Rng::new(1));
         let mut b = batch();
         b.cat[2] = 99;
-        let err = store.lookup(&b, &fields, &mut Vec::new()).unwrap_err().to_string();
-        assert!(err.contains("`user`") && err.contains("99") && err.contains("batch row 2"), "{err}");
+        let err = store
+            .lookup(&b, &fields, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`user`") && err.contains("99") && err.contains("batch row 2"),
+            "{err}"
+        );
     }
 }

@@ -9,7 +9,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 use mdrec_data::rng::Rng;
 
 /// A parameter tensor from host values.
-pub fn param<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) -> Param<Tensor<D>> {
+pub fn param<const D: usize>(
+    values: Vec<f32>,
+    shape: [usize; D],
+    device: &Device,
+) -> Param<Tensor<D>> {
     Param::from_tensor(tensor(values, shape, device))
 }
 
@@ -21,7 +25,9 @@ pub fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Devi
 
 /// `n` values uniform in `[-bound, bound)`.
 pub fn uniform(rng: &mut Rng, n: usize, bound: f32) -> Vec<f32> {
-    (0..n).map(|_| (rng.next_f32() * 2.0 - 1.0) * bound).collect()
+    (0..n)
+        .map(|_| (rng.next_f32() * 2.0 - 1.0) * bound)
+        .collect()
 }
 
 /// `n` values from `N(0, std²)`.

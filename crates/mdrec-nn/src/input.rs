@@ -67,12 +67,21 @@ impl ModelContext {
 
     /// Indices of the fields that carry `role`.
     pub fn fields_with_role(&self, role: &str) -> Vec<usize> {
-        (0..self.fields.len()).filter(|&i| self.fields[i].roles.iter().any(|r| r == role)).collect()
+        (0..self.fields.len())
+            .filter(|&i| self.fields[i].roles.iter().any(|r| r == role))
+            .collect()
     }
 
     /// A context for `n_fields` categorical fields of width `dim` and vocabulary `vocab`
     /// (tests and benchmarks).
-    pub fn uniform(n_fields: usize, vocab: usize, dim: usize, n_numeric: usize, n_domains: usize, n_tasks: usize) -> Self {
+    pub fn uniform(
+        n_fields: usize,
+        vocab: usize,
+        dim: usize,
+        n_numeric: usize,
+        n_domains: usize,
+        n_tasks: usize,
+    ) -> Self {
         let fields = (0..n_fields)
             .map(|i| FieldInfo {
                 name: format!("f{i}"),
@@ -177,7 +186,9 @@ impl ModelInput {
         if self.routing.counts[d] == self.batch_size {
             x
         } else {
-            let rows = self.routing.rows[d].clone().expect("rows_of called for an empty domain");
+            let rows = self.routing.rows[d]
+                .clone()
+                .expect("rows_of called for an empty domain");
             x.select(0, rows)
         }
     }
@@ -194,7 +205,11 @@ impl ModelInput {
             .filter(|&d| self.routing.counts[d] > 0)
             .map(&mut f)
             .collect();
-        let joined = if parts.len() == 1 { parts.into_iter().next().expect("one part") } else { Tensor::cat(parts, 0) };
+        let joined = if parts.len() == 1 {
+            parts.into_iter().next().expect("one part")
+        } else {
+            Tensor::cat(parts, 0)
+        };
         match &self.routing.inv {
             Some(inv) => joined.select(0, inv.clone()),
             None => joined,

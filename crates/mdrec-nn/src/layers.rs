@@ -2,7 +2,9 @@
 //! (Linear → [BN|LN] → activation → dropout per hidden layer, spec §1.2) and softmax gates.
 
 use burn::module::Module;
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear,
+};
 use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
@@ -14,7 +16,13 @@ use crate::init::{self, WeightInit};
 ///
 /// The bias follows PyTorch (U(±1/√fan_in)) for [`WeightInit::TorchDefault`] and is zero
 /// otherwise.
-pub fn linear(fan_in: usize, fan_out: usize, init: WeightInit, rng: &mut Rng, device: &Device) -> Linear {
+pub fn linear(
+    fan_in: usize,
+    fan_out: usize,
+    init: WeightInit,
+    rng: &mut Rng,
+    device: &Device,
+) -> Linear {
     let w = init::weight(rng, fan_in, fan_out, init);
     let b = match init {
         WeightInit::TorchDefault => init::uniform(rng, fan_out, 1.0 / (fan_in as f32).sqrt()),
@@ -78,7 +86,12 @@ pub struct MlpConfig {
 
 impl Default for MlpConfig {
     fn default() -> Self {
-        MlpConfig { norm: Norm::None, activation: Activation::Relu, dropout: 0.0, init: WeightInit::TorchDefault }
+        MlpConfig {
+            norm: Norm::None,
+            activation: Activation::Relu,
+            dropout: 0.0,
+            init: WeightInit::TorchDefault,
+        }
     }
 }
 
@@ -103,7 +116,13 @@ pub struct Mlp {
 
 impl Mlp {
     /// Hidden layers of widths `dims` on an input of width `in_dim`. Empty `dims` is the identity.
-    pub fn new(in_dim: usize, dims: &[usize], cfg: &MlpConfig, rng: &mut Rng, device: &Device) -> Self {
+    pub fn new(
+        in_dim: usize,
+        dims: &[usize],
+        cfg: &MlpConfig,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Self {
         let mut layers = Vec::with_capacity(dims.len());
         let mut fan_in = in_dim;
         for &d in dims {
@@ -116,7 +135,10 @@ impl Mlp {
             });
             fan_in = d;
         }
-        Mlp { layers, out_dim: fan_in }
+        Mlp {
+            layers,
+            out_dim: fan_in,
+        }
     }
 
     /// Width of the output.

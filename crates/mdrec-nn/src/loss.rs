@@ -28,7 +28,13 @@ pub enum Reduction {
 
 /// Fill `out` (`[len, n_tasks]`, row-major) with the weight of each element so that
 /// `Σ weight · bce` equals the chosen reduction. `domain` holds each row's domain.
-pub fn element_weights(domain: &[u32], n_domains: usize, n_tasks: usize, reduction: Reduction, out: &mut Vec<f32>) {
+pub fn element_weights(
+    domain: &[u32],
+    n_domains: usize,
+    n_tasks: usize,
+    reduction: Reduction,
+    out: &mut Vec<f32>,
+) {
     let len = domain.len();
     out.clear();
     match reduction {
@@ -63,9 +69,16 @@ mod tests {
         let got = l.into_data().try_to_vec::<f32>().unwrap();
         for i in 0..6 {
             let p = 1.0 / (1.0 + (-(x[i] as f64)).exp());
-            let direct = -(y[i] as f64 * p.max(1e-300).ln() + (1.0 - y[i] as f64) * (1.0 - p).max(1e-300).ln());
+            let direct = -(y[i] as f64 * p.max(1e-300).ln()
+                + (1.0 - y[i] as f64) * (1.0 - p).max(1e-300).ln());
             let want = if x[i].abs() >= 40.0 { 40.0 } else { direct };
-            assert!((got[i] as f64 - want).abs() < 1e-4, "x={} got {} want {}", x[i], got[i], want);
+            assert!(
+                (got[i] as f64 - want).abs() < 1e-4,
+                "x={} got {} want {}",
+                x[i],
+                got[i],
+                want
+            );
             assert!(got[i].is_finite());
         }
     }
@@ -76,7 +89,10 @@ mod tests {
         let dom = [0u32, 0, 2, 0, 2];
         element_weights(&dom, 3, 2, Reduction::CellMeanSum, &mut w);
         let s: f32 = w.iter().sum();
-        assert!((s - 4.0).abs() < 1e-6, "2 nonempty domains x 2 tasks, got {s}");
+        assert!(
+            (s - 4.0).abs() < 1e-6,
+            "2 nonempty domains x 2 tasks, got {s}"
+        );
         assert!((w[0] - 1.0 / 3.0).abs() < 1e-7);
         assert!((w[4] - 0.5).abs() < 1e-7);
         element_weights(&dom, 3, 2, Reduction::Mean, &mut w);

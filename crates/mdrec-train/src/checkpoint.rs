@@ -27,10 +27,14 @@ impl CheckpointWriter {
     /// Add a model and its embedding store under `prefix`.
     pub fn add(&mut self, prefix: &str, model: &dyn DynModel, store: &EmbeddingStore) {
         for (name, shape, values) in model.named_tensors() {
-            self.tensors.insert(format!("{prefix}model.{name}"), (shape, to_bytes(&values)));
+            self.tensors
+                .insert(format!("{prefix}model.{name}"), (shape, to_bytes(&values)));
         }
         for (name, rows, dim, values) in store.tables() {
-            self.tensors.insert(format!("{prefix}embedding.{name}"), (vec![rows, dim], to_bytes(values)));
+            self.tensors.insert(
+                format!("{prefix}embedding.{name}"),
+                (vec![rows, dim], to_bytes(values)),
+            );
         }
     }
 
@@ -40,10 +44,20 @@ impl CheckpointWriter {
             .tensors
             .iter()
             .map(|(k, (shape, bytes))| {
-                (k.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes).expect("consistent tensor view"))
+                (
+                    k.clone(),
+                    TensorView::new(Dtype::F32, shape.clone(), bytes)
+                        .expect("consistent tensor view"),
+                )
             })
             .collect();
-        let meta: std::collections::HashMap<String, String> = metadata.into_iter().collect();
+        // One metadata key holding canonical JSON: safetensors keeps metadata in a HashMap, whose
+        // order would make two identical checkpoints differ byte for byte.
+        let mut meta = std::collections::HashMap::new();
+        meta.insert(
+            "mdrec".to_string(),
+            serde_json::to_string(&metadata).expect("metadata serialises"),
+        );
         let bytes = safetensors::serialize(views, &Some(meta))
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
         let tmp = path.with_extension("safetensors.tmp");
@@ -65,41 +79,70 @@ impl Checkpoint {
     pub fn read(path: &Path) -> Result<Self, TrainError> {
         let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
-            TrainError::Checkpoint(format!("{} is not a valid safetensors file (truncated or corrupted?): {e}", path.display()))
+            TrainError::Checkpoint(format!(
+                "{} is not a valid safetensors file (truncated or corrupted?): {e}",
+                path.display()
+            ))
         })?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
-        let metadata = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+        let metadata = match meta.metadata().as_ref().and_then(|m| m.get("mdrec")) {
+            Some(json) => serde_json::from_str(json).map_err(|e| {
+                TrainError::Checkpoint(format!("{}: bad mdrec metadata: {e}", path.display()))
+            })?,
+            None => BTreeMap::new(),
+        };
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
-                return Err(TrainError::Checkpoint(format!("{}: tensor `{name}` is {:?}, expected F32", path.display(), view.dtype())));
+                return Err(TrainError::Checkpoint(format!(
+                    "{}: tensor `{name}` is {:?}, expected F32",
+                    path.display(),
+                    view.dtype()
+                )));
             }
-            let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
             tensors.insert(name, (view.shape().to_vec(), values));
         }
         Ok(Checkpoint { tensors, metadata })
     }
 
     /// Load the model and store saved under `prefix`.
-    pub fn load_into(&self, prefix: &str, model: &mut dyn DynModel, store: &mut EmbeddingStore) -> Result<(), TrainError> {
+    pub fn load_into(
+        &self,
+        prefix: &str,
+        model: &mut dyn DynModel,
+        store: &mut EmbeddingStore,
+    ) -> Result<(), TrainError> {
         let model_prefix = format!("{prefix}model.");
         let model_tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = self
             .tensors
             .iter()
-            .filter_map(|(k, v)| k.strip_prefix(&model_prefix).map(|n| (n.to_string(), v.clone())))
+            .filter_map(|(k, v)| {
+                k.strip_prefix(&model_prefix)
+                    .map(|n| (n.to_string(), v.clone()))
+            })
             .collect();
-        model.load_named(&model_tensors).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        model
+            .load_named(&model_tensors)
+            .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
         for name in store.table_names() {
             let key = format!("{prefix}embedding.{name}");
-            let (shape, values) = self
-                .tensors
-                .get(&key)
-                .ok_or_else(|| TrainError::Checkpoint(format!("missing embedding table `{key}`")))?;
+            let (shape, values) = self.tensors.get(&key).ok_or_else(|| {
+                TrainError::Checkpoint(format!("missing embedding table `{key}`"))
+            })?;
             if shape.len() != 2 {
-                return Err(TrainError::Checkpoint(format!("embedding table `{key}` has shape {shape:?}")));
+                return Err(TrainError::Checkpoint(format!(
+                    "embedding table `{key}` has shape {shape:?}"
+                )));
             }
-            store.load_table(&name, shape[0], shape[1], values).map_err(TrainError::Checkpoint)?;
+            store
+                .load_table(&name, shape[0], shape[1], values)
+                .map_err(TrainError::Checkpoint)?;
         }
         Ok(())
     }

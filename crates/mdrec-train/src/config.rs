@@ -122,15 +122,20 @@ impl Default for RunConfig {
     fn default() -> Self {
         let mut model = serde_json::Map::new();
         model.insert("name".into(), serde_json::Value::String("mmoe".into()));
-        RunConfig { dataset: DatasetConfig::default(), model, train: TrainConfig::default() }
+        RunConfig {
+            dataset: DatasetConfig::default(),
+            model,
+            train: TrainConfig::default(),
+        }
     }
 }
 
 impl RunConfig {
     /// Parse a TOML config file.
     pub fn from_toml_file(path: &Path) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| TrainError::Config(format!("cannot read config {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            TrainError::Config(format!("cannot read config {}: {e}", path.display()))
+        })?;
         Self::from_toml_str(&text, &path.display().to_string())
     }
 
@@ -141,12 +146,16 @@ impl RunConfig {
 
     /// The model name.
     pub fn model_name(&self) -> &str {
-        self.model.get("name").and_then(|v| v.as_str()).unwrap_or("mmoe")
+        self.model
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("mmoe")
     }
 
     /// Set the model name.
     pub fn set_model_name(&mut self, name: &str) {
-        self.model.insert("name".into(), serde_json::Value::String(name.into()));
+        self.model
+            .insert("name".into(), serde_json::Value::String(name.into()));
     }
 
     /// The model's own config keys (everything but `name`).
@@ -158,9 +167,9 @@ impl RunConfig {
 
     /// Apply a `section.key=value` override (value parsed as TOML, falling back to a string).
     pub fn set(&mut self, assignment: &str) -> Result<(), TrainError> {
-        let (key, value) = assignment
-            .split_once('=')
-            .ok_or_else(|| TrainError::Config(format!("--set `{assignment}`: expected section.key=value")))?;
+        let (key, value) = assignment.split_once('=').ok_or_else(|| {
+            TrainError::Config(format!("--set `{assignment}`: expected section.key=value"))
+        })?;
         let parsed: toml::Value = toml::from_str(&format!("v = {value}"))
             .map(|t: toml::Table| t["v"].clone())
             .unwrap_or_else(|_| toml::Value::String(value.to_string()));
@@ -169,16 +178,19 @@ impl RunConfig {
         let mut slot = &mut doc;
         let parts: Vec<&str> = key.trim().split('.').collect();
         for (i, p) in parts.iter().enumerate() {
-            let obj = slot
-                .as_object_mut()
-                .ok_or_else(|| TrainError::Config(format!("--set `{key}`: `{p}` is not inside a section")))?;
+            let obj = slot.as_object_mut().ok_or_else(|| {
+                TrainError::Config(format!("--set `{key}`: `{p}` is not inside a section"))
+            })?;
             if i + 1 == parts.len() {
                 obj.insert(p.to_string(), json_value.clone());
                 break;
             }
-            slot = obj.entry(p.to_string()).or_insert_with(|| serde_json::Value::Object(Default::default()));
+            slot = obj
+                .entry(p.to_string())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
         }
-        *self = serde_json::from_value(doc).map_err(|e| TrainError::Config(format!("--set `{key}`: {e}")))?;
+        *self = serde_json::from_value(doc)
+            .map_err(|e| TrainError::Config(format!("--set `{key}`: {e}")))?;
         Ok(())
     }
 }
@@ -189,7 +201,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_accepted_ones() {
-        let err = RunConfig::from_toml_str("[train]\nepoch = 3\n", "exp.toml").unwrap_err().to_string();
+        let err = RunConfig::from_toml_str("[train]\nepoch = 3\n", "exp.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("exp.toml"), "{err}");
         assert!(err.contains("unknown field `epoch`"), "{err}");
         assert!(err.contains("epochs"), "{err}");
@@ -202,8 +216,15 @@ mod tests {
         c.set("train.embedding.optimizer=\"adagrad\"").unwrap();
         c.set("model.num_experts=8").unwrap();
         assert_eq!(c.train.lr, 0.01);
-        assert_eq!(c.train.embedding.optimizer, mdrec_nn::SparseOptimizer::Adagrad);
+        assert_eq!(
+            c.train.embedding.optimizer,
+            mdrec_nn::SparseOptimizer::Adagrad
+        );
         assert_eq!(c.model_overrides()["num_experts"], 8);
-        assert!(c.set("train.nope=1").unwrap_err().to_string().contains("nope"));
+        assert!(c
+            .set("train.nope=1")
+            .unwrap_err()
+            .to_string()
+            .contains("nope"));
     }
 }

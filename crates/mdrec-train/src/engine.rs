@@ -46,7 +46,9 @@ pub fn make_input(
     emb_buf: &mut Vec<f32>,
     device: &Device,
 ) -> Result<ModelInput, TrainError> {
-    store.lookup(batch, &ctx.fields, emb_buf).map_err(|e| TrainError::Data(e.to_string()))?;
+    store
+        .lookup(batch, &ctx.fields, emb_buf)
+        .map_err(|e| TrainError::Data(e.to_string()))?;
     let b = batch.len;
     let mut emb = tensor2(emb_buf.clone(), b, store.width(), device);
     if device.is_autodiff() {
@@ -78,7 +80,10 @@ impl Engine {
         let model = factory.build(model_cfg, &ctx, &mut rng_model, &device)?;
         let store = EmbeddingStore::new(&ctx.fields, &cfg.embedding, &mut rng_emb);
         let wd = (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32));
-        let optim = AdamConfig::new().with_epsilon(cfg.adam_eps as f32).with_weight_decay(wd).init();
+        let optim = AdamConfig::new()
+            .with_epsilon(cfg.adam_eps as f32)
+            .with_weight_decay(wd)
+            .init();
         Ok(Engine {
             ctx,
             model,
@@ -97,10 +102,22 @@ impl Engine {
         data.fill_batch(rows, &mut self.batch);
         let b = self.batch.len;
         let t = self.ctx.n_tasks();
-        let input = make_input(&self.ctx, &self.store, &self.batch, &mut self.emb_buf, &self.device)?;
+        let input = make_input(
+            &self.ctx,
+            &self.store,
+            &self.batch,
+            &mut self.emb_buf,
+            &self.device,
+        )?;
         let mut probes = Probes::new(false);
         let out = self.model.forward(&self.ctx, &input, &mut probes);
-        element_weights(&self.batch.domain, self.ctx.n_domains(), t, self.cfg.loss, &mut self.w_buf);
+        element_weights(
+            &self.batch.domain,
+            self.ctx.n_domains(),
+            t,
+            self.cfg.loss,
+            &mut self.w_buf,
+        );
         let labels = tensor2(self.batch.labels.clone(), b, t, &self.device);
         let weights = tensor2(self.w_buf.clone(), b, t, &self.device);
         let mut loss: Tensor<1> = (bce_with_logits(out.logits, labels) * weights).sum();
@@ -110,15 +127,24 @@ impl Engine {
         let mut grads = loss.backward();
         let loss_value = loss.into_scalar::<f32>() as f64;
         if !loss_value.is_finite() {
-            return Err(TrainError::Diverged(format!("loss is {loss_value} at a training step")));
+            return Err(TrainError::Diverged(format!(
+                "loss is {loss_value} at a training step"
+            )));
         }
         let g = input
             .emb
             .grad_remove(&mut grads)
             .ok_or_else(|| TrainError::Data("embedding leaf received no gradient".into()))?;
-        let g = g.into_data().try_to_vec::<f32>().map_err(|e| TrainError::Data(format!("{e:?}")))?;
+        let g = g
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| TrainError::Data(format!("{e:?}")))?;
         let emb_lr = self.cfg.embedding.lr.unwrap_or(self.cfg.lr);
-        let emb_wd = self.cfg.embedding.weight_decay.unwrap_or(self.cfg.weight_decay);
+        let emb_wd = self
+            .cfg
+            .embedding
+            .weight_decay
+            .unwrap_or(self.cfg.weight_decay);
         self.store.apply_gradient(&self.batch, &g, emb_lr, emb_wd);
         self.model.step(&mut self.optim, self.cfg.lr, &mut grads);
         Ok(loss_value)
@@ -126,7 +152,10 @@ impl Engine {
 
     /// A frozen copy for evaluation and best-weights restore.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot { model: self.model.valid(), store: self.store.clone() }
+        Snapshot {
+            model: self.model.valid(),
+            store: self.store.clone(),
+        }
     }
 }
 
@@ -140,7 +169,13 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Logits `[n, T]` (row-major) for every row of `data`, in row order.
-    pub fn predict(&self, ctx: &ModelContext, data: &EncodedData, batch_size: usize, device: &Device) -> Result<Vec<f32>, TrainError> {
+    pub fn predict(
+        &self,
+        ctx: &ModelContext,
+        data: &EncodedData,
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<Vec<f32>, TrainError> {
         let device = device.clone().without_autodiff();
         let n = data.len();
         let mut out = Vec::with_capacity(n * ctx.n_tasks());
@@ -156,7 +191,10 @@ impl Snapshot {
             let input = make_input(ctx, &self.store, &batch, &mut buf, &device)?;
             let mut probes = Probes::new(false);
             let logits = self.model.forward(ctx, &input, &mut probes).logits;
-            let v = logits.into_data().try_to_vec::<f32>().map_err(|e| TrainError::Data(format!("{e:?}")))?;
+            let v = logits
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| TrainError::Data(format!("{e:?}")))?;
             out.extend_from_slice(&v);
             start = end;
         }

@@ -54,7 +54,10 @@ pub enum TrainError {
 impl TrainError {
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        TrainError::Io { path: path.to_path_buf(), source }
+        TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 

@@ -83,7 +83,10 @@ impl Progress for Console {
             if done >= self.total {
                 let _ = writeln!(err);
             }
-        } else if frac - self.last_frac >= 0.1 || now.duration_since(self.last).as_secs() >= 15 || done >= self.total {
+        } else if frac - self.last_frac >= 0.1
+            || now.duration_since(self.last).as_secs() >= 15
+            || done >= self.total
+        {
             let _ = writeln!(
                 err,
                 "{} epoch {} {:5.1}% {:.0} rows/s loss {:.5}",

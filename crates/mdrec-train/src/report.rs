@@ -76,7 +76,8 @@ pub struct RunReport {
 }
 
 fn pct(v: Option<f64>) -> String {
-    v.map(|x| format!("{:.2}", x * 100.0)).unwrap_or_else(|| "—".into())
+    v.map(|x| format!("{:.2}", x * 100.0))
+        .unwrap_or_else(|| "—".into())
 }
 
 fn num(v: Option<f64>) -> String {
@@ -86,33 +87,81 @@ fn num(v: Option<f64>) -> String {
 /// The Markdown report.
 pub fn markdown(r: &RunReport) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# {} on {} ({} split), seed {}\n", r.model, r.dataset, r.split, r.seed);
+    let _ = writeln!(
+        s,
+        "# {} on {} ({} split), seed {}\n",
+        r.model, r.dataset, r.split, r.seed
+    );
     let _ = writeln!(s, "- paper: {}", r.paper);
-    let _ = writeln!(s, "- setting: {:?}; epochs run: {}; best epoch: {:?}; monitor: {}", r.setting, r.epochs_run, r.best_epoch, r.monitor);
-    let _ = writeln!(s, "- rows train/valid/test: {} / {} / {}; schema {}", r.rows[0], r.rows[1], r.rows[2], r.schema_hash);
-    let _ = writeln!(s, "- parameters: {} dense, {} embedding", r.params.dense, r.params.embedding);
+    let _ = writeln!(
+        s,
+        "- setting: {:?}; epochs run: {}; best epoch: {:?}; monitor: {}",
+        r.setting, r.epochs_run, r.best_epoch, r.monitor
+    );
+    let _ = writeln!(
+        s,
+        "- rows train/valid/test: {} / {} / {}; schema {}",
+        r.rows[0], r.rows[1], r.rows[2], r.schema_hash
+    );
+    let _ = writeln!(
+        s,
+        "- parameters: {} dense, {} embedding",
+        r.params.dense, r.params.embedding
+    );
     let _ = writeln!(
         s,
         "- training: {:.0} samples/s, {:.1} s ({} threads)\n",
         r.timing.train_samples_per_s, r.timing.train_seconds, r.timing.threads
     );
     let _ = writeln!(s, "## Test, per domain × task (AUC and gAUC in %)\n");
-    let _ = writeln!(s, "| domain | task | n | positives | AUC | gAUC | LogLoss |");
+    let _ = writeln!(
+        s,
+        "| domain | task | n | positives | AUC | gAUC | LogLoss |"
+    );
     let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
     for c in &r.test.cells {
-        let _ = writeln!(s, "| {} | {} | {} | {} | {} | {} | {} |", c.domain, c.task, c.n, c.positives, pct(c.auc), pct(c.gauc), num(c.logloss));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            c.domain,
+            c.task,
+            c.n,
+            c.positives,
+            pct(c.auc),
+            pct(c.gauc),
+            num(c.logloss)
+        );
     }
     let o = &r.test.overall;
     let _ = writeln!(s, "\n## Test, overall\n");
     let _ = writeln!(s, "| metric | value |\n|---|---:|");
     let _ = writeln!(s, "| AUC, mean over cells | {} |", pct(o.auc_mean_cells));
-    let _ = writeln!(s, "| AUC, mean over tasks of task-pooled AUC (M3oE \"overall\") | {} |", pct(o.auc_task_pooled_mean));
+    let _ = writeln!(
+        s,
+        "| AUC, mean over tasks of task-pooled AUC (M3oE \"overall\") | {} |",
+        pct(o.auc_task_pooled_mean)
+    );
     let _ = writeln!(s, "| gAUC, mean over tasks | {} |", pct(o.gauc_task_mean));
     let _ = writeln!(s, "| DomainAUC | {} |", pct(o.domain_auc));
-    let _ = writeln!(s, "| LogLoss (mean BCE over rows × tasks) | {} |", num(o.logloss));
-    let _ = writeln!(s, "\n## Test, per task\n\n| task | n | AUC | gAUC | LogLoss |\n|---|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "| LogLoss (mean BCE over rows × tasks) | {} |",
+        num(o.logloss)
+    );
+    let _ = writeln!(
+        s,
+        "\n## Test, per task\n\n| task | n | AUC | gAUC | LogLoss |\n|---|---:|---:|---:|---:|"
+    );
     for t in &r.test.tasks {
-        let _ = writeln!(s, "| {} | {} | {} | {} | {} |", t.name, t.n, pct(t.auc), pct(t.gauc), num(t.logloss));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            t.name,
+            t.n,
+            pct(t.auc),
+            pct(t.gauc),
+            num(t.logloss)
+        );
     }
     if !r.test.undefined.is_empty() {
         let _ = writeln!(s, "\n## Undefined metrics ({})\n", r.test.undefined.len());

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use mdrec_data::{epoch_order, DatasetSource, EncodedData, FieldKind, PrepareRequest, Prepared, Schema, SyntheticConfig};
+use mdrec_data::{
+    epoch_order, DatasetSource, EncodedData, FieldKind, PrepareRequest, Prepared, Schema,
+    SyntheticConfig,
+};
 use mdrec_metrics::{evaluate, EvalInput, EvalReport};
 use mdrec_models::{find, ModelFactory, Setting};
 use mdrec_nn::device::DeviceKind;
@@ -35,7 +38,12 @@ pub fn context_from_schema(schema: &Schema, default_dim: usize) -> ModelContext 
             let roles = f
                 .roles
                 .iter()
-                .map(|r| serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+                .map(|r| {
+                    serde_json::to_value(r)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                })
                 .collect();
             fields.push(FieldInfo {
                 name: f.name.clone(),
@@ -52,7 +60,11 @@ pub fn context_from_schema(schema: &Schema, default_dim: usize) -> ModelContext 
     }
     ModelContext {
         fields,
-        n_numeric: schema.fields.iter().filter(|f| f.kind == FieldKind::Numeric).count(),
+        n_numeric: schema
+            .fields
+            .iter()
+            .filter(|f| f.kind == FieldKind::Numeric)
+            .count(),
         domains: schema.domains.clone(),
         tasks: schema.tasks.clone(),
     }
@@ -76,7 +88,10 @@ pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
             (DatasetSource::MovieLens1m { dir }, split, Some(cache))
         }
         "synthetic" => {
-            let mut sc = SyntheticConfig { seed, ..SyntheticConfig::default() };
+            let mut sc = SyntheticConfig {
+                seed,
+                ..SyntheticConfig::default()
+            };
             if let Some(n) = ds.synthetic_rows {
                 sc.n_rows = n;
             }
@@ -87,15 +102,24 @@ pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
             (DatasetSource::Synthetic(sc), split, None)
         }
         "csv" => {
-            let schema = ds
-                .schema
-                .clone()
-                .ok_or_else(|| TrainError::Config("dataset csv needs dataset.schema (a schema TOML file)".into()))?;
+            let schema = ds.schema.clone().ok_or_else(|| {
+                TrainError::Config("dataset csv needs dataset.schema (a schema TOML file)".into())
+            })?;
             if ds.files.is_empty() {
-                return Err(TrainError::Config("dataset csv needs dataset.files (one or more CSV files)".into()));
+                return Err(TrainError::Config(
+                    "dataset csv needs dataset.files (one or more CSV files)".into(),
+                ));
             }
             let split = mdrec_data::movielens_split(&ds.split, seed)?;
-            (DatasetSource::Csv { schema, files: ds.files.clone(), delimiter: b',' }, split, Some(PathBuf::from(".mdrec-cache")))
+            (
+                DatasetSource::Csv {
+                    schema,
+                    files: ds.files.clone(),
+                    delimiter: b',',
+                },
+                split,
+                Some(PathBuf::from(".mdrec-cache")),
+            )
         }
         other => {
             return Err(TrainError::Config(format!(
@@ -104,7 +128,11 @@ pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         }
     };
     let cache_dir = ds.cache_dir.clone().or(default_cache);
-    Ok(mdrec_data::prepare(&PrepareRequest { source, split, cache_dir })?)
+    Ok(mdrec_data::prepare(&PrepareRequest {
+        source,
+        split,
+        cache_dir,
+    })?)
 }
 
 /// What a finished run produced.
@@ -216,7 +244,9 @@ fn fit(
         let snap = engine.snapshot();
         let logits = snap.predict(&engine.ctx, valid, cfg.eval_batch_size, device)?;
         let rep = eval_split(&engine.ctx, &logits, valid, &train_counts)?;
-        let value = rep.metric(&cfg.monitor).map_err(|e| TrainError::Config(format!("train.monitor: {e}")));
+        let value = rep
+            .metric(&cfg.monitor)
+            .map_err(|e| TrainError::Config(format!("train.monitor: {e}")));
         let (value, higher) = match value {
             Ok(v) => (Some(v.0), v.1),
             Err(e) if epoch == 1 && rep.metric("auc_mean_cells").is_err() => return Err(e),
@@ -227,7 +257,13 @@ fn fit(
             }
         };
         let improved = match (value, &best) {
-            (Some(v), Some((b, _, _))) => if higher { v > *b } else { v < *b },
+            (Some(v), Some((b, _, _))) => {
+                if higher {
+                    v > *b
+                } else {
+                    v < *b
+                }
+            }
             (Some(_), None) => true,
             (None, _) => false,
         };
@@ -245,13 +281,16 @@ fn fit(
             valid_logloss: rep.overall.logloss,
         };
         let json = serde_json::to_string(&line).expect("epoch line serialises");
-        writeln!(metrics_log, "{json}").map_err(|e| TrainError::Config(format!("metrics.jsonl: {e}")))?;
+        writeln!(metrics_log, "{json}")
+            .map_err(|e| TrainError::Config(format!("metrics.jsonl: {e}")))?;
         progress.message(&format!(
             "{label} epoch {epoch}: loss {:.5}, {:.0} rows/s, valid {} = {}{}",
             line.train_loss,
             done as f64 / secs.max(1e-9),
             cfg.monitor,
-            value.map(|v| format!("{v:.5}")).unwrap_or_else(|| "undefined".into()),
+            value
+                .map(|v| format!("{v:.5}"))
+                .unwrap_or_else(|| "undefined".into()),
             if improved { " (best)" } else { "" }
         ));
         if improved {
@@ -260,7 +299,10 @@ fn fit(
         } else {
             bad_epochs += 1;
             if bad_epochs >= cfg.patience {
-                progress.message(&format!("{label}: early stop after epoch {epoch} (patience {})", cfg.patience));
+                progress.message(&format!(
+                    "{label}: early stop after epoch {epoch} (patience {})",
+                    cfg.patience
+                ));
                 break;
             }
         }
@@ -269,7 +311,14 @@ fn fit(
         Some((_, e, s)) => (s, e),
         None => (engine.snapshot(), epochs_run),
     };
-    Ok(Fitted { snapshot, ctx, epochs_run, best_epoch, train_rows, train_seconds })
+    Ok(Fitted {
+        snapshot,
+        ctx,
+        epochs_run,
+        best_epoch,
+        train_rows,
+        train_seconds,
+    })
 }
 
 /// A (domain, task) view of a split for the isolated setting: the domain's rows, one label
@@ -283,7 +332,11 @@ fn cell_view(data: &EncodedData, d: usize, t: usize) -> EncodedData {
 }
 
 fn cell_ctx(ctx: &ModelContext, d: usize, t: usize) -> ModelContext {
-    ModelContext { domains: vec![ctx.domains[d].clone()], tasks: vec![ctx.tasks[t].clone()], ..ctx.clone() }
+    ModelContext {
+        domains: vec![ctx.domains[d].clone()],
+        tasks: vec![ctx.tasks[t].clone()],
+        ..ctx.clone()
+    }
 }
 
 fn resolve_setting(cfg: &RunConfig, factory: &dyn ModelFactory) -> Setting {
@@ -292,14 +345,23 @@ fn resolve_setting(cfg: &RunConfig, factory: &dyn ModelFactory) -> Setting {
 
 /// Train the configured model, evaluate on test with the best weights, and write the run
 /// directory `out`.
-pub fn train_run(cfg: &RunConfig, prepared: &Prepared, out: &Path, progress: &mut dyn Progress) -> Result<RunOutcome, TrainError> {
+pub fn train_run(
+    cfg: &RunConfig,
+    prepared: &Prepared,
+    out: &Path,
+    progress: &mut dyn Progress,
+) -> Result<RunOutcome, TrainError> {
     let t_start = Instant::now();
     let factory = find(cfg.model_name())?;
     let model_cfg = factory.resolve(&cfg.model_overrides())?;
-    let device = DeviceKind::parse(&cfg.train.device).and_then(DeviceKind::device).map_err(TrainError::Config)?;
+    let device = DeviceKind::parse(&cfg.train.device)
+        .and_then(DeviceKind::device)
+        .map_err(TrainError::Config)?;
     device.seed(cfg.train.seed);
     if cfg.train.batch_size == 0 || cfg.train.eval_batch_size == 0 {
-        return Err(TrainError::Config("train.batch_size and train.eval_batch_size must be positive".into()));
+        return Err(TrainError::Config(
+            "train.batch_size and train.eval_batch_size must be positive".into(),
+        ));
     }
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     let mut resolved = cfg.clone();
@@ -312,9 +374,11 @@ pub fn train_run(cfg: &RunConfig, prepared: &Prepared, out: &Path, progress: &mu
     let setting = resolve_setting(cfg, factory);
     resolved.train.setting = Some(setting);
     write_json(&out.join("config.resolved.json"), &resolved)?;
-    std::fs::write(out.join("schema.json"), prepared.schema.to_json_pretty()).map_err(|e| TrainError::io(out, e))?;
+    std::fs::write(out.join("schema.json"), prepared.schema.to_json_pretty())
+        .map_err(|e| TrainError::io(out, e))?;
     let metrics_path = out.join("metrics.jsonl");
-    let mut metrics_log = std::fs::File::create(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
+    let mut metrics_log =
+        std::fs::File::create(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
 
     let ctx = context_from_schema(&prepared.schema, cfg.train.embedding.dim);
     let train_counts = prepared.train.domain_counts(ctx.n_domains());
@@ -325,15 +389,36 @@ pub fn train_run(cfg: &RunConfig, prepared: &Prepared, out: &Path, progress: &mu
     let (mut train_rows, mut train_seconds) = (0usize, 0.0f64);
     let (test_logits, valid_logits, dense_params, emb_params) = match setting {
         Setting::Mdmt => {
-            let f = fit(factory, &model_cfg, ctx.clone(), &resolved.train, &prepared.train, &prepared.valid, &device, factory.name(), None, &mut metrics_log, progress)?;
+            let f = fit(
+                factory,
+                &model_cfg,
+                ctx.clone(),
+                &resolved.train,
+                &prepared.train,
+                &prepared.valid,
+                &device,
+                factory.name(),
+                None,
+                &mut metrics_log,
+                progress,
+            )?;
             epochs_run = f.epochs_run;
             best_epochs.insert("all".to_string(), f.best_epoch);
             train_rows += f.train_rows;
             train_seconds += f.train_seconds;
             ckpt.add("", f.snapshot.model.as_ref(), &f.snapshot.store);
-            let test = f.snapshot.predict(&f.ctx, &prepared.test, cfg.train.eval_batch_size, &device)?;
-            let valid = f.snapshot.predict(&f.ctx, &prepared.valid, cfg.train.eval_batch_size, &device)?;
-            (test, valid, f.snapshot.model.num_params(), f.snapshot.store.num_params())
+            let test =
+                f.snapshot
+                    .predict(&f.ctx, &prepared.test, cfg.train.eval_batch_size, &device)?;
+            let valid =
+                f.snapshot
+                    .predict(&f.ctx, &prepared.valid, cfg.train.eval_batch_size, &device)?;
+            (
+                test,
+                valid,
+                f.snapshot.model.num_params(),
+                f.snapshot.store.num_params(),
+            )
         }
         Setting::Isolated => {
             let mut test = vec![0.0f32; prepared.test.len() * n_t];
@@ -345,21 +430,45 @@ pub fn train_run(cfg: &RunConfig, prepared: &Prepared, out: &Path, progress: &mu
                     let tr = cell_view(&prepared.train, d, t);
                     let va = cell_view(&prepared.valid, d, t);
                     if tr.is_empty() {
-                        return Err(TrainError::Data(format!("isolated setting: cell {name} has no training rows")));
+                        return Err(TrainError::Data(format!(
+                            "isolated setting: cell {name} has no training rows"
+                        )));
                     }
                     let label = format!("{} [{name}]", factory.name());
-                    let f = fit(factory, &model_cfg, cell_ctx(&ctx, d, t), &resolved.train, &tr, &va, &device, &label, Some(name.clone()), &mut metrics_log, progress)?;
+                    let f = fit(
+                        factory,
+                        &model_cfg,
+                        cell_ctx(&ctx, d, t),
+                        &resolved.train,
+                        &tr,
+                        &va,
+                        &device,
+                        &label,
+                        Some(name.clone()),
+                        &mut metrics_log,
+                        progress,
+                    )?;
                     epochs_run = epochs_run.max(f.epochs_run);
                     best_epochs.insert(name, f.best_epoch);
                     train_rows += f.train_rows;
                     train_seconds += f.train_seconds;
-                    ckpt.add(&format!("cells.{d}.{t}."), f.snapshot.model.as_ref(), &f.snapshot.store);
+                    ckpt.add(
+                        &format!("cells.{d}.{t}."),
+                        f.snapshot.model.as_ref(),
+                        &f.snapshot.store,
+                    );
                     dp += f.snapshot.model.num_params();
                     ep += f.snapshot.store.num_params();
-                    for (split, dst) in [(&prepared.test, &mut test), (&prepared.valid, &mut valid)] {
+                    for (split, dst) in [(&prepared.test, &mut test), (&prepared.valid, &mut valid)]
+                    {
                         let rows = split.rows_of_domain(d as u32);
                         let view = cell_view(split, d, t);
-                        let l = f.snapshot.predict(&f.ctx, &view, cfg.train.eval_batch_size, &device)?;
+                        let l = f.snapshot.predict(
+                            &f.ctx,
+                            &view,
+                            cfg.train.eval_batch_size,
+                            &device,
+                        )?;
                         for (k, &r) in rows.iter().enumerate() {
                             dst[r as usize * n_t + t] = l[k];
                         }
@@ -390,8 +499,15 @@ pub fn train_run(cfg: &RunConfig, prepared: &Prepared, out: &Path, progress: &mu
         best_epoch: best_epochs,
         monitor: cfg.train.monitor.clone(),
         schema_hash: prepared.schema.hash.clone(),
-        rows: [prepared.train.len(), prepared.valid.len(), prepared.test.len()],
-        params: crate::report::Params { dense: dense_params, embedding: emb_params },
+        rows: [
+            prepared.train.len(),
+            prepared.valid.len(),
+            prepared.test.len(),
+        ],
+        params: crate::report::Params {
+            dense: dense_params,
+            embedding: emb_params,
+        },
         config: serde_json::to_value(&resolved).expect("config serialises"),
         test,
         valid,
@@ -400,22 +516,29 @@ pub fn train_run(cfg: &RunConfig, prepared: &Prepared, out: &Path, progress: &mu
             train_seconds,
             eval_seconds: t_eval.elapsed().as_secs_f64(),
             total_seconds: t_start.elapsed().as_secs_f64(),
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         },
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     write_reports(out, &report)?;
-    Ok(RunOutcome { report, test_logits })
+    Ok(RunOutcome {
+        report,
+        test_logits,
+    })
 }
 
 /// Re-score a run directory's test split from its saved config, schema and weights.
 pub fn evaluate_run(run: &Path) -> Result<(EvalReport, Vec<f32>), TrainError> {
     let cfg_path = run.join("config.resolved.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| TrainError::io(&cfg_path, e))?;
-    let cfg: RunConfig = serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", cfg_path.display())))?;
+    let cfg: RunConfig = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Config(format!("{}: {e}", cfg_path.display())))?;
     let prepared = prepare_dataset(&cfg)?;
     let schema_path = run.join("schema.json");
-    let saved = std::fs::read_to_string(&schema_path).map_err(|e| TrainError::io(&schema_path, e))?;
+    let saved =
+        std::fs::read_to_string(&schema_path).map_err(|e| TrainError::io(&schema_path, e))?;
     if saved != prepared.schema.to_json_pretty() {
         return Err(TrainError::Data(format!(
             "{}: the data now fits a different schema (hash {}) than the run was trained with; re-train or restore the data",
@@ -425,26 +548,48 @@ pub fn evaluate_run(run: &Path) -> Result<(EvalReport, Vec<f32>), TrainError> {
     }
     let factory = find(cfg.model_name())?;
     let model_cfg = factory.resolve(&cfg.model_overrides())?;
-    let device = DeviceKind::parse(&cfg.train.device).and_then(DeviceKind::device).map_err(TrainError::Config)?;
+    let device = DeviceKind::parse(&cfg.train.device)
+        .and_then(DeviceKind::device)
+        .map_err(TrainError::Config)?;
     let ckpt = Checkpoint::read(&run.join("weights.safetensors"))?;
     let ctx = context_from_schema(&prepared.schema, cfg.train.embedding.dim);
     let n_t = ctx.n_tasks();
     let setting = resolve_setting(&cfg, factory);
     let logits = match setting {
         Setting::Mdmt => {
-            let mut e = Engine::new(factory, &model_cfg, ctx.clone(), &cfg.train, cfg.train.seed, &device)?;
+            let mut e = Engine::new(
+                factory,
+                &model_cfg,
+                ctx.clone(),
+                &cfg.train,
+                cfg.train.seed,
+                &device,
+            )?;
             ckpt.load_into("", e.model.as_mut(), &mut e.store)?;
-            e.snapshot().predict(&ctx, &prepared.test, cfg.train.eval_batch_size, &device)?
+            e.snapshot()
+                .predict(&ctx, &prepared.test, cfg.train.eval_batch_size, &device)?
         }
         Setting::Isolated => {
             let mut out = vec![0.0f32; prepared.test.len() * n_t];
             for d in 0..ctx.n_domains() {
                 for t in 0..n_t {
                     let cctx = cell_ctx(&ctx, d, t);
-                    let mut e = Engine::new(factory, &model_cfg, cctx.clone(), &cfg.train, cfg.train.seed, &device)?;
+                    let mut e = Engine::new(
+                        factory,
+                        &model_cfg,
+                        cctx.clone(),
+                        &cfg.train,
+                        cfg.train.seed,
+                        &device,
+                    )?;
                     ckpt.load_into(&format!("cells.{d}.{t}."), e.model.as_mut(), &mut e.store)?;
                     let rows = prepared.test.rows_of_domain(d as u32);
-                    let l = e.snapshot().predict(&cctx, &cell_view(&prepared.test, d, t), cfg.train.eval_batch_size, &device)?;
+                    let l = e.snapshot().predict(
+                        &cctx,
+                        &cell_view(&prepared.test, d, t),
+                        cfg.train.eval_batch_size,
+                        &device,
+                    )?;
                     for (k, &r) in rows.iter().enumerate() {
                         out[r as usize * n_t + t] = l[k];
                     }

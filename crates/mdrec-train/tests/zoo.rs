@@ -22,8 +22,16 @@ const TASKS: usize = 2;
 /// model can learn them.
 fn learnable(n: usize, seed: u64) -> EncodedData {
     let mut rng = Rng::new(seed);
-    let score: Vec<Vec<f64>> = (0..FIELDS).map(|_| (0..VOCAB).map(|_| rng.normal() * 1.5).collect()).collect();
-    let cat: Vec<Vec<u32>> = (0..FIELDS).map(|_| (0..n).map(|_| 2 + rng.below(VOCAB as u64 - 2) as u32).collect()).collect();
+    let score: Vec<Vec<f64>> = (0..FIELDS)
+        .map(|_| (0..VOCAB).map(|_| rng.normal() * 1.5).collect())
+        .collect();
+    let cat: Vec<Vec<u32>> = (0..FIELDS)
+        .map(|_| {
+            (0..n)
+                .map(|_| 2 + rng.below(VOCAB as u64 - 2) as u32)
+                .collect()
+        })
+        .collect();
     let num: Vec<f32> = (0..n).map(|_| rng.next_f32()).collect();
     let domain: Vec<u32> = (0..n).map(|_| rng.below(DOMAINS as u64) as u32).collect();
     let labels = (0..TASKS)
@@ -37,7 +45,15 @@ fn learnable(n: usize, seed: u64) -> EncodedData {
                 .collect()
         })
         .collect();
-    EncodedData { n_rows: n, cat, multi: vec![], num: vec![num], domain, labels, group: (0..n as u64).map(|i| i % 50).collect() }
+    EncodedData {
+        n_rows: n,
+        cat,
+        multi: vec![],
+        num: vec![num],
+        domain,
+        labels,
+        group: (0..n as u64).map(|i| i % 50).collect(),
+    }
 }
 
 fn mean_bce(logits: &[f32], data: &EncodedData) -> f64 {
@@ -56,29 +72,56 @@ fn mean_bce(logits: &[f32], data: &EncodedData) -> f64 {
 fn every_model_conforms() {
     let data = learnable(1536, 11);
     let ctx = ModelContext::uniform(FIELDS, VOCAB, 4, 1, DOMAINS, TASKS);
-    let cfg = TrainConfig { lr: 0.01, batch_size: 128, weight_decay: 0.0, embedding: mdrec_nn::EmbeddingConfig { lr: Some(0.05), ..Default::default() }, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        lr: 0.01,
+        batch_size: 128,
+        weight_decay: 0.0,
+        embedding: mdrec_nn::EmbeddingConfig {
+            lr: Some(0.05),
+            ..Default::default()
+        },
+        ..TrainConfig::default()
+    };
     let dev = cpu();
     assert!(!MODELS.is_empty());
     for factory in MODELS {
         let name = factory.name();
-        let tiny = factory.resolve(&factory.tiny_config()).unwrap_or_else(|e| panic!("{name}: tiny config does not resolve: {e}"));
-        let mut engine = Engine::new(*factory, &tiny, ctx.clone(), &cfg, 3, &dev).unwrap_or_else(|e| panic!("{name}: build failed: {e}"));
+        let tiny = factory
+            .resolve(&factory.tiny_config())
+            .unwrap_or_else(|e| panic!("{name}: tiny config does not resolve: {e}"));
+        let mut engine = Engine::new(*factory, &tiny, ctx.clone(), &cfg, 3, &dev)
+            .unwrap_or_else(|e| panic!("{name}: build failed: {e}"));
 
         let before_snap = engine.snapshot();
         let before = before_snap.predict(&ctx, &data, 500, &dev).unwrap();
-        assert_eq!(before.len(), data.len() * TASKS, "{name}: logits are not [B, T]");
-        assert!(before.iter().all(|x| x.is_finite()), "{name}: non-finite logits");
+        assert_eq!(
+            before.len(),
+            data.len() * TASKS,
+            "{name}: logits are not [B, T]"
+        );
+        assert!(
+            before.iter().all(|x| x.is_finite()),
+            "{name}: non-finite logits"
+        );
         let loss_before = mean_bce(&before, &data);
 
         let order: Vec<u32> = (0..data.len() as u32).collect();
         for step in 0..40 {
-            let chunk = order.chunks(cfg.batch_size).nth(step % (data.len() / cfg.batch_size)).unwrap();
-            engine.train_step(&data, chunk).unwrap_or_else(|e| panic!("{name}: step failed: {e}"));
+            let chunk = order
+                .chunks(cfg.batch_size)
+                .nth(step % (data.len() / cfg.batch_size))
+                .unwrap();
+            engine
+                .train_step(&data, chunk)
+                .unwrap_or_else(|e| panic!("{name}: step failed: {e}"));
         }
         let snap = engine.snapshot();
         let after = snap.predict(&ctx, &data, 500, &dev).unwrap();
         let loss_after = mean_bce(&after, &data);
-        assert!(loss_after < loss_before - 0.02, "{name}: loss did not fall ({loss_before:.4} → {loss_after:.4})");
+        assert!(
+            loss_after < loss_before - 0.02,
+            "{name}: loss did not fall ({loss_before:.4} → {loss_after:.4})"
+        );
 
         // Save → load into a freshly initialised model (other seed) → identical logits.
         let dir = tempfile::tempdir().unwrap();
@@ -87,9 +130,15 @@ fn every_model_conforms() {
         w.add("", snap.model.as_ref(), &snap.store);
         w.write(&path, Default::default()).unwrap();
         let mut fresh = Engine::new(*factory, &tiny, ctx.clone(), &cfg, 99, &dev).unwrap();
-        Checkpoint::read(&path).unwrap().load_into("", fresh.model.as_mut(), &mut fresh.store).unwrap();
+        Checkpoint::read(&path)
+            .unwrap()
+            .load_into("", fresh.model.as_mut(), &mut fresh.store)
+            .unwrap();
         let reloaded = fresh.snapshot().predict(&ctx, &data, 500, &dev).unwrap();
-        assert_eq!(after, reloaded, "{name}: checkpoint round trip changed the logits");
+        assert_eq!(
+            after, reloaded,
+            "{name}: checkpoint round trip changed the logits"
+        );
 
         // Probes are named and finite when a model records any.
         let mut batch = Batch::default();
@@ -100,7 +149,10 @@ fn every_model_conforms() {
         for (k, v) in probes.values() {
             assert!(!k.is_empty());
             let vals = v.clone().into_data().try_to_vec::<f32>().unwrap();
-            assert!(vals.iter().all(|x| x.is_finite()), "{name}: probe {k} not finite");
+            assert!(
+                vals.iter().all(|x| x.is_finite()),
+                "{name}: probe {k} not finite"
+            );
         }
     }
 }
@@ -108,8 +160,14 @@ fn every_model_conforms() {
 #[test]
 fn unknown_model_key_is_named_with_accepted_keys() {
     let f = mdrec_models::find("mmoe").unwrap();
-    let err = f.resolve(&serde_json::json!({"num_expert": 3})).unwrap_err().to_string();
-    assert!(err.contains("num_expert") && err.contains("num_experts"), "{err}");
+    let err = f
+        .resolve(&serde_json::json!({"num_expert": 3}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("num_expert") && err.contains("num_experts"),
+        "{err}"
+    );
     let err = mdrec_models::find("nope").err().unwrap().to_string();
     assert!(err.contains("mmoe"), "{err}");
 }
@@ -118,7 +176,10 @@ fn unknown_model_key_is_named_with_accepted_keys() {
 fn same_seed_same_training() {
     let data = learnable(512, 5);
     let ctx = ModelContext::uniform(FIELDS, VOCAB, 4, 1, DOMAINS, TASKS);
-    let cfg = TrainConfig { batch_size: 128, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        batch_size: 128,
+        ..TrainConfig::default()
+    };
     let f = mdrec_models::find("mmoe").unwrap();
     let c = f.resolve(&f.tiny_config()).unwrap();
     let run = || {

@@ -1,0 +1,255 @@
+//! End-to-end tests of the `mdrec` binary: train → report → eval, determinism, and the errors a
+//! user meets first.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn mdrec(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mdrec"))
+        .args(args)
+        .output()
+        .expect("run mdrec")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn train_synthetic(out: &Path, model: &str, seed: &str) -> Output {
+    mdrec(&[
+        "train",
+        "--dataset",
+        "synthetic",
+        "--model",
+        model,
+        "--epochs",
+        "2",
+        "--seed",
+        seed,
+        "--quiet",
+        "--set",
+        "dataset.synthetic_rows=4000",
+        "--set",
+        "train.batch_size=256",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn train_writes_the_run_directory_and_eval_reproduces_the_test_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = train_synthetic(&run, "mmoe", "3");
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "config.resolved.json",
+        "schema.json",
+        "weights.safetensors",
+        "metrics.jsonl",
+        "report.json",
+        "report.md",
+    ] {
+        assert!(run.join(f).is_file(), "missing {f}");
+    }
+    let r = report(&run);
+    assert_eq!(r["model"], "mmoe");
+    assert_eq!(r["dataset"], "synthetic");
+    assert_eq!(r["seed"], 3);
+    assert!(r["epochs_run"].as_u64().unwrap() >= 1);
+    let cells = r["test"]["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 6, "3 domains × 2 tasks");
+    for c in cells {
+        for k in ["domain", "task", "auc", "logloss", "n"] {
+            assert!(!c[k].is_null(), "cell field {k} missing in {c}");
+        }
+    }
+    for k in ["auc_mean_cells", "auc_task_pooled_mean", "logloss"] {
+        assert!(r["test"]["overall"][k].as_f64().is_some(), "overall.{k}");
+    }
+    assert!(r["timing"]["train_samples_per_s"].as_f64().unwrap() > 0.0);
+    assert!(r["timing"]["train_seconds"].as_f64().is_some());
+    assert!(
+        r["test"]["overall"]["auc_mean_cells"].as_f64().unwrap() > 0.55,
+        "the synthetic signal is learnable"
+    );
+    let lines = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        lines.lines().count() as u64,
+        r["epochs_run"].as_u64().unwrap()
+    );
+
+    let o = mdrec(&["eval", "--run", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(
+        e["cells"], r["test"]["cells"],
+        "saved weights must reproduce the test metrics exactly"
+    );
+
+    // A truncated checkpoint is reported, not trusted.
+    let w = run.join("weights.safetensors");
+    let bytes = std::fs::read(&w).unwrap();
+    std::fs::write(&w, &bytes[..bytes.len() / 2]).unwrap();
+    let o = mdrec(&["eval", "--run", run.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("weights.safetensors") && stderr(&o).contains("truncated"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn same_seed_gives_the_same_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    assert!(train_synthetic(&a, "shared_bottom", "9").status.success());
+    assert!(train_synthetic(&b, "shared_bottom", "9").status.success());
+    assert_eq!(report(&a)["test"], report(&b)["test"]);
+    let same = std::fs::read(a.join("weights.safetensors")).unwrap()
+        == std::fs::read(b.join("weights.safetensors")).unwrap();
+    assert!(same, "checkpoints of two identical runs differ");
+}
+
+#[test]
+fn isolated_mlp_trains_one_model_per_cell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("mlp");
+    let o = train_synthetic(&run, "mlp", "1");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = report(&run);
+    assert_eq!(r["setting"], "isolated");
+    assert_eq!(r["best_epoch"].as_object().unwrap().len(), 6);
+    let o = mdrec(&["eval", "--run", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(e["cells"], r["test"]["cells"]);
+}
+
+#[test]
+fn models_lists_the_zoo_with_papers() {
+    let o = mdrec(&["models"]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    for m in ["mlp", "shared_bottom", "mmoe", "KDD 2018"] {
+        assert!(s.contains(m), "{s}");
+    }
+}
+
+#[test]
+fn missing_data_folder_says_how_to_get_the_data() {
+    let o = mdrec(&[
+        "train",
+        "--dataset",
+        "movielens-1m",
+        "--data-dir",
+        "/nonexistent/ml-1m",
+        "--epochs",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("/nonexistent/ml-1m")
+            && e.contains("fetch-movielens-1m")
+            && e.contains("grouplens"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_config_key_and_unknown_model_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("exp.toml");
+    std::fs::write(&cfg, "[train]\nepochs = 1\nlearning_rate = 0.1\n").unwrap();
+    let o = mdrec(&["train", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("exp.toml") && e.contains("learning_rate") && e.contains("`lr`"),
+        "{e}"
+    );
+
+    let o = mdrec(&["train", "--model", "mmoee", "--epochs", "1"]);
+    let e = stderr(&o);
+    assert!(
+        o.status.code() == Some(2) && e.contains("mmoee") && e.contains("shared_bottom"),
+        "{e}"
+    );
+
+    let o = mdrec(&[
+        "train",
+        "--model",
+        "mmoe",
+        "--set",
+        "model.num_expert=3",
+        "--epochs",
+        "1",
+    ]);
+    let e = stderr(&o);
+    assert!(
+        o.status.code() == Some(2) && e.contains("num_expert") && e.contains("num_experts"),
+        "{e}"
+    );
+}
+
+#[test]
+fn malformed_csv_row_names_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let schema = tmp.path().join("schema.toml");
+    std::fs::write(
+        &schema,
+        r#"
+group = "user"
+[[fields]]
+name = "user"
+kind = "categorical"
+[[fields]]
+name = "price"
+kind = "numeric"
+transform = "log1p"
+[domain]
+column = "scene"
+[[tasks]]
+name = "click"
+column = "click"
+rule = "binary"
+"#,
+    )
+    .unwrap();
+    let data = tmp.path().join("logs.csv");
+    let mut text = String::from("user,price,scene,click\n");
+    for i in 0..40 {
+        text.push_str(&format!(
+            "u{},{}.5,{},{}\n",
+            i % 7,
+            i,
+            if i % 2 == 0 { "feed" } else { "search" },
+            i % 3 == 0
+        ));
+    }
+    text = text.replace("true", "1").replace("false", "0");
+    text.push_str("u3,abc,feed,1\n");
+    std::fs::write(&data, text).unwrap();
+    let cfg = tmp.path().join("exp.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[dataset]\nname = \"csv\"\nschema = {:?}\nfiles = [{:?}]\ncache_dir = {:?}\n",
+            schema,
+            data,
+            tmp.path().join("cache")
+        ),
+    )
+    .unwrap();
+    let o = mdrec(&["train", "--config", cfg.to_str().unwrap(), "--epochs", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("logs.csv:42") && e.contains("price"), "{e}");
+}
