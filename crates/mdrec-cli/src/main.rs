@@ -69,7 +69,8 @@ struct DataArgs {
     /// Folder with the raw files (MovieLens: the official ml-1m folder).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// `m3oe` (sequential 80/10/10) or `random` (seeded 80/10/10).
+    /// `m3oe`/`sequential` (80/10/10 in source order), `random` (seeded 80/10/10) or `time`
+    /// (needs dataset.time_column, valid_from, test_from in the config).
     #[arg(long)]
     split: Option<String>,
     /// Seed for the random split and synthetic data.

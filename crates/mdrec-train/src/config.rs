@@ -21,8 +21,18 @@ pub struct DatasetConfig {
     pub name: String,
     /// Folder of the raw files (`movielens-1m`: the official `ml-1m` folder).
     pub data_dir: Option<PathBuf>,
-    /// Split: `m3oe` (sequential 80/10/10, the M3oE protocol) or `random` (seeded 80/10/10).
+    /// Split: `m3oe` / `sequential` (rows in source order, cut by `ratios`; `m3oe` is the M3oE
+    /// protocol on MovieLens-1M), `random` (seeded shuffle, cut by `ratios`), or `time` (by the
+    /// integer column `time_column`: valid from `valid_from`, test from `test_from`).
     pub split: String,
+    /// Train / valid / test fractions for `sequential` and `random`.
+    pub ratios: [f64; 3],
+    /// Column of the `time` split.
+    pub time_column: Option<String>,
+    /// First time value of the validation split.
+    pub valid_from: Option<i64>,
+    /// First time value of the test split.
+    pub test_from: Option<i64>,
     /// Schema TOML for `csv`.
     pub schema: Option<PathBuf>,
     /// Data files for `csv`.
@@ -35,12 +45,38 @@ pub struct DatasetConfig {
     pub synthetic_domains: Option<usize>,
 }
 
+impl DatasetConfig {
+    /// The split this section asks for.
+    pub fn split_spec(&self, seed: u64) -> Result<mdrec_data::SplitSpec, TrainError> {
+        use mdrec_data::SplitSpec;
+        match self.split.as_str() {
+            "m3oe" | "sequential" => Ok(SplitSpec::Sequential { ratios: self.ratios }),
+            "random" => Ok(SplitSpec::Random { ratios: self.ratios, seed }),
+            "time" => match (&self.time_column, self.valid_from, self.test_from) {
+                (Some(column), Some(valid_from), Some(test_from)) => {
+                    Ok(SplitSpec::ByTime { column: column.clone(), valid_from, test_from })
+                }
+                _ => Err(TrainError::Config(
+                    "split `time` needs dataset.time_column, dataset.valid_from and dataset.test_from".into(),
+                )),
+            },
+            other => Err(TrainError::Config(format!(
+                "unknown split `{other}`; expected one of: m3oe, sequential, random, time"
+            ))),
+        }
+    }
+}
+
 impl Default for DatasetConfig {
     fn default() -> Self {
         DatasetConfig {
             name: "synthetic".into(),
             data_dir: None,
             split: "m3oe".into(),
+            ratios: [0.8, 0.1, 0.1],
+            time_column: None,
+            valid_from: None,
+            test_from: None,
             schema: None,
             files: Vec::new(),
             cache_dir: None,
@@ -207,6 +243,33 @@ mod tests {
         assert!(err.contains("exp.toml"), "{err}");
         assert!(err.contains("unknown field `epoch`"), "{err}");
         assert!(err.contains("epochs"), "{err}");
+    }
+
+    #[test]
+    fn example_configs_parse_and_splits_resolve() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let c = RunConfig::from_toml_file(&p)
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                c.dataset.split_spec(1).unwrap();
+                n += 1;
+            }
+        }
+        assert!(n >= 1);
+        let mut d = DatasetConfig {
+            split: "time".into(),
+            ..DatasetConfig::default()
+        };
+        assert!(d
+            .split_spec(1)
+            .unwrap_err()
+            .to_string()
+            .contains("time_column"));
+        d.split = "rnd".into();
+        assert!(d.split_spec(1).unwrap_err().to_string().contains("random"));
     }
 
     #[test]

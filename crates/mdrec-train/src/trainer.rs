@@ -83,7 +83,7 @@ pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
                         .into(),
                 )
             })?;
-            let split = mdrec_data::movielens_split(&ds.split, seed)?;
+            let split = ds.split_spec(seed)?;
             let cache = dir.join(".mdrec-cache");
             (DatasetSource::MovieLens1m { dir }, split, Some(cache))
         }
@@ -98,7 +98,7 @@ pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
             if let Some(d) = ds.synthetic_domains {
                 sc.n_domains = d;
             }
-            let split = mdrec_data::movielens_split(&ds.split, seed)?;
+            let split = ds.split_spec(seed)?;
             (DatasetSource::Synthetic(sc), split, None)
         }
         "csv" => {
@@ -110,7 +110,7 @@ pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
                     "dataset csv needs dataset.files (one or more CSV files)".into(),
                 ));
             }
-            let split = mdrec_data::movielens_split(&ds.split, seed)?;
+            let split = ds.split_spec(seed)?;
             (
                 DatasetSource::Csv {
                     schema,
