@@ -11,7 +11,7 @@
 //! | group | models |
 //! |---|---|
 //! | single-domain / isolated | [`mlp`] |
-//! | multi-task and multi-domain | [`shared_bottom`], [`mmoe`] |
+//! | multi-task and multi-domain | [`shared_bottom`], [`mmoe`], [`m3oe`] |
 //!
 //! Template for a new model: [`mmoe`] (experts shared by all rows, per-(domain, task) gates and
 //! towers computed on the domain's rows through [`mdrec_nn::ModelInput::route`]).
@@ -22,6 +22,7 @@ pub mod heads;
 pub mod model;
 pub mod registry;
 
+pub mod m3oe;
 pub mod mlp;
 pub mod mmoe;
 pub mod shared_bottom;

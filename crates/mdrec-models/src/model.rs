@@ -104,6 +104,12 @@ pub trait RecModel: Module + Send + 'static {
     /// Training vs inference behaviour (dropout, batch statistics) follows the device of the
     /// input: autodiff means training.
     fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput;
+
+    /// Learned values worth reporting (e.g. M3oE's fusion weights); `null` by default. Written
+    /// to `report.json` as `model_report`.
+    fn report(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 /// The compile-time side of a zoo model; the registry erases it.
@@ -137,6 +143,8 @@ pub trait DynModel: Send {
     fn valid(&self) -> Box<dyn DynModel>;
     /// Number of dense parameters.
     fn num_params(&self) -> usize;
+    /// See [`RecModel::report`].
+    fn report(&self) -> serde_json::Value;
     /// Every float parameter and buffer with a PyTorch-style dotted name, shape and values.
     fn named_tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)>;
     /// Replace parameters by name; every parameter must be present with its shape.
@@ -238,6 +246,10 @@ impl<M: RecModel> DynModel for Holder<M> {
 
     fn num_params(&self) -> usize {
         self.m().num_params()
+    }
+
+    fn report(&self) -> serde_json::Value {
+        self.m().report()
     }
 
     fn named_tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {

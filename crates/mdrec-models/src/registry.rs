@@ -104,6 +104,7 @@ pub static MODELS: &[&dyn ModelFactory] = &[
     &Entry::<crate::mlp::MlpModel>::NEW,
     &Entry::<crate::shared_bottom::SharedBottom>::NEW,
     &Entry::<crate::mmoe::Mmoe>::NEW,
+    &Entry::<crate::m3oe::M3oe>::NEW,
 ];
 
 /// Look a model up by name.
