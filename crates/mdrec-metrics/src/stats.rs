@@ -1,18 +1,28 @@
-//! Comparisons across models, domains and seeds: RelaImpr, DomainAUC, Major/Minor-K AUC and
-//! Welch's t-test.
+//! Comparisons across models, domains and seeds (model-spec §2.4–2.5): RelaImpr, DomainAUC,
+//! Major-K / Minor-K AUC, and Welch's t-test with its own Student-t CDF (regularised incomplete
+//! beta by continued fractions, Numerical Recipes style; no external math crate).
 
 /// RelaImpr (M3oE, after SAR-Net): `((AUC_model − 0.5) / (AUC_base − 0.5) − 1) × 100`, in %.
 pub fn relaimpr(auc_model: f64, auc_base: f64) -> f64 {
     ((auc_model - 0.5) / (auc_base - 0.5) - 1.0) * 100.0
 }
 
-/// DomainAUC (AREAD): `Σ w_d AUC_d / Σ w_d` over domains whose AUC is defined (undefined domains
-/// are skipped and the weights renormalised, instead of the reference's NaN).
+/// DomainAUC (AREAD, model-spec §2.4): `Σ w_d AUC_d / Σ w_d` over the domains whose AUC is
+/// defined and whose weight is positive and finite. Undefined domains are skipped and the
+/// weights renormalised (the reference code yields NaN instead). AREAD's weights are the
+/// training rows per domain. `None` when no domain qualifies.
+///
+/// # Panics
+/// If the two slices differ in length (a programmer error).
 pub fn weighted_domain_auc(per_domain_auc: &[Option<f64>], weights: &[f64]) -> Option<f64> {
-    assert_eq!(per_domain_auc.len(), weights.len());
+    assert_eq!(
+        per_domain_auc.len(),
+        weights.len(),
+        "weighted_domain_auc: one weight per domain"
+    );
     let (mut s, mut w) = (0.0, 0.0);
     for (a, &wd) in per_domain_auc.iter().zip(weights) {
-        if let Some(a) = a {
+        if let (Some(a), true) = (a, wd.is_finite() && wd > 0.0) {
             s += a * wd;
             w += wd;
         }
@@ -20,13 +30,26 @@ pub fn weighted_domain_auc(per_domain_auc: &[Option<f64>], weights: &[f64]) -> O
     (w > 0.0).then(|| s / w)
 }
 
-/// Major-K / Minor-K AUC (AREAD): the training-count-weighted AUC of the `k` largest and the `k`
-/// smallest domains by training count [INFERRED ranking and weights, model-spec §2.4].
+/// Major-K / Minor-K AUC (AREAD's Major5AUC, Minor5AUC, Minor10AUC; model-spec §2.4): the
+/// [`weighted_domain_auc`] of the `k` domains with the most training rows (major) and of the
+/// `k` with the fewest (minor), weights = training rows. Ranking and weights by training count
+/// are inferred (the paper defines the metrics, the code has none). Ties in the count are
+/// broken by domain index (lower index ranks as larger). The subsets are fixed by the ranking:
+/// a domain with an undefined AUC is skipped inside its subset, not replaced. `k` larger than
+/// the number of domains takes all of them; `k = 0` gives `(None, None)`.
+///
+/// # Panics
+/// If the two slices differ in length (a programmer error).
 pub fn major_minor_k(
     per_domain_auc: &[Option<f64>],
     train_counts: &[usize],
     k: usize,
 ) -> (Option<f64>, Option<f64>) {
+    assert_eq!(
+        per_domain_auc.len(),
+        train_counts.len(),
+        "major_minor_k: one training count per domain"
+    );
     let mut order: Vec<usize> = (0..train_counts.len()).collect();
     order.sort_by(|&a, &b| train_counts[b].cmp(&train_counts[a]).then(a.cmp(&b)));
     let pick = |ids: &[usize]| {
@@ -58,17 +81,19 @@ fn mean_var(x: &[f64]) -> (f64, f64) {
     (m, v)
 }
 
-/// Welch's t-test (scipy `ttest_ind(equal_var=False)`). `None` with fewer than two values in a
-/// sample or zero variance in both.
+/// Welch's unequal-variance t-test (= scipy `ttest_ind(a, b, equal_var=False)`, two-sided).
+///
+/// `None` with fewer than two values in a sample, a non-finite value, or zero variance in
+/// both samples (scipy returns NaN there).
 pub fn welch_t_test(a: &[f64], b: &[f64]) -> Option<WelchResult> {
-    if a.len() < 2 || b.len() < 2 {
+    if a.len() < 2 || b.len() < 2 || a.iter().chain(b).any(|v| !v.is_finite()) {
         return None;
     }
     let (ma, va) = mean_var(a);
     let (mb, vb) = mean_var(b);
     let (sa, sb) = (va / a.len() as f64, vb / b.len() as f64);
     let se2 = sa + sb;
-    if se2 <= 0.0 {
+    if se2 <= 0.0 || !se2.is_finite() {
         return None;
     }
     let t = (ma - mb) / se2.sqrt();
@@ -80,6 +105,19 @@ pub fn welch_t_test(a: &[f64], b: &[f64]) -> Option<WelchResult> {
         df,
         p_two_sided: p,
     })
+}
+
+/// CDF of Student's t distribution with `df > 0` degrees of freedom (real-valued `df`
+/// allowed, as Welch needs). `None` for `df <= 0` or NaN inputs.
+pub fn student_t_cdf(t: f64, df: f64) -> Option<f64> {
+    if t.is_nan() || df.is_nan() || df <= 0.0 {
+        return None;
+    }
+    if t.is_infinite() {
+        return Some(if t > 0.0 { 1.0 } else { 0.0 });
+    }
+    let tail = 0.5 * reg_inc_beta(df / 2.0, 0.5, df / (df + t * t));
+    Some(if t > 0.0 { 1.0 - tail } else { tail })
 }
 
 fn ln_gamma(x: f64) -> f64 {
@@ -170,6 +208,7 @@ fn reg_inc_beta(a: f64, b: f64, x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::Lcg;
 
     #[test]
     fn relaimpr_reproduces_m3oe_table2() {
@@ -184,36 +223,94 @@ mod tests {
         assert_eq!(weighted_domain_auc(&[None], &[1.0]), None);
         let (maj, min) = major_minor_k(&[Some(0.6), Some(0.7), Some(0.8)], &[10, 30, 20], 1);
         assert_eq!((maj, min), (Some(0.7), Some(0.6)));
+        // k = 2 of 4: major = {1 (40), 3 (30)}, minor = {2 (20), 0 (10)}; domain 3 undefined.
+        let aucs = [Some(0.6), Some(0.7), Some(0.8), None];
+        let (maj, min) = major_minor_k(&aucs, &[10, 40, 20, 30], 2);
+        assert_eq!(maj, Some(0.7));
+        assert!((min.unwrap() - (0.6 * 10.0 + 0.8 * 20.0) / 30.0).abs() < 1e-12);
+        assert_eq!(major_minor_k(&aucs, &[10, 40, 20, 30], 0), (None, None));
+        let all = weighted_domain_auc(&aucs, &[10.0, 40.0, 20.0, 30.0]);
+        assert_eq!(major_minor_k(&aucs, &[10, 40, 20, 30], 9), (all, all));
+        // Zero or non-finite weights are ignored.
+        assert_eq!(
+            weighted_domain_auc(&[Some(0.7), Some(0.9)], &[0.0, f64::NAN]),
+            None
+        );
     }
 
     #[test]
     fn welch_matches_scipy() {
-        // golden/make_golden.py: scipy.stats.ttest_ind(a, b, equal_var=False)
-        let a = [0.712, 0.718, 0.709, 0.721, 0.715];
-        let b = [0.705, 0.707, 0.701, 0.711, 0.703];
-        let r = welch_t_test(&a, &b).unwrap();
-        assert!(
-            (r.t - WELCH_AB.0).abs() < 1e-9,
-            "t {} vs {}",
-            r.t,
-            WELCH_AB.0
+        // golden/make_golden.py, section "welch": scipy.stats.ttest_ind(a, b, equal_var=False)
+        // (t, Welch–Satterthwaite df, two-sided p).
+        let check = |a: &[f64], b: &[f64], want: (f64, f64, f64)| {
+            let r = welch_t_test(a, b).unwrap();
+            assert!((r.t - want.0).abs() < 1e-10, "t {r:?} vs {want:?}");
+            assert!((r.df - want.1).abs() < 1e-9, "df {r:?} vs {want:?}");
+            assert!(
+                (r.p_two_sided - want.2).abs() < 1e-10 * want.2.max(1e-3),
+                "p {r:?} vs {want:?}"
+            );
+        };
+        check(
+            &[0.712, 0.718, 0.709, 0.721, 0.715],
+            &[0.705, 0.707, 0.701, 0.711, 0.703],
+            (3.514809724503436, 7.67301355319941, 0.008449786215060389),
         );
-        assert!(
-            (r.p_two_sided - WELCH_AB.1).abs() < 1e-9,
-            "p {} vs {}",
-            r.p_two_sided,
-            WELCH_AB.1
+        check(
+            &[0.5, 0.52, 0.49],
+            &[0.51, 0.50, 0.53, 0.52, 0.50, 0.49],
+            (-0.4685212856658182, 3.947862846406764, 0.6641092030760958),
         );
-        let c = [0.5, 0.52, 0.49];
-        let d = [0.51, 0.50, 0.53, 0.52, 0.50, 0.49];
-        let r = welch_t_test(&c, &d).unwrap();
-        assert!(
-            (r.t - WELCH_CD.0).abs() < 1e-9 && (r.p_two_sided - WELCH_CD.1).abs() < 1e-9,
-            "{r:?}"
+        let mut rng = Lcg::new(99);
+        let e: Vec<f64> = (0..30).map(|_| rng.next_f64()).collect();
+        let f: Vec<f64> = (0..40).map(|_| rng.next_f64() * 0.5 + 0.6).collect();
+        check(
+            &e,
+            &f,
+            (
+                -3.9582513713009115,
+                38.38627734519731,
+                0.0003158681623390705,
+            ),
         );
+        check(
+            &[1.0, 2.0],
+            &[1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.1, 2.2, 2.3, 2.4],
+            (-0.883940316036729, 1.0745172634705185, 0.5307580956680293),
+        );
+        // Symmetry: swapping the samples flips t, keeps df and p.
+        let r1 = welch_t_test(&e, &f).unwrap();
+        let r2 = welch_t_test(&f, &e).unwrap();
+        assert_eq!(
+            (r1.t, r1.df, r1.p_two_sided),
+            (-r2.t, r2.df, r2.p_two_sided)
+        );
+        // Undefined.
         assert!(welch_t_test(&[1.0], &[2.0, 3.0]).is_none());
+        assert!(welch_t_test(&[1.0, 1.0], &[2.0, 2.0]).is_none());
+        assert!(welch_t_test(&[1.0, f64::NAN], &[2.0, 3.0]).is_none());
     }
 
-    const WELCH_AB: (f64, f64) = (3.514809724503436, 0.008449786215060389);
-    const WELCH_CD: (f64, f64) = (-0.4685212856658182, 0.6641092030760958);
+    #[test]
+    fn student_t_cdf_matches_scipy() {
+        // scipy.stats.t.cdf(t, df) (scipy 1.17.1).
+        let cases = [
+            (2.0, 5.0, 0.9490302605850708),
+            (-1.3, 2.5, 0.15024339463535416),
+            (0.0, 7.0, 0.5),
+            (10.0, 3.0, 0.9989358004707929),
+            (-4.0, 30.5, 0.00018668972513020198),
+            (1.5, 1000.0, 0.9330349805889568),
+            (0.3, 1.0, 0.5927735790777423),
+        ];
+        for (t, df, want) in cases {
+            let got = student_t_cdf(t, df).unwrap();
+            assert!(
+                (got - want).abs() < 1e-12 * want.max(1e-2) * 100.0,
+                "t={t} df={df}: {got} vs {want}"
+            );
+        }
+        assert_eq!(student_t_cdf(f64::INFINITY, 3.0), Some(1.0));
+        assert_eq!(student_t_cdf(1.0, 0.0), None);
+    }
 }

@@ -63,6 +63,9 @@ pub struct RunReport {
     pub rows: [usize; 3],
     /// Parameter counts.
     pub params: Params,
+    /// Learned values the model reports (e.g. M3oE fusion weights); per cell in the isolated
+    /// setting; `null` when the model has none.
+    pub model_report: serde_json::Value,
     /// The resolved run config.
     pub config: serde_json::Value,
     /// Test metrics with the restored best weights.

@@ -387,6 +387,7 @@ pub fn train_run(
     let mut epochs_run = 0;
     let mut best_epochs = BTreeMap::new();
     let (mut train_rows, mut train_seconds) = (0usize, 0.0f64);
+    let mut model_report = serde_json::Map::new();
     let (test_logits, valid_logits, dense_params, emb_params) = match setting {
         Setting::Mdmt => {
             let f = fit(
@@ -407,6 +408,7 @@ pub fn train_run(
             train_rows += f.train_rows;
             train_seconds += f.train_seconds;
             ckpt.add("", f.snapshot.model.as_ref(), &f.snapshot.store);
+            model_report.insert("all".into(), f.snapshot.model.report());
             let test =
                 f.snapshot
                     .predict(&f.ctx, &prepared.test, cfg.train.eval_batch_size, &device)?;
@@ -507,6 +509,13 @@ pub fn train_run(
         params: crate::report::Params {
             dense: dense_params,
             embedding: emb_params,
+        },
+        model_report: match setting {
+            Setting::Mdmt => model_report.remove("all").unwrap_or_default(),
+            Setting::Isolated if model_report.values().all(|v| v.is_null()) => {
+                serde_json::Value::Null
+            }
+            Setting::Isolated => serde_json::Value::Object(model_report),
         },
         config: serde_json::to_value(&resolved).expect("config serialises"),
         test,
