@@ -11,7 +11,8 @@
 //! | group | models |
 //! |---|---|
 //! | single-domain / isolated | [`mlp`] |
-//! | multi-task and multi-domain | [`shared_bottom`], [`mmoe`], [`m3oe`] |
+//! | multi-task and multi-domain | [`shared_bottom`], [`mmoe`], [`ple`], [`m3oe`] |
+//! | multi-domain (star topology) | [`star`] |
 //!
 //! Template for a new model: [`mmoe`] (experts shared by all rows, per-(domain, task) gates and
 //! towers computed on the domain's rows through [`mdrec_nn::ModelInput::route`]).
@@ -25,7 +26,9 @@ pub mod registry;
 pub mod m3oe;
 pub mod mlp;
 pub mod mmoe;
+pub mod ple;
 pub mod shared_bottom;
+pub mod star;
 
 pub use model::{DynModel, ModelError, ModelOutput, Probes, RecModel, Setting, ZooModel};
 pub use registry::{find, ModelFactory, MODELS};

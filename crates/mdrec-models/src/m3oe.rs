@@ -140,17 +140,46 @@ impl ZooModel for M3oe {
     type Config = Config;
 
     fn tiny() -> Config {
-        Config { star_dim: 16, shared_dim: 16, expert_dims: vec![8], num_shared_experts: 2, ..Config::default() }
+        Config {
+            star_dim: 16,
+            shared_dim: 16,
+            expert_dims: vec![8],
+            num_shared_experts: 2,
+            ..Config::default()
+        }
     }
 
-    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Result<Self, ModelError> {
-        let invalid = |m: &str| ModelError::Invalid { model: Self::NAME.into(), message: m.into() };
-        if cfg.num_shared_experts == 0 || cfg.expert_dims.is_empty() || cfg.star_dim == 0 || cfg.shared_dim == 0 {
-            return Err(invalid("num_shared_experts, star_dim, shared_dim must be ≥ 1 and expert_dims non-empty"));
+    fn build(
+        cfg: &Config,
+        ctx: &ModelContext,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let invalid = |m: &str| ModelError::Invalid {
+            model: Self::NAME.into(),
+            message: m.into(),
+        };
+        if cfg.num_shared_experts == 0
+            || cfg.expert_dims.is_empty()
+            || cfg.star_dim == 0
+            || cfg.shared_dim == 0
+        {
+            return Err(invalid(
+                "num_shared_experts, star_dim, shared_dim must be ≥ 1 and expert_dims non-empty",
+            ));
         }
         let (d_in, s_n, t_n) = (ctx.input_dim(), ctx.n_domains(), ctx.n_tasks());
-        let ln = MlpConfig { norm: Norm::Layer, ..MlpConfig::default() };
-        let xavier = |rng: &mut Rng| init::param(init::weight(rng, d_in, cfg.star_dim, WeightInit::XavierUniform), [d_in, cfg.star_dim], device);
+        let ln = MlpConfig {
+            norm: Norm::Layer,
+            ..MlpConfig::default()
+        };
+        let xavier = |rng: &mut Rng| {
+            init::param(
+                init::weight(rng, d_in, cfg.star_dim, WeightInit::XavierUniform),
+                [d_in, cfg.star_dim],
+                device,
+            )
+        };
         let star_shared_w = xavier(rng);
         let star_domain_w = (0..s_n).map(|_| xavier(rng)).collect();
         let zeros = || init::param(vec![0.0; cfg.star_dim], [cfg.star_dim], device);
@@ -159,23 +188,57 @@ impl ZooModel for M3oe {
         let star_mlp = Mlp::new(cfg.star_dim, &[cfg.shared_dim], &ln, rng, device);
         let skip = Mlp::new(d_in, &[cfg.shared_dim], &ln, rng, device);
         let experts = |n: usize, rng: &mut Rng| -> Vec<Mlp> {
-            (0..n).map(|_| Mlp::new(cfg.shared_dim, &cfg.expert_dims, &ln, rng, device)).collect()
+            (0..n)
+                .map(|_| Mlp::new(cfg.shared_dim, &cfg.expert_dims, &ln, rng, device))
+                .collect()
         };
         let shared = experts(cfg.num_shared_experts, rng);
-        let domain = if cfg.domain_experts { experts(s_n, rng) } else { Vec::new() };
-        let task = if cfg.task_experts { experts(t_n, rng) } else { Vec::new() };
+        let domain = if cfg.domain_experts {
+            experts(s_n, rng)
+        } else {
+            Vec::new()
+        };
+        let task = if cfg.task_experts {
+            experts(t_n, rng)
+        } else {
+            Vec::new()
+        };
         let h = *cfg.expert_dims.last().expect("non-empty");
-        let gates = (0..s_n * t_n).map(|_| Gate::new(cfg.shared_dim, cfg.num_shared_experts, cfg.gate, rng, device)).collect();
+        let gates = (0..s_n * t_n)
+            .map(|_| {
+                Gate::new(
+                    cfg.shared_dim,
+                    cfg.num_shared_experts,
+                    cfg.gate,
+                    rng,
+                    device,
+                )
+            })
+            .collect();
         let weights = (cfg.automl == AutoMl::Joint).then(|| {
             let p = || init::param(vec![cfg.fusion_init], [1], device);
-            FusionWeights { bal_d: p(), bal_t: p(), exp_d: p(), exp_t: p() }
+            FusionWeights {
+                bal_d: p(),
+                bal_t: p(),
+                exp_d: p(),
+                exp_t: p(),
+            }
         });
         let views = 1 + usize::from(cfg.domain_experts) + usize::from(cfg.task_experts);
         let tower_in = match cfg.fusion {
             FusionKind::Add => h,
             FusionKind::Concat => h * views,
         };
-        let heads = Heads::new(HeadLayout::DomainTask, s_n, t_n, tower_in, &[h], &ln, rng, device);
+        let heads = Heads::new(
+            HeadLayout::DomainTask,
+            s_n,
+            t_n,
+            tower_in,
+            &[h],
+            &ln,
+            rng,
+            device,
+        );
         Ok(M3oe {
             star_shared_w,
             star_shared_b,
@@ -215,7 +278,9 @@ fn balance(own: Tensor<2>, sum: Tensor<2>, n: usize, a: &Option<Tensor<2>>) -> T
     }
     let others = sum - own.clone();
     match a {
-        Some(a) => own * a.clone() + others * a.clone().neg().add_scalar(1.0).div_scalar((n - 1) as f32),
+        Some(a) => {
+            own * a.clone() + others * a.clone().neg().add_scalar(1.0).div_scalar((n - 1) as f32)
+        }
         None => own.mul_scalar(0.5) + others.mul_scalar(0.5 / (n - 1) as f32),
     }
 }
@@ -251,26 +316,49 @@ impl RecModel for M3oe {
         });
         let e = self.star_mlp.forward(h) + self.skip.forward(x);
         let e_sg = e.clone().detach();
-        let shared: Tensor<3> = Tensor::stack(self.shared.iter().map(|m| m.forward(e.clone())).collect::<Vec<_>>(), 1);
+        let shared: Tensor<3> = Tensor::stack(
+            self.shared
+                .iter()
+                .map(|m| m.forward(e.clone()))
+                .collect::<Vec<_>>(),
+            1,
+        );
         let dom: Vec<Tensor<2>> = self.domain.iter().map(|m| m.forward(e.clone())).collect();
         let task: Vec<Tensor<2>> = self.task.iter().map(|m| m.forward(e.clone())).collect();
         let sum = |v: &[Tensor<2>]| v.iter().cloned().reduce(|a, b| a + b);
         let (dom_sum, task_sum) = (sum(&dom), sum(&task));
         let fw = self.weights.as_ref();
-        let (bal_d, bal_t, exp_d, exp_t) =
-            (w(fw.map(|f| &f.bal_d)), w(fw.map(|f| &f.bal_t)), w(fw.map(|f| &f.exp_d)), w(fw.map(|f| &f.exp_t)));
+        let (bal_d, bal_t, exp_d, exp_t) = (
+            w(fw.map(|f| &f.bal_d)),
+            w(fw.map(|f| &f.bal_t)),
+            w(fw.map(|f| &f.exp_d)),
+            w(fw.map(|f| &f.exp_t)),
+        );
         let t_n = self.n_tasks;
         let logits = self.heads.forward(input, |group, t| {
             let d = group.expect("M3oE heads are per (domain, task)");
             let gate = self.gates[d * t_n + t].forward(input.rows_of(e_sg.clone(), d));
-            probes.record(|| format!("gate/{}/{}", ctx.domains[d], ctx.tasks[t]), || gate.clone());
+            probes.record(
+                || format!("gate/{}/{}", ctx.domains[d], ctx.tasks[t]),
+                || gate.clone(),
+            );
             let mut views = vec![mix(input.rows_of(shared.clone(), d), gate)];
             if let Some(ds) = &dom_sum {
-                let v = balance(input.rows_of(dom[d].clone(), d), input.rows_of(ds.clone(), d), self.n_domains, &bal_d);
+                let v = balance(
+                    input.rows_of(dom[d].clone(), d),
+                    input.rows_of(ds.clone(), d),
+                    self.n_domains,
+                    &bal_d,
+                );
                 views.push(scale(v, &exp_d));
             }
             if let Some(ts) = &task_sum {
-                let v = balance(input.rows_of(task[t].clone(), d), input.rows_of(ts.clone(), d), self.n_tasks, &bal_t);
+                let v = balance(
+                    input.rows_of(task[t].clone(), d),
+                    input.rows_of(ts.clone(), d),
+                    self.n_tasks,
+                    &bal_t,
+                );
                 views.push(scale(v, &exp_t));
             }
             match self.fusion {
@@ -278,7 +366,10 @@ impl RecModel for M3oe {
                 FusionKind::Concat => Tensor::cat(views, 1),
             }
         });
-        ModelOutput { logits, aux_loss: None }
+        ModelOutput {
+            logits,
+            aux_loss: None,
+        }
     }
 
     fn report(&self) -> serde_json::Value {
@@ -299,7 +390,10 @@ mod tests {
         for v in m.fusion_weights() {
             assert!((v - 0.731_058_6).abs() < 1e-6, "{v}");
         }
-        let fixed = Config { automl: AutoMl::Fixed, ..M3oe::tiny() };
+        let fixed = Config {
+            automl: AutoMl::Fixed,
+            ..M3oe::tiny()
+        };
         let m = M3oe::build(&fixed, &ctx, &mut Rng::new(1), &cpu()).unwrap();
         assert_eq!(m.fusion_weights(), [0.5; 4]);
         assert_eq!(m.report()["fusion_weights"]["bal_d"], 0.5);
@@ -311,7 +405,10 @@ mod tests {
         let own = init::tensor(vec![1.0, 2.0], [1, 2], &dev);
         let sum = init::tensor(vec![1.0 + 3.0 + 5.0, 2.0 + 4.0 + 6.0], [1, 2], &dev);
         let a = Some(init::tensor(vec![0.8], [1, 1], &dev));
-        let got = balance(own, sum, 3, &a).into_data().try_to_vec::<f32>().unwrap();
+        let got = balance(own, sum, 3, &a)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         // 0.8·own + 0.2/2 · (others)
         let want = [0.8 * 1.0 + 0.1 * 8.0, 0.8 * 2.0 + 0.1 * 10.0];
         for (g, w) in got.iter().zip(want) {
@@ -329,10 +426,21 @@ mod tests {
         let ctx = ModelContext::uniform(2, 10, 4, 0, 1, 1);
         let m = M3oe::build(&M3oe::tiny(), &ctx, &mut Rng::new(2), &dev).unwrap();
         let x = init::tensor(vec![0.3; 4 * 8], [4, 8], &dev);
-        let e = m.star_mlp.forward(x.clone().matmul(m.star_shared_w.val() * m.star_domain_w[0].val())) + m.skip.forward(x);
+        let e = m.star_mlp.forward(
+            x.clone()
+                .matmul(m.star_shared_w.val() * m.star_domain_w[0].val()),
+        ) + m.skip.forward(x);
         let g = m.gates[0].forward(e.detach());
         let grads = g.sum().backward();
-        assert!(m.star_shared_w.val().grad(&grads).is_none(), "gate loss reached the star layer");
-        assert!(m.gates[0].forward(init::tensor(vec![0.1; 4 * 16], [4, 16], &dev)).dims() == [4, 2]);
+        assert!(
+            m.star_shared_w.val().grad(&grads).is_none(),
+            "gate loss reached the star layer"
+        );
+        assert!(
+            m.gates[0]
+                .forward(init::tensor(vec![0.1; 4 * 16], [4, 16], &dev))
+                .dims()
+                == [4, 2]
+        );
     }
 }

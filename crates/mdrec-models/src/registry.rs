@@ -104,6 +104,8 @@ pub static MODELS: &[&dyn ModelFactory] = &[
     &Entry::<crate::mlp::MlpModel>::NEW,
     &Entry::<crate::shared_bottom::SharedBottom>::NEW,
     &Entry::<crate::mmoe::Mmoe>::NEW,
+    &Entry::<crate::ple::Ple>::NEW,
+    &Entry::<crate::star::Star>::NEW,
     &Entry::<crate::m3oe::M3oe>::NEW,
 ];
 
