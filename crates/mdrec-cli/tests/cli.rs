@@ -253,3 +253,44 @@ rule = "binary"
     let e = stderr(&o);
     assert!(e.contains("logs.csv:42") && e.contains("price"), "{e}");
 }
+
+#[test]
+fn mtl_and_mdl_settings_train_one_model_per_domain_or_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (setting, parts) in [("mtl", 3usize), ("mdl", 2)] {
+        let run = tmp.path().join(setting);
+        let o = mdrec(&[
+            "train",
+            "--dataset",
+            "synthetic",
+            "--model",
+            "shared_bottom",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--set",
+            "dataset.synthetic_rows=3000",
+            "--set",
+            &format!("train.setting=\"{setting}\""),
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r = report(&run);
+        assert_eq!(r["setting"], setting);
+        assert_eq!(
+            r["best_epoch"].as_object().unwrap().len(),
+            parts,
+            "{setting}"
+        );
+        assert_eq!(r["test"]["cells"].as_array().unwrap().len(), 6);
+        let o = mdrec(&["eval", "--run", run.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let e: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+        assert_eq!(
+            e["cells"], r["test"]["cells"],
+            "{setting}: eval must reproduce the report"
+        );
+    }
+}

@@ -60,6 +60,10 @@ impl Probes {
 pub enum Setting {
     /// One model for every domain and task (`-MDMT`).
     Mdmt,
+    /// One multi-task model per domain, trained on that domain's rows (`-MTL` in M3oE Table 2).
+    Mtl,
+    /// One multi-domain model per task (`-MDL` in M3oE Table 2).
+    Mdl,
     /// One model per (domain, task) cell, trained on that cell's data only ("Isolated").
     Isolated,
 }

@@ -321,21 +321,104 @@ fn fit(
     })
 }
 
-/// A (domain, task) view of a split for the isolated setting: the domain's rows, one label
-/// column, domain index 0.
-fn cell_view(data: &EncodedData, d: usize, t: usize) -> EncodedData {
-    let rows = data.rows_of_domain(d as u32);
-    let mut v = data.subset(&rows);
-    v.labels = vec![v.labels[t].clone()];
-    v.domain.iter_mut().for_each(|x| *x = 0);
-    v
+/// One independently trained model of a setting: which domain's rows it sees (all when
+/// `None`) and which tasks it predicts.
+struct Part {
+    name: String,
+    domain: Option<usize>,
+    tasks: Vec<usize>,
 }
 
-fn cell_ctx(ctx: &ModelContext, d: usize, t: usize) -> ModelContext {
-    ModelContext {
-        domains: vec![ctx.domains[d].clone()],
-        tasks: vec![ctx.tasks[t].clone()],
-        ..ctx.clone()
+/// The models a setting trains: one (`mdmt`), one per domain (`mtl`), one per task (`mdl`), one
+/// per (domain, task) cell (`isolated`).
+fn parts(setting: Setting, ctx: &ModelContext) -> Vec<Part> {
+    let all_tasks: Vec<usize> = (0..ctx.n_tasks()).collect();
+    // One part per domain (all tasks) or per (domain, task) cell.
+    let per_domain = |cells: bool| -> Vec<Part> {
+        let mut out = Vec::new();
+        for (d, dn) in ctx.domains.iter().enumerate() {
+            if cells {
+                for (t, tn) in ctx.tasks.iter().enumerate() {
+                    out.push(Part {
+                        name: format!("{dn}/{tn}"),
+                        domain: Some(d),
+                        tasks: vec![t],
+                    });
+                }
+            } else {
+                out.push(Part {
+                    name: dn.clone(),
+                    domain: Some(d),
+                    tasks: all_tasks.clone(),
+                });
+            }
+        }
+        out
+    };
+    match setting {
+        Setting::Mdmt => vec![Part {
+            name: "all".into(),
+            domain: None,
+            tasks: all_tasks,
+        }],
+        Setting::Mdl => (0..ctx.n_tasks())
+            .map(|t| Part {
+                name: ctx.tasks[t].clone(),
+                domain: None,
+                tasks: vec![t],
+            })
+            .collect(),
+        Setting::Mtl => per_domain(false),
+        Setting::Isolated => per_domain(true),
+    }
+}
+
+impl Part {
+    /// The rows of `data` this part sees and its view of them (its label columns; domain 0 when
+    /// the part holds one domain).
+    fn view(&self, data: &EncodedData) -> (Vec<u32>, EncodedData) {
+        let (rows, mut v) = match self.domain {
+            Some(d) => {
+                let rows = data.rows_of_domain(d as u32);
+                let v = data.subset(&rows);
+                (rows, v)
+            }
+            None => ((0..data.len() as u32).collect(), data.clone()),
+        };
+        v.labels = self.tasks.iter().map(|&t| v.labels[t].clone()).collect();
+        if self.domain.is_some() {
+            v.domain.iter_mut().for_each(|x| *x = 0);
+        }
+        (rows, v)
+    }
+
+    fn ctx(&self, ctx: &ModelContext) -> ModelContext {
+        ModelContext {
+            domains: match self.domain {
+                Some(d) => vec![ctx.domains[d].clone()],
+                None => ctx.domains.clone(),
+            },
+            tasks: self.tasks.iter().map(|&t| ctx.tasks[t].clone()).collect(),
+            ..ctx.clone()
+        }
+    }
+
+    /// Write this part's logits (`[rows, |tasks|]`) into the full `[n, T]` matrix.
+    fn place(&self, rows: &[u32], logits: &[f32], n_tasks: usize, dst: &mut [f32]) {
+        let k = self.tasks.len();
+        for (i, &r) in rows.iter().enumerate() {
+            for (j, &t) in self.tasks.iter().enumerate() {
+                dst[r as usize * n_tasks + t] = logits[i * k + j];
+            }
+        }
+    }
+
+    fn prefix(&self, index: usize, n_parts: usize) -> String {
+        if n_parts == 1 {
+            String::new()
+        } else {
+            format!("parts.{index}.")
+        }
     }
 }
 
@@ -388,98 +471,60 @@ pub fn train_run(
     let mut best_epochs = BTreeMap::new();
     let (mut train_rows, mut train_seconds) = (0usize, 0.0f64);
     let mut model_report = serde_json::Map::new();
-    let (test_logits, valid_logits, dense_params, emb_params) = match setting {
-        Setting::Mdmt => {
-            let f = fit(
-                factory,
-                &model_cfg,
-                ctx.clone(),
-                &resolved.train,
-                &prepared.train,
-                &prepared.valid,
-                &device,
-                factory.name(),
-                None,
-                &mut metrics_log,
-                progress,
-            )?;
-            epochs_run = f.epochs_run;
-            best_epochs.insert("all".to_string(), f.best_epoch);
-            train_rows += f.train_rows;
-            train_seconds += f.train_seconds;
-            ckpt.add("", f.snapshot.model.as_ref(), &f.snapshot.store);
-            model_report.insert("all".into(), f.snapshot.model.report());
-            let test =
-                f.snapshot
-                    .predict(&f.ctx, &prepared.test, cfg.train.eval_batch_size, &device)?;
-            let valid =
-                f.snapshot
-                    .predict(&f.ctx, &prepared.valid, cfg.train.eval_batch_size, &device)?;
-            (
-                test,
-                valid,
-                f.snapshot.model.num_params(),
-                f.snapshot.store.num_params(),
-            )
+    let all_parts = parts(setting, &ctx);
+    let mut test_logits = vec![0.0f32; prepared.test.len() * n_t];
+    let mut valid_logits = vec![0.0f32; prepared.valid.len() * n_t];
+    let (mut dense_params, mut emb_params) = (0, 0);
+    for (i, part) in all_parts.iter().enumerate() {
+        let (_, tr) = part.view(&prepared.train);
+        let (_, va) = part.view(&prepared.valid);
+        if tr.is_empty() {
+            return Err(TrainError::Data(format!(
+                "setting {setting:?}: part {} has no training rows",
+                part.name
+            )));
         }
-        Setting::Isolated => {
-            let mut test = vec![0.0f32; prepared.test.len() * n_t];
-            let mut valid = vec![0.0f32; prepared.valid.len() * n_t];
-            let (mut dp, mut ep) = (0, 0);
-            for d in 0..ctx.n_domains() {
-                for t in 0..n_t {
-                    let name = format!("{}/{}", ctx.domains[d], ctx.tasks[t]);
-                    let tr = cell_view(&prepared.train, d, t);
-                    let va = cell_view(&prepared.valid, d, t);
-                    if tr.is_empty() {
-                        return Err(TrainError::Data(format!(
-                            "isolated setting: cell {name} has no training rows"
-                        )));
-                    }
-                    let label = format!("{} [{name}]", factory.name());
-                    let f = fit(
-                        factory,
-                        &model_cfg,
-                        cell_ctx(&ctx, d, t),
-                        &resolved.train,
-                        &tr,
-                        &va,
-                        &device,
-                        &label,
-                        Some(name.clone()),
-                        &mut metrics_log,
-                        progress,
-                    )?;
-                    epochs_run = epochs_run.max(f.epochs_run);
-                    best_epochs.insert(name, f.best_epoch);
-                    train_rows += f.train_rows;
-                    train_seconds += f.train_seconds;
-                    ckpt.add(
-                        &format!("cells.{d}.{t}."),
-                        f.snapshot.model.as_ref(),
-                        &f.snapshot.store,
-                    );
-                    dp += f.snapshot.model.num_params();
-                    ep += f.snapshot.store.num_params();
-                    for (split, dst) in [(&prepared.test, &mut test), (&prepared.valid, &mut valid)]
-                    {
-                        let rows = split.rows_of_domain(d as u32);
-                        let view = cell_view(split, d, t);
-                        let l = f.snapshot.predict(
-                            &f.ctx,
-                            &view,
-                            cfg.train.eval_batch_size,
-                            &device,
-                        )?;
-                        for (k, &r) in rows.iter().enumerate() {
-                            dst[r as usize * n_t + t] = l[k];
-                        }
-                    }
-                }
-            }
-            (test, valid, dp, ep)
+        let label = if all_parts.len() == 1 {
+            factory.name().to_string()
+        } else {
+            format!("{} [{}]", factory.name(), part.name)
+        };
+        let f = fit(
+            factory,
+            &model_cfg,
+            part.ctx(&ctx),
+            &resolved.train,
+            &tr,
+            &va,
+            &device,
+            &label,
+            (all_parts.len() > 1).then(|| part.name.clone()),
+            &mut metrics_log,
+            progress,
+        )?;
+        epochs_run = epochs_run.max(f.epochs_run);
+        best_epochs.insert(part.name.clone(), f.best_epoch);
+        train_rows += f.train_rows;
+        train_seconds += f.train_seconds;
+        ckpt.add(
+            &part.prefix(i, all_parts.len()),
+            f.snapshot.model.as_ref(),
+            &f.snapshot.store,
+        );
+        model_report.insert(part.name.clone(), f.snapshot.model.report());
+        dense_params += f.snapshot.model.num_params();
+        emb_params += f.snapshot.store.num_params();
+        for (split, dst) in [
+            (&prepared.test, &mut test_logits),
+            (&prepared.valid, &mut valid_logits),
+        ] {
+            let (rows, view) = part.view(split);
+            let l = f
+                .snapshot
+                .predict(&f.ctx, &view, cfg.train.eval_batch_size, &device)?;
+            part.place(&rows, &l, n_t, dst);
         }
-    };
+    }
     let mut meta = BTreeMap::new();
     meta.insert("model".to_string(), factory.name().to_string());
     meta.insert("schema_hash".to_string(), prepared.schema.hash.clone());
@@ -510,12 +555,12 @@ pub fn train_run(
             dense: dense_params,
             embedding: emb_params,
         },
-        model_report: match setting {
-            Setting::Mdmt => model_report.remove("all").unwrap_or_default(),
-            Setting::Isolated if model_report.values().all(|v| v.is_null()) => {
-                serde_json::Value::Null
-            }
-            Setting::Isolated => serde_json::Value::Object(model_report),
+        model_report: if all_parts.len() == 1 {
+            model_report.remove("all").unwrap_or_default()
+        } else if model_report.values().all(|v| v.is_null()) {
+            serde_json::Value::Null
+        } else {
+            serde_json::Value::Object(model_report)
         },
         config: serde_json::to_value(&resolved).expect("config serialises"),
         test,
@@ -564,49 +609,29 @@ pub fn evaluate_run(run: &Path) -> Result<(EvalReport, Vec<f32>), TrainError> {
     let ctx = context_from_schema(&prepared.schema, cfg.train.embedding.dim);
     let n_t = ctx.n_tasks();
     let setting = resolve_setting(&cfg, factory);
-    let logits = match setting {
-        Setting::Mdmt => {
-            let mut e = Engine::new(
-                factory,
-                &model_cfg,
-                ctx.clone(),
-                &cfg.train,
-                cfg.train.seed,
-                &device,
-            )?;
-            ckpt.load_into("", e.model.as_mut(), &mut e.store)?;
-            e.snapshot()
-                .predict(&ctx, &prepared.test, cfg.train.eval_batch_size, &device)?
-        }
-        Setting::Isolated => {
-            let mut out = vec![0.0f32; prepared.test.len() * n_t];
-            for d in 0..ctx.n_domains() {
-                for t in 0..n_t {
-                    let cctx = cell_ctx(&ctx, d, t);
-                    let mut e = Engine::new(
-                        factory,
-                        &model_cfg,
-                        cctx.clone(),
-                        &cfg.train,
-                        cfg.train.seed,
-                        &device,
-                    )?;
-                    ckpt.load_into(&format!("cells.{d}.{t}."), e.model.as_mut(), &mut e.store)?;
-                    let rows = prepared.test.rows_of_domain(d as u32);
-                    let l = e.snapshot().predict(
-                        &cctx,
-                        &cell_view(&prepared.test, d, t),
-                        cfg.train.eval_batch_size,
-                        &device,
-                    )?;
-                    for (k, &r) in rows.iter().enumerate() {
-                        out[r as usize * n_t + t] = l[k];
-                    }
-                }
-            }
-            out
-        }
-    };
+    let all_parts = parts(setting, &ctx);
+    let mut logits = vec![0.0f32; prepared.test.len() * n_t];
+    for (i, part) in all_parts.iter().enumerate() {
+        let pctx = part.ctx(&ctx);
+        let mut e = Engine::new(
+            factory,
+            &model_cfg,
+            pctx.clone(),
+            &cfg.train,
+            cfg.train.seed,
+            &device,
+        )?;
+        ckpt.load_into(
+            &part.prefix(i, all_parts.len()),
+            e.model.as_mut(),
+            &mut e.store,
+        )?;
+        let (rows, view) = part.view(&prepared.test);
+        let l = e
+            .snapshot()
+            .predict(&pctx, &view, cfg.train.eval_batch_size, &device)?;
+        part.place(&rows, &l, n_t, &mut logits);
+    }
     let counts = prepared.train.domain_counts(ctx.n_domains());
     Ok((eval_split(&ctx, &logits, &prepared.test, &counts)?, logits))
 }
