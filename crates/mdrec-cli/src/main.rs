@@ -50,6 +50,24 @@ enum Cmd {
     },
     /// Measure training and inference speed (samples/s); figures, not pass/fail.
     Speed(speed::SpeedArgs),
+    /// Train every (model, seed) of a bench spec (resumable) and write paper-style tables.
+    Bench {
+        /// Bench spec (TOML), e.g. benches/specs/movielens_zoo.toml.
+        #[arg(long)]
+        spec: PathBuf,
+        /// Output folder (default: the spec's `out`, else runs/bench/<name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override the dataset folder of the spec.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Override the seeds, e.g. `--seeds 2022,2023`.
+        #[arg(long, value_delimiter = ',')]
+        seeds: Option<Vec<u64>>,
+        /// Only epoch summaries and run lines.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -218,6 +236,33 @@ fn cmd_eval(run: PathBuf) -> Result<()> {
     Ok(())
 }
 
+fn cmd_bench(
+    spec: PathBuf,
+    out: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    seeds: Option<Vec<u64>>,
+    quiet: bool,
+) -> Result<()> {
+    let mut spec = mdrec_train::bench::BenchSpec::from_file(&spec)?;
+    if let Some(d) = data_dir {
+        spec.dataset.data_dir = Some(d);
+    }
+    if let Some(s) = seeds {
+        spec.seeds = s;
+    }
+    let out = out.unwrap_or_else(|| spec.out_dir());
+    let mut progress = Console::new(quiet);
+    let o = mdrec_train::bench::run_bench(&spec, &out, &mut progress)?;
+    println!("{}", o.table);
+    eprintln!(
+        "trained {} runs, {} already complete; tables in {}",
+        o.trained,
+        o.skipped,
+        out.display()
+    );
+    Ok(())
+}
+
 fn cmd_models() {
     println!("| model | default setting | paper |\n|---|---|---|");
     for m in MODELS {
@@ -280,6 +325,13 @@ fn main() -> ExitCode {
             cmd: DataCmd::Prepare(a),
         } => cmd_prepare(a),
         Cmd::Speed(a) => speed::run(a),
+        Cmd::Bench {
+            spec,
+            out,
+            data_dir,
+            seeds,
+            quiet,
+        } => cmd_bench(spec, out, data_dir, seeds, quiet),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -294,3 +294,79 @@ fn mtl_and_mdl_settings_train_one_model_per_domain_or_task() {
         );
     }
 }
+
+#[test]
+fn bench_resumes_after_an_interruption_with_the_same_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("bench.toml");
+    std::fs::write(
+        &spec,
+        r#"
+name = "tiny"
+seeds = [1, 2]
+compare = "mmoe"
+[dataset]
+name = "synthetic"
+synthetic_rows = 2000
+[train]
+epochs = 1
+batch_size = 256
+[[runs]]
+model = { name = "mmoe" }
+[[runs]]
+label = "SB-MTL"
+model = { name = "shared_bottom" }
+train = { setting = "mtl" }
+reference = { auc_mean_cells = 0.71 }
+"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let args = [
+        "bench",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
+    let o = mdrec(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("trained 4 runs, 0 already complete"),
+        "{}",
+        stderr(&o)
+    );
+    let table = std::fs::read_to_string(out.join("table.md")).unwrap();
+    assert!(
+        table.contains("| mmoe | 2 |")
+            && table.contains("SB-MTL (paper)")
+            && table.contains("RelaImpr"),
+        "{table}"
+    );
+    let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "header + 4 runs");
+    assert!(std::fs::read_to_string(out.join("environment.md"))
+        .unwrap()
+        .contains("git commit"));
+
+    // "Interrupt": one run is missing. Re-running trains only that one and gives the same table.
+    std::fs::remove_dir_all(out.join("SB-MTL").join("s2")).unwrap();
+    let o = mdrec(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("trained 1 runs, 3 already complete"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("table.md")).unwrap(),
+        table
+    );
+
+    // A spec with an unknown key is refused with the key named.
+    std::fs::write(&spec, "name = \"x\"\nseeds = [1]\nmodels = []\n[dataset]\nname = \"synthetic\"\n[[runs]]\nmodel = { name = \"mmoe\" }\n").unwrap();
+    let o = mdrec(&args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("models"), "{}", stderr(&o));
+}

@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod engine;

@@ -1,0 +1,587 @@
+//! `mdrec bench`: many (model, seed) runs → paper-style tables with significance.
+//!
+//! A spec (TOML) names a dataset, seeds, the runs (model + overrides, optional paper numbers)
+//! and the metric families to tabulate. Every (run, seed) trains into
+//! `<out>/<label>/s<seed>/`; a run whose `report.json` exists is skipped, so an interrupted
+//! bench resumes where it stopped and ends with the same tables. Outputs in `<out>/`:
+//! `table.md` (test metrics, mean ± std, best bold, second underlined, `*` when the best differs from the
+//! second by Welch's t-test p < 0.05 over seeds; reproducible), `speed.md` (training samples/s),
+//! `runs.csv` (every run), `summary.json`, and
+//! `environment.md` (git commit, CPU, threads, rustc, features).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use mdrec_metrics::{relaimpr, welch_t_test};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{DatasetConfig, RunConfig};
+use crate::progress::Progress;
+use crate::report::RunReport;
+use crate::trainer::{prepare_dataset, train_run};
+use crate::TrainError;
+
+/// One row of the table: a model with its overrides.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// Row label and directory name (default: the model name).
+    pub label: Option<String>,
+    /// The `[model]` section: `name` plus the model's keys.
+    pub model: serde_json::Map<String, serde_json::Value>,
+    /// `[train]` overrides for this run only (e.g. `setting = "mtl"`).
+    #[serde(default)]
+    pub train: serde_json::Map<String, serde_json::Value>,
+    /// Published numbers to print beside ours, by metric name (e.g. `"auc/age_25/click"`).
+    #[serde(default)]
+    pub reference: BTreeMap<String, f64>,
+}
+
+/// A bench spec.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchSpec {
+    /// Bench name (title of the table).
+    pub name: String,
+    /// Output folder (default `runs/bench/<name>`).
+    pub out: Option<PathBuf>,
+    /// Seeds; every run is trained once per seed.
+    pub seeds: Vec<u64>,
+    /// Metric families: `auc`, `gauc`, `logloss`, `domain_auc` (default `["auc", "logloss"]`).
+    #[serde(default = "default_metrics")]
+    pub metrics: Vec<String>,
+    /// Label of the run whose RelaImpr over the best other run is reported.
+    pub compare: Option<String>,
+    /// The `[dataset]` section, as in a run config.
+    pub dataset: DatasetConfig,
+    /// `[train]` overrides for every run.
+    #[serde(default)]
+    pub train: serde_json::Map<String, serde_json::Value>,
+    /// The runs.
+    pub runs: Vec<RunSpec>,
+}
+
+fn default_metrics() -> Vec<String> {
+    vec!["auc".into(), "logloss".into()]
+}
+
+impl RunSpec {
+    /// The row label.
+    pub fn label(&self) -> String {
+        self.label.clone().unwrap_or_else(|| {
+            self.model
+                .get("name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("model")
+                .to_string()
+        })
+    }
+}
+
+fn merge(base: &mut serde_json::Value, over: &serde_json::Map<String, serde_json::Value>) {
+    if let serde_json::Value::Object(b) = base {
+        for (k, v) in over {
+            match (b.get_mut(k), v) {
+                (Some(slot @ serde_json::Value::Object(_)), serde_json::Value::Object(o)) => {
+                    merge(slot, o)
+                }
+                _ => {
+                    b.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+}
+
+impl BenchSpec {
+    /// Parse a spec file.
+    pub fn from_file(path: &Path) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        let spec: BenchSpec = toml::from_str(&text)
+            .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
+        spec.validate(&path.display().to_string())?;
+        Ok(spec)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), TrainError> {
+        let err = |m: String| Err(TrainError::Config(format!("{origin}: {m}")));
+        if self.seeds.is_empty() || self.runs.is_empty() {
+            return err("a bench needs at least one seed and one [[runs]] entry".into());
+        }
+        let mut labels: Vec<String> = self.runs.iter().map(RunSpec::label).collect();
+        labels.sort();
+        if let Some(w) = labels.windows(2).find(|w| w[0] == w[1]) {
+            return err(format!(
+                "two runs share the label `{}`; give them distinct `label`s",
+                w[0]
+            ));
+        }
+        for m in &self.metrics {
+            if !["auc", "gauc", "logloss", "domain_auc"].contains(&m.as_str()) {
+                return err(format!(
+                    "unknown metric family `{m}`; accepted: auc, gauc, logloss, domain_auc"
+                ));
+            }
+        }
+        if let Some(c) = &self.compare {
+            if !labels.contains(c) {
+                return err(format!(
+                    "compare = `{c}` is not a run label; labels: {}",
+                    labels.join(", ")
+                ));
+            }
+        }
+        for r in &self.runs {
+            self.config(r, self.seeds[0])
+                .map_err(|e| TrainError::Config(format!("{origin}: run `{}`: {e}", r.label())))?;
+        }
+        Ok(())
+    }
+
+    /// The run config of `run` at `seed`.
+    pub fn config(&self, run: &RunSpec, seed: u64) -> Result<RunConfig, TrainError> {
+        let mut doc = serde_json::to_value(RunConfig::default()).expect("config serialises");
+        doc["dataset"] = serde_json::to_value(&self.dataset).expect("dataset serialises");
+        merge(&mut doc["train"], &self.train);
+        merge(&mut doc["train"], &run.train);
+        doc["model"] = serde_json::Value::Object(run.model.clone());
+        doc["train"]["seed"] = seed.into();
+        let cfg: RunConfig =
+            serde_json::from_value(doc).map_err(|e| TrainError::Config(e.to_string()))?;
+        mdrec_models::find(cfg.model_name())?;
+        Ok(cfg)
+    }
+
+    /// The output folder.
+    pub fn out_dir(&self) -> PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs/bench").join(&self.name))
+    }
+}
+
+/// What `run_bench` did.
+#[derive(Debug, Clone)]
+pub struct BenchOutcome {
+    /// Runs trained now.
+    pub trained: usize,
+    /// Runs found complete and skipped.
+    pub skipped: usize,
+    /// The Markdown table.
+    pub table: String,
+}
+
+fn run_dir(out: &Path, label: &str, seed: u64) -> PathBuf {
+    out.join(label.replace(['/', ' '], "_"))
+        .join(format!("s{seed}"))
+}
+
+fn load_report(dir: &Path) -> Option<RunReport> {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).ok()?).ok()
+}
+
+/// Run every missing (run, seed) of `spec` into `out`, then write the tables.
+pub fn run_bench(
+    spec: &BenchSpec,
+    out: &Path,
+    progress: &mut dyn Progress,
+) -> Result<BenchOutcome, TrainError> {
+    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    let jobs: Vec<(&RunSpec, u64)> = spec
+        .runs
+        .iter()
+        .flat_map(|r| spec.seeds.iter().map(move |&s| (r, s)))
+        .collect();
+    let todo: Vec<&(&RunSpec, u64)> = jobs
+        .iter()
+        .filter(|(r, s)| load_report(&run_dir(out, &r.label(), *s)).is_none())
+        .collect();
+    let skipped = jobs.len() - todo.len();
+    progress.message(&format!(
+        "bench {}: {} runs, {} already complete, {} to train",
+        spec.name,
+        jobs.len(),
+        skipped,
+        todo.len()
+    ));
+    let t0 = Instant::now();
+    let mut prepared_for: Option<(u64, mdrec_data::Prepared)> = None;
+    for (i, (run, seed)) in todo.iter().enumerate() {
+        let label = run.label();
+        let eta = if i == 0 {
+            "unknown".to_string()
+        } else {
+            let per = t0.elapsed().as_secs_f64() / i as f64;
+            format!("~{:.0} min", per * (todo.len() - i) as f64 / 60.0)
+        };
+        progress.message(&format!(
+            "[{}/{}] {label} seed {seed} (remaining after this: {}, eta {eta})",
+            i + 1,
+            todo.len(),
+            todo.len() - i - 1
+        ));
+        let cfg = spec.config(run, *seed)?;
+        // The data may depend on the seed (random split, synthetic data): prepare per seed, as a
+        // standalone `mdrec train --seed S` would; the cache makes this cheap.
+        let key = *seed;
+        if prepared_for.as_ref().map(|(k, _)| *k) != Some(key) {
+            prepared_for = Some((key, prepare_dataset(&cfg)?));
+        }
+        let prepared = &prepared_for.as_ref().expect("prepared").1;
+        let dir = run_dir(out, &label, *seed);
+        let _ = std::fs::remove_dir_all(&dir);
+        train_run(&cfg, prepared, &dir, progress)?;
+    }
+    let table = write_tables(spec, out)?;
+    Ok(BenchOutcome {
+        trained: todo.len(),
+        skipped,
+        table,
+    })
+}
+
+/// Column names (`EvalReport::metric` names) for the spec's metric families.
+fn columns(spec: &BenchSpec, sample: &RunReport) -> Vec<String> {
+    let mut cols = Vec::new();
+    for fam in &spec.metrics {
+        match fam.as_str() {
+            "auc" => {
+                cols.extend(
+                    sample
+                        .test
+                        .cells
+                        .iter()
+                        .map(|c| format!("auc/{}/{}", c.domain, c.task)),
+                );
+                cols.push("auc_mean_cells".into());
+                cols.push("auc_task_pooled_mean".into());
+            }
+            "gauc" => {
+                cols.extend(
+                    sample
+                        .test
+                        .cells
+                        .iter()
+                        .map(|c| format!("gauc/{}/{}", c.domain, c.task)),
+                );
+                cols.push("gauc_task_mean".into());
+            }
+            "logloss" => {
+                cols.extend(
+                    sample
+                        .test
+                        .cells
+                        .iter()
+                        .map(|c| format!("logloss/{}/{}", c.domain, c.task)),
+                );
+                cols.push("logloss".into());
+            }
+            _ => cols.push("domain_auc".into()),
+        }
+    }
+    cols
+}
+
+fn lower_is_better(col: &str) -> bool {
+    col.starts_with("logloss")
+}
+
+fn scale(col: &str) -> f64 {
+    if lower_is_better(col) {
+        1.0
+    } else {
+        100.0
+    }
+}
+
+/// Mean and sample standard deviation.
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let s = if v.len() > 1 {
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    (m, s)
+}
+
+#[derive(Serialize)]
+struct RowSummary {
+    label: String,
+    model: String,
+    seeds: Vec<u64>,
+    mean: BTreeMap<String, f64>,
+    std: BTreeMap<String, f64>,
+    train_samples_per_s: f64,
+}
+
+fn write_tables(spec: &BenchSpec, out: &Path) -> Result<String, TrainError> {
+    // Collect values per (label, column) over seeds.
+    let mut reports: Vec<(String, Vec<RunReport>)> = Vec::new();
+    for r in &spec.runs {
+        let label = r.label();
+        let reps: Vec<RunReport> = spec
+            .seeds
+            .iter()
+            .filter_map(|&s| load_report(&run_dir(out, &label, s)))
+            .collect();
+        reports.push((label, reps));
+    }
+    let sample = reports
+        .iter()
+        .find_map(|(_, v)| v.first())
+        .ok_or_else(|| TrainError::Config("bench has no finished runs".into()))?;
+    let cols = columns(spec, sample);
+    let value = |rep: &RunReport, col: &str| rep.test.metric(col).ok().map(|v| v.0);
+    let mut vals: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
+    for (ri, (_, reps)) in reports.iter().enumerate() {
+        for (ci, c) in cols.iter().enumerate() {
+            vals.insert((ri, ci), reps.iter().filter_map(|r| value(r, c)).collect());
+        }
+    }
+    // Rank per column: best, second, and significance of best vs second.
+    let mut marks: BTreeMap<(usize, usize), &str> = BTreeMap::new();
+    let mut star: BTreeMap<(usize, usize), bool> = BTreeMap::new();
+    for (ci, c) in cols.iter().enumerate() {
+        let mut ranked: Vec<(usize, f64)> = (0..reports.len())
+            .filter_map(|ri| {
+                let v = &vals[&(ri, ci)];
+                (!v.is_empty()).then(|| (ri, mean_std(v).0))
+            })
+            .collect();
+        ranked.sort_by(|a, b| {
+            if lower_is_better(c) {
+                a.1.total_cmp(&b.1)
+            } else {
+                b.1.total_cmp(&a.1)
+            }
+        });
+        if let Some(&(b, _)) = ranked.first() {
+            marks.insert((b, ci), "best");
+            if let Some(&(s, _)) = ranked.get(1) {
+                marks.insert((s, ci), "second");
+                let sig = welch_t_test(&vals[&(b, ci)], &vals[&(s, ci)])
+                    .is_some_and(|w| w.p_two_sided < 0.05);
+                star.insert((b, ci), sig);
+            }
+        }
+    }
+    let mut md = String::new();
+    let _ = writeln!(md, "# {}\n", spec.name);
+    let _ = writeln!(
+        md,
+        "Dataset `{}` ({} split), seeds {:?}. Test metrics, mean ± std over seeds; AUC and gAUC in %. \
+         **Best** in bold, <u>second</u> underlined, `*` = best differs from second by Welch's t-test \
+         p < 0.05. Rows marked (paper) are published numbers.\n",
+        spec.dataset.name, spec.dataset.split, spec.seeds
+    );
+    let short = |c: &str| {
+        c.replace("auc_task_pooled_mean", "AUC (task-pooled)")
+            .replace("auc_mean_cells", "AUC (mean cells)")
+    };
+    let _ = writeln!(
+        md,
+        "| run | n | {} |",
+        cols.iter()
+            .map(|c| short(c))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(md, "|---|---:|{}", "---:|".repeat(cols.len()));
+    // Speed varies between machines and runs; it has its own file so table.md is reproducible.
+    let mut speed = String::from(
+        "# Training speed\n\n| run | seeds | train samples/s (mean) | epochs run (mean) |\n|---|---:|---:|---:|\n",
+    );
+    let mut rows = Vec::new();
+    for (ri, (label, reps)) in reports.iter().enumerate() {
+        let mut cells = Vec::new();
+        let mut mean = BTreeMap::new();
+        let mut std = BTreeMap::new();
+        for (ci, c) in cols.iter().enumerate() {
+            let v = &vals[&(ri, ci)];
+            if v.is_empty() {
+                cells.push("—".to_string());
+                continue;
+            }
+            let (m, s) = mean_std(v);
+            mean.insert(c.clone(), m);
+            std.insert(c.clone(), s);
+            let k = scale(c);
+            let prec = if k == 1.0 { 4 } else { 2 };
+            let mut txt = if v.len() > 1 {
+                format!("{:.prec$} ± {:.prec$}", m * k, s * k)
+            } else {
+                format!("{:.prec$}", m * k)
+            };
+            if star.get(&(ri, ci)).copied().unwrap_or(false) {
+                txt.push('*');
+            }
+            txt = match marks.get(&(ri, ci)) {
+                Some(&"best") => format!("**{txt}**"),
+                Some(&"second") => format!("<u>{txt}</u>"),
+                _ => txt,
+            };
+            cells.push(txt);
+        }
+        let sps = if reps.is_empty() {
+            0.0
+        } else {
+            reps.iter()
+                .map(|r| r.timing.train_samples_per_s)
+                .sum::<f64>()
+                / reps.len() as f64
+        };
+        let _ = writeln!(md, "| {label} | {} | {} |", reps.len(), cells.join(" | "));
+        let epochs = if reps.is_empty() {
+            0.0
+        } else {
+            reps.iter().map(|r| r.epochs_run as f64).sum::<f64>() / reps.len() as f64
+        };
+        let _ = writeln!(
+            speed,
+            "| {label} | {} | {sps:.0} | {epochs:.1} |",
+            reps.len()
+        );
+        let spec_run = &spec.runs[ri];
+        if !spec_run.reference.is_empty() {
+            let refs: Vec<String> = cols
+                .iter()
+                .map(|c| {
+                    spec_run
+                        .reference
+                        .get(c)
+                        .map(|v| format!("{:.2}", v * scale(c)))
+                        .unwrap_or_else(|| "".into())
+                })
+                .collect();
+            let _ = writeln!(md, "| {label} (paper) | | {} |", refs.join(" | "));
+        }
+        rows.push(RowSummary {
+            label: label.clone(),
+            model: spec_run
+                .model
+                .get("name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string(),
+            seeds: reps.iter().map(|r| r.seed).collect(),
+            mean,
+            std,
+            train_samples_per_s: sps,
+        });
+    }
+    let mut relaimpr_out = BTreeMap::new();
+    if let Some(c) = &spec.compare {
+        let key = "auc_mean_cells";
+        let ours = rows
+            .iter()
+            .find(|r| &r.label == c)
+            .and_then(|r| r.mean.get(key).copied());
+        let best_other = rows
+            .iter()
+            .filter(|r| &r.label != c)
+            .filter_map(|r| r.mean.get(key).map(|v| (r.label.clone(), *v)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let (Some(_), Some((bl, _))) = (ours, best_other) {
+            let _ = writeln!(
+                md,
+                "\nRelaImpr of {c} over the best other run ({bl}), per AUC column:\n"
+            );
+            let _ = writeln!(
+                md,
+                "| column | {c} | {bl} | RelaImpr % |\n|---|---:|---:|---:|"
+            );
+            let best_row = rows.iter().find(|r| r.label == bl).expect("row");
+            let our_row = rows.iter().find(|r| &r.label == c).expect("row");
+            for col in cols.iter().filter(|c| c.starts_with("auc")) {
+                if let (Some(a), Some(b)) = (our_row.mean.get(col), best_row.mean.get(col)) {
+                    let ri = relaimpr(*a, *b);
+                    relaimpr_out.insert(col.clone(), ri);
+                    let _ = writeln!(
+                        md,
+                        "| {} | {:.2} | {:.2} | {:+.2} |",
+                        short(col),
+                        a * 100.0,
+                        b * 100.0,
+                        ri
+                    );
+                }
+            }
+        }
+    }
+    write_text(&out.join("table.md"), &md)?;
+    write_text(&out.join("speed.md"), &speed)?;
+    // CSV of every run.
+    let mut csv = format!(
+        "label,model,seed,epochs_run,train_samples_per_s,{}\n",
+        cols.join(",")
+    );
+    for (label, reps) in &reports {
+        for r in reps {
+            let vs: Vec<String> = cols
+                .iter()
+                .map(|c| value(r, c).map(|v| format!("{v:.6}")).unwrap_or_default())
+                .collect();
+            let _ = writeln!(
+                csv,
+                "{label},{},{},{},{:.0},{}",
+                r.model,
+                r.seed,
+                r.epochs_run,
+                r.timing.train_samples_per_s,
+                vs.join(",")
+            );
+        }
+    }
+    write_text(&out.join("runs.csv"), &csv)?;
+    let summary = serde_json::json!({ "name": spec.name, "columns": cols, "rows": rows, "relaimpr": relaimpr_out });
+    write_text(
+        &out.join("summary.json"),
+        &(serde_json::to_string_pretty(&summary).expect("json") + "\n"),
+    )?;
+    write_text(&out.join("environment.md"), &environment_card())?;
+    Ok(md)
+}
+
+fn write_text(path: &Path, text: &str) -> Result<(), TrainError> {
+    std::fs::write(path, text).map_err(|e| TrainError::io(path, e))
+}
+
+fn command_line(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Git commit, CPU, threads, rustc and features of this machine and build.
+pub fn environment_card() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let features = if cfg!(feature = "cuda") {
+        "cuda"
+    } else {
+        "default (cpu, flex backend)"
+    };
+    format!(
+        "# Environment\n\n- mdrec {}\n- git commit: {}\n- CPU: {cpu}\n- threads: {threads}\n- rustc: {}\n- features: {features}\n",
+        env!("CARGO_PKG_VERSION"),
+        command_line("git", &["rev-parse", "HEAD"]),
+        command_line("rustc", &["--version"]),
+    )
+}
