@@ -6,10 +6,28 @@
 //! Deviations from reference: per-domain parts (the domain-specific star layer, gates and towers)
 //! run on their domain's rows instead of the whole batch followed by a `where`; outputs are
 //! logits; the loss is the trainer's per-(domain, task) cell-mean sum for every number of domains
-//! and tasks (the reference uses it only for 3 domains × 2 tasks). Only the `joint` and `fixed`
-//! fusion-weight modes exist so far: `joint` is what the official code does (the main optimizer
-//! trains the four fusion weights every batch, model-spec §8 item 1); the paper's bi-level
-//! schedule is not implemented yet.
+//! and tasks (the reference uses it only for 3 domains × 2 tasks). The outer (AutoML) loss of
+//! `bilevel` is that same objective, not the reference's plain mean BCE over `[B, T]`.
+//!
+//! Fusion-weight modes (`automl`, model-spec §4.13 (6) and §8 items 1–2):
+//! - `joint` (default) is what the official code runs: its `~flag` filter keeps the four fusion
+//!   weights in the main optimizer, which trains them every batch with everything else (§8 item
+//!   1). This is the spec's `m3oe_fusion_params_in_main_optimizer = true` compatibility mode.
+//! - `bilevel` is the paper's intended split (Eq. 11): the four pre-sigmoid scalars
+//!   φ = {bal_d, bal_t, exp_d, exp_t} are the model's [`RecModel::outer_params`], so the main
+//!   optimizer never updates them; once per epoch, after the epoch's batches, the trainer takes
+//!   one Adam step on φ alone (`train.automl_lr`, default 1e-3 = official
+//!   `learning_rate_darts`; weight decay = `train.weight_decay`) on the loss of one batch of
+//!   `train.batch_size` rows drawn from `train.automl_batch_source`: `valid` (default, the
+//!   paper; the spec's §8 table suggests `train` for compatibility, set it explicitly to
+//!   reproduce that) or `train` (the official code's "valid_data_iter" reads the training loader,
+//!   §8 item 2). Embeddings and the other dense parameters are not changed by that step.
+//! - `fixed` pins all four at 0.5 (the paper's "w/o AutoML").
+//!
+//! The outer-step keys live in `TrainConfig`, not in this model's config: the step is a property
+//! of the training loop (which split, which optimizer, when), the trainer must read the source
+//! split anyway, and any model that reports outer parameters gets the same schedule without a
+//! model-specific branch in the trainer.
 //!
 //! Structure (config names → official `fcn_dims = [f1, f2, f3, f4]`):
 //! - domain representation: `h = x (W_s ⊙ W_d) + b_s + b_d` (width `star_dim` = f1), then
@@ -22,10 +40,10 @@
 //! - tower per (d, t): `Linear(f4, f4) → LayerNorm → ReLU → Linear(f4, 1)`.
 //!
 //! α, β, γ_D, γ_T are sigmoids of four trainable scalars initialised to 1 (σ(1) = 0.7311);
-//! `automl = "fixed"` pins them to 0.5 (the paper's "w/o AutoML"). The learned values are in the
-//! run report under `model_report`. Probes: `gate/<domain>/<task>`.
+//! `automl = "fixed"` pins them to 0.5. The learned values are in the run report under
+//! `model_report` and in `metrics.jsonl` per epoch. Probes: `gate/<domain>/<task>`.
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
@@ -46,6 +64,9 @@ pub enum AutoMl {
     Joint,
     /// All four weights fixed at 0.5 ("w/o AutoML").
     Fixed,
+    /// Trainable, excluded from the main optimizer and updated by one outer step per epoch on
+    /// one held-out batch (paper Eq. 11; see the module docs).
+    Bilevel,
 }
 
 /// How the shared, domain and task views are combined.
@@ -132,6 +153,8 @@ pub struct M3oe {
     n_tasks: usize,
     #[module(skip)]
     fusion: FusionKind,
+    #[module(skip)]
+    automl: AutoMl,
 }
 
 impl ZooModel for M3oe {
@@ -215,7 +238,7 @@ impl ZooModel for M3oe {
                 )
             })
             .collect();
-        let weights = (cfg.automl == AutoMl::Joint).then(|| {
+        let weights = (cfg.automl != AutoMl::Fixed).then(|| {
             let p = || init::param(vec![cfg.fusion_init], [1], device);
             FusionWeights {
                 bal_d: p(),
@@ -255,6 +278,7 @@ impl ZooModel for M3oe {
             n_domains: s_n,
             n_tasks: t_n,
             fusion: cfg.fusion,
+            automl: cfg.automl,
         })
     }
 }
@@ -375,6 +399,14 @@ impl RecModel for M3oe {
     fn report(&self) -> serde_json::Value {
         let [bal_d, bal_t, exp_d, exp_t] = self.fusion_weights();
         serde_json::json!({ "fusion_weights": { "bal_d": bal_d, "bal_t": bal_t, "exp_d": exp_d, "exp_t": exp_t } })
+    }
+
+    /// φ in `bilevel` mode; none otherwise (`joint`: the main optimizer trains them).
+    fn outer_params(&self) -> Vec<ParamId> {
+        match (&self.weights, self.automl) {
+            (Some(f), AutoMl::Bilevel) => vec![f.bal_d.id, f.bal_t.id, f.exp_d.id, f.exp_t.id],
+            _ => Vec::new(),
+        }
     }
 }
 

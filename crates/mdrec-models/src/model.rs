@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use mdrec_data::rng::Rng;
@@ -114,6 +114,14 @@ pub trait RecModel: Module + Send + 'static {
     fn report(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+
+    /// Parameters trained only by an outer (bi-level) step, e.g. M3oE's fusion weights in
+    /// `automl = "bilevel"`. The main optimizer never updates them ([`DynModel::step`] drops
+    /// their gradients); the trainer updates them once per epoch with [`DynModel::outer_step`].
+    /// Empty by default: every parameter belongs to the main optimizer.
+    fn outer_params(&self) -> Vec<ParamId> {
+        Vec::new()
+    }
 }
 
 /// The compile-time side of a zoo model; the registry erases it.
@@ -141,8 +149,15 @@ pub trait ZooModel: RecModel + Sized {
 pub trait DynModel: Send {
     /// See [`RecModel::forward`].
     fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput;
-    /// Apply one optimizer step with the gradients of this model's parameters.
+    /// Apply one optimizer step with the gradients of this model's parameters, except the
+    /// [outer parameters](RecModel::outer_params), which it leaves unchanged (no gradient, no
+    /// weight decay, no optimizer state).
     fn step(&mut self, optim: &mut ModuleOptimizer, lr: f64, grads: &mut Gradients);
+    /// See [`RecModel::outer_params`].
+    fn outer_params(&self) -> Vec<ParamId>;
+    /// Apply one optimizer step to the [outer parameters](RecModel::outer_params) only; every
+    /// other parameter is left unchanged. A no-op for a model without outer parameters.
+    fn outer_step(&mut self, optim: &mut ModuleOptimizer, lr: f64, grads: &mut Gradients);
     /// A copy for inference: no autodiff, training-only behaviour off.
     fn valid(&self) -> Box<dyn DynModel>;
     /// Number of dense parameters.
@@ -186,6 +201,15 @@ impl ModuleVisitor for Collect {
         let shape = t.dims().to_vec();
         let values = t.into_data().try_to_vec::<f32>().expect("f32 tensor");
         self.out.push((self.path.join("."), shape, values));
+    }
+}
+
+/// Every float parameter id, in visiting order.
+struct Ids(Vec<ParamId>);
+
+impl ModuleVisitor for Ids {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push(param.id);
     }
 }
 
@@ -238,8 +262,31 @@ impl<M: RecModel> DynModel for Holder<M> {
 
     fn step(&mut self, optim: &mut ModuleOptimizer, lr: f64, grads: &mut Gradients) {
         let model = self.model.take().expect("model present between steps");
-        let gp = GradientsParams::from_module(grads, &model);
+        let outer = model.outer_params();
+        let gp = if outer.is_empty() {
+            GradientsParams::from_module(grads, &model)
+        } else {
+            let mut ids = Ids(Vec::new());
+            model.visit(&mut ids);
+            let main: Vec<ParamId> = ids.0.into_iter().filter(|id| !outer.contains(id)).collect();
+            GradientsParams::from_params(grads, &model, &main)
+        };
         self.model = Some(optim.step(lr, model, gp));
+    }
+
+    fn outer_params(&self) -> Vec<ParamId> {
+        self.m().outer_params()
+    }
+
+    fn outer_step(&mut self, optim: &mut ModuleOptimizer, lr: f64, grads: &mut Gradients) {
+        let model = self.model.take().expect("model present between steps");
+        let outer = model.outer_params();
+        self.model = Some(if outer.is_empty() {
+            model
+        } else {
+            let gp = GradientsParams::from_params(grads, &model, &outer);
+            optim.step(lr, model, gp)
+        });
     }
 
     fn valid(&self) -> Box<dyn DynModel> {

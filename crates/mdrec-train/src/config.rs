@@ -119,6 +119,41 @@ pub struct TrainConfig {
     pub max_steps_per_epoch: Option<usize>,
     /// `cpu` or `cuda`.
     pub device: String,
+    /// Learning rate of the outer (bi-level) Adam step on a model's outer parameters (M3oE
+    /// `automl = "bilevel"`; official `learning_rate_darts`). Its weight decay is `weight_decay`.
+    pub automl_lr: f64,
+    /// Split the outer step's batch is drawn from: `valid` (the paper) or `train` (the official
+    /// M3oE code). See [`TrainConfig::validate`].
+    pub automl_batch_source: String,
+}
+
+/// Accepted values of `train.automl_batch_source`.
+pub const AUTOML_BATCH_SOURCES: [&str; 2] = ["valid", "train"];
+
+impl TrainConfig {
+    /// Check the values serde cannot: positive batch sizes, a known `automl_batch_source`, a
+    /// positive finite `automl_lr`.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        if self.batch_size == 0 || self.eval_batch_size == 0 {
+            return Err(TrainError::Config(
+                "train.batch_size and train.eval_batch_size must be positive".into(),
+            ));
+        }
+        if !AUTOML_BATCH_SOURCES.contains(&self.automl_batch_source.as_str()) {
+            return Err(TrainError::Config(format!(
+                "train.automl_batch_source: unknown value `{}`; expected one of: {}",
+                self.automl_batch_source,
+                AUTOML_BATCH_SOURCES.join(", ")
+            )));
+        }
+        if !(self.automl_lr.is_finite() && self.automl_lr > 0.0) {
+            return Err(TrainError::Config(format!(
+                "train.automl_lr must be a positive number, got {}",
+                self.automl_lr
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for TrainConfig {
@@ -138,6 +173,8 @@ impl Default for TrainConfig {
             setting: None,
             max_steps_per_epoch: None,
             device: "cpu".into(),
+            automl_lr: 1e-3,
+            automl_batch_source: "valid".into(),
         }
     }
 }
@@ -270,6 +307,31 @@ mod tests {
             .contains("time_column"));
         d.split = "rnd".into();
         assert!(d.split_spec(1).unwrap_err().to_string().contains("random"));
+    }
+
+    #[test]
+    fn automl_batch_source_is_validated() {
+        let mut c = RunConfig::default();
+        assert_eq!(c.train.automl_batch_source, "valid");
+        assert_eq!(c.train.automl_lr, 1e-3);
+        c.train.validate().unwrap();
+        c.set("train.automl_batch_source=\"train\"").unwrap();
+        c.train.validate().unwrap();
+        c.set("train.automl_batch_source=\"test\"").unwrap();
+        let err = c.train.validate().unwrap_err().to_string();
+        assert!(err.contains("automl_batch_source"), "{err}");
+        assert!(
+            err.contains("`test`") && err.contains("valid, train"),
+            "{err}"
+        );
+        c.train.automl_batch_source = "valid".into();
+        c.train.automl_lr = 0.0;
+        assert!(c
+            .train
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("automl_lr"));
     }
 
     #[test]

@@ -3,10 +3,15 @@
 //!
 //! A step allocates only what burn needs for its tensors: the host buffers (batch, embedding
 //! gather, loss weights) are reused across steps.
+//!
+//! Bi-level models (those with [outer parameters](mdrec_models::RecModel::outer_params), e.g.
+//! M3oE `automl = "bilevel"`) have two optimizers: the main one ([`Engine::train_step`]) never
+//! sees the outer parameters; a second Adam ([`Engine::outer_step`], `train.automl_lr`) updates
+//! only them. Both steps compute the objective with the same code (`loss_and_grads`).
 
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, ModuleOptimizer};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use mdrec_data::rng::Rng;
 use mdrec_data::{Batch, EncodedData};
 use mdrec_models::{DynModel, ModelFactory, Probes};
@@ -26,6 +31,7 @@ pub struct Engine {
     /// Embedding tables.
     pub store: EmbeddingStore,
     optim: ModuleOptimizer,
+    outer_optim: ModuleOptimizer,
     device: Device,
     cfg: TrainConfig,
     batch: Batch,
@@ -80,15 +86,17 @@ impl Engine {
         let model = factory.build(model_cfg, &ctx, &mut rng_model, &device)?;
         let store = EmbeddingStore::new(&ctx.fields, &cfg.embedding, &mut rng_emb);
         let wd = (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32));
-        let optim = AdamConfig::new()
+        let adam = AdamConfig::new()
             .with_epsilon(cfg.adam_eps as f32)
-            .with_weight_decay(wd)
-            .init();
+            .with_weight_decay(wd);
+        let optim = adam.init();
+        let outer_optim = adam.init();
         Ok(Engine {
             ctx,
             model,
             store,
             optim,
+            outer_optim,
             device,
             cfg: cfg.clone(),
             batch: Batch::default(),
@@ -97,8 +105,13 @@ impl Engine {
         })
     }
 
-    /// One optimisation step on `rows` of `data`; returns the batch loss.
-    pub fn train_step(&mut self, data: &EncodedData, rows: &[u32]) -> Result<f64, TrainError> {
+    /// The training objective on `rows` of `data` (the run's loss reduction plus the model's
+    /// auxiliary loss) and its gradients; also returns the embedding leaf of the batch.
+    fn loss_and_grads(
+        &mut self,
+        data: &EncodedData,
+        rows: &[u32],
+    ) -> Result<(f64, Gradients, Tensor<2>), TrainError> {
         data.fill_batch(rows, &mut self.batch);
         let b = self.batch.len;
         let t = self.ctx.n_tasks();
@@ -124,15 +137,21 @@ impl Engine {
         if let Some(aux) = out.aux_loss {
             loss = loss + aux;
         }
-        let mut grads = loss.backward();
+        let grads = loss.backward();
         let loss_value = loss.into_scalar::<f32>() as f64;
         if !loss_value.is_finite() {
             return Err(TrainError::Diverged(format!(
                 "loss is {loss_value} at a training step"
             )));
         }
-        let g = input
-            .emb
+        Ok((loss_value, grads, input.emb))
+    }
+
+    /// One optimisation step on `rows` of `data`: embeddings and every dense parameter except
+    /// the model's outer parameters; returns the batch loss.
+    pub fn train_step(&mut self, data: &EncodedData, rows: &[u32]) -> Result<f64, TrainError> {
+        let (loss_value, mut grads, emb) = self.loss_and_grads(data, rows)?;
+        let g = emb
             .grad_remove(&mut grads)
             .ok_or_else(|| TrainError::Data("embedding leaf received no gradient".into()))?;
         let g = g
@@ -147,6 +166,22 @@ impl Engine {
             .unwrap_or(self.cfg.weight_decay);
         self.store.apply_gradient(&self.batch, &g, emb_lr, emb_wd);
         self.model.step(&mut self.optim, self.cfg.lr, &mut grads);
+        Ok(loss_value)
+    }
+
+    /// Whether the model has outer parameters (a bi-level schedule applies).
+    pub fn has_outer_params(&self) -> bool {
+        !self.model.outer_params().is_empty()
+    }
+
+    /// One outer (bi-level) step on `rows` of `data`: the same objective as
+    /// [`train_step`](Self::train_step), but only the model's outer parameters are updated, by
+    /// their own Adam with `train.automl_lr`; embeddings and all other parameters are left as
+    /// they are. Returns the batch loss (before the update).
+    pub fn outer_step(&mut self, data: &EncodedData, rows: &[u32]) -> Result<f64, TrainError> {
+        let (loss_value, mut grads, _emb) = self.loss_and_grads(data, rows)?;
+        self.model
+            .outer_step(&mut self.outer_optim, self.cfg.automl_lr, &mut grads);
         Ok(loss_value)
     }
 

@@ -3,6 +3,13 @@
 //! A run directory holds `config.resolved.json`, `schema.json`, `weights.safetensors`,
 //! `metrics.jsonl` (one JSON object per epoch), `report.json` and `report.md`.
 //! `mdrec eval --run DIR` rebuilds the model from those files and re-scores the test split.
+//!
+//! Bi-level schedule: when the model has outer parameters ([`Engine::has_outer_params`]), each
+//! epoch ends, after its training steps and before validation, with one outer step on the first
+//! `batch_size` rows of a seeded shuffle (`seed ^ 0xA11`, that epoch) of the split named by
+//! `train.automl_batch_source` (`valid` | `train`). `metrics.jsonl` then records that step's
+//! loss (`outer_loss`); any model report (M3oE's fusion weights) is recorded per epoch as
+//! `model_report`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -156,6 +163,20 @@ struct EpochLine {
     valid_auc_mean_cells: Option<f64>,
     valid_auc_task_pooled_mean: Option<f64>,
     valid_logloss: Option<f64>,
+    /// Loss of the epoch's outer (bi-level) step, before its update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outer_loss: Option<f64>,
+    /// [`mdrec_models::DynModel::report`] at the end of the epoch, when the model has one.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    model_report: serde_json::Value,
+}
+
+/// The rows of the outer step of `epoch`: the first `batch_size` rows of a seeded shuffle of
+/// the `source` split.
+fn outer_rows(n: usize, seed: u64, epoch: usize, batch_size: usize) -> Vec<u32> {
+    let mut order = epoch_order(n, true, seed ^ 0xA11, epoch);
+    order.truncate(batch_size);
+    order
 }
 
 struct Fitted {
@@ -237,6 +258,21 @@ fn fit(
             done += rows.len();
             progress.step(done, loss_sum / (i + 1) as f64);
         }
+        let outer_loss = if engine.has_outer_params() {
+            let (name, src) = match cfg.automl_batch_source.as_str() {
+                "train" => ("train", train),
+                _ => ("valid", valid),
+            };
+            if src.is_empty() {
+                return Err(TrainError::Data(format!(
+                    "{label}: the outer (bi-level) step needs rows from the {name} split, which is empty"
+                )));
+            }
+            let rows = outer_rows(src.len(), cfg.seed, epoch, cfg.batch_size);
+            Some(engine.outer_step(src, &rows)?)
+        } else {
+            None
+        };
         let secs = t0.elapsed().as_secs_f64();
         train_seconds += secs;
         train_rows += done;
@@ -279,6 +315,8 @@ fn fit(
             valid_auc_mean_cells: rep.overall.auc_mean_cells,
             valid_auc_task_pooled_mean: rep.overall.auc_task_pooled_mean,
             valid_logloss: rep.overall.logloss,
+            outer_loss,
+            model_report: engine.model.report(),
         };
         let json = serde_json::to_string(&line).expect("epoch line serialises");
         writeln!(metrics_log, "{json}")
@@ -441,11 +479,7 @@ pub fn train_run(
         .and_then(DeviceKind::device)
         .map_err(TrainError::Config)?;
     device.seed(cfg.train.seed);
-    if cfg.train.batch_size == 0 || cfg.train.eval_batch_size == 0 {
-        return Err(TrainError::Config(
-            "train.batch_size and train.eval_batch_size must be positive".into(),
-        ));
-    }
+    cfg.train.validate()?;
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     let mut resolved = cfg.clone();
     resolved.set_model_name(factory.name());
