@@ -585,3 +585,45 @@ pub fn environment_card() -> String {
         command_line("rustc", &["--version"]),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_specs_parse_and_resolve_every_run() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/specs");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let spec =
+                    BenchSpec::from_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                for r in &spec.runs {
+                    spec.config(r, spec.seeds[0]).unwrap();
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "expected the zoo and Table 2 specs");
+    }
+
+    #[test]
+    fn duplicate_labels_and_unknown_metrics_are_refused() {
+        let base = "name = \"x\"\nseeds = [1]\n[dataset]\nname = \"synthetic\"\n";
+        let two = format!("{base}[[runs]]\nmodel = {{ name = \"mmoe\" }}\n[[runs]]\nmodel = {{ name = \"mmoe\" }}\n");
+        let spec: BenchSpec = toml::from_str(&two).unwrap();
+        assert!(spec
+            .validate("x.toml")
+            .unwrap_err()
+            .to_string()
+            .contains("share the label"));
+        let bad = format!("metrics = [\"acc\"]\n{base}[[runs]]\nmodel = {{ name = \"mmoe\" }}\n");
+        let spec: BenchSpec = toml::from_str(&bad).unwrap();
+        assert!(spec
+            .validate("x.toml")
+            .unwrap_err()
+            .to_string()
+            .contains("domain_auc"));
+    }
+}
