@@ -370,3 +370,28 @@ reference = { auc_mean_cells = 0.71 }
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("models"), "{}", stderr(&o));
 }
+
+#[test]
+fn misspelt_monitor_is_a_config_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = mdrec(&[
+        "train",
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--set",
+        "dataset.synthetic_rows=2000",
+        "--set",
+        "train.monitor=\"auc_mean_cell\"",
+        "--out",
+        tmp.path().join("r").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("auc_mean_cell") && e.contains("auc_mean_cells"),
+        "{e}"
+    );
+}

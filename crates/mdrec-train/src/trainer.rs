@@ -236,6 +236,17 @@ fn fit(
 ) -> Result<Fitted, TrainError> {
     let mut engine = Engine::new(factory, model_cfg, ctx.clone(), cfg, cfg.seed, device)?;
     let train_counts = train.domain_counts(ctx.n_domains());
+    // Fail fast on a misspelt monitor: the accepted names depend on the domains and tasks, so
+    // ask a report of this validation split (constant scores, cheap) before training.
+    let probe = eval_split(
+        &ctx,
+        &vec![0.0; valid.len() * ctx.n_tasks()],
+        valid,
+        &train_counts,
+    )?;
+    if let Err(e @ mdrec_metrics::MetricsError::UnknownMetric { .. }) = probe.metric(&cfg.monitor) {
+        return Err(TrainError::Config(format!("train.monitor: {e}")));
+    }
     let mut best: Option<(f64, usize, Snapshot)> = None;
     let mut bad_epochs = 0;
     let mut epochs_run = 0;
@@ -280,15 +291,16 @@ fn fit(
         let snap = engine.snapshot();
         let logits = snap.predict(&engine.ctx, valid, cfg.eval_batch_size, device)?;
         let rep = eval_split(&engine.ctx, &logits, valid, &train_counts)?;
-        let value = rep
-            .metric(&cfg.monitor)
-            .map_err(|e| TrainError::Config(format!("train.monitor: {e}")));
-        let (value, higher) = match value {
-            Ok(v) => (Some(v.0), v.1),
-            Err(e) if epoch == 1 && rep.metric("auc_mean_cells").is_err() => return Err(e),
+        let (value, higher) = match rep.metric(&cfg.monitor) {
+            Ok((v, higher)) => (Some(v), higher),
+            // Checked before training; kept for safety.
+            Err(e @ mdrec_metrics::MetricsError::UnknownMetric { .. }) => {
+                return Err(TrainError::Config(format!("train.monitor: {e}")))
+            }
+            // Undefined on this validation split (e.g. a single-class cell): say so; the
+            // epoch cannot count as an improvement.
             Err(e) => {
-                // An undefined monitor on valid (e.g. single-class validation cell): say so once.
-                progress.message(&format!("{label}: {e}"));
+                progress.message(&format!("{label}: train.monitor: {e}"));
                 (None, true)
             }
         };
