@@ -266,7 +266,13 @@ fn cmd_bench(
 fn cmd_models() {
     println!("| model | default setting | paper |\n|---|---|---|");
     for m in MODELS {
-        println!("| {} | {:?} | {} |", m.name(), m.setting(), m.paper());
+        let setting = serde_json::to_value(m.setting()).unwrap_or_default();
+        println!(
+            "| {} | {} | {} |",
+            m.name(),
+            setting.as_str().unwrap_or("?"),
+            m.paper()
+        );
     }
 }
 

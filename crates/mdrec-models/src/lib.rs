@@ -13,6 +13,7 @@
 //! | single-domain / isolated | [`mlp`] |
 //! | multi-task and multi-domain | [`shared_bottom`], [`mmoe`], [`ple`], [`m3oe`] |
 //! | multi-domain (star topology) | [`star`] |
+//! | personalized gating (Gate NU) | [`pepnet`] (`epnet`, `ppnet`, `pepnet`) |
 //!
 //! Template for a new model: [`mmoe`] (experts shared by all rows, per-(domain, task) gates and
 //! towers computed on the domain's rows through [`mdrec_nn::ModelInput::route`]).
@@ -26,6 +27,7 @@ pub mod registry;
 pub mod m3oe;
 pub mod mlp;
 pub mod mmoe;
+pub mod pepnet;
 pub mod ple;
 pub mod shared_bottom;
 pub mod star;

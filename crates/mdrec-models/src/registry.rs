@@ -107,6 +107,9 @@ pub static MODELS: &[&dyn ModelFactory] = &[
     &Entry::<crate::ple::Ple>::NEW,
     &Entry::<crate::star::Star>::NEW,
     &Entry::<crate::m3oe::M3oe>::NEW,
+    &Entry::<crate::pepnet::Epnet>::NEW,
+    &Entry::<crate::pepnet::Ppnet>::NEW,
+    &Entry::<crate::pepnet::Pepnet>::NEW,
 ];
 
 /// Look a model up by name.

@@ -219,6 +219,19 @@ impl StarLinear {
     }
 }
 
+/// A learned per-domain embedding table `[n_domains, k]`, N(0, 1/k): the stand-in for the
+/// domain-indicator embedding when the schema has no field with role `domain` (also used by
+/// [`crate::pepnet`]).
+pub(crate) fn domain_table(
+    n_domains: usize,
+    k: usize,
+    rng: &mut Rng,
+    device: &Device,
+) -> Param<Tensor<2>> {
+    let v = init::normal(rng, n_domains * k, 1.0 / (k as f32).sqrt());
+    init::param(v, [n_domains, k], device)
+}
+
 /// Star topology adaptive recommender.
 #[derive(Module, Debug)]
 pub struct Star {
@@ -284,8 +297,7 @@ impl ZooModel for Star {
                     ));
                 }
                 let k = cfg.domain_emb_dim;
-                let v = init::normal(rng, s * k, 1.0 / (k as f32).sqrt());
-                (Some(init::param(v, [s, k], device)), k)
+                (Some(domain_table(s, k, rng, device)), k)
             }
         };
         let aux_in = dom_dim + if cfg.aux_features { d_in } else { 0 };

@@ -1,0 +1,666 @@
+//! PEPNet — Chang et al., "PEPNet: Parameter and Embedding Personalized Network for Infusing
+//! with Personalized Prior Information", KDD 2023 (model-spec §4.8). Three registered models
+//! share the blocks of this file:
+//!
+//! - `epnet`: **EPNet** (embedding personalization) then plain towers ([`Heads`]).
+//!   `δ_domain = GateNU(E(F_d) ⊕ stopgrad(E))`, `O_ep = δ_domain ⊗ E`, where `E` is the general
+//!   embedding ([`ModelInput::flat`]) and `E(F_d)` the embeddings of the fields with role
+//!   `domain` (and `context`, if any), or a learned per-domain embedding of width
+//!   `domain_emb_dim` when the schema has no such field (as [`crate::star`]).
+//! - `ppnet`: **PPNet** (parameter personalization) on `O = E`.
+//! - `pepnet`: EPNet then PPNet on `O = O_ep`.
+//!
+//! **Gate NU** (Eq. 2–3): `δ = γ · σ(W2 · ReLU(W1 x + b1) + b2)`, γ = 2 (`gate.gamma`), hidden
+//! width `gate.hidden` (default: the output width, as SWR and QunBB).
+//!
+//! **PPNet** (Eq. 7–9): `O_prior` = embeddings of the fields with role `user`, `item` or
+//! `author` (whichever exist; empty is allowed) and the gate input is
+//! `O_prior ⊕ stopgrad(O)`. Every tower layer `l = 1..L` (the output layer included) has one
+//! Gate NU per head group whose `h_l · T` outputs are split into one chunk per task; the chunk
+//! multiplies the *input* of layer `l` of that task's tower:
+//! `H^(l+1)_t = f((δ^(l)_t ⊗ H^(l)_t) W^(l)_t + b^(l)_t)`, `H^(1)_t = O`, `f` = ReLU and no
+//! activation on the last layer (logits).
+//!
+//! Reference implementations: no official code. FuxiCTR `model_zoo/PEPNet/src/PPNet.py`
+//! (single-task PPNet), QunBB TF2 port `recsys/layers/interaction.py`; see model-spec §4.8.
+//! Deviations from reference: Eq. 9 is followed literally — the gate multiplies the input of
+//! every layer including the output layer (FuxiCTR HEAD and QunBB gate *after* each hidden
+//! layer and leave the output Linear ungated); Scenario-Wise-Rec's PPNet (tower input = gate
+//! input, non-id embeddings never trained, model-spec §8 item 8) is not replicated; the general
+//! embedding `E` includes the numeric inputs; tower hidden layers are plain `Linear → ReLU`
+//! (no BN, no dropout) and initialised as PyTorch's `nn.Linear`; the final layer returns logits
+//! (the paper's sigmoid is in the loss). Default heads: `epnet` one tower per (domain, task)
+//! (AREAD's "EPNet"), `ppnet` and `pepnet` one tower per task shared by every domain (paper
+//! §3.2, "shared top DNN task towers"); `heads` switches either way. Tower widths default to the
+//! paper's `[100, 64]`.
+//!
+//! Probes: `ep_gate` (`δ_domain`, `[B, D_in]`).
+//!
+//! # Shapes
+//! - E: `[B, D_in]`; domain prior `[B, k_d]`; `δ_domain`, `O_ep`: `[B, D_in]`
+//! - prior `[B, p + D_in]`; PPNet gate of layer `l` `[n, h_l · T]`; logits `[B, T]`
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use mdrec_data::rng::Rng;
+use mdrec_nn::init::WeightInit;
+use mdrec_nn::layers::linear;
+use mdrec_nn::{MlpConfig, ModelContext, ModelInput};
+use serde::{Deserialize, Serialize};
+
+use crate::heads::{HeadLayout, Heads};
+use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::star::domain_table;
+
+/// Options of every Gate NU of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateNuConfig {
+    /// Hidden width; `None` = the gate's output width.
+    pub hidden: Option<usize>,
+    /// Output scale γ: δ ∈ (0, γ).
+    pub gamma: f64,
+}
+
+impl Default for GateNuConfig {
+    fn default() -> Self {
+        GateNuConfig {
+            hidden: None,
+            gamma: 2.0,
+        }
+    }
+}
+
+impl GateNuConfig {
+    fn check(&self, model: &str) -> Result<(), ModelError> {
+        if !(self.gamma.is_finite() && self.gamma > 0.0) || self.hidden == Some(0) {
+            return Err(ModelError::Invalid {
+                model: model.into(),
+                message: "gate.gamma must be finite and > 0, gate.hidden ≥ 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Gate neural unit: `δ = γ · σ(W2 · ReLU(W1 x + b1) + b2)`.
+#[derive(Module, Debug)]
+pub struct GateNu {
+    l1: Linear,
+    l2: Linear,
+    #[module(skip)]
+    gamma: f64,
+}
+
+impl GateNu {
+    /// A gate from `in_dim` inputs to `out_dim` scales.
+    pub fn new(
+        in_dim: usize,
+        out_dim: usize,
+        cfg: &GateNuConfig,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Self {
+        let hidden = cfg.hidden.unwrap_or(out_dim);
+        GateNu {
+            l1: linear(in_dim, hidden, WeightInit::TorchDefault, rng, device),
+            l2: linear(hidden, out_dim, WeightInit::TorchDefault, rng, device),
+            gamma: cfg.gamma,
+        }
+    }
+
+    /// # Shapes
+    /// - x: `[N, in_dim]` → δ `[N, out_dim]`, values in (0, γ)
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        sigmoid(self.l2.forward(relu(self.l1.forward(x)))).mul_scalar(self.gamma)
+    }
+}
+
+/// Concatenate field embeddings; `None` when `fields` is empty.
+fn fields_cat(ctx: &ModelContext, input: &ModelInput, fields: &[usize]) -> Option<Tensor<2>> {
+    (!fields.is_empty())
+        .then(|| Tensor::cat(fields.iter().map(|&i| input.field(ctx, i)).collect(), 1))
+}
+
+/// Indices of the fields that carry any of `roles`, in field order, each once.
+fn fields_with_roles(ctx: &ModelContext, roles: &[&str]) -> Vec<usize> {
+    let mut v: Vec<usize> = roles.iter().flat_map(|r| ctx.fields_with_role(r)).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// EPNet: domain-side embedding personalization.
+#[derive(Module, Debug)]
+pub struct EpNet {
+    gate: GateNu,
+    /// Learned per-domain embedding `[S, k]` when the schema has no domain/context field.
+    domain_emb: Option<Param<Tensor<2>>>,
+    #[module(skip)]
+    domain_fields: Vec<usize>,
+}
+
+impl EpNet {
+    fn new(
+        gate: &GateNuConfig,
+        domain_emb_dim: usize,
+        ctx: &ModelContext,
+        model: &str,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        gate.check(model)?;
+        let domain_fields = fields_with_roles(ctx, &["domain", "context"]);
+        let (domain_emb, k) = if domain_fields.is_empty() {
+            if domain_emb_dim == 0 {
+                return Err(ModelError::Invalid {
+                    model: model.into(),
+                    message: "the schema has no `domain` field and domain_emb_dim is 0".into(),
+                });
+            }
+            (
+                Some(domain_table(ctx.n_domains(), domain_emb_dim, rng, device)),
+                domain_emb_dim,
+            )
+        } else {
+            (None, domain_fields.iter().map(|&i| ctx.fields[i].dim).sum())
+        };
+        let d_in = ctx.input_dim();
+        Ok(EpNet {
+            gate: GateNu::new(k + d_in, d_in, gate, rng, device),
+            domain_emb,
+            domain_fields,
+        })
+    }
+
+    /// The domain-side prior `E(F_d)`.
+    ///
+    /// # Shapes
+    /// - result `[B, k_d]`
+    fn domain_prior(&self, ctx: &ModelContext, input: &ModelInput) -> Tensor<2> {
+        match (
+            &self.domain_emb,
+            fields_cat(ctx, input, &self.domain_fields),
+        ) {
+            (_, Some(e)) => e,
+            (Some(table), None) => {
+                let table = table.val();
+                let ids: Vec<i64> = input.domain.iter().map(|&d| d as i64).collect();
+                let ids = Tensor::<1, Int>::from_data(
+                    TensorData::new(ids, [input.batch_size]),
+                    &table.device(),
+                );
+                table.select(0, ids)
+            }
+            (None, None) => unreachable!("built with a domain embedding"),
+        }
+    }
+
+    /// `δ_domain = GateNU(E(F_d) ⊕ stopgrad(E))`.
+    ///
+    /// # Shapes
+    /// - result `[B, D_in]`
+    pub fn gate(&self, ctx: &ModelContext, input: &ModelInput) -> Tensor<2> {
+        let x = Tensor::cat(
+            vec![self.domain_prior(ctx, input), input.flat().detach()],
+            1,
+        );
+        self.gate.forward(x)
+    }
+
+    /// `O_ep = δ_domain ⊗ E`.
+    ///
+    /// # Shapes
+    /// - result `[B, D_in]`
+    pub fn forward(
+        &self,
+        ctx: &ModelContext,
+        input: &ModelInput,
+        probes: &mut Probes,
+    ) -> Tensor<2> {
+        let delta = self.gate(ctx, input);
+        probes.record(|| "ep_gate".to_string(), || delta.clone());
+        delta * input.flat()
+    }
+}
+
+/// The towers of one head group (all tasks) with their per-layer Gate NUs.
+#[derive(Module, Debug)]
+pub struct PpGroup {
+    /// `layers[t][l]`: layer `l` of task `t`'s tower.
+    layers: Vec<Vec<Linear>>,
+    /// `gates[l]`: Gate NU of layer `l`, `h_l · T` outputs.
+    gates: Vec<GateNu>,
+    /// Input width `h_l` of each layer.
+    #[module(skip)]
+    widths: Vec<usize>,
+}
+
+impl PpGroup {
+    /// # Shapes
+    /// - o: `[n, D_in]`, prior: `[n, P]` → logits `[n, T]`
+    fn forward(&self, o: Tensor<2>, prior: Tensor<2>) -> Tensor<2> {
+        let n_layers = self.widths.len();
+        let mut h: Vec<Tensor<2>> = vec![o; self.layers.len()];
+        for (l, (gate, &w)) in self.gates.iter().zip(&self.widths).enumerate() {
+            let delta = gate.forward(prior.clone());
+            h = h
+                .into_iter()
+                .enumerate()
+                .map(|(t, x)| {
+                    let y = self.layers[t][l].forward(x * delta.clone().narrow(1, t * w, w));
+                    if l + 1 < n_layers {
+                        relu(y)
+                    } else {
+                        y
+                    }
+                })
+                .collect();
+        }
+        Tensor::cat(h, 1)
+    }
+}
+
+/// PPNet: task towers whose every layer is scaled by a Gate NU of the personalized prior.
+#[derive(Module, Debug)]
+pub struct PpNet {
+    groups: Vec<PpGroup>,
+    #[module(skip)]
+    prior_fields: Vec<usize>,
+    #[module(skip)]
+    layout: HeadLayout,
+}
+
+impl PpNet {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        gate: &GateNuConfig,
+        tower_dims: &[usize],
+        layout: HeadLayout,
+        ctx: &ModelContext,
+        model: &str,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        gate.check(model)?;
+        let prior_fields = fields_with_roles(ctx, &["user", "item", "author"]);
+        let d_in = ctx.input_dim();
+        let p = prior_fields
+            .iter()
+            .map(|&i| ctx.fields[i].dim)
+            .sum::<usize>()
+            + d_in;
+        let t_n = ctx.n_tasks();
+        let widths: Vec<usize> = std::iter::once(d_in)
+            .chain(tower_dims.iter().copied())
+            .collect();
+        let n_groups = match layout {
+            HeadLayout::DomainTask => ctx.n_domains(),
+            HeadLayout::Task => 1,
+        };
+        let groups = (0..n_groups)
+            .map(|_| {
+                let layers = (0..t_n)
+                    .map(|_| {
+                        widths
+                            .iter()
+                            .enumerate()
+                            .map(|(l, &w)| {
+                                let out = widths.get(l + 1).copied().unwrap_or(1);
+                                linear(w, out, WeightInit::TorchDefault, rng, device)
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let gates = widths
+                    .iter()
+                    .map(|&w| GateNu::new(p, w * t_n, gate, rng, device))
+                    .collect();
+                PpGroup {
+                    layers,
+                    gates,
+                    widths: widths.clone(),
+                }
+            })
+            .collect();
+        Ok(PpNet {
+            groups,
+            prior_fields,
+            layout,
+        })
+    }
+
+    /// # Shapes
+    /// - o: `[B, D_in]` (E or O_ep) → logits `[B, T]`
+    fn forward(&self, ctx: &ModelContext, input: &ModelInput, o: Tensor<2>) -> Tensor<2> {
+        let sg = o.clone().detach();
+        let prior = match fields_cat(ctx, input, &self.prior_fields) {
+            Some(e) => Tensor::cat(vec![e, sg], 1),
+            None => sg,
+        };
+        match self.layout {
+            HeadLayout::DomainTask => input.route(|d| {
+                self.groups[d].forward(input.rows_of(o.clone(), d), input.rows_of(prior.clone(), d))
+            }),
+            HeadLayout::Task => self.groups[0].forward(o, prior),
+        }
+    }
+}
+
+/// Config of [`Epnet`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EpnetConfig {
+    /// Gate NU options.
+    pub gate: GateNuConfig,
+    /// Width of the learned per-domain embedding used when the schema has no `domain` field.
+    pub domain_emb_dim: usize,
+    /// Tower hidden widths.
+    pub tower_dims: Vec<usize>,
+    /// Heads per (domain, task) or per task.
+    pub heads: HeadLayout,
+    /// Hidden-layer options of the towers.
+    pub mlp: MlpConfig,
+}
+
+impl Default for EpnetConfig {
+    fn default() -> Self {
+        EpnetConfig {
+            gate: GateNuConfig::default(),
+            domain_emb_dim: 8,
+            tower_dims: vec![100, 64],
+            heads: HeadLayout::DomainTask,
+            mlp: MlpConfig::default(),
+        }
+    }
+}
+
+/// EPNet followed by plain towers.
+#[derive(Module, Debug)]
+pub struct Epnet {
+    ep: EpNet,
+    heads: Heads,
+}
+
+impl ZooModel for Epnet {
+    const NAME: &'static str = "epnet";
+    const PAPER: &'static str = "Chang et al., PEPNet: Parameter and Embedding Personalized Network for Infusing with Personalized Prior Information, KDD 2023 (EPNet)";
+    type Config = EpnetConfig;
+
+    fn tiny() -> EpnetConfig {
+        EpnetConfig {
+            tower_dims: vec![8],
+            ..EpnetConfig::default()
+        }
+    }
+
+    fn build(
+        cfg: &EpnetConfig,
+        ctx: &ModelContext,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let ep = EpNet::new(&cfg.gate, cfg.domain_emb_dim, ctx, Self::NAME, rng, device)?;
+        let heads = Heads::new(
+            cfg.heads,
+            ctx.n_domains(),
+            ctx.n_tasks(),
+            ctx.input_dim(),
+            &cfg.tower_dims,
+            &cfg.mlp,
+            rng,
+            device,
+        );
+        Ok(Epnet { ep, heads })
+    }
+}
+
+impl RecModel for Epnet {
+    /// # Shapes
+    /// - E `[B, D_in]` → O_ep `[B, D_in]` → towers → logits `[B, T]`
+    fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
+        let o = self.ep.forward(ctx, input, probes);
+        let logits = self.heads.forward(input, |group, _t| match group {
+            Some(d) => input.rows_of(o.clone(), d),
+            None => o.clone(),
+        });
+        ModelOutput {
+            logits,
+            aux_loss: None,
+        }
+    }
+}
+
+/// Config of [`Ppnet`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpnetConfig {
+    /// Gate NU options.
+    pub gate: GateNuConfig,
+    /// Tower hidden widths (before the one-unit output layer).
+    pub tower_dims: Vec<usize>,
+    /// Heads per task (paper) or per (domain, task).
+    pub heads: HeadLayout,
+}
+
+impl Default for PpnetConfig {
+    fn default() -> Self {
+        PpnetConfig {
+            gate: GateNuConfig::default(),
+            tower_dims: vec![100, 64],
+            heads: HeadLayout::Task,
+        }
+    }
+}
+
+/// PPNet on the general embedding.
+#[derive(Module, Debug)]
+pub struct Ppnet {
+    pp: PpNet,
+}
+
+impl ZooModel for Ppnet {
+    const NAME: &'static str = "ppnet";
+    const PAPER: &'static str = "Chang et al., PEPNet: Parameter and Embedding Personalized Network for Infusing with Personalized Prior Information, KDD 2023 (PPNet)";
+    type Config = PpnetConfig;
+
+    fn tiny() -> PpnetConfig {
+        PpnetConfig {
+            tower_dims: vec![8],
+            ..PpnetConfig::default()
+        }
+    }
+
+    fn build(
+        cfg: &PpnetConfig,
+        ctx: &ModelContext,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let pp = PpNet::new(
+            &cfg.gate,
+            &cfg.tower_dims,
+            cfg.heads,
+            ctx,
+            Self::NAME,
+            rng,
+            device,
+        )?;
+        Ok(Ppnet { pp })
+    }
+}
+
+impl RecModel for Ppnet {
+    /// # Shapes
+    /// - E `[B, D_in]` → gated towers → logits `[B, T]`
+    fn forward(&self, ctx: &ModelContext, input: &ModelInput, _probes: &mut Probes) -> ModelOutput {
+        ModelOutput {
+            logits: self.pp.forward(ctx, input, input.flat()),
+            aux_loss: None,
+        }
+    }
+}
+
+/// Config of [`Pepnet`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PepnetConfig {
+    /// Gate NU options (EPNet and PPNet).
+    pub gate: GateNuConfig,
+    /// Width of the learned per-domain embedding used when the schema has no `domain` field.
+    pub domain_emb_dim: usize,
+    /// Tower hidden widths (before the one-unit output layer).
+    pub tower_dims: Vec<usize>,
+    /// Heads per task (paper) or per (domain, task).
+    pub heads: HeadLayout,
+}
+
+impl Default for PepnetConfig {
+    fn default() -> Self {
+        PepnetConfig {
+            gate: GateNuConfig::default(),
+            domain_emb_dim: 8,
+            tower_dims: vec![100, 64],
+            heads: HeadLayout::Task,
+        }
+    }
+}
+
+/// EPNet then PPNet on `O_ep`.
+#[derive(Module, Debug)]
+pub struct Pepnet {
+    ep: EpNet,
+    pp: PpNet,
+}
+
+impl ZooModel for Pepnet {
+    const NAME: &'static str = "pepnet";
+    const PAPER: &'static str = "Chang et al., PEPNet: Parameter and Embedding Personalized Network for Infusing with Personalized Prior Information, KDD 2023";
+    type Config = PepnetConfig;
+
+    fn tiny() -> PepnetConfig {
+        PepnetConfig {
+            tower_dims: vec![8],
+            ..PepnetConfig::default()
+        }
+    }
+
+    fn build(
+        cfg: &PepnetConfig,
+        ctx: &ModelContext,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let ep = EpNet::new(&cfg.gate, cfg.domain_emb_dim, ctx, Self::NAME, rng, device)?;
+        let pp = PpNet::new(
+            &cfg.gate,
+            &cfg.tower_dims,
+            cfg.heads,
+            ctx,
+            Self::NAME,
+            rng,
+            device,
+        )?;
+        Ok(Pepnet { ep, pp })
+    }
+}
+
+impl RecModel for Pepnet {
+    /// # Shapes
+    /// - E `[B, D_in]` → O_ep `[B, D_in]` → gated towers → logits `[B, T]`
+    fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
+        let o = self.ep.forward(ctx, input, probes);
+        ModelOutput {
+            logits: self.pp.forward(ctx, input, o),
+            aux_loss: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdrec_nn::device::cpu;
+    use mdrec_nn::init;
+    use mdrec_nn::input::Routing;
+
+    fn input(ctx: &ModelContext, domain: &[u32], device: &Device) -> ModelInput {
+        let b = domain.len();
+        let mut rng = Rng::new(7);
+        let values = init::normal(&mut rng, b * ctx.emb_dim(), 1.0);
+        let mut emb = init::tensor(values, [b, ctx.emb_dim()], device);
+        if device.is_autodiff() {
+            emb = emb.require_grad();
+        }
+        ModelInput {
+            batch_size: b,
+            emb,
+            dense: None,
+            domain: domain.to_vec(),
+            routing: Routing::new(domain, ctx.n_domains(), device),
+        }
+    }
+
+    #[test]
+    fn ep_gate_does_not_train_the_general_embedding() {
+        let dev = cpu().autodiff();
+        // No field has role `domain`: the domain prior is the learned table.
+        let ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
+        let m = Pepnet::build(&Pepnet::tiny(), &ctx, &mut Rng::new(3), &dev).unwrap();
+        let inp = input(&ctx, &[1, 0, 1, 1, 0], &dev);
+        let grads = m.ep.gate(&ctx, &inp).sum().backward();
+        if let Some(g) = inp.emb.grad(&grads) {
+            let g = g.into_data().try_to_vec::<f32>().unwrap();
+            assert!(g.iter().all(|&v| v == 0.0), "gate loss reached E: {g:?}");
+        }
+        // The domain embedding is trained through the gate.
+        let table = m.ep.domain_emb.as_ref().unwrap().val();
+        assert!(table.grad(&grads).is_some());
+        // E still receives gradient through O_ep = δ ⊗ E.
+        let grads =
+            m.ep.forward(&ctx, &inp, &mut Probes::new(false))
+                .sum()
+                .backward();
+        assert!(inp.emb.grad(&grads).is_some());
+    }
+
+    #[test]
+    fn gate_nu_lies_in_zero_gamma() {
+        let dev = cpu();
+        let mut rng = Rng::new(5);
+        let cfg = GateNuConfig::default();
+        let g = GateNu::new(6, 10, &cfg, &mut rng, &dev);
+        let x = init::tensor(init::normal(&mut rng, 64 * 6, 3.0), [64, 6], &dev);
+        let v = g.forward(x).into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(v.len(), 640);
+        assert!(v.iter().all(|&d| d > 0.0 && d < cfg.gamma as f32), "{v:?}");
+    }
+
+    #[test]
+    fn roles_choose_the_priors() {
+        let dev = cpu();
+        let mut ctx = ModelContext::uniform(4, 10, 4, 1, 3, 2);
+        ctx.fields[0].roles = vec!["prior".into(), "user".into()];
+        ctx.fields[1].roles = vec!["prior".into(), "item".into()];
+        ctx.fields[3].roles = vec!["domain".into()];
+        for layout in [HeadLayout::Task, HeadLayout::DomainTask] {
+            let cfg = PepnetConfig {
+                heads: layout,
+                ..Pepnet::tiny()
+            };
+            let m = Pepnet::build(&cfg, &ctx, &mut Rng::new(1), &dev).unwrap();
+            assert!(m.ep.domain_emb.is_none());
+            assert_eq!(m.ep.domain_fields, vec![3]);
+            assert_eq!(m.pp.prior_fields, vec![0, 1]);
+            let domain = [2u32, 0, 1, 2];
+            let mut inp = input(&ctx, &domain, &dev);
+            inp.dense = Some(init::tensor(vec![0.5; 4], [4, 1], &dev));
+            let out = m.forward(&ctx, &inp, &mut Probes::new(true));
+            assert_eq!(out.logits.dims(), [4, 2]);
+            let v = out.logits.into_data().try_to_vec::<f32>().unwrap();
+            assert!(v.iter().all(|x| x.is_finite()));
+        }
+    }
+}
