@@ -232,8 +232,8 @@ impl SchemaSpec {
             return err("no tasks declared".into());
         }
         let mut names = BTreeSet::new();
-        // table -> (kind class, min_count, first field)
-        let mut tables: BTreeMap<&str, (bool, u32, &str)> = BTreeMap::new();
+        // table -> (kind class, min_count, dim, first field)
+        let mut tables: BTreeMap<&str, (bool, u32, Option<usize>, &str)> = BTreeMap::new();
         for f in &self.fields {
             let n = &f.name;
             if n.is_empty() {
@@ -277,9 +277,16 @@ impl SchemaSpec {
             let is_multi = f.kind == FieldKind::MultiHot;
             match tables.get(f.table()) {
                 None => {
-                    tables.insert(f.table(), (is_multi, f.min_count, n));
+                    tables.insert(f.table(), (is_multi, f.min_count, f.dim, n));
                 }
-                Some(&(_, mc, first)) => {
+                Some(&(_, mc, dim, first)) => {
+                    if dim != f.dim {
+                        return err(format!(
+                            "field `{n}`: shares table `{}` with field `{first}` but dim differs ({:?} vs {dim:?}); one table has one width",
+                            f.table(),
+                            f.dim
+                        ));
+                    }
                     if mc != f.min_count {
                         return err(format!(
                             "field `{n}`: shares table `{}` with field `{first}` but min_count differs ({} vs {mc})",
@@ -490,6 +497,34 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_table_with_two_widths_is_an_error() {
+        let toml = r#"
+[[fields]]
+name = "a"
+kind = "categorical"
+table = "t"
+dim = 8
+[[fields]]
+name = "b"
+kind = "categorical"
+table = "t"
+[domain]
+column = "d"
+[[tasks]]
+name = "click"
+column = "c"
+rule = "binary"
+"#;
+        let err = SchemaSpec::from_toml_str(toml, "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("field `b`") && err.contains("dim differs"),
+            "{err}"
+        );
+    }
 
     const OK: &str = r#"
 group = "user_id"

@@ -44,7 +44,8 @@ fn tensor2(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tenso
 }
 
 /// Build the model input of a batch on `device` from `store`; `emb_buf` is reused.
-/// Returns the input and the embedding leaf (which requires grad on an autodiff device).
+/// On an autodiff device `ModelInput::emb` is a `require_grad` leaf whose gradient the caller
+/// scatters back to the embedding store.
 pub fn make_input(
     ctx: &ModelContext,
     store: &EmbeddingStore,
