@@ -69,7 +69,6 @@ fn time_engine(
     bs: usize,
     warmup: usize,
     steps: usize,
-    ctx: &ModelContext,
 ) -> Result<(f64, f64, f64)> {
     let order = epoch_order(data.len(), true, 1, 1);
     let batches: Vec<&[u32]> = order.chunks(bs).filter(|c| c.len() == bs).collect();
@@ -87,7 +86,6 @@ fn time_engine(
     let sub = data.subset(&(0..n_inf as u32).collect::<Vec<_>>());
     let t1 = Instant::now();
     snap.predict(
-        ctx,
         &sub,
         8192,
         &DeviceKind::Cpu.device().map_err(anyhow::Error::msg)?,
@@ -99,7 +97,7 @@ fn time_engine(
     let mut rows = 0;
     for b in &batches {
         data.fill_batch(b, &mut batch);
-        snap.store.lookup(&batch, &ctx.fields, &mut buf)?;
+        snap.store.lookup(&batch, &mut buf)?;
         rows += b.len();
     }
     let data_rate = rows as f64 / t2.elapsed().as_secs_f64();
@@ -156,7 +154,7 @@ pub fn run(a: SpeedArgs) -> Result<()> {
         &device,
     )?;
     let (train, infer, data_rate) =
-        time_engine(&mut engine, &data, a.batch_size, a.warmup, a.steps, &ctx)?;
+        time_engine(&mut engine, &data, a.batch_size, a.warmup, a.steps)?;
     println!(
         "| workload | batch | threads | train samples/s | inference samples/s | data path rows/s |"
     );

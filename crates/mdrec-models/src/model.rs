@@ -6,7 +6,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use mdrec_data::rng::Rng;
-use mdrec_nn::{ModelContext, ModelInput};
+use mdrec_nn::{EmbeddingSetSpec, ModelContext, ModelInput};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -136,6 +136,15 @@ pub trait ZooModel: RecModel + Sized {
     type Config: Serialize + DeserializeOwned + Default + Clone + std::fmt::Debug;
     /// A config small enough for the conformance test to run in milliseconds.
     fn tiny() -> Self::Config;
+    /// Extra embedding sets the model reads (multi-embedding models); none by default. The
+    /// engine serves them from the embedding store next to the schema's fields (see
+    /// [`mdrec_nn::input`]); `ctx` is the schema's context.
+    fn embedding_sets(
+        _cfg: &Self::Config,
+        _ctx: &ModelContext,
+    ) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
+        Ok(Vec::new())
+    }
     /// Build the model for `ctx`, drawing every initial value from `rng`.
     fn build(
         cfg: &Self::Config,

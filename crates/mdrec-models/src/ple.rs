@@ -411,6 +411,7 @@ mod tests {
             dense,
             domain: domain.to_vec(),
             routing: Routing::new(domain, ctx.n_domains(), device),
+            sets: vec![],
         }
     }
 

@@ -23,7 +23,14 @@ pub trait ModelFactory: Sync {
     /// Parse `overrides` over the defaults and return the resolved config (unknown keys are
     /// errors naming the key and the accepted ones).
     fn resolve(&self, overrides: &serde_json::Value) -> Result<serde_json::Value, ModelError>;
-    /// Build from a resolved config.
+    /// The context a model of config `cfg` is built for: the schema's context `base` with the
+    /// embedding sets the model asks for.
+    fn context(
+        &self,
+        cfg: &serde_json::Value,
+        base: &ModelContext,
+    ) -> Result<ModelContext, ModelError>;
+    /// Build from a resolved config and the context [`context`](Self::context) gave.
     fn build(
         &self,
         cfg: &serde_json::Value,
@@ -57,6 +64,15 @@ fn merge(base: &mut serde_json::Value, over: &serde_json::Value) {
     }
 }
 
+impl<M: ZooModel> Entry<M> {
+    fn parse(cfg: &serde_json::Value) -> Result<M::Config, ModelError> {
+        serde_json::from_value(cfg.clone()).map_err(|e| ModelError::Config {
+            model: M::NAME.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
 impl<M: ZooModel> ModelFactory for Entry<M> {
     fn name(&self) -> &'static str {
         M::NAME
@@ -82,6 +98,21 @@ impl<M: ZooModel> ModelFactory for Entry<M> {
         })?;
         Ok(serde_json::to_value(cfg).expect("config serialises"))
     }
+    fn context(
+        &self,
+        cfg: &serde_json::Value,
+        base: &ModelContext,
+    ) -> Result<ModelContext, ModelError> {
+        let sets = M::embedding_sets(&Self::parse(cfg)?, base)?;
+        if sets.is_empty() {
+            return Ok(base.clone());
+        }
+        base.with_sets(&sets)
+            .map_err(|message| ModelError::Invalid {
+                model: M::NAME.to_string(),
+                message,
+            })
+    }
     fn build(
         &self,
         cfg: &serde_json::Value,
@@ -89,12 +120,7 @@ impl<M: ZooModel> ModelFactory for Entry<M> {
         rng: &mut Rng,
         device: &Device,
     ) -> Result<Box<dyn DynModel>, ModelError> {
-        let cfg: M::Config =
-            serde_json::from_value(cfg.clone()).map_err(|e| ModelError::Config {
-                model: M::NAME.to_string(),
-                message: e.to_string(),
-            })?;
-        let m = M::build(&cfg, ctx, rng, device)?;
+        let m = M::build(&Self::parse(cfg)?, ctx, rng, device)?;
         Ok(Box::new(Holder { model: Some(m) }))
     }
 }
@@ -110,6 +136,8 @@ pub static MODELS: &[&dyn ModelFactory] = &[
     &Entry::<crate::pepnet::Epnet>::NEW,
     &Entry::<crate::pepnet::Ppnet>::NEW,
     &Entry::<crate::pepnet::Pepnet>::NEW,
+    &Entry::<crate::crocodile::MeMmoe>::NEW,
+    &Entry::<crate::crocodile::Crocodile>::NEW,
 ];
 
 /// Look a model up by name.

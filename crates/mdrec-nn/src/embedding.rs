@@ -106,6 +106,7 @@ struct Table {
 
 #[derive(Debug, Clone)]
 struct FieldSlot {
+    name: String,
     table: usize,
     dim: usize,
     offset: usize,
@@ -176,6 +177,7 @@ impl EmbeddingStore {
                 }
             };
             slots.push(FieldSlot {
+                name: f.name.clone(),
                 table: t,
                 dim: f.dim,
                 offset: f.offset,
@@ -226,24 +228,19 @@ impl EmbeddingStore {
     }
 
     /// Gather the batch's embeddings into `out` (`[B, width]`, row-major), reusing its buffer.
-    pub fn lookup(
-        &self,
-        batch: &Batch,
-        names: &[FieldInfo],
-        out: &mut Vec<f32>,
-    ) -> Result<(), IdOutOfRange> {
+    pub fn lookup(&self, batch: &Batch, out: &mut Vec<f32>) -> Result<(), IdOutOfRange> {
         let b = batch.len;
         out.clear();
         out.resize(b * self.width, 0.0);
         let n_cat = batch.cat.len().checked_div(batch.len).unwrap_or(0);
-        for (fi, f) in self.fields.iter().enumerate() {
+        for f in &self.fields {
             let t = &self.tables[f.table];
             let check = |id: u32, row: usize| {
                 if (id as usize) < t.rows {
                     Ok(())
                 } else {
                     Err(IdOutOfRange {
-                        field: names[fi].name.clone(),
+                        field: f.name.clone(),
                         table: t.name.clone(),
                         id,
                         rows: t.rows,
@@ -494,7 +491,7 @@ mod tests {
         let lin_plain = lin.clone().valid();
         let b = batch();
         let mut buf = Vec::new();
-        store.lookup(&b, &fields, &mut buf).unwrap();
+        store.lookup(&b, &mut buf).unwrap();
         let leaf = Tensor::<2>::from_data(TensorData::new(buf.clone(), [4, 6]), &ad).require_grad();
         let grads = loss(leaf.clone(), &lin, &b.labels, &ad).backward();
         let g = leaf
@@ -522,7 +519,7 @@ mod tests {
                     };
                     probe.load_table(&name, rows, dim, &vals).unwrap();
                     let mut pb = Vec::new();
-                    probe.lookup(&b, &fields, &mut pb).unwrap();
+                    probe.lookup(&b, &mut pb).unwrap();
                     let e = Tensor::<2>::from_data(TensorData::new(pb, [4, 6]), &plain);
                     l[s] = loss(e, &lin_plain, &b.labels, &plain).into_scalar::<f32>() as f64;
                 }
@@ -592,10 +589,7 @@ mod tests {
         let store = EmbeddingStore::new(&fields, &EmbeddingConfig::default(), &mut Rng::new(1));
         let mut b = batch();
         b.cat[2] = 99;
-        let err = store
-            .lookup(&b, &fields, &mut Vec::new())
-            .unwrap_err()
-            .to_string();
+        let err = store.lookup(&b, &mut Vec::new()).unwrap_err().to_string();
         assert!(
             err.contains("`user`") && err.contains("99") && err.contains("batch row 2"),
             "{err}"

@@ -7,6 +7,15 @@
 //! Per-domain computation uses [`ModelInput::route`]: the model computes each domain's outputs on
 //! that domain's rows only, and the router puts the rows back in batch order with one `cat` and
 //! one `select`. The cost of a batch therefore does not grow with the number of domains.
+//!
+//! # Embedding sets (multi-embedding)
+//!
+//! A model may ask for extra *embedding sets* ([`EmbeddingSetSpec`]): copies of all (or some)
+//! fields with their own tables (`<table>@<set>`), optionally of another width. They live in the
+//! same embedding store, so they get the same sparse row-wise updates; the model receives each
+//! set as `ModelInput::sets[k]` (`[B, width_k]`) and finds its fields in
+//! `ModelContext::sets[k].fields` (offsets relative to the set). The base set stays
+//! `ModelInput::emb`, so a model that asks for no sets sees nothing new.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -42,6 +51,47 @@ pub struct ModelContext {
     pub domains: Vec<String>,
     /// Task names; index = task id (column of the logits).
     pub tasks: Vec<String>,
+    /// Extra embedding sets the model asked for (empty for most models).
+    pub sets: Vec<EmbeddingSet>,
+}
+
+/// A model's request for one extra embedding set.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EmbeddingSetSpec {
+    /// Set name; its tables are `<table>@<name>`. Unique per model.
+    pub name: String,
+    /// Width of every field in this set; `None` keeps each field's schema width.
+    pub dim: Option<usize>,
+    /// Only fields carrying one of these roles (all fields when empty).
+    pub roles: Vec<String>,
+}
+
+impl EmbeddingSetSpec {
+    /// A full copy of every field at its schema width.
+    pub fn copy(name: impl Into<String>) -> Self {
+        EmbeddingSetSpec {
+            name: name.into(),
+            dim: None,
+            roles: vec![],
+        }
+    }
+}
+
+/// An extra embedding set as a model sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingSet {
+    /// Set name (see [`EmbeddingSetSpec::name`]).
+    pub name: String,
+    /// The set's fields; `offset` is relative to the set's tensor `ModelInput::sets[k]` and
+    /// `table` is the set's own table name.
+    pub fields: Vec<FieldInfo>,
+}
+
+impl EmbeddingSet {
+    /// Width of the set's tensor.
+    pub fn width(&self) -> usize {
+        self.fields.iter().map(|f| f.dim).sum()
+    }
 }
 
 impl ModelContext {
@@ -63,6 +113,76 @@ impl ModelContext {
     /// Number of tasks.
     pub fn n_tasks(&self) -> usize {
         self.tasks.len()
+    }
+
+    /// This context with the extra embedding sets of `specs` (replacing any it had).
+    ///
+    /// Errors name the set: an empty or duplicate name, a zero width, or roles no field has.
+    pub fn with_sets(&self, specs: &[EmbeddingSetSpec]) -> Result<ModelContext, String> {
+        let mut sets: Vec<EmbeddingSet> = Vec::with_capacity(specs.len());
+        for spec in specs {
+            if spec.name.is_empty() || spec.name.contains('@') {
+                return Err(format!(
+                    "embedding set name `{}` must be non-empty and without `@`",
+                    spec.name
+                ));
+            }
+            if sets.iter().any(|s| s.name == spec.name) {
+                return Err(format!("embedding set `{}` is requested twice", spec.name));
+            }
+            if spec.dim == Some(0) {
+                return Err(format!("embedding set `{}` has width 0", spec.name));
+            }
+            let mut fields = Vec::new();
+            let mut offset = 0;
+            for f in &self.fields {
+                if !spec.roles.is_empty() && !f.roles.iter().any(|r| spec.roles.contains(r)) {
+                    continue;
+                }
+                let dim = spec.dim.unwrap_or(f.dim);
+                fields.push(FieldInfo {
+                    table: format!("{}@{}", f.table, spec.name),
+                    dim,
+                    offset,
+                    ..f.clone()
+                });
+                offset += dim;
+            }
+            if fields.is_empty() {
+                return Err(format!(
+                    "embedding set `{}` selects fields with roles {:?}, but no field of the schema has one",
+                    spec.name, spec.roles
+                ));
+            }
+            sets.push(EmbeddingSet {
+                name: spec.name.clone(),
+                fields,
+            });
+        }
+        Ok(ModelContext {
+            sets,
+            ..self.clone()
+        })
+    }
+
+    /// Every field the embedding store serves, at its offset in the store's row: the base fields,
+    /// then each set's fields after them.
+    pub fn store_fields(&self) -> Vec<FieldInfo> {
+        let mut out = self.fields.clone();
+        let mut base = self.emb_dim();
+        for s in &self.sets {
+            out.extend(s.fields.iter().map(|f| FieldInfo {
+                offset: base + f.offset,
+                ..f.clone()
+            }));
+            base += s.width();
+        }
+        out
+    }
+
+    /// Index of the set named `name`.
+    pub fn set_index(&self, name: &str) -> Option<usize> {
+        self.sets.iter().position(|s| s.name == name)
     }
 
     /// Indices of the fields that carry `role`.
@@ -99,6 +219,7 @@ impl ModelContext {
             n_numeric,
             domains: (0..n_domains).map(|d| format!("d{d}")).collect(),
             tasks: (0..n_tasks).map(|t| format!("t{t}")).collect(),
+            sets: vec![],
         }
     }
 }
@@ -163,9 +284,31 @@ pub struct ModelInput {
     pub domain: Vec<u32>,
     /// Per-domain row routing.
     pub routing: Routing,
+    /// The extra embedding sets, `sets[k]: [B, ModelContext::sets[k].width()]` (empty unless
+    /// the model asked for sets).
+    pub sets: Vec<Tensor<2>>,
 }
 
 impl ModelInput {
+    /// An input without extra embedding sets, routed over `n_domains` (tests and tools; the
+    /// trainer builds inputs from the embedding store).
+    pub fn new(
+        emb: Tensor<2>,
+        dense: Option<Tensor<2>>,
+        domain: Vec<u32>,
+        n_domains: usize,
+    ) -> Self {
+        let device = emb.device();
+        ModelInput {
+            batch_size: domain.len(),
+            routing: Routing::new(&domain, n_domains, &device),
+            emb,
+            dense,
+            domain,
+            sets: vec![],
+        }
+    }
+
     /// Embeddings and numeric inputs side by side: `[B, emb_dim + n_numeric]` (the usual MLP
     /// input, Scenario-Wise-Rec's `EmbeddingLayer` order).
     pub fn flat(&self) -> Tensor<2> {
@@ -179,6 +322,21 @@ impl ModelInput {
     pub fn field(&self, ctx: &ModelContext, i: usize) -> Tensor<2> {
         let f = &ctx.fields[i];
         self.emb.clone().narrow(1, f.offset, f.dim)
+    }
+
+    /// Embedding set `k` followed by the numeric inputs: `[B, width_k + n_numeric]` (the
+    /// [`flat`](Self::flat) input of an expert that reads set `k`).
+    pub fn set_flat(&self, k: usize) -> Tensor<2> {
+        match &self.dense {
+            Some(d) => Tensor::cat(vec![self.sets[k].clone(), d.clone()], 1),
+            None => self.sets[k].clone(),
+        }
+    }
+
+    /// The embedding of field `i` of set `k`: `[B, dim]`.
+    pub fn set_field(&self, ctx: &ModelContext, k: usize, i: usize) -> Tensor<2> {
+        let f = &ctx.sets[k].fields[i];
+        self.sets[k].clone().narrow(1, f.offset, f.dim)
     }
 
     /// The rows of `x` (`[B, ...]`) that belong to domain `d`.
@@ -234,10 +392,50 @@ mod tests {
             dense: None,
             domain: domain.clone(),
             routing: Routing::new(&domain, 3, &dev),
+            sets: vec![],
         };
         // Each domain adds 100·d to its rows: the result must be x + 100·domain, in batch order.
         let out = input.route(|d| input.rows_of(x.clone(), d).add_scalar(100.0 * d as f32));
         let got = out.into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(got, vec![200.0, 1.0, 202.0, 103.0, 4.0]);
+    }
+
+    #[test]
+    fn embedding_sets_copy_fields_with_own_tables_after_the_base() {
+        let mut ctx = ModelContext::uniform(3, 10, 4, 0, 2, 1);
+        ctx.fields[0].roles = vec!["user".into()];
+        ctx.fields[2].table = "f0".into(); // shares f0's table
+        let specs = [
+            EmbeddingSetSpec::copy("me1"),
+            EmbeddingSetSpec {
+                name: "prior".into(),
+                dim: Some(8),
+                roles: vec!["user".into()],
+            },
+        ];
+        let ctx = ctx.with_sets(&specs).unwrap();
+        assert_eq!(ctx.sets.len(), 2);
+        assert_eq!(ctx.sets[0].width(), 12);
+        assert_eq!(ctx.sets[1].width(), 8);
+        let tables: Vec<&str> = ctx.sets[0]
+            .fields
+            .iter()
+            .map(|f| f.table.as_str())
+            .collect();
+        assert_eq!(tables, ["f0@me1", "f1@me1", "f0@me1"]);
+        let all = ctx.store_fields();
+        let offsets: Vec<usize> = all.iter().map(|f| f.offset).collect();
+        assert_eq!(offsets, [0, 4, 8, 12, 16, 20, 24]);
+        assert_eq!(all[6].name, "f0");
+        assert_eq!(all[6].dim, 8);
+        // Bad requests are errors naming the set.
+        let dup = [EmbeddingSetSpec::copy("a"), EmbeddingSetSpec::copy("a")];
+        assert!(ctx.with_sets(&dup).unwrap_err().contains("`a`"));
+        let none = [EmbeddingSetSpec {
+            name: "p".into(),
+            dim: None,
+            roles: vec!["item".into()],
+        }];
+        assert!(ctx.with_sets(&none).unwrap_err().contains("`p`"));
     }
 }

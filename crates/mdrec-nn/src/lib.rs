@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod device;
+pub mod disentangle;
 pub mod embedding;
 pub mod init;
 pub mod input;
@@ -28,5 +29,5 @@ pub mod loss;
 
 pub use burn;
 pub use embedding::{EmbeddingConfig, EmbeddingStore, SparseOptimizer};
-pub use input::{FieldInfo, ModelContext, ModelInput};
+pub use input::{EmbeddingSet, EmbeddingSetSpec, FieldInfo, ModelContext, ModelInput};
 pub use layers::{Activation, Gate, GateKind, Mlp, MlpConfig, Norm};

@@ -44,8 +44,8 @@ fn tensor2(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tenso
 }
 
 /// Build the model input of a batch on `device` from `store`; `emb_buf` is reused.
-/// On an autodiff device `ModelInput::emb` is a `require_grad` leaf whose gradient the caller
-/// scatters back to the embedding store.
+/// On an autodiff device `ModelInput::emb` (and every extra embedding set) is a view of one
+/// `require_grad` leaf; see [`make_input_leaf`].
 pub fn make_input(
     ctx: &ModelContext,
     store: &EmbeddingStore,
@@ -53,26 +53,58 @@ pub fn make_input(
     emb_buf: &mut Vec<f32>,
     device: &Device,
 ) -> Result<ModelInput, TrainError> {
+    make_input_leaf(ctx, store, batch, emb_buf, device).map(|(input, _)| input)
+}
+
+/// [`make_input`], also returning the leaf `[B, store width]` whose gradient the caller
+/// scatters back to the embedding store. Without extra embedding sets the leaf is
+/// `ModelInput::emb` itself; with sets, `emb` and `sets[k]` are column ranges of it.
+pub fn make_input_leaf(
+    ctx: &ModelContext,
+    store: &EmbeddingStore,
+    batch: &Batch,
+    emb_buf: &mut Vec<f32>,
+    device: &Device,
+) -> Result<(ModelInput, Tensor<2>), TrainError> {
     store
-        .lookup(batch, &ctx.fields, emb_buf)
+        .lookup(batch, emb_buf)
         .map_err(|e| TrainError::Data(e.to_string()))?;
     let b = batch.len;
-    let mut emb = tensor2(emb_buf.clone(), b, store.width(), device);
+    let mut leaf = tensor2(emb_buf.clone(), b, store.width(), device);
     if device.is_autodiff() {
-        emb = emb.require_grad();
+        leaf = leaf.require_grad();
     }
+    let (emb, sets) = if ctx.sets.is_empty() {
+        (leaf.clone(), Vec::new())
+    } else {
+        let base = ctx.emb_dim();
+        let mut at = base;
+        let sets = ctx
+            .sets
+            .iter()
+            .map(|s| {
+                let t = leaf.clone().narrow(1, at, s.width());
+                at += s.width();
+                t
+            })
+            .collect();
+        (leaf.clone().narrow(1, 0, base), sets)
+    };
     let dense = (ctx.n_numeric > 0).then(|| tensor2(batch.num.clone(), b, ctx.n_numeric, device));
-    Ok(ModelInput {
+    let input = ModelInput {
         batch_size: b,
         emb,
         dense,
         domain: batch.domain.clone(),
         routing: Routing::new(&batch.domain, ctx.n_domains(), device),
-    })
+        sets,
+    };
+    Ok((input, leaf))
 }
 
 impl Engine {
-    /// Build model and embeddings from the run seed.
+    /// Build model and embeddings from the run seed. `ctx` is the schema's context; the engine
+    /// keeps it with the embedding sets the model asks for ([`ModelFactory::context`]).
     pub fn new(
         factory: &dyn ModelFactory,
         model_cfg: &serde_json::Value,
@@ -84,8 +116,9 @@ impl Engine {
         let device = device.clone().autodiff();
         let mut rng_model = Rng::for_stream(seed, &format!("init/model/{}", factory.name()));
         let mut rng_emb = Rng::for_stream(seed, "init/embedding");
+        let ctx = factory.context(model_cfg, &ctx)?;
         let model = factory.build(model_cfg, &ctx, &mut rng_model, &device)?;
-        let store = EmbeddingStore::new(&ctx.fields, &cfg.embedding, &mut rng_emb);
+        let store = EmbeddingStore::new(&ctx.store_fields(), &cfg.embedding, &mut rng_emb);
         let wd = (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32));
         let adam = AdamConfig::new()
             .with_epsilon(cfg.adam_eps as f32)
@@ -116,7 +149,7 @@ impl Engine {
         data.fill_batch(rows, &mut self.batch);
         let b = self.batch.len;
         let t = self.ctx.n_tasks();
-        let input = make_input(
+        let (input, leaf) = make_input_leaf(
             &self.ctx,
             &self.store,
             &self.batch,
@@ -145,7 +178,7 @@ impl Engine {
                 "loss is {loss_value} at a training step"
             )));
         }
-        Ok((loss_value, grads, input.emb))
+        Ok((loss_value, grads, leaf))
     }
 
     /// One optimisation step on `rows` of `data`: embeddings and every dense parameter except
@@ -189,6 +222,7 @@ impl Engine {
     /// A frozen copy for evaluation and best-weights restore.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
+            ctx: self.ctx.clone(),
             model: self.model.valid(),
             store: self.store.clone(),
         }
@@ -197,6 +231,8 @@ impl Engine {
 
 /// Frozen weights: an inference copy of the model and a copy of the tables.
 pub struct Snapshot {
+    /// The context the model was built for (with its embedding sets).
+    pub ctx: ModelContext,
     /// Inference copy of the dense network.
     pub model: Box<dyn DynModel>,
     /// Embedding tables.
@@ -207,12 +243,12 @@ impl Snapshot {
     /// Logits `[n, T]` (row-major) for every row of `data`, in row order.
     pub fn predict(
         &self,
-        ctx: &ModelContext,
         data: &EncodedData,
         batch_size: usize,
         device: &Device,
     ) -> Result<Vec<f32>, TrainError> {
         let device = device.clone().without_autodiff();
+        let ctx = &self.ctx;
         let n = data.len();
         let mut out = Vec::with_capacity(n * ctx.n_tasks());
         let mut batch = Batch::default();

@@ -74,6 +74,7 @@ pub fn context_from_schema(schema: &Schema, default_dim: usize) -> ModelContext 
             .count(),
         domains: schema.domains.clone(),
         tasks: schema.tasks.clone(),
+        sets: vec![],
     }
 }
 
@@ -181,7 +182,6 @@ fn outer_rows(n: usize, seed: u64, epoch: usize, batch_size: usize) -> Vec<u32> 
 
 struct Fitted {
     snapshot: Snapshot,
-    ctx: ModelContext,
     epochs_run: usize,
     best_epoch: usize,
     train_rows: usize,
@@ -289,7 +289,7 @@ fn fit(
         train_rows += done;
         epochs_run = epoch;
         let snap = engine.snapshot();
-        let logits = snap.predict(&engine.ctx, valid, cfg.eval_batch_size, device)?;
+        let logits = snap.predict(valid, cfg.eval_batch_size, device)?;
         let rep = eval_split(&engine.ctx, &logits, valid, &train_counts)?;
         let (value, higher) = match rep.metric(&cfg.monitor) {
             Ok((v, higher)) => (Some(v), higher),
@@ -363,7 +363,6 @@ fn fit(
     };
     Ok(Fitted {
         snapshot,
-        ctx,
         epochs_run,
         best_epoch,
         train_rows,
@@ -567,7 +566,7 @@ pub fn train_run(
             let (rows, view) = part.view(split);
             let l = f
                 .snapshot
-                .predict(&f.ctx, &view, cfg.train.eval_batch_size, &device)?;
+                .predict(&view, cfg.train.eval_batch_size, &device)?;
             part.place(&rows, &l, n_t, dst);
         }
     }
@@ -675,7 +674,7 @@ pub fn evaluate_run(run: &Path) -> Result<(EvalReport, Vec<f32>), TrainError> {
         let (rows, view) = part.view(&prepared.test);
         let l = e
             .snapshot()
-            .predict(&pctx, &view, cfg.train.eval_batch_size, &device)?;
+            .predict(&view, cfg.train.eval_batch_size, &device)?;
         part.place(&rows, &l, n_t, &mut logits);
     }
     let counts = prepared.train.domain_counts(ctx.n_domains());

@@ -93,7 +93,7 @@ fn every_model_conforms() {
             .unwrap_or_else(|e| panic!("{name}: build failed: {e}"));
 
         let before_snap = engine.snapshot();
-        let before = before_snap.predict(&ctx, &data, 500, &dev).unwrap();
+        let before = before_snap.predict(&data, 500, &dev).unwrap();
         assert_eq!(
             before.len(),
             data.len() * TASKS,
@@ -116,7 +116,7 @@ fn every_model_conforms() {
                 .unwrap_or_else(|e| panic!("{name}: step failed: {e}"));
         }
         let snap = engine.snapshot();
-        let after = snap.predict(&ctx, &data, 500, &dev).unwrap();
+        let after = snap.predict(&data, 500, &dev).unwrap();
         let loss_after = mean_bce(&after, &data);
         assert!(
             loss_after < loss_before - 0.02,
@@ -134,7 +134,7 @@ fn every_model_conforms() {
             .unwrap()
             .load_into("", fresh.model.as_mut(), &mut fresh.store)
             .unwrap();
-        let reloaded = fresh.snapshot().predict(&ctx, &data, 500, &dev).unwrap();
+        let reloaded = fresh.snapshot().predict(&data, 500, &dev).unwrap();
         assert_eq!(
             after, reloaded,
             "{name}: checkpoint round trip changed the logits"
@@ -143,9 +143,9 @@ fn every_model_conforms() {
         // Probes are named and finite when a model records any.
         let mut batch = Batch::default();
         data.fill_batch(&(0..64).collect::<Vec<u32>>(), &mut batch);
-        let input = make_input(&ctx, &snap.store, &batch, &mut Vec::new(), &dev).unwrap();
+        let input = make_input(&snap.ctx, &snap.store, &batch, &mut Vec::new(), &dev).unwrap();
         let mut probes = Probes::new(true);
-        snap.model.forward(&ctx, &input, &mut probes);
+        snap.model.forward(&snap.ctx, &input, &mut probes);
         for (k, v) in probes.values() {
             assert!(!k.is_empty());
             let vals = v.clone().into_data().try_to_vec::<f32>().unwrap();
@@ -187,7 +187,7 @@ fn same_seed_same_training() {
         for ch in (0..512u32).collect::<Vec<_>>().chunks(128) {
             e.train_step(&data, ch).unwrap();
         }
-        e.snapshot().predict(&ctx, &data, 256, &cpu()).unwrap()
+        e.snapshot().predict(&data, 256, &cpu()).unwrap()
     };
     assert_eq!(run(), run());
 }
