@@ -600,6 +600,7 @@ mod tests {
             dense: None,
             domain: domain.to_vec(),
             routing: Routing::new(domain, ctx.n_domains(), device),
+            sets: vec![],
         }
     }
 
