@@ -50,7 +50,7 @@ use mdrec_nn::{EmbeddingSetSpec, Gate, GateKind, Mlp, MlpConfig, ModelContext, M
 use serde::{Deserialize, Serialize};
 
 use crate::heads::{HeadLayout, Heads};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::model::{zoo_variant, ModelError, ModelOutput, Probes, RecModel, ZooModel};
 use crate::star::domain_table;
 
 /// What a gate reads.
@@ -114,7 +114,7 @@ impl Default for Config {
             prior_dim: 0,
             domain_emb_dim: 16,
             disentangle: DisentangleKind::Cov,
-            alpha: 1e-4,
+            alpha: 1e-3,
             cov_normalize: CovNormalize::None,
             sample_rows: 32,
             mlp: MlpConfig::default(),
@@ -284,7 +284,13 @@ impl Crocodile {
             .map(|h| {
                 let l = gate_width(h / ctx.n_tasks());
                 if cfg.elementwise {
-                    HeadGate::Elementwise(linear(l, k_total * d, WeightInit::TorchDefault, rng, device))
+                    HeadGate::Elementwise(linear(
+                        l,
+                        k_total * d,
+                        WeightInit::TorchDefault,
+                        rng,
+                        device,
+                    ))
                 } else {
                     HeadGate::Scalar(Gate::new(l, k_total, GateKind::Linear, rng, device))
                 }
@@ -451,7 +457,7 @@ impl ZooModel for Crocodile {
         cfg: &Config,
         ctx: &ModelContext,
     ) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
-        Ok(sets(cfg, ctx))
+        embedding_sets_of(Self::NAME, cfg, ctx)
     }
 
     fn build(
@@ -464,67 +470,38 @@ impl ZooModel for Crocodile {
     }
 }
 
-/// ME-MMoE: [`Crocodile`]'s code with the multi-embedding MMoE defaults (each domain's gate
-/// reads its own table, scalar gates, no separation loss, M = 3 tables).
-#[derive(Module, Debug)]
-pub struct MeMmoe {
-    inner: Crocodile,
+fn embedding_sets_of(
+    name: &str,
+    cfg: &Config,
+    ctx: &ModelContext,
+) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
+    let _ = name;
+    Ok(sets(cfg, ctx))
 }
 
-/// Config of [`MeMmoe`]: [`Config`] with ME-MMoE defaults.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct MeMmoeConfig(pub Config);
-
-impl Default for MeMmoeConfig {
-    fn default() -> Self {
-        MeMmoeConfig(Config {
-            num_tables: 3,
-            gate_input: GateInput::Embedding,
-            elementwise: false,
-            disentangle: DisentangleKind::None,
-            ..Config::default()
-        })
-    }
-}
-
-impl RecModel for MeMmoe {
-    fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
-        self.inner.forward(ctx, input, probes)
-    }
-}
-
-impl ZooModel for MeMmoe {
-    const NAME: &'static str = "me_mmoe";
-    const PAPER: &'static str = "Multi-embedding MMoE as described by Xu et al. (Crocodile, 2025, §4.1) after Guo et al., On the Embedding Collapse when Scaling up Recommendation Models, ICML 2024";
-    type Config = MeMmoeConfig;
-
-    fn tiny() -> MeMmoeConfig {
-        MeMmoeConfig(Config {
-            num_tables: 2,
-            expert_dims: vec![8],
-            tower_dims: vec![4],
-            ..MeMmoeConfig::default().0
-        })
-    }
-
-    fn embedding_sets(
-        cfg: &MeMmoeConfig,
-        ctx: &ModelContext,
-    ) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
-        Ok(sets(&cfg.0, ctx))
-    }
-
-    fn build(
-        cfg: &MeMmoeConfig,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        Ok(MeMmoe {
-            inner: Crocodile::new(Self::NAME, &cfg.0, ctx, rng, device)?,
-        })
-    }
+zoo_variant! {
+    /// ME-MMoE: [`Crocodile`]'s code with the multi-embedding MMoE defaults (each domain's gate
+    /// reads its own table, scalar gates, no separation loss, M = 3 tables).
+    MeMmoe(Crocodile),
+    /// Config of [`MeMmoe`]: [`Config`] with ME-MMoE defaults.
+    MeMmoeConfig(Config),
+    name = "me_mmoe",
+    paper = "Multi-embedding MMoE as described by Xu et al. (Crocodile, 2025, §4.1) after Guo et al., On the Embedding Collapse when Scaling up Recommendation Models, ICML 2024",
+    default = Config {
+        num_tables: 3,
+        gate_input: GateInput::Embedding,
+        elementwise: false,
+        disentangle: DisentangleKind::None,
+        ..Config::default()
+    },
+    tiny = Config {
+        num_tables: 2,
+        expert_dims: vec![8],
+        tower_dims: vec![4],
+        ..MeMmoeConfig::default().0
+    },
+    build = Crocodile::new,
+    sets = embedding_sets_of,
 }
 
 #[cfg(test)]

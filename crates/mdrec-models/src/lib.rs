@@ -32,6 +32,7 @@ pub mod pepnet;
 pub mod ple;
 pub mod shared_bottom;
 pub mod star;
+pub mod stem;
 
 pub use model::{DynModel, ModelError, ModelOutput, Probes, RecModel, Setting, ZooModel};
 pub use registry::{find, ModelFactory, MODELS};

@@ -340,3 +340,79 @@ impl<M: RecModel> DynModel for Holder<M> {
         Ok(())
     }
 }
+
+/// A zoo entry that is an existing model's code under another name with other defaults (e.g.
+/// ME-MMoE = Crocodile's code without its gate and loss): a newtype around the model and one
+/// around its config, whose `Default` is the variant's.
+///
+/// `$build(name, &cfg, ctx, rng, device)` builds the inner model; `$sets(name, &cfg, ctx)` gives
+/// its embedding sets.
+macro_rules! zoo_variant {
+    (
+        $(#[$doc:meta])*
+        $model:ident($inner:ty), $(#[$cdoc:meta])* $config:ident($inner_cfg:ty),
+        name = $name:literal, paper = $paper:literal,
+        default = $default:expr, tiny = $tiny:expr,
+        build = $build:path, sets = $sets:path $(,)?
+    ) => {
+        $(#[$doc])*
+        #[derive(burn::module::Module, Debug)]
+        pub struct $model {
+            inner: $inner,
+        }
+
+        $(#[$cdoc])*
+        #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $config(pub $inner_cfg);
+
+        impl Default for $config {
+            fn default() -> Self {
+                $config($default)
+            }
+        }
+
+        impl $crate::model::RecModel for $model {
+            fn forward(
+                &self,
+                ctx: &mdrec_nn::ModelContext,
+                input: &mdrec_nn::ModelInput,
+                probes: &mut $crate::model::Probes,
+            ) -> $crate::model::ModelOutput {
+                self.inner.forward(ctx, input, probes)
+            }
+            fn report(&self) -> serde_json::Value {
+                self.inner.report()
+            }
+        }
+
+        impl $crate::model::ZooModel for $model {
+            const NAME: &'static str = $name;
+            const PAPER: &'static str = $paper;
+            type Config = $config;
+
+            fn tiny() -> $config {
+                $config($tiny)
+            }
+
+            fn embedding_sets(
+                cfg: &$config,
+                ctx: &mdrec_nn::ModelContext,
+            ) -> Result<Vec<mdrec_nn::EmbeddingSetSpec>, $crate::model::ModelError> {
+                $sets($name, &cfg.0, ctx)
+            }
+
+            fn build(
+                cfg: &$config,
+                ctx: &mdrec_nn::ModelContext,
+                rng: &mut mdrec_data::rng::Rng,
+                device: &burn::tensor::Device,
+            ) -> Result<Self, $crate::model::ModelError> {
+                Ok($model {
+                    inner: $build($name, &cfg.0, ctx, rng, device)?,
+                })
+            }
+        }
+    };
+}
+pub(crate) use zoo_variant;

@@ -138,6 +138,9 @@ pub static MODELS: &[&dyn ModelFactory] = &[
     &Entry::<crate::pepnet::Pepnet>::NEW,
     &Entry::<crate::crocodile::MeMmoe>::NEW,
     &Entry::<crate::crocodile::Crocodile>::NEW,
+    &Entry::<crate::stem::StemNet>::NEW,
+    &Entry::<crate::stem::MePle>::NEW,
+    &Entry::<crate::stem::StemAl>::NEW,
 ];
 
 /// Look a model up by name.

@@ -1,0 +1,598 @@
+//! STEM-Net — Su et al., "STEM: Unleashing the Power of Embeddings for Multi-task
+//! Recommendation", AAAI 2024 (model-spec §4.10), with its two relatives built from the same
+//! code: ME-PLE (model-spec §4.9) and STEM-AL (paper 003 §5.2, model-spec §4.10).
+//!
+//! Reference implementation: `LiangcaiSu/STEM` `models/STEM.py` (STEM, and `models/PLE.py` fed
+//! with STEM's embedding split for ME-PLE); STEM-AL has no code (paper 003 §5.2; QunBB's
+//! `stem(auxiliary_task_group=…)` port is equivalent).
+//!
+//! # Structure
+//! - **Units**: the paper's "tasks" that own an embedding table. `units = "task"` (STEM), or
+//!   `"domain"` / `"domain_task"`, so that in a multi-domain setting a domain (or a (domain,
+//!   task) cell) owns a table, as Crocodile uses STEM. Head (d, t) reads the output of its unit.
+//! - **Tables**: unit `u` owns an embedding set `u<u>` (a full copy of every field); the schema's
+//!   own table is the **shared** table (STEM's extra chunk).
+//! - **Experts**: `specific_experts` MLPs per unit on its table, `shared_experts` on the shared
+//!   table, all on the whole batch.
+//! - **Gates** (one per unit, `softmax(GateMLP(·))`):
+//!   - `stem` (All-Forward Task-specific Backward): over every expert — own specific, the other
+//!     units' specific experts **with stopped gradient**, shared — reading `x_u + x_sh`
+//!     (element-wise sum of the unit's and the shared table, as in the code);
+//!   - `me_ple` (a PLE CGC layer on the split): over own specific + shared experts, reading
+//!     `x_u`, no stop-gradient;
+//!   - `stem_al`: only the `main_tasks` own tables; a main unit's gate covers its specific and
+//!     the shared experts, an auxiliary task uses the shared experts only (its gate reads
+//!     `x_sh`), so the main table is trained by the main task alone. The auxiliary towers are
+//!     still computed (the contract is logits for every task), but are meant to be dropped at
+//!     inference: evaluate the main tasks.
+//!
+//! Deviations from reference: one extraction layer (STEM's default `num_layers = 1`); the per-task
+//! towers become per-head towers ([`Heads`]); numeric inputs are appended to every table's
+//! input; the FuxiCTR embedding regulariser is the run's `train.embedding.weight_decay`.
+//!
+//! Probes: `expert/<u>/<j>`, `expert/shared/<j>` (`[B, H]`), `gate/<unit>` (`[B, n_experts]`).
+
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
+use mdrec_data::rng::Rng;
+use mdrec_nn::init::WeightInit;
+use mdrec_nn::layers::{linear, mix};
+use mdrec_nn::{EmbeddingSetSpec, Mlp, MlpConfig, ModelContext, ModelInput};
+use serde::{Deserialize, Serialize};
+
+use crate::heads::{HeadLayout, Heads};
+use crate::model::{zoo_variant, ModelError, ModelOutput, Probes, RecModel, ZooModel};
+
+/// Which rows' "task" owns a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Units {
+    /// One unit per task (STEM, multi-task).
+    Task,
+    /// One unit per domain (STEM for multi-domain learning, as in Crocodile).
+    Domain,
+    /// One unit per (domain, task) cell.
+    DomainTask,
+}
+
+/// The three relatives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variant {
+    /// All-forward task-specific-backward gates over every expert.
+    Stem,
+    /// PLE on the split tables: own specific + shared experts, no stop-gradient.
+    MePle,
+    /// Main tasks own tables; auxiliary tasks read only the shared table.
+    StemAl,
+}
+
+/// Config of [`StemNet`] (and of `stem`, `me_ple`, `stem_al`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Gate structure.
+    pub variant: Variant,
+    /// What owns a table.
+    pub units: Units,
+    /// Tasks that own a table with `variant = "stem_al"` (default: the first task).
+    pub main_tasks: Vec<String>,
+    /// Specific experts per unit.
+    pub specific_experts: usize,
+    /// Shared experts.
+    pub shared_experts: usize,
+    /// Expert MLP widths.
+    pub expert_dims: Vec<usize>,
+    /// Gate MLP hidden widths (then a linear layer to the number of experts).
+    pub gate_dims: Vec<usize>,
+    /// Tower hidden widths.
+    pub tower_dims: Vec<usize>,
+    /// Heads per (domain, task) or per task.
+    pub heads: HeadLayout,
+    /// Hidden-layer options for experts, gates and towers.
+    pub mlp: MlpConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            variant: Variant::Stem,
+            units: Units::Task,
+            main_tasks: vec![],
+            specific_experts: 1,
+            shared_experts: 2,
+            expert_dims: vec![128, 64],
+            gate_dims: vec![],
+            tower_dims: vec![32],
+            heads: HeadLayout::DomainTask,
+            mlp: MlpConfig::default(),
+        }
+    }
+}
+
+/// A gate: optional hidden MLP, then `Linear → softmax`.
+#[derive(Module, Debug)]
+pub struct UnitGate {
+    hidden: Option<Mlp>,
+    out: burn::nn::Linear,
+}
+
+impl UnitGate {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let h = match &self.hidden {
+            Some(m) => m.forward(x),
+            None => x,
+        };
+        softmax(self.out.forward(h), 1)
+    }
+}
+
+/// STEM / ME-PLE / STEM-AL.
+#[derive(Module, Debug)]
+pub struct StemNet {
+    /// `specific[u][j]`.
+    specific: Vec<Vec<Mlp>>,
+    shared: Vec<Mlp>,
+    /// One gate per unit; with STEM-AL also one per auxiliary task (after the units).
+    gates: Vec<UnitGate>,
+    heads: Heads,
+    #[module(skip)]
+    variant: Variant,
+    #[module(skip)]
+    units: Units,
+    /// Set index of each unit's table.
+    #[module(skip)]
+    unit_sets: Vec<usize>,
+    /// STEM-AL: unit of each task (`None` for auxiliary tasks).
+    #[module(skip)]
+    task_unit: Vec<Option<usize>>,
+    #[module(skip)]
+    n_tasks: usize,
+}
+
+fn invalid(name: &str, message: impl Into<String>) -> ModelError {
+    ModelError::Invalid {
+        model: name.into(),
+        message: message.into(),
+    }
+}
+
+/// Number of units and, for STEM-AL, the unit of each task.
+fn unit_plan(
+    name: &str,
+    cfg: &Config,
+    ctx: &ModelContext,
+) -> Result<(usize, Vec<Option<usize>>), ModelError> {
+    let (s, t) = (ctx.n_domains(), ctx.n_tasks());
+    if cfg.variant == Variant::StemAl {
+        if cfg.units != Units::Task {
+            return Err(invalid(name, "stem_al needs units = \"task\""));
+        }
+        let main: Vec<String> = if cfg.main_tasks.is_empty() {
+            ctx.tasks.iter().take(1).cloned().collect()
+        } else {
+            cfg.main_tasks.clone()
+        };
+        if let Some(bad) = main.iter().find(|m| !ctx.tasks.contains(m)) {
+            return Err(invalid(
+                name,
+                format!(
+                    "main task `{bad}` is not a task of the data (tasks: {})",
+                    ctx.tasks.join(", ")
+                ),
+            ));
+        }
+        if main.len() == t {
+            return Err(invalid(
+                name,
+                "stem_al needs at least one auxiliary task: every task is in main_tasks",
+            ));
+        }
+        let mut next = 0;
+        let plan = ctx
+            .tasks
+            .iter()
+            .map(|task| {
+                main.contains(task).then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect();
+        return Ok((main.len(), plan));
+    }
+    if !cfg.main_tasks.is_empty() {
+        return Err(invalid(
+            name,
+            "main_tasks applies only to variant = \"stem_al\"",
+        ));
+    }
+    let n = match (cfg.units, cfg.heads) {
+        (Units::Task, _) => t,
+        (Units::Domain | Units::DomainTask, HeadLayout::Task) => {
+            return Err(invalid(
+                name,
+                "units = \"domain\" / \"domain_task\" needs heads = \"domain_task\"",
+            ))
+        }
+        (Units::Domain, HeadLayout::DomainTask) => s,
+        (Units::DomainTask, HeadLayout::DomainTask) => s * t,
+    };
+    Ok((n, vec![None; t]))
+}
+
+fn unit_set_name(u: usize) -> String {
+    format!("u{u}")
+}
+
+fn embedding_sets_of(
+    name: &str,
+    cfg: &Config,
+    ctx: &ModelContext,
+) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
+    let (n, _) = unit_plan(name, cfg, ctx)?;
+    Ok((0..n)
+        .map(|u| EmbeddingSetSpec::copy(unit_set_name(u)))
+        .collect())
+}
+
+impl StemNet {
+    fn new(
+        name: &str,
+        cfg: &Config,
+        ctx: &ModelContext,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        if cfg.expert_dims.is_empty() || cfg.specific_experts == 0 {
+            return Err(invalid(
+                name,
+                "expert_dims must be non-empty and specific_experts ≥ 1",
+            ));
+        }
+        if cfg.variant != Variant::Stem && cfg.shared_experts == 0 {
+            return Err(invalid(
+                name,
+                "me_ple and stem_al need shared_experts ≥ 1 (the shared table feeds them)",
+            ));
+        }
+        let (n_units, task_unit) = unit_plan(name, cfg, ctx)?;
+        if cfg.variant == Variant::MePle && n_units < 2 {
+            return Err(invalid(
+                name,
+                "me_ple needs at least two units (a single head has nothing to separate)",
+            ));
+        }
+        let unit_sets: Vec<usize> = (0..n_units)
+            .map(|u| {
+                ctx.set_index(&unit_set_name(u))
+                    .expect("context carries the model's embedding sets")
+            })
+            .collect();
+        let d_in = ctx.input_dim();
+        let expert = |rng: &mut Rng| Mlp::new(d_in, &cfg.expert_dims, &cfg.mlp, rng, device);
+        let specific: Vec<Vec<Mlp>> = (0..n_units)
+            .map(|_| (0..cfg.specific_experts).map(|_| expert(rng)).collect())
+            .collect();
+        let shared: Vec<Mlp> = (0..cfg.shared_experts).map(|_| expert(rng)).collect();
+        let h = match specific[0].first() {
+            Some(e) => e.out_dim(),
+            None => shared[0].out_dim(),
+        };
+        let n_gate_experts = match cfg.variant {
+            Variant::Stem => n_units * cfg.specific_experts + cfg.shared_experts,
+            Variant::MePle | Variant::StemAl => cfg.specific_experts + cfg.shared_experts,
+        };
+        let gate = |n_out: usize, rng: &mut Rng| {
+            let hidden = (!cfg.gate_dims.is_empty())
+                .then(|| Mlp::new(d_in, &cfg.gate_dims, &cfg.mlp, rng, device));
+            let w = hidden.as_ref().map_or(d_in, Mlp::out_dim);
+            UnitGate {
+                hidden,
+                out: linear(w, n_out, WeightInit::TorchDefault, rng, device),
+            }
+        };
+        let mut gates: Vec<UnitGate> = (0..n_units).map(|_| gate(n_gate_experts, rng)).collect();
+        let n_aux = task_unit.iter().filter(|u| u.is_none()).count();
+        if cfg.variant == Variant::StemAl {
+            gates.extend((0..n_aux).map(|_| gate(cfg.shared_experts, rng)));
+        }
+        let heads = Heads::new(
+            cfg.heads,
+            ctx.n_domains(),
+            ctx.n_tasks(),
+            h,
+            &cfg.tower_dims,
+            &cfg.mlp,
+            rng,
+            device,
+        );
+        Ok(StemNet {
+            specific,
+            shared,
+            gates,
+            heads,
+            variant: cfg.variant,
+            units: cfg.units,
+            unit_sets,
+            task_unit,
+            n_tasks: ctx.n_tasks(),
+        })
+    }
+
+    fn unit_of(&self, group: Option<usize>, t: usize) -> usize {
+        match self.units {
+            Units::Task => t,
+            Units::Domain => group.unwrap_or(0),
+            Units::DomainTask => group.unwrap_or(0) * self.n_tasks + t,
+        }
+    }
+}
+
+impl RecModel for StemNet {
+    /// # Shapes
+    /// - unit table `x_u`, shared table `x_sh`: `[B, F·k + n_numeric]`
+    /// - experts `[B, H]`; gate of a unit `[B, n_experts]`; mixture `[B, H]`, on a head's rows
+    ///   `[n_d, H]`; logits `[B, T]`
+    fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
+        let x_sh = input.flat();
+        let shared: Vec<Tensor<2>> = self
+            .shared
+            .iter()
+            .map(|e| e.forward(x_sh.clone()))
+            .collect();
+        for (j, o) in shared.iter().enumerate() {
+            probes.record(|| format!("expert/shared/{j}"), || o.clone());
+        }
+        let tables: Vec<Tensor<2>> = self.unit_sets.iter().map(|&k| input.set_flat(k)).collect();
+        let specific: Vec<Vec<Tensor<2>>> = self
+            .specific
+            .iter()
+            .zip(&tables)
+            .map(|(es, x)| es.iter().map(|e| e.forward(x.clone())).collect())
+            .collect();
+        for (u, os) in specific.iter().enumerate() {
+            for (j, o) in os.iter().enumerate() {
+                probes.record(|| format!("expert/{u}/{j}"), || o.clone());
+            }
+        }
+        // Mixture of every unit (and, for STEM-AL, of every auxiliary task) on the whole batch.
+        let mut mixtures: Vec<Tensor<2>> = Vec::with_capacity(self.gates.len());
+        for (u, x_u) in tables.iter().enumerate() {
+            let (experts, gate_in): (Vec<Tensor<2>>, Tensor<2>) = match self.variant {
+                Variant::Stem => {
+                    let mut all = Vec::new();
+                    for (v, os) in specific.iter().enumerate() {
+                        for o in os {
+                            all.push(if v == u {
+                                o.clone()
+                            } else {
+                                o.clone().detach()
+                            });
+                        }
+                    }
+                    all.extend(shared.iter().cloned());
+                    (all, x_u.clone() + x_sh.clone())
+                }
+                Variant::MePle | Variant::StemAl => {
+                    let mut all = specific[u].clone();
+                    all.extend(shared.iter().cloned());
+                    (all, x_u.clone())
+                }
+            };
+            let gate = self.gates[u].forward(gate_in);
+            probes.record(|| format!("gate/{u}"), || gate.clone());
+            mixtures.push(mix(Tensor::stack(experts, 1), gate));
+        }
+        for (a, gate) in self.gates[tables.len()..].iter().enumerate() {
+            let g = gate.forward(x_sh.clone());
+            probes.record(|| format!("gate/aux{a}"), || g.clone());
+            mixtures.push(mix(Tensor::stack(shared.clone(), 1), g));
+        }
+        let n_units = tables.len();
+        let aux_index: Vec<Option<usize>> = {
+            let mut next = n_units;
+            self.task_unit
+                .iter()
+                .map(|u| {
+                    u.is_none().then(|| {
+                        next += 1;
+                        next - 1
+                    })
+                })
+                .collect()
+        };
+        let logits = self.heads.forward(input, |group, t| {
+            let m = match self.variant {
+                Variant::StemAl => self.task_unit[t]
+                    .or(aux_index[t])
+                    .expect("every task has a unit or an auxiliary gate"),
+                _ => self.unit_of(group, t),
+            };
+            match group {
+                Some(d) => input.rows_of(mixtures[m].clone(), d),
+                None => mixtures[m].clone(),
+            }
+        });
+        let _ = ctx;
+        ModelOutput {
+            logits,
+            aux_loss: None,
+        }
+    }
+}
+
+impl ZooModel for StemNet {
+    const NAME: &'static str = "stem";
+    const PAPER: &'static str = "Su et al., STEM: Unleashing the Power of Embeddings for Multi-task Recommendation, AAAI 2024";
+    type Config = Config;
+
+    fn tiny() -> Config {
+        Config {
+            expert_dims: vec![8],
+            tower_dims: vec![4],
+            ..Config::default()
+        }
+    }
+
+    fn embedding_sets(
+        cfg: &Config,
+        ctx: &ModelContext,
+    ) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
+        embedding_sets_of(Self::NAME, cfg, ctx)
+    }
+
+    fn build(
+        cfg: &Config,
+        ctx: &ModelContext,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        StemNet::new(Self::NAME, cfg, ctx, rng, device)
+    }
+}
+
+zoo_variant! {
+    /// ME-PLE: [`StemNet`] with PLE gates on the split tables.
+    MePle(StemNet),
+    /// Config of [`MePle`].
+    MePleConfig(Config),
+    name = "me_ple",
+    paper = "Multi-embedding PLE as in Su et al., STEM, AAAI 2024 (PLE baseline on the STEM embedding split) and Xu et al., Crocodile, 2025",
+    default = Config { variant: Variant::MePle, ..Config::default() },
+    tiny = Config { variant: Variant::MePle, expert_dims: vec![8], tower_dims: vec![4], ..Config::default() },
+    build = StemNet::new,
+    sets = embedding_sets_of,
+}
+
+zoo_variant! {
+    /// STEM-AL: [`StemNet`] with a main-task table and a shared table for auxiliary learning.
+    StemAl(StemNet),
+    /// Config of [`StemAl`].
+    StemAlConfig(Config),
+    name = "stem_al",
+    paper = "Pan et al., Ads Recommendation in a Collapsed and Entangled World, KDD 2024 (§5.2 STEM-AL)",
+    default = Config { variant: Variant::StemAl, ..Config::default() },
+    tiny = Config { variant: Variant::StemAl, expert_dims: vec![8], tower_dims: vec![4], ..Config::default() },
+    build = StemNet::new,
+    sets = embedding_sets_of,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::find;
+    use mdrec_nn::device::cpu;
+    use mdrec_nn::init::tensor;
+
+    fn build(
+        name: &str,
+        over: serde_json::Value,
+        ctx: &ModelContext,
+        device: &Device,
+    ) -> (StemNet, ModelContext) {
+        let f = find(name).unwrap();
+        let v = f.resolve(&over).unwrap();
+        let ctx = f.context(&v, ctx).unwrap();
+        let cfg: Config = serde_json::from_value(v).unwrap();
+        (
+            StemNet::new(name, &cfg, &ctx, &mut Rng::new(2), device).unwrap(),
+            ctx,
+        )
+    }
+
+    fn input(ctx: &ModelContext, domain: &[u32], device: &Device) -> (ModelInput, Vec<Tensor<2>>) {
+        let mut rng = Rng::new(9);
+        let b = domain.len();
+        let mut v = |w: usize| {
+            tensor(
+                (0..b * w).map(|_| rng.normal() as f32).collect(),
+                [b, w],
+                device,
+            )
+            .require_grad()
+        };
+        let mut input = ModelInput::new(v(ctx.emb_dim()), None, domain.to_vec(), ctx.n_domains());
+        input.sets = ctx.sets.iter().map(|s| v(s.width())).collect();
+        let leaves = input.sets.clone();
+        (input, leaves)
+    }
+
+    fn grad_norm(t: &Tensor<2>, g: &burn::tensor::Gradients) -> f32 {
+        t.grad(g)
+            .map_or(0.0, |g| g.abs().sum().into_scalar::<f32>())
+    }
+
+    #[test]
+    fn aftb_gate_forwards_every_expert_but_backpropagates_only_to_its_own_table() {
+        let ad = cpu().autodiff();
+        let ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
+        let (m, ctx) = build("stem", serde_json::json!({"heads": "task"}), &ctx, &ad);
+        let (x, leaves) = input(&ctx, &[0, 1, 0, 1], &ad);
+        let mut p = Probes::new(true);
+        let out = m.forward(&ctx, &x, &mut p);
+        // The gate of task 0 covers every expert: 2 units × 1 specific + 2 shared.
+        assert_eq!(p.values()["gate/0"].dims(), [4, 4]);
+        // Task 0's loss reaches task 0's table (u0) and the shared table, never task 1's (u1).
+        let g = out.logits.narrow(1, 0, 1).sum().backward();
+        assert!(grad_norm(&leaves[0], &g) > 0.0);
+        assert_eq!(grad_norm(&leaves[1], &g), 0.0);
+        assert!(grad_norm(&x.emb, &g) > 0.0);
+    }
+
+    #[test]
+    fn me_ple_gate_covers_own_and_shared_experts_only() {
+        let ad = cpu().autodiff();
+        let ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
+        let (m, ctx) = build("me_ple", serde_json::json!({"units": "domain"}), &ctx, &ad);
+        let (x, leaves) = input(&ctx, &[0, 0, 0, 1], &ad);
+        let mut p = Probes::new(true);
+        let out = m.forward(&ctx, &x, &mut p);
+        assert_eq!(p.values()["gate/0"].dims(), [4, 3]);
+        // Rows of domain 0 read only domain 0's table (and the shared one).
+        let g = out.logits.narrow(0, 0, 3).sum().backward();
+        assert!(grad_norm(&leaves[0], &g) > 0.0);
+        assert_eq!(grad_norm(&leaves[1], &g), 0.0);
+    }
+
+    #[test]
+    fn stem_al_main_table_is_trained_by_the_main_task_only() {
+        let ad = cpu().autodiff();
+        let ctx = ModelContext::uniform(3, 10, 4, 0, 1, 2);
+        let (m, ctx) = build("stem_al", serde_json::json!({}), &ctx, &ad);
+        assert_eq!(ctx.sets.len(), 1, "one main table");
+        let (x, leaves) = input(&ctx, &[0, 0, 0], &ad);
+        let out = m.forward(&ctx, &x, &mut Probes::new(false));
+        let aux = out.logits.narrow(1, 1, 1).sum().backward();
+        assert_eq!(grad_norm(&leaves[0], &aux), 0.0);
+        assert!(grad_norm(&x.emb, &aux) > 0.0);
+        let out = m.forward(&ctx, &x, &mut Probes::new(false));
+        let main = out.logits.narrow(1, 0, 1).sum().backward();
+        assert!(grad_norm(&leaves[0], &main) > 0.0);
+    }
+
+    #[test]
+    fn bad_unit_plans_are_errors() {
+        let ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
+        let f = find("stem_al").unwrap();
+        let v = f
+            .resolve(&serde_json::json!({"main_tasks": ["t0", "t1"]}))
+            .unwrap();
+        let e = f.context(&v, &ctx).unwrap_err().to_string();
+        assert!(e.contains("auxiliary"), "{e}");
+        let v = f
+            .resolve(&serde_json::json!({"main_tasks": ["nope"]}))
+            .unwrap();
+        assert!(f
+            .context(&v, &ctx)
+            .unwrap_err()
+            .to_string()
+            .contains("`nope`"));
+        let f = find("stem").unwrap();
+        let v = f
+            .resolve(&serde_json::json!({"units": "domain", "heads": "task"}))
+            .unwrap();
+        assert!(f.context(&v, &ctx).is_err());
+    }
+}
