@@ -24,6 +24,7 @@ pub mod heads;
 pub mod model;
 pub mod registry;
 
+pub mod ame;
 pub mod crocodile;
 pub mod m3oe;
 pub mod mlp;

@@ -141,6 +141,7 @@ pub static MODELS: &[&dyn ModelFactory] = &[
     &Entry::<crate::stem::StemNet>::NEW,
     &Entry::<crate::stem::MePle>::NEW,
     &Entry::<crate::stem::StemAl>::NEW,
+    &Entry::<crate::ame::Ame>::NEW,
 ];
 
 /// Look a model up by name.
