@@ -41,6 +41,38 @@ enum Cmd {
         #[arg(long)]
         run: PathBuf,
     },
+    /// Representation analyses of trained runs: information abundance and singular spectra of
+    /// the user/item tables (per item-frequency group), expert IA and utilisation, Diversity
+    /// Index over domain conflicts, interest-entanglement histograms (CSV + SVG + JSON).
+    Analyze {
+        /// Run directories written by `mdrec train` (repeat the flag to compare runs).
+        #[arg(long, required = true)]
+        run: Vec<PathBuf>,
+        /// Output folder.
+        #[arg(long, default_value = "runs/analysis")]
+        out: PathBuf,
+        /// Test rows run through the model.
+        #[arg(long, default_value_t = 20_000)]
+        rows: usize,
+        /// Item-frequency groups for IA.
+        #[arg(long, default_value_t = 5)]
+        groups: usize,
+        /// Percentile (0–1) of expert-output norms counted as high (DI τ_t).
+        #[arg(long, default_value_t = 0.6)]
+        tau_top: f64,
+        /// Percentile (0–1) of expert-output norms counted as low (DI τ_b).
+        #[arg(long, default_value_t = 0.4)]
+        tau_bottom: f64,
+        /// Task whose heads define domain conflicts (default: the first).
+        #[arg(long)]
+        di_task: Option<String>,
+        /// User field (default: the field with roles user + prior).
+        #[arg(long)]
+        user_field: Option<String>,
+        /// Item field (default: the field with roles item + prior).
+        #[arg(long)]
+        item_field: Option<String>,
+    },
     /// List the models in the zoo.
     Models,
     /// Data commands.
@@ -208,6 +240,23 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+fn cmd_analyze(
+    run: Vec<PathBuf>,
+    out: PathBuf,
+    opts: mdrec_train::analyze::AnalyzeOptions,
+) -> Result<()> {
+    let a = mdrec_train::analyze::analyze(&run, &out, &opts)?;
+    println!("| run | field | table | IA (all ids) |\n|---|---|---|---:|");
+    for r in a.ia.iter().filter(|r| r.group == "all") {
+        println!("| {} | {} | {} | {:.2} |", r.run, r.field, r.table, r.ia);
+    }
+    for n in &a.notes {
+        println!("note: {n}");
+    }
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
 fn cmd_eval(run: PathBuf) -> Result<()> {
     let (rep, _) = mdrec_train::evaluate_run(&run)?;
     let p = run.join("eval.json");
@@ -323,6 +372,29 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Train(a) => cmd_train(a),
         Cmd::Eval { run } => cmd_eval(run),
+        Cmd::Analyze {
+            run,
+            out,
+            rows,
+            groups,
+            tau_top,
+            tau_bottom,
+            di_task,
+            user_field,
+            item_field,
+        } => cmd_analyze(
+            run,
+            out,
+            mdrec_train::analyze::AnalyzeOptions {
+                rows,
+                groups,
+                tau_top,
+                tau_bottom,
+                di_task,
+                user_field,
+                item_field,
+            },
+        ),
         Cmd::Models => {
             cmd_models();
             Ok(())

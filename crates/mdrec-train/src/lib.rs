@@ -10,16 +10,20 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod analyze;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod engine;
 pub mod progress;
 pub mod report;
+pub mod svg;
 pub mod trainer;
 
 pub use config::{DatasetConfig, RunConfig, TrainConfig};
-pub use trainer::{context_from_schema, evaluate_run, prepare_dataset, train_run, RunOutcome};
+pub use trainer::{
+    context_from_schema, evaluate_run, load_run, prepare_dataset, train_run, LoadedRun, RunOutcome,
+};
 
 /// Errors of training and evaluation.
 #[derive(Debug, thiserror::Error)]

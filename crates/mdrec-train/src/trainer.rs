@@ -628,8 +628,22 @@ pub fn train_run(
     })
 }
 
-/// Re-score a run directory's test split from its saved config, schema and weights.
-pub fn evaluate_run(run: &Path) -> Result<(EvalReport, Vec<f32>), TrainError> {
+/// A run directory loaded back: its config, its data (through the cache) and every trained
+/// model of its setting with the weights restored.
+pub struct LoadedRun {
+    /// The run's resolved config.
+    pub cfg: RunConfig,
+    /// The dataset, prepared as the run saw it (the schema is checked against `schema.json`).
+    pub prepared: Prepared,
+    /// The schema's model context (without embedding sets; each snapshot has its own).
+    pub ctx: ModelContext,
+    /// One `(part name, weights)` per trained model: `all` for a one-model setting.
+    pub models: Vec<(String, Snapshot)>,
+    parts: Vec<Part>,
+}
+
+/// Load a run directory: saved config, schema check, weights.
+pub fn load_run(run: &Path) -> Result<LoadedRun, TrainError> {
     let cfg_path = run.join("config.resolved.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| TrainError::io(&cfg_path, e))?;
     let cfg: RunConfig = serde_json::from_str(&text)
@@ -652,16 +666,14 @@ pub fn evaluate_run(run: &Path) -> Result<(EvalReport, Vec<f32>), TrainError> {
         .map_err(TrainError::Config)?;
     let ckpt = Checkpoint::read(&run.join("weights.safetensors"))?;
     let ctx = context_from_schema(&prepared.schema, cfg.train.embedding.dim);
-    let n_t = ctx.n_tasks();
     let setting = resolve_setting(&cfg, factory);
     let all_parts = parts(setting, &ctx);
-    let mut logits = vec![0.0f32; prepared.test.len() * n_t];
+    let mut models = Vec::with_capacity(all_parts.len());
     for (i, part) in all_parts.iter().enumerate() {
-        let pctx = part.ctx(&ctx);
         let mut e = Engine::new(
             factory,
             &model_cfg,
-            pctx.clone(),
+            part.ctx(&ctx),
             &cfg.train,
             cfg.train.seed,
             &device,
@@ -671,14 +683,33 @@ pub fn evaluate_run(run: &Path) -> Result<(EvalReport, Vec<f32>), TrainError> {
             e.model.as_mut(),
             &mut e.store,
         )?;
+        models.push((part.name.clone(), e.snapshot()));
+    }
+    Ok(LoadedRun {
+        cfg,
+        prepared,
+        ctx,
+        models,
+        parts: all_parts,
+    })
+}
+
+/// Re-score a run directory's test split from its saved config, schema and weights.
+pub fn evaluate_run(run: &Path) -> Result<(EvalReport, Vec<f32>), TrainError> {
+    let loaded = load_run(run)?;
+    let (ctx, prepared) = (&loaded.ctx, &loaded.prepared);
+    let device = DeviceKind::parse(&loaded.cfg.train.device)
+        .and_then(DeviceKind::device)
+        .map_err(TrainError::Config)?;
+    let n_t = ctx.n_tasks();
+    let mut logits = vec![0.0f32; prepared.test.len() * n_t];
+    for (part, (_, snap)) in loaded.parts.iter().zip(&loaded.models) {
         let (rows, view) = part.view(&prepared.test);
-        let l = e
-            .snapshot()
-            .predict(&view, cfg.train.eval_batch_size, &device)?;
+        let l = snap.predict(&view, loaded.cfg.train.eval_batch_size, &device)?;
         part.place(&rows, &l, n_t, &mut logits);
     }
     let counts = prepared.train.domain_counts(ctx.n_domains());
-    Ok((eval_split(&ctx, &logits, &prepared.test, &counts)?, logits))
+    Ok((eval_split(ctx, &logits, &prepared.test, &counts)?, logits))
 }
 
 fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), TrainError> {
