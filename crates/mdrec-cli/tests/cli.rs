@@ -395,3 +395,85 @@ fn misspelt_monitor_is_a_config_error() {
         "{e}"
     );
 }
+
+#[test]
+fn analyze_writes_ia_spectra_di_and_entanglement_for_multi_embedding_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let me = tmp.path().join("stem");
+    let o = mdrec(&[
+        "train",
+        "--dataset",
+        "synthetic",
+        "--model",
+        "stem",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--set",
+        "dataset.synthetic_rows=3000",
+        "--set",
+        "train.batch_size=256",
+        "--set",
+        "dataset.split=random",
+        "--out",
+        me.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = tmp.path().join("analysis");
+    let o = mdrec(&[
+        "analyze",
+        "--run",
+        me.to_str().unwrap(),
+        "--rows",
+        "500",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ia = std::fs::read_to_string(out.join("ia.csv")).unwrap();
+    // STEM with two tasks: the shared table plus one table per task, for user and item ids.
+    for t in [
+        "user_id,user_id,",
+        "user_id,user_id@u0,",
+        "item_id,item_id@u1,",
+    ] {
+        assert!(ia.contains(t), "ia.csv lacks {t}:\n{ia}");
+    }
+    for f in [
+        "spectrum_user_id.svg",
+        "ia_frequency.svg",
+        "di.svg",
+        "utilisation_stem.svg",
+        "summary.json",
+    ] {
+        let s = std::fs::read_to_string(out.join(f)).unwrap();
+        assert!(!s.is_empty(), "{f} is empty");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let ia_all: Vec<f64> = summary["ia"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["group"] == "all")
+        .map(|r| r["ia"].as_f64().unwrap())
+        .collect();
+    // IA lies between 1 (one direction) and the embedding width.
+    assert!(
+        ia_all.iter().all(|&v| (1.0..=16.0 + 1e-9).contains(&v)),
+        "{ia_all:?}"
+    );
+
+    // A run trained with a per-domain setting is refused with a reason.
+    let iso = tmp.path().join("mlp");
+    assert!(train_synthetic(&iso, "mlp", "1").status.success());
+    let o = mdrec(&[
+        "analyze",
+        "--run",
+        iso.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("one-model run"), "{}", stderr(&o));
+}
