@@ -122,8 +122,10 @@ impl Default for Config {
     }
 }
 
-/// A gate of one head: scalar per expert (PG / ME-MMoE) or element-wise (EG).
+/// A gate of one head: scalar per expert (PG / ME-MMoE) or element-wise (EG). A model holds a
+/// handful, so the size difference of the variants does not matter.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum HeadGate {
     /// `softmax(Linear(r))` over K experts.
     Scalar(Gate),

@@ -21,11 +21,21 @@
 #![warn(missing_docs)]
 
 pub mod heads;
+pub mod interaction;
 pub mod model;
 pub mod registry;
 
+pub mod adasparse;
+pub mod adatt;
 pub mod ame;
+pub mod autoint;
 pub mod crocodile;
+pub mod dcn;
+pub mod dcnv2;
+pub mod deepfm;
+pub mod hinet;
+pub mod hmoe;
+pub mod m2m;
 pub mod m3oe;
 pub mod mlp;
 pub mod mmoe;
@@ -34,6 +44,7 @@ pub mod ple;
 pub mod shared_bottom;
 pub mod star;
 pub mod stem;
+pub mod xdeepfm;
 
 pub use model::{DynModel, ModelError, ModelOutput, Probes, RecModel, Setting, ZooModel};
 pub use registry::{find, ModelFactory, MODELS};

@@ -9,6 +9,11 @@
 //!   `domain_emb_dim` when the schema has no such field (as [`crate::star`]).
 //! - `ppnet`: **PPNet** (parameter personalization) on `O = E`.
 //! - `pepnet`: EPNet then PPNet on `O = O_ep`.
+//! - `epnet_s`: **EPNet-S** (AREAD's baseline, SWR's `EPNet`): EPNet then **one** tower shared
+//!   by every domain and task — hidden layers `tower_dims` on `O_ep` and a `Linear(h, T)` output,
+//!   one logit per task. With one task this is exactly AREAD/SWR's single shared tower; with
+//!   several tasks the hidden layers are shared by the tasks too (`epnet` with
+//!   `heads = "task"` is the variant with one tower per task).
 //!
 //! **Gate NU** (Eq. 2–3): `δ = γ · σ(W2 · ReLU(W1 x + b1) + b2)`, γ = 2 (`gate.gamma`), hidden
 //! width `gate.hidden` (default: the output width, as SWR and QunBB).
@@ -32,7 +37,8 @@
 //! (the paper's sigmoid is in the loss). Default heads: `epnet` one tower per (domain, task)
 //! (AREAD's "EPNet"), `ppnet` and `pepnet` one tower per task shared by every domain (paper
 //! §3.2, "shared top DNN task towers"); `heads` switches either way. Tower widths default to the
-//! paper's `[100, 64]`.
+//! paper's `[100, 64]` (also for `epnet_s`; SWR's EPNet-S uses a BN tower `[128, 64, 32]`, AREAD
+//! `(256, 128, 64, 32)` with BN and dropout 0.2 — `tower_dims` and `mlp` give either).
 //!
 //! Probes: `ep_gate` (`δ_domain`, `[B, D_in]`).
 //!
@@ -47,7 +53,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use mdrec_data::rng::Rng;
 use mdrec_nn::init::WeightInit;
 use mdrec_nn::layers::linear;
-use mdrec_nn::{MlpConfig, ModelContext, ModelInput};
+use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
 use crate::heads::{HeadLayout, Heads};
@@ -433,6 +439,90 @@ impl RecModel for Epnet {
     }
 }
 
+/// Config of [`EpnetS`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EpnetSConfig {
+    /// Gate NU options.
+    pub gate: GateNuConfig,
+    /// Width of the learned per-domain embedding used when the schema has no `domain` field.
+    pub domain_emb_dim: usize,
+    /// Hidden widths of the one shared tower (before its `Linear(h, T)` output).
+    pub tower_dims: Vec<usize>,
+    /// Hidden-layer options of the tower.
+    pub mlp: MlpConfig,
+}
+
+impl Default for EpnetSConfig {
+    fn default() -> Self {
+        let e = EpnetConfig::default();
+        EpnetSConfig {
+            gate: e.gate,
+            domain_emb_dim: e.domain_emb_dim,
+            tower_dims: e.tower_dims,
+            mlp: e.mlp,
+        }
+    }
+}
+
+/// EPNet followed by one tower shared by every domain and task.
+#[derive(Module, Debug)]
+pub struct EpnetS {
+    ep: EpNet,
+    tower: Mlp,
+    /// `Linear(h, T)`: one logit per task.
+    out: Linear,
+}
+
+impl ZooModel for EpnetS {
+    const NAME: &'static str = "epnet_s";
+    const PAPER: &'static str = "Chang et al., PEPNet: Parameter and Embedding Personalized Network for Infusing with Personalized Prior Information, KDD 2023 (EPNet-S: EPNet with one shared tower, a baseline of Luo et al., One for Dozens: Adaptive REcommendation for All Domains with Counterfactual Augmentation (AREAD))";
+    type Config = EpnetSConfig;
+
+    fn tiny() -> EpnetSConfig {
+        EpnetSConfig {
+            tower_dims: vec![8],
+            ..EpnetSConfig::default()
+        }
+    }
+
+    fn build(
+        cfg: &EpnetSConfig,
+        ctx: &ModelContext,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        if cfg.tower_dims.contains(&0) {
+            return Err(ModelError::Invalid {
+                model: Self::NAME.into(),
+                message: "tower_dims must not contain a width of 0".into(),
+            });
+        }
+        let ep = EpNet::new(&cfg.gate, cfg.domain_emb_dim, ctx, Self::NAME, rng, device)?;
+        let tower = Mlp::new(ctx.input_dim(), &cfg.tower_dims, &cfg.mlp, rng, device);
+        let out = linear(
+            tower.out_dim(),
+            ctx.n_tasks(),
+            WeightInit::TorchDefault,
+            rng,
+            device,
+        );
+        Ok(EpnetS { ep, tower, out })
+    }
+}
+
+impl RecModel for EpnetS {
+    /// # Shapes
+    /// - E `[B, D_in]` → O_ep `[B, D_in]` → shared tower `[B, h]` → logits `[B, T]`
+    fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
+        let o = self.ep.forward(ctx, input, probes);
+        ModelOutput {
+            logits: self.out.forward(self.tower.forward(o)),
+            aux_loss: None,
+        }
+    }
+}
+
 /// Config of [`Ppnet`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -625,6 +715,80 @@ mod tests {
                 .sum()
                 .backward();
         assert!(inp.emb.grad(&grads).is_some());
+    }
+
+    /// EPNet-S has one tower: its dense parameters are EPNet's plus one `D_in → h → T` tower,
+    /// whatever the number of domains, and rows of every domain train the same tower weights
+    /// (EPNet's per-(domain, task) towers only get gradient from their own domain's rows).
+    #[test]
+    fn epnet_s_has_one_tower_shared_by_every_domain() {
+        let dev = cpu();
+        let h = 8;
+        for n_domains in [2usize, 5] {
+            let mut ctx = ModelContext::uniform(3, 10, 4, 0, n_domains, 2);
+            // A domain field: the EPNet prior does not depend on the number of domains.
+            ctx.fields[2].roles = vec!["domain".into()];
+            let (d_in, t_n) = (ctx.input_dim(), ctx.n_tasks());
+            let s = EpnetS::build(&EpnetS::tiny(), &ctx, &mut Rng::new(2), &dev).unwrap();
+            let ep = s.ep.num_params();
+            assert_eq!(s.num_params(), ep + (d_in * h + h) + (h * t_n + t_n));
+            // EPNet with per-(domain, task) towers: S·T towers of D_in → h → 1.
+            let e = Epnet::build(&Epnet::tiny(), &ctx, &mut Rng::new(2), &dev).unwrap();
+            assert_eq!(
+                e.num_params(),
+                ep + n_domains * t_n * (d_in * h + h + h + 1)
+            );
+        }
+
+        // Gradient of the logits of domain-0 rows only.
+        struct Touched<'a>(&'a burn::tensor::Gradients, Vec<bool>);
+        impl burn::module::ModuleVisitor for Touched<'_> {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+                let g = p.val().grad(self.0).map(|g| {
+                    g.into_data()
+                        .try_to_vec::<f32>()
+                        .unwrap()
+                        .iter()
+                        .any(|&v| v != 0.0)
+                });
+                self.1.push(g.unwrap_or(false));
+            }
+        }
+        let dev = cpu().autodiff();
+        let ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
+        let domain = [0u32, 1, 0, 1, 1];
+        let inp = input(&ctx, &domain, &dev);
+        let rows0 = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &dev);
+        let s = EpnetS::build(&EpnetS::tiny(), &ctx, &mut Rng::new(2), &dev).unwrap();
+        let grads = s
+            .forward(&ctx, &inp, &mut Probes::new(false))
+            .logits
+            .select(0, rows0.clone())
+            .sum()
+            .backward();
+        let mut t = Touched(&grads, Vec::new());
+        s.tower.visit(&mut t);
+        s.out.visit(&mut t);
+        assert!(
+            t.1.iter().all(|&g| g),
+            "domain-0 rows train the whole shared tower"
+        );
+        let e = Epnet::build(&Epnet::tiny(), &ctx, &mut Rng::new(2), &dev).unwrap();
+        let grads = e
+            .forward(&ctx, &inp, &mut Probes::new(false))
+            .logits
+            .select(0, rows0)
+            .sum()
+            .backward();
+        let mut t = Touched(&grads, Vec::new());
+        e.heads.visit(&mut t);
+        // Towers (d0,t0), (d0,t1) touched; (d1,t0), (d1,t1) not: 4 tensors per tower.
+        assert_eq!(t.1.len(), 16);
+        assert!(
+            t.1[..8].iter().all(|&g| g) && !t.1[8..].iter().any(|&g| g),
+            "{:?}",
+            t.1
+        );
     }
 
     #[test]

@@ -120,6 +120,13 @@ pub struct DiRow {
     pub di_sf: Option<f64>,
 }
 
+/// `(run, table a, table b, bin edges, all-pair counts, conflict counts)`: user–item distances
+/// under table a, over all analysed pairs and over the pairs in conflict between a and b.
+pub type Entanglement = (String, String, String, Vec<f64>, Vec<usize>, Vec<usize>);
+
+/// Probe values concatenated over batches: name → (width, row-major values).
+type ProbeValues = BTreeMap<String, (usize, Vec<f32>)>;
+
 /// Everything [`analyze`] measured.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Analysis {
@@ -133,8 +140,8 @@ pub struct Analysis {
     pub utilisation: Vec<(String, String, Vec<f64>)>,
     /// DI rows.
     pub di: Vec<DiRow>,
-    /// `(run, table a, table b, bin edges, all-pair counts, conflict counts)`.
-    pub entanglement: Vec<(String, String, String, Vec<f64>, Vec<usize>, Vec<usize>)>,
+    /// Distance histograms between pairs of tables.
+    pub entanglement: Vec<Entanglement>,
     /// Things that could not be computed and why.
     pub notes: Vec<String>,
 }
@@ -286,12 +293,9 @@ fn gather(w: &[f32], dim: usize, ids: &[u32]) -> Vec<f32> {
 
 /// Forward `data` in batches with probes on; returns the concatenated probe values by name and
 /// the logits `[n, T]`.
-fn probe_all(
-    snap: &Snapshot,
-    data: &EncodedData,
-) -> Result<(BTreeMap<String, (usize, Vec<f32>)>, Vec<f32>), TrainError> {
+fn probe_all(snap: &Snapshot, data: &EncodedData) -> Result<(ProbeValues, Vec<f32>), TrainError> {
     let device = DeviceKind::Cpu.device().map_err(TrainError::Config)?;
-    let mut out: BTreeMap<String, (usize, Vec<f32>)> = BTreeMap::new();
+    let mut out: ProbeValues = BTreeMap::new();
     let mut logits = Vec::new();
     let mut batch = Batch::default();
     let mut buf = Vec::new();
@@ -313,7 +317,7 @@ fn probe_all(
         for (k, v) in probes.values() {
             // Only probes over the whole batch can be concatenated row-aligned.
             let [r, w] = v.dims();
-            if !(k.starts_with("expert/") && r == rows.len()) && !k.starts_with("gate/") {
+            if !(k.starts_with("gate/") || k.starts_with("expert/") && r == rows.len()) {
                 continue;
             }
             let vals = v
@@ -503,7 +507,7 @@ fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<()
     }
     let n_experts_of_gate = |w: usize| -> usize {
         let k = experts.len();
-        if k > 0 && w % k == 0 {
+        if k > 0 && w.is_multiple_of(k) {
             k
         } else {
             w
