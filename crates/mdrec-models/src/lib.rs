@@ -13,7 +13,11 @@
 //! | single-domain / isolated | [`mlp`] |
 //! | multi-task and multi-domain | [`shared_bottom`], [`mmoe`], [`ple`], [`m3oe`] |
 //! | multi-domain (star topology) | [`star`] |
-//! | personalized gating (Gate NU) | [`pepnet`] (`epnet`, `ppnet`, `pepnet`) |
+//! | personalized gating (Gate NU) | [`pepnet`] (`epnet`, `ppnet`, `pepnet`, `epnet_s`) |
+//! | multi-domain experts / pruning / meta | [`hinet`], [`adasparse`], [`m2m`] |
+//! | task-to-task fusion | [`adatt`] (`adatt`, `adatt_sp`) |
+//! | single-domain backbones (blocks in [`interaction`]) | [`deepfm`], [`dcn`], [`dcnv2`], [`autoint`], [`xdeepfm`] |
+//! | multi-embedding | [`crocodile`] (`crocodile`, `me_mmoe`), [`stem`] (`stem`, `me_ple`, `stem_al`), [`ame`], [`hmoe`] |
 //!
 //! Template for a new model: [`mmoe`] (experts shared by all rows, per-(domain, task) gates and
 //! towers computed on the domain's rows through [`mdrec_nn::ModelInput::route`]).
