@@ -20,7 +20,8 @@
 //! Reference implementation: torch-rechub `models/ranking/deepfm.py` (`LR(F·k) + FM + MLP_BN`),
 //! AREAD `model/dfm.py` (model-spec §4.17).
 //! Deviations from reference: the first-order term defaults to the paper's per-feature weights
-//! (references: `lr_mode = flat` on the embeddings); numeric inputs go to the DNN and the
+//! (references: `lr_mode = flat` on the embeddings), a multi-hot field contributing the mean of
+//! its values' weights (the store mean-pools); numeric inputs go to the DNN and the
 //! first-order term, not to the FM (which needs embeddings); several tasks share the FM term and
 //! have their own first-order weights and output heads; outputs are logits. Defaults from
 //! AREAD: DNN `[256, 128]`, BatchNorm, dropout 0.2. FM needs every field at one embedding
