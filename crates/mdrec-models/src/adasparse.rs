@@ -49,8 +49,8 @@ use mdrec_nn::init::{self, WeightInit};
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput, Norm};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::DomainEmbedding;
 use crate::heads::{HeadLayout, Heads};
-use crate::hinet::DomainEmbedding;
 use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
 
 /// How a pruner turns `v` into neuron factors.
@@ -280,7 +280,14 @@ impl ZooModel for AdaSparse {
                 "dims is empty and prune_input is false: the model would have no pruner".into(),
             ));
         }
-        let domain_emb = DomainEmbedding::new(ctx, cfg.domain_emb_dim, Self::NAME, rng, device)?;
+        let domain_emb = DomainEmbedding::new(
+            ctx,
+            &["domain"],
+            cfg.domain_emb_dim,
+            Self::NAME,
+            rng,
+            device,
+        )?;
         let k = domain_emb.dim();
         // Domain-agnostic columns of `flat`: every field that is not read as the domain
         // embedding, then the numeric inputs; adjacent ranges merged.

@@ -21,7 +21,6 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
-use mdrec_nn::layers::mix;
 use mdrec_nn::{EmbeddingSetSpec, Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
@@ -91,12 +90,12 @@ pub struct Ame {
     /// Index of the widest table.
     #[module(skip)]
     largest: usize,
-    #[module(skip)]
-    n_tasks: usize,
 }
 
+const SET_PREFIX: &str = "ame";
+
 fn set_name(p: usize) -> String {
-    format!("ame{p}")
+    format!("{SET_PREFIX}{p}")
 }
 
 impl Ame {
@@ -127,16 +126,7 @@ impl ZooModel for Ame {
         cfg: &Config,
         _ctx: &ModelContext,
     ) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
-        Ok(cfg
-            .extra_table_dims
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| EmbeddingSetSpec {
-                name: set_name(i + 1),
-                dim: Some(d),
-                roles: vec![],
-            })
-            .collect())
+        Ok(EmbeddingSetSpec::tables(SET_PREFIX, &cfg.extra_table_dims))
     }
 
     fn build(
@@ -207,7 +197,6 @@ impl ZooModel for Ame {
             experts_per_table: cfg.experts_per_table,
             gate_input: cfg.gate_input,
             largest,
-            n_tasks: ctx.n_tasks(),
         })
     }
 }
@@ -232,33 +221,12 @@ impl RecModel for Ame {
         }
         let stacked: Tensor<3> = Tensor::stack(outs, 1);
         let gate_in = match self.gate_input {
-            AmeGateInput::All => {
-                let mut parts = vec![input.flat()];
-                parts.extend(self.table_sets.iter().map(|&k| input.sets[k].clone()));
-                Tensor::cat(parts, 1)
-            }
+            AmeGateInput::All => input.flat_all(),
             AmeGateInput::Largest => tables[self.largest].clone(),
         };
-        let t_n = self.n_tasks;
-        let logits = self.heads.forward(input, |group, t| {
-            let (x, es, g) = match group {
-                Some(d) => (
-                    input.rows_of(gate_in.clone(), d),
-                    input.rows_of(stacked.clone(), d),
-                    d,
-                ),
-                None => (gate_in.clone(), stacked.clone(), 0),
-            };
-            let gate = self.gates[g * t_n + t].forward(x);
-            probes.record(
-                || match group {
-                    Some(d) => format!("gate/{}/{}", ctx.domains[d], ctx.tasks[t]),
-                    None => format!("gate/all/{}", ctx.tasks[t]),
-                },
-                || gate.clone(),
-            );
-            mix(es, gate)
-        });
+        let logits = self
+            .heads
+            .forward_gated(ctx, input, &self.gates, &gate_in, &stacked, probes);
         ModelOutput {
             logits,
             aux_loss: None,

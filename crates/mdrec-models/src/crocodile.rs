@@ -38,10 +38,10 @@
 //! Probes: `expert/<k>` (`[B, d]`), `gate/<domain>/<task>` (`[n_d, K]` or `[n_d, K·d]`,
 //! expert-major).
 
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
 use mdrec_nn::disentangle::{expert_loss, importance_loss, CovNormalize, DisentangleKind};
 use mdrec_nn::init::WeightInit;
@@ -49,9 +49,9 @@ use mdrec_nn::layers::{linear, mix};
 use mdrec_nn::{EmbeddingSetSpec, Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::DomainEmbedding;
 use crate::heads::{HeadLayout, Heads};
 use crate::model::{zoo_variant, ModelError, ModelOutput, Probes, RecModel, ZooModel};
-use crate::star::domain_table;
 
 /// What a gate reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,8 +139,8 @@ pub struct Crocodile {
     experts: Vec<Mlp>,
     gates: Vec<HeadGate>,
     heads: Heads,
-    /// Learned domain embedding `[S, k]` for the prior when the schema has no `domain` field.
-    domain_emb: Option<Param<Tensor<2>>>,
+    /// The domain part of the prior when the prior set lacks the `domain` field.
+    domain_emb: Option<DomainEmbedding>,
     #[module(skip)]
     table_sets: Vec<Option<usize>>,
     #[module(skip)]
@@ -258,26 +258,23 @@ impl Crocodile {
             rng,
             device,
         );
-        let has_domain_field = !ctx.fields_with_role("domain").is_empty();
-        let domain_emb = (cfg.gate_input == GateInput::Prior
-            && !(has_domain_field && cfg.prior_roles.iter().any(|r| r == "domain")))
-        .then(|| {
-            if cfg.domain_emb_dim == 0 {
-                Err(invalid(
-                    name,
-                    "the prior gate needs a domain embedding: the schema has no `domain` field in prior_roles and domain_emb_dim is 0",
-                ))
-            } else {
-                Ok(domain_table(ctx.n_domains(), cfg.domain_emb_dim, rng, device))
-            }
-        })
-        .transpose()?;
+        // The domain part of the prior comes from the prior set when it holds the `domain`
+        // field; otherwise from the schema's domain field or, without one, a learned table.
+        let domain_in_prior = prior_set.is_some_and(|k| {
+            ctx.sets[k]
+                .fields
+                .iter()
+                .any(|f| f.roles.iter().any(|r| r == "domain"))
+        });
+        let domain_emb = (cfg.gate_input == GateInput::Prior && !domain_in_prior)
+            .then(|| DomainEmbedding::new(ctx, &["domain"], cfg.domain_emb_dim, name, rng, device))
+            .transpose()?;
         let n_groups = heads.n_groups();
         let gate_width = |g: usize| -> usize {
             match cfg.gate_input {
                 GateInput::Prior => {
                     prior_set.map_or(0, |k| ctx.sets[k].width())
-                        + cfg.domain_emb_dim * domain_emb.is_some() as usize
+                        + domain_emb.as_ref().map_or(0, DomainEmbedding::dim)
                 }
                 GateInput::Embedding => table_width(g % cfg.num_tables),
             }
@@ -324,19 +321,13 @@ impl Crocodile {
     }
 
     /// The prior embedding `r` of every row, `[B, l]`.
-    fn prior(&self, input: &ModelInput) -> Tensor<2> {
+    fn prior(&self, ctx: &ModelContext, input: &ModelInput) -> Tensor<2> {
         let mut parts = Vec::new();
         if let Some(k) = self.prior_set {
             parts.push(input.sets[k].clone());
         }
-        if let Some(table) = &self.domain_emb {
-            let table = table.val();
-            let ids: Vec<i64> = input.domain.iter().map(|&d| d as i64).collect();
-            let ids = Tensor::<1, Int>::from_data(
-                TensorData::new(ids, [input.batch_size]),
-                &table.device(),
-            );
-            parts.push(table.select(0, ids));
+        if let Some(d) = &self.domain_emb {
+            parts.push(d.forward(ctx, input));
         }
         Tensor::cat(parts, 1)
     }
@@ -382,7 +373,7 @@ impl RecModel for Crocodile {
             probes.record(|| format!("expert/{i}"), || o.clone());
         }
         let stacked: Tensor<3> = Tensor::stack(outs.clone(), 1);
-        let prior = (self.gate_input == GateInput::Prior).then(|| self.prior(input));
+        let prior = (self.gate_input == GateInput::Prior).then(|| self.prior(ctx, input));
         let training = input.emb.device().is_autodiff();
         let want_gates = training && self.disentangle == DisentangleKind::Importance;
         let mut gates_seen = Vec::new();

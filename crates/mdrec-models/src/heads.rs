@@ -6,7 +6,10 @@ use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
 use mdrec_nn::init::WeightInit;
 use mdrec_nn::layers::linear;
-use mdrec_nn::{Mlp, MlpConfig, ModelInput};
+use mdrec_nn::layers::mix;
+use mdrec_nn::{Gate, Mlp, MlpConfig, ModelContext, ModelInput};
+
+use crate::model::Probes;
 use serde::{Deserialize, Serialize};
 
 /// Which towers a model has.
@@ -122,5 +125,42 @@ impl Heads {
                 Tensor::cat(cols, 1)
             }
         }
+    }
+
+    /// MMoE-style heads: head (group `g`, task `t`) mixes `experts` with the softmax gate
+    /// `gates[g · T + t]` applied to `gate_in`, both on the group's rows, and feeds the mixture
+    /// to its tower. Records `gate/<domain>/<task>` (`gate/all/<task>` for task heads).
+    ///
+    /// # Shapes
+    /// - gate_in `[B, G_in]`, experts `[B, E, H]` → logits `[B, T]`
+    pub fn forward_gated(
+        &self,
+        ctx: &ModelContext,
+        input: &ModelInput,
+        gates: &[Gate],
+        gate_in: &Tensor<2>,
+        experts: &Tensor<3>,
+        probes: &mut Probes,
+    ) -> Tensor<2> {
+        let t_n = self.n_tasks;
+        self.forward(input, |group, t| {
+            let (x, es, g) = match group {
+                Some(d) => (
+                    input.rows_of(gate_in.clone(), d),
+                    input.rows_of(experts.clone(), d),
+                    d,
+                ),
+                None => (gate_in.clone(), experts.clone(), 0),
+            };
+            let gate = gates[g * t_n + t].forward(x);
+            probes.record(
+                || match group {
+                    Some(d) => format!("gate/{}/{}", ctx.domains[d], ctx.tasks[t]),
+                    None => format!("gate/all/{}", ctx.tasks[t]),
+                },
+                || gate.clone(),
+            );
+            mix(es, gate)
+        })
     }
 }

@@ -44,19 +44,19 @@
 //! `gate/<group>/<task>` (CGC gates `[n_g, task_experts + shared_experts]`; `<group>` is the
 //! domain, or `all` with `heads = "task"`).
 
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
 use mdrec_nn::init::{self, WeightInit};
 use mdrec_nn::layers::{linear, mix};
 use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::DomainEmbedding;
 use crate::heads::{HeadLayout, Heads};
 use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
-use crate::star::domain_table;
 
 /// Config of [`Hinet`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,94 +100,6 @@ impl Default for Config {
             gate: GateKind::Linear,
             heads: HeadLayout::DomainTask,
             mlp: MlpConfig::default(),
-        }
-    }
-}
-
-/// The domain (scenario) embedding a model reads: the concatenated embeddings of the schema's
-/// fields with role `domain`, or a learned per-domain table `[S, k]` (N(0, 1/k), see
-/// [`domain_table`]) when the schema has none.
-#[derive(Module, Debug)]
-pub struct DomainEmbedding {
-    table: Option<Param<Tensor<2>>>,
-    #[module(skip)]
-    fields: Vec<usize>,
-    #[module(skip)]
-    dim: usize,
-}
-
-impl DomainEmbedding {
-    /// The schema's `domain` fields, or a learned table of width `table_dim` (an error naming
-    /// `model` when that is 0 and the schema has no such field).
-    pub fn new(
-        ctx: &ModelContext,
-        table_dim: usize,
-        model: &str,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let fields = ctx.fields_with_role("domain");
-        if fields.is_empty() {
-            if table_dim == 0 {
-                return Err(ModelError::Invalid {
-                    model: model.into(),
-                    message: "the schema has no field with role `domain` and domain_emb_dim is 0: \
-                              the model would have no scenario embedding"
-                        .into(),
-                });
-            }
-            Ok(DomainEmbedding {
-                table: Some(domain_table(ctx.n_domains(), table_dim, rng, device)),
-                fields,
-                dim: table_dim,
-            })
-        } else {
-            let dim = fields.iter().map(|&i| ctx.fields[i].dim).sum();
-            Ok(DomainEmbedding {
-                table: None,
-                fields,
-                dim,
-            })
-        }
-    }
-
-    /// Width `k` of the embedding.
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
-    /// Whether the embedding comes from schema fields (`false`: the learned table).
-    pub fn from_fields(&self) -> bool {
-        self.table.is_none()
-    }
-
-    /// Indices of the schema fields read (empty with the learned table).
-    pub fn fields(&self) -> &[usize] {
-        &self.fields
-    }
-
-    /// # Shapes
-    /// - result `[B, k]`
-    pub fn forward(&self, ctx: &ModelContext, input: &ModelInput) -> Tensor<2> {
-        match &self.table {
-            None => {
-                let parts: Vec<Tensor<2>> =
-                    self.fields.iter().map(|&i| input.field(ctx, i)).collect();
-                if parts.len() == 1 {
-                    parts.into_iter().next().expect("one field")
-                } else {
-                    Tensor::cat(parts, 1)
-                }
-            }
-            Some(table) => {
-                let table = table.val();
-                let ids: Vec<i64> = input.domain.iter().map(|&d| d as i64).collect();
-                let ids = Tensor::<1, Int>::from_data(
-                    TensorData::new(ids, [input.batch_size]),
-                    &table.device(),
-                );
-                table.select(0, ids)
-            }
         }
     }
 }
@@ -310,7 +222,14 @@ impl ZooModel for Hinet {
             |rng: &mut Rng| Sei::new(d_in, cfg.sub_experts, &cfg.sei_dims, &cfg.mlp, rng, device);
         let shared_sei = sei(rng);
         let specific: Vec<Sei> = (0..s).map(|_| sei(rng)).collect();
-        let domain_emb = DomainEmbedding::new(ctx, cfg.domain_emb_dim, Self::NAME, rng, device)?;
+        let domain_emb = DomainEmbedding::new(
+            ctx,
+            &["domain"],
+            cfg.domain_emb_dim,
+            Self::NAME,
+            rng,
+            device,
+        )?;
         let san = Mlp::new(domain_emb.dim(), &cfg.san_dims, &cfg.mlp, rng, device);
         let san_out = linear(san.out_dim(), s, WeightInit::TorchDefault, rng, device);
         let h = *cfg.sei_dims.last().expect("non-empty");

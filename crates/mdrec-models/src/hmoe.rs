@@ -38,7 +38,6 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
-use mdrec_nn::layers::mix;
 use mdrec_nn::{
     EmbeddingSetSpec, FieldInfo, Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput,
 };
@@ -187,12 +186,12 @@ pub struct Hmoe {
     n_groups: usize,
     #[module(skip)]
     combine: Combine,
-    #[module(skip)]
-    n_tasks: usize,
 }
 
+const SET_PREFIX: &str = "hm";
+
 fn set_name(p: usize) -> String {
-    format!("hm{p}")
+    format!("{SET_PREFIX}{p}")
 }
 
 fn invalid(message: impl Into<String>) -> ModelError {
@@ -306,16 +305,7 @@ impl ZooModel for Hmoe {
         cfg: &Config,
         _ctx: &ModelContext,
     ) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
-        Ok(cfg
-            .extra_table_dims
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| EmbeddingSetSpec {
-                name: set_name(i + 1),
-                dim: Some(d),
-                roles: vec![],
-            })
-            .collect())
+        Ok(EmbeddingSetSpec::tables(SET_PREFIX, &cfg.extra_table_dims))
     }
 
     fn build(
@@ -478,7 +468,6 @@ impl ZooModel for Hmoe {
             groups,
             n_groups,
             combine: cfg.combine,
-            n_tasks: ctx.n_tasks(),
         })
     }
 }
@@ -498,32 +487,15 @@ impl RecModel for Hmoe {
         }
         let n_e = outs.len();
         let stacked: Tensor<3> = Tensor::stack(outs, 1);
-        let t_n = self.n_tasks;
         let logits = match self.combine {
-            Combine::Gate => {
-                let mut parts = vec![input.flat()];
-                parts.extend(self.table_sets.iter().map(|&k| input.sets[k].clone()));
-                let gate_in = Tensor::cat(parts, 1);
-                self.heads.forward(input, |group, t| {
-                    let (x, es, g) = match group {
-                        Some(d) => (
-                            input.rows_of(gate_in.clone(), d),
-                            input.rows_of(stacked.clone(), d),
-                            d,
-                        ),
-                        None => (gate_in.clone(), stacked.clone(), 0),
-                    };
-                    let gate = self.gates[g * t_n + t].forward(x);
-                    probes.record(
-                        || match group {
-                            Some(d) => format!("gate/{}/{}", ctx.domains[d], ctx.tasks[t]),
-                            None => format!("gate/all/{}", ctx.tasks[t]),
-                        },
-                        || gate.clone(),
-                    );
-                    mix(es, gate)
-                })
-            }
+            Combine::Gate => self.heads.forward_gated(
+                ctx,
+                input,
+                &self.gates,
+                &input.flat_all(),
+                &stacked,
+                probes,
+            ),
             Combine::Weights | Combine::Sum => {
                 let [b, _, h] = stacked.dims();
                 let combined = match &self.weights {

@@ -24,6 +24,7 @@
 
 #![warn(missing_docs)]
 
+pub mod domain;
 pub mod heads;
 pub mod interaction;
 pub mod model;

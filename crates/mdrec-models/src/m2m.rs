@@ -52,8 +52,8 @@ use mdrec_nn::layers::{linear, mix};
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::DomainEmbedding;
 use crate::heads::{HeadLayout, Heads};
-use crate::hinet::DomainEmbedding;
 use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
 
 /// Self-attention over the fields of one sample (the in-sample replacement of SWR's
@@ -315,7 +315,14 @@ impl ZooModel for M2m {
             .map(|_| Mlp::new(d_in, &cfg.expert_dims, &cfg.mlp, rng, device))
             .collect();
         let h = experts[0].out_dim();
-        let domain_emb = DomainEmbedding::new(ctx, cfg.domain_emb_dim, Self::NAME, rng, device)?;
+        let domain_emb = DomainEmbedding::new(
+            ctx,
+            &["domain"],
+            cfg.domain_emb_dim,
+            Self::NAME,
+            rng,
+            device,
+        )?;
         let s = cfg.scenario_dim;
         let scenario_view = linear(domain_emb.dim(), s, WeightInit::TorchDefault, rng, device);
         let u = cfg.task_emb_dim;

@@ -13,7 +13,6 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
-use mdrec_nn::layers::mix;
 use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
@@ -57,8 +56,6 @@ pub struct Mmoe {
     experts: Vec<Mlp>,
     gates: Vec<Gate>,
     heads: Heads,
-    #[module(skip)]
-    n_tasks: usize,
 }
 
 impl ZooModel for Mmoe {
@@ -110,7 +107,6 @@ impl ZooModel for Mmoe {
             experts,
             gates,
             heads,
-            n_tasks: ctx.n_tasks(),
         })
     }
 }
@@ -126,26 +122,9 @@ impl RecModel for Mmoe {
             probes.record(|| format!("expert/{i}"), || o.clone());
         }
         let stacked: Tensor<3> = Tensor::stack(outs, 1);
-        let t_n = self.n_tasks;
-        let logits = self.heads.forward(input, |group, t| {
-            let (xs, es, g) = match group {
-                Some(d) => (
-                    input.rows_of(x.clone(), d),
-                    input.rows_of(stacked.clone(), d),
-                    d,
-                ),
-                None => (x.clone(), stacked.clone(), 0),
-            };
-            let gate = self.gates[g * t_n + t].forward(xs);
-            probes.record(
-                || match group {
-                    Some(d) => format!("gate/{}/{}", ctx.domains[d], ctx.tasks[t]),
-                    None => format!("gate/all/{}", ctx.tasks[t]),
-                },
-                || gate.clone(),
-            );
-            mix(es, gate)
-        });
+        let logits = self
+            .heads
+            .forward_gated(ctx, input, &self.gates, &x, &stacked, probes);
         ModelOutput {
             logits,
             aux_loss: None,

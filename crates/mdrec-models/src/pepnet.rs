@@ -46,19 +46,19 @@
 //! - E: `[B, D_in]`; domain prior `[B, k_d]`; `δ_domain`, `O_ep`: `[B, D_in]`
 //! - prior `[B, p + D_in]`; PPNet gate of layer `l` `[n, h_l · T]`; logits `[B, T]`
 
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::activation::{relu, sigmoid};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
 use mdrec_nn::init::WeightInit;
 use mdrec_nn::layers::linear;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::DomainEmbedding;
 use crate::heads::{HeadLayout, Heads};
 use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
-use crate::star::domain_table;
 
 /// Options of every Gate NU of a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,10 +142,8 @@ fn fields_with_roles(ctx: &ModelContext, roles: &[&str]) -> Vec<usize> {
 #[derive(Module, Debug)]
 pub struct EpNet {
     gate: GateNu,
-    /// Learned per-domain embedding `[S, k]` when the schema has no domain/context field.
-    domain_emb: Option<Param<Tensor<2>>>,
-    #[module(skip)]
-    domain_fields: Vec<usize>,
+    /// The domain-side prior `E(F_d)`: the `domain`/`context` fields, else a learned table.
+    domain_emb: DomainEmbedding,
 }
 
 impl EpNet {
@@ -158,26 +156,18 @@ impl EpNet {
         device: &Device,
     ) -> Result<Self, ModelError> {
         gate.check(model)?;
-        let domain_fields = fields_with_roles(ctx, &["domain", "context"]);
-        let (domain_emb, k) = if domain_fields.is_empty() {
-            if domain_emb_dim == 0 {
-                return Err(ModelError::Invalid {
-                    model: model.into(),
-                    message: "the schema has no `domain` field and domain_emb_dim is 0".into(),
-                });
-            }
-            (
-                Some(domain_table(ctx.n_domains(), domain_emb_dim, rng, device)),
-                domain_emb_dim,
-            )
-        } else {
-            (None, domain_fields.iter().map(|&i| ctx.fields[i].dim).sum())
-        };
+        let domain_emb = DomainEmbedding::new(
+            ctx,
+            &["domain", "context"],
+            domain_emb_dim,
+            model,
+            rng,
+            device,
+        )?;
         let d_in = ctx.input_dim();
         Ok(EpNet {
-            gate: GateNu::new(k + d_in, d_in, gate, rng, device),
+            gate: GateNu::new(domain_emb.dim() + d_in, d_in, gate, rng, device),
             domain_emb,
-            domain_fields,
         })
     }
 
@@ -186,22 +176,7 @@ impl EpNet {
     /// # Shapes
     /// - result `[B, k_d]`
     fn domain_prior(&self, ctx: &ModelContext, input: &ModelInput) -> Tensor<2> {
-        match (
-            &self.domain_emb,
-            fields_cat(ctx, input, &self.domain_fields),
-        ) {
-            (_, Some(e)) => e,
-            (Some(table), None) => {
-                let table = table.val();
-                let ids: Vec<i64> = input.domain.iter().map(|&d| d as i64).collect();
-                let ids = Tensor::<1, Int>::from_data(
-                    TensorData::new(ids, [input.batch_size]),
-                    &table.device(),
-                );
-                table.select(0, ids)
-            }
-            (None, None) => unreachable!("built with a domain embedding"),
-        }
+        self.domain_emb.forward(ctx, input)
     }
 
     /// `δ_domain = GateNU(E(F_d) ⊕ stopgrad(E))`.
@@ -672,6 +647,8 @@ impl RecModel for Pepnet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::module::Param;
+    use burn::tensor::{Int, TensorData};
     use mdrec_nn::device::cpu;
     use mdrec_nn::init;
     use mdrec_nn::input::Routing;
@@ -707,7 +684,7 @@ mod tests {
             assert!(g.iter().all(|&v| v == 0.0), "gate loss reached E: {g:?}");
         }
         // The domain embedding is trained through the gate.
-        let table = m.ep.domain_emb.as_ref().unwrap().val();
+        let table = m.ep.domain_emb.table().unwrap();
         assert!(table.grad(&grads).is_some());
         // E still receives gradient through O_ep = δ ⊗ E.
         let grads =
@@ -816,8 +793,8 @@ mod tests {
                 ..Pepnet::tiny()
             };
             let m = Pepnet::build(&cfg, &ctx, &mut Rng::new(1), &dev).unwrap();
-            assert!(m.ep.domain_emb.is_none());
-            assert_eq!(m.ep.domain_fields, vec![3]);
+            assert!(m.ep.domain_emb.from_fields());
+            assert_eq!(m.ep.domain_emb.fields(), [3]);
             assert_eq!(m.pp.prior_fields, vec![0, 1]);
             let domain = [2u32, 0, 1, 2];
             let mut inp = input(&ctx, &domain, &dev);

@@ -41,6 +41,7 @@ use mdrec_nn::layers::linear;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::domain_table;
 use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
 
 /// Config of [`Star`].
@@ -217,19 +218,6 @@ impl StarLinear {
         let out = b.dims()[0];
         x.matmul(w) + b.reshape([1, out])
     }
-}
-
-/// A learned per-domain embedding table `[n_domains, k]`, N(0, 1/k): the stand-in for the
-/// domain-indicator embedding when the schema has no field with role `domain` (also used by
-/// [`crate::pepnet`]).
-pub(crate) fn domain_table(
-    n_domains: usize,
-    k: usize,
-    rng: &mut Rng,
-    device: &Device,
-) -> Param<Tensor<2>> {
-    let v = init::normal(rng, n_domains * k, 1.0 / (k as f32).sqrt());
-    init::param(v, [n_domains, k], device)
 }
 
 /// Star topology adaptive recommender.

@@ -335,7 +335,7 @@ impl RecModel for StemNet {
     /// - unit table `x_u`, shared table `x_sh`: `[B, F·k + n_numeric]`
     /// - experts `[B, H]`; gate of a unit `[B, n_experts]`; mixture `[B, H]`, on a head's rows
     ///   `[n_d, H]`; logits `[B, T]`
-    fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
+    fn forward(&self, _ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
         let x_sh = input.flat();
         let shared: Vec<Tensor<2>> = self
             .shared
@@ -415,7 +415,6 @@ impl RecModel for StemNet {
                 None => mixtures[m].clone(),
             }
         });
-        let _ = ctx;
         ModelOutput {
             logits,
             aux_loss: None,

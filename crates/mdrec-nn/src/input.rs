@@ -75,6 +75,19 @@ impl EmbeddingSetSpec {
             roles: vec![],
         }
     }
+
+    /// One full copy of every field per width in `dims`, named `<prefix>1`, `<prefix>2`, …
+    /// (table 0 being the schema's own).
+    pub fn tables(prefix: &str, dims: &[usize]) -> Vec<Self> {
+        dims.iter()
+            .enumerate()
+            .map(|(i, &d)| EmbeddingSetSpec {
+                name: format!("{prefix}{}", i + 1),
+                dim: Some(d),
+                roles: vec![],
+            })
+            .collect()
+    }
 }
 
 /// An extra embedding set as a model sees it.
@@ -331,6 +344,18 @@ impl ModelInput {
             Some(d) => Tensor::cat(vec![self.sets[k].clone(), d.clone()], 1),
             None => self.sets[k].clone(),
         }
+    }
+
+    /// The base embeddings, every set and the numeric inputs side by side (a gate that reads
+    /// every table): `[B, emb_dim + Σ width_k + n_numeric]`.
+    pub fn flat_all(&self) -> Tensor<2> {
+        if self.sets.is_empty() {
+            return self.flat();
+        }
+        let mut parts = vec![self.emb.clone()];
+        parts.extend(self.sets.iter().cloned());
+        parts.extend(self.dense.iter().cloned());
+        Tensor::cat(parts, 1)
     }
 
     /// The embedding of field `i` of set `k`: `[B, dim]`.
