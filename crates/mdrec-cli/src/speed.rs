@@ -4,6 +4,9 @@
 //! - `engine`: the foundation measurement — MMoE, batch 1024, 20 categorical fields × 10k
 //!   vocabulary, dim 16, 6 experts 320→256→128, 3 domain towers 128→64→1, one task, random ids.
 //! - `dataset`: any model on a prepared dataset (e.g. MovieLens-1M), first N batches of an epoch.
+//! - `zoo`: the engine workload, then every registered model (or `--models a,b`) with its
+//!   default (paper-size) config on a prepared dataset; one table row per model, optionally
+//!   written to `--out FILE` with the environment card.
 
 use std::time::Instant;
 
@@ -18,12 +21,18 @@ use mdrec_train::{context_from_schema, prepare_dataset, RunConfig};
 
 #[derive(Args)]
 pub struct SpeedArgs {
-    /// `engine` or `dataset`.
+    /// `engine`, `dataset` or `zoo`.
     #[arg(long, default_value = "engine")]
     workload: String,
     /// Model for the `dataset` workload (default mmoe).
     #[arg(long)]
     model: Option<String>,
+    /// Models for the `zoo` workload, comma-separated (default: every registered model).
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
+    /// Also write the table (with the environment card) to this Markdown file.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
     /// Dataset for the `dataset` workload.
     #[arg(long, default_value = "movielens-1m")]
     dataset: String,
@@ -104,45 +113,14 @@ fn time_engine(
     Ok((train, infer, data_rate))
 }
 
-pub fn run(a: SpeedArgs) -> Result<()> {
+/// One table row: `(train, inference, data path)` samples/s of `cfg`'s model on `data`.
+fn measure(
+    cfg: &RunConfig,
+    ctx: &ModelContext,
+    data: &EncodedData,
+    a: &SpeedArgs,
+) -> Result<(f64, f64, f64)> {
     let device = DeviceKind::Cpu.device().map_err(anyhow::Error::msg)?;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let mut cfg = RunConfig::default();
-    for s in &a.set {
-        cfg.set(s)?;
-    }
-    cfg.train.batch_size = a.batch_size;
-    let (name, ctx, data) = match a.workload.as_str() {
-        "engine" => {
-            cfg.set_model_name("mmoe");
-            cfg.model.insert("num_experts".into(), 6.into());
-            cfg.model
-                .insert("expert_dims".into(), serde_json::json!([256, 128]));
-            cfg.model
-                .insert("tower_dims".into(), serde_json::json!([64]));
-            let ctx = ModelContext::uniform(20, 10_000, 16, 0, 3, 1);
-            (
-                "engine (MMoE, 20×10k×16, 6 experts 320→256→128, 3 towers 128→64→1)".to_string(),
-                ctx,
-                engine_data(65_536, 20, 10_000, 7),
-            )
-        }
-        "dataset" => {
-            cfg.set_model_name(a.model.as_deref().unwrap_or("mmoe"));
-            cfg.dataset.name = a.dataset.clone();
-            cfg.dataset.data_dir = a.data_dir.clone();
-            let p = prepare_dataset(&cfg)?;
-            let ctx = context_from_schema(&p.schema, cfg.train.embedding.dim);
-            (
-                format!("{} on {}", cfg.model_name(), p.source),
-                ctx,
-                p.train,
-            )
-        }
-        other => anyhow::bail!("unknown workload `{other}`; expected `engine` or `dataset`"),
-    };
     let factory = mdrec_models::find(cfg.model_name())?;
     let model_cfg = factory.resolve(&cfg.model_overrides())?;
     let mut engine = Engine::new(
@@ -153,15 +131,104 @@ pub fn run(a: SpeedArgs) -> Result<()> {
         cfg.train.seed,
         &device,
     )?;
-    let (train, infer, data_rate) =
-        time_engine(&mut engine, &data, a.batch_size, a.warmup, a.steps)?;
-    println!(
-        "| workload | batch | threads | train samples/s | inference samples/s | data path rows/s |"
+    time_engine(&mut engine, data, a.batch_size, a.warmup, a.steps)
+}
+
+fn engine_workload(cfg: &mut RunConfig) -> (String, ModelContext, EncodedData) {
+    cfg.set_model_name("mmoe");
+    cfg.model.insert("num_experts".into(), 6.into());
+    cfg.model
+        .insert("expert_dims".into(), serde_json::json!([256, 128]));
+    cfg.model
+        .insert("tower_dims".into(), serde_json::json!([64]));
+    (
+        "engine (MMoE, 20×10k×16, 6 experts 320→256→128, 3 towers 128→64→1)".to_string(),
+        ModelContext::uniform(20, 10_000, 16, 0, 3, 1),
+        engine_data(65_536, 20, 10_000, 7),
+    )
+}
+
+pub fn run(a: SpeedArgs) -> Result<()> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut base = RunConfig::default();
+    for s in &a.set {
+        base.set(s)?;
+    }
+    base.train.batch_size = a.batch_size;
+    let mut table = String::from(
+        "| workload | batch | threads | train samples/s | inference samples/s | data path rows/s |\n\
+         |---|---:|---:|---:|---:|---:|\n",
     );
-    println!("|---|---:|---:|---:|---:|---:|");
-    println!(
-        "| {name} | {} | {threads} | {train:.0} | {infer:.0} | {data_rate:.0} |",
-        a.batch_size
-    );
+    let mut row = |name: &str, (train, infer, data_rate): (f64, f64, f64)| {
+        let line = format!(
+            "| {name} | {} | {threads} | {train:.0} | {infer:.0} | {data_rate:.0} |\n",
+            a.batch_size
+        );
+        eprint!("{line}");
+        table.push_str(&line);
+    };
+    let prepared = |cfg: &mut RunConfig| -> Result<(ModelContext, EncodedData, String)> {
+        cfg.dataset.name = a.dataset.clone();
+        cfg.dataset.data_dir = a.data_dir.clone();
+        let p = prepare_dataset(cfg)?;
+        let ctx = context_from_schema(&p.schema, cfg.train.embedding.dim);
+        Ok((ctx, p.train, p.source))
+    };
+    match a.workload.as_str() {
+        "engine" => {
+            let mut cfg = base.clone();
+            let (name, ctx, data) = engine_workload(&mut cfg);
+            row(&name, measure(&cfg, &ctx, &data, &a)?);
+        }
+        "dataset" => {
+            let mut cfg = base.clone();
+            cfg.set_model_name(a.model.as_deref().unwrap_or("mmoe"));
+            let (ctx, data, source) = prepared(&mut cfg)?;
+            row(
+                &format!("{} on {source}", cfg.model_name()),
+                measure(&cfg, &ctx, &data, &a)?,
+            );
+        }
+        "zoo" => {
+            let names: Vec<String> = if a.models.is_empty() {
+                mdrec_models::MODELS
+                    .iter()
+                    .map(|f| f.name().to_string())
+                    .collect()
+            } else {
+                a.models.clone()
+            };
+            for n in &names {
+                mdrec_models::find(n)?;
+            }
+            let mut cfg = base.clone();
+            let (name, ctx, data) = engine_workload(&mut cfg);
+            row(&name, measure(&cfg, &ctx, &data, &a)?);
+            let mut cfg = base.clone();
+            let (ctx, data, source) = prepared(&mut cfg)?;
+            for n in &names {
+                let mut cfg = base.clone();
+                cfg.set_model_name(n);
+                row(&format!("{n} on {source}"), measure(&cfg, &ctx, &data, &a)?);
+            }
+        }
+        other => {
+            anyhow::bail!("unknown workload `{other}`; expected `engine`, `dataset` or `zoo`")
+        }
+    }
+    println!("{table}");
+    if let Some(path) = &a.out {
+        let text = format!(
+            "# Speed: `mdrec speed --workload {}`\n\n{table}\nTraining: {} timed steps after {} warm-up steps; inference: up to 200,000 rows at batch 8192.\n\n{}",
+            a.workload,
+            a.steps,
+            a.warmup,
+            mdrec_train::bench::environment_card()
+        );
+        std::fs::write(path, text)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
     Ok(())
 }

@@ -477,3 +477,45 @@ fn analyze_writes_ia_spectra_di_and_entanglement_for_multi_embedding_runs() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("one-model run"), "{}", stderr(&o));
 }
+
+#[test]
+fn speed_zoo_writes_one_row_per_model_and_the_environment() {
+    let out = std::env::temp_dir().join(format!("mdrec-speed-{}.md", std::process::id()));
+    let o = mdrec(&[
+        "speed",
+        "--workload",
+        "zoo",
+        "--dataset",
+        "synthetic",
+        "--models",
+        "mmoe,stem",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    std::fs::remove_file(&out).ok();
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| ")).collect();
+    // Header, the engine workload, then one row per requested model in order.
+    assert_eq!(rows.len(), 4, "{text}");
+    assert!(rows[1].starts_with("| engine (MMoE"));
+    assert!(
+        rows[2].starts_with("| mmoe on synthetic") && rows[3].starts_with("| stem on synthetic")
+    );
+    assert!(text.contains("git commit:") && text.contains("threads:"));
+    // An unknown model is refused before anything is timed.
+    let o = mdrec(&[
+        "speed",
+        "--workload",
+        "zoo",
+        "--dataset",
+        "synthetic",
+        "--models",
+        "nope",
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains("unknown model `nope`"));
+}

@@ -168,6 +168,11 @@ pub struct EvalReport {
     /// (domain-major), then domains whose every cell is undefined, then tasks. Without group keys
     /// gAUC is simply not computed and not listed.
     pub undefined: Vec<String>,
+    /// Per domain, the weight DomainAUC and Major-K / Minor-K use: the domain's training rows
+    /// when given ([`EvalInput::train_domain_counts`]), else its rows in this slice. Empty in
+    /// reports written before it existed.
+    #[serde(default)]
+    pub domain_weights: Vec<f64>,
 }
 
 /// Mean of the defined values; `None` when none is defined.
@@ -424,6 +429,7 @@ pub fn evaluate(inp: &EvalInput) -> Result<EvalReport, MetricsError> {
         domains,
         overall,
         undefined,
+        domain_weights: weights,
     })
 }
 
@@ -438,8 +444,8 @@ const OVERALL_NAMES: [(&str, bool); 5] = [
 
 /// The accepted name forms, for error messages.
 const NAME_FORMS: &str = "auc_mean_cells, auc_task_pooled_mean, gauc_task_mean, logloss, \
-    domain_auc, auc/<task>, gauc/<task>, logloss/<task>, auc/<domain>/<task>, \
-    gauc/<domain>/<task>, logloss/<domain>/<task>";
+    domain_auc, major<K>_auc, minor<K>_auc, auc/<task>, gauc/<task>, logloss/<task>, \
+    auc/<domain>/<task>, gauc/<domain>/<task>, logloss/<domain>/<task>";
 
 fn list_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let all: Vec<&str> = names.collect();
@@ -518,6 +524,9 @@ impl EvalReport {
                 .map(|v| (v, hib))
                 .ok_or_else(|| undefined(None, name == "gauc_task_mean"));
         }
+        if let Some(v) = self.major_minor(name) {
+            return v;
+        }
         let unknown = || MetricsError::UnknownMetric {
             name: name.to_string(),
             accepted: format!(
@@ -560,6 +569,46 @@ impl EvalReport {
                 });
         }
         Err(unknown())
+    }
+
+    /// `major<K>_auc` / `minor<K>_auc` (AREAD's Major5AUC, Minor5AUC, Minor10AUC; see
+    /// [`crate::major_minor_k`]): per task, the DomainAUC of the `K` domains with the most / the
+    /// fewest training rows, averaged over the tasks where it is defined. `None` when `name` is
+    /// not of that form.
+    fn major_minor(&self, name: &str) -> Option<Result<(f64, bool), MetricsError>> {
+        let (major, k) = if let Some(r) = name.strip_prefix("major") {
+            (true, r.strip_suffix("_auc")?)
+        } else {
+            (false, name.strip_prefix("minor")?.strip_suffix("_auc")?)
+        };
+        let k: usize = k.parse().ok().filter(|&k| k > 0)?;
+        let undefined = |why: String| MetricsError::Undefined {
+            name: name.to_string(),
+            why,
+        };
+        let d_n = self.domains.len();
+        if self.domain_weights.len() != d_n {
+            return Some(Err(undefined(
+                "this report has no per-domain weights (written by an older mdrec); re-evaluate the run".into(),
+            )));
+        }
+        let t_n = self.tasks.len();
+        let counts: Vec<usize> = self.domain_weights.iter().map(|&w| w as usize).collect();
+        let v = mean_defined((0..t_n).map(|t| {
+            let a: Vec<Option<f64>> = (0..d_n).map(|d| self.cells[d * t_n + t].auc).collect();
+            let (maj, min) = crate::major_minor_k(&a, &counts, k);
+            if major {
+                maj
+            } else {
+                min
+            }
+        }));
+        Some(v.map(|v| (v, true)).ok_or_else(|| {
+            undefined(format!(
+                "every domain AUC of the {} {k} domains is undefined",
+                if major { "largest" } else { "smallest" }
+            ))
+        }))
     }
 
     /// Why a metric is undefined: the slice's entry in [`EvalReport::undefined`] (`slice` is its
@@ -741,6 +790,46 @@ mod tests {
             r2.undefined.is_empty(),
             "no gAUC requested is not 'undefined'"
         );
+    }
+
+    #[test]
+    fn major_minor_k_by_name() {
+        let c = lcg_eval_case(700, 5, 4, 3, 30);
+        let (dn, tn) = (
+            names(&["a", "b", "c", "d"]),
+            names(&["click", "like", "buy"]),
+        );
+        let counts = [50usize, 400, 10, 200];
+        let r = evaluate(&EvalInput {
+            logits: &c.logits,
+            labels: &c.labels,
+            n_tasks: 3,
+            domain: &c.domain,
+            group: None,
+            domain_names: &dn,
+            task_names: &tn,
+            train_domain_counts: Some(&counts),
+        })
+        .unwrap();
+        let cell = |d: usize, t: usize| r.cells[d * 3 + t].auc.unwrap();
+        // Major-2 = domains b (400) and d (200); Minor-1 = domain c (10); per task, then mean.
+        let major2 = (0..3)
+            .map(|t| (400.0 * cell(1, t) + 200.0 * cell(3, t)) / 600.0)
+            .sum::<f64>()
+            / 3.0;
+        let minor1 = (0..3).map(|t| cell(2, t)).sum::<f64>() / 3.0;
+        let (v, hib) = r.metric("major2_auc").unwrap();
+        assert!((v - major2).abs() < 1e-12 && hib);
+        assert!((r.metric("minor1_auc").unwrap().0 - minor1).abs() < 1e-12);
+        // K beyond the domain count is every domain: DomainAUC.
+        let all = r.metric("minor9_auc").unwrap().0;
+        assert!((all - r.overall.domain_auc.unwrap()).abs() < 1e-12);
+        assert!(r.metric("major0_auc").is_err() && r.metric("majorx_auc").is_err());
+        // A report from before the weights existed says why instead of guessing.
+        let mut old = r.clone();
+        old.domain_weights.clear();
+        let e = old.metric("major2_auc").unwrap_err().to_string();
+        assert!(e.contains("older mdrec"), "{e}");
     }
 
     #[test]

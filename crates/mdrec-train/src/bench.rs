@@ -49,9 +49,15 @@ pub struct BenchSpec {
     pub out: Option<PathBuf>,
     /// Seeds; every run is trained once per seed.
     pub seeds: Vec<u64>,
-    /// Metric families: `auc`, `gauc`, `logloss`, `domain_auc` (default `["auc", "logloss"]`).
+    /// Metric families: `auc`, `gauc`, `logloss`, `domain_auc`, and `major<K>` / `minor<K>`
+    /// (AREAD's Major-K / Minor-K AUC, e.g. `major5`, `minor10`) (default `["auc", "logloss"]`).
     #[serde(default = "default_metrics")]
     pub metrics: Vec<String>,
+    /// Add one run (default config, labelled by the model name) for every registered model that
+    /// no `[[runs]]` entry names, in registry order after the listed runs: a zoo sweep that
+    /// stays complete as models are added.
+    #[serde(default)]
+    pub all_models: bool,
     /// Label of the run whose RelaImpr over the best other run is reported.
     pub compare: Option<String>,
     /// The `[dataset]` section, as in a run config.
@@ -99,10 +105,40 @@ impl BenchSpec {
     /// Parse a spec file.
     pub fn from_file(path: &Path) -> Result<Self, TrainError> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        let spec: BenchSpec = toml::from_str(&text)
+        let mut spec: BenchSpec = toml::from_str(&text)
             .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
+        spec.expand_all_models();
         spec.validate(&path.display().to_string())?;
         Ok(spec)
+    }
+
+    /// With `all_models`, append a default run for every registered model not named by a run.
+    fn expand_all_models(&mut self) {
+        if !self.all_models {
+            return;
+        }
+        let named: Vec<String> = self
+            .runs
+            .iter()
+            .filter_map(|r| {
+                r.model
+                    .get("name")
+                    .and_then(|v| v.as_str())
+                    .map(String::from)
+            })
+            .collect();
+        for f in mdrec_models::MODELS {
+            if !named.iter().any(|n| n == f.name()) {
+                let mut model = serde_json::Map::new();
+                model.insert("name".into(), f.name().into());
+                self.runs.push(RunSpec {
+                    label: None,
+                    model,
+                    train: Default::default(),
+                    reference: Default::default(),
+                });
+            }
+        }
     }
 
     fn validate(&self, origin: &str) -> Result<(), TrainError> {
@@ -119,9 +155,12 @@ impl BenchSpec {
             ));
         }
         for m in &self.metrics {
-            if !["auc", "gauc", "logloss", "domain_auc"].contains(&m.as_str()) {
+            if !["auc", "gauc", "logloss", "domain_auc"].contains(&m.as_str())
+                && major_minor_k(m).is_none()
+            {
                 return err(format!(
-                    "unknown metric family `{m}`; accepted: auc, gauc, logloss, domain_auc"
+                    "unknown metric family `{m}`; accepted: auc, gauc, logloss, domain_auc, \
+                     major<K>, minor<K> (K ≥ 1, e.g. major5)"
                 ));
             }
         }
@@ -278,10 +317,23 @@ fn columns(spec: &BenchSpec, sample: &RunReport) -> Vec<String> {
                 );
                 cols.push("logloss".into());
             }
-            _ => cols.push("domain_auc".into()),
+            "domain_auc" => cols.push("domain_auc".into()),
+            other => cols.push(format!("{other}_auc")),
         }
     }
     cols
+}
+
+/// `major<K>` / `minor<K>` with K ≥ 1 → `(is_major, K)`.
+fn major_minor_k(family: &str) -> Option<(bool, usize)> {
+    let (major, k) = match family.strip_prefix("major") {
+        Some(k) => (true, k),
+        None => (false, family.strip_prefix("minor")?),
+    };
+    k.parse()
+        .ok()
+        .filter(|&k: &usize| k > 0)
+        .map(|k| (major, k))
 }
 
 fn lower_is_better(col: &str) -> bool {
@@ -625,5 +677,44 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("domain_auc"));
+    }
+    #[test]
+    fn all_models_adds_every_unnamed_model_once() {
+        let text = "name = \"z\"\nseeds = [1]\nall_models = true\nmetrics = [\"auc\", \"major5\", \"minor10\"]\n\
+                    [dataset]\nname = \"synthetic\"\n[[runs]]\nlabel = \"MMoE (8 experts)\"\n\
+                    model = { name = \"mmoe\", num_experts = 8 }\n";
+        let path =
+            std::env::temp_dir().join(format!("mdrec-all-models-{}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let spec = BenchSpec::from_file(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        assert_eq!(spec.runs.len(), mdrec_models::MODELS.len());
+        assert_eq!(spec.runs[0].label(), "MMoE (8 experts)");
+        let names: Vec<&str> = spec.runs[1..]
+            .iter()
+            .map(|r| r.model["name"].as_str().unwrap())
+            .collect();
+        let want: Vec<&str> = mdrec_models::MODELS
+            .iter()
+            .map(|f| f.name())
+            .filter(|&n| n != "mmoe")
+            .collect();
+        assert_eq!(names, want, "registry order, the named model skipped");
+    }
+
+    #[test]
+    fn major_minor_families_parse() {
+        assert_eq!(major_minor_k("major5"), Some((true, 5)));
+        assert_eq!(major_minor_k("minor10"), Some((false, 10)));
+        for bad in ["major0", "minor", "majorx", "mid5"] {
+            assert_eq!(major_minor_k(bad), None, "{bad}");
+        }
+        let base = "name = \"x\"\nseeds = [1]\n[dataset]\nname = \"synthetic\"\n[[runs]]\nmodel = { name = \"mmoe\" }\n";
+        let spec: BenchSpec = toml::from_str(&format!("metrics = [\"minor0\"]\n{base}")).unwrap();
+        assert!(spec
+            .validate("x.toml")
+            .unwrap_err()
+            .to_string()
+            .contains("major<K>"));
     }
 }
