@@ -78,6 +78,12 @@ pub enum FusionKind {
     Add,
     /// `[s ; γ_D D ; γ_T T]` (ablation "concat modules").
     Concat,
+    /// `g_s s + g_D D + g_T T` with `g = softmax(Linear(stopgrad(e)))`, one gate per (domain,
+    /// task) (ablation "fully gated modules", paper §3.6). [INFERRED] The paper names the
+    /// ablation only: the gate's input is the shared experts' (stop-gradient `e`), and it
+    /// replaces the scales γ_D, γ_T (and the shared view's implicit 1); α and β still balance
+    /// the own against the other domain / task experts inside D and T.
+    Gated,
 }
 
 /// Config of [`M3oe`].
@@ -145,6 +151,7 @@ pub struct M3oe {
     domain: Vec<Mlp>,
     task: Vec<Mlp>,
     gates: Vec<Gate>,
+    view_gates: Vec<Gate>,
     weights: Option<FusionWeights>,
     heads: Heads,
     #[module(skip)]
@@ -249,8 +256,14 @@ impl ZooModel for M3oe {
         });
         let views = 1 + usize::from(cfg.domain_experts) + usize::from(cfg.task_experts);
         let tower_in = match cfg.fusion {
-            FusionKind::Add => h,
+            FusionKind::Add | FusionKind::Gated => h,
             FusionKind::Concat => h * views,
+        };
+        let view_gates = match cfg.fusion {
+            FusionKind::Gated => (0..s_n * t_n)
+                .map(|_| Gate::new(cfg.shared_dim, views, cfg.gate, rng, device))
+                .collect(),
+            _ => Vec::new(),
         };
         let heads = Heads::new(
             HeadLayout::DomainTask,
@@ -273,6 +286,7 @@ impl ZooModel for M3oe {
             domain,
             task,
             gates,
+            view_gates,
             weights,
             heads,
             n_domains: s_n,
@@ -366,6 +380,7 @@ impl RecModel for M3oe {
                 || format!("gate/{}/{}", ctx.domains[d], ctx.tasks[t]),
                 || gate.clone(),
             );
+            let gated = self.fusion == FusionKind::Gated;
             let mut views = vec![mix(input.rows_of(shared.clone(), d), gate)];
             if let Some(ds) = &dom_sum {
                 let v = balance(
@@ -374,7 +389,7 @@ impl RecModel for M3oe {
                     self.n_domains,
                     &bal_d,
                 );
-                views.push(scale(v, &exp_d));
+                views.push(if gated { v } else { scale(v, &exp_d) });
             }
             if let Some(ts) = &task_sum {
                 let v = balance(
@@ -383,11 +398,19 @@ impl RecModel for M3oe {
                     self.n_tasks,
                     &bal_t,
                 );
-                views.push(scale(v, &exp_t));
+                views.push(if gated { v } else { scale(v, &exp_t) });
             }
             match self.fusion {
                 FusionKind::Add => views.into_iter().reduce(|a, b| a + b).expect("one view"),
                 FusionKind::Concat => Tensor::cat(views, 1),
+                FusionKind::Gated => {
+                    let g = self.view_gates[d * t_n + t].forward(input.rows_of(e_sg.clone(), d));
+                    probes.record(
+                        || format!("view_gate/{}/{}", ctx.domains[d], ctx.tasks[t]),
+                        || g.clone(),
+                    );
+                    mix(Tensor::stack(views, 1), g)
+                }
             }
         });
         ModelOutput {
@@ -474,5 +497,49 @@ mod tests {
                 .dims()
                 == [4, 2]
         );
+    }
+
+    #[test]
+    fn gated_fusion_replaces_the_scales_by_a_gate_over_the_views() {
+        let dev = cpu().autodiff();
+        let ctx = ModelContext::uniform(3, 10, 4, 1, 3, 2);
+        let input = || {
+            let mut r = Rng::new(5);
+            let emb = init::tensor(
+                (0..6 * 12).map(|_| r.normal() as f32).collect(),
+                [6, 12],
+                &dev,
+            );
+            let dense = init::tensor((0..6).map(|i| i as f32 / 6.0).collect(), [6, 1], &dev);
+            ModelInput::new(emb, Some(dense), vec![0, 1, 2, 0, 1, 2], 3)
+        };
+        let run = |fusion: FusionKind| {
+            let cfg = Config {
+                fusion,
+                ..M3oe::tiny()
+            };
+            let m = M3oe::build(&cfg, &ctx, &mut Rng::new(3), &dev).unwrap();
+            let mut probes = Probes::new(true);
+            let out = m.forward(&ctx, &input(), &mut probes);
+            let grads = out.logits.sum().backward();
+            let g = m.weights.as_ref().unwrap().exp_d.val().grad(&grads);
+            (g, probes)
+        };
+        let (g_add, _) = run(FusionKind::Add);
+        assert!(g_add.is_some(), "γ_D scales the domain view in `add`");
+        let (g_gated, probes) = run(FusionKind::Gated);
+        assert!(g_gated.is_none(), "γ_D must not be used in `gated`");
+        // One gate per (domain, task) over the three views, rows summing to 1.
+        let gate = &probes.values()["view_gate/d1/t0"];
+        assert_eq!(gate.dims(), [2, 3]);
+        for row in gate
+            .clone()
+            .sum_dim(1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+        {
+            assert!((row - 1.0).abs() < 1e-5);
+        }
     }
 }
