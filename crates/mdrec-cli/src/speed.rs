@@ -7,6 +7,9 @@
 //! - `zoo`: the engine workload, then every registered model (or `--models a,b`) with its
 //!   default (paper-size) config on a prepared dataset; one table row per model, optionally
 //!   written to `--out FILE` with the environment card.
+//! - `domains`: how cost grows with the number of domains: each model (`--models`, default
+//!   mmoe, star) on the synthetic dataset with each domain count of `--domains` (default
+//!   3, 18, 100), same rows; the table adds the epoch time relative to the first count.
 
 use std::time::Instant;
 
@@ -30,6 +33,9 @@ pub struct SpeedArgs {
     /// Models for the `zoo` workload, comma-separated (default: every registered model).
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
+    /// Domain counts for the `domains` workload.
+    #[arg(long, value_delimiter = ',', default_value = "3,18,100")]
+    domains: Vec<usize>,
     /// Also write the table (with the environment card) to this Markdown file.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -214,9 +220,44 @@ pub fn run(a: SpeedArgs) -> Result<()> {
                 row(&format!("{n} on {source}"), measure(&cfg, &ctx, &data, &a)?);
             }
         }
-        other => {
-            anyhow::bail!("unknown workload `{other}`; expected `engine`, `dataset` or `zoo`")
+        "domains" => {
+            let names: Vec<String> = if a.models.is_empty() {
+                vec!["mmoe".into(), "star".into()]
+            } else {
+                a.models.clone()
+            };
+            anyhow::ensure!(
+                !a.domains.is_empty() && a.domains.iter().all(|&d| d >= 1),
+                "--domains needs at least one count ≥ 1"
+            );
+            let mut ratios = String::from(
+                "\n| model | domains | train samples/s | epoch time relative to the first count |\n|---|---:|---:|---:|\n",
+            );
+            for n in &names {
+                mdrec_models::find(n)?;
+                let mut first = None;
+                for &d in &a.domains {
+                    let mut cfg = base.clone();
+                    cfg.dataset.name = "synthetic".into();
+                    cfg.dataset.synthetic_domains = Some(d);
+                    let p = prepare_dataset(&cfg)?;
+                    let ctx = context_from_schema(&p.schema, cfg.train.embedding.dim);
+                    cfg.set_model_name(n);
+                    let m = measure(&cfg, &ctx, &p.train, &a)?;
+                    row(&format!("{n} on {}", p.source), m);
+                    let base_rate = *first.get_or_insert(m.0);
+                    ratios.push_str(&format!(
+                        "| {n} | {d} | {:.0} | {:.2}× |\n",
+                        m.0,
+                        base_rate / m.0
+                    ));
+                }
+            }
+            table.push_str(&ratios);
         }
+        other => anyhow::bail!(
+            "unknown workload `{other}`; expected `engine`, `dataset`, `zoo` or `domains`"
+        ),
     }
     println!("{table}");
     if let Some(path) = &a.out {

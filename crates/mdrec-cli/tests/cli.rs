@@ -519,3 +519,36 @@ fn speed_zoo_writes_one_row_per_model_and_the_environment() {
     ]);
     assert!(!o.status.success() && stderr(&o).contains("unknown model `nope`"));
 }
+
+#[test]
+fn speed_domains_reports_relative_epoch_time_per_domain_count() {
+    let o = mdrec(&[
+        "speed",
+        "--workload",
+        "domains",
+        "--models",
+        "mmoe",
+        "--domains",
+        "2,5",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("| mmoe | 2 |") && text.contains("| mmoe | 5 |"),
+        "{text}"
+    );
+    // The first count is the reference: exactly 1.00×.
+    assert!(
+        text.contains("| mmoe | 2 |")
+            && text
+                .lines()
+                .any(|l| l.starts_with("| mmoe | 2 |") && l.ends_with("| 1.00× |")),
+        "{text}"
+    );
+    let o = mdrec(&["speed", "--workload", "domains", "--domains", "0"]);
+    assert!(!o.status.success() && stderr(&o).contains("--domains"));
+}
