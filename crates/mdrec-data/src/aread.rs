@@ -565,13 +565,17 @@ pub fn load(which: AreadDataset, path: &Path) -> Result<RawTable, DataError> {
             Ok(t)
         }
         AreadDataset::Amazon => {
-            let head_line = std::fs::read_to_string(path)
-                .map_err(|e| DataError::io(path, e))?
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            let head: Vec<String> = split_quoted(&head_line, ',')
+            // the header alone, to know which columns to rewrite
+            let mut head_line = String::new();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(
+                    std::fs::File::open(path).map_err(|e| DataError::io(path, e))?,
+                ),
+                &mut head_line,
+            )
+            .map_err(|e| DataError::io(path, e))?;
+            let head_line = head_line.trim_end_matches(['\n', '\r']);
+            let head: Vec<String> = split_quoted(head_line, ',')
                 .map_err(|(i, m)| {
                     DataError::parse(&file, 1, format!("header column {}", i + 1), m)
                 })?
