@@ -9,7 +9,12 @@
 //! Columns: user_id, movie_id, rating, timestamp, gender, age, occupation, zip, genre (the
 //! movie's first genre) and domain (from the age code: {1, 18} -> 0, {25} -> 1,
 //! {35, 45, 50, 56} -> 2). The features, tasks (click = rating > 3, like = rating > 4) and the
-//! domain mapping are declared in [`MOVIELENS_1M_SCHEMA`] and go through the generic path.
+//! domain mapping are declared in an embedded schema and go through the generic path.
+//!
+//! Two domain definitions ([`MovieLensDomain`]): `age` (the M3oE protocol, three age domains,
+//! [`MOVIELENS_1M_SCHEMA`]) and `genre` (the movie's first genre, the 18 genres of the ml-1m
+//! README in their order, long-tailed: 27.7 % Comedy down to 0.08 % Fantasy;
+//! [`MOVIELENS_1M_GENRE_SCHEMA`]). The loaded table is the same for both; only the schema differs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -82,6 +87,128 @@ name = "like"
 column = "rating"
 rule = { gt = 4 }
 "#;
+
+/// The 18 genres of the ml-1m README, in its order; the domain names (and indices) of
+/// [`MovieLensDomain::Genre`].
+pub const ML1M_GENRES: [&str; 18] = [
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+];
+
+/// The declared schema of the MovieLens-1M recipe with genre domains: the domain is the movie's
+/// first genre (18 domains named after the genres); the `genre` item field becomes the domain
+/// indicator; everything else is as in [`MOVIELENS_1M_SCHEMA`].
+pub const MOVIELENS_1M_GENRE_SCHEMA: &str = r#"
+# MovieLens-1M with 18 genre domains (the movie's first genre), click = rating > 3, like = rating > 4.
+group = "user_id"
+
+[domain]
+column = "genre"
+map = { "Action" = 0, "Adventure" = 1, "Animation" = 2, "Children's" = 3, "Comedy" = 4, "Crime" = 5, "Documentary" = 6, "Drama" = 7, "Fantasy" = 8, "Film-Noir" = 9, "Horror" = 10, "Musical" = 11, "Mystery" = 12, "Romance" = 13, "Sci-Fi" = 14, "Thriller" = 15, "War" = 16, "Western" = 17 }
+names = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+
+[[fields]]
+name = "user_id"
+kind = "categorical"
+roles = ["prior", "user"]
+
+[[fields]]
+name = "movie_id"
+kind = "categorical"
+roles = ["prior", "item"]
+
+[[fields]]
+name = "gender"
+kind = "categorical"
+roles = ["user"]
+
+[[fields]]
+name = "occupation"
+kind = "categorical"
+roles = ["user"]
+
+[[fields]]
+name = "zip"
+kind = "categorical"
+roles = ["user"]
+
+[[fields]]
+name = "domain_indicator"
+column = "genre"
+kind = "categorical"
+roles = ["domain", "item"]
+
+[[fields]]
+name = "age"
+kind = "numeric"
+transform = "min_max"
+roles = ["user"]
+
+[[tasks]]
+name = "click"
+column = "rating"
+rule = { gt = 3 }
+
+[[tasks]]
+name = "like"
+column = "rating"
+rule = { gt = 4 }
+"#;
+
+/// Which domains the MovieLens-1M recipe defines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum MovieLensDomain {
+    /// Three age domains (the M3oE protocol): {1, 18}, {25}, {35, 45, 50, 56}.
+    #[default]
+    Age,
+    /// 18 domains: the movie's first genre.
+    Genre,
+}
+
+impl MovieLensDomain {
+    /// Parses `"age"` or `"genre"`.
+    pub fn parse(s: &str) -> Result<Self, DataError> {
+        match s {
+            "age" => Ok(MovieLensDomain::Age),
+            "genre" => Ok(MovieLensDomain::Genre),
+            other => Err(DataError::Config(format!(
+                "unknown movielens domain definition `{other}`; expected one of: age, genre"
+            ))),
+        }
+    }
+
+    /// The name accepted by [`MovieLensDomain::parse`].
+    pub fn name(self) -> &'static str {
+        match self {
+            MovieLensDomain::Age => "age",
+            MovieLensDomain::Genre => "genre",
+        }
+    }
+
+    /// The embedded schema of this domain definition.
+    pub fn schema(self) -> &'static str {
+        match self {
+            MovieLensDomain::Age => MOVIELENS_1M_SCHEMA,
+            MovieLensDomain::Genre => MOVIELENS_1M_GENRE_SCHEMA,
+        }
+    }
+}
 
 /// Domain index of an ML-1M age code.
 pub fn age_domain(age: u32) -> Option<u32> {

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::aread;
 use crate::cache;
 use crate::fit::{fit_encode, Vocabs};
-use crate::movielens;
+use crate::movielens::{self, MovieLensDomain};
 use crate::raw::RawTable;
 use crate::rng::Rng;
 use crate::schema::{Schema, SchemaSpec};
@@ -40,6 +41,17 @@ pub enum SplitSpec {
         /// First time of the test split.
         test_from: i64,
     },
+    /// By quantiles of an integer time column (the AREAD Amazon protocol: 0.9 / 0.95):
+    /// `t < q(valid_q)` -> train, `q(valid_q) <= t < q(test_q)` -> valid, else test, where
+    /// `q` is the quantile over all rows with linear interpolation (pandas' default).
+    TimeQuantiles {
+        /// Integer time column.
+        column: String,
+        /// Quantile where validation starts, in [0, 1].
+        valid_q: f64,
+        /// Quantile where test starts, in [valid_q, 1].
+        test_q: f64,
+    },
 }
 
 /// The named MovieLens split protocols: `"m3oe"` (sequential 0.8/0.1/0.1, the default) and
@@ -53,6 +65,23 @@ pub fn movielens_split(name: &str, seed: u64) -> Result<SplitSpec, DataError> {
             "unknown movielens split `{other}`; expected one of: m3oe, random"
         ))),
     }
+}
+
+/// The quantile `q` of `values` with linear interpolation between the two nearest ranks
+/// (pandas / numpy default): position `q (n - 1)` in sorted order. `values` must not be empty.
+pub fn quantile_linear(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    sorted_quantile(&v, q)
+}
+
+/// [`quantile_linear`] on already sorted values.
+pub(crate) fn sorted_quantile(v: &[f64], q: f64) -> f64 {
+    let pos = q * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = (lo + 1).min(v.len() - 1);
+    let frac = pos - lo as f64;
+    v[lo] + (v[hi] - v[lo]) * frac
 }
 
 fn check_ratios(r: &[f64; 3]) -> Result<(), DataError> {
@@ -107,32 +136,78 @@ pub fn split_rows(t: &RawTable, split: &SplitSpec) -> Result<[Vec<u32>; 3], Data
                     "by-time split: valid_from ({valid_from}) is after test_from ({test_from})"
                 )));
             }
-            let col = t.require(column, "by-time split", "split")?;
-            let mut times = Vec::with_capacity(col.dict.len());
-            for (c, v) in col.dict.iter().enumerate() {
-                match v.trim().parse::<i64>() {
-                    Ok(x) => times.push(x),
-                    Err(_) => {
-                        let r = col.first_row_with(c as u32).unwrap_or(0);
-                        return Err(t.error_at(r, column, format!("not an integer time: `{v}`")));
-                    }
-                }
+            let (col, times) = int_times(t, column, "by-time split")?;
+            Ok(cut_by_time(
+                &col.codes,
+                &times,
+                *valid_from as f64,
+                *test_from as f64,
+            ))
+        }
+        SplitSpec::TimeQuantiles {
+            column,
+            valid_q,
+            test_q,
+        } => {
+            if !(0.0..=1.0).contains(valid_q) || !(0.0..=1.0).contains(test_q) || valid_q > test_q {
+                return Err(DataError::Config(format!(
+                    "time-quantile split: need 0 <= valid_q <= test_q <= 1, got {valid_q} and {test_q}"
+                )));
             }
-            let mut out: [Vec<u32>; 3] = Default::default();
-            for (r, &c) in col.codes.iter().enumerate() {
-                let x = times[c as usize];
-                let k = if x < *valid_from {
-                    0
-                } else if x < *test_from {
-                    1
-                } else {
-                    2
-                };
-                out[k].push(r as u32);
+            if n == 0 {
+                return Ok(Default::default());
             }
-            Ok(out)
+            let (col, times) = int_times(t, column, "time-quantile split")?;
+            let mut all: Vec<f64> = col
+                .codes
+                .iter()
+                .map(|&c| times[c as usize] as f64)
+                .collect();
+            all.sort_by(f64::total_cmp);
+            let (a, b) = (
+                sorted_quantile(&all, *valid_q),
+                sorted_quantile(&all, *test_q),
+            );
+            Ok(cut_by_time(&col.codes, &times, a, b))
         }
     }
+}
+
+/// The integer value of each distinct raw value of a time column.
+fn int_times<'t>(
+    t: &'t RawTable,
+    column: &str,
+    what: &str,
+) -> Result<(&'t crate::raw::RawColumn, Vec<i64>), DataError> {
+    let col = t.require(column, what, "split")?;
+    let mut times = Vec::with_capacity(col.dict.len());
+    for (c, v) in col.dict.iter().enumerate() {
+        match v.trim().parse::<i64>() {
+            Ok(x) => times.push(x),
+            Err(_) => {
+                let r = col.first_row_with(c as u32).unwrap_or(0);
+                return Err(t.error_at(r, column, format!("not an integer time: `{v}`")));
+            }
+        }
+    }
+    Ok((col, times))
+}
+
+/// `x < a` -> train, `a <= x < b` -> valid, else test (compared as f64; exact below 2^53).
+fn cut_by_time(codes: &[u32], times: &[i64], a: f64, b: f64) -> [Vec<u32>; 3] {
+    let mut out: [Vec<u32>; 3] = Default::default();
+    for (r, &c) in codes.iter().enumerate() {
+        let x = times[c as usize] as f64;
+        let k = if x < a {
+            0
+        } else if x < b {
+            1
+        } else {
+            2
+        };
+        out[k].push(r as u32);
+    }
+    out
 }
 
 /// Where a prepared result came from in the cache.
@@ -152,6 +227,18 @@ pub enum DatasetSource {
     /// The official MovieLens-1M folder (`ratings.dat`, `users.dat`, `movies.dat`).
     MovieLens1m {
         /// The unzipped `ml-1m` folder.
+        dir: PathBuf,
+        /// Which domains: three age groups (default) or the 18 first genres.
+        domain: MovieLensDomain,
+    },
+    /// AliCCP in the layout of the official AREAD code (see [`crate::aread`]).
+    Aliccp {
+        /// The folder holding AREAD's preprocessed AliCCP file.
+        dir: PathBuf,
+    },
+    /// Amazon Review 2018 in the layout of the official AREAD code (see [`crate::aread`]).
+    Amazon {
+        /// The folder holding AREAD's preprocessed Amazon file.
         dir: PathBuf,
     },
     /// The synthetic generator.
@@ -208,17 +295,39 @@ struct Resolved {
 
 fn resolve(src: &DatasetSource) -> Result<Resolved, DataError> {
     match src {
-        DatasetSource::MovieLens1m { dir } => {
+        DatasetSource::MovieLens1m { dir, domain } => {
             let files = movielens::movielens_files(dir)?;
+            let (origin, config_json, description) = match domain {
+                // unchanged key and description for the default, so existing caches stay valid
+                MovieLensDomain::Age => (
+                    "<embedded movielens-1m schema>".to_string(),
+                    "\"movielens-1m\"".to_string(),
+                    format!("movielens-1m ({})", dir.display()),
+                ),
+                MovieLensDomain::Genre => (
+                    "<embedded movielens-1m genre schema>".to_string(),
+                    serde_json::json!({ "movielens-1m": { "domain": domain.name() } }).to_string(),
+                    format!("movielens-1m ({}), genre domains", dir.display()),
+                ),
+            };
             Ok(Resolved {
-                spec: SchemaSpec::from_toml_str(
-                    movielens::MOVIELENS_1M_SCHEMA,
-                    "<embedded movielens-1m schema>",
-                )?,
-                origin: "<embedded movielens-1m schema>".into(),
+                spec: SchemaSpec::from_toml_str(domain.schema(), &origin)?,
+                origin,
                 files: files.to_vec(),
-                config_json: "\"movielens-1m\"".into(),
-                description: format!("movielens-1m ({})", dir.display()),
+                config_json,
+                description,
+            })
+        }
+        DatasetSource::Aliccp { dir } | DatasetSource::Amazon { dir } => {
+            let which = aread::AreadDataset::of_source(src).expect("aread source");
+            let file = which.file(dir)?;
+            let origin = format!("<embedded {} schema>", which.name());
+            Ok(Resolved {
+                spec: SchemaSpec::from_toml_str(which.schema(), &origin)?,
+                origin,
+                files: vec![file.clone()],
+                config_json: serde_json::json!({ "aread": which.name() }).to_string(),
+                description: format!("{} ({})", which.name(), file.display()),
             })
         }
         DatasetSource::Synthetic(cfg) => {
@@ -263,7 +372,11 @@ fn resolve(src: &DatasetSource) -> Result<Resolved, DataError> {
 
 fn load_table(src: &DatasetSource) -> Result<RawTable, DataError> {
     match src {
-        DatasetSource::MovieLens1m { dir } => movielens::load_movielens_1m(dir),
+        DatasetSource::MovieLens1m { dir, .. } => movielens::load_movielens_1m(dir),
+        DatasetSource::Aliccp { dir } | DatasetSource::Amazon { dir } => {
+            let which = aread::AreadDataset::of_source(src).expect("aread source");
+            aread::load(which, &which.file(dir)?)
+        }
         DatasetSource::Synthetic(cfg) => Ok(synthetic::generate(cfg).table),
         DatasetSource::Csv {
             files, delimiter, ..

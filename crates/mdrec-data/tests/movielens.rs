@@ -28,6 +28,7 @@ fn req(dir: &Path) -> PrepareRequest {
     PrepareRequest {
         source: DatasetSource::MovieLens1m {
             dir: dir.to_path_buf(),
+            domain: MovieLensDomain::Age,
         },
         split: movielens_split("m3oe", 1).unwrap(),
         cache_dir: None,
@@ -235,5 +236,148 @@ fn ml1m_real_counts_and_cache_timing() {
     eprintln!(
         "TIMING ml-1m: parse+fit+encode {parse_s:.3}s, cache miss (parse + write) {miss_s:.3}s, cache hit (hash sources + load) {hit_s:.3}s, cache file {:.1} MiB",
         size as f64 / 1048576.0
+    );
+}
+
+/// A generated ml-1m folder: 10 users, 20 movies whose first genres cover all 18 genres, every
+/// user rates every movie (so every genre is in the training split).
+fn genre_fixture(dir: &Path) {
+    let ages = [1, 18, 25, 35, 45, 50, 56];
+    let users: String = (1..=10)
+        .map(|u| {
+            format!(
+                "{u}::{}::{}::{}::{:05}\n",
+                ["F", "M"][u % 2],
+                ages[u % 7],
+                u % 21,
+                u
+            )
+        })
+        .collect();
+    let movies: String = (0..20)
+        .map(|m| {
+            let g = ML1M_GENRES[m % 18];
+            format!("{}::Movie {m} (1999)::{g}|Drama\n", 100 + m)
+        })
+        .collect();
+    let mut ratings = String::new();
+    for u in 1..=10 {
+        for m in 0..20 {
+            let r = (u * 7 + m * 3) % 5 + 1;
+            ratings.push_str(&format!("{u}::{}::{r}::{}\n", 100 + m, 1000 + u * 20 + m));
+        }
+    }
+    std::fs::write(dir.join("users.dat"), users).unwrap();
+    std::fs::write(dir.join("movies.dat"), movies).unwrap();
+    std::fs::write(dir.join("ratings.dat"), ratings).unwrap();
+}
+
+fn genre_req(dir: &Path) -> PrepareRequest {
+    PrepareRequest {
+        source: DatasetSource::MovieLens1m {
+            dir: dir.to_path_buf(),
+            domain: MovieLensDomain::Genre,
+        },
+        split: movielens_split("m3oe", 1).unwrap(),
+        cache_dir: None,
+    }
+}
+
+#[test]
+fn genre_domains_are_first_genres_and_key_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    genre_fixture(tmp.path());
+    let p = prepare(&genre_req(tmp.path())).unwrap();
+    assert_eq!(p.schema.domains, ML1M_GENRES);
+    assert_eq!((p.train.len(), p.valid.len(), p.test.len()), (160, 20, 20));
+    // domain of a row = index of its movie's first genre; movie 100 + m has genre m % 18
+    let t = load_movielens_1m(tmp.path()).unwrap();
+    let movie = t.column("movie_id").unwrap();
+    let all: Vec<u32> = [&p.train, &p.valid, &p.test]
+        .iter()
+        .flat_map(|s| s.domain.iter().copied())
+        .collect();
+    for (r, &d) in all.iter().enumerate() {
+        let m: usize = movie.get(r).parse().unwrap();
+        assert_eq!(d as usize, (m - 100) % 18, "row {r}");
+    }
+    assert!(p.train.domain_counts(18).iter().all(|&c| c > 0));
+    // the genre is the domain indicator; no separate genre field, age is still a feature
+    let names: Vec<&str> = p.schema.fields.iter().map(|f| f.name.as_str()).collect();
+    assert!(names.contains(&"domain_indicator") && names.contains(&"age"));
+    assert!(!names.contains(&"genre"));
+    // same labels as the age recipe
+    let age = prepare(&req(tmp.path())).unwrap();
+    assert_eq!(age.train.labels, p.train.labels);
+    assert_eq!(age.schema.domains, ["age_lt25", "age_25", "age_ge35"]);
+
+    // the cache key includes the domain definition
+    let cache = tempfile::tempdir().unwrap();
+    let mut rg = genre_req(tmp.path());
+    rg.cache_dir = Some(cache.path().to_path_buf());
+    let mut ra = req(tmp.path());
+    ra.cache_dir = Some(cache.path().to_path_buf());
+    let g = prepare(&rg).unwrap();
+    let a = prepare(&ra).unwrap();
+    let (gc, ac) = (g.cache.unwrap(), a.cache.unwrap());
+    assert!(!gc.hit && !ac.hit);
+    assert_ne!(gc.path, ac.path);
+    let g2 = prepare(&rg).unwrap();
+    assert!(g2.cache.as_ref().unwrap().hit);
+    assert_eq!(g2.schema.domains, ML1M_GENRES);
+    assert_eq!(
+        MovieLensDomain::parse("genre").unwrap(),
+        MovieLensDomain::Genre
+    );
+    assert!(MovieLensDomain::parse("genres")
+        .unwrap_err()
+        .to_string()
+        .contains("age, genre"));
+}
+
+#[test]
+fn genre_domains_reject_an_unknown_genre_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    genre_fixture(tmp.path());
+    let m = std::fs::read_to_string(tmp.path().join("movies.dat")).unwrap();
+    std::fs::write(
+        tmp.path().join("movies.dat"),
+        m.replace("Movie 3 (1999)::Children's", "Movie 3 (1999)::Kids"),
+    )
+    .unwrap();
+    let e = prepare(&genre_req(tmp.path())).unwrap_err().to_string();
+    // user 1 rates movie 103 on line 4 of ratings.dat
+    assert!(
+        e.contains("ratings.dat:4: field `genre`") && e.contains("`Kids`"),
+        "{e}"
+    );
+    // the age recipe does not care about genre names
+    prepare(&req(tmp.path())).unwrap();
+}
+
+#[test]
+fn ml1m_real_genre_domain_counts() {
+    let Some(dir) = real_dir() else { return };
+    let p = prepare(&genre_req(&dir)).unwrap();
+    assert_eq!(p.schema.domains, ML1M_GENRES);
+    let mut dc = vec![0usize; 18];
+    for s in [&p.train, &p.valid, &p.test] {
+        for (a, b) in dc.iter_mut().zip(s.domain_counts(18)) {
+            *a += b;
+        }
+    }
+    // rows per first genre, all splits (computed once from ratings.dat + movies.dat)
+    assert_eq!(
+        dc,
+        [
+            257_457, 43_630, 36_936, 21_491, 276_923, 37_849, 6_817, 208_627, 790, 9_343, 44_170,
+            7_112, 10_237, 2_832, 11_464, 17_851, 991, 5_689
+        ]
+    );
+    assert_eq!(dc.iter().sum::<usize>(), 1_000_209);
+    let small = dc.iter().filter(|&&c| c * 50 < 1_000_209).count();
+    eprintln!(
+        "ml-1m genre domains: {small} of 18 under 2 % of rows; train counts {:?}",
+        p.train.domain_counts(18)
     );
 }

@@ -17,14 +17,22 @@ use crate::TrainError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatasetConfig {
-    /// `movielens-1m`, `synthetic` or `csv`.
+    /// `movielens-1m`, `synthetic`, `csv`, `aliccp` or `amazon` (the last two: the files of the
+    /// official AREAD code, see `mdrec_data::aread`).
     pub name: String,
-    /// Folder of the raw files (`movielens-1m`: the official `ml-1m` folder).
+    /// Folder of the raw files (`movielens-1m`: the official `ml-1m` folder; `aliccp` /
+    /// `amazon`: the folder holding AREAD's preprocessed CSV).
     pub data_dir: Option<PathBuf>,
     /// Split: `m3oe` / `sequential` (rows in source order, cut by `ratios`; `m3oe` is the M3oE
-    /// protocol on MovieLens-1M), `random` (seeded shuffle, cut by `ratios`), or `time` (by the
-    /// integer column `time_column`: valid from `valid_from`, test from `test_from`).
+    /// protocol on MovieLens-1M), `random` (seeded shuffle, cut by `ratios`), `time` (by the
+    /// integer column `time_column`: valid from `valid_from`, test from `test_from`), or `aread`
+    /// (`aliccp` / `amazon` only, and required there instead of `m3oe`: AliCCP by its
+    /// `train_tag` column, Amazon by `timestamp` quantiles 0.9 / 0.95).
     pub split: String,
+    /// Domain definition of `movielens-1m`: `age` (three age groups, the M3oE protocol; the
+    /// default) or `genre` (the movie's first genre, 18 long-tailed domains). Other datasets
+    /// reject it.
+    pub domain: Option<String>,
     /// Train / valid / test fractions for `sequential` and `random`.
     pub ratios: [f64; 3],
     /// Column of the `time` split.
@@ -43,12 +51,40 @@ pub struct DatasetConfig {
     pub synthetic_rows: Option<usize>,
     /// Number of domains of the `synthetic` dataset.
     pub synthetic_domains: Option<usize>,
+    /// Zipf exponent of the `synthetic` domain sizes (share of domain d ∝ 1 / (d + 1)^skew;
+    /// 0 = equal sizes; default 1, which with 25 domains puts 12 of them under 2 % of the rows).
+    pub synthetic_domain_skew: Option<f64>,
 }
 
 impl DatasetConfig {
     /// The split this section asks for.
     pub fn split_spec(&self, seed: u64) -> Result<mdrec_data::SplitSpec, TrainError> {
-        use mdrec_data::SplitSpec;
+        use mdrec_data::{AreadDataset, SplitSpec};
+        let aread = match self.name.as_str() {
+            "aliccp" => Some(AreadDataset::Aliccp),
+            "amazon" => Some(AreadDataset::Amazon),
+            _ => None,
+        };
+        match (self.split.as_str(), aread) {
+            ("aread", Some(a)) => return Ok(a.split()),
+            ("aread", None) => {
+                return Err(TrainError::Config(format!(
+                    "split `aread` is the protocol of datasets aliccp and amazon, not of `{}`",
+                    self.name
+                )))
+            }
+            ("m3oe", Some(a)) => {
+                return Err(TrainError::Config(format!(
+                "split `m3oe` is the MovieLens protocol; dataset {} uses split = \"aread\" ({})",
+                a.name(),
+                match a {
+                    AreadDataset::Aliccp => "the train_tag column: 0 train, 1 valid, 2 test",
+                    AreadDataset::Amazon => "timestamp quantiles 0.9 / 0.95",
+                }
+            )))
+            }
+            _ => {}
+        }
         match self.split.as_str() {
             "m3oe" | "sequential" => Ok(SplitSpec::Sequential { ratios: self.ratios }),
             "random" => Ok(SplitSpec::Random { ratios: self.ratios, seed }),
@@ -61,7 +97,7 @@ impl DatasetConfig {
                 )),
             },
             other => Err(TrainError::Config(format!(
-                "unknown split `{other}`; expected one of: m3oe, sequential, random, time"
+                "unknown split `{other}`; expected one of: m3oe, sequential, random, time, aread"
             ))),
         }
     }
@@ -82,6 +118,8 @@ impl Default for DatasetConfig {
             cache_dir: None,
             synthetic_rows: None,
             synthetic_domains: None,
+            synthetic_domain_skew: None,
+            domain: None,
         }
     }
 }
@@ -307,6 +345,83 @@ mod tests {
             .contains("time_column"));
         d.split = "rnd".into();
         assert!(d.split_spec(1).unwrap_err().to_string().contains("random"));
+    }
+
+    #[test]
+    fn aread_split_and_new_dataset_keys() {
+        use mdrec_data::SplitSpec;
+        let mut d = DatasetConfig {
+            name: "amazon".into(),
+            split: "aread".into(),
+            ..DatasetConfig::default()
+        };
+        assert_eq!(
+            d.split_spec(1).unwrap(),
+            SplitSpec::TimeQuantiles {
+                column: "timestamp".into(),
+                valid_q: 0.9,
+                test_q: 0.95
+            }
+        );
+        d.name = "aliccp".into();
+        assert_eq!(
+            d.split_spec(1).unwrap(),
+            SplitSpec::ByTime {
+                column: "train_tag".into(),
+                valid_from: 1,
+                test_from: 2
+            }
+        );
+        d.split = "m3oe".into();
+        let e = d.split_spec(1).unwrap_err().to_string();
+        assert!(
+            e.contains("split = \"aread\"") && e.contains("train_tag"),
+            "{e}"
+        );
+        d.split = "random".into();
+        assert!(matches!(d.split_spec(1).unwrap(), SplitSpec::Random { .. }));
+        d.name = "synthetic".into();
+        d.split = "aread".into();
+        assert!(d
+            .split_spec(1)
+            .unwrap_err()
+            .to_string()
+            .contains("aliccp and amazon"));
+
+        let c = RunConfig::from_toml_str(
+            "[dataset]\nname = \"movielens-1m\"\ndomain = \"genre\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(c.dataset.domain.as_deref(), Some("genre"));
+        let mut c = RunConfig::default();
+        c.set("dataset.domain=\"genre\"").unwrap();
+        let e = crate::prepare_dataset(&c).err().unwrap().to_string();
+        assert!(e.contains("movielens-1m only"), "{e}");
+        let mut c = RunConfig::default();
+        c.set("dataset.name=\"movielens-1m\"").unwrap();
+        c.set("dataset.data_dir=\"/nonexistent-ml\"").unwrap();
+        c.set("dataset.domain=\"genres\"").unwrap();
+        let e = crate::prepare_dataset(&c).err().unwrap().to_string();
+        assert!(
+            e.contains("dataset.domain") && e.contains("age, genre"),
+            "{e}"
+        );
+        let mut c = RunConfig::default();
+        c.set("dataset.synthetic_domain_skew=-1.0").unwrap();
+        let e = crate::prepare_dataset(&c).err().unwrap().to_string();
+        assert!(e.contains("domain_skew"), "{e}");
+        c.set("dataset.name=\"amazon\"").unwrap();
+        let e = crate::prepare_dataset(&c).err().unwrap().to_string();
+        assert!(e.contains("synthetic only"), "{e}");
+        let mut c = RunConfig::default();
+        c.set("dataset.name=\"amazon\"").unwrap();
+        c.set("dataset.split=\"aread\"").unwrap();
+        let e = crate::prepare_dataset(&c).err().unwrap().to_string();
+        assert!(
+            e.contains("--data-dir") && e.contains("preprocess.py"),
+            "{e}"
+        );
     }
 
     #[test]

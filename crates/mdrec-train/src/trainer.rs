@@ -82,6 +82,18 @@ pub fn context_from_schema(schema: &Schema, default_dim: usize) -> ModelContext 
 pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
     let ds = &cfg.dataset;
     let seed = cfg.train.seed;
+    if ds.domain.is_some() && !matches!(ds.name.as_str(), "movielens-1m" | "ml-1m") {
+        return Err(TrainError::Config(format!(
+            "dataset.domain applies to movielens-1m only, not to `{}`",
+            ds.name
+        )));
+    }
+    if ds.synthetic_domain_skew.is_some() && ds.name != "synthetic" {
+        return Err(TrainError::Config(format!(
+            "dataset.synthetic_domain_skew applies to synthetic only, not to `{}`",
+            ds.name
+        )));
+    }
     let (source, split, default_cache) = match ds.name.as_str() {
         "movielens-1m" | "ml-1m" => {
             let dir = ds.data_dir.clone().ok_or_else(|| {
@@ -93,7 +105,38 @@ pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
             })?;
             let split = ds.split_spec(seed)?;
             let cache = dir.join(".mdrec-cache");
-            (DatasetSource::MovieLens1m { dir }, split, Some(cache))
+            let domain = match &ds.domain {
+                Some(d) => mdrec_data::MovieLensDomain::parse(d)
+                    .map_err(|e| TrainError::Config(format!("dataset.domain: {e}")))?,
+                None => mdrec_data::MovieLensDomain::Age,
+            };
+            (
+                DatasetSource::MovieLens1m { dir, domain },
+                split,
+                Some(cache),
+            )
+        }
+        "aliccp" | "amazon" => {
+            let dir = ds.data_dir.clone().ok_or_else(|| {
+                let which = if ds.name == "aliccp" {
+                    mdrec_data::AreadDataset::Aliccp
+                } else {
+                    mdrec_data::AreadDataset::Amazon
+                };
+                TrainError::Config(format!(
+                    "dataset {} needs --data-dir DIR; {}",
+                    ds.name,
+                    which.hint()
+                ))
+            })?;
+            let split = ds.split_spec(seed)?;
+            let cache = dir.join(".mdrec-cache");
+            let source = if ds.name == "aliccp" {
+                DatasetSource::Aliccp { dir }
+            } else {
+                DatasetSource::Amazon { dir }
+            };
+            (source, split, Some(cache))
         }
         "synthetic" => {
             let mut sc = SyntheticConfig {
@@ -105,6 +148,9 @@ pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
             }
             if let Some(d) = ds.synthetic_domains {
                 sc.n_domains = d;
+            }
+            if let Some(k) = ds.synthetic_domain_skew {
+                sc.domain_skew = k;
             }
             let split = ds.split_spec(seed)?;
             (DatasetSource::Synthetic(sc), split, None)
@@ -131,7 +177,7 @@ pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         }
         other => {
             return Err(TrainError::Config(format!(
-                "unknown dataset `{other}`; available: movielens-1m, synthetic, csv"
+                "unknown dataset `{other}`; available: movielens-1m, synthetic, csv, aliccp, amazon"
             )))
         }
     };
