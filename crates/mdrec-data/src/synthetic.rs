@@ -93,8 +93,8 @@ impl SyntheticConfig {
         if self.n_rows == 0 || self.n_rows > u32::MAX as usize / 2 {
             return bad("n_rows must be in 1..2^31");
         }
-        if !(1..=64).contains(&self.n_domains) {
-            return bad("n_domains must be in 1..=64");
+        if !(1..=1024).contains(&self.n_domains) {
+            return bad("n_domains must be in 1..=1024");
         }
         if !(1..=8).contains(&self.n_tasks) {
             return bad("n_tasks must be in 1..=8");
