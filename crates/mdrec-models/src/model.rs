@@ -478,6 +478,9 @@ impl<M: RecModel> DynModel for Holder<M> {
     }
 
     fn named_tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        // Fold pending running-state updates (burn keeps them per thread until a sync) so the
+        // BatchNorm statistics read are the current ones.
+        drop(self.m().valid());
         let mut c = Collect {
             path: Vec::new(),
             out: Vec::new(),

@@ -429,7 +429,7 @@ impl<'a> Hemp<'a> {
         rows: &[u32],
         progress: &mut dyn Progress,
     ) -> Result<f64, TrainError> {
-        if (epoch == 1 && i == 0) || (i + 1) % self.regroup == 0 {
+        if (epoch == 1 && i == 0) || (i + 1).is_multiple_of(self.regroup) {
             self.update_masks(engine, train, progress)?;
         }
         let d = train.domain[rows[0] as usize] as usize;
