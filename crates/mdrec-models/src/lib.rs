@@ -15,6 +15,7 @@
 //! | multi-domain (star topology) | [`star`] |
 //! | personalized gating (Gate NU) | [`pepnet`] (`epnet`, `ppnet`, `pepnet`, `epnet_s`) |
 //! | multi-domain experts / pruning / meta | [`hinet`], [`adasparse`], [`m2m`] |
+//! | dozens of domains (hierarchical experts, per-domain masks) | [`aread`] (HEMP schedule in `mdrec-train`) |
 //! | task-to-task fusion | [`adatt`] (`adatt`, `adatt_sp`) |
 //! | single-domain backbones (blocks in [`interaction`]) | [`deepfm`], [`dcn`], [`dcnv2`], [`autoint`], [`xdeepfm`] |
 //! | multi-embedding | [`crocodile`] (`crocodile`, `me_mmoe`), [`stem`] (`stem`, `me_ple`, `stem_al`), [`ame`], [`hmoe`] |
@@ -33,6 +34,7 @@ pub mod registry;
 pub mod adasparse;
 pub mod adatt;
 pub mod ame;
+pub mod aread;
 pub mod autoint;
 pub mod crocodile;
 pub mod dcn;
@@ -51,5 +53,7 @@ pub mod star;
 pub mod stem;
 pub mod xdeepfm;
 
-pub use model::{DynModel, ModelError, ModelOutput, Probes, RecModel, Setting, ZooModel};
+pub use model::{
+    DynModel, ModelError, ModelOutput, ModelState, Probes, RecModel, Setting, TrainOutput, ZooModel,
+};
 pub use registry::{find, ModelFactory, MODELS};

@@ -1,5 +1,6 @@
 //! The model contract.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
@@ -18,6 +19,17 @@ pub struct ModelOutput {
     pub logits: Tensor<2>,
     /// Auxiliary loss added to the objective (e.g. a covariance loss), a scalar `[1]`.
     pub aux_loss: Option<Tensor<1>>,
+}
+
+/// What a training forward pass returns ([`RecModel::forward_train`]).
+#[derive(Debug, Clone)]
+pub struct TrainOutput {
+    /// The ordinary output (logits for metrics, auxiliary loss).
+    pub output: ModelOutput,
+    /// The model's own per-element training loss `[B, T]`, used by the trainer **instead of**
+    /// `BCE(output.logits, labels)`; the trainer's reduction weights and `aux_loss` still apply.
+    /// `None` (every model but AREAD with masks): the trainer's BCE on the logits.
+    pub element_loss: Option<Tensor<2>>,
 }
 
 /// Named intermediate tensors (expert outputs, gate weights), e.g. `gate/d0/t1`.
@@ -115,6 +127,27 @@ pub trait RecModel: Module + Send + 'static {
         serde_json::Value::Null
     }
 
+    /// The forward pass of a training step, given the batch's labels `[B, T]`.
+    ///
+    /// A model whose objective is not BCE on its logits (AREAD's bagging loss: the mean BCE of
+    /// several output heads, while the prediction is the logit of their mean probability)
+    /// returns its per-element loss in [`TrainOutput::element_loss`]. The default is
+    /// [`forward`](Self::forward) with no element loss, so the trainer's numbers for every other
+    /// model are unchanged.
+    fn forward_train(
+        &self,
+        ctx: &ModelContext,
+        input: &ModelInput,
+        labels: &Tensor<2>,
+        probes: &mut Probes,
+    ) -> TrainOutput {
+        let _ = labels;
+        TrainOutput {
+            output: self.forward(ctx, input, probes),
+            element_loss: None,
+        }
+    }
+
     /// Parameters trained only by an outer (bi-level) step, e.g. M3oE's fusion weights in
     /// `automl = "bilevel"`. The main optimizer never updates them ([`DynModel::step`] drops
     /// their gradients); the trainer updates them once per epoch with [`DynModel::outer_step`].
@@ -158,6 +191,25 @@ pub trait ZooModel: RecModel + Sized {
 pub trait DynModel: Send {
     /// See [`RecModel::forward`].
     fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput;
+    /// See [`RecModel::forward_train`].
+    fn forward_train(
+        &self,
+        ctx: &ModelContext,
+        input: &ModelInput,
+        labels: &Tensor<2>,
+        probes: &mut Probes,
+    ) -> TrainOutput;
+    /// The concrete model, for schedules that belong to one model (AREAD's HEMP downcasts to
+    /// `aread::Aread`); nothing else should need it.
+    fn as_any(&self) -> &dyn Any;
+    /// Mutable [`as_any`](Self::as_any).
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// An exact copy of the model's state: every parameter (same ids, so optimizer state stays
+    /// attached) and every buffer (BatchNorm running statistics, AREAD's masks).
+    fn save_state(&self) -> ModelState;
+    /// Restore a [`save_state`](Self::save_state) of this model bit for bit. Parameters whose
+    /// id is in `keep` keep their current value (AREAD's `snapshot = "code"`).
+    fn restore_state(&mut self, state: &ModelState, keep: &[ParamId]);
     /// Apply one optimizer step with the gradients of this model's parameters, except the
     /// [outer parameters](RecModel::outer_params), which it leaves unchanged (no gradient, no
     /// weight decay, no optimizer state).
@@ -180,6 +232,53 @@ pub trait DynModel: Send {
         &mut self,
         tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     ) -> Result<(), ModelError>;
+}
+
+/// A saved model state ([`DynModel::save_state`]): an opaque copy of the model plus its
+/// buffers by id.
+pub struct ModelState {
+    model: Box<dyn Any + Send>,
+    buffers: Vec<(ParamId, TensorData)>,
+}
+
+/// Host copies of float tensors by id: the buffers (no gradient) or the parameters in `keep`.
+struct Copies<'a> {
+    keep: Option<&'a [ParamId]>,
+    out: Vec<(ParamId, TensorData)>,
+}
+
+impl ModuleVisitor for Copies<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val();
+        let wanted = match self.keep {
+            None => !t.is_require_grad(),
+            Some(keep) => keep.contains(&param.id),
+        };
+        if wanted {
+            self.out.push((param.id, t.into_data()));
+        }
+    }
+}
+
+/// Writes host copies back by id: as buffers (no gradient) or as trainable parameters.
+struct WriteBack<'a> {
+    values: &'a [(ParamId, TensorData)],
+    trainable: bool,
+}
+
+impl ModuleMapper for WriteBack<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some((_, v)) = self.values.iter().find(|(id, _)| *id == param.id) else {
+            return param;
+        };
+        let device = param.val().device();
+        let t = Tensor::<D>::from_data(v.clone(), &device);
+        if self.trainable {
+            param.map(|_| t.require_grad())
+        } else {
+            Param::initialized(param.id, t).set_require_grad(false)
+        }
+    }
 }
 
 /// Holds a concrete model for [`DynModel`].
@@ -269,6 +368,72 @@ impl<M: RecModel> DynModel for Holder<M> {
         self.m().forward(ctx, input, probes)
     }
 
+    fn forward_train(
+        &self,
+        ctx: &ModelContext,
+        input: &ModelInput,
+        labels: &Tensor<2>,
+        probes: &mut Probes,
+    ) -> TrainOutput {
+        self.m().forward_train(ctx, input, labels, probes)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self.m()
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self.model.as_mut().expect("model present between steps")
+    }
+
+    fn save_state(&self) -> ModelState {
+        // `valid()` folds pending running-state updates into their values (burn keeps them per
+        // thread until then); the buffers are then read by id.
+        drop(self.m().valid());
+        let mut b = Copies {
+            keep: None,
+            out: Vec::new(),
+        };
+        self.m().visit(&mut b);
+        ModelState {
+            model: Box::new(self.m().clone()),
+            buffers: b.out,
+        }
+    }
+
+    fn restore_state(&mut self, state: &ModelState, keep: &[ParamId]) {
+        let saved = state
+            .model
+            .downcast_ref::<M>()
+            .expect("a state saved from this model");
+        let live = self.model.take().expect("model present between steps");
+        // Fold pending running-state updates first, so they cannot overwrite the restored
+        // values at the next update.
+        drop(live.valid());
+        let mut kept = Copies {
+            keep: Some(keep),
+            out: Vec::new(),
+        };
+        if !keep.is_empty() {
+            live.visit(&mut kept);
+        }
+        drop(live);
+        // Parameters: the saved copy (tensors are immutable, so the copy is exact and keeps
+        // the ids and the gradient requirement). Buffers: running states are shared between
+        // copies, so their saved values are written back.
+        let mut model = saved.clone().map(&mut WriteBack {
+            values: &state.buffers,
+            trainable: false,
+        });
+        if !kept.out.is_empty() {
+            model = model.map(&mut WriteBack {
+                values: &kept.out,
+                trainable: true,
+            });
+        }
+        self.model = Some(model);
+    }
+
     fn step(&mut self, optim: &mut ModuleOptimizer, lr: f64, grads: &mut Gradients) {
         let model = self.model.take().expect("model present between steps");
         let outer = model.outer_params();
@@ -313,6 +478,9 @@ impl<M: RecModel> DynModel for Holder<M> {
     }
 
     fn named_tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        // Fold pending running-state updates (burn keeps them per thread until a sync) so the
+        // BatchNorm statistics read are the current ones.
+        drop(self.m().valid());
         let mut c = Collect {
             path: Vec::new(),
             out: Vec::new(),

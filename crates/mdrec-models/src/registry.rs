@@ -154,6 +154,7 @@ pub static MODELS: &[&dyn ModelFactory] = &[
     &Entry::<crate::xdeepfm::XDeepFm>::NEW,
     &Entry::<crate::adatt::Adatt>::NEW,
     &Entry::<crate::adatt::AdattSp>::NEW,
+    &Entry::<crate::aread::Aread>::NEW,
 ];
 
 /// Look a model up by name.

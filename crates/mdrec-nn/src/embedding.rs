@@ -88,7 +88,7 @@ impl Default for EmbeddingConfig {
 
 const UNTOUCHED: u32 = u32::MAX;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Table {
     name: String,
     rows: usize,
@@ -104,7 +104,7 @@ struct Table {
     grad: Vec<f32>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct FieldSlot {
     name: String,
     table: usize,
@@ -114,8 +114,9 @@ struct FieldSlot {
     column: usize,
 }
 
-/// Embedding tables with sparse, row-wise updates.
-#[derive(Debug, Clone)]
+/// Embedding tables with sparse, row-wise updates. `==` compares weights, optimizer moments
+/// and the step counter (a snapshot/restore check).
+#[derive(Debug, Clone, PartialEq)]
 pub struct EmbeddingStore {
     tables: Vec<Table>,
     fields: Vec<FieldSlot>,
@@ -414,6 +415,16 @@ impl EmbeddingStore {
         t.s1.iter_mut().for_each(|x| *x = 0.0);
         t.s2.iter_mut().for_each(|x| *x = 0.0);
         Ok(())
+    }
+
+    /// Forget the optimizer state (moments, accumulators, step counter) and keep the weights:
+    /// the next steps behave like a freshly created optimizer (AREAD's HEMP candidates).
+    pub fn reset_optimizer_state(&mut self) {
+        for t in &mut self.tables {
+            t.s1.iter_mut().for_each(|x| *x = 0.0);
+            t.s2.iter_mut().for_each(|x| *x = 0.0);
+        }
+        self.step = 0;
     }
 
     /// Names of all tables.

@@ -14,7 +14,7 @@ use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use mdrec_data::rng::Rng;
 use mdrec_data::{Batch, EncodedData};
-use mdrec_models::{DynModel, ModelFactory, Probes};
+use mdrec_models::{DynModel, ModelFactory, ModelState, Probes};
 use mdrec_nn::input::Routing;
 use mdrec_nn::loss::{bce_with_logits, element_weights};
 use mdrec_nn::{EmbeddingStore, ModelContext, ModelInput};
@@ -141,10 +141,15 @@ impl Engine {
 
     /// The training objective on `rows` of `data` (the run's loss reduction plus the model's
     /// auxiliary loss) and its gradients; also returns the embedding leaf of the batch.
+    ///
+    /// The per-element loss is `BCE(logits, labels)`, or the model's own
+    /// [`TrainOutput::element_loss`](mdrec_models::TrainOutput) when it supplies one (AREAD's
+    /// bagging loss); the reduction weights apply to either.
     fn loss_and_grads(
         &mut self,
         data: &EncodedData,
         rows: &[u32],
+        probes: &mut Probes,
     ) -> Result<(f64, Gradients, Tensor<2>), TrainError> {
         data.fill_batch(rows, &mut self.batch);
         let b = self.batch.len;
@@ -156,8 +161,8 @@ impl Engine {
             &mut self.emb_buf,
             &self.device,
         )?;
-        let mut probes = Probes::new(false);
-        let out = self.model.forward(&self.ctx, &input, &mut probes);
+        let labels = tensor2(self.batch.labels.clone(), b, t, &self.device);
+        let out = self.model.forward_train(&self.ctx, &input, &labels, probes);
         element_weights(
             &self.batch.domain,
             self.ctx.n_domains(),
@@ -165,10 +170,13 @@ impl Engine {
             self.cfg.loss,
             &mut self.w_buf,
         );
-        let labels = tensor2(self.batch.labels.clone(), b, t, &self.device);
         let weights = tensor2(self.w_buf.clone(), b, t, &self.device);
-        let mut loss: Tensor<1> = (bce_with_logits(out.logits, labels) * weights).sum();
-        if let Some(aux) = out.aux_loss {
+        let element = match out.element_loss {
+            Some(l) => l,
+            None => bce_with_logits(out.output.logits, labels),
+        };
+        let mut loss: Tensor<1> = (element * weights).sum();
+        if let Some(aux) = out.output.aux_loss {
             loss = loss + aux;
         }
         let grads = loss.backward();
@@ -184,7 +192,60 @@ impl Engine {
     /// One optimisation step on `rows` of `data`: embeddings and every dense parameter except
     /// the model's outer parameters; returns the batch loss.
     pub fn train_step(&mut self, data: &EncodedData, rows: &[u32]) -> Result<f64, TrainError> {
-        let (loss_value, mut grads, emb) = self.loss_and_grads(data, rows)?;
+        self.train_step_probed(data, rows, &mut Probes::new(false))
+    }
+
+    /// [`train_step`](Self::train_step), recording the model's probes of the training forward
+    /// into `probes` (AREAD's gate values for HEMP).
+    pub fn train_step_probed(
+        &mut self,
+        data: &EncodedData,
+        rows: &[u32],
+        probes: &mut Probes,
+    ) -> Result<f64, TrainError> {
+        let emb_lr = self.cfg.embedding.lr.unwrap_or(self.cfg.lr);
+        let emb_wd = self
+            .cfg
+            .embedding
+            .weight_decay
+            .unwrap_or(self.cfg.weight_decay);
+        let (loss_value, mut grads) =
+            self.grads_and_embedding_step(data, rows, emb_lr, emb_wd, probes)?;
+        self.model.step(&mut self.optim, self.cfg.lr, &mut grads);
+        Ok(loss_value)
+    }
+
+    /// One step with another dense optimizer (`optim`, learning rate `lr`) and embedding
+    /// learning rate / weight decay: HEMP's candidate training with its fresh fast Adam. The
+    /// main optimizer's state is not touched.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_with(
+        &mut self,
+        data: &EncodedData,
+        rows: &[u32],
+        optim: &mut ModuleOptimizer,
+        lr: f64,
+        emb_lr: f64,
+        emb_wd: f64,
+        probes: &mut Probes,
+    ) -> Result<f64, TrainError> {
+        let (loss_value, mut grads) =
+            self.grads_and_embedding_step(data, rows, emb_lr, emb_wd, probes)?;
+        self.model.step(optim, lr, &mut grads);
+        Ok(loss_value)
+    }
+
+    /// Forward, backward and the sparse embedding update; returns the loss and the dense
+    /// gradients.
+    fn grads_and_embedding_step(
+        &mut self,
+        data: &EncodedData,
+        rows: &[u32],
+        emb_lr: f64,
+        emb_wd: f64,
+        probes: &mut Probes,
+    ) -> Result<(f64, Gradients), TrainError> {
+        let (loss_value, mut grads, emb) = self.loss_and_grads(data, rows, probes)?;
         let g = emb
             .grad_remove(&mut grads)
             .ok_or_else(|| TrainError::Data("embedding leaf received no gradient".into()))?;
@@ -192,15 +253,8 @@ impl Engine {
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|e| TrainError::Data(format!("{e:?}")))?;
-        let emb_lr = self.cfg.embedding.lr.unwrap_or(self.cfg.lr);
-        let emb_wd = self
-            .cfg
-            .embedding
-            .weight_decay
-            .unwrap_or(self.cfg.weight_decay);
         self.store.apply_gradient(&self.batch, &g, emb_lr, emb_wd);
-        self.model.step(&mut self.optim, self.cfg.lr, &mut grads);
-        Ok(loss_value)
+        Ok((loss_value, grads))
     }
 
     /// Whether the model has outer parameters (a bi-level schedule applies).
@@ -213,10 +267,79 @@ impl Engine {
     /// their own Adam with `train.automl_lr`; embeddings and all other parameters are left as
     /// they are. Returns the batch loss (before the update).
     pub fn outer_step(&mut self, data: &EncodedData, rows: &[u32]) -> Result<f64, TrainError> {
-        let (loss_value, mut grads, _emb) = self.loss_and_grads(data, rows)?;
+        let (loss_value, mut grads, _emb) =
+            self.loss_and_grads(data, rows, &mut Probes::new(false))?;
         self.model
             .outer_step(&mut self.outer_optim, self.cfg.automl_lr, &mut grads);
         Ok(loss_value)
+    }
+
+    /// The training config the engine was built with.
+    pub fn train_config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// An exact copy of everything a step changes: the model (parameters with their ids,
+    /// buffers), both dense optimizers' states and the embedding store (weights, moments, step
+    /// counter). Tensors are immutable, so copies of them are exact and cheap; the store is
+    /// copied.
+    pub fn save_state(&self) -> EngineState {
+        EngineState {
+            model: self.model.save_state(),
+            optim: self.optim.clone(),
+            outer_optim: self.outer_optim.clone(),
+            store: self.store.clone(),
+        }
+    }
+
+    /// Restore a [`save_state`](Self::save_state) bit for bit; the dense parameters whose ids
+    /// are in `keep` keep their current values (AREAD `hemp.snapshot = "code"`).
+    pub fn restore_state(&mut self, state: &EngineState, keep: &[burn::module::ParamId]) {
+        self.model.restore_state(&state.model, keep);
+        self.optim = state.optim.clone();
+        self.outer_optim = state.outer_optim.clone();
+        self.store = state.store.clone();
+    }
+
+    /// The main dense optimizer (tests compare its state).
+    pub fn optimizer(&self) -> &ModuleOptimizer {
+        &self.optim
+    }
+
+    /// Mean over `batches` of the mean per-element BCE of the inference model's logits (no
+    /// update, no dropout, BatchNorm running statistics): HEMP's candidate score.
+    pub fn eval_loss(
+        &mut self,
+        data: &EncodedData,
+        batches: &[Vec<u32>],
+    ) -> Result<f64, TrainError> {
+        let model = self.model.valid();
+        let device = self.device.clone().without_autodiff();
+        let t = self.ctx.n_tasks();
+        let mut total = 0.0;
+        for rows in batches {
+            data.fill_batch(rows, &mut self.batch);
+            let input = make_input(
+                &self.ctx,
+                &self.store,
+                &self.batch,
+                &mut self.emb_buf,
+                &device,
+            )?;
+            let logits = model
+                .forward(&self.ctx, &input, &mut Probes::new(false))
+                .logits
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| TrainError::Data(format!("{e:?}")))?;
+            let mut s = 0.0f64;
+            for (x, y) in logits.iter().zip(&self.batch.labels) {
+                let (x, y) = (*x as f64, *y as f64);
+                s += x.max(0.0) - x * y + (-x.abs()).exp().ln_1p();
+            }
+            total += s / (self.batch.len * t).max(1) as f64;
+        }
+        Ok(total / batches.len().max(1) as f64)
     }
 
     /// A frozen copy for evaluation and best-weights restore.
@@ -227,6 +350,14 @@ impl Engine {
             store: self.store.clone(),
         }
     }
+}
+
+/// A saved [`Engine`] state ([`Engine::save_state`]).
+pub struct EngineState {
+    model: ModelState,
+    optim: ModuleOptimizer,
+    outer_optim: ModuleOptimizer,
+    store: EmbeddingStore,
 }
 
 /// Frozen weights: an inference copy of the model and a copy of the tables.

@@ -1,7 +1,8 @@
 //! Training, evaluation and the run directory.
 //!
 //! This crate owns the training loop ([`engine`] for one step, [`trainer`] for epochs, early
-//! stopping with best-weights restore and the training settings), the run configuration
+//! stopping with best-weights restore and the training settings), AREAD's mask schedule
+//! ([`hemp`]), the run configuration
 //! ([`config`]), checkpoints ([`checkpoint`]), reports ([`report`]) and progress display
 //! ([`progress`]). It combines the data path, the embedding store, a zoo model and the metrics;
 //! it never parses raw files itself (that is `mdrec-data`).
@@ -15,6 +16,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod engine;
+pub mod hemp;
 pub mod progress;
 pub mod report;
 pub mod svg;

@@ -4,6 +4,9 @@
 //! `metrics.jsonl` (one JSON object per epoch), `report.json` and `report.md`.
 //! `mdrec eval --run DIR` rebuilds the model from those files and re-scores the test split.
 //!
+//! AREAD's HEMP schedule (single-domain batches, warm-up, mask updates) replaces the epoch's
+//! batch loop when the model is AREAD (see [`crate::hemp`]).
+//!
 //! Bi-level schedule: when the model has outer parameters ([`Engine::has_outer_params`]), each
 //! epoch ends, after its training steps and before validation, with one outer step on the first
 //! `batch_size` rows of a seeded shuffle (`seed ^ 0xA11`, that epoch) of the split named by
@@ -30,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{Checkpoint, CheckpointWriter};
 use crate::config::{RunConfig, TrainConfig};
 use crate::engine::{Engine, Snapshot};
+use crate::hemp::{self, Hemp};
 use crate::progress::Progress;
 use crate::report::{write_reports, RunReport, Timing};
 use crate::TrainError;
@@ -273,6 +277,7 @@ fn fit(
     ctx: ModelContext,
     cfg: &TrainConfig,
     train: &EncodedData,
+    augmented: Option<&EncodedData>,
     valid: &EncodedData,
     device: &Device,
     label: &str,
@@ -281,6 +286,13 @@ fn fit(
     progress: &mut dyn Progress,
 ) -> Result<Fitted, TrainError> {
     let mut engine = Engine::new(factory, model_cfg, ctx.clone(), cfg, cfg.seed, device)?;
+    // AREAD opts into its HEMP schedule (single-domain batches, warm-up, mask updates); the
+    // augmented training set of its candidates is not built yet (the original rows are used).
+    let mut hemp = if hemp::applies(&engine) {
+        Some(Hemp::new(&engine, train, augmented)?)
+    } else {
+        None
+    };
     let train_counts = train.domain_counts(ctx.n_domains());
     // Fail fast on a misspelt monitor: the accepted names depend on the domains and tasks, so
     // ask a report of this validation split (constant scores, cheap) before training.
@@ -300,7 +312,13 @@ fn fit(
     let mut train_seconds = 0.0;
     for epoch in 1..=cfg.epochs {
         let order = epoch_order(train.len(), true, cfg.seed, epoch);
-        let steps: Vec<&[u32]> = order.chunks(cfg.batch_size).collect();
+        let hemp_batches = hemp
+            .as_ref()
+            .map(|_| hemp::domain_batches(train, ctx.n_domains(), cfg.batch_size, cfg.seed, epoch));
+        let steps: Vec<&[u32]> = match &hemp_batches {
+            Some(b) => b.iter().map(Vec::as_slice).collect(),
+            None => order.chunks(cfg.batch_size).collect(),
+        };
         let steps = match cfg.max_steps_per_epoch {
             Some(m) => &steps[..m.min(steps.len())],
             None => &steps[..],
@@ -309,8 +327,14 @@ fn fit(
         progress.start_epoch(label, epoch, total);
         let t0 = Instant::now();
         let (mut loss_sum, mut done) = (0.0, 0usize);
+        if let (Some(h), 1) = (hemp.as_mut(), epoch) {
+            h.warm_up(&mut engine, train, progress)?;
+        }
         for (i, rows) in steps.iter().enumerate() {
-            let l = engine.train_step(train, rows)?;
+            let l = match hemp.as_mut() {
+                Some(h) => h.step(&mut engine, train, epoch, i, rows, progress)?,
+                None => engine.train_step(train, rows)?,
+            };
             loss_sum += l;
             done += rows.len();
             progress.step(done, loss_sum / (i + 1) as f64);
@@ -586,6 +610,9 @@ pub fn train_run(
             part.ctx(&ctx),
             &resolved.train,
             &tr,
+            // Seam for AREAD's augmented training set (model-spec §4.14.5), built in
+            // mdrec-data; `None` = candidates train on the original rows.
+            None,
             &va,
             &device,
             &label,
