@@ -145,6 +145,61 @@ impl EncodedData {
         }
     }
 
+    /// The rows of `self` followed by the rows of `other` (same schema: same number of
+    /// columns of each kind).
+    ///
+    /// # Panics
+    /// If the column layouts differ (a programmer error: both come from one schema).
+    pub fn concat(&self, other: &EncodedData) -> EncodedData {
+        assert!(
+            self.cat.len() == other.cat.len()
+                && self.multi.len() == other.multi.len()
+                && self.num.len() == other.num.len()
+                && self.labels.len() == other.labels.len(),
+            "EncodedData::concat: different column layouts"
+        );
+        let join = |a: &Vec<u32>, b: &Vec<u32>| [a.as_slice(), b.as_slice()].concat();
+        let joinf = |a: &Vec<f32>, b: &Vec<f32>| [a.as_slice(), b.as_slice()].concat();
+        let multi = self
+            .multi
+            .iter()
+            .zip(&other.multi)
+            .map(|(a, b)| {
+                let base = *a.offsets.last().unwrap_or(&0);
+                let mut offsets = a.offsets.clone();
+                offsets.extend(b.offsets.iter().skip(1).map(|o| o + base));
+                Jagged {
+                    offsets,
+                    values: [a.values.as_slice(), b.values.as_slice()].concat(),
+                }
+            })
+            .collect();
+        EncodedData {
+            n_rows: self.n_rows + other.n_rows,
+            cat: self
+                .cat
+                .iter()
+                .zip(&other.cat)
+                .map(|(a, b)| join(a, b))
+                .collect(),
+            multi,
+            num: self
+                .num
+                .iter()
+                .zip(&other.num)
+                .map(|(a, b)| joinf(a, b))
+                .collect(),
+            domain: join(&self.domain, &other.domain),
+            labels: self
+                .labels
+                .iter()
+                .zip(&other.labels)
+                .map(|(a, b)| joinf(a, b))
+                .collect(),
+            group: [self.group.as_slice(), other.group.as_slice()].concat(),
+        }
+    }
+
     /// Appends a binary encoding (little-endian) to `out`.
     pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
         put_u64(out, self.n_rows as u64);
@@ -352,6 +407,16 @@ mod tests {
         assert!(b.multi[0].values.is_empty());
         assert_eq!(b.labels, vec![0.0, 0.0]);
         assert_eq!(b.rows, vec![1]);
+    }
+
+    #[test]
+    fn concat_equals_the_subsets_it_is_made_of() {
+        let d = sample();
+        let (a, b) = (d.subset(&[0, 1]), d.subset(&[2]));
+        assert_eq!(a.concat(&b), d);
+        let twice = d.concat(&d);
+        assert_eq!(twice.subset(&[3, 4, 5]), d);
+        assert_eq!(twice.multi[0].offsets, vec![0, 2, 2, 3, 5, 5, 6]);
     }
 
     #[test]

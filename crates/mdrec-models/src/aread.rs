@@ -105,6 +105,9 @@ pub enum HempSnapshot {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HempConfig {
+    /// Run the HEMP schedule. `false` trains HEI alone: ordinary mixed-domain batches, no masks,
+    /// the loss on the mean of every output (the ablation row "HEI").
+    pub enabled: bool,
     /// Pruning / decay behaviour.
     pub mode: HempMode,
     /// Warm-up batches W at batch size `reference_batch_size` (`warm_up_interval`).
@@ -153,6 +156,7 @@ pub struct HempConfig {
 impl Default for HempConfig {
     fn default() -> Self {
         HempConfig {
+            enabled: true,
             mode: HempMode::Paper,
             warm_up_interval: 100,
             regroup_interval: 2000,

@@ -163,6 +163,12 @@ pub struct TrainConfig {
     /// Split the outer step's batch is drawn from: `valid` (the paper) or `train` (the official
     /// M3oE code). See [`TrainConfig::validate`].
     pub automl_batch_source: String,
+    /// AREAD's popularity-based counterfactual augmentation (model-spec §4.14.5): when set, the
+    /// augmented training rows are built once per run (popularity on the training split unless
+    /// `popularity_scope = "all_splits"`) and used only to train HEMP's candidate masks. Only
+    /// models with a HEMP schedule (`aread`) accept it. Example:
+    /// `[train.augment]` `ratio = 0.1`, `cold = { max_count = 4 }`.
+    pub augment: Option<mdrec_data::AugmentConfig>,
 }
 
 /// Accepted values of `train.automl_batch_source`.
@@ -213,6 +219,7 @@ impl Default for TrainConfig {
             device: "cpu".into(),
             automl_lr: 1e-3,
             automl_batch_source: "valid".into(),
+            augment: None,
         }
     }
 }
@@ -299,6 +306,11 @@ impl RunConfig {
             slot = obj
                 .entry(p.to_string())
                 .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            // An optional section that is off (`null`, e.g. `train.augment`) is switched on with
+            // its defaults by setting one of its keys.
+            if slot.is_null() {
+                *slot = serde_json::Value::Object(Default::default());
+            }
         }
         *self = serde_json::from_value(doc)
             .map_err(|e| TrainError::Config(format!("--set `{key}`: {e}")))?;
@@ -309,6 +321,21 @@ impl RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn setting_a_key_of_an_optional_section_turns_it_on_with_defaults() {
+        let mut c = RunConfig::default();
+        assert!(c.train.augment.is_none());
+        c.set("train.augment.ratio=0.25").unwrap();
+        let a = c.train.augment.as_ref().unwrap();
+        assert_eq!(a.ratio, 0.25);
+        assert_eq!(
+            a.small_share,
+            mdrec_data::AugmentConfig::default().small_share
+        );
+        let e = c.set("train.augment.ratioo=1").unwrap_err().to_string();
+        assert!(e.contains("ratioo"), "{e}");
+    }
 
     #[test]
     fn unknown_key_names_key_and_accepted_ones() {

@@ -53,7 +53,7 @@ const MAX_DRAWS: usize = 1000;
 
 /// Whether the engine's model follows the HEMP schedule (it is AREAD).
 pub fn applies(engine: &Engine) -> bool {
-    aread::downcast(engine.model.as_any()).is_some()
+    aread::downcast(engine.model.as_any()).is_some_and(|m| m.hemp_config().enabled)
 }
 
 fn model(engine: &Engine) -> &aread::Aread {

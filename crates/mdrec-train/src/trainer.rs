@@ -286,10 +286,15 @@ fn fit(
     progress: &mut dyn Progress,
 ) -> Result<Fitted, TrainError> {
     let mut engine = Engine::new(factory, model_cfg, ctx.clone(), cfg, cfg.seed, device)?;
-    // AREAD opts into its HEMP schedule (single-domain batches, warm-up, mask updates); the
-    // augmented training set of its candidates is not built yet (the original rows are used).
+    // AREAD opts into its HEMP schedule (single-domain batches, warm-up, mask updates); its
+    // candidates train on the augmented rows when `train.augment` is set.
     let mut hemp = if hemp::applies(&engine) {
         Some(Hemp::new(&engine, train, augmented)?)
+    } else if augmented.is_some() {
+        return Err(TrainError::Config(format!(
+            "train.augment is used only by a HEMP schedule (model aread with hemp.enabled = true), not by `{}`",
+            factory.name()
+        )));
     } else {
         None
     };
@@ -587,6 +592,28 @@ pub fn train_run(
     let (mut train_rows, mut train_seconds) = (0usize, 0.0f64);
     let mut model_report = serde_json::Map::new();
     let all_parts = parts(setting, &ctx);
+    let augmented = match &cfg.train.augment {
+        None => None,
+        Some(_) if all_parts.len() > 1 => {
+            return Err(TrainError::Config(format!(
+                "train.augment needs one model over every domain (setting mdmt), not {setting:?}"
+            )))
+        }
+        Some(a) => {
+            let aug = mdrec_data::augment(prepared, a, cfg.train.seed)
+                .map_err(|e| TrainError::Config(format!("train.augment: {e}")))?;
+            progress.message(&format!(
+                "augmentation: {} rows ({} cold items; pool {} positives of large domains) into {} small domains",
+                aug.data.len(),
+                aug.n_cold_items,
+                aug.pool.len(),
+                aug.small_domains.len()
+            ));
+            // HEMP's "augmented training data of d" is the domain's original rows plus the
+            // rows copied into it (AREAD writes original ∪ augmented to one file).
+            Some(prepared.train.concat(&aug.data))
+        }
+    };
     let mut test_logits = vec![0.0f32; prepared.test.len() * n_t];
     let mut valid_logits = vec![0.0f32; prepared.valid.len() * n_t];
     let (mut dense_params, mut emb_params) = (0, 0);
@@ -610,9 +637,9 @@ pub fn train_run(
             part.ctx(&ctx),
             &resolved.train,
             &tr,
-            // Seam for AREAD's augmented training set (model-spec §4.14.5), built in
-            // mdrec-data; `None` = candidates train on the original rows.
-            None,
+            // AREAD's augmented training set (model-spec §4.14.5); `None` = candidates train
+            // on the original rows.
+            augmented.as_ref(),
             &va,
             &device,
             &label,

@@ -196,24 +196,7 @@ impl Progress for Log {
 
 #[test]
 fn hemp_runs_warm_up_and_mask_updates_on_the_synthetic_dataset() {
-    let mut cfg = RunConfig::default();
-    cfg.set_model_name("aread");
-    cfg.set("dataset.synthetic_rows=3000").unwrap();
-    cfg.set("dataset.synthetic_domains=3").unwrap();
-    cfg.set("model.mmoe_experts=2").unwrap();
-    cfg.set("model.expert_dims=[8]").unwrap();
-    cfg.set("model.levels=[2, 4]").unwrap();
-    cfg.set("model.level_dims=[[8], [4]]").unwrap();
-    cfg.set("model.cross_layers=1").unwrap();
-    cfg.set("model.hemp.warm_up_interval=4").unwrap();
-    cfg.set("model.hemp.regroup_interval=6").unwrap();
-    cfg.set("model.hemp.reference_batch_size=128").unwrap();
-    cfg.set("model.hemp.update_steps=2").unwrap();
-    cfg.set("model.hemp.eval_batches=1").unwrap();
-    cfg.set("model.hemp.candidates=2").unwrap();
-    cfg.set("train.epochs=1").unwrap();
-    cfg.set("train.batch_size=128").unwrap();
-    cfg.set("train.max_steps_per_epoch=8").unwrap();
+    let cfg = tiny_aread_config();
     let prepared = prepare_dataset(&cfg).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log(Vec::new());
@@ -255,4 +238,71 @@ fn bad_hemp_config_is_an_error_naming_the_key() {
         .unwrap()
         .to_string();
     assert!(err.contains("hemp.prune_ratio"), "{err}");
+}
+
+/// A tiny AREAD on 3,000 synthetic rows: W = 4, R = 6, 8 steps of 128 rows.
+fn tiny_aread_config() -> RunConfig {
+    let mut cfg = RunConfig::default();
+    cfg.set_model_name("aread");
+    for s in [
+        "dataset.synthetic_rows=3000",
+        "dataset.synthetic_domains=3",
+        "model.mmoe_experts=2",
+        "model.expert_dims=[8]",
+        "model.levels=[2, 4]",
+        "model.level_dims=[[8], [4]]",
+        "model.cross_layers=1",
+        "model.hemp.warm_up_interval=4",
+        "model.hemp.regroup_interval=6",
+        "model.hemp.reference_batch_size=128",
+        "model.hemp.update_steps=2",
+        "model.hemp.eval_batches=1",
+        "model.hemp.candidates=2",
+        "train.epochs=1",
+        "train.batch_size=128",
+        "train.max_steps_per_epoch=8",
+    ] {
+        cfg.set(s).unwrap();
+    }
+    cfg
+}
+
+#[test]
+fn hei_alone_trains_without_hemp_and_augmentation_feeds_the_candidates() {
+    // HEI alone: no schedule messages, no masks.
+    let mut cfg = tiny_aread_config();
+    cfg.set("model.hemp.enabled=false").unwrap();
+    let prepared = prepare_dataset(&cfg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log(Vec::new());
+    let out = train_run(&cfg, &prepared, dir.path(), &mut log).unwrap();
+    let msgs = log.0.join("\n");
+    assert!(!msgs.contains("hemp:"), "{msgs}");
+    let active = out.report.model_report["active_edges"].clone();
+    assert!(
+        active
+            .as_array()
+            .is_none_or(|a| a.iter().all(|n| n.as_u64() == Some(0))),
+        "no masks expected: {active}"
+    );
+    // The same config with augmentation is refused: nothing would read the augmented rows.
+    cfg.set("train.augment.small_share=0.3").unwrap();
+    let err = match train_run(&cfg, &prepared, dir.path(), &mut Log(Vec::new())) {
+        Ok(_) => panic!("augmentation without HEMP must be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("HEMP"), "{err}");
+
+    // HEMP with augmentation: the augmented rows are built (small domains = under 30 % here).
+    let mut cfg = tiny_aread_config();
+    cfg.set("train.augment.small_share=0.3").unwrap();
+    cfg.set("train.augment.cold={ max_count = 1000 }").unwrap();
+    let prepared = prepare_dataset(&cfg).unwrap();
+    let mut log = Log(Vec::new());
+    train_run(&cfg, &prepared, dir.path(), &mut log).unwrap();
+    let msgs = log.0.join("\n");
+    assert!(
+        msgs.contains("augmentation: ") && msgs.contains("hemp: mask update"),
+        "{msgs}"
+    );
 }
