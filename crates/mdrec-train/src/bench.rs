@@ -58,6 +58,10 @@ pub struct BenchSpec {
     /// stays complete as models are added.
     #[serde(default)]
     pub all_models: bool,
+    /// Per-(domain, task) columns for `auc`, `gauc` and `logloss` (default true); `false` keeps
+    /// only the overall columns, for datasets with many domains.
+    #[serde(default = "yes")]
+    pub cells: bool,
     /// Label of the run whose RelaImpr over the best other run is reported.
     pub compare: Option<String>,
     /// The `[dataset]` section, as in a run config.
@@ -67,6 +71,10 @@ pub struct BenchSpec {
     pub train: serde_json::Map<String, serde_json::Value>,
     /// The runs.
     pub runs: Vec<RunSpec>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_metrics() -> Vec<String> {
@@ -284,24 +292,17 @@ pub fn run_bench(
 /// Column names (`EvalReport::metric` names) for the spec's metric families.
 fn columns(spec: &BenchSpec, sample: &RunReport) -> Vec<String> {
     let mut cols = Vec::new();
+    let cells: &[mdrec_metrics::CellMetrics] = if spec.cells { &sample.test.cells } else { &[] };
     for fam in &spec.metrics {
         match fam.as_str() {
             "auc" => {
-                cols.extend(
-                    sample
-                        .test
-                        .cells
-                        .iter()
-                        .map(|c| format!("auc/{}/{}", c.domain, c.task)),
-                );
+                cols.extend(cells.iter().map(|c| format!("auc/{}/{}", c.domain, c.task)));
                 cols.push("auc_mean_cells".into());
                 cols.push("auc_task_pooled_mean".into());
             }
             "gauc" => {
                 cols.extend(
-                    sample
-                        .test
-                        .cells
+                    cells
                         .iter()
                         .map(|c| format!("gauc/{}/{}", c.domain, c.task)),
                 );
@@ -309,9 +310,7 @@ fn columns(spec: &BenchSpec, sample: &RunReport) -> Vec<String> {
             }
             "logloss" => {
                 cols.extend(
-                    sample
-                        .test
-                        .cells
+                    cells
                         .iter()
                         .map(|c| format!("logloss/{}/{}", c.domain, c.task)),
                 );
