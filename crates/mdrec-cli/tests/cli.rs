@@ -305,6 +305,7 @@ fn bench_resumes_after_an_interruption_with_the_same_table() {
 name = "tiny"
 seeds = [1, 2]
 compare = "mmoe"
+base = "SB-MTL"
 [dataset]
 name = "synthetic"
 synthetic_rows = 2000
@@ -343,6 +344,23 @@ reference = { auc_mean_cells = 0.71 }
             && table.contains("SB-MTL (paper)")
             && table.contains("RelaImpr"),
         "{table}"
+    );
+    // The base section tests every other run against SB-MTL over the two seeds.
+    let vs = table
+        .split("Against the base (SB-MTL)")
+        .nth(1)
+        .expect("base section");
+    let mmoe_row = vs
+        .lines()
+        .find(|l| l.starts_with("| mmoe |"))
+        .expect("mmoe row");
+    assert!(
+        mmoe_row.contains(" (0.") || mmoe_row.contains(" (1.000)"),
+        "{mmoe_row}"
+    );
+    assert!(
+        !vs.lines().any(|l| l.starts_with("| SB-MTL |")),
+        "the base is not tested against itself"
     );
     let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "header + 4 runs");

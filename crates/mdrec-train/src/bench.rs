@@ -64,6 +64,9 @@ pub struct BenchSpec {
     pub cells: bool,
     /// Label of the run whose RelaImpr over the best other run is reported.
     pub compare: Option<String>,
+    /// Label of the base run: every other run's overall numbers are tested against it (Welch's
+    /// t-test over seeds: difference, t, p) in a section of `table.md`.
+    pub base: Option<String>,
     /// The `[dataset]` section, as in a run config.
     pub dataset: DatasetConfig,
     /// `[train]` overrides for every run.
@@ -172,12 +175,14 @@ impl BenchSpec {
                 ));
             }
         }
-        if let Some(c) = &self.compare {
-            if !labels.contains(c) {
-                return err(format!(
-                    "compare = `{c}` is not a run label; labels: {}",
-                    labels.join(", ")
-                ));
+        for (key, v) in [("compare", &self.compare), ("base", &self.base)] {
+            if let Some(c) = v {
+                if !labels.contains(c) {
+                    return err(format!(
+                        "{key} = `{c}` is not a run label; labels: {}",
+                        labels.join(", ")
+                    ));
+                }
             }
         }
         for r in &self.runs {
@@ -563,6 +568,61 @@ fn write_tables(spec: &BenchSpec, out: &Path) -> Result<String, TrainError> {
             }
         }
     }
+    let mut vs_base = Vec::new();
+    if let Some(base) = &spec.base {
+        let bi = reports
+            .iter()
+            .position(|(l, _)| l == base)
+            .expect("validated");
+        let overall: Vec<(usize, &String)> = cols
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.contains('/'))
+            .collect();
+        let _ = writeln!(
+            md,
+            "\nAgainst the base ({base}): difference of the means (AUC in points, LogLoss as is), \
+             Welch's t-test over seeds; `*` = p < 0.05.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| run | {} |\n|---|{}",
+            overall
+                .iter()
+                .map(|(_, c)| format!("{} Δ (p)", short(c)))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            "---:|".repeat(overall.len())
+        );
+        for (ri, (label, _)) in reports.iter().enumerate().filter(|(ri, _)| *ri != bi) {
+            let mut cells = Vec::new();
+            for &(ci, c) in &overall {
+                let (a, b) = (&vals[&(ri, ci)], &vals[&(bi, ci)]);
+                if a.is_empty() || b.is_empty() {
+                    cells.push("—".to_string());
+                    continue;
+                }
+                let d = (mean_std(a).0 - mean_std(b).0) * scale(c);
+                let w = welch_t_test(a, b);
+                let p = w.map(|w| w.p_two_sided);
+                vs_base.push(serde_json::json!({
+                    "run": label, "column": c, "difference": d, "t": w.map(|w| w.t), "p": p
+                }));
+                cells.push(match p {
+                    Some(p) => format!(
+                        "{d:+.prec$} ({p:.3}){}",
+                        if p < 0.05 { "*" } else { "" },
+                        prec = if scale(c) == 1.0 { 4 } else { 2 }
+                    ),
+                    None => format!(
+                        "{d:+.prec$} (—)",
+                        prec = if scale(c) == 1.0 { 4 } else { 2 }
+                    ),
+                });
+            }
+            let _ = writeln!(md, "| {label} | {} |", cells.join(" | "));
+        }
+    }
     write_text(&out.join("table.md"), &md)?;
     write_text(&out.join("speed.md"), &speed)?;
     // CSV of every run.
@@ -588,7 +648,7 @@ fn write_tables(spec: &BenchSpec, out: &Path) -> Result<String, TrainError> {
         }
     }
     write_text(&out.join("runs.csv"), &csv)?;
-    let summary = serde_json::json!({ "name": spec.name, "columns": cols, "rows": rows, "relaimpr": relaimpr_out });
+    let summary = serde_json::json!({ "name": spec.name, "columns": cols, "rows": rows, "relaimpr": relaimpr_out, "vs_base": vs_base });
     write_text(
         &out.join("summary.json"),
         &(serde_json::to_string_pretty(&summary).expect("json") + "\n"),
