@@ -570,3 +570,70 @@ fn speed_domains_reports_relative_epoch_time_per_domain_count() {
     let o = mdrec(&["speed", "--workload", "domains", "--domains", "0"]);
     assert!(!o.status.success() && stderr(&o).contains("--domains"));
 }
+
+#[test]
+fn analyze_draws_aread_mask_overlap_per_block() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("aread");
+    let mut args = vec![
+        "train",
+        "--dataset",
+        "synthetic",
+        "--model",
+        "aread",
+        "--epochs",
+        "1",
+        "--quiet",
+    ];
+    let sets = [
+        "dataset.synthetic_rows=3000",
+        "dataset.synthetic_domains=4",
+        "model.mmoe_experts=2",
+        "model.expert_dims=[8]",
+        "model.levels=[2, 4]",
+        "model.level_dims=[[8], [4]]",
+        "model.hemp.warm_up_interval=4",
+        "model.hemp.regroup_interval=6",
+        "model.hemp.reference_batch_size=128",
+        "model.hemp.update_steps=2",
+        "model.hemp.eval_batches=1",
+        "model.hemp.candidates=2",
+        "train.batch_size=128",
+        "train.max_steps_per_epoch=8",
+    ];
+    for s in &sets {
+        args.extend(["--set", s]);
+    }
+    args.extend(["--out", run.to_str().unwrap()]);
+    let o = mdrec(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = tmp.path().join("analysis");
+    let o = mdrec(&[
+        "analyze",
+        "--run",
+        run.to_str().unwrap(),
+        "--rows",
+        "300",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(out.join("mask_overlap.csv")).unwrap();
+    // Blocks: input edges, levels 1→2, outputs; 4 × 4 domain pairs each; a domain with itself is 1.
+    let blocks: std::collections::BTreeSet<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert!(!blocks.is_empty());
+    assert_eq!(csv.lines().count() - 1, blocks.len() * 16, "{csv}");
+    assert!(csv.lines().any(|l| l.contains(",d2,d2,1")), "{csv}");
+    let svgs = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name().into_string().unwrap();
+            n.starts_with("mask_overlap_") && n.ends_with(".svg")
+        })
+        .count();
+    assert_eq!(svgs, blocks.len());
+}

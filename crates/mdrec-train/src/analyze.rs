@@ -12,6 +12,7 @@
 //! | `utilisation.csv`, `utilisation_<run>.svg` | mean gate weight of each expert per (domain, task) head |
 //! | `di.csv`, `di.svg` | Diversity Index DI^AF and DI^SF per ordered domain pair (Crocodile Eq. 1–2) |
 //! | `entanglement.csv`, `entanglement_<run>.svg` | user–item distance histograms, all pairs vs conflict pairs, per pair of tables (paper 003 Fig. 3) |
+//! | `mask_overlap.csv`, `mask_overlap_<run>_<block>.svg` | AREAD: Mask Overlap Ratio (Jaccard of active edges, model-spec §2.9) between every pair of domains, per block of edges between levels |
 //! | `summary.json` | every number above, machine-readable |
 //!
 //! \[INFERRED\] choices (options of [`AnalyzeOptions`]):
@@ -142,6 +143,8 @@ pub struct Analysis {
     pub di: Vec<DiRow>,
     /// Distance histograms between pairs of tables.
     pub entanglement: Vec<Entanglement>,
+    /// AREAD's Mask Overlap Ratio: `(run, block, domain names, matrix)`; `NaN` where undefined.
+    pub mask_overlap: Vec<(String, String, Vec<String>, Vec<Vec<f64>>)>,
     /// Things that could not be computed and why.
     pub notes: Vec<String>,
 }
@@ -469,6 +472,31 @@ fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<()
         }
     }
 
+    // Per-domain masks (AREAD): the model reports the overlap ratio per block of edges.
+    if let Some(blocks) = snap
+        .model
+        .report()
+        .get("overlap_ratio")
+        .and_then(|v| v.as_object())
+    {
+        for (block, m) in blocks {
+            let matrix: Vec<Vec<f64>> = m
+                .as_array()
+                .map(|rows| {
+                    rows.iter()
+                        .map(|r| {
+                            r.as_array()
+                                .map(|c| c.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect())
+                                .unwrap_or_default()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            a.mask_overlap
+                .push((label.clone(), block.clone(), ctx.domains.clone(), matrix));
+        }
+    }
+
     // Expert outputs, gates and logits on the first test rows.
     let n = loaded.prepared.test.len().min(opts.rows);
     let test = loaded
@@ -724,6 +752,41 @@ fn write_file(path: &Path, s: &str) -> Result<(), TrainError> {
 }
 
 fn write_outputs(out: &Path, a: &Analysis) -> Result<(), TrainError> {
+    let mut overlap_rows = Vec::new();
+    for (run, block, names, m) in &a.mask_overlap {
+        for (i, row) in m.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                let name = |k: usize| names.get(k).cloned().unwrap_or_else(|| k.to_string());
+                overlap_rows.push(format!(
+                    "{run},{block},{},{},{}",
+                    name(i),
+                    name(j),
+                    opt(v.is_finite().then_some(*v))
+                ));
+            }
+        }
+        write_file(
+            &out.join(format!(
+                "mask_overlap_{}_{}.svg",
+                file_part(run),
+                file_part(block)
+            )),
+            &heatmap(
+                &format!("{run}: mask overlap ratio, edges {block}"),
+                names,
+                names,
+                m,
+            ),
+        )?;
+    }
+    if !a.mask_overlap.is_empty() {
+        csv(
+            &out.join("mask_overlap.csv"),
+            "run,block,domain_i,domain_j,overlap_ratio",
+            &overlap_rows,
+            |r| r.clone(),
+        )?;
+    }
     csv(
         &out.join("ia.csv"),
         "run,field,table,group,rows,ia",
