@@ -128,6 +128,19 @@ pub type Entanglement = (String, String, String, Vec<f64>, Vec<usize>, Vec<usize
 /// Probe values concatenated over batches: name → (width, row-major values).
 type ProbeValues = BTreeMap<String, (usize, Vec<f32>)>;
 
+/// AREAD's Mask Overlap Ratio between every pair of domains for one block of edges.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaskOverlap {
+    /// Run label.
+    pub run: String,
+    /// Block of edges, e.g. `l1-l2`.
+    pub block: String,
+    /// Domain names (rows and columns).
+    pub domains: Vec<String>,
+    /// `matrix[i][j]`; `NaN` (`null` in JSON) where undefined.
+    pub matrix: Vec<Vec<f64>>,
+}
+
 /// Everything [`analyze`] measured.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Analysis {
@@ -143,8 +156,8 @@ pub struct Analysis {
     pub di: Vec<DiRow>,
     /// Distance histograms between pairs of tables.
     pub entanglement: Vec<Entanglement>,
-    /// AREAD's Mask Overlap Ratio: `(run, block, domain names, matrix)`; `NaN` where undefined.
-    pub mask_overlap: Vec<(String, String, Vec<String>, Vec<Vec<f64>>)>,
+    /// AREAD's Mask Overlap Ratio per run and block.
+    pub mask_overlap: Vec<MaskOverlap>,
     /// Things that could not be computed and why.
     pub notes: Vec<String>,
 }
@@ -492,8 +505,12 @@ fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<()
                         .collect()
                 })
                 .unwrap_or_default();
-            a.mask_overlap
-                .push((label.clone(), block.clone(), ctx.domains.clone(), matrix));
+            a.mask_overlap.push(MaskOverlap {
+                run: label.clone(),
+                block: block.clone(),
+                domains: ctx.domains.clone(),
+                matrix,
+            });
         }
     }
 
@@ -753,7 +770,13 @@ fn write_file(path: &Path, s: &str) -> Result<(), TrainError> {
 
 fn write_outputs(out: &Path, a: &Analysis) -> Result<(), TrainError> {
     let mut overlap_rows = Vec::new();
-    for (run, block, names, m) in &a.mask_overlap {
+    for MaskOverlap {
+        run,
+        block,
+        domains: names,
+        matrix: m,
+    } in &a.mask_overlap
+    {
         for (i, row) in m.iter().enumerate() {
             for (j, v) in row.iter().enumerate() {
                 let name = |k: usize| names.get(k).cloned().unwrap_or_else(|| k.to_string());
