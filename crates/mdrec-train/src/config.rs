@@ -169,7 +169,14 @@ pub struct TrainConfig {
     /// models with a HEMP schedule (`aread`) accept it. Example:
     /// `[train.augment]` `ratio = 0.1`, `cold = { max_count = 4 }`.
     pub augment: Option<mdrec_data::AugmentConfig>,
+    /// How training rows form batches: `mixed` (default: shuffled rows of every domain) or
+    /// `domain` (AREAD's sampler: every batch holds rows of one domain, the order of the
+    /// domain batches shuffled per epoch). HEMP always uses `domain`.
+    pub batching: String,
 }
+
+/// Accepted values of `train.batching`.
+pub const BATCHINGS: [&str; 2] = ["mixed", "domain"];
 
 /// Accepted values of `train.automl_batch_source`.
 pub const AUTOML_BATCH_SOURCES: [&str; 2] = ["valid", "train"];
@@ -182,6 +189,13 @@ impl TrainConfig {
             return Err(TrainError::Config(
                 "train.batch_size and train.eval_batch_size must be positive".into(),
             ));
+        }
+        if !BATCHINGS.contains(&self.batching.as_str()) {
+            return Err(TrainError::Config(format!(
+                "train.batching: unknown value `{}`; expected one of: {}",
+                self.batching,
+                BATCHINGS.join(", ")
+            )));
         }
         if !AUTOML_BATCH_SOURCES.contains(&self.automl_batch_source.as_str()) {
             return Err(TrainError::Config(format!(
@@ -220,6 +234,7 @@ impl Default for TrainConfig {
             automl_lr: 1e-3,
             automl_batch_source: "valid".into(),
             augment: None,
+            batching: "mixed".into(),
         }
     }
 }
@@ -321,6 +336,17 @@ impl RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batching_is_validated() {
+        let mut c = RunConfig::default();
+        assert_eq!(c.train.batching, "mixed");
+        c.set("train.batching=\"domain\"").unwrap();
+        c.train.validate().unwrap();
+        c.set("train.batching=\"domains\"").unwrap();
+        let e = c.train.validate().unwrap_err().to_string();
+        assert!(e.contains("domains") && e.contains("mixed, domain"), "{e}");
+    }
 
     #[test]
     fn setting_a_key_of_an_optional_section_turns_it_on_with_defaults() {

@@ -317,9 +317,8 @@ fn fit(
     let mut train_seconds = 0.0;
     for epoch in 1..=cfg.epochs {
         let order = epoch_order(train.len(), true, cfg.seed, epoch);
-        let hemp_batches = hemp
-            .as_ref()
-            .map(|_| hemp::domain_batches(train, ctx.n_domains(), cfg.batch_size, cfg.seed, epoch));
+        let hemp_batches = (hemp.is_some() || cfg.batching == "domain")
+            .then(|| hemp::domain_batches(train, ctx.n_domains(), cfg.batch_size, cfg.seed, epoch));
         let steps: Vec<&[u32]> = match &hemp_batches {
             Some(b) => b.iter().map(Vec::as_slice).collect(),
             None => order.chunks(cfg.batch_size).collect(),

@@ -285,6 +285,11 @@ fn hei_alone_trains_without_hemp_and_augmentation_feeds_the_candidates() {
             .is_none_or(|a| a.iter().all(|n| n.as_u64() == Some(0))),
         "no masks expected: {active}"
     );
+    // HEI on AREAD's single-domain batches (the masks-vs-batching ablation): a different run.
+    let mut dom = cfg.clone();
+    dom.set("train.batching=\"domain\"").unwrap();
+    let out_dom = train_run(&dom, &prepared, dir.path(), &mut Log(Vec::new())).unwrap();
+    assert_ne!(out_dom.test_logits, out.test_logits);
     // The same config with augmentation is refused: nothing would read the augmented rows.
     cfg.set("train.augment.small_share=0.3").unwrap();
     let err = match train_run(&cfg, &prepared, dir.path(), &mut Log(Vec::new())) {
