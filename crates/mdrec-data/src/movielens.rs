@@ -25,17 +25,10 @@ use crate::DataError;
 /// How to obtain MovieLens-1M.
 pub const ML1M_HINT: &str = "download ml-1m.zip from https://grouplens.org/datasets/movielens/1m/ and pass the unzipped folder with --data-dir, or run ../shared/datasets/fetch-movielens-1m DIR";
 
-/// The declared schema of the MovieLens-1M recipe.
-pub const MOVIELENS_1M_SCHEMA: &str = r#"
-# MovieLens-1M, M3oE protocol: three age domains, click = rating > 3, like = rating > 4.
-group = "user_id"
-
-[domain]
-column = "domain"
-map = { "0" = 0, "1" = 1, "2" = 2 }
-names = ["age_lt25", "age_25", "age_ge35"]
-
-[[fields]]
+// The fields and tasks both MovieLens-1M schemas share (one place for both).
+macro_rules! ml1m_user_fields {
+    () => {
+        r#"[[fields]]
 name = "user_id"
 kind = "categorical"
 roles = ["prior", "user"]
@@ -59,19 +52,12 @@ roles = ["user"]
 name = "zip"
 kind = "categorical"
 roles = ["user"]
-
-[[fields]]
-name = "genre"
-kind = "categorical"
-roles = ["item"]
-
-[[fields]]
-name = "domain_indicator"
-column = "domain"
-kind = "categorical"
-roles = ["domain"]
-
-[[fields]]
+"#
+    };
+}
+macro_rules! ml1m_age_and_tasks {
+    () => {
+        r#"[[fields]]
 name = "age"
 kind = "numeric"
 transform = "min_max"
@@ -86,7 +72,38 @@ rule = { gt = 3 }
 name = "like"
 column = "rating"
 rule = { gt = 4 }
-"#;
+"#
+    };
+}
+
+/// The declared schema of the MovieLens-1M recipe.
+pub const MOVIELENS_1M_SCHEMA: &str = concat!(
+    r#"
+# MovieLens-1M, M3oE protocol: three age domains, click = rating > 3, like = rating > 4.
+group = "user_id"
+
+[domain]
+column = "domain"
+map = { "0" = 0, "1" = 1, "2" = 2 }
+names = ["age_lt25", "age_25", "age_ge35"]
+
+"#,
+    ml1m_user_fields!(),
+    r#"
+[[fields]]
+name = "genre"
+kind = "categorical"
+roles = ["item"]
+
+[[fields]]
+name = "domain_indicator"
+column = "domain"
+kind = "categorical"
+roles = ["domain"]
+
+"#,
+    ml1m_age_and_tasks!()
+);
 
 /// The 18 genres of the ml-1m README, in its order; the domain names (and indices) of
 /// [`MovieLensDomain::Genre`].
@@ -114,7 +131,8 @@ pub const ML1M_GENRES: [&str; 18] = [
 /// The declared schema of the MovieLens-1M recipe with genre domains: the domain is the movie's
 /// first genre (18 domains named after the genres); the `genre` item field becomes the domain
 /// indicator; everything else is as in [`MOVIELENS_1M_SCHEMA`].
-pub const MOVIELENS_1M_GENRE_SCHEMA: &str = r#"
+pub const MOVIELENS_1M_GENRE_SCHEMA: &str = concat!(
+    r#"
 # MovieLens-1M with 18 genre domains (the movie's first genre), click = rating > 3, like = rating > 4.
 group = "user_id"
 
@@ -123,53 +141,18 @@ column = "genre"
 map = { "Action" = 0, "Adventure" = 1, "Animation" = 2, "Children's" = 3, "Comedy" = 4, "Crime" = 5, "Documentary" = 6, "Drama" = 7, "Fantasy" = 8, "Film-Noir" = 9, "Horror" = 10, "Musical" = 11, "Mystery" = 12, "Romance" = 13, "Sci-Fi" = 14, "Thriller" = 15, "War" = 16, "Western" = 17 }
 names = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"]
 
-[[fields]]
-name = "user_id"
-kind = "categorical"
-roles = ["prior", "user"]
-
-[[fields]]
-name = "movie_id"
-kind = "categorical"
-roles = ["prior", "item"]
-
-[[fields]]
-name = "gender"
-kind = "categorical"
-roles = ["user"]
-
-[[fields]]
-name = "occupation"
-kind = "categorical"
-roles = ["user"]
-
-[[fields]]
-name = "zip"
-kind = "categorical"
-roles = ["user"]
-
+"#,
+    ml1m_user_fields!(),
+    r#"
 [[fields]]
 name = "domain_indicator"
 column = "genre"
 kind = "categorical"
 roles = ["domain", "item"]
 
-[[fields]]
-name = "age"
-kind = "numeric"
-transform = "min_max"
-roles = ["user"]
-
-[[tasks]]
-name = "click"
-column = "rating"
-rule = { gt = 3 }
-
-[[tasks]]
-name = "like"
-column = "rating"
-rule = { gt = 4 }
-"#;
+"#,
+    ml1m_age_and_tasks!()
+);
 
 /// Which domains the MovieLens-1M recipe defines.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

@@ -2,9 +2,10 @@
 //! embedding row and optimizer moment), masks survive a checkpoint, and a short run on the
 //! synthetic dataset goes through warm-up and mask updates.
 
+mod common;
+
 use std::collections::BTreeMap;
 
-use mdrec_data::rng::Rng;
 use mdrec_data::EncodedData;
 use mdrec_models::aread::{Aread, Mask};
 use mdrec_models::Probes;
@@ -21,32 +22,7 @@ const DOMAINS: usize = 3;
 const TASKS: usize = 1;
 
 fn data(n: usize, seed: u64) -> EncodedData {
-    let mut rng = Rng::new(seed);
-    let cat = (0..FIELDS)
-        .map(|_| {
-            (0..n)
-                .map(|_| 2 + rng.below(VOCAB as u64 - 2) as u32)
-                .collect()
-        })
-        .collect();
-    let num = (0..n).map(|_| rng.next_f32()).collect();
-    let domain = (0..n).map(|_| rng.below(DOMAINS as u64) as u32).collect();
-    let labels = (0..TASKS)
-        .map(|_| {
-            (0..n)
-                .map(|_| (rng.next_f64() < 0.4) as u8 as f32)
-                .collect()
-        })
-        .collect();
-    EncodedData {
-        n_rows: n,
-        cat,
-        multi: vec![],
-        num: vec![num],
-        domain,
-        labels,
-        group: (0..n as u64).map(|i| i % 50).collect(),
-    }
+    common::random_data(n, seed, FIELDS, VOCAB, DOMAINS, TASKS)
 }
 
 fn engine() -> Engine {
