@@ -50,8 +50,8 @@ pub use csv::{read_csv_files, write_csv, write_csv_with};
 pub use error::DataError;
 pub use fit::{Vocab, Vocabs, OOV, PAD};
 pub use movielens::{
-    load_movielens_1m, MovieLensDomain, ML1M_GENRES, ML1M_HINT, MOVIELENS_1M_GENRE_SCHEMA,
-    MOVIELENS_1M_SCHEMA,
+    load_movielens_1m, MovieLensDomain, MovieLensOrder, ML1M_GENRES, ML1M_HINT,
+    MOVIELENS_1M_GENRE_SCHEMA, MOVIELENS_1M_SCHEMA,
 };
 pub use prepare::{
     movielens_split, prepare, prepare_table, quantile_linear, split_rows, write_schema_json,

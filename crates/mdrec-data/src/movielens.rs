@@ -193,6 +193,39 @@ impl MovieLensDomain {
     }
 }
 
+/// Row order of the loaded table (what the sequential `m3oe` split cuts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum MovieLensOrder {
+    /// `ratings.dat` order, users by id: what the M3oE script gives with pandas >= 2.2 (the
+    /// default; the official M3oE run the project checks against matches this order).
+    #[default]
+    Ratings,
+    /// Two successive pandas (< 2.2) inner merges: grouped by movie, then by user (the order
+    /// an `ml-1m.csv` made with older pandas has).
+    Merged,
+}
+
+impl MovieLensOrder {
+    /// Parses `"merged"` or `"ratings"`.
+    pub fn parse(s: &str) -> Result<Self, DataError> {
+        match s {
+            "merged" => Ok(MovieLensOrder::Merged),
+            "ratings" => Ok(MovieLensOrder::Ratings),
+            other => Err(DataError::Config(format!(
+                "unknown movielens row order `{other}`; expected one of: merged, ratings"
+            ))),
+        }
+    }
+
+    /// The name accepted by [`MovieLensOrder::parse`].
+    pub fn name(self) -> &'static str {
+        match self {
+            MovieLensOrder::Merged => "merged",
+            MovieLensOrder::Ratings => "ratings",
+        }
+    }
+}
+
 /// Domain index of an ML-1M age code.
 pub fn age_domain(age: u32) -> Option<u32> {
     match age {
@@ -360,8 +393,34 @@ fn attr_column(name: &str, attr: &[&str], entity_of_row: &[u32]) -> RawColumn {
     }
 }
 
-/// Reads the ML-1M folder into a raw table in merged order.
-pub fn load_movielens_1m(dir: &Path) -> Result<RawTable, DataError> {
+/// A pandas (< 2.2) inner merge's row order: `order` (row indices) stably grouped by `key[row]`,
+/// the groups in order of the key's first appearance in `order`.
+fn group_by_first_appearance(order: Vec<u32>, key: &[u32]) -> Vec<u32> {
+    let mut rank: HashMap<u32, u32> = HashMap::new();
+    let keys: Vec<u32> = order
+        .iter()
+        .map(|&i| {
+            let next = rank.len() as u32;
+            *rank.entry(key[i as usize]).or_insert(next)
+        })
+        .collect();
+    let mut start = vec![0usize; rank.len() + 1];
+    for &k in &keys {
+        start[k as usize + 1] += 1;
+    }
+    for i in 1..start.len() {
+        start[i] += start[i - 1];
+    }
+    let mut out = vec![0u32; order.len()];
+    for (pos, &k) in keys.iter().enumerate() {
+        out[start[k as usize]] = order[pos];
+        start[k as usize] += 1;
+    }
+    out
+}
+
+/// Reads the ML-1M folder into a raw table in the given row order.
+pub fn load_movielens_1m(dir: &Path, row_order: MovieLensOrder) -> Result<RawTable, DataError> {
     let [rpath, upath, mpath] = movielens_files(dir)?;
 
     // users.dat
@@ -469,45 +528,14 @@ pub fn load_movielens_1m(dir: &Path) -> Result<RawTable, DataError> {
         return Err(cx.err(1, "ratings", "no ratings"));
     }
 
-    // merged order: stable counting sort by movie rank
-    let mut start = vec![0usize; rank_movie.len() + 1];
-    for &k in &row_rank {
-        start[k as usize + 1] += 1;
-    }
-    for i in 1..start.len() {
-        start[i] += start[i - 1];
-    }
-    let mut order = vec![0u32; row_rank.len()];
-    for (i, &k) in row_rank.iter().enumerate() {
-        order[start[k as usize]] = i as u32;
-        start[k as usize] += 1;
-    }
-
-    // Second merge (with users.dat): stable group by user, users in order of first appearance
-    // in the movie-grouped sequence. This is what two successive pandas inner merges produce,
-    // and it is why the sequential split puts only unseen users in valid and test.
-    let order = {
-        let mut user_rank: HashMap<u32, u32> = HashMap::new();
-        let keys: Vec<u32> = order
-            .iter()
-            .map(|&i| {
-                let next = user_rank.len() as u32;
-                *user_rank.entry(ru[i as usize]).or_insert(next)
-            })
-            .collect();
-        let mut start = vec![0usize; user_rank.len() + 1];
-        for &k in &keys {
-            start[k as usize + 1] += 1;
+    let order = match row_order {
+        // first merge (with movies.dat) groups by movie, the second (with users.dat) groups
+        // that sequence by user
+        MovieLensOrder::Merged => {
+            let by_movie = group_by_first_appearance((0..ru.len() as u32).collect(), &row_rank);
+            group_by_first_appearance(by_movie, &ru)
         }
-        for i in 1..start.len() {
-            start[i] += start[i - 1];
-        }
-        let mut out = vec![0u32; order.len()];
-        for (pos, &k) in keys.iter().enumerate() {
-            out[start[k as usize]] = order[pos];
-            start[k as usize] += 1;
-        }
-        out
+        MovieLensOrder::Ratings => (0..ru.len() as u32).collect(),
     };
 
     let user_of: Vec<u32> = order.iter().map(|&i| ru[i as usize]).collect();

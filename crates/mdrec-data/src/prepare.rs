@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::aread;
 use crate::cache;
 use crate::fit::{fit_encode, Vocabs};
-use crate::movielens::{self, MovieLensDomain};
+use crate::movielens::{self, MovieLensDomain, MovieLensOrder};
 use crate::raw::RawTable;
 use crate::rng::Rng;
 use crate::schema::{Schema, SchemaSpec};
@@ -230,6 +230,9 @@ pub enum DatasetSource {
         dir: PathBuf,
         /// Which domains: three age groups (default) or the 18 first genres.
         domain: MovieLensDomain,
+        /// Row order (what the sequential split cuts): `ratings.dat` order (default) or the
+        /// pandas < 2.2 merge order.
+        row_order: MovieLensOrder,
     },
     /// AliCCP in the layout of the official AREAD code (see [`crate::aread`]).
     Aliccp {
@@ -295,9 +298,13 @@ struct Resolved {
 
 fn resolve(src: &DatasetSource) -> Result<Resolved, DataError> {
     match src {
-        DatasetSource::MovieLens1m { dir, domain } => {
+        DatasetSource::MovieLens1m {
+            dir,
+            domain,
+            row_order,
+        } => {
             let files = movielens::movielens_files(dir)?;
-            let (origin, config_json, description) = match domain {
+            let (origin, mut config_json, description) = match domain {
                 // unchanged key and description for the default, so existing caches stay valid
                 MovieLensDomain::Age => (
                     "<embedded movielens-1m schema>".to_string(),
@@ -310,6 +317,15 @@ fn resolve(src: &DatasetSource) -> Result<Resolved, DataError> {
                     format!("movielens-1m ({}), genre domains", dir.display()),
                 ),
             };
+            if *row_order == MovieLensOrder::Ratings {
+                // the order changes the split, so it is part of the cache key (`merged`, the
+                // order before the option existed, keeps the old key so its caches stay valid)
+                config_json = serde_json::json!({
+                    "movielens-1m": { "domain": domain.name(), "row_order": row_order.name() }
+                })
+                .to_string();
+            }
+            let description = format!("{description}, {} row order", row_order.name());
             Ok(Resolved {
                 spec: SchemaSpec::from_toml_str(domain.schema(), &origin)?,
                 origin,
@@ -372,7 +388,9 @@ fn resolve(src: &DatasetSource) -> Result<Resolved, DataError> {
 
 fn load_table(src: &DatasetSource) -> Result<RawTable, DataError> {
     match src {
-        DatasetSource::MovieLens1m { dir, .. } => movielens::load_movielens_1m(dir),
+        DatasetSource::MovieLens1m { dir, row_order, .. } => {
+            movielens::load_movielens_1m(dir, *row_order)
+        }
         DatasetSource::Aliccp { dir } | DatasetSource::Amazon { dir } => {
             let which = aread::AreadDataset::of_source(src).expect("aread source");
             aread::load(which, &which.file(dir)?)

@@ -29,6 +29,7 @@ fn req(dir: &Path) -> PrepareRequest {
         source: DatasetSource::MovieLens1m {
             dir: dir.to_path_buf(),
             domain: MovieLensDomain::Age,
+            row_order: MovieLensOrder::Merged,
         },
         split: movielens_split("m3oe", 1).unwrap(),
         cache_dir: None,
@@ -39,7 +40,7 @@ fn req(dir: &Path) -> PrepareRequest {
 fn fixture_order_labels_domains() {
     let tmp = tempfile::tempdir().unwrap();
     fixture(tmp.path());
-    let t = load_movielens_1m(tmp.path()).unwrap();
+    let t = load_movielens_1m(tmp.path(), MovieLensOrder::Merged).unwrap();
     assert_eq!(t.row_line, vec![1, 3, 9, 5, 2, 10, 7, 11, 4, 12, 6, 8]);
     let col = |n: &str| -> Vec<&str> {
         let c = t.column(n).unwrap();
@@ -101,6 +102,45 @@ fn fixture_order_labels_domains() {
     assert_eq!(p.train.num[0][0], 0.0);
     assert_eq!(p.train.num[0][3], 1.0);
     assert_eq!(p.schema.numeric_fields()[0].name, "age");
+}
+
+#[test]
+fn ratings_row_order_keeps_file_order_and_its_own_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let t = load_movielens_1m(tmp.path(), MovieLensOrder::Ratings).unwrap();
+    assert_eq!(t.row_line, (1..=12).collect::<Vec<u32>>());
+    let users: Vec<&str> = {
+        let c = t.column("user_id").unwrap();
+        (0..t.n_rows()).map(|r| c.get(r)).collect()
+    };
+    assert_eq!(users[..4], ["1", "2", "1", "3"]);
+    assert_eq!(
+        MovieLensOrder::parse("ratings").unwrap(),
+        MovieLensOrder::Ratings
+    );
+    let e = MovieLensOrder::parse("pandas2").unwrap_err().to_string();
+    assert!(e.contains("merged, ratings"), "{e}");
+
+    // the order is part of the cache key: both orders cached side by side, each its own split
+    let cache = tmp.path().join("cache");
+    let mut r = req(tmp.path());
+    r.cache_dir = Some(cache.clone());
+    let merged = prepare(&r).unwrap();
+    if let DatasetSource::MovieLens1m { row_order, .. } = &mut r.source {
+        *row_order = MovieLensOrder::Ratings;
+    }
+    let ratings = prepare(&r).unwrap();
+    assert!(!ratings.cache.as_ref().unwrap().hit);
+    assert_ne!(merged.train.labels, ratings.train.labels);
+    // last two ratings.dat lines (user 3 movie 10: 5; user 4 movie 20: 3) are the test rows
+    assert_eq!(ratings.test.labels[0], [1., 0.]);
+    assert!(
+        ratings.source.contains("ratings row order"),
+        "{}",
+        ratings.source
+    );
+    assert!(prepare(&r).unwrap().cache.unwrap().hit);
 }
 
 fn err_with(file: &str, content: &[u8]) -> String {
@@ -194,6 +234,20 @@ fn ml1m_real_counts_and_cache_timing() {
     let test_users: std::collections::BTreeSet<u64> = p.test.group.iter().copied().collect();
     assert_eq!(test_users.len(), 1_567);
     assert_eq!(test_users.intersection(&train_users).count(), 0);
+    // Golden values from pandas itself: `pd.merge(pd.merge(ratings, movies), users)` cut 80/10/10
+    // gives 1,567 test users with pandas 1.5.3 (above) and 598 with pandas 3.1.1 (ratings order).
+    let mut r = req(&dir);
+    if let DatasetSource::MovieLens1m { row_order, .. } = &mut r.source {
+        *row_order = MovieLensOrder::Ratings;
+    }
+    let q = prepare(&r).unwrap();
+    let users_of =
+        |s: &EncodedData| -> std::collections::BTreeSet<u64> { s.group.iter().copied().collect() };
+    assert_eq!(users_of(&q.test).len(), 598);
+    assert_eq!(
+        users_of(&q.test).intersection(&users_of(&q.train)).count(),
+        0
+    );
     let users = p
         .schema
         .fields
@@ -277,6 +331,7 @@ fn genre_req(dir: &Path) -> PrepareRequest {
         source: DatasetSource::MovieLens1m {
             dir: dir.to_path_buf(),
             domain: MovieLensDomain::Genre,
+            row_order: MovieLensOrder::Merged,
         },
         split: movielens_split("m3oe", 1).unwrap(),
         cache_dir: None,
@@ -291,7 +346,7 @@ fn genre_domains_are_first_genres_and_key_the_cache() {
     assert_eq!(p.schema.domains, ML1M_GENRES);
     assert_eq!((p.train.len(), p.valid.len(), p.test.len()), (160, 20, 20));
     // domain of a row = index of its movie's first genre; movie 100 + m has genre m % 18
-    let t = load_movielens_1m(tmp.path()).unwrap();
+    let t = load_movielens_1m(tmp.path(), MovieLensOrder::Merged).unwrap();
     let movie = t.column("movie_id").unwrap();
     let all: Vec<u32> = [&p.train, &p.valid, &p.test]
         .iter()

@@ -86,11 +86,17 @@ pub fn context_from_schema(schema: &Schema, default_dim: usize) -> ModelContext 
 pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
     let ds = &cfg.dataset;
     let seed = cfg.train.seed;
-    if ds.domain.is_some() && !matches!(ds.name.as_str(), "movielens-1m" | "ml-1m") {
-        return Err(TrainError::Config(format!(
-            "dataset.domain applies to movielens-1m only, not to `{}`",
-            ds.name
-        )));
+    let movielens = matches!(ds.name.as_str(), "movielens-1m" | "ml-1m");
+    for (key, set) in [
+        ("domain", ds.domain.is_some()),
+        ("row_order", ds.row_order.is_some()),
+    ] {
+        if set && !movielens {
+            return Err(TrainError::Config(format!(
+                "dataset.{key} applies to movielens-1m only, not to `{}`",
+                ds.name
+            )));
+        }
     }
     if ds.synthetic_domain_skew.is_some() && ds.name != "synthetic" {
         return Err(TrainError::Config(format!(
@@ -114,8 +120,17 @@ pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
                     .map_err(|e| TrainError::Config(format!("dataset.domain: {e}")))?,
                 None => mdrec_data::MovieLensDomain::Age,
             };
+            let row_order = match &ds.row_order {
+                Some(o) => mdrec_data::MovieLensOrder::parse(o)
+                    .map_err(|e| TrainError::Config(format!("dataset.row_order: {e}")))?,
+                None => mdrec_data::MovieLensOrder::default(),
+            };
             (
-                DatasetSource::MovieLens1m { dir, domain },
+                DatasetSource::MovieLens1m {
+                    dir,
+                    domain,
+                    row_order,
+                },
                 split,
                 Some(cache),
             )
