@@ -19,7 +19,9 @@
 //! the **logit of that mean**, computed stably as `LSE_j log σ(z_j) − LSE_j log σ(−z_j)`.
 //! `e_group` = mean of `GroupEmb[n]` over the active level-1 experts (0 without a mask).
 //! Inactive experts are not computed (their output is zero) and get no gate, so they receive no
-//! gradient and their BatchNorm statistics are not updated.
+//! gradient and their BatchNorm statistics are not updated. With masks the HEI runs per domain on
+//! that domain's rows; a batch without any mask (warm-up, HEI alone) runs as one pass, so
+//! BatchNorm sees the whole batch.
 //!
 //! Losses (§4.14.3): without masks the trainer's BCE on the returned logits is the warm-up loss
 //! `BCE(mean_j p_j, y)`. With masks (every domain of the batch masked, training only)
@@ -838,12 +840,19 @@ impl Aread {
         let present = (0..masks.len()).filter(|&d| input.routing.counts[d] > 0);
         let bag = labels.is_some() && present.clone().all(|d| masks[d].is_some());
         let l_n = self.sizes.len();
-        let joined = input.route(|d| {
-            let mask = masks[d].as_ref();
+        // Without masks nothing depends on the domain split, so a mixed batch runs as one pass:
+        // BatchNorm then normalises over the whole batch (as in MMoE) instead of over each
+        // domain's few rows (a domain with one row in the batch would normalise to zero), and
+        // 18 domains cost one pass, not 18. Probes (HEMP's per-domain gate memory) need the
+        // per-domain path.
+        let one_pass = !probes.enabled() && present.clone().all(|d| masks[d].is_none());
+        // The HEI on the rows of domain `d`, or on the whole batch (`None`).
+        let mut body = |d: Option<usize>| {
+            let mask = d.and_then(|d| masks[d].as_ref());
             let active = |l: usize, n: usize| mask.is_none_or(|m| m.expert_active(l, n));
-            let xd = input.rows_of(x.clone(), d);
+            let xd = rows(input, x.clone(), d);
             let n_d = xd.dims()[0];
-            let ed = input.rows_of(experts.clone(), d);
+            let ed = rows(input, experts.clone(), d);
             let e_group = match mask {
                 Some(m) => {
                     let ids: Vec<i64> = (0..self.sizes[0])
@@ -860,7 +869,7 @@ impl Aread {
                 }
                 None => Tensor::zeros([n_d, k], &device),
             };
-            let q = Tensor::cat(vec![input.rows_of(e_dom.clone(), d), e_group], 1);
+            let q = Tensor::cat(vec![rows(input, e_dom.clone(), d), e_group], 1);
             // Level 1.
             let mut prev: Vec<Option<Tensor<2>>> = (0..self.sizes[0])
                 .map(|n| {
@@ -912,7 +921,7 @@ impl Aread {
                         self.levels[l].experts[n].forward(mix(stacked.clone(), a)),
                     ));
                 }
-                if probes.enabled() {
+                if let (true, Some(d)) = (probes.enabled(), d) {
                     let g: Tensor<2> = Tensor::cat(gate_means, 0).transpose();
                     probes.record(
                         || format!("hemp/gate/l{}/d{d}", l + 1),
@@ -925,8 +934,8 @@ impl Aread {
                 Some(m) => m.active_outputs(),
                 None => (0..self.sizes[l_n - 1]).collect(),
             };
-            let cn_d = cn.as_ref().map(|c| input.rows_of(c.clone(), d));
-            let lin_d = lin.as_ref().map(|c| input.rows_of(c.clone(), d));
+            let cn_d = cn.as_ref().map(|c| rows(input, c.clone(), d));
+            let lin_d = lin.as_ref().map(|c| rows(input, c.clone(), d));
             let z: Vec<Tensor<2>> = finals
                 .iter()
                 .map(|&j| {
@@ -947,12 +956,17 @@ impl Aread {
             let stacked: Tensor<3> = Tensor::stack(z.clone(), 2);
             let logits = logit_of_mean_sigmoid(stacked);
             if bag {
-                let y = input.rows_of(labels.expect("bag implies labels").clone(), d);
+                let y = rows(input, labels.expect("bag implies labels").clone(), d);
                 Tensor::cat(vec![logits, bagging_loss(z, y)], 1)
             } else {
                 logits
             }
-        });
+        };
+        let joined = if one_pass {
+            body(None)
+        } else {
+            input.route(|d| body(Some(d)))
+        };
         if bag {
             (
                 joined.clone().narrow(1, 0, t_n),
@@ -961,6 +975,14 @@ impl Aread {
         } else {
             (joined, None)
         }
+    }
+}
+
+/// The rows of domain `d` of a batch tensor (`None`: all of them).
+fn rows<const D: usize>(input: &ModelInput, x: Tensor<D>, d: Option<usize>) -> Tensor<D> {
+    match d {
+        Some(d) => input.rows_of(x, d),
+        None => x,
     }
 }
 
@@ -1251,6 +1273,36 @@ mod tests {
                     self.nonzero += 1;
                 }
             }
+        }
+    }
+
+    #[test]
+    fn unmasked_training_batches_run_in_one_pass() {
+        // With the domain read from a field, the routing is the only thing the domain ids
+        // change. Without masks a mixed batch must give the same training-mode outputs as the
+        // same rows in one domain: BatchNorm normalises over the whole batch, not over each
+        // domain's rows (domain 1 has a single row here, which per-domain BN maps to zero).
+        let dev = cpu().autodiff();
+        let mut ctx = ModelContext::uniform(3, 10, 4, 1, 2, 2);
+        ctx.fields[0].roles.push("domain".into());
+        let cfg = Config {
+            mlp: MlpConfig {
+                norm: Norm::Batch,
+                ..MlpConfig::default()
+            },
+            ..Aread::tiny()
+        };
+        let m = Aread::build(&cfg, &ctx, &mut Rng::new(5), &dev).unwrap();
+        let run = |domain: Vec<u32>| {
+            vals(
+                m.forward(&ctx, &input(&ctx, &dev, domain), &mut Probes::new(false))
+                    .logits,
+            )
+        };
+        let mixed = run(vec![0, 0, 1, 0, 0, 0]);
+        let one = run(vec![0; 6]);
+        for (a, b) in mixed.iter().zip(&one) {
+            assert!((a - b).abs() < 1e-5, "{mixed:?} vs {one:?}");
         }
     }
 
