@@ -453,45 +453,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.dataset.domain.as_deref(), Some("genre"));
-        let mut c = RunConfig::default();
-        c.set("dataset.domain=\"genre\"").unwrap();
-        let e = crate::prepare_dataset(&c).err().unwrap().to_string();
+        // the error of preparing the default config with these `--set` values
+        let err = |sets: &[&str]| {
+            let mut c = RunConfig::default();
+            for s in sets {
+                c.set(s).unwrap();
+            }
+            crate::prepare_dataset(&c).err().unwrap().to_string()
+        };
+        let ml = [
+            "dataset.name=\"movielens-1m\"",
+            "dataset.data_dir=\"/nonexistent-ml\"",
+        ];
+        let e = err(&["dataset.domain=\"genre\""]);
         assert!(e.contains("movielens-1m only"), "{e}");
-        let mut c = RunConfig::default();
-        c.set("dataset.name=\"movielens-1m\"").unwrap();
-        c.set("dataset.data_dir=\"/nonexistent-ml\"").unwrap();
-        c.set("dataset.domain=\"genres\"").unwrap();
-        let e = crate::prepare_dataset(&c).err().unwrap().to_string();
+        let e = err(&[ml[0], ml[1], "dataset.domain=\"genres\""]);
         assert!(
             e.contains("dataset.domain") && e.contains("age, genre"),
             "{e}"
         );
-        let mut c = RunConfig::default();
-        c.set("dataset.row_order=\"ratings\"").unwrap();
-        let e = crate::prepare_dataset(&c).err().unwrap().to_string();
+        let e = err(&["dataset.row_order=\"ratings\""]);
         assert!(
             e.contains("dataset.row_order applies to movielens-1m only"),
             "{e}"
         );
-        c.set("dataset.name=\"movielens-1m\"").unwrap();
-        c.set("dataset.data_dir=\"/nonexistent-ml\"").unwrap();
-        c.set("dataset.row_order=\"pandas2\"").unwrap();
-        let e = crate::prepare_dataset(&c).err().unwrap().to_string();
+        let e = err(&[ml[0], ml[1], "dataset.row_order=\"pandas2\""]);
         assert!(
             e.contains("dataset.row_order") && e.contains("merged, ratings"),
             "{e}"
         );
-        let mut c = RunConfig::default();
-        c.set("dataset.synthetic_domain_skew=-1.0").unwrap();
-        let e = crate::prepare_dataset(&c).err().unwrap().to_string();
+        let skew = "dataset.synthetic_domain_skew=-1.0";
+        let e = err(&[skew]);
         assert!(e.contains("domain_skew"), "{e}");
-        c.set("dataset.name=\"amazon\"").unwrap();
-        let e = crate::prepare_dataset(&c).err().unwrap().to_string();
+        let e = err(&[skew, "dataset.name=\"amazon\""]);
         assert!(e.contains("synthetic only"), "{e}");
-        let mut c = RunConfig::default();
-        c.set("dataset.name=\"amazon\"").unwrap();
-        c.set("dataset.split=\"aread\"").unwrap();
-        let e = crate::prepare_dataset(&c).err().unwrap().to_string();
+        let e = err(&["dataset.name=\"amazon\"", "dataset.split=\"aread\""]);
         assert!(
             e.contains("--data-dir") && e.contains("preprocess.py"),
             "{e}"

@@ -331,12 +331,17 @@ fn fit(
     let mut train_rows = 0usize;
     let mut train_seconds = 0.0;
     for epoch in 1..=cfg.epochs {
-        let order = epoch_order(train.len(), true, cfg.seed, epoch);
-        let hemp_batches = (hemp.is_some() || cfg.batching == "domain")
+        // AREAD's sampler (single-domain batches) for HEMP or `train.batching = "domain"`,
+        // else shuffled mixed batches.
+        let order;
+        let domain_batches = (hemp.is_some() || cfg.batching == "domain")
             .then(|| hemp::domain_batches(train, ctx.n_domains(), cfg.batch_size, cfg.seed, epoch));
-        let steps: Vec<&[u32]> = match &hemp_batches {
+        let steps: Vec<&[u32]> = match &domain_batches {
             Some(b) => b.iter().map(Vec::as_slice).collect(),
-            None => order.chunks(cfg.batch_size).collect(),
+            None => {
+                order = epoch_order(train.len(), true, cfg.seed, epoch);
+                order.chunks(cfg.batch_size).collect()
+            }
         };
         let steps = match cfg.max_steps_per_epoch {
             Some(m) => &steps[..m.min(steps.len())],
