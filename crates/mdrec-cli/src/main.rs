@@ -13,6 +13,22 @@ use mdrec_models::MODELS;
 use mdrec_train::progress::Console;
 use mdrec_train::{prepare_dataset, train_run, RunConfig};
 
+/// `println!` for results on stdout. When the reader has gone (`mdrec … | head`) the command
+/// ends quietly with success, as other command-line tools do, instead of panicking on the
+/// broken pipe; progress and errors go to stderr, so nothing is lost.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: writing to stdout: {e}");
+            std::process::exit(2);
+        }
+    }};
+}
+
 mod speed;
 
 /// mimalloc instead of the system allocator: burn allocates fresh tensors every step, and glibc
@@ -99,6 +115,9 @@ enum Cmd {
         /// Only epoch summaries and run lines.
         #[arg(long)]
         quiet: bool,
+        /// Train nothing: check the completed runs against the spec and list what is left.
+        #[arg(long)]
+        plan: bool,
     },
 }
 
@@ -235,7 +254,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     );
     let outcome = train_run(&cfg, &prepared, &out, &mut progress)?;
     let r = &outcome.report;
-    println!("{}", mdrec_train::report::markdown(r));
+    outln!("{}", mdrec_train::report::markdown(r));
     eprintln!("run directory: {}", out.display());
     Ok(())
 }
@@ -246,12 +265,12 @@ fn cmd_analyze(
     opts: mdrec_train::analyze::AnalyzeOptions,
 ) -> Result<()> {
     let a = mdrec_train::analyze::analyze(&run, &out, &opts)?;
-    println!("| run | field | table | IA (all ids) |\n|---|---|---|---:|");
+    outln!("| run | field | table | IA (all ids) |\n|---|---|---|---:|");
     for r in a.ia.iter().filter(|r| r.group == "all") {
-        println!("| {} | {} | {} | {:.2} |", r.run, r.field, r.table, r.ia);
+        outln!("| {} | {} | {} | {:.2} |", r.run, r.field, r.table, r.ia);
     }
     for n in &a.notes {
-        println!("note: {n}");
+        outln!("note: {n}");
     }
     eprintln!("wrote {}", out.display());
     Ok(())
@@ -262,9 +281,9 @@ fn cmd_eval(run: PathBuf) -> Result<()> {
     let p = run.join("eval.json");
     std::fs::write(&p, serde_json::to_string_pretty(&rep)? + "\n")
         .with_context(|| format!("writing {}", p.display()))?;
-    println!("| domain | task | n | AUC | LogLoss |\n|---|---|---:|---:|---:|");
+    outln!("| domain | task | n | AUC | LogLoss |\n|---|---|---:|---:|---:|");
     for c in &rep.cells {
-        println!(
+        outln!(
             "| {} | {} | {} | {} | {} |",
             c.domain,
             c.task,
@@ -277,9 +296,11 @@ fn cmd_eval(run: PathBuf) -> Result<()> {
                 .unwrap_or_else(|| "undefined".into())
         );
     }
-    println!(
+    outln!(
         "overall: auc_mean_cells {:?}, auc_task_pooled_mean {:?}, logloss {:?}",
-        rep.overall.auc_mean_cells, rep.overall.auc_task_pooled_mean, rep.overall.logloss
+        rep.overall.auc_mean_cells,
+        rep.overall.auc_task_pooled_mean,
+        rep.overall.logloss
     );
     eprintln!("wrote {}", p.display());
     Ok(())
@@ -291,6 +312,7 @@ fn cmd_bench(
     data_dir: Option<PathBuf>,
     seeds: Option<Vec<u64>>,
     quiet: bool,
+    plan: bool,
 ) -> Result<()> {
     let mut spec = mdrec_train::bench::BenchSpec::from_file(&spec)?;
     if let Some(d) = data_dir {
@@ -300,9 +322,24 @@ fn cmd_bench(
         spec.seeds = s;
     }
     let out = out.unwrap_or_else(|| spec.out_dir());
+    if plan {
+        let p = mdrec_train::bench::plan_bench(&spec, &out)?;
+        outln!(
+            "bench {}: {} runs, {} complete in {}, {} to train",
+            spec.name,
+            p.total,
+            p.complete,
+            out.display(),
+            p.todo.len()
+        );
+        for (run, seed) in &p.todo {
+            outln!("  to train: {} seed {seed}", run.label());
+        }
+        return Ok(());
+    }
     let mut progress = Console::new(quiet);
     let o = mdrec_train::bench::run_bench(&spec, &out, &mut progress)?;
-    println!("{}", o.table);
+    outln!("{}", o.table);
     eprintln!(
         "trained {} runs, {} already complete; tables in {}",
         o.trained,
@@ -313,10 +350,10 @@ fn cmd_bench(
 }
 
 fn cmd_models() {
-    println!("| model | default setting | paper |\n|---|---|---|");
+    outln!("| model | default setting | paper |\n|---|---|---|");
     for m in MODELS {
         let setting = serde_json::to_value(m.setting()).unwrap_or_default();
-        println!(
+        outln!(
             "| {} | {} | {} |",
             m.name(),
             setting.as_str().unwrap_or("?"),
@@ -331,16 +368,16 @@ fn cmd_prepare(a: DataArgs) -> Result<()> {
     let t0 = Instant::now();
     let p = prepare_dataset(&cfg)?;
     let secs = t0.elapsed().as_secs_f64();
-    println!("source: {}", p.source);
+    outln!("source: {}", p.source);
     if let Some(c) = &p.cache {
-        println!(
+        outln!(
             "cache: {} ({})",
             c.path.display(),
             if c.hit { "hit" } else { "written" }
         );
     }
-    println!("prepared in {secs:.2} s; schema hash {}", p.schema.hash);
-    println!(
+    outln!("prepared in {secs:.2} s; schema hash {}", p.schema.hash);
+    outln!(
         "rows: train {} / valid {} / test {}",
         p.train.len(),
         p.valid.len(),
@@ -356,12 +393,15 @@ fn cmd_prepare(a: DataArgs) -> Result<()> {
             .zip(&counts)
             .map(|(d, c)| format!("{d}={c}"))
             .collect();
-        println!("  {name} domains: {}", parts.join(", "));
+        outln!("  {name} domains: {}", parts.join(", "));
     }
     for f in &p.schema.fields {
-        println!(
+        outln!(
             "  field {:<18} {:?} vocab {} (train OOV {})",
-            f.name, f.kind, f.vocab_size, f.n_oov_train
+            f.name,
+            f.kind,
+            f.vocab_size,
+            f.n_oov_train
         );
     }
     Ok(())
@@ -409,7 +449,8 @@ fn main() -> ExitCode {
             data_dir,
             seeds,
             quiet,
-        } => cmd_bench(spec, out, data_dir, seeds, quiet),
+            plan,
+        } => cmd_bench(spec, out, data_dir, seeds, quiet, plan),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -259,7 +259,7 @@ pub fn run(a: SpeedArgs) -> Result<()> {
             "unknown workload `{other}`; expected `engine`, `dataset`, `zoo` or `domains`"
         ),
     }
-    println!("{table}");
+    outln!("{table}");
     if let Some(path) = &a.out {
         let text = format!(
             "# Speed: `mdrec speed --workload {}`\n\n{table}\nTraining: {} timed steps after {} warm-up steps; inference: up to 200,000 rows at batch 8192.\n\n{}",

@@ -382,6 +382,38 @@ reference = { auc_mean_cells = 0.71 }
         table
     );
 
+    // `--plan` trains nothing and lists what is left.
+    std::fs::remove_dir_all(out.join("mmoe").join("s2")).unwrap();
+    let mut plan = args.to_vec();
+    plan.push("--plan");
+    let o = mdrec(&plan);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("4 runs, 3 complete") && stdout.contains("to train: mmoe seed 2"),
+        "{stdout}"
+    );
+    assert!(!out.join("mmoe").join("s2").exists(), "--plan trained nothing");
+    let o = mdrec(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // After an edit that changes what a completed run would be, the bench refuses to tabulate
+    // the stale run: it names the run and the key, and trains nothing.
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, text.replace("batch_size = 256", "batch_size = 128")).unwrap();
+    let o = mdrec(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("train.batch_size = 256") && e.contains("128") && e.contains("s1"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("table.md")).unwrap(),
+        table,
+        "nothing retrained"
+    );
+
     // A spec with an unknown key is refused with the key named.
     std::fs::write(&spec, "name = \"x\"\nseeds = [1]\nmodels = []\n[dataset]\nname = \"synthetic\"\n[[runs]]\nmodel = { name = \"mmoe\" }\n").unwrap();
     let o = mdrec(&args);
@@ -636,4 +668,19 @@ fn analyze_draws_aread_mask_overlap_per_block() {
         })
         .count();
     assert_eq!(svgs, blocks.len());
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    // `mdrec models | head -1`: the reader goes away before mdrec writes.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mdrec"))
+        .arg("models")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run mdrec");
+    drop(child.stdout.take());
+    let o = child.wait_with_output().expect("wait");
+    assert!(o.status.success(), "{:?}: {}", o.status, stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }

@@ -3,7 +3,10 @@
 //! A spec (TOML) names a dataset, seeds, the runs (model + overrides, optional paper numbers)
 //! and the metric families to tabulate. Every (run, seed) trains into
 //! `<out>/<label>/s<seed>/`; a run whose `report.json` exists is skipped, so an interrupted
-//! bench resumes where it stopped and ends with the same tables. Outputs in `<out>/`:
+//! bench resumes where it stopped and ends with the same tables. A skipped run must have been
+//! trained with the configuration the spec gives it now (`config.resolved.json`, data paths
+//! aside): after an edit to the spec the bench stops and names the run and the key that
+//! differs rather than tabulating stale results. Outputs in `<out>/`:
 //! `table.md` (test metrics, mean ± std, best bold, second underlined, `*` when the best differs from the
 //! second by Welch's t-test p < 0.05 over seeds; reproducible), `speed.md` (training samples/s),
 //! `runs.csv` (every run), `summary.json`, and
@@ -20,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{DatasetConfig, RunConfig};
 use crate::progress::Progress;
 use crate::report::RunReport;
-use crate::trainer::{prepare_dataset, train_run};
+use crate::trainer::{prepare_dataset, resolve_config, train_run};
 use crate::TrainError;
 
 /// One row of the table: a model with its overrides.
@@ -234,6 +237,122 @@ fn load_report(dir: &Path) -> Option<RunReport> {
     serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).ok()?).ok()
 }
 
+/// Keys of `config.resolved.json` that name where the data lives, not what the run is: the same
+/// run may be resumed from another checkout or machine.
+const LOCATION_KEYS: [&str; 2] = ["data_dir", "cache_dir"];
+
+/// The first key (dotted path) where a recorded config differs from the wanted one, with both
+/// values. A key missing from the record was added to mdrec after the run; new keys default to
+/// the old behaviour, so it matches when the wanted value is that key's default.
+fn first_difference(
+    path: &str,
+    recorded: &serde_json::Value,
+    wanted: &serde_json::Value,
+    defaults: &serde_json::Value,
+) -> Option<(String, String, String)> {
+    use serde_json::Value;
+    match (recorded, wanted) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let want = y.get(k).unwrap_or(&Value::Null);
+                let default = defaults.get(k).unwrap_or(&Value::Null);
+                match x.get(k) {
+                    None if want == default => None,
+                    None => Some((
+                        sub,
+                        "(not recorded: key added later)".into(),
+                        want.to_string(),
+                    )),
+                    Some(was) => first_difference(&sub, was, want, default),
+                }
+            })
+        }
+        _ if recorded == wanted => None,
+        _ => Some((path.to_string(), recorded.to_string(), wanted.to_string())),
+    }
+}
+
+/// A resolved config as `config.resolved.json` reads back (through text, so f32 fields compare
+/// equal), data locations removed.
+fn comparable(cfg: &RunConfig) -> Result<serde_json::Value, TrainError> {
+    let text = serde_json::to_string(&resolve_config(cfg)?).expect("config serialises");
+    let mut doc: serde_json::Value = serde_json::from_str(&text).expect("config parses");
+    drop_locations(&mut doc);
+    Ok(doc)
+}
+
+fn drop_locations(doc: &mut serde_json::Value) {
+    if let Some(d) = doc.get_mut("dataset").and_then(|d| d.as_object_mut()) {
+        for k in LOCATION_KEYS {
+            d.remove(k);
+        }
+    }
+}
+
+/// Error unless the run in `dir` was trained with `cfg` (data location aside).
+fn check_recorded_config(dir: &Path, cfg: &RunConfig) -> Result<(), TrainError> {
+    let path = dir.join("config.resolved.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    let mut recorded: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
+    drop_locations(&mut recorded);
+    let wanted = comparable(cfg)?;
+    // Every key at its default, for the same dataset and model.
+    let mut base = RunConfig::default();
+    base.dataset.name = cfg.dataset.name.clone();
+    base.set_model_name(cfg.model_name());
+    let defaults = comparable(&base)?;
+    match first_difference("", &recorded, &wanted, &defaults) {
+        None => Ok(()),
+        Some((key, was, now)) => Err(TrainError::Config(format!(
+            "{}: this completed run was trained with {key} = {was}, but the spec now gives {now}; \
+             delete {} to retrain it, or give the bench another `out` folder",
+            path.display(),
+            dir.display()
+        ))),
+    }
+}
+
+/// Which (run, seed) pairs of a spec are complete in an output folder and which are still to
+/// train; every complete one has been checked against the spec's current configuration.
+#[derive(Debug, Clone)]
+pub struct BenchPlan<'a> {
+    /// Every (run, seed), in spec order.
+    pub total: usize,
+    /// Complete runs found in the folder.
+    pub complete: usize,
+    /// The runs to train, in order.
+    pub todo: Vec<(&'a RunSpec, u64)>,
+}
+
+/// Plan a bench without training: errors when a completed run no longer matches the spec.
+pub fn plan_bench<'a>(spec: &'a BenchSpec, out: &Path) -> Result<BenchPlan<'a>, TrainError> {
+    let mut todo = Vec::new();
+    let mut total = 0;
+    for run in &spec.runs {
+        for &seed in &spec.seeds {
+            total += 1;
+            let dir = run_dir(out, &run.label(), seed);
+            if load_report(&dir).is_none() {
+                todo.push((run, seed));
+            } else {
+                check_recorded_config(&dir, &spec.config(run, seed)?)?;
+            }
+        }
+    }
+    Ok(BenchPlan {
+        total,
+        complete: total - todo.len(),
+        todo,
+    })
+}
+
 /// Run every missing (run, seed) of `spec` into `out`, then write the tables.
 pub fn run_bench(
     spec: &BenchSpec,
@@ -241,20 +360,15 @@ pub fn run_bench(
     progress: &mut dyn Progress,
 ) -> Result<BenchOutcome, TrainError> {
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-    let jobs: Vec<(&RunSpec, u64)> = spec
-        .runs
-        .iter()
-        .flat_map(|r| spec.seeds.iter().map(move |&s| (r, s)))
-        .collect();
-    let todo: Vec<&(&RunSpec, u64)> = jobs
-        .iter()
-        .filter(|(r, s)| load_report(&run_dir(out, &r.label(), *s)).is_none())
-        .collect();
-    let skipped = jobs.len() - todo.len();
+    let BenchPlan {
+        total,
+        complete: skipped,
+        todo,
+    } = plan_bench(spec, out)?;
     progress.message(&format!(
         "bench {}: {} runs, {} already complete, {} to train",
         spec.name,
-        jobs.len(),
+        total,
         skipped,
         todo.len()
     ));
@@ -700,6 +814,39 @@ pub fn environment_card() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_configs_match_only_the_same_run() {
+        use serde_json::json;
+        let wanted = json!({"train": {"lr": 0.01, "batching": "mixed"}, "model": {"k": 4}});
+        let defaults = json!({"train": {"lr": 0.001, "batching": "mixed"}, "model": {"k": 2}});
+        let diff = |rec: serde_json::Value| first_difference("", &rec, &wanted, &defaults);
+        assert_eq!(diff(wanted.clone()), None);
+        // A key the record lacks was added later: fine at its default, not otherwise.
+        assert_eq!(diff(json!({"train": {"lr": 0.01}, "model": {"k": 4}})), None);
+        let (key, was, _) = diff(json!({"train": {"lr": 0.01, "batching": "mixed"}, "model": {}}))
+            .expect("k = 4 is not k's default");
+        assert_eq!((key.as_str(), was.contains("not recorded")), ("model.k", true));
+        assert_eq!(
+            diff(json!({"train": {"lr": 0.02, "batching": "mixed"}, "model": {"k": 4}})),
+            Some(("train.lr".into(), "0.02".into(), "0.01".into()))
+        );
+        // A key the spec no longer has (recorded, wanted null) is a difference too.
+        assert!(diff(json!({"train": {"lr": 0.01, "batching": "mixed", "x": 1}, "model": {"k": 4}}))
+            .is_some());
+    }
+
+    #[test]
+    fn movielens_defaults_are_spelled_out_in_the_resolved_config() {
+        let mut cfg = RunConfig::default();
+        cfg.dataset.name = "movielens-1m".into();
+        let r = resolve_config(&cfg).unwrap();
+        assert_eq!(r.dataset.row_order.as_deref(), Some("ratings"));
+        assert_eq!(r.dataset.domain.as_deref(), Some("age"));
+        assert_eq!(r.train.setting, Some(mdrec_models::Setting::Mdmt));
+        cfg.dataset.row_order = Some("merged".into());
+        assert_eq!(resolve_config(&cfg).unwrap().dataset.row_order.as_deref(), Some("merged"));
+    }
 
     #[test]
     fn shipped_specs_parse_and_resolve_every_run() {

@@ -569,6 +569,32 @@ fn resolve_setting(cfg: &RunConfig, factory: &dyn ModelFactory) -> Setting {
     cfg.train.setting.unwrap_or_else(|| factory.setting())
 }
 
+/// `cfg` with every default spelled out: the registry's model name, each model key at its
+/// resolved value, and the training setting. This is what a run directory's
+/// `config.resolved.json` holds, so two configs that train the same run resolve equal.
+pub fn resolve_config(cfg: &RunConfig) -> Result<RunConfig, TrainError> {
+    let factory = find(cfg.model_name())?;
+    let model_cfg = factory.resolve(&cfg.model_overrides())?;
+    let mut resolved = cfg.clone();
+    resolved.set_model_name(factory.name());
+    if let serde_json::Value::Object(m) = &model_cfg {
+        for (k, v) in m {
+            resolved.model.insert(k.clone(), v.clone());
+        }
+    }
+    resolved.train.setting = Some(resolve_setting(cfg, factory));
+    if resolved.dataset.name == "movielens-1m" {
+        // Spelled out: a default that changes (row order did) must not change what a recorded
+        // run claims it was trained on.
+        let ds = &mut resolved.dataset;
+        ds.domain
+            .get_or_insert_with(|| mdrec_data::MovieLensDomain::Age.name().into());
+        ds.row_order
+            .get_or_insert_with(|| mdrec_data::MovieLensOrder::default().name().into());
+    }
+    Ok(resolved)
+}
+
 /// Train the configured model, evaluate on test with the best weights, and write the run
 /// directory `out`.
 pub fn train_run(
@@ -586,15 +612,8 @@ pub fn train_run(
     device.seed(cfg.train.seed);
     cfg.train.validate()?;
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-    let mut resolved = cfg.clone();
-    resolved.set_model_name(factory.name());
-    if let serde_json::Value::Object(m) = &model_cfg {
-        for (k, v) in m {
-            resolved.model.insert(k.clone(), v.clone());
-        }
-    }
+    let resolved = resolve_config(cfg)?;
     let setting = resolve_setting(cfg, factory);
-    resolved.train.setting = Some(setting);
     write_json(&out.join("config.resolved.json"), &resolved)?;
     std::fs::write(out.join("schema.json"), prepared.schema.to_json_pretty())
         .map_err(|e| TrainError::io(out, e))?;
