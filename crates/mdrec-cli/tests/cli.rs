@@ -393,7 +393,10 @@ reference = { auc_mean_cells = 0.71 }
         stdout.contains("4 runs, 3 complete") && stdout.contains("to train: mmoe seed 2"),
         "{stdout}"
     );
-    assert!(!out.join("mmoe").join("s2").exists(), "--plan trained nothing");
+    assert!(
+        !out.join("mmoe").join("s2").exists(),
+        "--plan trained nothing"
+    );
     let o = mdrec(&args);
     assert!(o.status.success(), "{}", stderr(&o));
 

@@ -54,6 +54,9 @@
 //! Probes: `hemp/gate/l<l>/d<d>` for `l = 2..L` (1-based levels): `[1, N_{l−1}·N_l]`, entry
 //! `(i, n)` row-major = batch mean over domain `d`'s rows of the raw softmax gate `a_{l,n}[i]`
 //! (zeros for inactive experts). HEMP reads them for its gate memory and pruning.
+//! `gate/<domain>/l<l>`: `[n_d, N_{l−1}]` (`N_0` = MMoE experts), for each of the domain's rows
+//! the weight the active level-`l` experts give each expert below, after the mask (Eq. 4),
+//! averaged over those experts: `mdrec analyze`'s expert utilisation per domain.
 //!
 //! # Shapes
 //! - x `[B, D]`; MMoE experts `[B, E, H_0]`; per domain on its rows: `u_n [n_d, H_0]`,
@@ -870,16 +873,38 @@ impl Aread {
                 None => Tensor::zeros([n_d, k], &device),
             };
             let q = Tensor::cat(vec![rows(input, e_dom.clone(), d), e_group], 1);
+            // Expert utilisation for `mdrec analyze`: per level, the effective gate weights of
+            // the active experts, summed (divided by their count when recorded).
+            let util_of = d.filter(|_| probes.enabled());
+            let util = |l: usize, sum: Option<Tensor<2>>, count: usize, probes: &mut Probes| {
+                if let (Some(d), Some(sum)) = (util_of, sum) {
+                    probes.record(
+                        || format!("gate/{}/l{}", ctx.domains[d], l + 1),
+                        || sum.div_scalar(count as f32),
+                    );
+                }
+            };
+            let add = |acc: Option<Tensor<2>>, g: &Tensor<2>| match acc {
+                Some(a) => Some(a + g.clone().detach()),
+                None => Some(g.clone().detach()),
+            };
             // Level 1.
+            let (mut g_sum, mut g_count) = (None, 0);
             let mut prev: Vec<Option<Tensor<2>>> = (0..self.sizes[0])
                 .map(|n| {
                     active(0, n).then(|| {
                         let g = self.mmoe_gates[n].forward(xd.clone());
+                        if util_of.is_some() {
+                            g_sum = add(g_sum.take(), &g);
+                            g_count += 1;
+                        }
                         self.levels[0].experts[n].forward(mix(ed.clone(), g))
                     })
                 })
                 .collect();
+            util(0, g_sum, g_count, probes);
             for l in 1..l_n {
+                let (mut a_sum, mut a_count) = (None, 0);
                 let (n_prev, n_here) = (self.sizes[l - 1], self.sizes[l]);
                 let h_prev = prev
                     .iter()
@@ -917,6 +942,10 @@ impl Aread {
                         }
                         None => a,
                     };
+                    if util_of.is_some() {
+                        a_sum = add(a_sum.take(), &a);
+                        a_count += 1;
+                    }
                     next.push(Some(
                         self.levels[l].experts[n].forward(mix(stacked.clone(), a)),
                     ));
@@ -928,6 +957,7 @@ impl Aread {
                         || g.reshape([1, n_prev * n_here]),
                     );
                 }
+                util(l, a_sum, a_count, probes);
                 prev = next;
             }
             let finals: Vec<usize> = match mask {
@@ -1304,6 +1334,50 @@ mod tests {
         for (a, b) in mixed.iter().zip(&one) {
             assert!((a - b).abs() < 1e-5, "{mixed:?} vs {one:?}");
         }
+    }
+
+    #[test]
+    fn utilisation_probes_are_per_domain_distributions_after_the_mask() {
+        let dev = cpu();
+        let (mut m, ctx) = tiny_model(&dev);
+        let sizes = m.sizes().to_vec();
+        // Domain 0: level-2 experts read level-1 expert 0 only; domain 1 unmasked.
+        let mut t = Mask::empty(&sizes);
+        for n in 0..sizes[1] {
+            t.set(1, 0, n, true);
+        }
+        t.validate();
+        m.set_masks(&[Some(t), None]).unwrap();
+        let x = input(&ctx, &dev, vec![0, 1, 0, 1, 1]);
+        let mut probes = Probes::new(true);
+        m.forward(&ctx, &x, &mut probes);
+        let get = |d: usize, l: usize| {
+            let v = &probes.values()[&format!("gate/{}/l{l}", ctx.domains[d])];
+            (v.dims(), vals(v.clone()))
+        };
+        for (d, rows) in [(0, 2), (1, 3)] {
+            for l in 1..=sizes.len() {
+                let width = if l == 1 {
+                    m.mmoe_experts.len()
+                } else {
+                    sizes[l - 2]
+                };
+                let (dims, v) = get(d, l);
+                assert_eq!(dims, [rows, width], "domain {d} level {l}");
+                for r in v.chunks(width) {
+                    let sum: f32 = r.iter().sum();
+                    assert!((sum - 1.0).abs() < 1e-5, "weights sum to {sum}");
+                }
+            }
+        }
+        // The mask sends all of domain 0's level-2 weight to level-1 expert 0.
+        let (_, v) = get(0, 2);
+        assert!(
+            v.chunks(sizes[0]).all(|r| (r[0] - 1.0).abs() < 1e-5),
+            "{v:?}"
+        );
+        let (_, v) = get(1, 2);
+        assert!(v.chunks(sizes[0]).all(|r| r[0] < 0.999), "{v:?}");
     }
 
     #[test]

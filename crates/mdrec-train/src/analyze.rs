@@ -9,7 +9,7 @@
 //! | `ia.csv`, `ia_frequency.svg` | Information Abundance (IA = Σσ/max σ of the row-normalised matrix, RecScope) of each embedding table of the user and item fields, overall and per item-frequency group (`groups` equal-size buckets of train frequency, 0 = most frequent) |
 //! | `spectrum.csv`, `spectrum_<field>.svg` | singular spectrum `log10(σ_i / σ_1)` of the un-normalised table (paper 003 Fig. 4, Crocodile Fig. 4) |
 //! | `experts.csv` | IA and mean norm of each expert's outputs on the analysed test rows (Crocodile Fig. 2a) |
-//! | `utilisation.csv`, `utilisation_<run>.svg` | mean gate weight of each expert per (domain, task) head |
+//! | `utilisation.csv`, `utilisation_<run>.svg` | mean gate weight of each expert per (domain, task) head; AREAD: per (domain, level), after the domain's mask |
 //! | `di.csv`, `di.svg` | Diversity Index DI^AF and DI^SF per ordered domain pair (Crocodile Eq. 1–2) |
 //! | `entanglement.csv`, `entanglement_<run>.svg` | user–item distance histograms, all pairs vs conflict pairs, per pair of tables (paper 003 Fig. 3) |
 //! | `mask_overlap.csv`, `mask_overlap_<run>_<block>.svg` | AREAD: Mask Overlap Ratio (Jaccard of active edges, model-spec §2.9) between every pair of domains, per block of edges between levels |

@@ -823,17 +823,25 @@ mod tests {
         let diff = |rec: serde_json::Value| first_difference("", &rec, &wanted, &defaults);
         assert_eq!(diff(wanted.clone()), None);
         // A key the record lacks was added later: fine at its default, not otherwise.
-        assert_eq!(diff(json!({"train": {"lr": 0.01}, "model": {"k": 4}})), None);
+        assert_eq!(
+            diff(json!({"train": {"lr": 0.01}, "model": {"k": 4}})),
+            None
+        );
         let (key, was, _) = diff(json!({"train": {"lr": 0.01, "batching": "mixed"}, "model": {}}))
             .expect("k = 4 is not k's default");
-        assert_eq!((key.as_str(), was.contains("not recorded")), ("model.k", true));
+        assert_eq!(
+            (key.as_str(), was.contains("not recorded")),
+            ("model.k", true)
+        );
         assert_eq!(
             diff(json!({"train": {"lr": 0.02, "batching": "mixed"}, "model": {"k": 4}})),
             Some(("train.lr".into(), "0.02".into(), "0.01".into()))
         );
         // A key the spec no longer has (recorded, wanted null) is a difference too.
-        assert!(diff(json!({"train": {"lr": 0.01, "batching": "mixed", "x": 1}, "model": {"k": 4}}))
-            .is_some());
+        assert!(diff(
+            json!({"train": {"lr": 0.01, "batching": "mixed", "x": 1}, "model": {"k": 4}})
+        )
+        .is_some());
     }
 
     #[test]
@@ -845,7 +853,10 @@ mod tests {
         assert_eq!(r.dataset.domain.as_deref(), Some("age"));
         assert_eq!(r.train.setting, Some(mdrec_models::Setting::Mdmt));
         cfg.dataset.row_order = Some("merged".into());
-        assert_eq!(resolve_config(&cfg).unwrap().dataset.row_order.as_deref(), Some("merged"));
+        assert_eq!(
+            resolve_config(&cfg).unwrap().dataset.row_order.as_deref(),
+            Some("merged")
+        );
     }
 
     #[test]
