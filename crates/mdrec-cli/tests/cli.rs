@@ -424,6 +424,74 @@ reference = { auc_mean_cells = 0.71 }
     assert!(stderr(&o).contains("models"), "{}", stderr(&o));
 }
 
+/// `train.keep = "last"` tests the weights training ended with (the official M3oE protocol),
+/// `best` those of the best validation epoch; an unknown value is a config error.
+#[test]
+fn keep_last_tests_the_final_weights_and_keep_best_the_best_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, keep: &str| {
+        let out = tmp.path().join(name);
+        let keep = format!("train.keep=\"{keep}\"");
+        let o = mdrec(&[
+            "train",
+            "--dataset",
+            "synthetic",
+            "--model",
+            "mmoe",
+            "--epochs",
+            "4",
+            "--seed",
+            "3",
+            "--quiet",
+            "--set",
+            "dataset.synthetic_rows=3000",
+            "--set",
+            "train.batch_size=128",
+            "--set",
+            "train.lr=0.05",
+            "--set",
+            "train.patience=10",
+            "--set",
+            &keep,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        (o, out)
+    };
+    let valid_per_epoch = |dir: &Path| -> Vec<f64> {
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| v["valid_auc_mean_cells"].as_f64().unwrap())
+            .collect()
+    };
+    let (o, last) = run("last", "last");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = report(&last);
+    let v = valid_per_epoch(&last);
+    assert_eq!(v.len(), 4);
+    // this seed over-fits: the last epoch is not the best, so `best` and `last` differ
+    assert!(v[3] < v.iter().cloned().fold(f64::MIN, f64::max), "{v:?}");
+    assert_eq!(r["best_epoch"]["all"], 4);
+    let kept = r["valid"]["overall"]["auc_mean_cells"].as_f64().unwrap();
+    assert!((kept - v[3]).abs() < 1e-9, "kept {kept} vs epochs {v:?}");
+    let (o, best) = run("best", "best");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = report(&best);
+    let v = valid_per_epoch(&best);
+    let (arg, max) = v
+        .iter()
+        .enumerate()
+        .fold((0, f64::MIN), |a, (i, &x)| if x > a.1 { (i, x) } else { a });
+    assert_eq!(r["best_epoch"]["all"], arg as u64 + 1, "{v:?}");
+    let kept = r["valid"]["overall"]["auc_mean_cells"].as_f64().unwrap();
+    assert!((kept - max).abs() < 1e-9, "kept {kept} vs epochs {v:?}");
+    let (o, _) = run("bad", "first");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("train.keep"), "{}", stderr(&o));
+}
+
 #[test]
 fn misspelt_monitor_is_a_config_error() {
     let tmp = tempfile::tempdir().unwrap();

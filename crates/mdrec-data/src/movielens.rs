@@ -196,13 +196,14 @@ impl MovieLensDomain {
 /// Row order of the loaded table (what the sequential `m3oe` split cuts).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum MovieLensOrder {
-    /// `ratings.dat` order, users by id: what the M3oE script gives with pandas >= 2.2 (the
-    /// default; the official M3oE run the project checks against matches this order).
-    #[default]
-    Ratings,
     /// Two successive pandas (< 2.2) inner merges: grouped by movie, then by user (the order
-    /// an `ml-1m.csv` made with older pandas has).
+    /// an `ml-1m.csv` made with older pandas has). The default: the official M3oE run's
+    /// published numbers come from this order (a PyTorch re-run of the official model gives
+    /// 71.60 mean-cell test AUC on it, the official run 71.70, and 72.54 on `Ratings`).
+    #[default]
     Merged,
+    /// `ratings.dat` order, users by id: what the M3oE script's merges give with pandas >= 2.2.
+    Ratings,
 }
 
 impl MovieLensOrder {

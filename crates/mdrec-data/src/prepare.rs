@@ -230,8 +230,8 @@ pub enum DatasetSource {
         dir: PathBuf,
         /// Which domains: three age groups (default) or the 18 first genres.
         domain: MovieLensDomain,
-        /// Row order (what the sequential split cuts): `ratings.dat` order (default) or the
-        /// pandas < 2.2 merge order.
+        /// Row order (what the sequential split cuts): the pandas < 2.2 merge order (default,
+        /// the official M3oE run's) or `ratings.dat` order.
         row_order: MovieLensOrder,
     },
     /// AliCCP in the layout of the official AREAD code (see [`crate::aread`]).

@@ -29,6 +29,12 @@ pub enum SparseOptimizer {
     /// Adam on touched rows (PyTorch `SparseAdam` semantics).
     #[default]
     Adam,
+    /// Adam on every row at every step, untouched rows with a zero gradient plus the L2 term:
+    /// `torch.optim.Adam` on a dense `nn.Embedding`, as the official M3oE / torch-rechub code
+    /// trains. Rows of ids a batch does not hold keep moving (their moments decay, and weight
+    /// decay pulls them through Adam's normalisation), so unseen ids drift from their
+    /// initialisation. Costs a pass over every table per step.
+    AdamDense,
     /// Adagrad on touched rows (PEPNet trains embeddings with Adagrad).
     Adagrad,
     /// Plain SGD.
@@ -194,7 +200,10 @@ impl EmbeddingStore {
             if cfg.optimizer != SparseOptimizer::Sgd {
                 t.s1 = vec![0.0; n];
             }
-            if cfg.optimizer == SparseOptimizer::Adam {
+            if matches!(
+                cfg.optimizer,
+                SparseOptimizer::Adam | SparseOptimizer::AdamDense
+            ) {
                 t.s2 = vec![0.0; n];
             }
             t.slot = vec![UNTOUCHED; t.rows];
@@ -341,6 +350,36 @@ impl EmbeddingStore {
         let bc1 = 1.0 - b1.powi(step);
         let bc2_sqrt = (1.0 - b2.powi(step)).sqrt();
         let wd = weight_decay as f32;
+        if self.optimizer == SparseOptimizer::AdamDense {
+            let step_size = (lr / bc1) as f32;
+            let (b1, b2, eps, bc2_sqrt) = (b1 as f32, b2 as f32, eps as f32, bc2_sqrt as f32);
+            for t in &mut self.tables {
+                let dim = t.dim;
+                for id in 0..t.rows {
+                    let slot = t.slot[id];
+                    let row = id * dim..(id + 1) * dim;
+                    let (w, m, v) = (
+                        &mut t.weight[row.clone()],
+                        &mut t.s1[row.clone()],
+                        &mut t.s2[row],
+                    );
+                    for k in 0..dim {
+                        let g = if slot == UNTOUCHED {
+                            0.0
+                        } else {
+                            t.grad[slot as usize * dim + k]
+                        } + wd * w[k];
+                        m[k] = b1 * m[k] + (1.0 - b1) * g;
+                        v[k] = b2 * v[k] + (1.0 - b2) * g * g;
+                        w[k] -= step_size * m[k] / (v[k].sqrt() / bc2_sqrt + eps);
+                    }
+                    t.slot[id] = UNTOUCHED;
+                }
+                t.touched.clear();
+                t.grad.clear();
+            }
+            return;
+        }
         for t in &mut self.tables {
             let dim = t.dim;
             for (s, &id) in t.touched.iter().enumerate() {
@@ -362,7 +401,7 @@ impl EmbeddingStore {
                             *w -= (lr as f32) * g / (a.sqrt() + eps as f32);
                         }
                     }
-                    SparseOptimizer::Adam => {
+                    SparseOptimizer::Adam | SparseOptimizer::AdamDense => {
                         let step_size = (lr / bc1) as f32;
                         let (m, v) = (&mut t.s1[row.clone()], &mut t.s2[row]);
                         for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
@@ -591,6 +630,90 @@ mod tests {
             store.tables().next().unwrap().3[0],
             0.0,
             "untouched row moved"
+        );
+    }
+
+    /// `adam_dense` is `torch.optim.Adam` (L2 weight decay) on the whole table: a row the
+    /// batches touch only at step 1 keeps moving afterwards on its decaying moment and its
+    /// weight-decay gradient; the sparse Adam leaves it where step 1 put it.
+    #[test]
+    fn dense_adam_moves_every_row_as_torch_adam() {
+        let fields = vec![FieldInfo {
+            name: "f".into(),
+            table: "f".into(),
+            vocab_size: 3,
+            dim: 1,
+            offset: 0,
+            multi_hot: false,
+            column: 0,
+            roles: vec![],
+        }];
+        let batch = |id: u32| Batch {
+            len: 1,
+            cat: vec![id],
+            domain: vec![0],
+            labels: vec![0.0],
+            ..Batch::default()
+        };
+        let (lr, b1, b2, eps, wd) = (0.1f64, 0.9f64, 0.999f64, 1e-8f64, 0.01f64);
+        let init = |opt| {
+            let cfg = EmbeddingConfig {
+                init_std: 1.0,
+                optimizer: opt,
+                ..EmbeddingConfig::default()
+            };
+            EmbeddingStore::new(&fields, &cfg, &mut Rng::new(1))
+        };
+        let mut dense = init(SparseOptimizer::AdamDense);
+        let mut sparse = init(SparseOptimizer::Adam);
+        let w0: Vec<f64> = dense
+            .tables()
+            .next()
+            .unwrap()
+            .3
+            .iter()
+            .map(|&x| x as f64)
+            .collect();
+        // reference for every row: row 2 gets gradient 0.5 at step 1, then only batches of row 1
+        let grads = [
+            [0.0, 0.0, 0.5],
+            [0.0, -1.0, 0.0],
+            [0.0, 0.25, 0.0],
+            [0.0, 2.0, 0.0],
+        ];
+        let (mut w, mut m, mut v) = (w0.clone(), vec![0.0; 3], vec![0.0; 3]);
+        for (t, g) in grads.iter().enumerate() {
+            let id = if t == 0 { 2 } else { 1 };
+            dense.apply_gradient(&batch(id), &[g[id as usize] as f32], lr, wd);
+            sparse.apply_gradient(&batch(id), &[g[id as usize] as f32], lr, wd);
+            let t = (t + 1) as i32;
+            for r in 0..3 {
+                let g = g[r] + wd * w[r];
+                m[r] = b1 * m[r] + (1.0 - b1) * g;
+                v[r] = b2 * v[r] + (1.0 - b2) * g * g;
+                w[r] -= lr / (1.0 - b1.powi(t)) * m[r]
+                    / (v[r].sqrt() / (1.0 - b2.powi(t)).sqrt() + eps);
+            }
+        }
+        let got = dense.tables().next().unwrap().3.to_vec();
+        for r in 0..3 {
+            assert!(
+                (got[r] as f64 - w[r]).abs() < 1e-5,
+                "row {r}: {got:?} vs {w:?}"
+            );
+            assert!(
+                (w[r] - w0[r]).abs() > 1e-3,
+                "row {r} did not move in the reference"
+            );
+        }
+        let sp = sparse.tables().next().unwrap().3.to_vec();
+        assert_eq!(
+            sp[0] as f64, w0[0],
+            "sparse Adam moved a row no batch holds"
+        );
+        assert!(
+            (sp[2] as f64 - got[2] as f64).abs() > 1e-3,
+            "row 2 should differ after step 1"
         );
     }
 

@@ -849,13 +849,13 @@ mod tests {
         let mut cfg = RunConfig::default();
         cfg.dataset.name = "movielens-1m".into();
         let r = resolve_config(&cfg).unwrap();
-        assert_eq!(r.dataset.row_order.as_deref(), Some("ratings"));
+        assert_eq!(r.dataset.row_order.as_deref(), Some("merged"));
         assert_eq!(r.dataset.domain.as_deref(), Some("age"));
         assert_eq!(r.train.setting, Some(mdrec_models::Setting::Mdmt));
-        cfg.dataset.row_order = Some("merged".into());
+        cfg.dataset.row_order = Some("ratings".into());
         assert_eq!(
             resolve_config(&cfg).unwrap().dataset.row_order.as_deref(),
-            Some("merged")
+            Some("ratings")
         );
     }
 

@@ -68,9 +68,9 @@ pub struct RunReport {
     pub model_report: serde_json::Value,
     /// The resolved run config.
     pub config: serde_json::Value,
-    /// Test metrics with the restored best weights.
+    /// Test metrics with the kept weights (`train.keep`: best validation epoch or last).
     pub test: EvalReport,
-    /// Validation metrics with the restored best weights.
+    /// Validation metrics with the kept weights.
     pub valid: EvalReport,
     /// Speed.
     pub timing: Timing,

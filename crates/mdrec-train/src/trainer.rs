@@ -284,7 +284,8 @@ fn row_major_labels(data: &EncodedData) -> Vec<f32> {
     out
 }
 
-/// Train one model on `train` with early stopping on `valid`; returns the best weights.
+/// Train one model on `train` with early stopping on `valid`; returns the kept weights (the
+/// best validation epoch's, or the last epoch's with `train.keep = "last"`).
 #[allow(clippy::too_many_arguments)]
 fn fit(
     factory: &dyn ModelFactory,
@@ -452,8 +453,8 @@ fn fit(
         }
     }
     let (snapshot, best_epoch) = match best {
-        Some((_, e, s)) => (s, e),
-        None => (engine.snapshot(), epochs_run),
+        Some((_, e, s)) if cfg.keep == "best" => (s, e),
+        _ => (engine.snapshot(), epochs_run),
     };
     Ok(Fitted {
         snapshot,
