@@ -1,7 +1,8 @@
 //! The on-disk cache of prepared datasets.
 //!
-//! File `<dir>/<key>.mdrec-cache`, key = sha256 over the cache format version, the canonical
-//! JSON of the schema spec, the split spec, the source config and, for each source file, its
+//! File `<dir>/<key>.mdrec-cache`, key = sha256 over the cache format version, a fingerprint of
+//! this crate's source ([`CODE_HASH`], so a cache written by other encoding code is a miss even
+//! when nobody bumped the version), the canonical JSON of the schema spec, the split spec, the source config and, for each source file, its
 //! path, length and sha256. Layout (little-endian):
 //!
 //! ```text
@@ -27,6 +28,9 @@ use crate::DataError;
 pub const MAGIC: &[u8; 8] = b"MDRECDC\0";
 /// Cache format version; bump when the encoding changes.
 pub const CACHE_VERSION: u32 = 1;
+/// Fingerprint of this crate's source at build time (see `build.rs`): any change to the data
+/// code makes old cache files misses, so they are rebuilt rather than trusted.
+pub const CODE_HASH: &str = env!("MDREC_DATA_CODE_HASH");
 
 fn file_sha256(path: &Path) -> Result<(u64, [u8; 32]), DataError> {
     let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
@@ -51,6 +55,17 @@ pub fn cache_key(
     config_json: &str,
     files: &[PathBuf],
 ) -> Result<[u8; 32], DataError> {
+    cache_key_for_code(CODE_HASH, spec, split, config_json, files)
+}
+
+/// [`cache_key`] as data code with fingerprint `code` would compute it.
+pub fn cache_key_for_code(
+    code: &str,
+    spec: &SchemaSpec,
+    split: &SplitSpec,
+    config_json: &str,
+    files: &[PathBuf],
+) -> Result<[u8; 32], DataError> {
     let mut h = Sha256::new();
     let mut part = |tag: &str, b: &[u8]| {
         h.update(tag.as_bytes());
@@ -58,6 +73,7 @@ pub fn cache_key(
         h.update(b);
     };
     part("version", &CACHE_VERSION.to_le_bytes());
+    part("code", code.as_bytes());
     part("spec", spec.canonical_json().as_bytes());
     part(
         "split",

@@ -409,6 +409,25 @@ fn csv_roundtrip_equals_synthetic_and_cache_keys_follow_content() {
     );
 }
 
+#[test]
+fn cache_keys_follow_the_data_code_fingerprint() {
+    let cfg = SyntheticConfig::tiny();
+    let spec = SchemaSpec::from_toml_str(&synthetic_schema_toml(&cfg), "schema.toml").unwrap();
+    let split = SplitSpec::Sequential {
+        ratios: [0.8, 0.1, 0.1],
+    };
+    let key = |code: &str| cache::cache_key_for_code(code, &spec, &split, "{}", &[]).unwrap();
+    // The build fingerprints the crate's source: 16 hex digits, and the key uses it.
+    assert_eq!(cache::CODE_HASH.len(), 16, "{}", cache::CODE_HASH);
+    assert!(cache::CODE_HASH.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(
+        cache::cache_key(&spec, &split, "{}", &[]).unwrap(),
+        key(cache::CODE_HASH)
+    );
+    // Other data code -> another key, so its cache file is a miss, never reused.
+    assert_ne!(key("0000000000000000"), key(cache::CODE_HASH));
+}
+
 fn auc(scores: &[f64], labels: &[f32]) -> f64 {
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
