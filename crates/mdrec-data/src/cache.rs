@@ -2,8 +2,8 @@
 //!
 //! File `<dir>/<key>.mdrec-cache`, key = sha256 over the cache format version, a fingerprint of
 //! this crate's source ([`CODE_HASH`], so a cache written by other encoding code is a miss even
-//! when nobody bumped the version), the canonical JSON of the schema spec, the split spec, the source config and, for each source file, its
-//! path, length and sha256. Layout (little-endian):
+//! when nobody bumped the version), the canonical JSON of the schema spec, the split spec, the
+//! source config and, for each source file, its path, length and sha256. Layout (little-endian):
 //!
 //! ```text
 //! magic "MDRECDC\0" | u32 version | 32-byte key | u64 body length | body | sha256(body)
@@ -26,7 +26,8 @@ use crate::DataError;
 
 /// Magic bytes of a cache file.
 pub const MAGIC: &[u8; 8] = b"MDRECDC\0";
-/// Cache format version; bump when the encoding changes.
+/// Cache file layout version (header and body framing); bump when the layout changes. Changes
+/// to how data is encoded are covered by [`CODE_HASH`].
 pub const CACHE_VERSION: u32 = 1;
 /// Fingerprint of this crate's source at build time (see `build.rs`): any change to the data
 /// code makes old cache files misses, so they are rebuilt rather than trusted.
