@@ -220,7 +220,8 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     for s in &a.set {
         cfg.set(s)?;
     }
-    mdrec_models::find(cfg.model_name())?;
+    // Every key is checked before any data is read.
+    cfg.resolve()?;
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(
             "{}_{}_{}_s{}",

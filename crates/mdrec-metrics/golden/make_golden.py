@@ -2,7 +2,7 @@
 
     pip install scikit-learn scipy && python3 make_golden.py
 
-The M3oE 2-D log_loss quirk (model-spec §2.2) needs the sklearn that M3oE used: sklearn >= 1.5
+The M3oE 2-D log_loss quirk (docs/metrics.md) needs the sklearn that M3oE used: sklearn >= 1.5
 stopped row-normalising y_pred. Its section runs only under an old sklearn, e.g.
 
     python3 -m venv /tmp/sk121 && /tmp/sk121/bin/pip install scikit-learn==1.2.1 numpy==1.26.4 'scipy<1.14'

@@ -1,4 +1,4 @@
-//! Exact, tie-aware ROC AUC (model-spec §2.1).
+//! Exact, tie-aware ROC AUC (the definition of scikit-learn `roc_auc_score`).
 //!
 //! This file owns the AUC kernel shared by every other metric: a row becomes one `u64` sort key
 //! (order-preserving bits of the score, then the label bit), the keys are sorted once, and the
@@ -66,7 +66,7 @@ pub(crate) fn auc_keys(keys: &mut [u64]) -> Option<f64> {
     auc_sorted(keys)
 }
 
-/// Exact ROC AUC with ties counted ½ (= sklearn `roc_auc_score`, model-spec §2.1).
+/// Exact ROC AUC with ties counted ½ (= scikit-learn `roc_auc_score`).
 ///
 /// Labels are 0/1 (a label above 0.5 is a positive). Returns `None` when the input is empty or
 /// holds a single class (sklearn raises there). One allocation of `8·n` bytes and one sort:

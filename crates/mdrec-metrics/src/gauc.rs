@@ -1,4 +1,4 @@
-//! Group AUC (model-spec §2.3): the FuxiCTR / DIN impression-weighted gAUC and the torchrec
+//! Group AUC (Zhou et al., Deep Interest Network, KDD 2018, §6.3): the FuxiCTR / DIN impression-weighted gAUC and the torchrec
 //! unweighted mean, from one sort of `(group, score, label)` keys.
 
 use serde::{Deserialize, Serialize};

@@ -8,7 +8,7 @@
 //! | `stats.rs` | [`relaimpr`], [`weighted_domain_auc`] (DomainAUC), [`major_minor_k`], [`welch_t_test`], [`student_t_cdf`] |
 //! | `report.rs` | [`evaluate`] → [`EvalReport`]: per (domain, task) cell, per task, per domain, overall; [`EvalReport::metric`] lookup by name |
 //!
-//! Definitions follow `docs/model-spec.md` §2. Undefined values (a single-class or empty slice)
+//! Definitions and their sources are in `docs/metrics.md`. Undefined values (a single-class or empty slice)
 //! are `None` — `null` in JSON, never NaN — and [`evaluate`] lists them in
 //! [`EvalReport::undefined`]. Functions never panic on data; the slice-level functions panic
 //! only when their arguments differ in length (a programmer error), and [`evaluate`] returns
@@ -44,7 +44,8 @@ pub use auc::auc;
 pub use gauc::{gauc, GaucResult};
 pub use logloss::{logloss_from_logits, logloss_from_probs, sklearn_2d_logloss_compat};
 pub use report::{
-    evaluate, CellMetrics, EvalInput, EvalReport, MetricsError, OverallMetrics, SliceMetrics,
+    check_metric_name, evaluate, CellMetrics, EvalInput, EvalReport, MetricsError, OverallMetrics,
+    SliceMetrics,
 };
 pub use stats::{
     major_minor_k, relaimpr, student_t_cdf, weighted_domain_auc, welch_t_test, WelchResult,

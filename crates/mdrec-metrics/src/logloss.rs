@@ -1,4 +1,4 @@
-//! LogLoss (model-spec §2.2): mean binary cross-entropy from logits (numerically stable, what
+//! LogLoss: mean binary cross-entropy from logits (numerically stable, what
 //! the report uses) or from probabilities (sklearn `log_loss` with clipping), and the M3oE 2-D
 //! compat quirk.
 
@@ -55,7 +55,7 @@ pub fn logloss_from_probs(labels: &[f32], probs: &[f32], eps: f64) -> Option<f64
     Some(s / labels.len() as f64)
 }
 
-/// **Compat only — not a LogLoss.** M3oE's printed overall "Logloss" (model-spec §2.2): the
+/// **Compat only — not a LogLoss.** M3oE's printed overall "Logloss" (official M3oE repository, `CTRTrainer.evaluate`; see docs/metrics.md): the
 /// M3oE trainer passes 2-D `[N, T]` arrays to sklearn (1.2.x) `log_loss`, which treats the
 /// tasks as classes, clips to `[ε, 1 − ε]` (ε = f64 machine epsilon, sklearn's `eps="auto"`),
 /// **row-normalises** the predictions and returns `−mean_i Σ_t y_it·ln(p_it / Σ_t' p_it')`.

@@ -447,6 +447,34 @@ const NAME_FORMS: &str = "auc_mean_cells, auc_task_pooled_mean, gauc_task_mean, 
     domain_auc, major<K>_auc, minor<K>_auc, auc/<task>, gauc/<task>, logloss/<task>, \
     auc/<domain>/<task>, gauc/<domain>/<task>, logloss/<domain>/<task>";
 
+/// Check that `name` has one of the accepted metric forms, before any data is known: an
+/// overall name, `major<K>_auc` / `minor<K>_auc` with `K >= 1`, or `auc|gauc|logloss/<slice>`
+/// with a non-empty slice. Whether the slice names a task or cell of the data is checked by
+/// [`EvalReport::metric`].
+pub fn check_metric_name(name: &str) -> Result<(), MetricsError> {
+    let unknown = || MetricsError::UnknownMetric {
+        name: name.to_string(),
+        accepted: NAME_FORMS.to_string(),
+    };
+    if OVERALL_NAMES.iter().any(|(n, _)| *n == name) {
+        return Ok(());
+    }
+    let k = name
+        .strip_prefix("major")
+        .or_else(|| name.strip_prefix("minor"))
+        .and_then(|r| r.strip_suffix("_auc"));
+    if let Some(k) = k {
+        return match k.parse::<usize>() {
+            Ok(k) if k > 0 => Ok(()),
+            _ => Err(unknown()),
+        };
+    }
+    match name.split_once('/') {
+        Some(("auc" | "gauc" | "logloss", rest)) if !rest.is_empty() => Ok(()),
+        _ => Err(unknown()),
+    }
+}
+
 fn list_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let all: Vec<&str> = names.collect();
     let shown = all.iter().take(20).copied().collect::<Vec<_>>().join(", ");
@@ -1094,5 +1122,33 @@ mod tests {
             (r.n, r.overall.logloss, r.overall.auc_mean_cells),
             (0, None, None)
         );
+    }
+
+    #[test]
+    fn metric_name_forms_are_checked_without_data() {
+        for ok in [
+            "auc_mean_cells",
+            "logloss",
+            "major5_auc",
+            "minor10_auc",
+            "auc/click",
+            "gauc/d0/like",
+        ] {
+            check_metric_name(ok).unwrap();
+        }
+        for bad in [
+            "auc_mean_cell",
+            "major0_auc",
+            "majorx_auc",
+            "auc/",
+            "ndcg/click",
+            "",
+        ] {
+            let e = check_metric_name(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("auc_mean_cells") && e.contains("major<K>_auc"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

@@ -6,7 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use mdrec_models::Setting;
+use mdrec_models::{ModelFactory, Setting};
+use mdrec_nn::device::DeviceKind;
 use mdrec_nn::embedding::EmbeddingConfig;
 use mdrec_nn::loss::Reduction;
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,36 @@ pub struct DatasetConfig {
 }
 
 impl DatasetConfig {
+    /// Check the section without reading any file (interim: the dataset table replaces it).
+    pub fn validate(&self) -> Result<(), TrainError> {
+        if ![
+            "movielens-1m",
+            "ml-1m",
+            "synthetic",
+            "csv",
+            "aliccp",
+            "amazon",
+        ]
+        .contains(&self.name.as_str())
+        {
+            return Err(TrainError::Config(format!(
+                "dataset.name: unknown dataset `{}`; available: movielens-1m, synthetic, csv, aliccp, amazon",
+                self.name
+            )));
+        }
+        self.split_spec(0).map(|_| ())
+    }
+
+    /// Write out the defaults a recorded run must not depend on (MovieLens domain and order).
+    pub fn spell_out_defaults(&mut self) {
+        if self.name == "movielens-1m" {
+            self.domain
+                .get_or_insert_with(|| mdrec_data::MovieLensDomain::Age.name().into());
+            self.row_order
+                .get_or_insert_with(|| mdrec_data::MovieLensOrder::default().name().into());
+        }
+    }
+
     /// The split this section asks for.
     pub fn split_spec(&self, seed: u64) -> Result<mdrec_data::SplitSpec, TrainError> {
         use mdrec_data::{AreadDataset, SplitSpec};
@@ -160,21 +191,21 @@ pub struct TrainConfig {
     /// Which weights the test metrics and the saved model use: `best` (default: the epoch with
     /// the best `monitor` value on validation) or `last` (the weights training ended with: the
     /// official M3oE run, 10 epochs with a patience that never fires, keeps epoch 10).
-    pub keep: String,
+    pub keep: Keep,
     /// Training setting; `None` = the model's default.
     pub setting: Option<Setting>,
     /// Stop an epoch after this many steps (smoke tests, benchmarks).
     pub max_steps_per_epoch: Option<usize>,
     /// `cpu` or `cuda`.
-    pub device: String,
+    pub device: DeviceName,
     /// Learning rate of the outer (bi-level) Adam step on a model's outer parameters (M3oE
     /// `automl = "bilevel"`; official `learning_rate_darts`). Its weight decay is `weight_decay`.
     pub automl_lr: f64,
     /// Split the outer step's batch is drawn from: `valid` (the paper) or `train` (the official
-    /// M3oE code). See [`TrainConfig::validate`].
-    pub automl_batch_source: String,
-    /// AREAD's popularity-based counterfactual augmentation (model-spec §4.14.5): when set, the
-    /// augmented training rows are built once per run (popularity on the training split unless
+    /// M3oE code).
+    pub automl_batch_source: AutomlBatchSource,
+    /// AREAD's popularity-based counterfactual augmentation (the AREAD paper's section of that
+    /// name): when set, the augmented training rows are built once per run (popularity on the training split unless
     /// `popularity_scope = "all_splits"`) and used only to train HEMP's candidate masks. Only
     /// models with a HEMP schedule (`aread`) accept it. Example:
     /// `[train.augment]` `ratio = 0.1`, `cold = { max_count = 4 }`.
@@ -182,54 +213,148 @@ pub struct TrainConfig {
     /// How training rows form batches: `mixed` (default: shuffled rows of every domain) or
     /// `domain` (AREAD's sampler: every batch holds rows of one domain, the order of the
     /// domain batches shuffled per epoch). HEMP always uses `domain`.
-    pub batching: String,
+    pub batching: Batching,
 }
 
-/// Accepted values of `train.batching`.
-pub const BATCHINGS: [&str; 2] = ["mixed", "domain"];
+/// Which weights the test metrics and the saved model use (`train.keep`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Keep {
+    /// The epoch with the best `train.monitor` value on validation.
+    #[default]
+    Best,
+    /// The weights training ended with.
+    Last,
+}
 
-/// Accepted values of `train.keep`.
-pub const KEEPS: [&str; 2] = ["best", "last"];
+/// How training rows form batches (`train.batching`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Batching {
+    /// Shuffled rows of every domain.
+    #[default]
+    Mixed,
+    /// Every batch holds rows of one domain (AREAD's sampler).
+    Domain,
+}
 
-/// Accepted values of `train.automl_batch_source`.
-pub const AUTOML_BATCH_SOURCES: [&str; 2] = ["valid", "train"];
+/// The split the outer (bi-level) step draws its batch from (`train.automl_batch_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutomlBatchSource {
+    /// The validation split (the M3oE paper).
+    #[default]
+    Valid,
+    /// The training split (the official M3oE code).
+    Train,
+}
+
+impl AutomlBatchSource {
+    /// The split's name, as in stream names and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            AutomlBatchSource::Valid => "valid",
+            AutomlBatchSource::Train => "train",
+        }
+    }
+}
+
+/// The compute device (`train.device`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceName {
+    /// burn's `flex` CPU backend.
+    #[default]
+    Cpu,
+    /// CUDA device 0 (a build with the `cuda` feature).
+    Cuda,
+}
+
+impl DeviceName {
+    /// The device kind of `mdrec-nn`.
+    pub fn kind(self) -> DeviceKind {
+        match self {
+            DeviceName::Cpu => DeviceKind::Cpu,
+            DeviceName::Cuda => DeviceKind::Cuda,
+        }
+    }
+
+    /// The plain (inference) device; an error when this build cannot use it.
+    pub fn device(self) -> Result<burn::tensor::Device, TrainError> {
+        self.kind()
+            .device()
+            .map_err(|e| TrainError::Config(format!("train.device: {e}")))
+    }
+}
+
+/// `Err(config error naming key)` unless `v` is finite and `> 0` (`positive`) or `>= 0`.
+fn check_number(key: &str, v: f64, positive: bool) -> Result<(), TrainError> {
+    let ok = v.is_finite() && if positive { v > 0.0 } else { v >= 0.0 };
+    if ok {
+        Ok(())
+    } else {
+        Err(TrainError::Config(format!(
+            "{key} must be a {} finite number, got {v}",
+            if positive { "positive" } else { "non-negative" }
+        )))
+    }
+}
+
+/// `Err(config error naming key)` when `v` is zero.
+fn check_positive_count(key: &str, v: usize) -> Result<(), TrainError> {
+    if v == 0 {
+        return Err(TrainError::Config(format!(
+            "{key} must be at least 1, got 0"
+        )));
+    }
+    Ok(())
+}
 
 impl TrainConfig {
-    /// Check the values serde cannot: positive batch sizes, a known `automl_batch_source`, a
-    /// positive finite `automl_lr`.
+    /// Check every value serde cannot: positive batch sizes and epochs, finite non-negative
+    /// rates, the embedding optimizer's numbers, the form of `monitor`, the augmentation section,
+    /// and that this build can use `device`. Reads no data.
     pub fn validate(&self) -> Result<(), TrainError> {
-        if self.batch_size == 0 || self.eval_batch_size == 0 {
+        check_positive_count("train.epochs", self.epochs)?;
+        check_positive_count("train.batch_size", self.batch_size)?;
+        check_positive_count("train.eval_batch_size", self.eval_batch_size)?;
+        if self.max_steps_per_epoch == Some(0) {
             return Err(TrainError::Config(
-                "train.batch_size and train.eval_batch_size must be positive".into(),
+                "train.max_steps_per_epoch must be at least 1 (leave it out for whole epochs)"
+                    .into(),
             ));
         }
-        if !BATCHINGS.contains(&self.batching.as_str()) {
-            return Err(TrainError::Config(format!(
-                "train.batching: unknown value `{}`; expected one of: {}",
-                self.batching,
-                BATCHINGS.join(", ")
-            )));
+        check_number("train.lr", self.lr, true)?;
+        check_number("train.weight_decay", self.weight_decay, false)?;
+        check_number("train.adam_eps", self.adam_eps, true)?;
+        check_number("train.automl_lr", self.automl_lr, true)?;
+        let e = &self.embedding;
+        check_positive_count("train.embedding.dim", e.dim)?;
+        check_number("train.embedding.init_std", e.init_std as f64, false)?;
+        if let Some(lr) = e.lr {
+            check_number("train.embedding.lr", lr, true)?;
         }
-        if !KEEPS.contains(&self.keep.as_str()) {
-            return Err(TrainError::Config(format!(
-                "train.keep: unknown value `{}`; expected one of: {}",
-                self.keep,
-                KEEPS.join(", ")
-            )));
+        if let Some(wd) = e.weight_decay {
+            check_number("train.embedding.weight_decay", wd, false)?;
         }
-        if !AUTOML_BATCH_SOURCES.contains(&self.automl_batch_source.as_str()) {
-            return Err(TrainError::Config(format!(
-                "train.automl_batch_source: unknown value `{}`; expected one of: {}",
-                self.automl_batch_source,
-                AUTOML_BATCH_SOURCES.join(", ")
-            )));
+        for (key, b) in [
+            ("train.embedding.beta1", e.beta1),
+            ("train.embedding.beta2", e.beta2),
+        ] {
+            if !(b.is_finite() && (0.0..1.0).contains(&b)) {
+                return Err(TrainError::Config(format!(
+                    "{key} must lie in [0, 1), got {b}"
+                )));
+            }
         }
-        if !(self.automl_lr.is_finite() && self.automl_lr > 0.0) {
-            return Err(TrainError::Config(format!(
-                "train.automl_lr must be a positive number, got {}",
-                self.automl_lr
-            )));
+        check_number("train.embedding.eps", e.eps, true)?;
+        mdrec_metrics::check_metric_name(&self.monitor)
+            .map_err(|e| TrainError::Config(format!("train.monitor: {e}")))?;
+        if let Some(a) = &self.augment {
+            a.validate()
+                .map_err(|e| TrainError::Config(format!("train.augment: {e}")))?;
         }
+        self.device.device()?;
         Ok(())
     }
 }
@@ -248,48 +373,89 @@ impl Default for TrainConfig {
             loss: Reduction::CellMeanSum,
             monitor: "auc_mean_cells".into(),
             patience: 2,
-            keep: "best".into(),
+            keep: Keep::Best,
             setting: None,
             max_steps_per_epoch: None,
-            device: "cpu".into(),
+            device: DeviceName::Cpu,
             automl_lr: 1e-3,
-            automl_batch_source: "valid".into(),
+            automl_batch_source: AutomlBatchSource::Valid,
             augment: None,
-            batching: "mixed".into(),
+            batching: Batching::Mixed,
         }
+    }
+}
+
+/// The model a run uses when its config names none.
+pub const DEFAULT_MODEL: &str = "mmoe";
+
+/// The `[model]` section: a registry name plus the model's own keys, which the model's typed
+/// config checks ([`RunConfig::resolve`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSection {
+    /// Registry name (`mdrec models`).
+    #[serde(default = "default_model_name")]
+    pub name: String,
+    /// The model's own keys, checked by its config type (unknown keys are errors there).
+    #[serde(flatten)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_model_name() -> String {
+    DEFAULT_MODEL.into()
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        ModelSection {
+            name: default_model_name(),
+            params: serde_json::Map::new(),
+        }
+    }
+}
+
+impl ModelSection {
+    /// Set one key; `name` sets the model name (a non-string name is ignored by the check in
+    /// [`RunConfig::resolve`], which reports it).
+    pub fn insert(&mut self, key: String, value: serde_json::Value) {
+        if key == "name" {
+            if let serde_json::Value::String(n) = value {
+                self.name = n;
+                return;
+            }
+        }
+        self.params.insert(key, value);
     }
 }
 
 /// A whole run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
     /// Data.
     pub dataset: DatasetConfig,
-    /// Model name and its config overrides (`name` plus the model's own keys).
-    pub model: serde_json::Map<String, serde_json::Value>,
+    /// Model name and its config overrides.
+    pub model: ModelSection,
     /// Optimisation.
     pub train: TrainConfig,
 }
 
-impl Default for RunConfig {
-    fn default() -> Self {
-        let mut model = serde_json::Map::new();
-        model.insert("name".into(), serde_json::Value::String("mmoe".into()));
-        RunConfig {
-            dataset: DatasetConfig::default(),
-            model,
-            train: TrainConfig::default(),
-        }
-    }
+/// A run config checked and completed by [`RunConfig::resolve`]: every default spelled out,
+/// with the registry entry and the model's typed config it resolved to.
+pub struct ResolvedRun {
+    /// The config with every default written out (what `config.resolved.json` holds).
+    pub cfg: RunConfig,
+    /// The model's registry entry.
+    pub factory: &'static dyn ModelFactory,
+    /// The model's full config (its keys at their resolved values).
+    pub model_cfg: serde_json::Value,
+    /// The training setting (the config's, else the model's default).
+    pub setting: Setting,
 }
 
 impl RunConfig {
     /// Parse a TOML config file.
     pub fn from_toml_file(path: &Path) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            TrainError::Config(format!("cannot read config {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
         Self::from_toml_str(&text, &path.display().to_string())
     }
 
@@ -300,23 +466,43 @@ impl RunConfig {
 
     /// The model name.
     pub fn model_name(&self) -> &str {
-        self.model
-            .get("name")
-            .and_then(|v| v.as_str())
-            .unwrap_or("mmoe")
+        &self.model.name
     }
 
     /// Set the model name.
     pub fn set_model_name(&mut self, name: &str) {
-        self.model
-            .insert("name".into(), serde_json::Value::String(name.into()));
+        self.model.name = name.into();
     }
 
     /// The model's own config keys (everything but `name`).
     pub fn model_overrides(&self) -> serde_json::Value {
-        let mut m = self.model.clone();
-        m.remove("name");
-        serde_json::Value::Object(m)
+        serde_json::Value::Object(self.model.params.clone())
+    }
+
+    /// Check the whole config without reading any data: the dataset section, every training
+    /// value, the model's name and its own config, and the device. Returns the config with
+    /// every default spelled out, so two configs that train the same run resolve equal.
+    pub fn resolve(&self) -> Result<ResolvedRun, TrainError> {
+        self.dataset.validate()?;
+        self.train.validate()?;
+        let factory = mdrec_models::find(self.model_name())?;
+        let model_cfg = factory.resolve(&self.model_overrides())?;
+        let setting = self.train.setting.unwrap_or_else(|| factory.setting());
+        let mut cfg = self.clone();
+        cfg.set_model_name(factory.name());
+        if let serde_json::Value::Object(m) = &model_cfg {
+            for (k, v) in m {
+                cfg.model.params.insert(k.clone(), v.clone());
+            }
+        }
+        cfg.train.setting = Some(setting);
+        cfg.dataset.spell_out_defaults();
+        Ok(ResolvedRun {
+            cfg,
+            factory,
+            model_cfg,
+            setting,
+        })
     }
 
     /// Apply a `section.key=value` override (value parsed as TOML, falling back to a string).
@@ -327,6 +513,13 @@ impl RunConfig {
         let parsed: toml::Value = toml::from_str(&format!("v = {value}"))
             .map(|t: toml::Table| t["v"].clone())
             .unwrap_or_else(|_| toml::Value::String(value.to_string()));
+        if let toml::Value::Float(f) = parsed {
+            if !f.is_finite() {
+                return Err(TrainError::Config(format!(
+                    "--set `{key}`: {f} is not a finite number"
+                )));
+            }
+        }
         let mut doc = serde_json::to_value(&*self).expect("config serialises");
         let json_value = serde_json::to_value(parsed).expect("toml value serialises");
         let mut slot = &mut doc;
@@ -359,14 +552,103 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batching_is_validated() {
+    fn enum_values_are_typed_and_unknown_ones_list_the_accepted() {
         let mut c = RunConfig::default();
-        assert_eq!(c.train.batching, "mixed");
+        assert_eq!(c.train.batching, Batching::Mixed);
         c.set("train.batching=\"domain\"").unwrap();
-        c.train.validate().unwrap();
-        c.set("train.batching=\"domains\"").unwrap();
-        let e = c.train.validate().unwrap_err().to_string();
-        assert!(e.contains("domains") && e.contains("mixed, domain"), "{e}");
+        assert_eq!(c.train.batching, Batching::Domain);
+        for (key, bad, accepted) in [
+            ("train.batching", "domains", "`mixed` or `domain`"),
+            ("train.keep", "first", "`best` or `last`"),
+            ("train.automl_batch_source", "test", "`valid` or `train`"),
+            ("train.device", "tpu", "`cpu` or `cuda`"),
+        ] {
+            let e = c.set(&format!("{key}=\"{bad}\"")).unwrap_err().to_string();
+            assert!(
+                e.contains(key) && e.contains(bad) && e.contains(accepted),
+                "{e}"
+            );
+            let toml = format!(
+                "[train]\n{} = \"{bad}\"\n",
+                key.trim_start_matches("train.")
+            );
+            let e = RunConfig::from_toml_str(&toml, "x.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("x.toml") && e.contains(accepted), "{e}");
+        }
+        assert_eq!(
+            serde_json::to_value(&c.train).unwrap()["automl_batch_source"],
+            "valid"
+        );
+    }
+
+    #[test]
+    fn resolve_rejects_every_bad_number_naming_the_key() {
+        for bad in [f64::NAN, f64::INFINITY, -0.1, 0.0] {
+            let mut c = RunConfig::default();
+            c.train.lr = bad;
+            let e = c.resolve().err().unwrap().to_string();
+            assert!(e.contains("train.lr") && e.contains("positive"), "{e}");
+        }
+        let e = RunConfig::default()
+            .set("train.lr=nan")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("train.lr") && e.contains("finite"), "{e}");
+        for (set, key) in [
+            ("train.lr=-0.1", "train.lr"),
+            ("train.weight_decay=-1e-5", "train.weight_decay"),
+            ("train.adam_eps=0", "train.adam_eps"),
+            ("train.automl_lr=0.0", "train.automl_lr"),
+            ("train.batch_size=0", "train.batch_size"),
+            ("train.eval_batch_size=0", "train.eval_batch_size"),
+            ("train.epochs=0", "train.epochs"),
+            ("train.max_steps_per_epoch=0", "train.max_steps_per_epoch"),
+            ("train.embedding.dim=0", "train.embedding.dim"),
+            ("train.embedding.lr=-1.0", "train.embedding.lr"),
+            ("train.embedding.beta2=1.0", "train.embedding.beta2"),
+            ("train.embedding.eps=-1", "train.embedding.eps"),
+            ("train.monitor=\"auc_mean_cell\"", "train.monitor"),
+            ("train.augment.ratio=-1", "train.augment"),
+        ] {
+            let mut c = RunConfig::default();
+            c.set(set).unwrap();
+            let e = c.resolve().err().unwrap().to_string();
+            assert!(e.contains(key), "{set}: {e}");
+        }
+        let mut c = RunConfig::default();
+        c.set("model.num_expertz=3").unwrap();
+        let e = c.resolve().err().unwrap().to_string();
+        assert!(e.contains("num_expertz") && e.contains("mmoe"), "{e}");
+        c = RunConfig::default();
+        c.set_model_name("mmoee");
+        let e = c.resolve().err().unwrap().to_string();
+        assert!(e.contains("mmoee"), "{e}");
+        RunConfig::default().resolve().unwrap();
+    }
+
+    #[test]
+    fn resolve_spells_out_defaults_once() {
+        let r = RunConfig::default().resolve().unwrap();
+        assert_eq!(r.cfg.model.name, DEFAULT_MODEL);
+        assert_eq!(r.cfg.train.setting, Some(r.setting));
+        assert_eq!(r.cfg.model_overrides(), r.model_cfg);
+        let again = r.cfg.resolve().unwrap();
+        assert_eq!(again.cfg, r.cfg);
+    }
+
+    #[test]
+    fn model_section_round_trips_through_toml_and_json() {
+        let c = RunConfig::from_toml_str("[model]\nname = \"ple\"\nnum_levels = 2\n", "x.toml")
+            .unwrap();
+        assert_eq!(c.model_name(), "ple");
+        assert_eq!(c.model_overrides()["num_levels"], 2);
+        let json = serde_json::to_string(&c).unwrap();
+        let back: RunConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+        let unnamed = RunConfig::from_toml_str("[model]\nnum_experts = 2\n", "x.toml").unwrap();
+        assert_eq!(unnamed.model_name(), DEFAULT_MODEL);
     }
 
     #[test]
@@ -507,31 +789,6 @@ mod tests {
             e.contains("--data-dir") && e.contains("preprocess.py"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn automl_batch_source_is_validated() {
-        let mut c = RunConfig::default();
-        assert_eq!(c.train.automl_batch_source, "valid");
-        assert_eq!(c.train.automl_lr, 1e-3);
-        c.train.validate().unwrap();
-        c.set("train.automl_batch_source=\"train\"").unwrap();
-        c.train.validate().unwrap();
-        c.set("train.automl_batch_source=\"test\"").unwrap();
-        let err = c.train.validate().unwrap_err().to_string();
-        assert!(err.contains("automl_batch_source"), "{err}");
-        assert!(
-            err.contains("`test`") && err.contains("valid, train"),
-            "{err}"
-        );
-        c.train.automl_batch_source = "valid".into();
-        c.train.automl_lr = 0.0;
-        assert!(c
-            .train
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("automl_lr"));
     }
 
     #[test]

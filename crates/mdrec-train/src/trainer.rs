@@ -25,13 +25,12 @@ use mdrec_data::{
     SyntheticConfig,
 };
 use mdrec_metrics::{evaluate, EvalInput, EvalReport};
-use mdrec_models::{find, ModelFactory, Setting};
-use mdrec_nn::device::DeviceKind;
+use mdrec_models::{ModelFactory, Setting};
 use mdrec_nn::{FieldInfo, ModelContext};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, CheckpointWriter};
-use crate::config::{RunConfig, TrainConfig};
+use crate::config::{AutomlBatchSource, Batching, Keep, ResolvedRun, RunConfig, TrainConfig};
 use crate::engine::{Engine, Snapshot};
 use crate::hemp::{self, Hemp};
 use crate::progress::Progress;
@@ -84,6 +83,8 @@ pub fn context_from_schema(schema: &Schema, default_dim: usize) -> ModelContext 
 
 /// Resolve the dataset section to a prepared dataset (through the on-disk cache).
 pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
+    // Every key is checked before any file is read.
+    cfg.resolve()?;
     let ds = &cfg.dataset;
     let seed = cfg.train.seed;
     let movielens = matches!(ds.name.as_str(), "movielens-1m" | "ml-1m");
@@ -335,7 +336,7 @@ fn fit(
         // AREAD's sampler (single-domain batches) for HEMP or `train.batching = "domain"`,
         // else shuffled mixed batches.
         let order;
-        let domain_batches = (hemp.is_some() || cfg.batching == "domain")
+        let domain_batches = (hemp.is_some() || cfg.batching == Batching::Domain)
             .then(|| hemp::domain_batches(train, ctx.n_domains(), cfg.batch_size, cfg.seed, epoch));
         let steps: Vec<&[u32]> = match &domain_batches {
             Some(b) => b.iter().map(Vec::as_slice).collect(),
@@ -365,9 +366,10 @@ fn fit(
             progress.step(done, loss_sum / (i + 1) as f64);
         }
         let outer_loss = if engine.has_outer_params() {
-            let (name, src) = match cfg.automl_batch_source.as_str() {
-                "train" => ("train", train),
-                _ => ("valid", valid),
+            let name = cfg.automl_batch_source.name();
+            let src = match cfg.automl_batch_source {
+                AutomlBatchSource::Train => train,
+                AutomlBatchSource::Valid => valid,
             };
             if src.is_empty() {
                 return Err(TrainError::Data(format!(
@@ -427,7 +429,7 @@ fn fit(
         };
         let json = serde_json::to_string(&line).expect("epoch line serialises");
         writeln!(metrics_log, "{json}")
-            .map_err(|e| TrainError::Config(format!("metrics.jsonl: {e}")))?;
+            .map_err(|e| TrainError::io(Path::new("metrics.jsonl"), e))?;
         progress.message(&format!(
             "{label} epoch {epoch}: loss {:.5}, {:.0} rows/s, valid {} = {}{}",
             line.train_loss,
@@ -453,7 +455,7 @@ fn fit(
         }
     }
     let (snapshot, best_epoch) = match best {
-        Some((_, e, s)) if cfg.keep == "best" => (s, e),
+        Some((_, e, s)) if cfg.keep == Keep::Best => (s, e),
         _ => (engine.snapshot(), epochs_run),
     };
     Ok(Fitted {
@@ -566,34 +568,10 @@ impl Part {
     }
 }
 
-fn resolve_setting(cfg: &RunConfig, factory: &dyn ModelFactory) -> Setting {
-    cfg.train.setting.unwrap_or_else(|| factory.setting())
-}
-
-/// `cfg` with every default spelled out: the registry's model name, each model key at its
-/// resolved value, and the training setting. This is what a run directory's
-/// `config.resolved.json` holds, so two configs that train the same run resolve equal.
+/// `cfg` with every default spelled out (see [`RunConfig::resolve`]): what a run directory's
+/// `config.resolved.json` holds.
 pub fn resolve_config(cfg: &RunConfig) -> Result<RunConfig, TrainError> {
-    let factory = find(cfg.model_name())?;
-    let model_cfg = factory.resolve(&cfg.model_overrides())?;
-    let mut resolved = cfg.clone();
-    resolved.set_model_name(factory.name());
-    if let serde_json::Value::Object(m) = &model_cfg {
-        for (k, v) in m {
-            resolved.model.insert(k.clone(), v.clone());
-        }
-    }
-    resolved.train.setting = Some(resolve_setting(cfg, factory));
-    if resolved.dataset.name == "movielens-1m" {
-        // Spelled out: a default that changes (row order did) must not change what a recorded
-        // run claims it was trained on.
-        let ds = &mut resolved.dataset;
-        ds.domain
-            .get_or_insert_with(|| mdrec_data::MovieLensDomain::Age.name().into());
-        ds.row_order
-            .get_or_insert_with(|| mdrec_data::MovieLensOrder::default().name().into());
-    }
-    Ok(resolved)
+    Ok(cfg.resolve()?.cfg)
 }
 
 /// Train the configured model, evaluate on test with the best weights, and write the run
@@ -605,16 +583,15 @@ pub fn train_run(
     progress: &mut dyn Progress,
 ) -> Result<RunOutcome, TrainError> {
     let t_start = Instant::now();
-    let factory = find(cfg.model_name())?;
-    let model_cfg = factory.resolve(&cfg.model_overrides())?;
-    let device = DeviceKind::parse(&cfg.train.device)
-        .and_then(DeviceKind::device)
-        .map_err(TrainError::Config)?;
+    let ResolvedRun {
+        cfg: resolved,
+        factory,
+        model_cfg,
+        setting,
+    } = cfg.resolve()?;
+    let device = cfg.train.device.device()?;
     device.seed(cfg.train.seed);
-    cfg.train.validate()?;
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-    let resolved = resolve_config(cfg)?;
-    let setting = resolve_setting(cfg, factory);
     write_json(&out.join("config.resolved.json"), &resolved)?;
     std::fs::write(out.join("schema.json"), prepared.schema.to_json_pretty())
         .map_err(|e| TrainError::io(out, e))?;
@@ -676,8 +653,8 @@ pub fn train_run(
             part.ctx(&ctx),
             &resolved.train,
             &tr,
-            // AREAD's augmented training set (model-spec §4.14.5); `None` = candidates train
-            // on the original rows.
+            // AREAD's augmented training set (the paper's popularity-based counterfactual
+            // augmentation); `None` = candidates train on the original rows.
             augmented.as_ref(),
             &va,
             &device,
@@ -798,14 +775,15 @@ pub fn load_run(run: &Path) -> Result<LoadedRun, TrainError> {
             prepared.schema.hash
         )));
     }
-    let factory = find(cfg.model_name())?;
-    let model_cfg = factory.resolve(&cfg.model_overrides())?;
-    let device = DeviceKind::parse(&cfg.train.device)
-        .and_then(DeviceKind::device)
-        .map_err(TrainError::Config)?;
+    let ResolvedRun {
+        factory,
+        model_cfg,
+        setting,
+        ..
+    } = cfg.resolve()?;
+    let device = cfg.train.device.device()?;
     let ckpt = Checkpoint::read(&run.join("weights.safetensors"))?;
     let ctx = context_from_schema(&prepared.schema, cfg.train.embedding.dim);
-    let setting = resolve_setting(&cfg, factory);
     let all_parts = parts(setting, &ctx);
     let mut models = Vec::with_capacity(all_parts.len());
     for (i, part) in all_parts.iter().enumerate() {
@@ -837,9 +815,7 @@ pub fn load_run(run: &Path) -> Result<LoadedRun, TrainError> {
 pub fn evaluate_run(run: &Path) -> Result<(EvalReport, Vec<f32>), TrainError> {
     let loaded = load_run(run)?;
     let (ctx, prepared) = (&loaded.ctx, &loaded.prepared);
-    let device = DeviceKind::parse(&loaded.cfg.train.device)
-        .and_then(DeviceKind::device)
-        .map_err(TrainError::Config)?;
+    let device = loaded.cfg.train.device.device()?;
     let n_t = ctx.n_tasks();
     let mut logits = vec![0.0f32; prepared.test.len() * n_t];
     for (part, (_, snap)) in loaded.parts.iter().zip(&loaded.models) {
