@@ -69,6 +69,7 @@ use burn::nn::Linear;
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use mdrec_data::rng::Rng;
+use mdrec_data::FieldRole;
 use mdrec_nn::init::{self, WeightInit};
 use mdrec_nn::layers::{linear, mix};
 use mdrec_nn::loss::bce_with_logits;
@@ -76,8 +77,11 @@ use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput, Norm};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::DomainEmbedding;
+use crate::experts::expert_bank;
 use crate::interaction::CrossNet;
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, TrainOutput, ZooModel};
+use crate::model::{
+    model_config, Built, Invalid, ModelOutput, Probes, RecModel, TrainOutput, ZooModel,
+};
 
 /// How HEMP's candidate masks are pruned and its exploration decays (spec §4.14.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -245,51 +249,30 @@ impl HempConfig {
     }
 }
 
-/// Config of [`Aread`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Experts of the MMoE base (`mmoe_n_expert`).
-    pub mmoe_experts: usize,
-    /// MMoE expert widths (`expert_dims`).
-    pub expert_dims: Vec<usize>,
-    /// Experts per HEI level, `N_1..N_L` (`N_1` = number of MMoE gates).
-    pub levels: Vec<usize>,
-    /// Hidden widths of the experts of each level (`aread_tower_dims`).
-    pub level_dims: Vec<Vec<usize>>,
-    /// Add `Linear(x)` to every output logit.
-    pub linear: bool,
-    /// Concatenate a DCN-v1 cross network output to each final expert (`use_dcn`).
-    pub dcn: bool,
-    /// Cross layers of the DCN branch.
-    pub cross_layers: usize,
-    /// Width of the learned domain table (and of the group embedding) when the schema has no
-    /// field with role `domain`; otherwise the domain field's width is used.
-    pub domain_emb_dim: usize,
-    /// Hidden-layer options of every expert (`MLP_AREAD`: BN, ReLU, dropout 0.2).
-    pub mlp: MlpConfig,
-    /// HEMP schedule (read by the trainer).
-    pub hemp: HempConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            mmoe_experts: 4,
-            expert_dims: vec![256, 128, 64],
-            levels: vec![3, 6, 12],
-            level_dims: vec![vec![64, 32], vec![32, 16], vec![16, 8]],
-            linear: true,
-            dcn: true,
-            cross_layers: 3,
-            domain_emb_dim: 32,
-            mlp: MlpConfig {
-                norm: Norm::Batch,
-                dropout: 0.2,
-                ..MlpConfig::default()
-            },
-            hemp: HempConfig::default(),
-        }
+model_config! {
+    /// Config of [`Aread`].
+    pub struct Config {
+        /// Experts of the MMoE base (`mmoe_n_expert`).
+        mmoe_experts: usize = 4 => 2,
+        /// MMoE expert widths (`expert_dims`).
+        expert_dims: Vec<usize> = vec![256, 128, 64] => vec![8],
+        /// Experts per HEI level, `N_1..N_L` (`N_1` = number of MMoE gates).
+        levels: Vec<usize> = vec![3, 6, 12] => vec![2, 4],
+        /// Hidden widths of the experts of each level (`aread_tower_dims`).
+        level_dims: Vec<Vec<usize>> = vec![vec![64, 32], vec![32, 16], vec![16, 8]] => vec![vec![8], vec![4]],
+        /// Add `Linear(x)` to every output logit.
+        linear: bool = true,
+        /// Concatenate a DCN-v1 cross network output to each final expert (`use_dcn`).
+        dcn: bool = true,
+        /// Cross layers of the DCN branch.
+        cross_layers: usize = 3 => 1,
+        /// Width of the learned domain table (and of the group embedding) when the schema has no
+        /// field with role `domain`; otherwise the domain field's width is used.
+        domain_emb_dim: usize = 32 => 4,
+        /// Hidden-layer options of every expert (`MLP_AREAD`: BN, ReLU, dropout 0.2).
+        mlp: MlpConfig = MlpConfig { norm: Norm::Batch, dropout: 0.2, ..MlpConfig::default() } => MlpConfig { norm: Norm::Batch, ..MlpConfig::default() },
+        /// HEMP schedule (read by the trainer).
+        hemp: HempConfig = HempConfig::default() => HempConfig { warm_up_interval: 4, regroup_interval: 8, reference_batch_size: 64, update_steps: 2, eval_batches: 1, candidates: 2, ..HempConfig::default() },
     }
 }
 
@@ -530,41 +513,8 @@ impl ZooModel for Aread {
     const PAPER: &'static str = "Luo et al., One for Dozens: Adaptive REcommendation for All Domains with Counterfactual Augmentation, AAAI 2025";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            mmoe_experts: 2,
-            expert_dims: vec![8],
-            levels: vec![2, 4],
-            level_dims: vec![vec![8], vec![4]],
-            cross_layers: 1,
-            domain_emb_dim: 4,
-            mlp: MlpConfig {
-                norm: Norm::Batch,
-                ..MlpConfig::default()
-            },
-            hemp: HempConfig {
-                warm_up_interval: 4,
-                regroup_interval: 8,
-                reference_batch_size: 64,
-                update_steps: 2,
-                eval_batches: 1,
-                candidates: 2,
-                ..HempConfig::default()
-            },
-            ..Config::default()
-        }
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let invalid = |m: String| ModelError::Invalid {
-            model: Self::NAME.into(),
-            message: m,
-        };
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let invalid = Invalid;
         if cfg.mmoe_experts == 0 || cfg.expert_dims.is_empty() || cfg.expert_dims.contains(&0) {
             return Err(invalid(
                 "mmoe_experts must be ≥ 1 and expert_dims non-empty with positive widths".into(),
@@ -594,20 +544,18 @@ impl ZooModel for Aread {
         cfg.hemp.validate().map_err(invalid)?;
         let d_in = ctx.input_dim();
         let t_n = ctx.n_tasks();
-        let dom = DomainEmbedding::new(
-            ctx,
-            &["domain"],
-            cfg.domain_emb_dim,
-            Self::NAME,
-            rng,
-            device,
-        )?;
+        let dom = DomainEmbedding::new(ctx, &[FieldRole::Domain], cfg.domain_emb_dim, rng, device)?;
         let k = dom.dim();
         let n1 = cfg.levels[0];
         let group_emb = init::param(init::normal(rng, n1 * k, 1.0), [n1, k], device);
-        let mmoe_experts: Vec<Mlp> = (0..cfg.mmoe_experts)
-            .map(|_| Mlp::new(d_in, &cfg.expert_dims, &cfg.mlp, rng, device))
-            .collect();
+        let mmoe_experts: Vec<Mlp> = expert_bank(
+            cfg.mmoe_experts,
+            d_in,
+            &cfg.expert_dims,
+            &cfg.mlp,
+            rng,
+            device,
+        );
         let mmoe_gates = (0..n1)
             .map(|_| Gate::new(d_in, cfg.mmoe_experts, GateKind::Linear, rng, device))
             .collect();
@@ -1019,10 +967,7 @@ fn rows<const D: usize>(input: &ModelInput, x: Tensor<D>, d: Option<usize>) -> T
 impl RecModel for Aread {
     fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
         let (logits, _) = self.run(ctx, input, None, probes);
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        ModelOutput::from(logits)
     }
 
     /// The bagging loss (§4.14.3) when every domain of the batch has a mask; otherwise none
@@ -1036,10 +981,7 @@ impl RecModel for Aread {
     ) -> TrainOutput {
         let (logits, element_loss) = self.run(ctx, input, Some(labels), probes);
         TrainOutput {
-            output: ModelOutput {
-                logits,
-                aux_loss: None,
-            },
+            output: ModelOutput::from(logits),
             element_loss,
         }
     }
@@ -1314,7 +1256,7 @@ mod tests {
         // domain's rows (domain 1 has a single row here, which per-domain BN maps to zero).
         let dev = cpu().autodiff();
         let mut ctx = ModelContext::uniform(3, 10, 4, 1, 2, 2);
-        ctx.fields[0].roles.push("domain".into());
+        ctx.fields[0].roles.push(FieldRole::Domain);
         let cfg = Config {
             mlp: MlpConfig {
                 norm: Norm::Batch,

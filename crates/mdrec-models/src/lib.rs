@@ -26,10 +26,13 @@
 #![warn(missing_docs)]
 
 pub mod domain;
+pub mod experts;
 pub mod heads;
 pub mod interaction;
 pub mod model;
 pub mod registry;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub mod adasparse;
 pub mod adatt;
@@ -54,6 +57,7 @@ pub mod stem;
 pub mod xdeepfm;
 
 pub use model::{
-    DynModel, ModelError, ModelOutput, ModelState, Probes, RecModel, Setting, TrainOutput, ZooModel,
+    ensure, Built, DynModel, Invalid, ModelConfig, ModelError, ModelOutput, ModelState, Probes,
+    RecModel, Setting, TrainOutput, ZooModel,
 };
 pub use registry::{find, ModelFactory, MODELS};

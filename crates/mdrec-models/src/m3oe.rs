@@ -52,8 +52,8 @@ use mdrec_nn::layers::mix;
 use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput, Norm};
 use serde::{Deserialize, Serialize};
 
-use crate::heads::{HeadLayout, Heads};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 /// How the fusion weights are obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -86,46 +86,29 @@ pub enum FusionKind {
     Gated,
 }
 
-/// Config of [`M3oe`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Width of the domain-specific star layer (official f1).
-    pub star_dim: usize,
-    /// Width of the domain representation `e` (official f2).
-    pub shared_dim: usize,
-    /// Expert MLP widths on `e` (official `[f4]`).
-    pub expert_dims: Vec<usize>,
-    /// Number of shared experts (official `expert_num`, default 4).
-    pub num_shared_experts: usize,
-    /// Use the domain experts (ablation "w/o domain module" = false).
-    pub domain_experts: bool,
-    /// Use the task experts (ablation "w/o task module" = false).
-    pub task_experts: bool,
-    /// Fusion-weight mode.
-    pub automl: AutoMl,
-    /// Initial value of the four pre-sigmoid fusion scalars (official CLI default 1).
-    pub fusion_init: f32,
-    /// Add or concatenate the three views.
-    pub fusion: FusionKind,
-    /// Gate form for the shared experts.
-    pub gate: GateKind,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            star_dim: 512,
-            shared_dim: 256,
-            expert_dims: vec![64],
-            num_shared_experts: 4,
-            domain_experts: true,
-            task_experts: true,
-            automl: AutoMl::Joint,
-            fusion_init: 1.0,
-            fusion: FusionKind::Add,
-            gate: GateKind::Linear,
-        }
+model_config! {
+    /// Config of [`M3oe`].
+    pub struct Config {
+        /// Width of the domain-specific star layer (official f1).
+        star_dim: usize = 512 => 16,
+        /// Width of the domain representation `e` (official f2).
+        shared_dim: usize = 256 => 16,
+        /// Expert MLP widths on `e` (official `[f4]`).
+        expert_dims: Vec<usize> = vec![64] => vec![8],
+        /// Number of shared experts (official `expert_num`, default 4).
+        num_shared_experts: usize = 4 => 2,
+        /// Use the domain experts (ablation "w/o domain module" = false).
+        domain_experts: bool = true,
+        /// Use the task experts (ablation "w/o task module" = false).
+        task_experts: bool = true,
+        /// Fusion-weight mode.
+        automl: AutoMl = AutoMl::Joint,
+        /// Initial value of the four pre-sigmoid fusion scalars (official CLI default 1).
+        fusion_init: f32 = 1.0,
+        /// Add or concatenate the three views.
+        fusion: FusionKind = FusionKind::Add,
+        /// Gate form for the shared experts.
+        gate: GateKind = GateKind::Linear,
     }
 }
 
@@ -169,26 +152,8 @@ impl ZooModel for M3oe {
     const PAPER: &'static str = "Zhang et al., M3oE: Multi-Domain Multi-Task Mixture-of-Experts Recommendation Framework, SIGIR 2024";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            star_dim: 16,
-            shared_dim: 16,
-            expert_dims: vec![8],
-            num_shared_experts: 2,
-            ..Config::default()
-        }
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let invalid = |m: &str| ModelError::Invalid {
-            model: Self::NAME.into(),
-            message: m.into(),
-        };
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let invalid = |m: &str| Invalid(m.into());
         if cfg.num_shared_experts == 0
             || cfg.expert_dims.is_empty()
             || cfg.star_dim == 0
@@ -266,11 +231,9 @@ impl ZooModel for M3oe {
             _ => Vec::new(),
         };
         let heads = Heads::new(
-            HeadLayout::DomainTask,
-            s_n,
-            t_n,
+            &HeadsConfig::new(HeadLayout::DomainTask, vec![h]),
+            ctx,
             tower_in,
-            &[h],
             &ln,
             rng,
             device,
@@ -413,10 +376,7 @@ impl RecModel for M3oe {
                 }
             }
         });
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        ModelOutput::from(logits)
     }
 
     fn report(&self) -> serde_json::Value {

@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use mdrec_data::rng::Rng;
 use mdrec_nn::ModelContext;
 
-use crate::model::{DynModel, Holder, ModelError, Setting, ZooModel};
+use crate::model::{DynModel, Holder, Invalid, ModelError, Setting, ZooModel};
 
 /// A model kind with its config erased to JSON.
 pub trait ModelFactory: Sync {
@@ -65,6 +65,14 @@ fn merge(base: &mut serde_json::Value, over: &serde_json::Value) {
 }
 
 impl<M: ZooModel> Entry<M> {
+    /// The model's [`Invalid`] as a [`ModelError`] naming the model.
+    fn label(Invalid(message): Invalid) -> ModelError {
+        ModelError::Invalid {
+            model: M::NAME.to_string(),
+            message,
+        }
+    }
+
     fn parse(cfg: &serde_json::Value) -> Result<M::Config, ModelError> {
         serde_json::from_value(cfg.clone()).map_err(|e| ModelError::Config {
             model: M::NAME.to_string(),
@@ -103,15 +111,11 @@ impl<M: ZooModel> ModelFactory for Entry<M> {
         cfg: &serde_json::Value,
         base: &ModelContext,
     ) -> Result<ModelContext, ModelError> {
-        let sets = M::embedding_sets(&Self::parse(cfg)?, base)?;
+        let sets = M::embedding_sets(&Self::parse(cfg)?, base).map_err(Self::label)?;
         if sets.is_empty() {
             return Ok(base.clone());
         }
-        base.with_sets(&sets)
-            .map_err(|message| ModelError::Invalid {
-                model: M::NAME.to_string(),
-                message,
-            })
+        base.with_sets(&sets).map_err(|m| Self::label(Invalid(m)))
     }
     fn build(
         &self,
@@ -120,7 +124,7 @@ impl<M: ZooModel> ModelFactory for Entry<M> {
         rng: &mut Rng,
         device: &Device,
     ) -> Result<Box<dyn DynModel>, ModelError> {
-        let m = M::build(&Self::parse(cfg)?, ctx, rng, device)?;
+        let m = M::build(&Self::parse(cfg)?, ctx, rng, device).map_err(Self::label)?;
         Ok(Box::new(Holder { model: Some(m) }))
     }
 }
@@ -171,4 +175,42 @@ pub fn find(name: &str) -> Result<&'static dyn ModelFactory, ModelError> {
                 .collect::<Vec<_>>()
                 .join(", "),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdrec_nn::device::cpu;
+
+    #[test]
+    fn config_errors_name_the_model_and_the_key() {
+        let ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
+        let f = find("mmoe").unwrap();
+        // A value the model rejects: the registry labels the model's `Invalid` with its name.
+        let cfg = f.resolve(&serde_json::json!({"num_experts": 0})).unwrap();
+        let err = f
+            .build(&cfg, &ctx, &mut Rng::new(1), &cpu())
+            .err()
+            .expect("num_experts = 0 is rejected");
+        assert!(matches!(err, ModelError::Invalid { ref model, .. } if model == "mmoe"));
+        assert!(err.to_string().starts_with("model `mmoe`: "), "{err}");
+        // An unknown key, also inside the nested head config, names the key.
+        for over in [
+            serde_json::json!({"tower_dim": [4]}),
+            serde_json::json!({"heads": {"tower_dim": [4]}}),
+        ] {
+            let err = f.resolve(&over).unwrap_err().to_string();
+            assert!(err.contains("mmoe") && err.contains("tower_dim"), "{err}");
+        }
+    }
+
+    #[test]
+    fn nested_head_keys_merge_over_the_defaults() {
+        let f = find("mmoe").unwrap();
+        let cfg = f
+            .resolve(&serde_json::json!({"heads": {"layout": "task"}}))
+            .unwrap();
+        assert_eq!(cfg["heads"]["layout"], "task");
+        assert_eq!(cfg["heads"]["tower_dims"], serde_json::json!([32]));
+    }
 }

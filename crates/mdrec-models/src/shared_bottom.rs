@@ -13,33 +13,19 @@ use burn::module::Module;
 use burn::tensor::Device;
 use mdrec_data::rng::Rng;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
-use serde::{Deserialize, Serialize};
 
-use crate::heads::{HeadLayout, Heads};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
-/// Config of [`SharedBottom`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Shared bottom widths.
-    pub bottom_dims: Vec<usize>,
-    /// Tower hidden widths (before the 1-unit output).
-    pub tower_dims: Vec<usize>,
-    /// Towers per (domain, task) or per task.
-    pub heads: HeadLayout,
-    /// Hidden-layer options for bottom and towers.
-    pub mlp: MlpConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            bottom_dims: vec![128],
-            tower_dims: vec![8],
-            heads: HeadLayout::DomainTask,
-            mlp: MlpConfig::default(),
-        }
+model_config! {
+    /// Config of [`SharedBottom`].
+    pub struct Config {
+        /// Shared bottom widths.
+        bottom_dims: Vec<usize> = vec![128] => vec![16],
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::DomainTask, vec![8]) => HeadsConfig::new(HeadLayout::DomainTask, vec![4]),
+        /// Hidden-layer options for bottom and towers.
+        mlp: MlpConfig = MlpConfig::default(),
     }
 }
 
@@ -56,37 +42,12 @@ impl ZooModel for SharedBottom {
         "Caruana, Multitask Learning, Machine Learning 1997 (MDMT form as in M3oE Table 2)";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            bottom_dims: vec![16],
-            tower_dims: vec![4],
-            ..Config::default()
-        }
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
         if cfg.bottom_dims.is_empty() {
-            return Err(ModelError::Invalid {
-                model: Self::NAME.into(),
-                message: "bottom_dims must not be empty".into(),
-            });
+            return Err(Invalid("bottom_dims must not be empty".into()));
         }
         let bottom = Mlp::new(ctx.input_dim(), &cfg.bottom_dims, &cfg.mlp, rng, device);
-        let heads = Heads::new(
-            cfg.heads,
-            ctx.n_domains(),
-            ctx.n_tasks(),
-            bottom.out_dim(),
-            &cfg.tower_dims,
-            &cfg.mlp,
-            rng,
-            device,
-        );
+        let heads = Heads::new(&cfg.heads, ctx, bottom.out_dim(), &cfg.mlp, rng, device);
         Ok(SharedBottom { bottom, heads })
     }
 }
@@ -101,13 +62,7 @@ impl RecModel for SharedBottom {
         _probes: &mut Probes,
     ) -> ModelOutput {
         let h = self.bottom.forward(input.flat());
-        let logits = self.heads.forward(input, |group, _t| match group {
-            Some(d) => input.rows_of(h.clone(), d),
-            None => h.clone(),
-        });
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        let logits = self.heads.forward_shared(input, &h);
+        ModelOutput::from(logits)
     }
 }

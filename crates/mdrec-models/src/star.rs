@@ -36,45 +36,31 @@ use burn::nn::Linear;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
+use mdrec_data::FieldRole;
 use mdrec_nn::init::{self, WeightInit};
 use mdrec_nn::layers::linear;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
-use serde::{Deserialize, Serialize};
 
 use crate::domain::domain_table;
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
-/// Config of [`Star`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Hidden widths of the star-topology FCN (before the one-unit-per-task output layer).
-    pub fcn_dims: Vec<usize>,
-    /// Hidden widths of the auxiliary network (before its `T` outputs).
-    pub aux_dims: Vec<usize>,
-    /// Hidden-layer options of the auxiliary network.
-    pub aux_mlp: MlpConfig,
-    /// Also feed the flat input (not normalised) to the auxiliary network.
-    pub aux_features: bool,
-    /// Width of the learned per-domain embedding used when the schema has no `domain` field.
-    pub domain_emb_dim: usize,
-    /// Momentum of the per-domain moving averages of partitioned normalization.
-    pub pn_momentum: f64,
-    /// ε of partitioned normalization.
-    pub pn_epsilon: f64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            fcn_dims: vec![256, 128, 64],
-            aux_dims: vec![32],
-            aux_mlp: MlpConfig::default(),
-            aux_features: false,
-            domain_emb_dim: 8,
-            pn_momentum: 0.1,
-            pn_epsilon: 1e-5,
-        }
+model_config! {
+    /// Config of [`Star`].
+    pub struct Config {
+        /// Hidden widths of the star-topology FCN (before the one-unit-per-task output layer).
+        fcn_dims: Vec<usize> = vec![256, 128, 64] => vec![16, 8],
+        /// Hidden widths of the auxiliary network (before its `T` outputs).
+        aux_dims: Vec<usize> = vec![32] => vec![4],
+        /// Hidden-layer options of the auxiliary network.
+        aux_mlp: MlpConfig = MlpConfig::default(),
+        /// Also feed the flat input (not normalised) to the auxiliary network.
+        aux_features: bool = false,
+        /// Width of the learned per-domain embedding used when the schema has no `domain` field.
+        domain_emb_dim: usize = 8,
+        /// Momentum of the per-domain moving averages of partitioned normalization.
+        pn_momentum: f64 = 0.1,
+        /// ε of partitioned normalization.
+        pn_epsilon: f64 = 1e-5,
     }
 }
 
@@ -240,24 +226,8 @@ impl ZooModel for Star {
     const PAPER: &'static str = "Sheng et al., One Model to Serve All: Star Topology Adaptive Recommender for Multi-Domain CTR Prediction, CIKM 2021";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            fcn_dims: vec![16, 8],
-            aux_dims: vec![4],
-            ..Config::default()
-        }
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let invalid = |message: &str| ModelError::Invalid {
-            model: Self::NAME.into(),
-            message: message.into(),
-        };
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let invalid = |message: &str| Invalid(message.into());
         if !(0.0..=1.0).contains(&cfg.pn_momentum) {
             return Err(invalid("pn_momentum must be in [0, 1]"));
         }
@@ -274,7 +244,7 @@ impl ZooModel for Star {
             fcn.push(StarLinear::new(fan_in, w, s, rng, device));
             fan_in = w;
         }
-        let domain_field = ctx.fields_with_role("domain").first().copied();
+        let domain_field = ctx.fields_with_role(FieldRole::Domain).first().copied();
         let (domain_emb, dom_dim) = match domain_field {
             Some(i) => (None, ctx.fields[i].dim),
             None => {
@@ -347,10 +317,7 @@ impl RecModel for Star {
         if training {
             self.pn.update(stats);
         }
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        ModelOutput::from(logits)
     }
 }
 
