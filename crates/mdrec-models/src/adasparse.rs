@@ -1,5 +1,5 @@
 //! AdaSparse — Yang et al., "AdaSparse: Learning Adaptively Sparse Structures for Multi-Domain
-//! Click-Through Rate Prediction", CIKM 2022 (model-spec §4.7). Domain-adaptive neuron pruning:
+//! Click-Through Rate Prediction", CIKM 2022. Domain-adaptive neuron pruning:
 //!
 //! - the input is split into the domain embedding `e_d` (the schema's field(s) with role
 //!   `domain`, or a learned per-domain table, see [`DomainEmbedding`]) and the domain-agnostic
@@ -24,13 +24,12 @@
 //! `model_report`.
 //!
 //! Reference implementation: Scenario-Wise-Rec `models/multi_domain/adasparse.py` with
-//! `basic/layers.py::Pruner`; AREAD / SATrans `models/adasparse.py` (model-spec §4.7).
+//! `basic/layers.py::Pruner`; AREAD / SATrans `models/adasparse.py`.
 //! Deviations from reference: factors below ε are truly zero (SWR multiplies by
-//! `sign(π − ε)`, which makes them *negative*, and its Binarization returns ±1 — model-spec §8
-//! item 7); α anneals only on training forwards (SWR increments it on every forward, evaluation
+//! `sign(π − ε)`, which makes them *negative*, and its Binarization returns ±1); α anneals only on training forwards (SWR increments it on every forward, evaluation
 //! included, so its validation and test numbers depend on how often it evaluated); α is a
 //! checkpointed buffer (SWR: a plain attribute, lost on reload); Binarization has a
-//! straight-through gradient; Scaling has no ε threshold (the spec's form; SWR thresholds it
+//! straight-through gradient; Scaling has no ε threshold (the paper's form; SWR thresholds it
 //! too, with the sign bug); multi-task heads in place of the single output; outputs are logits.
 //! `detach_domain = true` gives AREAD's stop-gradient on `e_d` inside the pruners. No sparsity
 //! regulariser (none of the references has one).

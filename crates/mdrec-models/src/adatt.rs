@@ -1,5 +1,5 @@
 //! AdaTT — Li et al., "AdaTT: Adaptive Task-to-Task Fusion Network for Multitask Learning in
-//! Recommendations", KDD 2023 (model-spec §4.16). Two registered models share this file's code:
+//! Recommendations", KDD 2023. Two registered models share this file's code:
 //!
 //! - `adatt_sp`: **AdaTT-sp**, task-specific units only.
 //! - `adatt`: **AdaTT** (the paper's general form), task-specific units plus one shared unit.

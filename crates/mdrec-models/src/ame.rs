@@ -1,8 +1,8 @@
 //! AME (Asymmetric Multi-Embedding) — Pan et al., "Ads Recommendation in a Collapsed and
-//! Entangled World", KDD 2024, §5.1 (model-spec §4.11).
+//! Entangled World", KDD 2024, §5.1.
 //!
 //! Reference implementation: none from the authors; QunBB `recsys/multitask/stem.py::stem` is a
-//! third-party port. This file follows model-spec §4.11's recommended structure \[INFERRED\]:
+//! third-party port. This file follows our reading of the paper \[INFERRED, see docs/models.md\]:
 //! a fixed number of embedding tables of **different widths** (the deployment uses 16/32/64),
 //! decoupled from the number of tasks; `experts_per_table` experts on each table, all with the
 //! same output width so they can be mixed; one MMoE-style gate per head over every expert, so a
@@ -14,7 +14,7 @@
 //!
 //! Deviations from reference: per-head (domain, task) gates and towers instead of per task;
 //! numeric inputs are appended to every table's expert input; QunBB's duplicated shared expert
-//! (model-spec §4.11 BUG) does not arise (no shared table).
+//! does not arise (no shared table).
 //!
 //! Probes: `expert/<table>/<j>` (`[B, H]`), `gate/<domain>/<task>` (`[n_d, K]`).
 

@@ -1,14 +1,14 @@
 //! AREAD — Luo et al., "One for Dozens: Adaptive REcommendation for All Domains with
-//! Counterfactual Augmentation", AAAI 2025 (model-spec §4.14).
+//! Counterfactual Augmentation", AAAI 2025.
 //!
 //! This module owns the model side of AREAD: the hierarchical expert network (HEI) on an MMoE
 //! base, the per-domain masks `M_d` (their layout, [`Mask::validate`], the Mask Overlap Ratio of
-//! spec §2.9), the masked forward pass, the bagging loss and the HEMP hyper-parameters
+//! the paper's analysis), the masked forward pass, the bagging loss and the HEMP hyper-parameters
 //! ([`HempConfig`]). The HEMP schedule itself (warm-up, candidate masks, pruning, selection)
-//! lives in `mdrec-train/src/hemp.rs`, which reaches this model through
-//! [`crate::DynModel::as_any_mut`].
+//! lives in `mdrec-train/src/hemp.rs`, which reaches this model through the schedule hook
+//! [`crate::RecModel::hemp_mut`].
 //!
-//! Forward (§4.14.1): `x = [emb ; dense]`, `e_dom` = the domain field's embedding (a learned
+//! Forward: `x = [emb ; dense]`, `e_dom` = the domain field's embedding (a learned
 //! per-domain table when the schema has no field with role `domain`). An MMoE with
 //! `mmoe_experts` experts and `N_1` gates gives one input `u_n` per level-1 expert. Level 1:
 //! `e_{1,n} = MLP(u_n)`. Level `l ≥ 2`, expert `n`: `a = softmax(Linear(2k → N_{l−1})(q))` with
@@ -23,7 +23,7 @@
 //! that domain's rows; a batch without any mask (warm-up, HEI alone) runs as one pass, so
 //! BatchNorm sees the whole batch.
 //!
-//! Losses (§4.14.3): without masks the trainer's BCE on the returned logits is the warm-up loss
+//! Losses: without masks the trainer's BCE on the returned logits is the warm-up loss
 //! `BCE(mean_j p_j, y)`. With masks (every domain of the batch masked, training only)
 //! [`RecModel::forward_train`] supplies the bagging loss per (row, task):
 //! `(1/|K|) Σ_{j∈K} BCE(p_j, y)` (the code's mean, not the paper's sum).
@@ -45,7 +45,7 @@
 //!   parameter (BatchNorm included);
 //! - the output layer has a bias when `linear = false` (otherwise `lin` carries it, as the
 //!   reference);
-//! - the unused attention branch and `final_gate` are not built (§8 row 14);
+//! - the unused attention branch and `final_gate` are not built (docs/models.md);
 //! - in a batch that mixes masked and unmasked domains (never the case under HEMP, whose
 //!   batches hold one domain) training falls back to the warm-up loss for the whole batch;
 //! - without a mask the level-`l ≥ 2` gates are used as they are (Eq. 4 with an all-ones mask
@@ -61,8 +61,6 @@
 //! # Shapes
 //! - x `[B, D]`; MMoE experts `[B, E, H_0]`; per domain on its rows: `u_n [n_d, H_0]`,
 //!   `e_{l,n} [n_d, H_l]`, `q [n_d, 2k]`, gate `[n_d, N_{l−1}]`, `z_j [n_d, T]`; logits `[B, T]`.
-
-use std::any::Any;
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
@@ -83,7 +81,7 @@ use crate::model::{
     model_config, Built, Invalid, ModelOutput, Probes, RecModel, TrainOutput, ZooModel,
 };
 
-/// How HEMP's candidate masks are pruned and its exploration decays (spec §4.14.4).
+/// How HEMP's candidate masks are pruned and its exploration decays (AREAD paper, Algorithm 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum HempMode {
@@ -102,7 +100,7 @@ pub enum HempMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum HempSnapshot {
-    /// Every parameter, buffer, embedding row and optimizer moment (fix of §8 row 12).
+    /// Every parameter, buffer, embedding row and optimizer moment (fix of docs/models.md).
     #[default]
     All,
     /// The official code: the MMoE experts and gates and the group embedding are not restored,
@@ -110,7 +108,7 @@ pub enum HempSnapshot {
     Code,
 }
 
-/// HEMP hyper-parameters (spec §4.14.4; defaults = the official CLI and the paper).
+/// HEMP hyper-parameters (AREAD paper, Algorithm 1; defaults = the official CLI and the paper).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HempConfig {
@@ -148,9 +146,9 @@ pub struct HempConfig {
     pub update_weight_decay: f64,
     /// Keep recording gate values between mask updates (the paper's intent). `false` is the
     /// official code, whose recording condition is never true after warm-up, so later
-    /// candidates start from random masks (§8 row 13).
+    /// candidates start from random masks (docs/models.md).
     pub record_gates_after_warmup: bool,
-    /// What a candidate is restored to (§8 row 12).
+    /// What a candidate is restored to (docs/models.md).
     pub snapshot: HempSnapshot,
     /// Decay of σ_r per update in `code` mode.
     pub sigma_decay: f64,
@@ -276,7 +274,7 @@ model_config! {
     }
 }
 
-/// A per-domain mask `M_d = [m^(0), m^(1), …, m^(L)]` over the HEI (spec §4.14.2), stored as
+/// A per-domain mask `M_d = [m^(0), m^(1), …, m^(L)]` over the HEI, stored as
 /// blocks of booleans: block 0 = input edges (`N_1`), block `k ∈ 1..L` = edges level `k` →
 /// level `k+1` (`N_k × N_{k+1}`, row-major `[i, n]`), block `L` = output edges (`N_L`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -432,7 +430,7 @@ impl Mask {
         }
     }
 
-    /// `validate_mask` (spec §4.14.2): (1) a level-1 expert with an outgoing edge gets its
+    /// `validate_mask`: (1) a level-1 expert with an outgoing edge gets its
     /// input edge; (2) a final expert with an incoming edge gets its output edge; (3) dangling
     /// experts are removed until nothing changes: an expert without input edges loses its
     /// output edges, one without output edges loses its input edges.
@@ -472,7 +470,7 @@ impl Mask {
         }
     }
 
-    /// Mask Overlap Ratio of block `k` (spec §2.9): `|A ∧ B| / |A ∨ B|`; `None` when both
+    /// Mask Overlap Ratio of block `k` (AREAD paper analysis): `|A ∧ B| / |A ∨ B|`; `None` when both
     /// blocks are empty.
     pub fn overlap(&self, other: &Mask, k: usize) -> Option<f64> {
         let (s, r, c) = self.block(k);
@@ -965,12 +963,20 @@ fn rows<const D: usize>(input: &ModelInput, x: Tensor<D>, d: Option<usize>) -> T
 }
 
 impl RecModel for Aread {
+    fn hemp(&self) -> Option<&Aread> {
+        Some(self)
+    }
+
+    fn hemp_mut(&mut self) -> Option<&mut Aread> {
+        Some(self)
+    }
+
     fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
         let (logits, _) = self.run(ctx, input, None, probes);
         ModelOutput::from(logits)
     }
 
-    /// The bagging loss (§4.14.3) when every domain of the batch has a mask; otherwise none
+    /// The bagging loss when every domain of the batch has a mask; otherwise none
     /// (the trainer's BCE on the logit of the mean = the warm-up loss).
     fn forward_train(
         &self,
@@ -1024,11 +1030,6 @@ impl RecModel for Aread {
             "overlap_ratio": overlap,
         })
     }
-}
-
-/// The concrete model behind a [`crate::DynModel`], if it is AREAD.
-pub fn downcast(m: &dyn Any) -> Option<&Aread> {
-    m.downcast_ref::<Aread>()
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! AutoInt — Song et al., "AutoInt: Automatic Feature Interaction Learning via Self-Attentive
-//! Neural Networks", CIKM 2019 (model-spec §4.17).
+//! Neural Networks", CIKM 2019.
 //!
 //! Every field is one attention token: categorical fields are their embeddings, numeric input
 //! `m` is `x_m · v_m` with a learned vector `v_m` (paper §4.2). `layers` interacting layers

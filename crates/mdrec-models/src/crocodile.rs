@@ -1,9 +1,9 @@
 //! Crocodile — Xu et al., "Crocodile: Cross Experts Covariance for Disentangled Learning in
-//! Multi-Domain Recommendation" (model-spec §4.12), and the multi-embedding MMoE it extends
-//! (ME-MMoE, model-spec §4.9; registered as `me_mmoe`, the same code with other defaults).
+//! Multi-Domain Recommendation", and the multi-embedding MMoE it extends
+//! (ME-MMoE; registered as `me_mmoe`, the same code with other defaults).
 //!
 //! Reference implementation: none exists for Crocodile; ME-MMoE follows Crocodile's description
-//! (§4.1, §4.4) and the multi-embedding paradigm of Guo et al. / Pan et al. (paper 003 §4.2).
+//! (§4.1, §4.4) and the multi-embedding paradigm of Guo et al. / Pan et al. (Pan et al., KDD 2024, §4.2).
 //!
 //! # Structure
 //! - **Multi-embedding**: `num_tables` (M) embedding tables per field, served by the embedding

@@ -1,5 +1,5 @@
 //! DCN — Wang et al., "Deep & Cross Network for Ad Click Predictions", ADKDD 2017
-//! (model-spec §4.17).
+//!.
 //!
 //! `x_0 = [emb ; dense]`; cross network `x_{l+1} = x_0 (w_lᵀ x_l) + b_l + x_l` ([`CrossNet`]) and
 //! a DNN on `x_0` in parallel; the combination `[x_L ; h]` feeds [`Heads`]: with the default

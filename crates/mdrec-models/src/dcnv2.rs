@@ -1,5 +1,5 @@
 //! DCN-V2 — Wang et al., "DCN V2: Improved Deep & Cross Network and Practical Lessons for
-//! Web-scale Learning to Rank Systems", WWW 2021 (model-spec §4.17).
+//! Web-scale Learning to Rank Systems", WWW 2021.
 //!
 //! `x_0 = [emb ; dense]`. Cross network (`cross`):
 //! - `mix` (default, as torch-rechub's `use_low_rank_mixture = True`): the mixture of low-rank
@@ -14,7 +14,7 @@
 //! Reference implementation: torch-rechub `models/ranking/dcn_v2.py` with `basic/layers.py::
 //! CrossNetV2 / CrossNetMix`; thuml `torchfm/model/dcnv2.py` (paper form of the bias).
 //! Deviations from reference: the full-rank layer keeps the bias inside the Hadamard product as
-//! the paper (torch-rechub/AREAD: `x_0 ⊙ W x_l + b + x_l`, model-spec §8 item 18; no compat
+//! the paper (torch-rechub/AREAD: `x_0 ⊙ W x_l + b + x_l`, docs/models.md; no compat
 //! option); several tasks share the cross network and the DNN and have their own heads; outputs
 //! are logits. Defaults: 3 cross layers, rank 32, 4 experts (torch-rechub), DNN `[256, 128]`,
 //! BatchNorm, dropout 0.2.

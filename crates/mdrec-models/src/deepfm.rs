@@ -1,5 +1,5 @@
 //! DeepFM — Guo et al., "DeepFM: A Factorization-Machine based Neural Network for CTR
-//! Prediction", IJCAI 2017 (model-spec §4.17).
+//! Prediction", IJCAI 2017.
 //!
 //! `logit_t = LR_t(x) + FM(E) + head_t(DNN(x))`: the first-order term, the FM second-order term
 //! ([`Fm`]) on the per-field embeddings `E: [B, F, k]` and a DNN on the flat input
@@ -18,7 +18,7 @@
 //! - `none`.
 //!
 //! Reference implementation: torch-rechub `models/ranking/deepfm.py` (`LR(F·k) + FM + MLP_BN`),
-//! AREAD `model/dfm.py` (model-spec §4.17).
+//! AREAD `model/dfm.py`.
 //! Deviations from reference: the first-order term defaults to the paper's per-feature weights
 //! (references: `lr_mode = flat` on the embeddings), a multi-hot field contributing the mean of
 //! its values' weights (the store mean-pools); numeric inputs go to the DNN and the

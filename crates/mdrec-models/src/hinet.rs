@@ -1,5 +1,5 @@
 //! HiNet — Zhou et al., "HiNet: Novel Multi-Scenario & Multi-Task Learning with Hierarchical
-//! Information Extraction", ICDE 2023 (model-spec §4.6). Multi-domain (scenario) multi-task:
+//! Information Extraction", ICDE 2023. Multi-domain (scenario) multi-task:
 //!
 //! 1. **Scenario extraction layer** on the flat input `x`:
 //!    - SEI (sub-expert integration): `SEI(x) = Σ_j g_j · SubExpert_j(x)`, `g = softmax(W x + b)`
@@ -22,15 +22,15 @@
 //! [`DomainEmbedding`], also used by [`crate::adasparse`] and [`crate::m2m`]).
 //!
 //! Reference implementation: official TF1 `mrchor/HiNet` `src/HiNet.py`; the MDL-only port in
-//! AREAD `model/hinet.py` (model-spec §4.6).
+//! AREAD `model/hinet.py`.
 //! Deviations from reference: the CGC gates are a real softmax over the experts (the official
 //! `cgc_net` takes the softmax over a singleton axis, so every weight is 1 and the mixture is an
-//! unweighted sum — model-spec §8 item 22; no compat flag: no published number depends on it);
+//! unweighted sum — docs/models.md; no compat flag: no published number depends on it);
 //! the SEI and CGC gates are `softmax(Linear(x))` without the official ReLU before the softmax;
 //! the SAN MLP is `MLP(san_dims) → Linear(S)` with ReLU on the hidden layers only (official:
 //! units `[128, 64, 1, S]`, ReLU on every layer including the scenario logits); the current
 //! scenario is masked as in the paper and the official code (AREAD's port does not mask it,
-//! §8 item 21); no input BatchNorm (the official `tf.layers.batch_normalization` is called
+//! docs/models.md); no input BatchNorm (the official `tf.layers.batch_normalization` is called
 //! without `training=True`, so it only ever applies its initial moving statistics — an affine
 //! map); no dropout by default (official 0.5 in SEI sub-experts and towers; `mlp.dropout`);
 //! no L2 term (the run's weight decay applies); experts and towers initialised as PyTorch's

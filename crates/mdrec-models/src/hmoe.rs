@@ -1,6 +1,6 @@
 //! Heterogeneous mixture of experts on multiple embedding tables (HMoE) — Pan et al., "Ads
 //! Recommendation in a Collapsed and Entangled World", KDD 2024, §2, §4.2–4.3, Eq. 4–5
-//! (model-spec §4.17 "GwPFM", "HMoE", "Collapse-resilient interaction").
+//! (GwPFM, HMoE, collapse-resilient interaction).
 //!
 //! Reference implementation: none from the authors; QunBB `recsys/rank/hmoe.py`,
 //! `recsys/layers/interaction.py::GwPFM` (third-party port) for the structure.
@@ -114,7 +114,7 @@ impl Default for Config {
         let e = |kind, table| ExpertSpec { kind, table };
         Config {
             extra_table_dims: vec![16],
-            // The Moments pCTR deployment (paper 003 §4.2): GwPFM and a flat DNN share table 0,
+            // The Moments pCTR deployment (Pan et al., KDD 2024, §4.2): GwPFM and a flat DNN share table 0,
             // IPNN reads table 1; plus DCN-V2 on table 1.
             experts: vec![
                 e(ExpertKind::Gwpfm, 0),

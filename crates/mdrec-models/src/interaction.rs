@@ -213,7 +213,7 @@ impl CrossNet {
 
 /// DCN-V2 full-rank cross network (Wang et al., WWW 2021, Eq. 1):
 /// `x_{l+1} = x_0 ⊙ (W_l x_l + b_l) + x_l` — the bias inside the Hadamard product as in the
-/// paper (torch-rechub/AREAD put it outside, model-spec §8 item 18). `W_l` ~ U(±1/√D),
+/// paper (torch-rechub/AREAD put it outside, docs/models.md). `W_l` ~ U(±1/√D),
 /// `b_l = 0`.
 #[derive(Module, Debug)]
 pub struct CrossNetV2 {

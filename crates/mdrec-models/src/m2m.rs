@@ -1,5 +1,5 @@
 //! M2M — Zhang et al., "Leaving No One Behind: A Multi-Scenario Multi-Task Meta Learning
-//! Approach for Advertiser Modeling", WSDM 2022 (model-spec §4.15). Multi-domain (scenario)
+//! Approach for Advertiser Modeling", WSDM 2022. Multi-domain (scenario)
 //! multi-task with meta units whose weights are generated from the scenario view:
 //!
 //! - **expert views**: `num_experts` MLPs (`expert_dims`, last width `H`) on the flat input,
@@ -21,14 +21,14 @@
 //!
 //! **Attention across the batch is not reproduced.** Scenario-Wise-Rec feeds the `[B, D]`
 //! embedding to `nn.Transformer` as one unbatched sequence of length `B`, so every sample
-//! attends to every other sample of its batch (model-spec §8 item 9). Our choice: the
+//! attends to every other sample of its batch (docs/models.md). Our choice: the
 //! transformer is dropped by default (`field_attention.layers = 0`); `field_attention.layers = L`
 //! puts `L` post-norm transformer encoder layers (multi-head self-attention + ReLU feed-forward,
 //! as `nn.TransformerEncoderLayer`) over the *fields of one sample* — tokens are the field
 //! embeddings `[B, F, k]`, which needs every field at the same width — before the experts.
 //!
 //! Reference implementation: Scenario-Wise-Rec `models/multi_domain/m2m.py` (MDL, one output);
-//! QunBB `recsys/multidomain/m2m.py` (TF2 port) for the meta unit (model-spec §4.15).
+//! QunBB `recsys/multidomain/m2m.py` (TF2 port) for the meta unit.
 //! Deviations from reference: no transformer across the batch (above); weight/bias generators
 //! are plain `Linear` layers (SWR: `Linear → BatchNorm → LeakyReLU` MLPs, so the generated
 //! weights are batch-normalised over the batch); the experts use `mlp` (ReLU, no BN by default;

@@ -1,5 +1,5 @@
 //! M3oE — Zhang et al., "M3oE: Multi-Domain Multi-Task Mixture-of-Experts Recommendation
-//! Framework", SIGIR 2024. Equations reconstructed in model-spec §4.13 from the official code.
+//! Framework", SIGIR 2024. Equations reconstructed from the official code (see docs/models.md).
 //!
 //! Reference implementation: `Applied-Machine-Learning-Lab/M3oE`
 //! `MDMTRec/models/multi_domain/model.py` (class `MDMTRec`).
@@ -9,19 +9,17 @@
 //! and tasks (the reference uses it only for 3 domains × 2 tasks). The outer (AutoML) loss of
 //! `bilevel` is that same objective, not the reference's plain mean BCE over `[B, T]`.
 //!
-//! Fusion-weight modes (`automl`, model-spec §4.13 (6) and §8 items 1–2):
+//! Fusion-weight modes (`automl`; see docs/models.md):
 //! - `joint` (default) is what the official code runs: its `~flag` filter keeps the four fusion
-//!   weights in the main optimizer, which trains them every batch with everything else (§8 item
-//!   1). This is the spec's `m3oe_fusion_params_in_main_optimizer = true` compatibility mode.
+//!   weights in the main optimizer, which trains them every batch with everything else.
 //! - `bilevel` is the paper's intended split (Eq. 11): the four pre-sigmoid scalars
 //!   φ = {bal_d, bal_t, exp_d, exp_t} are the model's [`RecModel::outer_params`], so the main
 //!   optimizer never updates them; once per epoch, after the epoch's batches, the trainer takes
 //!   one Adam step on φ alone (`train.automl_lr`, default 1e-3 = official
 //!   `learning_rate_darts`; weight decay = `train.weight_decay`) on the loss of one batch of
 //!   `train.batch_size` rows drawn from `train.automl_batch_source`: `valid` (default, the
-//!   paper; the spec's §8 table suggests `train` for compatibility, set it explicitly to
-//!   reproduce that) or `train` (the official code's "valid_data_iter" reads the training loader,
-//!   §8 item 2). Embeddings and the other dense parameters are not changed by that step.
+//!   paper; set `train` explicitly to reproduce the official code) or `train` (the official code's "valid_data_iter" reads the training loader,
+//!   docs/models.md). Embeddings and the other dense parameters are not changed by that step.
 //! - `fixed` pins all four at 0.5 (the paper's "w/o AutoML").
 //!
 //! The outer-step keys live in `TrainConfig`, not in this model's config: the step is a property

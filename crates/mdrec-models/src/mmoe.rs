@@ -3,7 +3,7 @@
 //! shared experts, one gate and one tower per (domain, task) head.
 //!
 //! Reference implementation: torch-rechub `models/multi_task/mmoe.py`, Scenario-Wise-Rec
-//! `models/multi_domain/mmoe.py` (model-spec §4.3).
+//! `models/multi_domain/mmoe.py`.
 //! Deviations from reference: gates default to the paper's `softmax(Linear(x))`
 //! (`gate = "linear_bn"` gives torch-rechub's BN-before-softmax); experts run once on the whole
 //! batch, gates and towers on their domain's rows only; outputs are logits.

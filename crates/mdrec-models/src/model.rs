@@ -8,6 +8,8 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use mdrec_data::rng::Rng;
 use mdrec_nn::{EmbeddingSetSpec, ModelContext, ModelInput};
+
+use crate::aread::Aread;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -204,6 +206,18 @@ pub trait RecModel: Module + Send + 'static {
     fn outer_params(&self) -> Vec<ParamId> {
         Vec::new()
     }
+
+    /// The schedule hook: the model itself when it trains under AREAD's HEMP schedule
+    /// (`mdrec-train/src/hemp.rs`), which needs its masks and hyper-parameters; `None` (the
+    /// default) for a model trained by the plain batch loop.
+    fn hemp(&self) -> Option<&Aread> {
+        None
+    }
+
+    /// Mutable [`hemp`](Self::hemp).
+    fn hemp_mut(&mut self) -> Option<&mut Aread> {
+        None
+    }
 }
 
 /// A model's config: defaults from [`Default`], a tiny form for tests.
@@ -252,11 +266,10 @@ pub trait DynModel: Send {
         labels: &Tensor<2>,
         probes: &mut Probes,
     ) -> TrainOutput;
-    /// The concrete model, for schedules that belong to one model (AREAD's HEMP downcasts to
-    /// `aread::Aread`); nothing else should need it.
-    fn as_any(&self) -> &dyn Any;
-    /// Mutable [`as_any`](Self::as_any).
-    fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// See [`RecModel::hemp`].
+    fn hemp(&self) -> Option<&Aread>;
+    /// See [`RecModel::hemp_mut`].
+    fn hemp_mut(&mut self) -> Option<&mut Aread>;
     /// An exact copy of the model's state: every parameter (same ids, so optimizer state stays
     /// attached) and every buffer (BatchNorm running statistics, AREAD's masks).
     fn save_state(&self) -> ModelState;
@@ -431,12 +444,15 @@ impl<M: RecModel> DynModel for Holder<M> {
         self.m().forward_train(ctx, input, labels, probes)
     }
 
-    fn as_any(&self) -> &dyn Any {
-        self.m()
+    fn hemp(&self) -> Option<&Aread> {
+        self.m().hemp()
     }
 
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self.model.as_mut().expect("model present between steps")
+    fn hemp_mut(&mut self) -> Option<&mut Aread> {
+        self.model
+            .as_mut()
+            .expect("model present between steps")
+            .hemp_mut()
     }
 
     fn save_state(&self) -> ModelState {

@@ -1,5 +1,5 @@
 //! PEPNet — Chang et al., "PEPNet: Parameter and Embedding Personalized Network for Infusing
-//! with Personalized Prior Information", KDD 2023 (model-spec §4.8). Three registered models
+//! with Personalized Prior Information", KDD 2023. Three registered models
 //! share the blocks of this file:
 //!
 //! - `epnet`: **EPNet** (embedding personalization) then plain towers ([`Heads`]).
@@ -27,11 +27,11 @@
 //! activation on the last layer (logits).
 //!
 //! Reference implementations: no official code. FuxiCTR `model_zoo/PEPNet/src/PPNet.py`
-//! (single-task PPNet), QunBB TF2 port `recsys/layers/interaction.py`; see model-spec §4.8.
+//! (single-task PPNet), QunBB TF2 port `recsys/layers/interaction.py`
 //! Deviations from reference: Eq. 9 is followed literally — the gate multiplies the input of
 //! every layer including the output layer (FuxiCTR HEAD and QunBB gate *after* each hidden
 //! layer and leave the output Linear ungated); Scenario-Wise-Rec's PPNet (tower input = gate
-//! input, non-id embeddings never trained, model-spec §8 item 8) is not replicated; the general
+//! input, non-id embeddings never trained, docs/models.md) is not replicated; the general
 //! embedding `E` includes the numeric inputs; tower hidden layers are plain `Linear → ReLU`
 //! (no BN, no dropout) and initialised as PyTorch's `nn.Linear`; the final layer returns logits
 //! (the paper's sigmoid is in the loss). Default heads: `epnet` one tower per (domain, task)

@@ -5,7 +5,7 @@
 //! `specific_experts` experts per head and `shared_experts` shared experts, then a tower per head.
 //!
 //! Reference implementation: torch-rechub `models/multi_task/ple.py`, Scenario-Wise-Rec
-//! `models/multi_domain/ple.py` (model-spec §4.4).
+//! `models/multi_domain/ple.py`.
 //! Deviations from reference: gates default to the paper's `softmax(Linear(x))`
 //! (`gate = "linear_bn"` gives torch-rechub's BN-before-softmax); shared experts run once on the
 //! whole batch, a head's specific experts, gate and tower only on its domain's rows (the
@@ -15,7 +15,7 @@
 //! every head, evaluated also on rows of other domains). With `heads = "task"` the shared gate is
 //! exactly the paper's (all `T·specific_experts + shared_experts` experts). `shared_gate =
 //! "shared_only"` is the FuxiCTR/STEM variant whose shared gate covers only the shared experts
-//! (model-spec §8 item 17, a compat flag for STEM's PLE numbers; STEM's unused last-level shared
+//! (docs/models.md, a compat flag for STEM's PLE numbers; STEM's unused last-level shared
 //! output is not computed). Outputs are logits.
 //! Defaults: `specific_experts = 1`, `shared_experts = 2`, `expert_dims = [64, 32]`,
 //! `tower_dims = [16]`, one level — between Scenario-Wise-Rec's KuaiRand/MIND setting
@@ -44,7 +44,7 @@ pub enum SharedGate {
     /// paper, torch-rechub).
     #[default]
     All,
-    /// Only the shared experts (FuxiCTR / STEM `CGC_Layer`, model-spec §8 item 17).
+    /// Only the shared experts (FuxiCTR / STEM `CGC_Layer`, docs/models.md).
     SharedOnly,
 }
 

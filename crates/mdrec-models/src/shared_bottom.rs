@@ -3,10 +3,10 @@
 //! (domain, task).
 //!
 //! Reference implementation: torch-rechub `models/multi_task/shared_bottom.py` (MTL) and
-//! Scenario-Wise-Rec `models/multi_domain/sharebottom.py` (MDL), model-spec §4.2.
+//! Scenario-Wise-Rec `models/multi_domain/sharebottom.py` (MDL)
 //! Deviations from reference: towers run on their domain's rows only (the references run every
 //! tower on the whole batch and select with `where`); outputs are logits. With `norm = "batch"`
-//! this changes tower BatchNorm statistics from whole-batch to per-domain (model-spec §1.3).
+//! this changes tower BatchNorm statistics from whole-batch to per-domain.
 //! Defaults: Scenario-Wise-Rec MovieLens (bottom `[128]`, tower `[8]`, no norm by default).
 
 use burn::module::Module;

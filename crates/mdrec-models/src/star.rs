@@ -1,5 +1,5 @@
 //! STAR — Sheng et al., "One Model to Serve All: Star Topology Adaptive Recommender for
-//! Multi-Domain CTR Prediction", CIKM 2021. Paper form (model-spec §4.5):
+//! Multi-Domain CTR Prediction", CIKM 2021. Paper form:
 //!
 //! 1. **Partitioned Normalization** on the flat input:
 //!    `z = (γ ⊙ γ_d) ⊙ (x − μ_d)/√(σ²_d + ε) + (β + β_d)`, where in training μ_d, σ²_d are the
@@ -20,14 +20,14 @@
 //! `models/star.py`.
 //! Deviations from reference: PN uses per-domain batch statistics in training and per-domain
 //! moving averages at inference (Scenario-Wise-Rec normalises with whole-batch statistics, also
-//! in eval — model-spec §8 item 6 — SATrans does as the paper); no BN or ReLU after the star
+//! in eval — docs/models.md — SATrans does as the paper); no BN or ReLU after the star
 //! layers and none on the final logit (Scenario-Wise-Rec applies BN + ReLU to every layer
 //! including the logit); biases start at zero (not U(0, 1)) and `W_shared` is Xavier-uniform
 //! with `W_d = 1` (SWR: Kaiming-uniform for both); the auxiliary network reads only the domain
 //! embedding by default (SWR: all features; the paper: the domain indicator "and other
 //! features"; `aux_features = true` adds the flat input); one output per task from one shared
 //! FCN trunk (the paper and the references are single-task). There is no
-//! Scenario-Wise-Rec compatibility mode (model-spec recommends one; not done).
+//! Scenario-Wise-Rec compatibility mode.
 //! Defaults: `fcn_dims = [256, 128, 64]` [INFERRED: a 3-layer star FCN as in the paper; SWR
 //! MovieLens uses `[128, 64, 32]`], `aux_dims = [32]` (SWR).
 

@@ -1,9 +1,9 @@
 //! STEM-Net — Su et al., "STEM: Unleashing the Power of Embeddings for Multi-task
-//! Recommendation", AAAI 2024 (model-spec §4.10), with its two relatives built from the same
-//! code: ME-PLE (model-spec §4.9) and STEM-AL (paper 003 §5.2, model-spec §4.10).
+//! Recommendation", AAAI 2024, with its two relatives built from the same
+//! code: ME-PLE and STEM-AL (Pan et al., KDD 2024, §5.2).
 //!
 //! Reference implementation: `LiangcaiSu/STEM` `models/STEM.py` (STEM, and `models/PLE.py` fed
-//! with STEM's embedding split for ME-PLE); STEM-AL has no code (paper 003 §5.2; QunBB's
+//! with STEM's embedding split for ME-PLE); STEM-AL has no code (Pan et al., KDD 2024, §5.2; QunBB's
 //! `stem(auxiliary_task_group=…)` port is equivalent).
 //!
 //! # Structure

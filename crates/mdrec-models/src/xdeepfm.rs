@@ -11,7 +11,7 @@
 //! Reference implementation: the authors' TensorFlow code (Leavingseason/xDeepFM
 //! `exDeepFM.py::_build_extra_cin`, also Microsoft Recommenders' port): 1×1 convolutions over the
 //! outer products, bias on, `cross_activation = identity`, `SPLIT_HALF = True`; DeepCTR-Torch
-//! `layers/interaction.py::CIN` (ReLU by default). Not in model-spec.
+//! `layers/interaction.py::CIN` (ReLU by default).
 //! Deviations from reference: the first-order term defaults to per-feature weights served as an
 //! embedding set (see [`crate::deepfm::LinearMode`]; `linear = "flat"` is a linear map of the
 //! flat input); weights are drawn as PyTorch's `Conv1d` / `Linear` (U(±1/√fan_in)), CIN biases
