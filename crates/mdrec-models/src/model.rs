@@ -9,7 +9,7 @@ use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use mdrec_data::rng::Rng;
 use mdrec_nn::{EmbeddingSetSpec, ModelContext, ModelInput};
 
-use crate::aread::Aread;
+use crate::multidomain::aread::Aread;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

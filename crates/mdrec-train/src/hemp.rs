@@ -5,7 +5,7 @@
 //! (candidate generation from recorded gates with random flips, candidate training from a
 //! common snapshot with pruning, selection by loss on original training batches). The model
 //! side (mask layout, `validate`, masked forward, bagging loss, the hyper-parameters
-//! [`HempConfig`]) is `mdrec_models::aread`. The trainer opts in when the model's schedule
+//! [`HempConfig`]) is `mdrec_models::multidomain::aread`. The trainer opts in when the model's schedule
 //! hook (`RecModel::hemp`) returns it with HEMP enabled ([`applies`]); every other model trains
 //! exactly as before.
 //!
@@ -42,7 +42,7 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::AdamConfig;
 use mdrec_data::rng::Rng;
 use mdrec_data::EncodedData;
-use mdrec_models::aread::{self, edge_num, HempConfig, HempMode, HempSnapshot, Mask};
+use mdrec_models::multidomain::aread::{self, edge_num, HempConfig, HempMode, HempSnapshot, Mask};
 use mdrec_models::Probes;
 
 use crate::engine::Engine;

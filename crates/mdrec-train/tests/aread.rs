@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use mdrec_data::EncodedData;
-use mdrec_models::aread::{Aread, Mask};
+use mdrec_models::multidomain::aread::{Aread, Mask};
 use mdrec_models::Probes;
 use mdrec_nn::device::cpu;
 use mdrec_nn::ModelContext;

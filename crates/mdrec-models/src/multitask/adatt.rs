@@ -49,7 +49,7 @@
 //! [`MlpConfig`] (default `Linear → ReLU`, as the reference); numeric inputs are part of `x`;
 //! outputs are logits. Defaults: `task_experts = 1`, `shared_experts = 1` and
 //! `self_exp_res_connect = true` are the reference's `MtlConfigs`; `expert_dims = [[128], [64]]`
-//! (two fusion levels with the widths of [`crate::mmoe`]'s experts) and `tower_dims = [32]` are
+//! (two fusion levels with the widths of [`crate::multitask::mmoe`]'s experts) and `tower_dims = [32]` are
 //! \[INFERRED\] (neither paper nor M3oE gives sizes). M3oE runs AdaTT in its "-MTL" group (one
 //! model per domain): `--set train.setting=mtl` reproduces that; the default is MDMT.
 //!
@@ -66,7 +66,7 @@ use mdrec_nn::layers::mix;
 use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
 use crate::model::{
     model_config, Built, Invalid, ModelConfig, ModelOutput, Probes, RecModel, ZooModel,
 };

@@ -50,7 +50,7 @@ use mdrec_nn::layers::mix;
 use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput, Norm};
 use serde::{Deserialize, Serialize};
 
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
 use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 /// How the fusion weights are obtained.

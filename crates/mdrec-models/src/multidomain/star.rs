@@ -41,7 +41,7 @@ use mdrec_nn::init::{self, WeightInit};
 use mdrec_nn::layers::linear;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 
-use crate::domain::domain_table;
+use crate::blocks::domain::domain_table;
 use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 model_config! {

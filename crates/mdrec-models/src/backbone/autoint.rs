@@ -38,9 +38,9 @@ use mdrec_nn::init::{self, WeightInit};
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::deepfm::reference_mlp;
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
-use crate::interaction::{common_dim, stack_fields, FieldProjection, InteractingLayer};
+use crate::backbone::deepfm::reference_mlp;
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::interaction::{common_dim, stack_fields, FieldProjection, InteractingLayer};
 use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 /// How fields reach the first attention layer.

@@ -42,8 +42,8 @@ use mdrec_nn::layers::linear;
 use mdrec_nn::{EmbeddingSetSpec, Mlp, MlpConfig, ModelContext, ModelInput, Norm};
 use serde::{Deserialize, Serialize};
 
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
-use crate::interaction::{common_dim, dense, stack_fields, Fm};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::interaction::{common_dim, dense, stack_fields, Fm};
 use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 /// Name of the embedding set holding the per-feature first-order weights.

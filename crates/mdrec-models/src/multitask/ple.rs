@@ -33,7 +33,7 @@ use mdrec_nn::layers::mix;
 use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
 use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 /// Which experts the shared gate of a level ℓ < L mixes.

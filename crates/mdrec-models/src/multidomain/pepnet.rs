@@ -6,7 +6,7 @@
 //!   `δ_domain = GateNU(E(F_d) ⊕ stopgrad(E))`, `O_ep = δ_domain ⊗ E`, where `E` is the general
 //!   embedding ([`ModelInput::flat`]) and `E(F_d)` the embeddings of the fields with role
 //!   `domain` (and `context`, if any), or a learned per-domain embedding of width
-//!   `domain_emb_dim` when the schema has no such field (as [`crate::star`]).
+//!   `domain_emb_dim` when the schema has no such field (as [`crate::multidomain::star`]).
 //! - `ppnet`: **PPNet** (parameter personalization) on `O = E`.
 //! - `pepnet`: EPNet then PPNet on `O = O_ep`.
 //! - `epnet_s`: **EPNet-S** (AREAD's baseline, SWR's `EPNet`): EPNet then **one** tower shared
@@ -57,8 +57,8 @@ use mdrec_nn::layers::linear;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainEmbedding;
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::domain::DomainEmbedding;
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
 use crate::model::{
     model_config, Built, Invalid, ModelConfig, ModelOutput, Probes, RecModel, ZooModel,
 };

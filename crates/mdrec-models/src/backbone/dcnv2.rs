@@ -31,9 +31,9 @@ use mdrec_data::rng::Rng;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::deepfm::reference_mlp;
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
-use crate::interaction::{CrossNetMix, CrossNetV2};
+use crate::backbone::deepfm::reference_mlp;
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::interaction::{CrossNetMix, CrossNetV2};
 use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 /// Which cross network.

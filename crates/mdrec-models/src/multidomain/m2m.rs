@@ -53,9 +53,9 @@ use mdrec_nn::layers::{linear, mix};
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainEmbedding;
-use crate::experts::{expert_bank, run_experts};
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::domain::DomainEmbedding;
+use crate::blocks::experts::{expert_bank, run_experts};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
 use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 /// Self-attention over the fields of one sample (the in-sample replacement of SWR's

@@ -74,9 +74,9 @@ use mdrec_nn::loss::bce_with_logits;
 use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput, Norm};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainEmbedding;
-use crate::experts::expert_bank;
-use crate::interaction::CrossNet;
+use crate::blocks::domain::DomainEmbedding;
+use crate::blocks::experts::expert_bank;
+use crate::blocks::interaction::CrossNet;
 use crate::model::{
     model_config, Built, Invalid, ModelOutput, Probes, RecModel, TrainOutput, ZooModel,
 };

@@ -41,7 +41,7 @@ use mdrec_nn::layers::{linear, mix};
 use mdrec_nn::{EmbeddingSetSpec, Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
 use crate::model::{
     model_config, zoo_variant, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel,
 };

@@ -50,9 +50,9 @@ use mdrec_nn::layers::{linear, mix};
 use mdrec_nn::{EmbeddingSetSpec, Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainEmbedding;
-use crate::experts::stack_experts;
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::domain::DomainEmbedding;
+use crate::blocks::experts::stack_experts;
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
 use crate::model::{
     model_config, zoo_variant, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel,
 };

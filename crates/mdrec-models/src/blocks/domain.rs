@@ -12,7 +12,7 @@ use mdrec_data::FieldRole;
 
 /// A learned per-domain embedding table `[n_domains, k]`, N(0, 1/k): the stand-in for the
 /// domain-indicator embedding when the schema has no field with role `domain` (also used by
-/// [`crate::pepnet`]).
+/// [`crate::multidomain::pepnet`]).
 pub(crate) fn domain_table(
     n_domains: usize,
     k: usize,

@@ -14,7 +14,7 @@ use burn::tensor::Device;
 use mdrec_data::rng::Rng;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
 use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 model_config! {

@@ -1,5 +1,5 @@
-//! Feature-interaction blocks shared by the single-domain backbones ([`crate::deepfm`],
-//! [`crate::dcn`], [`crate::dcnv2`], [`crate::autoint`], [`crate::xdeepfm`]) and by any model
+//! Feature-interaction blocks shared by the single-domain backbones ([`crate::backbone::deepfm`],
+//! [`crate::backbone::dcn`], [`crate::backbone::dcnv2`], [`crate::backbone::autoint`], [`crate::backbone::xdeepfm`]) and by any model
 //! that uses them as experts (e.g. on its own embedding set).
 //!
 //! Every block is a burn [`Module`] with a `forward` on per-field embeddings `[B, F, k]` or on a

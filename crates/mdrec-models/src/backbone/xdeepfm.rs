@@ -1,7 +1,7 @@
 //! xDeepFM — Lian et al., "xDeepFM: Combining Explicit and Implicit Feature Interactions for
 //! Recommender Systems", KDD 2018.
 //!
-//! `logit_t = LR_t(x) + head_t([p⁺ ; DNN(x)])`: a first-order term (as [`crate::deepfm`]), a
+//! `logit_t = LR_t(x) + head_t([p⁺ ; DNN(x)])`: a first-order term (as [`crate::backbone::deepfm`]), a
 //! Compressed Interaction Network ([`Cin`]) on the per-field embeddings `X^0: [B, m, k]` whose
 //! sum-pooled feature maps form `p⁺`, and a DNN on the flat input `x = [emb ; dense]`. With the
 //! default empty `tower_dims` each head is the paper's output unit
@@ -13,7 +13,7 @@
 //! outer products, bias on, `cross_activation = identity`, `SPLIT_HALF = True`; DeepCTR-Torch
 //! `layers/interaction.py::CIN` (ReLU by default).
 //! Deviations from reference: the first-order term defaults to per-feature weights served as an
-//! embedding set (see [`crate::deepfm::LinearMode`]; `linear = "flat"` is a linear map of the
+//! embedding set (see [`crate::backbone::deepfm::LinearMode`]; `linear = "flat"` is a linear map of the
 //! flat input); weights are drawn as PyTorch's `Conv1d` / `Linear` (U(±1/√fan_in)), CIN biases
 //! start at zero; numeric inputs go to the DNN and the first-order term, not to the CIN; several
 //! tasks share the CIN and the DNN and have their own heads and first-order weights; outputs
@@ -33,9 +33,9 @@ use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
 use mdrec_nn::{Activation, EmbeddingSetSpec, Mlp, MlpConfig, ModelContext, ModelInput};
 
-use crate::deepfm::{reference_mlp, FirstOrder, LinearMode};
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
-use crate::interaction::{common_dim, stack_fields, Cin};
+use crate::backbone::deepfm::{reference_mlp, FirstOrder, LinearMode};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::interaction::{common_dim, stack_fields, Cin};
 use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 model_config! {

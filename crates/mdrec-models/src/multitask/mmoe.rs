@@ -15,8 +15,8 @@ use burn::tensor::Device;
 use mdrec_data::rng::Rng;
 use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
 
-use crate::experts::{expert_bank, run_experts};
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::experts::{expert_bank, run_experts};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
 use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 model_config! {

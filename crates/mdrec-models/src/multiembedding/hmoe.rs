@@ -44,9 +44,9 @@ use mdrec_nn::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::experts::stack_experts;
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
-use crate::interaction::{common_dim, dense, stack_fields, CrossNetV2};
+use crate::blocks::experts::stack_experts;
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::interaction::{common_dim, dense, stack_fields, CrossNetV2};
 use crate::model::{Built, Invalid, ModelConfig, ModelOutput, Probes, RecModel, ZooModel};
 
 /// The interaction of one expert.

@@ -24,9 +24,9 @@ use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 
-use crate::deepfm::reference_mlp;
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
-use crate::interaction::CrossNet;
+use crate::backbone::deepfm::reference_mlp;
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::interaction::CrossNet;
 use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 model_config! {

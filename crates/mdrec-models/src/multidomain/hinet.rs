@@ -19,7 +19,7 @@
 //!
 //! The scenario embedding `e_s` is the embedding of the schema's field(s) with role `domain`, or a
 //! learned per-domain table of width `domain_emb_dim` when the schema has none (see
-//! [`DomainEmbedding`], also used by [`crate::adasparse`] and [`crate::m2m`]).
+//! [`DomainEmbedding`], also used by [`crate::multidomain::adasparse`] and [`crate::multidomain::m2m`]).
 //!
 //! Reference implementation: official TF1 `mrchor/HiNet` `src/HiNet.py`; the MDL-only port in
 //! AREAD `model/hinet.py`.
@@ -54,8 +54,8 @@ use mdrec_nn::init::{self, WeightInit};
 use mdrec_nn::layers::{linear, mix};
 use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
 
-use crate::domain::DomainEmbedding;
-use crate::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::domain::DomainEmbedding;
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
 use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 model_config! {
