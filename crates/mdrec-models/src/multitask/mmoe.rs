@@ -17,7 +17,7 @@ use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
 
 use crate::blocks::experts::{expert_bank, run_experts};
 use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
-use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
+use crate::model::{ensure, model_config, Built, ModelOutput, Probes, RecModel, ZooModel};
 
 model_config! {
     /// Config of [`Mmoe`].
@@ -49,11 +49,10 @@ impl ZooModel for Mmoe {
     type Config = Config;
 
     fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
-        if cfg.num_experts == 0 || cfg.expert_dims.is_empty() {
-            return Err(Invalid(
-                "num_experts must be ≥ 1 and expert_dims non-empty".into(),
-            ));
-        }
+        ensure(
+            cfg.num_experts > 0 && !cfg.expert_dims.is_empty(),
+            "num_experts must be ≥ 1 and expert_dims non-empty",
+        )?;
         let d_in = ctx.input_dim();
         let experts: Vec<Mlp> = expert_bank(
             cfg.num_experts,

@@ -15,7 +15,7 @@ use mdrec_data::rng::Rng;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 
 use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
-use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
+use crate::model::{ensure, model_config, Built, ModelOutput, Probes, RecModel, ZooModel};
 
 model_config! {
     /// Config of [`SharedBottom`].
@@ -43,9 +43,7 @@ impl ZooModel for SharedBottom {
     type Config = Config;
 
     fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
-        if cfg.bottom_dims.is_empty() {
-            return Err(Invalid("bottom_dims must not be empty".into()));
-        }
+        ensure(!cfg.bottom_dims.is_empty(), "bottom_dims must not be empty")?;
         let bottom = Mlp::new(ctx.input_dim(), &cfg.bottom_dims, &cfg.mlp, rng, device);
         let heads = Heads::new(&cfg.heads, ctx, bottom.out_dim(), &cfg.mlp, rng, device);
         Ok(SharedBottom { bottom, heads })
