@@ -520,6 +520,34 @@ mod tests {
     use crate::init::tensor;
 
     #[test]
+    fn roles_are_typed_and_select_fields_in_field_order() {
+        let mut ctx = ModelContext::uniform(4, 10, 2, 0, 2, 1);
+        ctx.fields[3].roles = vec![FieldRole::Prior, FieldRole::User];
+        ctx.fields[1].roles = vec![FieldRole::Item];
+        ctx.fields[2].roles = vec![FieldRole::Domain];
+        assert_eq!(ctx.fields_with_role(FieldRole::Prior), [3]);
+        assert!(
+            ctx.fields[2].has_role(FieldRole::Domain) && !ctx.fields[2].has_role(FieldRole::Item)
+        );
+        // Any of several roles: field order, each field once.
+        let roles = [FieldRole::User, FieldRole::Item, FieldRole::Prior];
+        assert_eq!(ctx.fields_with_any_role(&roles), [1, 3]);
+        // A set restricted to roles copies only those fields.
+        let spec = EmbeddingSetSpec {
+            name: "prior".into(),
+            dim: None,
+            roles: vec![FieldRole::Prior, FieldRole::Domain],
+        };
+        let with = ctx.with_sets(&[spec]).unwrap();
+        let names: Vec<&str> = with.sets[0]
+            .fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(names, ["f2", "f3"]);
+    }
+
+    #[test]
     fn route_restores_batch_order() {
         let dev = cpu();
         let domain = vec![2u32, 0, 2, 1, 0];
@@ -541,14 +569,14 @@ mod tests {
     #[test]
     fn embedding_sets_copy_fields_with_own_tables_after_the_base() {
         let mut ctx = ModelContext::uniform(3, 10, 4, 0, 2, 1);
-        ctx.fields[0].roles = vec!["user".into()];
+        ctx.fields[0].roles = vec![FieldRole::User];
         ctx.fields[2].table = "f0".into(); // shares f0's table
         let specs = [
             EmbeddingSetSpec::copy("me1"),
             EmbeddingSetSpec {
                 name: "prior".into(),
                 dim: Some(8),
-                roles: vec!["user".into()],
+                roles: vec![FieldRole::User],
             },
         ];
         let ctx = ctx.with_sets(&specs).unwrap();
@@ -572,7 +600,7 @@ mod tests {
         let none = [EmbeddingSetSpec {
             name: "p".into(),
             dim: None,
-            roles: vec!["item".into()],
+            roles: vec![FieldRole::Item],
         }];
         assert!(ctx.with_sets(&none).unwrap_err().contains("`p`"));
     }
