@@ -636,7 +636,7 @@ pub fn train_run(
             part.ctx(&ctx),
             &resolved.train,
             &tr,
-            // AREAD's augmented training set (model-spec §4.14.5); `None` = candidates train
+            // AREAD's augmented training set (the AREAD paper's counterfactual augmentation); `None` = candidates train
             // on the original rows.
             augmented.as_ref(),
             &va,
