@@ -636,8 +636,8 @@ pub fn train_run(
             part.ctx(&ctx),
             &resolved.train,
             &tr,
-            // AREAD's augmented training set (the AREAD paper's counterfactual augmentation); `None` = candidates train
-            // on the original rows.
+            // AREAD's counterfactually augmented training set (AREAD paper); `None` = candidates
+            // train on the original rows.
             augmented.as_ref(),
             &va,
             &device,
