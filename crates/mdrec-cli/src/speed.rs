@@ -146,7 +146,7 @@ fn engine_workload(cfg: &mut RunConfig) -> (String, ModelContext, EncodedData) {
     cfg.model
         .insert("expert_dims".into(), serde_json::json!([256, 128]));
     cfg.model
-        .insert("tower_dims".into(), serde_json::json!([64]));
+        .insert("heads".into(), serde_json::json!({"tower_dims": [64]}));
     (
         "engine (MMoE, 20×10k×16, 6 experts 320→256→128, 3 towers 128→64→1)".to_string(),
         ModelContext::uniform(20, 10_000, 16, 0, 3, 1),

@@ -8,52 +8,39 @@
 //!
 //! Models never read files, see vocabularies or compute metrics. Models return logits.
 //!
-//! | group | models |
-//! |---|---|
-//! | single-domain / isolated | [`mlp`] |
-//! | multi-task and multi-domain | [`shared_bottom`], [`mmoe`], [`ple`], [`m3oe`] |
-//! | multi-domain (star topology) | [`star`] |
-//! | personalized gating (Gate NU) | [`pepnet`] (`epnet`, `ppnet`, `pepnet`, `epnet_s`) |
-//! | multi-domain experts / pruning / meta | [`hinet`], [`adasparse`], [`m2m`] |
-//! | dozens of domains (hierarchical experts, per-domain masks) | [`aread`] (HEMP schedule in `mdrec-train`) |
-//! | task-to-task fusion | [`adatt`] (`adatt`, `adatt_sp`) |
-//! | single-domain backbones (blocks in [`interaction`]) | [`deepfm`], [`dcn`], [`dcnv2`], [`autoint`], [`xdeepfm`] |
-//! | multi-embedding | [`crocodile`] (`crocodile`, `me_mmoe`), [`stem`] (`stem`, `me_ple`, `stem_al`), [`ame`], [`hmoe`] |
+//! Models are laid out by family, one file each:
 //!
-//! Template for a new model: [`mmoe`] (experts shared by all rows, per-(domain, task) gates and
-//! towers computed on the domain's rows through [`mdrec_nn::ModelInput::route`]).
+//! | folder | models |
+//! |---|---|
+//! | [`backbone`] | `mlp` (single-domain, trained per (domain, task)), `deepfm`, `dcn`, `dcnv2`, `autoint`, `xdeepfm` |
+//! | [`multitask`] | `shared_bottom`, `mmoe`, `ple`, `adatt` (`adatt`, `adatt_sp`) |
+//! | [`multidomain`] | `m3oe`, `star`, `pepnet` (`epnet`, `ppnet`, `pepnet`, `epnet_s`), `hinet`, `adasparse`, `m2m`, `aread` (HEMP schedule in `mdrec-train`) |
+//! | [`multiembedding`] | `crocodile` (`crocodile`, `me_mmoe`), `stem` (`stem`, `me_ple`, `stem_al`), `ame`, `hmoe` |
+//! | [`blocks`] | shared blocks: heads and their nested config, the expert bank, the domain embedding, feature interactions |
+//!
+//! A new model is one file in its family folder (its `pub mod` line in the folder's `mod.rs`)
+//! and one line in [`registry::MODELS`]. The file holds the config (`model_config!`:
+//! fields, defaults and tiny values together), the module, `ZooModel::build` (config checks
+//! return [`Invalid`]; the registry names the model) and `RecModel::forward`. Template:
+//! [`multitask::mmoe`] (an expert bank shared by all rows, per-(domain, task) gates and towers
+//! computed on the domain's rows through [`mdrec_nn::ModelInput::route`]). Reference choices
+//! and quirks per model are in `docs/models.md`.
 
 #![warn(missing_docs)]
 
-pub mod domain;
-pub mod heads;
-pub mod interaction;
 pub mod model;
 pub mod registry;
+#[cfg(test)]
+pub(crate) mod testing;
 
-pub mod adasparse;
-pub mod adatt;
-pub mod ame;
-pub mod aread;
-pub mod autoint;
-pub mod crocodile;
-pub mod dcn;
-pub mod dcnv2;
-pub mod deepfm;
-pub mod hinet;
-pub mod hmoe;
-pub mod m2m;
-pub mod m3oe;
-pub mod mlp;
-pub mod mmoe;
-pub mod pepnet;
-pub mod ple;
-pub mod shared_bottom;
-pub mod star;
-pub mod stem;
-pub mod xdeepfm;
+pub mod backbone;
+pub mod blocks;
+pub mod multidomain;
+pub mod multiembedding;
+pub mod multitask;
 
 pub use model::{
-    DynModel, ModelError, ModelOutput, ModelState, Probes, RecModel, Setting, TrainOutput, ZooModel,
+    ensure, Built, DynModel, Invalid, ModelConfig, ModelError, ModelOutput, ModelState, Probes,
+    RecModel, Setting, TrainOutput, ZooModel,
 };
 pub use registry::{find, ModelFactory, MODELS};

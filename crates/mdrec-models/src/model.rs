@@ -8,6 +8,8 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use mdrec_data::rng::Rng;
 use mdrec_nn::{EmbeddingSetSpec, ModelContext, ModelInput};
+
+use crate::multidomain::aread::Aread;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -19,6 +21,55 @@ pub struct ModelOutput {
     pub logits: Tensor<2>,
     /// Auxiliary loss added to the objective (e.g. a covariance loss), a scalar `[1]`.
     pub aux_loss: Option<Tensor<1>>,
+}
+
+impl From<Tensor<2>> for ModelOutput {
+    /// Logits without an auxiliary loss.
+    fn from(logits: Tensor<2>) -> Self {
+        ModelOutput {
+            logits,
+            aux_loss: None,
+        }
+    }
+}
+
+/// A config that parses but does not fit the data (e.g. `num_experts = 0`, a field role the
+/// schema lacks). Models return it from [`ZooModel::build`] and
+/// [`ZooModel::embedding_sets`] without naming themselves; the registry turns it into
+/// [`ModelError::Invalid`] labelled with the model's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    /// An error with `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Invalid(message.into())
+    }
+}
+
+impl From<String> for Invalid {
+    fn from(message: String) -> Self {
+        Invalid(message)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(message: &str) -> Self {
+        Invalid(message.to_string())
+    }
+}
+
+/// What [`ZooModel::build`] returns: the model or why its config does not fit the data.
+pub type Built<M> = Result<M, Invalid>;
+
+/// `Err(Invalid(message))` unless `ok`: one line per config check in a model's `build`.
+pub fn ensure(ok: bool, message: impl Into<String>) -> Result<(), Invalid> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid(message.into()))
+    }
 }
 
 /// What a training forward pass returns ([`RecModel::forward_train`]).
@@ -155,6 +206,24 @@ pub trait RecModel: Module + Send + 'static {
     fn outer_params(&self) -> Vec<ParamId> {
         Vec::new()
     }
+
+    /// The schedule hook: the model itself when it trains under AREAD's HEMP schedule
+    /// (`mdrec-train/src/hemp.rs`), which needs its masks and hyper-parameters; `None` (the
+    /// default) for a model trained by the plain batch loop.
+    fn hemp(&self) -> Option<&Aread> {
+        None
+    }
+
+    /// Mutable [`hemp`](Self::hemp).
+    fn hemp_mut(&mut self) -> Option<&mut Aread> {
+        None
+    }
+}
+
+/// A model's config: defaults from [`Default`], a tiny form for tests.
+pub trait ModelConfig: Serialize + DeserializeOwned + Default + Clone + std::fmt::Debug {
+    /// A config small enough for the conformance test to run in milliseconds.
+    fn tiny() -> Self;
 }
 
 /// The compile-time side of a zoo model; the registry erases it.
@@ -165,26 +234,24 @@ pub trait ZooModel: RecModel + Sized {
     const PAPER: &'static str;
     /// The training setting used unless the user chooses another.
     const SETTING: Setting = Setting::Mdmt;
-    /// Typed config; `#[serde(deny_unknown_fields, default)]`.
-    type Config: Serialize + DeserializeOwned + Default + Clone + std::fmt::Debug;
-    /// A config small enough for the conformance test to run in milliseconds.
-    fn tiny() -> Self::Config;
+    /// Typed config; `#[serde(deny_unknown_fields, default)]` (see [`model_config!`]).
+    type Config: ModelConfig;
+    /// The tiny config ([`ModelConfig::tiny`]).
+    fn tiny() -> Self::Config {
+        Self::Config::tiny()
+    }
     /// Extra embedding sets the model reads (multi-embedding models); none by default. The
     /// engine serves them from the embedding store next to the schema's fields (see
     /// [`mdrec_nn::input`]); `ctx` is the schema's context.
     fn embedding_sets(
         _cfg: &Self::Config,
         _ctx: &ModelContext,
-    ) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
+    ) -> Result<Vec<EmbeddingSetSpec>, Invalid> {
         Ok(Vec::new())
     }
     /// Build the model for `ctx`, drawing every initial value from `rng`.
-    fn build(
-        cfg: &Self::Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError>;
+    fn build(cfg: &Self::Config, ctx: &ModelContext, rng: &mut Rng, device: &Device)
+        -> Built<Self>;
 }
 
 /// A built model behind a trait object: what the trainer, evaluator and CLI hold.
@@ -199,11 +266,10 @@ pub trait DynModel: Send {
         labels: &Tensor<2>,
         probes: &mut Probes,
     ) -> TrainOutput;
-    /// The concrete model, for schedules that belong to one model (AREAD's HEMP downcasts to
-    /// `aread::Aread`); nothing else should need it.
-    fn as_any(&self) -> &dyn Any;
-    /// Mutable [`as_any`](Self::as_any).
-    fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// See [`RecModel::hemp`].
+    fn hemp(&self) -> Option<&Aread>;
+    /// See [`RecModel::hemp_mut`].
+    fn hemp_mut(&mut self) -> Option<&mut Aread>;
     /// An exact copy of the model's state: every parameter (same ids, so optimizer state stays
     /// attached) and every buffer (BatchNorm running statistics, AREAD's masks).
     fn save_state(&self) -> ModelState;
@@ -378,12 +444,15 @@ impl<M: RecModel> DynModel for Holder<M> {
         self.m().forward_train(ctx, input, labels, probes)
     }
 
-    fn as_any(&self) -> &dyn Any {
-        self.m()
+    fn hemp(&self) -> Option<&Aread> {
+        self.m().hemp()
     }
 
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self.model.as_mut().expect("model present between steps")
+    fn hemp_mut(&mut self) -> Option<&mut Aread> {
+        self.model
+            .as_mut()
+            .expect("model present between steps")
+            .hemp_mut()
     }
 
     fn save_state(&self) -> ModelState {
@@ -509,12 +578,72 @@ impl<M: RecModel> DynModel for Holder<M> {
     }
 }
 
+/// A model config: the struct with its fields, their docs, their defaults and their tiny (test)
+/// values in one place.
+///
+/// ```ignore
+/// model_config! {
+///     /// Config of [`Mmoe`].
+///     pub struct Config {
+///         /// Number of shared experts.
+///         num_experts: usize = 4 => 2,
+///         /// Gate form.
+///         gate: GateKind = GateKind::Linear,
+///     }
+/// }
+/// ```
+///
+/// gives `pub struct Config { pub num_experts: usize, pub gate: GateKind }` with `Debug, Clone,
+/// Serialize, Deserialize`, `#[serde(deny_unknown_fields, default)]` (unknown keys are errors
+/// naming the key; missing keys take their default), the `Default` impl with the values after
+/// `=` and a [`ModelConfig`] impl whose `tiny()` is the default with the values after `=>`.
+macro_rules! model_config {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $(
+                $(#[$fmeta:meta])*
+                $field:ident: $ty:ty = $default:expr $(=> $tiny:expr)?
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct $name {
+            $(
+                $(#[$fmeta])*
+                pub $field: $ty,
+            )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name {
+                    $($field: $default,)*
+                }
+            }
+        }
+
+        impl $crate::model::ModelConfig for $name {
+            #[allow(clippy::needless_update)]
+            fn tiny() -> Self {
+                $name {
+                    $($($field: $tiny,)?)*
+                    ..Self::default()
+                }
+            }
+        }
+    };
+}
+pub(crate) use model_config;
+
 /// A zoo entry that is an existing model's code under another name with other defaults (e.g.
 /// ME-MMoE = Crocodile's code without its gate and loss): a newtype around the model and one
 /// around its config, whose `Default` is the variant's.
 ///
-/// `$build(name, &cfg, ctx, rng, device)` builds the inner model; `$sets(name, &cfg, ctx)` gives
-/// its embedding sets.
+/// `$build(&cfg, ctx, rng, device)` builds the inner model; `$sets(&cfg, ctx)` gives its
+/// embedding sets.
 macro_rules! zoo_variant {
     (
         $(#[$doc:meta])*
@@ -540,6 +669,12 @@ macro_rules! zoo_variant {
             }
         }
 
+        impl $crate::model::ModelConfig for $config {
+            fn tiny() -> Self {
+                $config($tiny)
+            }
+        }
+
         impl $crate::model::RecModel for $model {
             fn forward(
                 &self,
@@ -559,15 +694,11 @@ macro_rules! zoo_variant {
             const PAPER: &'static str = $paper;
             type Config = $config;
 
-            fn tiny() -> $config {
-                $config($tiny)
-            }
-
             fn embedding_sets(
                 cfg: &$config,
                 ctx: &mdrec_nn::ModelContext,
-            ) -> Result<Vec<mdrec_nn::EmbeddingSetSpec>, $crate::model::ModelError> {
-                $sets($name, &cfg.0, ctx)
+            ) -> Result<Vec<mdrec_nn::EmbeddingSetSpec>, $crate::model::Invalid> {
+                $sets(&cfg.0, ctx)
             }
 
             fn build(
@@ -575,9 +706,9 @@ macro_rules! zoo_variant {
                 ctx: &mdrec_nn::ModelContext,
                 rng: &mut mdrec_data::rng::Rng,
                 device: &burn::tensor::Device,
-            ) -> Result<Self, $crate::model::ModelError> {
+            ) -> Result<Self, $crate::model::Invalid> {
                 Ok($model {
-                    inner: $build($name, &cfg.0, ctx, rng, device)?,
+                    inner: $build(&cfg.0, ctx, rng, device)?,
                 })
             }
         }

@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use mdrec_data::rng::Rng;
 use mdrec_nn::ModelContext;
 
-use crate::model::{DynModel, Holder, ModelError, Setting, ZooModel};
+use crate::model::{DynModel, Holder, Invalid, ModelError, Setting, ZooModel};
 
 /// A model kind with its config erased to JSON.
 pub trait ModelFactory: Sync {
@@ -65,6 +65,14 @@ fn merge(base: &mut serde_json::Value, over: &serde_json::Value) {
 }
 
 impl<M: ZooModel> Entry<M> {
+    /// The model's [`Invalid`] as a [`ModelError`] naming the model.
+    fn label(Invalid(message): Invalid) -> ModelError {
+        ModelError::Invalid {
+            model: M::NAME.to_string(),
+            message,
+        }
+    }
+
     fn parse(cfg: &serde_json::Value) -> Result<M::Config, ModelError> {
         serde_json::from_value(cfg.clone()).map_err(|e| ModelError::Config {
             model: M::NAME.to_string(),
@@ -103,15 +111,11 @@ impl<M: ZooModel> ModelFactory for Entry<M> {
         cfg: &serde_json::Value,
         base: &ModelContext,
     ) -> Result<ModelContext, ModelError> {
-        let sets = M::embedding_sets(&Self::parse(cfg)?, base)?;
+        let sets = M::embedding_sets(&Self::parse(cfg)?, base).map_err(Self::label)?;
         if sets.is_empty() {
             return Ok(base.clone());
         }
-        base.with_sets(&sets)
-            .map_err(|message| ModelError::Invalid {
-                model: M::NAME.to_string(),
-                message,
-            })
+        base.with_sets(&sets).map_err(|m| Self::label(Invalid(m)))
     }
     fn build(
         &self,
@@ -120,41 +124,41 @@ impl<M: ZooModel> ModelFactory for Entry<M> {
         rng: &mut Rng,
         device: &Device,
     ) -> Result<Box<dyn DynModel>, ModelError> {
-        let m = M::build(&Self::parse(cfg)?, ctx, rng, device)?;
+        let m = M::build(&Self::parse(cfg)?, ctx, rng, device).map_err(Self::label)?;
         Ok(Box::new(Holder { model: Some(m) }))
     }
 }
 
 /// Every model, one line each.
 pub static MODELS: &[&dyn ModelFactory] = &[
-    &Entry::<crate::mlp::MlpModel>::NEW,
-    &Entry::<crate::shared_bottom::SharedBottom>::NEW,
-    &Entry::<crate::mmoe::Mmoe>::NEW,
-    &Entry::<crate::ple::Ple>::NEW,
-    &Entry::<crate::star::Star>::NEW,
-    &Entry::<crate::m3oe::M3oe>::NEW,
-    &Entry::<crate::pepnet::Epnet>::NEW,
-    &Entry::<crate::pepnet::Ppnet>::NEW,
-    &Entry::<crate::pepnet::Pepnet>::NEW,
-    &Entry::<crate::pepnet::EpnetS>::NEW,
-    &Entry::<crate::hinet::Hinet>::NEW,
-    &Entry::<crate::adasparse::AdaSparse>::NEW,
-    &Entry::<crate::m2m::M2m>::NEW,
-    &Entry::<crate::crocodile::MeMmoe>::NEW,
-    &Entry::<crate::crocodile::Crocodile>::NEW,
-    &Entry::<crate::stem::StemNet>::NEW,
-    &Entry::<crate::stem::MePle>::NEW,
-    &Entry::<crate::stem::StemAl>::NEW,
-    &Entry::<crate::ame::Ame>::NEW,
-    &Entry::<crate::hmoe::Hmoe>::NEW,
-    &Entry::<crate::deepfm::DeepFm>::NEW,
-    &Entry::<crate::dcn::Dcn>::NEW,
-    &Entry::<crate::dcnv2::Dcnv2>::NEW,
-    &Entry::<crate::autoint::AutoInt>::NEW,
-    &Entry::<crate::xdeepfm::XDeepFm>::NEW,
-    &Entry::<crate::adatt::Adatt>::NEW,
-    &Entry::<crate::adatt::AdattSp>::NEW,
-    &Entry::<crate::aread::Aread>::NEW,
+    &Entry::<crate::backbone::mlp::MlpModel>::NEW,
+    &Entry::<crate::multitask::shared_bottom::SharedBottom>::NEW,
+    &Entry::<crate::multitask::mmoe::Mmoe>::NEW,
+    &Entry::<crate::multitask::ple::Ple>::NEW,
+    &Entry::<crate::multidomain::star::Star>::NEW,
+    &Entry::<crate::multidomain::m3oe::M3oe>::NEW,
+    &Entry::<crate::multidomain::pepnet::Epnet>::NEW,
+    &Entry::<crate::multidomain::pepnet::Ppnet>::NEW,
+    &Entry::<crate::multidomain::pepnet::Pepnet>::NEW,
+    &Entry::<crate::multidomain::pepnet::EpnetS>::NEW,
+    &Entry::<crate::multidomain::hinet::Hinet>::NEW,
+    &Entry::<crate::multidomain::adasparse::AdaSparse>::NEW,
+    &Entry::<crate::multidomain::m2m::M2m>::NEW,
+    &Entry::<crate::multiembedding::crocodile::MeMmoe>::NEW,
+    &Entry::<crate::multiembedding::crocodile::Crocodile>::NEW,
+    &Entry::<crate::multiembedding::stem::StemNet>::NEW,
+    &Entry::<crate::multiembedding::stem::MePle>::NEW,
+    &Entry::<crate::multiembedding::stem::StemAl>::NEW,
+    &Entry::<crate::multiembedding::ame::Ame>::NEW,
+    &Entry::<crate::multiembedding::hmoe::Hmoe>::NEW,
+    &Entry::<crate::backbone::deepfm::DeepFm>::NEW,
+    &Entry::<crate::backbone::dcn::Dcn>::NEW,
+    &Entry::<crate::backbone::dcnv2::Dcnv2>::NEW,
+    &Entry::<crate::backbone::autoint::AutoInt>::NEW,
+    &Entry::<crate::backbone::xdeepfm::XDeepFm>::NEW,
+    &Entry::<crate::multitask::adatt::Adatt>::NEW,
+    &Entry::<crate::multitask::adatt::AdattSp>::NEW,
+    &Entry::<crate::multidomain::aread::Aread>::NEW,
 ];
 
 /// Look a model up by name.
@@ -171,4 +175,42 @@ pub fn find(name: &str) -> Result<&'static dyn ModelFactory, ModelError> {
                 .collect::<Vec<_>>()
                 .join(", "),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdrec_nn::device::cpu;
+
+    #[test]
+    fn config_errors_name_the_model_and_the_key() {
+        let ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
+        let f = find("mmoe").unwrap();
+        // A value the model rejects: the registry labels the model's `Invalid` with its name.
+        let cfg = f.resolve(&serde_json::json!({"num_experts": 0})).unwrap();
+        let err = f
+            .build(&cfg, &ctx, &mut Rng::new(1), &cpu())
+            .err()
+            .expect("num_experts = 0 is rejected");
+        assert!(matches!(err, ModelError::Invalid { ref model, .. } if model == "mmoe"));
+        assert!(err.to_string().starts_with("model `mmoe`: "), "{err}");
+        // An unknown key, also inside the nested head config, names the key.
+        for over in [
+            serde_json::json!({"tower_dim": [4]}),
+            serde_json::json!({"heads": {"tower_dim": [4]}}),
+        ] {
+            let err = f.resolve(&over).unwrap_err().to_string();
+            assert!(err.contains("mmoe") && err.contains("tower_dim"), "{err}");
+        }
+    }
+
+    #[test]
+    fn nested_head_keys_merge_over_the_defaults() {
+        let f = find("mmoe").unwrap();
+        let cfg = f
+            .resolve(&serde_json::json!({"heads": {"layout": "task"}}))
+            .unwrap();
+        assert_eq!(cfg["heads"]["layout"], "task");
+        assert_eq!(cfg["heads"]["tower_dims"], serde_json::json!([32]));
+    }
 }

@@ -18,6 +18,9 @@
 //! `ModelInput::emb`, so a model that asks for no sets sees nothing new.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use mdrec_data::{Batch, FieldKind, FieldRole, Schema};
+
+use crate::embedding::{EmbeddingStore, IdOutOfRange};
 
 /// One embedded field as a model sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,8 +39,8 @@ pub struct FieldInfo {
     pub multi_hot: bool,
     /// Index of the field's column in `Batch::cat` (categorical) or `Batch::multi` (multi-hot).
     pub column: usize,
-    /// Roles declared in the schema (`prior`, `user`, `item`, `domain`, ...).
-    pub roles: Vec<String>,
+    /// Roles declared in the schema (prior, user, item, domain, ...).
+    pub roles: Vec<FieldRole>,
 }
 
 /// The shapes a model is built for, derived from the fitted schema.
@@ -63,7 +66,7 @@ pub struct EmbeddingSetSpec {
     /// Width of every field in this set; `None` keeps each field's schema width.
     pub dim: Option<usize>,
     /// Only fields carrying one of these roles (all fields when empty).
-    pub roles: Vec<String>,
+    pub roles: Vec<FieldRole>,
 }
 
 impl EmbeddingSetSpec {
@@ -104,6 +107,13 @@ impl EmbeddingSet {
     /// Width of the set's tensor.
     pub fn width(&self) -> usize {
         self.fields.iter().map(|f| f.dim).sum()
+    }
+}
+
+impl FieldInfo {
+    /// Whether the schema gives the field `role`.
+    pub fn has_role(&self, role: FieldRole) -> bool {
+        self.roles.contains(&role)
     }
 }
 
@@ -199,10 +209,52 @@ impl ModelContext {
     }
 
     /// Indices of the fields that carry `role`.
-    pub fn fields_with_role(&self, role: &str) -> Vec<usize> {
+    pub fn fields_with_role(&self, role: FieldRole) -> Vec<usize> {
         (0..self.fields.len())
-            .filter(|&i| self.fields[i].roles.iter().any(|r| r == role))
+            .filter(|&i| self.fields[i].has_role(role))
             .collect()
+    }
+
+    /// Indices of the fields that carry any of `roles`, in field order, each once.
+    pub fn fields_with_any_role(&self, roles: &[FieldRole]) -> Vec<usize> {
+        (0..self.fields.len())
+            .filter(|&i| roles.iter().any(|&r| self.fields[i].has_role(r)))
+            .collect()
+    }
+
+    /// The context of a fitted schema: categorical fields, then multi-hot fields, each in
+    /// schema order, with width `dim` where the schema gives one and `default_dim` otherwise;
+    /// numeric fields as dense inputs.
+    pub fn from_schema(schema: &Schema, default_dim: usize) -> ModelContext {
+        let mut fields = Vec::new();
+        let mut offset = 0;
+        for (multi_hot, kind) in [(false, FieldKind::Categorical), (true, FieldKind::MultiHot)] {
+            for (column, f) in schema.fields.iter().filter(|f| f.kind == kind).enumerate() {
+                let dim = f.dim.unwrap_or(default_dim);
+                fields.push(FieldInfo {
+                    name: f.name.clone(),
+                    table: f.table.clone(),
+                    vocab_size: f.vocab_size,
+                    dim,
+                    offset,
+                    multi_hot,
+                    column,
+                    roles: f.roles.clone(),
+                });
+                offset += dim;
+            }
+        }
+        ModelContext {
+            fields,
+            n_numeric: schema
+                .fields
+                .iter()
+                .filter(|f| f.kind == FieldKind::Numeric)
+                .count(),
+            domains: schema.domains.clone(),
+            tasks: schema.tasks.clone(),
+            sets: vec![],
+        }
     }
 
     /// A context for `n_fields` categorical fields of width `dim` and vocabulary `vocab`
@@ -235,6 +287,67 @@ impl ModelContext {
             sets: vec![],
         }
     }
+}
+
+/// The model input of a batch on `device`, its embeddings looked up in `store` (`emb_buf` is
+/// reused between batches). On an autodiff device `ModelInput::emb` (and every extra embedding
+/// set) is a view of one `require_grad` leaf; see [`make_input_leaf`].
+pub fn make_input(
+    ctx: &ModelContext,
+    store: &EmbeddingStore,
+    batch: &Batch,
+    emb_buf: &mut Vec<f32>,
+    device: &Device,
+) -> Result<ModelInput, IdOutOfRange> {
+    make_input_leaf(ctx, store, batch, emb_buf, device).map(|(input, _)| input)
+}
+
+/// [`make_input`], also returning the leaf `[B, store width]` whose gradient the caller
+/// scatters back to the embedding store. Without extra embedding sets the leaf is
+/// `ModelInput::emb` itself; with sets, `emb` and `sets[k]` are column ranges of it.
+pub fn make_input_leaf(
+    ctx: &ModelContext,
+    store: &EmbeddingStore,
+    batch: &Batch,
+    emb_buf: &mut Vec<f32>,
+    device: &Device,
+) -> Result<(ModelInput, Tensor<2>), IdOutOfRange> {
+    store.lookup(batch, emb_buf)?;
+    let b = batch.len;
+    let mut leaf = tensor2(emb_buf.clone(), b, store.width(), device);
+    if device.is_autodiff() {
+        leaf = leaf.require_grad();
+    }
+    let (emb, sets) = if ctx.sets.is_empty() {
+        (leaf.clone(), Vec::new())
+    } else {
+        let base = ctx.emb_dim();
+        let mut at = base;
+        let sets = ctx
+            .sets
+            .iter()
+            .map(|s| {
+                let t = leaf.clone().narrow(1, at, s.width());
+                at += s.width();
+                t
+            })
+            .collect();
+        (leaf.clone().narrow(1, 0, base), sets)
+    };
+    let dense = (ctx.n_numeric > 0).then(|| tensor2(batch.num.clone(), b, ctx.n_numeric, device));
+    let input = ModelInput {
+        batch_size: b,
+        emb,
+        dense,
+        domain: batch.domain.clone(),
+        routing: Routing::new(&batch.domain, ctx.n_domains(), device),
+        sets,
+    };
+    Ok((input, leaf))
+}
+
+fn tensor2(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(values, [rows, cols]), device)
 }
 
 /// Row indices of each domain in a batch, and the permutation that restores batch order.
@@ -407,6 +520,34 @@ mod tests {
     use crate::init::tensor;
 
     #[test]
+    fn roles_are_typed_and_select_fields_in_field_order() {
+        let mut ctx = ModelContext::uniform(4, 10, 2, 0, 2, 1);
+        ctx.fields[3].roles = vec![FieldRole::Prior, FieldRole::User];
+        ctx.fields[1].roles = vec![FieldRole::Item];
+        ctx.fields[2].roles = vec![FieldRole::Domain];
+        assert_eq!(ctx.fields_with_role(FieldRole::Prior), [3]);
+        assert!(
+            ctx.fields[2].has_role(FieldRole::Domain) && !ctx.fields[2].has_role(FieldRole::Item)
+        );
+        // Any of several roles: field order, each field once.
+        let roles = [FieldRole::User, FieldRole::Item, FieldRole::Prior];
+        assert_eq!(ctx.fields_with_any_role(&roles), [1, 3]);
+        // A set restricted to roles copies only those fields.
+        let spec = EmbeddingSetSpec {
+            name: "prior".into(),
+            dim: None,
+            roles: vec![FieldRole::Prior, FieldRole::Domain],
+        };
+        let with = ctx.with_sets(&[spec]).unwrap();
+        let names: Vec<&str> = with.sets[0]
+            .fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(names, ["f2", "f3"]);
+    }
+
+    #[test]
     fn route_restores_batch_order() {
         let dev = cpu();
         let domain = vec![2u32, 0, 2, 1, 0];
@@ -428,14 +569,14 @@ mod tests {
     #[test]
     fn embedding_sets_copy_fields_with_own_tables_after_the_base() {
         let mut ctx = ModelContext::uniform(3, 10, 4, 0, 2, 1);
-        ctx.fields[0].roles = vec!["user".into()];
+        ctx.fields[0].roles = vec![FieldRole::User];
         ctx.fields[2].table = "f0".into(); // shares f0's table
         let specs = [
             EmbeddingSetSpec::copy("me1"),
             EmbeddingSetSpec {
                 name: "prior".into(),
                 dim: Some(8),
-                roles: vec!["user".into()],
+                roles: vec![FieldRole::User],
             },
         ];
         let ctx = ctx.with_sets(&specs).unwrap();
@@ -459,7 +600,7 @@ mod tests {
         let none = [EmbeddingSetSpec {
             name: "p".into(),
             dim: None,
-            roles: vec!["item".into()],
+            roles: vec![FieldRole::Item],
         }];
         assert!(ctx.with_sets(&none).unwrap_err().contains("`p`"));
     }

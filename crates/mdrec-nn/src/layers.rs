@@ -1,5 +1,5 @@
 //! Shared building blocks that model files compose: `Linear` with deterministic init, `Mlp`
-//! (Linear → [BN|LN] → activation → dropout per hidden layer, spec §1.2) and softmax gates.
+//! (Linear → [BN|LN] → activation → dropout per hidden layer, as in the reference MLPs) and softmax gates.
 
 use burn::module::Module;
 use burn::nn::{

@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use mdrec_data::{Batch, EncodedData};
+use mdrec_data::{Batch, EncodedData, FieldRole};
 use mdrec_models::Probes;
 use mdrec_nn::device::DeviceKind;
 use mdrec_nn::ModelContext;
@@ -250,7 +250,12 @@ fn percentile(values: &[f64], q: f64) -> f64 {
     v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
 }
 
-fn pick_field(ctx: &ModelContext, name: &Option<String>, role: &str) -> Result<usize, TrainError> {
+fn pick_field(
+    ctx: &ModelContext,
+    name: &Option<String>,
+    role: FieldRole,
+    label: &str,
+) -> Result<usize, TrainError> {
     if let Some(n) = name {
         return ctx
             .fields
@@ -267,14 +272,14 @@ fn pick_field(ctx: &ModelContext, name: &Option<String>, role: &str) -> Result<u
                 ))
             });
     }
-    let has = |i: usize, r: &str| ctx.fields[i].roles.iter().any(|x| x == r);
+    let has = |i: usize, r: FieldRole| ctx.fields[i].has_role(r);
     (0..ctx.fields.len())
         .filter(|&i| !ctx.fields[i].multi_hot)
-        .find(|&i| has(i, role) && has(i, "prior"))
+        .find(|&i| has(i, role) && has(i, FieldRole::Prior))
         .or_else(|| (0..ctx.fields.len()).find(|&i| !ctx.fields[i].multi_hot && has(i, role)))
         .ok_or_else(|| {
             TrainError::Config(format!(
-                "analyze: no field with role `{role}`; name one with --{role}-field"
+                "analyze: no field with role `{label}`; name one with --{label}-field"
             ))
         })
 }
@@ -426,8 +431,8 @@ fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<()
     let snap = &loaded.models[0].1;
     let ctx = &loaded.ctx;
     let train = &loaded.prepared.train;
-    let user = pick_field(ctx, &opts.user_field, "user")?;
-    let item = pick_field(ctx, &opts.item_field, "item")?;
+    let user = pick_field(ctx, &opts.user_field, FieldRole::User, "user")?;
+    let item = pick_field(ctx, &opts.item_field, FieldRole::Item, "item")?;
 
     // Train frequency of every id of the user and item fields.
     let freq = |fi: usize| -> Vec<u64> {
@@ -612,7 +617,7 @@ fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<()
                 .enumerate()
                 .all(|(i, (k, _))| k.as_str() == format!("expert/{i}"));
         let domain_fields: Vec<usize> = ctx
-            .fields_with_role("domain")
+            .fields_with_role(FieldRole::Domain)
             .into_iter()
             .filter(|&i| !ctx.fields[i].multi_hot)
             .collect();

@@ -15,7 +15,7 @@ use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use mdrec_data::rng::Rng;
 use mdrec_data::{Batch, EncodedData};
 use mdrec_models::{DynModel, ModelFactory, ModelState, Probes};
-use mdrec_nn::input::Routing;
+use mdrec_nn::input;
 use mdrec_nn::loss::{bce_with_logits, element_weights};
 use mdrec_nn::{EmbeddingStore, ModelContext, ModelInput};
 
@@ -43,9 +43,7 @@ fn tensor2(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tenso
     Tensor::from_data(TensorData::new(values, [rows, cols]), device)
 }
 
-/// Build the model input of a batch on `device` from `store`; `emb_buf` is reused.
-/// On an autodiff device `ModelInput::emb` (and every extra embedding set) is a view of one
-/// `require_grad` leaf; see [`make_input_leaf`].
+/// [`mdrec_nn::input::make_input`] with the trainer's error type.
 pub fn make_input(
     ctx: &ModelContext,
     store: &EmbeddingStore,
@@ -53,12 +51,11 @@ pub fn make_input(
     emb_buf: &mut Vec<f32>,
     device: &Device,
 ) -> Result<ModelInput, TrainError> {
-    make_input_leaf(ctx, store, batch, emb_buf, device).map(|(input, _)| input)
+    input::make_input(ctx, store, batch, emb_buf, device)
+        .map_err(|e| TrainError::Data(e.to_string()))
 }
 
-/// [`make_input`], also returning the leaf `[B, store width]` whose gradient the caller
-/// scatters back to the embedding store. Without extra embedding sets the leaf is
-/// `ModelInput::emb` itself; with sets, `emb` and `sets[k]` are column ranges of it.
+/// [`mdrec_nn::input::make_input_leaf`] with the trainer's error type.
 pub fn make_input_leaf(
     ctx: &ModelContext,
     store: &EmbeddingStore,
@@ -66,40 +63,8 @@ pub fn make_input_leaf(
     emb_buf: &mut Vec<f32>,
     device: &Device,
 ) -> Result<(ModelInput, Tensor<2>), TrainError> {
-    store
-        .lookup(batch, emb_buf)
-        .map_err(|e| TrainError::Data(e.to_string()))?;
-    let b = batch.len;
-    let mut leaf = tensor2(emb_buf.clone(), b, store.width(), device);
-    if device.is_autodiff() {
-        leaf = leaf.require_grad();
-    }
-    let (emb, sets) = if ctx.sets.is_empty() {
-        (leaf.clone(), Vec::new())
-    } else {
-        let base = ctx.emb_dim();
-        let mut at = base;
-        let sets = ctx
-            .sets
-            .iter()
-            .map(|s| {
-                let t = leaf.clone().narrow(1, at, s.width());
-                at += s.width();
-                t
-            })
-            .collect();
-        (leaf.clone().narrow(1, 0, base), sets)
-    };
-    let dense = (ctx.n_numeric > 0).then(|| tensor2(batch.num.clone(), b, ctx.n_numeric, device));
-    let input = ModelInput {
-        batch_size: b,
-        emb,
-        dense,
-        domain: batch.domain.clone(),
-        routing: Routing::new(&batch.domain, ctx.n_domains(), device),
-        sets,
-    };
-    Ok((input, leaf))
+    input::make_input_leaf(ctx, store, batch, emb_buf, device)
+        .map_err(|e| TrainError::Data(e.to_string()))
 }
 
 impl Engine {

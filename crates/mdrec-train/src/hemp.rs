@@ -1,12 +1,13 @@
-//! HEMP — AREAD's hierarchical expert mask pruning schedule (Algorithm 1, model-spec §4.14.4).
+//! HEMP — AREAD's hierarchical expert mask pruning schedule (Algorithm 1).
 //!
 //! This module owns the schedule around AREAD's training steps: the single-domain batch
 //! sequence, the warm-up with its per-domain gate memory, and every `R` batches the mask update
 //! (candidate generation from recorded gates with random flips, candidate training from a
 //! common snapshot with pruning, selection by loss on original training batches). The model
 //! side (mask layout, `validate`, masked forward, bagging loss, the hyper-parameters
-//! [`HempConfig`]) is `mdrec_models::aread`. The trainer opts in when the model is AREAD
-//! ([`applies`]); every other model trains exactly as before.
+//! [`HempConfig`]) is `mdrec_models::multidomain::aread`. The trainer opts in when the model's schedule
+//! hook (`RecModel::hemp`) returns it with HEMP enabled ([`applies`]); every other model trains
+//! exactly as before.
 //!
 //! Schedule (batch size `bs`; `W = warm_up_interval·ref/bs`, `R = regroup_interval·ref/bs`):
 //! - every mini-batch holds one domain: domain `d` appears `⌈n_d/bs⌉` times in a sequence
@@ -23,25 +24,25 @@
 //!   step, then score on `eval_batches` original batches of the domain (inference mode); the
 //!   lowest mean loss wins; Θ0 is restored and the winners become the masks; the gate memory is
 //!   cleared;
-//! - the batch itself is then trained with **its own** domain's mask (fix of §8 row 23),
+//! - the batch itself is then trained with **its own** domain's mask (fix of docs/models.md),
 //!   bagging loss, main optimizer; with `record_gates_after_warmup` its gates are recorded.
 //!
 //! Deviations from the reference (`run.py`): the snapshot covers every parameter and the
-//! optimizer states (§8 row 12; `snapshot = "code"` leaves the MMoE experts, gates and group
-//! embedding out, as the code); gate values keep being recorded after warm-up by default (§8
-//! row 13); all candidates of a domain are scored on the same original batches (the code draws
+//! optimizer states (docs/models.md; `snapshot = "code"` leaves the MMoE experts, gates and group
+//! embedding out, as the code); gate values keep being recorded after warm-up by default
+//! (docs/models.md); all candidates of a domain are scored on the same original batches (the code draws
 //! new ones per candidate); candidate scoring runs the inference model and leaves out the L2
 //! term; the candidates' embedding optimizer uses the store's configured β; `generate_mask`'s
 //! redraw loop gives up after 1000 draws (then `origin ∨ prun`, validated).
 //!
-//! The augmented training set of §4.14.5 is an input ([`Hemp::new`]'s `augmented`), built by
+//! The augmented training set of the counterfactual augmentation is an input ([`Hemp::new`]'s `augmented`), built by
 //! `mdrec-data`; without it candidates train on the original rows.
 
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::AdamConfig;
 use mdrec_data::rng::Rng;
 use mdrec_data::EncodedData;
-use mdrec_models::aread::{self, edge_num, HempConfig, HempMode, HempSnapshot, Mask};
+use mdrec_models::multidomain::aread::{self, edge_num, HempConfig, HempMode, HempSnapshot, Mask};
 use mdrec_models::Probes;
 
 use crate::engine::Engine;
@@ -53,19 +54,15 @@ const MAX_DRAWS: usize = 1000;
 
 /// Whether the engine's model follows the HEMP schedule (it is AREAD).
 pub fn applies(engine: &Engine) -> bool {
-    aread::downcast(engine.model.as_any()).is_some_and(|m| m.hemp_config().enabled)
+    engine.model.hemp().is_some_and(|m| m.hemp_config().enabled)
 }
 
 fn model(engine: &Engine) -> &aread::Aread {
-    aread::downcast(engine.model.as_any()).expect("HEMP runs on AREAD")
+    engine.model.hemp().expect("HEMP runs on AREAD")
 }
 
 fn model_mut(engine: &mut Engine) -> &mut aread::Aread {
-    engine
-        .model
-        .as_any_mut()
-        .downcast_mut::<aread::Aread>()
-        .expect("HEMP runs on AREAD")
+    engine.model.hemp_mut().expect("HEMP runs on AREAD")
 }
 
 /// Rows of one domain drawn batch by batch, reshuffled at every wrap.
@@ -126,7 +123,7 @@ fn threshold(values: &[Vec<f64>], p: f64) -> Option<f64> {
         .reduce(f64::min)
 }
 
-/// `generate_mask('mask_max_gate', …)` (spec §4.14.4): `gates[k−1]` = mean recorded gate values
+/// `generate_mask('mask_max_gate', …)` (AREAD paper, Algorithm 1): `gates[k−1]` = mean recorded gate values
 /// of inter-level block `k` (row-major `[i, n]`, empty when nothing was recorded), `active` = a,
 /// `sigma` = σ_r, `current` = the domain's mask `M_d` if set.
 pub fn generate_mask(
@@ -195,7 +192,7 @@ pub fn generate_mask(
     }
 }
 
-/// `prun_single_mask` (spec §4.14.4): `V = gate ⊙ T` per inter-level block from the latest
+/// `prun_single_mask` (AREAD paper, Algorithm 1): `V = gate ⊙ T` per inter-level block from the latest
 /// forward (`gates[k−1]` row-major); edges below `min_k quantile_ratio(positive V)` are removed,
 /// the mask validated; a result without output edges keeps `t`.
 pub fn prune(t: &Mask, gates: &[Vec<f64>], ratio: f64) -> Mask {
@@ -274,7 +271,7 @@ pub struct Hemp<'a> {
 
 impl<'a> Hemp<'a> {
     /// The schedule for `engine` (an AREAD model, see [`applies`]) on `train`; `augmented` is
-    /// the domain-augmented training set used for candidate training (§4.14.5), or `None` for
+    /// the domain-augmented training set used for candidate training (the AREAD paper's counterfactual augmentation), or `None` for
     /// the original rows.
     pub fn new(
         engine: &Engine,

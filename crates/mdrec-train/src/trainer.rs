@@ -21,12 +21,11 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use mdrec_data::{
-    epoch_order, DatasetSource, EncodedData, FieldKind, PrepareRequest, Prepared, Schema,
-    SyntheticConfig,
+    epoch_order, DatasetSource, EncodedData, PrepareRequest, Prepared, Schema, SyntheticConfig,
 };
 use mdrec_metrics::{evaluate, EvalInput, EvalReport};
 use mdrec_models::{ModelFactory, Setting};
-use mdrec_nn::{FieldInfo, ModelContext};
+use mdrec_nn::ModelContext;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, CheckpointWriter};
@@ -37,48 +36,9 @@ use crate::progress::Progress;
 use crate::report::{write_reports, RunReport, Timing};
 use crate::TrainError;
 
-/// The [`ModelContext`] of a fitted schema: categorical fields, then multi-hot fields, each in
-/// schema order; numeric fields as dense inputs.
+/// The [`ModelContext`] of a fitted schema ([`ModelContext::from_schema`]).
 pub fn context_from_schema(schema: &Schema, default_dim: usize) -> ModelContext {
-    let mut fields = Vec::new();
-    let mut offset = 0;
-    for (multi_hot, kind) in [(false, FieldKind::Categorical), (true, FieldKind::MultiHot)] {
-        for (column, f) in schema.fields.iter().filter(|f| f.kind == kind).enumerate() {
-            let dim = f.dim.unwrap_or(default_dim);
-            let roles = f
-                .roles
-                .iter()
-                .map(|r| {
-                    serde_json::to_value(r)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                })
-                .collect();
-            fields.push(FieldInfo {
-                name: f.name.clone(),
-                table: f.table.clone(),
-                vocab_size: f.vocab_size,
-                dim,
-                offset,
-                multi_hot,
-                column,
-                roles,
-            });
-            offset += dim;
-        }
-    }
-    ModelContext {
-        fields,
-        n_numeric: schema
-            .fields
-            .iter()
-            .filter(|f| f.kind == FieldKind::Numeric)
-            .count(),
-        domains: schema.domains.clone(),
-        tasks: schema.tasks.clone(),
-        sets: vec![],
-    }
+    ModelContext::from_schema(schema, default_dim)
 }
 
 /// Resolve the dataset section to a prepared dataset (through the on-disk cache).
@@ -653,8 +613,8 @@ pub fn train_run(
             part.ctx(&ctx),
             &resolved.train,
             &tr,
-            // AREAD's augmented training set (the paper's popularity-based counterfactual
-            // augmentation); `None` = candidates train on the original rows.
+            // AREAD's counterfactually augmented training set (AREAD paper); `None` = candidates
+            // train on the original rows.
             augmented.as_ref(),
             &va,
             &device,

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use mdrec_data::EncodedData;
-use mdrec_models::aread::{Aread, Mask};
+use mdrec_models::multidomain::aread::{Aread, Mask};
 use mdrec_models::Probes;
 use mdrec_nn::device::cpu;
 use mdrec_nn::ModelContext;
@@ -38,7 +38,7 @@ fn engine() -> Engine {
 }
 
 fn aread(e: &mut Engine) -> &mut Aread {
-    e.model.as_any_mut().downcast_mut::<Aread>().unwrap()
+    e.model.hemp_mut().expect("aread has the HEMP hook")
 }
 
 /// Every dense tensor (parameters, BatchNorm statistics, masks) by name, as bits.

@@ -1,5 +1,5 @@
 //! AdaTT — Li et al., "AdaTT: Adaptive Task-to-Task Fusion Network for Multitask Learning in
-//! Recommendations", KDD 2023 (model-spec §4.16). Two registered models share this file's code:
+//! Recommendations", KDD 2023. Two registered models share this file's code:
 //!
 //! - `adatt_sp`: **AdaTT-sp**, task-specific units only.
 //! - `adatt`: **AdaTT** (the paper's general form), task-specific units plus one shared unit.
@@ -49,7 +49,7 @@
 //! [`MlpConfig`] (default `Linear → ReLU`, as the reference); numeric inputs are part of `x`;
 //! outputs are logits. Defaults: `task_experts = 1`, `shared_experts = 1` and
 //! `self_exp_res_connect = true` are the reference's `MtlConfigs`; `expert_dims = [[128], [64]]`
-//! (two fusion levels with the widths of [`crate::mmoe`]'s experts) and `tower_dims = [32]` are
+//! (two fusion levels with the widths of [`crate::multitask::mmoe`]'s experts) and `tower_dims = [32]` are
 //! \[INFERRED\] (neither paper nor M3oE gives sizes). M3oE runs AdaTT in its "-MTL" group (one
 //! model per domain): `--set train.setting=mtl` reproduces that; the default is MDMT.
 //!
@@ -66,8 +66,10 @@ use mdrec_nn::layers::mix;
 use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::heads::{HeadLayout, Heads};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::model::{
+    model_config, Built, Invalid, ModelConfig, ModelOutput, Probes, RecModel, ZooModel,
+};
 
 /// What an AdaTT task unit is in the multi-domain multi-task setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -91,43 +93,25 @@ pub enum Residual {
     Learned,
 }
 
-/// Config of [`Adatt`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdattConfig {
-    /// What a task unit is.
-    pub units: Units,
-    /// Experts per task unit and level.
-    pub task_experts: usize,
-    /// Experts of the shared unit per level.
-    pub shared_experts: usize,
-    /// Expert widths, one list per extraction level (the reference's `expert_out_dims`).
-    pub expert_dims: Vec<Vec<usize>>,
-    /// Tower hidden widths.
-    pub tower_dims: Vec<usize>,
-    /// Gate form.
-    pub gate: GateKind,
-    /// Heads per (domain, task) or per task.
-    pub heads: HeadLayout,
-    /// Native-expert residual (the reference insists it stays on).
-    pub self_exp_res_connect: bool,
-    /// Hidden-layer options for experts and towers.
-    pub mlp: MlpConfig,
-}
-
-impl Default for AdattConfig {
-    fn default() -> Self {
-        AdattConfig {
-            units: Units::Task,
-            task_experts: 1,
-            shared_experts: 1,
-            expert_dims: vec![vec![128], vec![64]],
-            tower_dims: vec![32],
-            gate: GateKind::Linear,
-            heads: HeadLayout::DomainTask,
-            self_exp_res_connect: true,
-            mlp: MlpConfig::default(),
-        }
+model_config! {
+    /// Config of [`Adatt`].
+    pub struct AdattConfig {
+        /// What a task unit is.
+        units: Units = Units::Task,
+        /// Experts per task unit and level.
+        task_experts: usize = 1,
+        /// Experts of the shared unit per level.
+        shared_experts: usize = 1,
+        /// Expert widths, one list per extraction level (the reference's `expert_out_dims`).
+        expert_dims: Vec<Vec<usize>> = vec![vec![128], vec![64]] => vec![vec![8], vec![6]],
+        /// Gate form.
+        gate: GateKind = GateKind::Linear,
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::DomainTask, vec![32]) => HeadsConfig::new(HeadLayout::DomainTask, vec![4]),
+        /// Native-expert residual (the reference insists it stays on).
+        self_exp_res_connect: bool = true,
+        /// Hidden-layer options for experts and towers.
+        mlp: MlpConfig = MlpConfig::default(),
     }
 }
 
@@ -141,12 +125,10 @@ pub struct AdattSpConfig {
     pub task_experts: usize,
     /// Expert widths, one list per extraction level (the reference's `expert_out_dims`).
     pub expert_dims: Vec<Vec<usize>>,
-    /// Tower hidden widths.
-    pub tower_dims: Vec<usize>,
     /// Gate form.
     pub gate: GateKind,
-    /// Heads per (domain, task) or per task.
-    pub heads: HeadLayout,
+    /// Output heads: tower layout and tower hidden widths.
+    pub heads: HeadsConfig,
     /// Native-expert residual (the reference insists it stays on).
     pub self_exp_res_connect: bool,
     /// Hidden-layer options for experts and towers.
@@ -160,7 +142,6 @@ impl Default for AdattSpConfig {
             units: g.units,
             task_experts: g.task_experts,
             expert_dims: g.expert_dims,
-            tower_dims: g.tower_dims,
             gate: g.gate,
             heads: g.heads,
             self_exp_res_connect: g.self_exp_res_connect,
@@ -182,9 +163,8 @@ impl AdattSpConfig {
             task_experts: self.task_experts,
             shared_experts: 0,
             expert_dims: self.expert_dims.clone(),
-            tower_dims: self.tower_dims.clone(),
             gate: self.gate,
-            heads: self.heads,
+            heads: self.heads.clone(),
             self_exp_res_connect: self.self_exp_res_connect,
             mlp: self.mlp.clone(),
         };
@@ -228,17 +208,13 @@ pub struct AdattNet {
 impl AdattNet {
     /// Build from the general config; `residual` is the variant's rule.
     fn new(
-        model: &str,
         cfg: &AdattConfig,
         residual: Residual,
         ctx: &ModelContext,
         rng: &mut Rng,
         device: &Device,
-    ) -> Result<Self, ModelError> {
-        let invalid = |message: String| ModelError::Invalid {
-            model: model.into(),
-            message,
-        };
+    ) -> Built<Self> {
+        let invalid = Invalid;
         if cfg.expert_dims.is_empty() {
             return Err(invalid(
                 "expert_dims must list at least one extraction level, e.g. [[128], [64]]".into(),
@@ -295,16 +271,7 @@ impl AdattNet {
                 self_w,
             });
         }
-        let heads = Heads::new(
-            cfg.heads,
-            ctx.n_domains(),
-            ctx.n_tasks(),
-            d_in,
-            &cfg.tower_dims,
-            &cfg.mlp,
-            rng,
-            device,
-        );
+        let heads = Heads::new(&cfg.heads, ctx, d_in, &cfg.mlp, rng, device);
         Ok(AdattNet {
             levels,
             heads,
@@ -438,10 +405,7 @@ impl AdattNet {
                 (Units::DomainTask, Some(d)) => unit_out(d * t_n + t),
                 (Units::DomainTask, None) => input.route(|d| unit_out(d * t_n + t)),
             });
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        ModelOutput::from(logits)
     }
 }
 
@@ -456,26 +420,11 @@ impl ZooModel for Adatt {
     const PAPER: &'static str = "Li et al., AdaTT: Adaptive Task-to-Task Fusion Network for Multitask Learning in Recommendations, KDD 2023";
     type Config = AdattConfig;
 
-    fn tiny() -> AdattConfig {
-        AdattConfig {
-            expert_dims: vec![vec![8], vec![6]],
-            tower_dims: vec![4],
-            ..AdattConfig::default()
-        }
-    }
-
-    fn build(
-        cfg: &AdattConfig,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
+    fn build(cfg: &AdattConfig, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
         if cfg.shared_experts == 0 {
-            return Err(ModelError::Invalid {
-                model: Self::NAME.into(),
-                message: "shared_experts must be ≥ 1 (AdaTT without a shared unit is `adatt_sp`)"
-                    .into(),
-            });
+            return Err(Invalid(
+                "shared_experts must be ≥ 1 (AdaTT without a shared unit is `adatt_sp`)".into(),
+            ));
         }
         let residual = match (
             cfg.self_exp_res_connect,
@@ -487,7 +436,7 @@ impl ZooModel for Adatt {
             (true, _, _) => Residual::Learned,
         };
         Ok(Adatt {
-            net: AdattNet::new(Self::NAME, cfg, residual, ctx, rng, device)?,
+            net: AdattNet::new(cfg, residual, ctx, rng, device)?,
         })
     }
 }
@@ -506,28 +455,30 @@ pub struct AdattSp {
     net: AdattNet,
 }
 
+impl ModelConfig for AdattSpConfig {
+    fn tiny() -> AdattSpConfig {
+        AdattSpConfig {
+            expert_dims: vec![vec![8], vec![6]],
+            heads: HeadsConfig::new(HeadLayout::DomainTask, vec![4]),
+            ..AdattSpConfig::default()
+        }
+    }
+}
+
 impl ZooModel for AdattSp {
     const NAME: &'static str = "adatt_sp";
     const PAPER: &'static str = "Li et al., AdaTT: Adaptive Task-to-Task Fusion Network for Multitask Learning in Recommendations, KDD 2023 (AdaTT-sp)";
     type Config = AdattSpConfig;
-
-    fn tiny() -> AdattSpConfig {
-        AdattSpConfig {
-            expert_dims: vec![vec![8], vec![6]],
-            tower_dims: vec![4],
-            ..AdattSpConfig::default()
-        }
-    }
 
     fn build(
         cfg: &AdattSpConfig,
         ctx: &ModelContext,
         rng: &mut Rng,
         device: &Device,
-    ) -> Result<Self, ModelError> {
+    ) -> Built<Self> {
         let (general, residual) = cfg.general();
         Ok(AdattSp {
-            net: AdattNet::new(Self::NAME, &general, residual, ctx, rng, device)?,
+            net: AdattNet::new(&general, residual, ctx, rng, device)?,
         })
     }
 }
@@ -547,23 +498,7 @@ mod tests {
     use mdrec_nn::device::cpu;
     use mdrec_nn::init::tensor;
 
-    fn input(ctx: &ModelContext, domain: &[u32], seed: u64, device: &Device) -> ModelInput {
-        let b = domain.len();
-        let mut rng = Rng::new(seed);
-        let emb = tensor(
-            init::normal(&mut rng, b * ctx.emb_dim(), 1.0),
-            [b, ctx.emb_dim()],
-            device,
-        );
-        let dense = (ctx.n_numeric > 0).then(|| {
-            tensor(
-                init::normal(&mut rng, b * ctx.n_numeric, 1.0),
-                [b, ctx.n_numeric],
-                device,
-            )
-        });
-        ModelInput::new(emb, dense, domain.to_vec(), ctx.n_domains())
-    }
+    use crate::testing::random_input as input;
 
     fn vals(t: &Tensor<2>) -> Vec<f32> {
         t.clone().into_data().try_to_vec::<f32>().unwrap()
@@ -769,7 +704,7 @@ mod tests {
         let ctx = ModelContext::uniform(3, 10, 4, 1, 3, 2);
         let domain = [2u32, 0, 2, 2, 0];
         for heads in ["domain_task", "task"] {
-            let over = serde_json::json!({"units": "domain_task", "heads": heads});
+            let over = serde_json::json!({"units": "domain_task", "heads": {"layout": heads}});
             let (_, p, logits) = run("adatt", over, &ctx, &domain);
             assert!(vals(&logits).iter().all(|v| v.is_finite()));
             // 6 cells × 1 expert + 1 shared.
@@ -821,7 +756,7 @@ mod tests {
                 .build(&cfg, &ctx, &mut Rng::new(1), &cpu())
                 .err()
                 .expect("error");
-            assert!(matches!(err, ModelError::Invalid { .. }), "{err}");
+            assert!(matches!(err, crate::ModelError::Invalid { .. }), "{err}");
             assert!(err.to_string().contains(msg), "{err}");
         }
         // AdaTT-sp has no shared experts to configure.

@@ -1,5 +1,5 @@
 //! M3oE — Zhang et al., "M3oE: Multi-Domain Multi-Task Mixture-of-Experts Recommendation
-//! Framework", SIGIR 2024. Equations reconstructed in model-spec §4.13 from the official code.
+//! Framework", SIGIR 2024. Equations reconstructed from the official code (see docs/models.md).
 //!
 //! Reference implementation: `Applied-Machine-Learning-Lab/M3oE`
 //! `MDMTRec/models/multi_domain/model.py` (class `MDMTRec`).
@@ -9,19 +9,17 @@
 //! and tasks (the reference uses it only for 3 domains × 2 tasks). The outer (AutoML) loss of
 //! `bilevel` is that same objective, not the reference's plain mean BCE over `[B, T]`.
 //!
-//! Fusion-weight modes (`automl`, model-spec §4.13 (6) and §8 items 1–2):
+//! Fusion-weight modes (`automl`; see docs/models.md):
 //! - `joint` (default) is what the official code runs: its `~flag` filter keeps the four fusion
-//!   weights in the main optimizer, which trains them every batch with everything else (§8 item
-//!   1). This is the spec's `m3oe_fusion_params_in_main_optimizer = true` compatibility mode.
+//!   weights in the main optimizer, which trains them every batch with everything else.
 //! - `bilevel` is the paper's intended split (Eq. 11): the four pre-sigmoid scalars
 //!   φ = {bal_d, bal_t, exp_d, exp_t} are the model's [`RecModel::outer_params`], so the main
 //!   optimizer never updates them; once per epoch, after the epoch's batches, the trainer takes
 //!   one Adam step on φ alone (`train.automl_lr`, default 1e-3 = official
 //!   `learning_rate_darts`; weight decay = `train.weight_decay`) on the loss of one batch of
 //!   `train.batch_size` rows drawn from `train.automl_batch_source`: `valid` (default, the
-//!   paper; the spec's §8 table suggests `train` for compatibility, set it explicitly to
-//!   reproduce that) or `train` (the official code's "valid_data_iter" reads the training loader,
-//!   §8 item 2). Embeddings and the other dense parameters are not changed by that step.
+//!   paper; set `train` explicitly to reproduce the official code) or `train` (the official code's "valid_data_iter" reads the training loader,
+//!   docs/models.md). Embeddings and the other dense parameters are not changed by that step.
 //! - `fixed` pins all four at 0.5 (the paper's "w/o AutoML").
 //!
 //! The outer-step keys live in `TrainConfig`, not in this model's config: the step is a property
@@ -52,8 +50,8 @@ use mdrec_nn::layers::mix;
 use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput, Norm};
 use serde::{Deserialize, Serialize};
 
-use crate::heads::{HeadLayout, Heads};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 /// How the fusion weights are obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -86,46 +84,29 @@ pub enum FusionKind {
     Gated,
 }
 
-/// Config of [`M3oe`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Width of the domain-specific star layer (official f1).
-    pub star_dim: usize,
-    /// Width of the domain representation `e` (official f2).
-    pub shared_dim: usize,
-    /// Expert MLP widths on `e` (official `[f4]`).
-    pub expert_dims: Vec<usize>,
-    /// Number of shared experts (official `expert_num`, default 4).
-    pub num_shared_experts: usize,
-    /// Use the domain experts (ablation "w/o domain module" = false).
-    pub domain_experts: bool,
-    /// Use the task experts (ablation "w/o task module" = false).
-    pub task_experts: bool,
-    /// Fusion-weight mode.
-    pub automl: AutoMl,
-    /// Initial value of the four pre-sigmoid fusion scalars (official CLI default 1).
-    pub fusion_init: f32,
-    /// Add or concatenate the three views.
-    pub fusion: FusionKind,
-    /// Gate form for the shared experts.
-    pub gate: GateKind,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            star_dim: 512,
-            shared_dim: 256,
-            expert_dims: vec![64],
-            num_shared_experts: 4,
-            domain_experts: true,
-            task_experts: true,
-            automl: AutoMl::Joint,
-            fusion_init: 1.0,
-            fusion: FusionKind::Add,
-            gate: GateKind::Linear,
-        }
+model_config! {
+    /// Config of [`M3oe`].
+    pub struct Config {
+        /// Width of the domain-specific star layer (official f1).
+        star_dim: usize = 512 => 16,
+        /// Width of the domain representation `e` (official f2).
+        shared_dim: usize = 256 => 16,
+        /// Expert MLP widths on `e` (official `[f4]`).
+        expert_dims: Vec<usize> = vec![64] => vec![8],
+        /// Number of shared experts (official `expert_num`, default 4).
+        num_shared_experts: usize = 4 => 2,
+        /// Use the domain experts (ablation "w/o domain module" = false).
+        domain_experts: bool = true,
+        /// Use the task experts (ablation "w/o task module" = false).
+        task_experts: bool = true,
+        /// Fusion-weight mode.
+        automl: AutoMl = AutoMl::Joint,
+        /// Initial value of the four pre-sigmoid fusion scalars (official CLI default 1).
+        fusion_init: f32 = 1.0,
+        /// Add or concatenate the three views.
+        fusion: FusionKind = FusionKind::Add,
+        /// Gate form for the shared experts.
+        gate: GateKind = GateKind::Linear,
     }
 }
 
@@ -169,26 +150,8 @@ impl ZooModel for M3oe {
     const PAPER: &'static str = "Zhang et al., M3oE: Multi-Domain Multi-Task Mixture-of-Experts Recommendation Framework, SIGIR 2024";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            star_dim: 16,
-            shared_dim: 16,
-            expert_dims: vec![8],
-            num_shared_experts: 2,
-            ..Config::default()
-        }
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let invalid = |m: &str| ModelError::Invalid {
-            model: Self::NAME.into(),
-            message: m.into(),
-        };
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let invalid = |m: &str| Invalid(m.into());
         if cfg.num_shared_experts == 0
             || cfg.expert_dims.is_empty()
             || cfg.star_dim == 0
@@ -266,11 +229,9 @@ impl ZooModel for M3oe {
             _ => Vec::new(),
         };
         let heads = Heads::new(
-            HeadLayout::DomainTask,
-            s_n,
-            t_n,
+            &HeadsConfig::new(HeadLayout::DomainTask, vec![h]),
+            ctx,
             tower_in,
-            &[h],
             &ln,
             rng,
             device,
@@ -413,10 +374,7 @@ impl RecModel for M3oe {
                 }
             }
         });
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        ModelOutput::from(logits)
     }
 
     fn report(&self) -> serde_json::Value {

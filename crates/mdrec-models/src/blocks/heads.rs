@@ -23,6 +23,40 @@ pub enum HeadLayout {
     Task,
 }
 
+/// The output heads of a model (config key `heads`): the tower layout and the towers' hidden
+/// widths. Every model with [`Heads`] nests this config, so `heads.layout` and
+/// `heads.tower_dims` mean the same thing in every model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadsConfig {
+    /// A tower per (domain, task) or one per task.
+    pub layout: HeadLayout,
+    /// Hidden widths of each tower before its `Linear(·, 1)` output (empty: the output only).
+    pub tower_dims: Vec<usize>,
+}
+
+impl Default for HeadsConfig {
+    fn default() -> Self {
+        HeadsConfig::new(HeadLayout::DomainTask, vec![])
+    }
+}
+
+impl HeadsConfig {
+    /// Towers of `tower_dims` hidden widths in `layout`.
+    pub fn new(layout: HeadLayout, tower_dims: Vec<usize>) -> Self {
+        HeadsConfig { layout, tower_dims }
+    }
+
+    /// Number of row groups the towers are split into: the domains for
+    /// [`HeadLayout::DomainTask`], 1 for [`HeadLayout::Task`].
+    pub fn n_groups(&self, ctx: &ModelContext) -> usize {
+        match self.layout {
+            HeadLayout::DomainTask => ctx.n_domains(),
+            HeadLayout::Task => 1,
+        }
+    }
+}
+
 /// A hidden MLP followed by a `Linear(h, 1)` output.
 #[derive(Module, Debug)]
 pub struct Tower {
@@ -62,28 +96,23 @@ pub struct Heads {
 }
 
 impl Heads {
-    /// Towers for `n_domains × n_tasks` heads (or `n_tasks` with [`HeadLayout::Task`]).
-    #[allow(clippy::too_many_arguments)]
+    /// Towers on `in_dim` inputs for the `n_domains × n_tasks` heads of `ctx` (or `n_tasks`
+    /// with [`HeadLayout::Task`]), built head by head in (group, task) order.
     pub fn new(
-        layout: HeadLayout,
-        n_domains: usize,
-        n_tasks: usize,
+        cfg: &HeadsConfig,
+        ctx: &ModelContext,
         in_dim: usize,
-        dims: &[usize],
-        cfg: &MlpConfig,
+        mlp: &MlpConfig,
         rng: &mut Rng,
         device: &Device,
     ) -> Self {
-        let groups = match layout {
-            HeadLayout::DomainTask => n_domains,
-            HeadLayout::Task => 1,
-        };
-        let towers = (0..groups * n_tasks)
-            .map(|_| Tower::new(in_dim, dims, cfg, rng, device))
+        let n_tasks = ctx.n_tasks();
+        let towers = (0..cfg.n_groups(ctx) * n_tasks)
+            .map(|_| Tower::new(in_dim, &cfg.tower_dims, mlp, rng, device))
             .collect();
         Heads {
             towers,
-            layout,
+            layout: cfg.layout,
             n_tasks,
         }
     }
@@ -125,6 +154,18 @@ impl Heads {
                 Tensor::cat(cols, 1)
             }
         }
+    }
+
+    /// Logits when every tower reads the same representation `x`: each head's tower runs on
+    /// its group's rows of `x`.
+    ///
+    /// # Shapes
+    /// - x: `[B, in_dim]` → `[B, T]`
+    pub fn forward_shared(&self, input: &ModelInput, x: &Tensor<2>) -> Tensor<2> {
+        self.forward(input, |group, _t| match group {
+            Some(d) => input.rows_of(x.clone(), d),
+            None => x.clone(),
+        })
     }
 
     /// MMoE-style heads: head (group `g`, task `t`) mixes `experts` with the softmax gate

@@ -1,5 +1,5 @@
 //! STAR — Sheng et al., "One Model to Serve All: Star Topology Adaptive Recommender for
-//! Multi-Domain CTR Prediction", CIKM 2021. Paper form (model-spec §4.5):
+//! Multi-Domain CTR Prediction", CIKM 2021. Paper form:
 //!
 //! 1. **Partitioned Normalization** on the flat input:
 //!    `z = (γ ⊙ γ_d) ⊙ (x − μ_d)/√(σ²_d + ε) + (β + β_d)`, where in training μ_d, σ²_d are the
@@ -20,14 +20,14 @@
 //! `models/star.py`.
 //! Deviations from reference: PN uses per-domain batch statistics in training and per-domain
 //! moving averages at inference (Scenario-Wise-Rec normalises with whole-batch statistics, also
-//! in eval — model-spec §8 item 6 — SATrans does as the paper); no BN or ReLU after the star
+//! in eval — docs/models.md — SATrans does as the paper); no BN or ReLU after the star
 //! layers and none on the final logit (Scenario-Wise-Rec applies BN + ReLU to every layer
 //! including the logit); biases start at zero (not U(0, 1)) and `W_shared` is Xavier-uniform
 //! with `W_d = 1` (SWR: Kaiming-uniform for both); the auxiliary network reads only the domain
 //! embedding by default (SWR: all features; the paper: the domain indicator "and other
 //! features"; `aux_features = true` adds the flat input); one output per task from one shared
 //! FCN trunk (the paper and the references are single-task). There is no
-//! Scenario-Wise-Rec compatibility mode (model-spec recommends one; not done).
+//! Scenario-Wise-Rec compatibility mode.
 //! Defaults: `fcn_dims = [256, 128, 64]` [INFERRED: a 3-layer star FCN as in the paper; SWR
 //! MovieLens uses `[128, 64, 32]`], `aux_dims = [32]` (SWR).
 
@@ -36,45 +36,31 @@ use burn::nn::Linear;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
+use mdrec_data::FieldRole;
 use mdrec_nn::init::{self, WeightInit};
 use mdrec_nn::layers::linear;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
-use serde::{Deserialize, Serialize};
 
-use crate::domain::domain_table;
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::blocks::domain::domain_table;
+use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
-/// Config of [`Star`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Hidden widths of the star-topology FCN (before the one-unit-per-task output layer).
-    pub fcn_dims: Vec<usize>,
-    /// Hidden widths of the auxiliary network (before its `T` outputs).
-    pub aux_dims: Vec<usize>,
-    /// Hidden-layer options of the auxiliary network.
-    pub aux_mlp: MlpConfig,
-    /// Also feed the flat input (not normalised) to the auxiliary network.
-    pub aux_features: bool,
-    /// Width of the learned per-domain embedding used when the schema has no `domain` field.
-    pub domain_emb_dim: usize,
-    /// Momentum of the per-domain moving averages of partitioned normalization.
-    pub pn_momentum: f64,
-    /// ε of partitioned normalization.
-    pub pn_epsilon: f64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            fcn_dims: vec![256, 128, 64],
-            aux_dims: vec![32],
-            aux_mlp: MlpConfig::default(),
-            aux_features: false,
-            domain_emb_dim: 8,
-            pn_momentum: 0.1,
-            pn_epsilon: 1e-5,
-        }
+model_config! {
+    /// Config of [`Star`].
+    pub struct Config {
+        /// Hidden widths of the star-topology FCN (before the one-unit-per-task output layer).
+        fcn_dims: Vec<usize> = vec![256, 128, 64] => vec![16, 8],
+        /// Hidden widths of the auxiliary network (before its `T` outputs).
+        aux_dims: Vec<usize> = vec![32] => vec![4],
+        /// Hidden-layer options of the auxiliary network.
+        aux_mlp: MlpConfig = MlpConfig::default(),
+        /// Also feed the flat input (not normalised) to the auxiliary network.
+        aux_features: bool = false,
+        /// Width of the learned per-domain embedding used when the schema has no `domain` field.
+        domain_emb_dim: usize = 8,
+        /// Momentum of the per-domain moving averages of partitioned normalization.
+        pn_momentum: f64 = 0.1,
+        /// ε of partitioned normalization.
+        pn_epsilon: f64 = 1e-5,
     }
 }
 
@@ -240,24 +226,8 @@ impl ZooModel for Star {
     const PAPER: &'static str = "Sheng et al., One Model to Serve All: Star Topology Adaptive Recommender for Multi-Domain CTR Prediction, CIKM 2021";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            fcn_dims: vec![16, 8],
-            aux_dims: vec![4],
-            ..Config::default()
-        }
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let invalid = |message: &str| ModelError::Invalid {
-            model: Self::NAME.into(),
-            message: message.into(),
-        };
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let invalid = |message: &str| Invalid(message.into());
         if !(0.0..=1.0).contains(&cfg.pn_momentum) {
             return Err(invalid("pn_momentum must be in [0, 1]"));
         }
@@ -274,7 +244,7 @@ impl ZooModel for Star {
             fcn.push(StarLinear::new(fan_in, w, s, rng, device));
             fan_in = w;
         }
-        let domain_field = ctx.fields_with_role("domain").first().copied();
+        let domain_field = ctx.fields_with_role(FieldRole::Domain).first().copied();
         let (domain_emb, dom_dim) = match domain_field {
             Some(i) => (None, ctx.fields[i].dim),
             None => {
@@ -347,10 +317,7 @@ impl RecModel for Star {
         if training {
             self.pn.update(stats);
         }
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        ModelOutput::from(logits)
     }
 }
 

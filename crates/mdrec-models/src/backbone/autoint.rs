@@ -1,5 +1,5 @@
 //! AutoInt — Song et al., "AutoInt: Automatic Feature Interaction Learning via Self-Attentive
-//! Neural Networks", CIKM 2019 (model-spec §4.17).
+//! Neural Networks", CIKM 2019.
 //!
 //! Every field is one attention token: categorical fields are their embeddings, numeric input
 //! `m` is `x_m · v_m` with a learned vector `v_m` (paper §4.2). `layers` interacting layers
@@ -38,10 +38,10 @@ use mdrec_nn::init::{self, WeightInit};
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::deepfm::reference_mlp;
-use crate::heads::{HeadLayout, Heads};
-use crate::interaction::{common_dim, stack_fields, FieldProjection, InteractingLayer};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::backbone::deepfm::reference_mlp;
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::interaction::{common_dim, stack_fields, FieldProjection, InteractingLayer};
+use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 /// How fields reach the first attention layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -56,49 +56,29 @@ pub enum Projection {
     PerField,
 }
 
-/// Config of [`AutoInt`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Number of interacting layers.
-    pub layers: usize,
-    /// Attention heads per layer.
-    pub num_heads: usize,
-    /// Width `d'` of each head.
-    pub head_dim: usize,
-    /// Residual `W_Res e_m` in every layer.
-    pub residual: bool,
-    /// Divide attention scores by √d' (the paper does not).
-    pub scaled: bool,
-    /// Dropout on the attention weights (training only).
-    pub attention_dropout: f64,
-    /// How fields reach the first layer.
-    pub projection: Projection,
-    /// DNN widths of AutoInt+ (empty: AutoInt).
-    pub dnn_dims: Vec<usize>,
-    /// Hidden widths of each head before its `Linear(·, 1)`.
-    pub tower_dims: Vec<usize>,
-    /// One head per task (default) or per (domain, task).
-    pub heads: HeadLayout,
-    /// Hidden-layer options of the DNN and the heads.
-    pub mlp: MlpConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            layers: 3,
-            num_heads: 2,
-            head_dim: 32,
-            residual: true,
-            scaled: false,
-            attention_dropout: 0.0,
-            projection: Projection::Auto,
-            dnn_dims: vec![],
-            tower_dims: vec![],
-            heads: HeadLayout::Task,
-            mlp: reference_mlp(),
-        }
+model_config! {
+    /// Config of [`AutoInt`].
+    pub struct Config {
+        /// Number of interacting layers.
+        layers: usize = 3 => 2,
+        /// Attention heads per layer.
+        num_heads: usize = 2,
+        /// Width `d'` of each head.
+        head_dim: usize = 32 => 4,
+        /// Residual `W_Res e_m` in every layer.
+        residual: bool = true,
+        /// Divide attention scores by √d' (the paper does not).
+        scaled: bool = false,
+        /// Dropout on the attention weights (training only).
+        attention_dropout: f64 = 0.0,
+        /// How fields reach the first layer.
+        projection: Projection = Projection::Auto,
+        /// DNN widths of AutoInt+ (empty: AutoInt).
+        dnn_dims: Vec<usize> = vec![],
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::Task, vec![]),
+        /// Hidden-layer options of the DNN and the heads.
+        mlp: MlpConfig = reference_mlp(),
     }
 }
 
@@ -138,24 +118,8 @@ impl ZooModel for AutoInt {
     const PAPER: &'static str = "Song et al., AutoInt: Automatic Feature Interaction Learning via Self-Attentive Neural Networks, CIKM 2019";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            layers: 2,
-            head_dim: 4,
-            ..Config::default()
-        }
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let invalid = |message: String| ModelError::Invalid {
-            model: Self::NAME.into(),
-            message,
-        };
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let invalid = Invalid;
         if cfg.layers == 0 {
             return Err(invalid("layers must be ≥ 1".into()));
         }
@@ -213,16 +177,7 @@ impl ZooModel for AutoInt {
         let dnn = (!cfg.dnn_dims.is_empty())
             .then(|| Mlp::new(ctx.input_dim(), &cfg.dnn_dims, &cfg.mlp, rng, device));
         let rep = tokens * d_in + dnn.as_ref().map_or(0, Mlp::out_dim);
-        let heads = Heads::new(
-            cfg.heads,
-            ctx.n_domains(),
-            ctx.n_tasks(),
-            rep,
-            &cfg.tower_dims,
-            &cfg.mlp,
-            rng,
-            device,
-        );
+        let heads = Heads::new(&cfg.heads, ctx, rep, &cfg.mlp, rng, device);
         Ok(AutoInt {
             projection,
             numeric,
@@ -256,14 +211,8 @@ impl RecModel for AutoInt {
         if let Some(dnn) = &self.dnn {
             z = Tensor::cat(vec![z, dnn.forward(input.flat())], 1);
         }
-        let logits = self.heads.forward(input, |group, _t| match group {
-            Some(d) => input.rows_of(z.clone(), d),
-            None => z.clone(),
-        });
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        let logits = self.heads.forward_shared(input, &z);
+        ModelOutput::from(logits)
     }
 }
 

@@ -1,8 +1,8 @@
 //! AME (Asymmetric Multi-Embedding) — Pan et al., "Ads Recommendation in a Collapsed and
-//! Entangled World", KDD 2024, §5.1 (model-spec §4.11).
+//! Entangled World", KDD 2024, §5.1.
 //!
 //! Reference implementation: none from the authors; QunBB `recsys/multitask/stem.py::stem` is a
-//! third-party port. This file follows model-spec §4.11's recommended structure \[INFERRED\]:
+//! third-party port. This file follows our reading of the paper \[INFERRED, see docs/models.md\]:
 //! a fixed number of embedding tables of **different widths** (the deployment uses 16/32/64),
 //! decoupled from the number of tasks; `experts_per_table` experts on each table, all with the
 //! same output width so they can be mixed; one MMoE-style gate per head over every expert, so a
@@ -14,7 +14,7 @@
 //!
 //! Deviations from reference: per-head (domain, task) gates and towers instead of per task;
 //! numeric inputs are appended to every table's expert input; QunBB's duplicated shared expert
-//! (model-spec §4.11 BUG) does not arise (no shared table).
+//! does not arise (no shared table).
 //!
 //! Probes: `expert/<table>/<j>` (`[B, H]`), `gate/<domain>/<task>` (`[n_d, K]`).
 
@@ -24,8 +24,8 @@ use mdrec_data::rng::Rng;
 use mdrec_nn::{EmbeddingSetSpec, Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::heads::{HeadLayout, Heads};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 /// What the gates read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,40 +37,23 @@ pub enum AmeGateInput {
     Largest,
 }
 
-/// Config of [`Ame`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Widths of the tables after the schema's own.
-    pub extra_table_dims: Vec<usize>,
-    /// Experts on each table.
-    pub experts_per_table: usize,
-    /// Expert MLP widths (the last is the common output width).
-    pub expert_dims: Vec<usize>,
-    /// Tower hidden widths.
-    pub tower_dims: Vec<usize>,
-    /// Gate input.
-    pub gate_input: AmeGateInput,
-    /// Gate form.
-    pub gate: GateKind,
-    /// Heads per (domain, task) or per task.
-    pub heads: HeadLayout,
-    /// Hidden-layer options for experts and towers.
-    pub mlp: MlpConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            extra_table_dims: vec![32, 64],
-            experts_per_table: 1,
-            expert_dims: vec![128, 64],
-            tower_dims: vec![32],
-            gate_input: AmeGateInput::All,
-            gate: GateKind::Linear,
-            heads: HeadLayout::DomainTask,
-            mlp: MlpConfig::default(),
-        }
+model_config! {
+    /// Config of [`Ame`].
+    pub struct Config {
+        /// Widths of the tables after the schema's own.
+        extra_table_dims: Vec<usize> = vec![32, 64] => vec![6],
+        /// Experts on each table.
+        experts_per_table: usize = 1,
+        /// Expert MLP widths (the last is the common output width).
+        expert_dims: Vec<usize> = vec![128, 64] => vec![8],
+        /// Gate input.
+        gate_input: AmeGateInput = AmeGateInput::All,
+        /// Gate form.
+        gate: GateKind = GateKind::Linear,
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::DomainTask, vec![32]) => HeadsConfig::new(HeadLayout::DomainTask, vec![4]),
+        /// Hidden-layer options for experts and towers.
+        mlp: MlpConfig = MlpConfig::default(),
     }
 }
 
@@ -113,36 +96,16 @@ impl ZooModel for Ame {
         "Pan et al., Ads Recommendation in a Collapsed and Entangled World, KDD 2024 (§5.1 AME)";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            extra_table_dims: vec![6],
-            expert_dims: vec![8],
-            tower_dims: vec![4],
-            ..Config::default()
-        }
-    }
-
-    fn embedding_sets(
-        cfg: &Config,
-        _ctx: &ModelContext,
-    ) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
+    fn embedding_sets(cfg: &Config, _ctx: &ModelContext) -> Result<Vec<EmbeddingSetSpec>, Invalid> {
         Ok(EmbeddingSetSpec::tables(SET_PREFIX, &cfg.extra_table_dims))
     }
 
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
         if cfg.extra_table_dims.is_empty()
             || cfg.experts_per_table == 0
             || cfg.expert_dims.is_empty()
         {
-            return Err(ModelError::Invalid {
-                model: Self::NAME.into(),
-                message: "AME needs ≥ 1 extra table (extra_table_dims), experts_per_table ≥ 1 and non-empty expert_dims".into(),
-            });
+            return Err(Invalid("AME needs ≥ 1 extra table (extra_table_dims), experts_per_table ≥ 1 and non-empty expert_dims".into()));
         }
         let table_sets: Vec<usize> = (1..=cfg.extra_table_dims.len())
             .map(|p| {
@@ -172,16 +135,7 @@ impl ZooModel for Ame {
             })
             .collect();
         let h = experts[0].out_dim();
-        let heads = Heads::new(
-            cfg.heads,
-            ctx.n_domains(),
-            ctx.n_tasks(),
-            h,
-            &cfg.tower_dims,
-            &cfg.mlp,
-            rng,
-            device,
-        );
+        let heads = Heads::new(&cfg.heads, ctx, h, &cfg.mlp, rng, device);
         let gate_in = match cfg.gate_input {
             AmeGateInput::All => widths.iter().sum::<usize>() - ctx.n_numeric * (widths.len() - 1),
             AmeGateInput::Largest => widths[largest],
@@ -227,10 +181,7 @@ impl RecModel for Ame {
         let logits = self
             .heads
             .forward_gated(ctx, input, &self.gates, &gate_in, &stacked, probes);
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        ModelOutput::from(logits)
     }
 }
 

@@ -1,5 +1,5 @@
 //! DeepFM — Guo et al., "DeepFM: A Factorization-Machine based Neural Network for CTR
-//! Prediction", IJCAI 2017 (model-spec §4.17).
+//! Prediction", IJCAI 2017.
 //!
 //! `logit_t = LR_t(x) + FM(E) + head_t(DNN(x))`: the first-order term, the FM second-order term
 //! ([`Fm`]) on the per-field embeddings `E: [B, F, k]` and a DNN on the flat input
@@ -18,7 +18,7 @@
 //! - `none`.
 //!
 //! Reference implementation: torch-rechub `models/ranking/deepfm.py` (`LR(F·k) + FM + MLP_BN`),
-//! AREAD `model/dfm.py` (model-spec §4.17).
+//! AREAD `model/dfm.py`.
 //! Deviations from reference: the first-order term defaults to the paper's per-feature weights
 //! (references: `lr_mode = flat` on the embeddings), a multi-hot field contributing the mean of
 //! its values' weights (the store mean-pools); numeric inputs go to the DNN and the
@@ -42,9 +42,9 @@ use mdrec_nn::layers::linear;
 use mdrec_nn::{EmbeddingSetSpec, Mlp, MlpConfig, ModelContext, ModelInput, Norm};
 use serde::{Deserialize, Serialize};
 
-use crate::heads::{HeadLayout, Heads};
-use crate::interaction::{common_dim, dense, stack_fields, Fm};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::interaction::{common_dim, dense, stack_fields, Fm};
+use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 /// Name of the embedding set holding the per-feature first-order weights.
 pub const FIRST_ORDER_SET: &str = "first_order";
@@ -94,11 +94,10 @@ impl FirstOrder {
     /// [`LinearMode::embedding_sets`].
     pub fn new(
         mode: LinearMode,
-        model: &str,
         ctx: &ModelContext,
         rng: &mut Rng,
         device: &Device,
-    ) -> Result<Option<Self>, ModelError> {
+    ) -> Result<Option<Self>, Invalid> {
         let t = ctx.n_tasks();
         Ok(match mode {
             LinearMode::None => None,
@@ -116,14 +115,11 @@ impl FirstOrder {
                 n_tasks: t,
             }),
             LinearMode::PerFeature => {
-                let set = ctx
-                    .set_index(FIRST_ORDER_SET)
-                    .ok_or_else(|| ModelError::Invalid {
-                        model: model.into(),
-                        message: format!(
-                            "linear = \"per_feature\" needs the embedding set `{FIRST_ORDER_SET}`"
-                        ),
-                    })?;
+                let set = ctx.set_index(FIRST_ORDER_SET).ok_or_else(|| {
+                    Invalid(format!(
+                        "linear = \"per_feature\" needs the embedding set `{FIRST_ORDER_SET}`"
+                    ))
+                })?;
                 Some(FirstOrder {
                     flat: None,
                     numeric: (ctx.n_numeric > 0)
@@ -167,31 +163,17 @@ pub(crate) fn reference_mlp() -> MlpConfig {
     }
 }
 
-/// Config of [`DeepFm`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// DNN hidden widths.
-    pub dnn_dims: Vec<usize>,
-    /// Hidden widths of each head before its `Linear(·, 1)` (empty: DeepFM's output unit).
-    pub tower_dims: Vec<usize>,
-    /// One head per task (default) or per (domain, task).
-    pub heads: HeadLayout,
-    /// First-order term.
-    pub linear: LinearMode,
-    /// Hidden-layer options of the DNN and the heads.
-    pub mlp: MlpConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            dnn_dims: vec![256, 128],
-            tower_dims: vec![],
-            heads: HeadLayout::Task,
-            linear: LinearMode::PerFeature,
-            mlp: reference_mlp(),
-        }
+model_config! {
+    /// Config of [`DeepFm`].
+    pub struct Config {
+        /// DNN hidden widths.
+        dnn_dims: Vec<usize> = vec![256, 128] => vec![16],
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::Task, vec![]),
+        /// First-order term.
+        linear: LinearMode = LinearMode::PerFeature,
+        /// Hidden-layer options of the DNN and the heads.
+        mlp: MlpConfig = reference_mlp(),
     }
 }
 
@@ -209,46 +191,19 @@ impl ZooModel for DeepFm {
     const PAPER: &'static str = "Guo et al., DeepFM: A Factorization-Machine based Neural Network for CTR Prediction, IJCAI 2017";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            dnn_dims: vec![16],
-            ..Config::default()
-        }
-    }
-
-    fn embedding_sets(
-        cfg: &Config,
-        ctx: &ModelContext,
-    ) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
+    fn embedding_sets(cfg: &Config, ctx: &ModelContext) -> Result<Vec<EmbeddingSetSpec>, Invalid> {
         Ok(cfg.linear.embedding_sets(ctx))
     }
 
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let invalid = |message: String| ModelError::Invalid {
-            model: Self::NAME.into(),
-            message,
-        };
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let invalid = Invalid;
         if cfg.dnn_dims.is_empty() {
             return Err(invalid("dnn_dims must not be empty".into()));
         }
         let k = common_dim(&ctx.fields, "the FM term").map_err(invalid)?;
-        let first = FirstOrder::new(cfg.linear, Self::NAME, ctx, rng, device)?;
+        let first = FirstOrder::new(cfg.linear, ctx, rng, device)?;
         let dnn = Mlp::new(ctx.input_dim(), &cfg.dnn_dims, &cfg.mlp, rng, device);
-        let heads = Heads::new(
-            cfg.heads,
-            ctx.n_domains(),
-            ctx.n_tasks(),
-            dnn.out_dim(),
-            &cfg.tower_dims,
-            &cfg.mlp,
-            rng,
-            device,
-        );
+        let heads = Heads::new(&cfg.heads, ctx, dnn.out_dim(), &cfg.mlp, rng, device);
         Ok(DeepFm {
             first,
             fm: Fm::new(k, true),
@@ -264,10 +219,7 @@ impl RecModel for DeepFm {
     ///   logits `[B, T]`
     fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
         let h = self.dnn.forward(input.flat());
-        let mut logits = self.heads.forward(input, |group, _t| match group {
-            Some(d) => input.rows_of(h.clone(), d),
-            None => h.clone(),
-        });
+        let mut logits = self.heads.forward_shared(input, &h);
         let fm = self
             .fm
             .forward(stack_fields(input.emb.clone(), &ctx.fields));
@@ -278,10 +230,7 @@ impl RecModel for DeepFm {
             probes.record(|| "first_order".into(), || y1.clone());
             logits = logits + y1;
         }
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        ModelOutput::from(logits)
     }
 }
 
@@ -379,7 +328,7 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("deepfm") && err.contains("`f2` (8)"), "{err}");
+        assert!(err.contains("`f2` (8)"), "{err}");
     }
 
     #[test]

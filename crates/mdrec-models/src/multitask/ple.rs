@@ -5,7 +5,7 @@
 //! `specific_experts` experts per head and `shared_experts` shared experts, then a tower per head.
 //!
 //! Reference implementation: torch-rechub `models/multi_task/ple.py`, Scenario-Wise-Rec
-//! `models/multi_domain/ple.py` (model-spec §4.4).
+//! `models/multi_domain/ple.py`.
 //! Deviations from reference: gates default to the paper's `softmax(Linear(x))`
 //! (`gate = "linear_bn"` gives torch-rechub's BN-before-softmax); shared experts run once on the
 //! whole batch, a head's specific experts, gate and tower only on its domain's rows (the
@@ -15,7 +15,7 @@
 //! every head, evaluated also on rows of other domains). With `heads = "task"` the shared gate is
 //! exactly the paper's (all `T·specific_experts + shared_experts` experts). `shared_gate =
 //! "shared_only"` is the FuxiCTR/STEM variant whose shared gate covers only the shared experts
-//! (model-spec §8 item 17, a compat flag for STEM's PLE numbers; STEM's unused last-level shared
+//! (docs/models.md, a compat flag for STEM's PLE numbers; STEM's unused last-level shared
 //! output is not computed). Outputs are logits.
 //! Defaults: `specific_experts = 1`, `shared_experts = 2`, `expert_dims = [64, 32]`,
 //! `tower_dims = [16]`, one level — between Scenario-Wise-Rec's KuaiRand/MIND setting
@@ -33,8 +33,8 @@ use mdrec_nn::layers::mix;
 use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::heads::{HeadLayout, Heads};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 /// Which experts the shared gate of a level ℓ < L mixes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -44,47 +44,29 @@ pub enum SharedGate {
     /// paper, torch-rechub).
     #[default]
     All,
-    /// Only the shared experts (FuxiCTR / STEM `CGC_Layer`, model-spec §8 item 17).
+    /// Only the shared experts (FuxiCTR / STEM `CGC_Layer`, docs/models.md).
     SharedOnly,
 }
 
-/// Config of [`Ple`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Number of stacked CGC levels (L).
-    pub num_levels: usize,
-    /// Specific experts per head and level.
-    pub specific_experts: usize,
-    /// Shared experts per level.
-    pub shared_experts: usize,
-    /// Expert MLP widths (every expert of every level).
-    pub expert_dims: Vec<usize>,
-    /// Tower hidden widths.
-    pub tower_dims: Vec<usize>,
-    /// Gate form.
-    pub gate: GateKind,
-    /// Heads per (domain, task) or per task.
-    pub heads: HeadLayout,
-    /// Hidden-layer options for experts and towers.
-    pub mlp: MlpConfig,
-    /// Experts mixed by the shared gate of levels ℓ < L.
-    pub shared_gate: SharedGate,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            num_levels: 1,
-            specific_experts: 1,
-            shared_experts: 2,
-            expert_dims: vec![64, 32],
-            tower_dims: vec![16],
-            gate: GateKind::Linear,
-            heads: HeadLayout::DomainTask,
-            mlp: MlpConfig::default(),
-            shared_gate: SharedGate::All,
-        }
+model_config! {
+    /// Config of [`Ple`].
+    pub struct Config {
+        /// Number of stacked CGC levels (L).
+        num_levels: usize = 1 => 2,
+        /// Specific experts per head and level.
+        specific_experts: usize = 1 => 1,
+        /// Shared experts per level.
+        shared_experts: usize = 2 => 1,
+        /// Expert MLP widths (every expert of every level).
+        expert_dims: Vec<usize> = vec![64, 32] => vec![8],
+        /// Gate form.
+        gate: GateKind = GateKind::Linear,
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::DomainTask, vec![16]) => HeadsConfig::new(HeadLayout::DomainTask, vec![4]),
+        /// Hidden-layer options for experts and towers.
+        mlp: MlpConfig = MlpConfig::default(),
+        /// Experts mixed by the shared gate of levels ℓ < L.
+        shared_gate: SharedGate = SharedGate::All,
     }
 }
 
@@ -119,27 +101,8 @@ impl ZooModel for Ple {
     const PAPER: &'static str = "Tang et al., Progressive Layered Extraction (PLE): A Novel Multi-Task Learning (MTL) Model for Personalized Recommendations, RecSys 2020";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            num_levels: 2,
-            specific_experts: 1,
-            shared_experts: 1,
-            expert_dims: vec![8],
-            tower_dims: vec![4],
-            ..Config::default()
-        }
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let invalid = |message: String| ModelError::Invalid {
-            model: Self::NAME.into(),
-            message,
-        };
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let invalid = Invalid;
         if cfg.num_levels == 0 {
             return Err(invalid("num_levels must be ≥ 1".into()));
         }
@@ -152,10 +115,7 @@ impl ZooModel for Ple {
         if cfg.expert_dims.is_empty() {
             return Err(invalid("expert_dims must not be empty".into()));
         }
-        let groups = match cfg.heads {
-            HeadLayout::DomainTask => ctx.n_domains(),
-            HeadLayout::Task => 1,
-        };
+        let groups = cfg.heads.n_groups(ctx);
         let n_heads = groups * ctx.n_tasks();
         if n_heads < 2 {
             return Err(invalid(format!(
@@ -164,7 +124,7 @@ impl ZooModel for Ple {
                  or `shared_bottom`",
                 ctx.n_domains(),
                 ctx.n_tasks(),
-                cfg.heads
+                cfg.heads.layout
             )));
         }
         let shared_width = match cfg.shared_gate {
@@ -211,16 +171,7 @@ impl ZooModel for Ple {
             });
             d_in = h_dim;
         }
-        let heads = Heads::new(
-            cfg.heads,
-            ctx.n_domains(),
-            ctx.n_tasks(),
-            h_dim,
-            &cfg.tower_dims,
-            &cfg.mlp,
-            rng,
-            device,
-        );
+        let heads = Heads::new(&cfg.heads, ctx, h_dim, &cfg.mlp, rng, device);
         Ok(Ple {
             levels,
             heads,
@@ -376,10 +327,7 @@ impl RecModel for Ple {
                 .clone()
                 .expect("head output of a present group")
         });
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        ModelOutput::from(logits)
     }
 }
 
@@ -387,33 +335,8 @@ impl RecModel for Ple {
 mod tests {
     use super::*;
     use mdrec_nn::device::cpu;
-    use mdrec_nn::init::tensor;
-    use mdrec_nn::input::Routing;
 
-    fn input(ctx: &ModelContext, domain: &[u32], seed: u64, device: &Device) -> ModelInput {
-        let b = domain.len();
-        let mut rng = Rng::new(seed);
-        let emb = tensor(
-            mdrec_nn::init::normal(&mut rng, b * ctx.emb_dim(), 1.0),
-            [b, ctx.emb_dim()],
-            device,
-        );
-        let dense = (ctx.n_numeric > 0).then(|| {
-            tensor(
-                mdrec_nn::init::normal(&mut rng, b * ctx.n_numeric, 1.0),
-                [b, ctx.n_numeric],
-                device,
-            )
-        });
-        ModelInput {
-            batch_size: b,
-            emb,
-            dense,
-            domain: domain.to_vec(),
-            routing: Routing::new(domain, ctx.n_domains(), device),
-            sets: vec![],
-        }
-    }
+    use crate::testing::random_input as input;
 
     #[test]
     fn rejects_a_single_head() {
@@ -424,7 +347,7 @@ mod tests {
         // One task shared by three domains is one head with `heads = "task"` ...
         let ctx = ModelContext::uniform(3, 10, 4, 0, 3, 1);
         let cfg = Config {
-            heads: HeadLayout::Task,
+            heads: HeadsConfig::new(HeadLayout::Task, vec![4]),
             ..Ple::tiny()
         };
         assert!(Ple::build(&cfg, &ctx, &mut Rng::new(1), &dev).is_err());
@@ -449,7 +372,7 @@ mod tests {
         ] {
             assert!(matches!(
                 Ple::build(&cfg, &ctx, &mut Rng::new(1), &dev),
-                Err(ModelError::Invalid { .. })
+                Err(Invalid(_))
             ));
         }
     }
@@ -498,7 +421,7 @@ mod tests {
                 specific_experts: 2,
                 shared_experts: 3,
                 shared_gate: flag,
-                heads: HeadLayout::Task,
+                heads: HeadsConfig::new(HeadLayout::Task, vec![4]),
                 ..Ple::tiny()
             };
             let m = Ple::build(&cfg, &ctx, &mut Rng::new(3), &dev).unwrap();

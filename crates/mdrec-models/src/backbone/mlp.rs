@@ -2,9 +2,9 @@
 //!
 //! Paper: M3oE (Zhang et al., SIGIR 2024) §3.2 describes its MLP baseline as "a linear operation
 //! with a ReLU activation function and layer normalization", trained per (domain, task).
-//! Reference implementation: none in the M3oE repository (model-spec §4.1).
+//! Reference implementation: none in the M3oE repository.
 //! Deviations from reference: hidden widths default to M3oE's expert stack `[512, 256, 256, 64]`
-//! [INFERRED, model-spec §4.1].
+//! [INFERRED].
 //!
 //! The model ignores the domain and has one output per task. Its default training setting is
 //! [`Setting::Isolated`]: the trainer builds one instance per (domain, task) cell and trains it on
@@ -17,29 +17,16 @@ use mdrec_data::rng::Rng;
 use mdrec_nn::init::WeightInit;
 use mdrec_nn::layers::linear;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput, Norm};
-use serde::{Deserialize, Serialize};
 
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, Setting, ZooModel};
+use crate::model::{model_config, Built, ModelOutput, Probes, RecModel, Setting, ZooModel};
 
-/// Config of [`MlpModel`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Hidden widths.
-    pub dims: Vec<usize>,
-    /// Hidden-layer options (LayerNorm by default, as M3oE describes).
-    pub mlp: MlpConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            dims: vec![512, 256, 256, 64],
-            mlp: MlpConfig {
-                norm: Norm::Layer,
-                ..MlpConfig::default()
-            },
-        }
+model_config! {
+    /// Config of [`MlpModel`].
+    pub struct Config {
+        /// Hidden widths.
+        dims: Vec<usize> = vec![512, 256, 256, 64] => vec![16, 8],
+        /// Hidden-layer options (LayerNorm by default, as M3oE describes).
+        mlp: MlpConfig = MlpConfig { norm: Norm::Layer, ..MlpConfig::default() },
     }
 }
 
@@ -57,19 +44,7 @@ impl ZooModel for MlpModel {
     const SETTING: Setting = Setting::Isolated;
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            dims: vec![16, 8],
-            ..Config::default()
-        }
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
         let mlp = Mlp::new(ctx.input_dim(), &cfg.dims, &cfg.mlp, rng, device);
         let out = linear(
             mlp.out_dim(),
@@ -92,9 +67,6 @@ impl RecModel for MlpModel {
         _probes: &mut Probes,
     ) -> ModelOutput {
         let logits = self.out.forward(self.mlp.forward(input.flat()));
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        ModelOutput::from(logits)
     }
 }

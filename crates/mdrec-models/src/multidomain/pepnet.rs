@@ -1,12 +1,12 @@
 //! PEPNet — Chang et al., "PEPNet: Parameter and Embedding Personalized Network for Infusing
-//! with Personalized Prior Information", KDD 2023 (model-spec §4.8). Three registered models
+//! with Personalized Prior Information", KDD 2023. Three registered models
 //! share the blocks of this file:
 //!
 //! - `epnet`: **EPNet** (embedding personalization) then plain towers ([`Heads`]).
 //!   `δ_domain = GateNU(E(F_d) ⊕ stopgrad(E))`, `O_ep = δ_domain ⊗ E`, where `E` is the general
 //!   embedding ([`ModelInput::flat`]) and `E(F_d)` the embeddings of the fields with role
 //!   `domain` (and `context`, if any), or a learned per-domain embedding of width
-//!   `domain_emb_dim` when the schema has no such field (as [`crate::star`]).
+//!   `domain_emb_dim` when the schema has no such field (as [`crate::multidomain::star`]).
 //! - `ppnet`: **PPNet** (parameter personalization) on `O = E`.
 //! - `pepnet`: EPNet then PPNet on `O = O_ep`.
 //! - `epnet_s`: **EPNet-S** (AREAD's baseline, SWR's `EPNet`): EPNet then **one** tower shared
@@ -27,11 +27,11 @@
 //! activation on the last layer (logits).
 //!
 //! Reference implementations: no official code. FuxiCTR `model_zoo/PEPNet/src/PPNet.py`
-//! (single-task PPNet), QunBB TF2 port `recsys/layers/interaction.py`; see model-spec §4.8.
+//! (single-task PPNet), QunBB TF2 port `recsys/layers/interaction.py`
 //! Deviations from reference: Eq. 9 is followed literally — the gate multiplies the input of
 //! every layer including the output layer (FuxiCTR HEAD and QunBB gate *after* each hidden
 //! layer and leave the output Linear ungated); Scenario-Wise-Rec's PPNet (tower input = gate
-//! input, non-id embeddings never trained, model-spec §8 item 8) is not replicated; the general
+//! input, non-id embeddings never trained, docs/models.md) is not replicated; the general
 //! embedding `E` includes the numeric inputs; tower hidden layers are plain `Linear → ReLU`
 //! (no BN, no dropout) and initialised as PyTorch's `nn.Linear`; the final layer returns logits
 //! (the paper's sigmoid is in the loss). Default heads: `epnet` one tower per (domain, task)
@@ -51,14 +51,17 @@ use burn::nn::Linear;
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
+use mdrec_data::FieldRole;
 use mdrec_nn::init::WeightInit;
 use mdrec_nn::layers::linear;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainEmbedding;
-use crate::heads::{HeadLayout, Heads};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::blocks::domain::DomainEmbedding;
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::model::{
+    model_config, Built, Invalid, ModelConfig, ModelOutput, Probes, RecModel, ZooModel,
+};
 
 /// Options of every Gate NU of a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,12 +83,11 @@ impl Default for GateNuConfig {
 }
 
 impl GateNuConfig {
-    fn check(&self, model: &str) -> Result<(), ModelError> {
+    fn check(&self) -> Result<(), Invalid> {
         if !(self.gamma.is_finite() && self.gamma > 0.0) || self.hidden == Some(0) {
-            return Err(ModelError::Invalid {
-                model: model.into(),
-                message: "gate.gamma must be finite and > 0, gate.hidden ≥ 1".into(),
-            });
+            return Err(Invalid(
+                "gate.gamma must be finite and > 0, gate.hidden ≥ 1".into(),
+            ));
         }
         Ok(())
     }
@@ -130,14 +132,6 @@ fn fields_cat(ctx: &ModelContext, input: &ModelInput, fields: &[usize]) -> Optio
         .then(|| Tensor::cat(fields.iter().map(|&i| input.field(ctx, i)).collect(), 1))
 }
 
-/// Indices of the fields that carry any of `roles`, in field order, each once.
-fn fields_with_roles(ctx: &ModelContext, roles: &[&str]) -> Vec<usize> {
-    let mut v: Vec<usize> = roles.iter().flat_map(|r| ctx.fields_with_role(r)).collect();
-    v.sort_unstable();
-    v.dedup();
-    v
-}
-
 /// EPNet: domain-side embedding personalization.
 #[derive(Module, Debug)]
 pub struct EpNet {
@@ -151,16 +145,14 @@ impl EpNet {
         gate: &GateNuConfig,
         domain_emb_dim: usize,
         ctx: &ModelContext,
-        model: &str,
         rng: &mut Rng,
         device: &Device,
-    ) -> Result<Self, ModelError> {
-        gate.check(model)?;
+    ) -> Built<Self> {
+        gate.check()?;
         let domain_emb = DomainEmbedding::new(
             ctx,
-            &["domain", "context"],
+            &[FieldRole::Domain, FieldRole::Context],
             domain_emb_dim,
-            model,
             rng,
             device,
         )?;
@@ -255,18 +247,16 @@ pub struct PpNet {
 }
 
 impl PpNet {
-    #[allow(clippy::too_many_arguments)]
     fn new(
         gate: &GateNuConfig,
-        tower_dims: &[usize],
-        layout: HeadLayout,
+        heads: &HeadsConfig,
         ctx: &ModelContext,
-        model: &str,
         rng: &mut Rng,
         device: &Device,
-    ) -> Result<Self, ModelError> {
-        gate.check(model)?;
-        let prior_fields = fields_with_roles(ctx, &["user", "item", "author"]);
+    ) -> Built<Self> {
+        gate.check()?;
+        let prior_fields =
+            ctx.fields_with_any_role(&[FieldRole::User, FieldRole::Item, FieldRole::Author]);
         let d_in = ctx.input_dim();
         let p = prior_fields
             .iter()
@@ -275,12 +265,9 @@ impl PpNet {
             + d_in;
         let t_n = ctx.n_tasks();
         let widths: Vec<usize> = std::iter::once(d_in)
-            .chain(tower_dims.iter().copied())
+            .chain(heads.tower_dims.iter().copied())
             .collect();
-        let n_groups = match layout {
-            HeadLayout::DomainTask => ctx.n_domains(),
-            HeadLayout::Task => 1,
-        };
+        let n_groups = heads.n_groups(ctx);
         let groups = (0..n_groups)
             .map(|_| {
                 let layers = (0..t_n)
@@ -309,7 +296,7 @@ impl PpNet {
         Ok(PpNet {
             groups,
             prior_fields,
-            layout,
+            layout: heads.layout,
         })
     }
 
@@ -330,31 +317,17 @@ impl PpNet {
     }
 }
 
-/// Config of [`Epnet`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EpnetConfig {
-    /// Gate NU options.
-    pub gate: GateNuConfig,
-    /// Width of the learned per-domain embedding used when the schema has no `domain` field.
-    pub domain_emb_dim: usize,
-    /// Tower hidden widths.
-    pub tower_dims: Vec<usize>,
-    /// Heads per (domain, task) or per task.
-    pub heads: HeadLayout,
-    /// Hidden-layer options of the towers.
-    pub mlp: MlpConfig,
-}
-
-impl Default for EpnetConfig {
-    fn default() -> Self {
-        EpnetConfig {
-            gate: GateNuConfig::default(),
-            domain_emb_dim: 8,
-            tower_dims: vec![100, 64],
-            heads: HeadLayout::DomainTask,
-            mlp: MlpConfig::default(),
-        }
+model_config! {
+    /// Config of [`Epnet`].
+    pub struct EpnetConfig {
+        /// Gate NU options.
+        gate: GateNuConfig = GateNuConfig::default(),
+        /// Width of the learned per-domain embedding used when the schema has no `domain` field.
+        domain_emb_dim: usize = 8,
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::DomainTask, vec![100, 64]) => HeadsConfig::new(HeadLayout::DomainTask, vec![8]),
+        /// Hidden-layer options of the towers.
+        mlp: MlpConfig = MlpConfig::default(),
     }
 }
 
@@ -370,30 +343,9 @@ impl ZooModel for Epnet {
     const PAPER: &'static str = "Chang et al., PEPNet: Parameter and Embedding Personalized Network for Infusing with Personalized Prior Information, KDD 2023 (EPNet)";
     type Config = EpnetConfig;
 
-    fn tiny() -> EpnetConfig {
-        EpnetConfig {
-            tower_dims: vec![8],
-            ..EpnetConfig::default()
-        }
-    }
-
-    fn build(
-        cfg: &EpnetConfig,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let ep = EpNet::new(&cfg.gate, cfg.domain_emb_dim, ctx, Self::NAME, rng, device)?;
-        let heads = Heads::new(
-            cfg.heads,
-            ctx.n_domains(),
-            ctx.n_tasks(),
-            ctx.input_dim(),
-            &cfg.tower_dims,
-            &cfg.mlp,
-            rng,
-            device,
-        );
+    fn build(cfg: &EpnetConfig, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let ep = EpNet::new(&cfg.gate, cfg.domain_emb_dim, ctx, rng, device)?;
+        let heads = Heads::new(&cfg.heads, ctx, ctx.input_dim(), &cfg.mlp, rng, device);
         Ok(Epnet { ep, heads })
     }
 }
@@ -403,14 +355,8 @@ impl RecModel for Epnet {
     /// - E `[B, D_in]` → O_ep `[B, D_in]` → towers → logits `[B, T]`
     fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
         let o = self.ep.forward(ctx, input, probes);
-        let logits = self.heads.forward(input, |group, _t| match group {
-            Some(d) => input.rows_of(o.clone(), d),
-            None => o.clone(),
-        });
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        let logits = self.heads.forward_shared(input, &o);
+        ModelOutput::from(logits)
     }
 }
 
@@ -434,7 +380,7 @@ impl Default for EpnetSConfig {
         EpnetSConfig {
             gate: e.gate,
             domain_emb_dim: e.domain_emb_dim,
-            tower_dims: e.tower_dims,
+            tower_dims: e.heads.tower_dims,
             mlp: e.mlp,
         }
     }
@@ -449,31 +395,30 @@ pub struct EpnetS {
     out: Linear,
 }
 
-impl ZooModel for EpnetS {
-    const NAME: &'static str = "epnet_s";
-    const PAPER: &'static str = "Chang et al., PEPNet: Parameter and Embedding Personalized Network for Infusing with Personalized Prior Information, KDD 2023 (EPNet-S: EPNet with one shared tower, a baseline of Luo et al., One for Dozens: Adaptive REcommendation for All Domains with Counterfactual Augmentation (AREAD))";
-    type Config = EpnetSConfig;
-
+impl ModelConfig for EpnetSConfig {
     fn tiny() -> EpnetSConfig {
         EpnetSConfig {
             tower_dims: vec![8],
             ..EpnetSConfig::default()
         }
     }
+}
+
+impl ZooModel for EpnetS {
+    const NAME: &'static str = "epnet_s";
+    const PAPER: &'static str = "Chang et al., PEPNet: Parameter and Embedding Personalized Network for Infusing with Personalized Prior Information, KDD 2023 (EPNet-S: EPNet with one shared tower, a baseline of Luo et al., One for Dozens: Adaptive REcommendation for All Domains with Counterfactual Augmentation (AREAD))";
+    type Config = EpnetSConfig;
 
     fn build(
         cfg: &EpnetSConfig,
         ctx: &ModelContext,
         rng: &mut Rng,
         device: &Device,
-    ) -> Result<Self, ModelError> {
+    ) -> Built<Self> {
         if cfg.tower_dims.contains(&0) {
-            return Err(ModelError::Invalid {
-                model: Self::NAME.into(),
-                message: "tower_dims must not contain a width of 0".into(),
-            });
+            return Err(Invalid("tower_dims must not contain a width of 0".into()));
         }
-        let ep = EpNet::new(&cfg.gate, cfg.domain_emb_dim, ctx, Self::NAME, rng, device)?;
+        let ep = EpNet::new(&cfg.gate, cfg.domain_emb_dim, ctx, rng, device)?;
         let tower = Mlp::new(ctx.input_dim(), &cfg.tower_dims, &cfg.mlp, rng, device);
         let out = linear(
             tower.out_dim(),
@@ -498,25 +443,13 @@ impl RecModel for EpnetS {
     }
 }
 
-/// Config of [`Ppnet`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PpnetConfig {
-    /// Gate NU options.
-    pub gate: GateNuConfig,
-    /// Tower hidden widths (before the one-unit output layer).
-    pub tower_dims: Vec<usize>,
-    /// Heads per task (paper) or per (domain, task).
-    pub heads: HeadLayout,
-}
-
-impl Default for PpnetConfig {
-    fn default() -> Self {
-        PpnetConfig {
-            gate: GateNuConfig::default(),
-            tower_dims: vec![100, 64],
-            heads: HeadLayout::Task,
-        }
+model_config! {
+    /// Config of [`Ppnet`].
+    pub struct PpnetConfig {
+        /// Gate NU options.
+        gate: GateNuConfig = GateNuConfig::default(),
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::Task, vec![100, 64]) => HeadsConfig::new(HeadLayout::Task, vec![8]),
     }
 }
 
@@ -531,28 +464,8 @@ impl ZooModel for Ppnet {
     const PAPER: &'static str = "Chang et al., PEPNet: Parameter and Embedding Personalized Network for Infusing with Personalized Prior Information, KDD 2023 (PPNet)";
     type Config = PpnetConfig;
 
-    fn tiny() -> PpnetConfig {
-        PpnetConfig {
-            tower_dims: vec![8],
-            ..PpnetConfig::default()
-        }
-    }
-
-    fn build(
-        cfg: &PpnetConfig,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let pp = PpNet::new(
-            &cfg.gate,
-            &cfg.tower_dims,
-            cfg.heads,
-            ctx,
-            Self::NAME,
-            rng,
-            device,
-        )?;
+    fn build(cfg: &PpnetConfig, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let pp = PpNet::new(&cfg.gate, &cfg.heads, ctx, rng, device)?;
         Ok(Ppnet { pp })
     }
 }
@@ -568,28 +481,15 @@ impl RecModel for Ppnet {
     }
 }
 
-/// Config of [`Pepnet`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PepnetConfig {
-    /// Gate NU options (EPNet and PPNet).
-    pub gate: GateNuConfig,
-    /// Width of the learned per-domain embedding used when the schema has no `domain` field.
-    pub domain_emb_dim: usize,
-    /// Tower hidden widths (before the one-unit output layer).
-    pub tower_dims: Vec<usize>,
-    /// Heads per task (paper) or per (domain, task).
-    pub heads: HeadLayout,
-}
-
-impl Default for PepnetConfig {
-    fn default() -> Self {
-        PepnetConfig {
-            gate: GateNuConfig::default(),
-            domain_emb_dim: 8,
-            tower_dims: vec![100, 64],
-            heads: HeadLayout::Task,
-        }
+model_config! {
+    /// Config of [`Pepnet`].
+    pub struct PepnetConfig {
+        /// Gate NU options (EPNet and PPNet).
+        gate: GateNuConfig = GateNuConfig::default(),
+        /// Width of the learned per-domain embedding used when the schema has no `domain` field.
+        domain_emb_dim: usize = 8,
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::Task, vec![100, 64]) => HeadsConfig::new(HeadLayout::Task, vec![8]),
     }
 }
 
@@ -605,29 +505,14 @@ impl ZooModel for Pepnet {
     const PAPER: &'static str = "Chang et al., PEPNet: Parameter and Embedding Personalized Network for Infusing with Personalized Prior Information, KDD 2023";
     type Config = PepnetConfig;
 
-    fn tiny() -> PepnetConfig {
-        PepnetConfig {
-            tower_dims: vec![8],
-            ..PepnetConfig::default()
-        }
-    }
-
     fn build(
         cfg: &PepnetConfig,
         ctx: &ModelContext,
         rng: &mut Rng,
         device: &Device,
-    ) -> Result<Self, ModelError> {
-        let ep = EpNet::new(&cfg.gate, cfg.domain_emb_dim, ctx, Self::NAME, rng, device)?;
-        let pp = PpNet::new(
-            &cfg.gate,
-            &cfg.tower_dims,
-            cfg.heads,
-            ctx,
-            Self::NAME,
-            rng,
-            device,
-        )?;
+    ) -> Built<Self> {
+        let ep = EpNet::new(&cfg.gate, cfg.domain_emb_dim, ctx, rng, device)?;
+        let pp = PpNet::new(&cfg.gate, &cfg.heads, ctx, rng, device)?;
         Ok(Pepnet { ep, pp })
     }
 }
@@ -704,7 +589,7 @@ mod tests {
         for n_domains in [2usize, 5] {
             let mut ctx = ModelContext::uniform(3, 10, 4, 0, n_domains, 2);
             // A domain field: the EPNet prior does not depend on the number of domains.
-            ctx.fields[2].roles = vec!["domain".into()];
+            ctx.fields[2].roles = vec![FieldRole::Domain];
             let (d_in, t_n) = (ctx.input_dim(), ctx.n_tasks());
             let s = EpnetS::build(&EpnetS::tiny(), &ctx, &mut Rng::new(2), &dev).unwrap();
             let ep = s.ep.num_params();
@@ -784,12 +669,15 @@ mod tests {
     fn roles_choose_the_priors() {
         let dev = cpu();
         let mut ctx = ModelContext::uniform(4, 10, 4, 1, 3, 2);
-        ctx.fields[0].roles = vec!["prior".into(), "user".into()];
-        ctx.fields[1].roles = vec!["prior".into(), "item".into()];
-        ctx.fields[3].roles = vec!["domain".into()];
+        ctx.fields[0].roles = vec![FieldRole::Prior, FieldRole::User];
+        ctx.fields[1].roles = vec![FieldRole::Prior, FieldRole::Item];
+        ctx.fields[3].roles = vec![FieldRole::Domain];
         for layout in [HeadLayout::Task, HeadLayout::DomainTask] {
             let cfg = PepnetConfig {
-                heads: layout,
+                heads: HeadsConfig {
+                    layout,
+                    ..Pepnet::tiny().heads
+                },
                 ..Pepnet::tiny()
             };
             let m = Pepnet::build(&cfg, &ctx, &mut Rng::new(1), &dev).unwrap();

@@ -1,5 +1,5 @@
 //! DCN-V2 — Wang et al., "DCN V2: Improved Deep & Cross Network and Practical Lessons for
-//! Web-scale Learning to Rank Systems", WWW 2021 (model-spec §4.17).
+//! Web-scale Learning to Rank Systems", WWW 2021.
 //!
 //! `x_0 = [emb ; dense]`. Cross network (`cross`):
 //! - `mix` (default, as torch-rechub's `use_low_rank_mixture = True`): the mixture of low-rank
@@ -14,7 +14,7 @@
 //! Reference implementation: torch-rechub `models/ranking/dcn_v2.py` with `basic/layers.py::
 //! CrossNetV2 / CrossNetMix`; thuml `torchfm/model/dcnv2.py` (paper form of the bias).
 //! Deviations from reference: the full-rank layer keeps the bias inside the Hadamard product as
-//! the paper (torch-rechub/AREAD: `x_0 ⊙ W x_l + b + x_l`, model-spec §8 item 18; no compat
+//! the paper (torch-rechub/AREAD: `x_0 ⊙ W x_l + b + x_l`, docs/models.md; no compat
 //! option); several tasks share the cross network and the DNN and have their own heads; outputs
 //! are logits. Defaults: 3 cross layers, rank 32, 4 experts (torch-rechub), DNN `[256, 128]`,
 //! BatchNorm, dropout 0.2.
@@ -31,10 +31,10 @@ use mdrec_data::rng::Rng;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::deepfm::reference_mlp;
-use crate::heads::{HeadLayout, Heads};
-use crate::interaction::{CrossNetMix, CrossNetV2};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::backbone::deepfm::reference_mlp;
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::interaction::{CrossNetMix, CrossNetV2};
+use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 /// Which cross network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -60,43 +60,25 @@ pub enum Structure {
     CrossnetOnly,
 }
 
-/// Config of [`Dcnv2`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Number of cross layers.
-    pub cross_layers: usize,
-    /// Full-rank or low-rank mixture.
-    pub cross: CrossKind,
-    /// Rank `r` of each expert (`mix`).
-    pub low_rank: usize,
-    /// Number of experts (`mix`).
-    pub num_experts: usize,
-    /// Combination of cross network and DNN.
-    pub structure: Structure,
-    /// DNN hidden widths (unused with `crossnet_only`).
-    pub dnn_dims: Vec<usize>,
-    /// Hidden widths of each head before its `Linear(·, 1)`.
-    pub tower_dims: Vec<usize>,
-    /// One head per task (default) or per (domain, task).
-    pub heads: HeadLayout,
-    /// Hidden-layer options of the DNN and the heads.
-    pub mlp: MlpConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            cross_layers: 3,
-            cross: CrossKind::Mix,
-            low_rank: 32,
-            num_experts: 4,
-            structure: Structure::Parallel,
-            dnn_dims: vec![256, 128],
-            tower_dims: vec![],
-            heads: HeadLayout::Task,
-            mlp: reference_mlp(),
-        }
+model_config! {
+    /// Config of [`Dcnv2`].
+    pub struct Config {
+        /// Number of cross layers.
+        cross_layers: usize = 3 => 2,
+        /// Full-rank or low-rank mixture.
+        cross: CrossKind = CrossKind::Mix,
+        /// Rank `r` of each expert (`mix`).
+        low_rank: usize = 32 => 4,
+        /// Number of experts (`mix`).
+        num_experts: usize = 4 => 2,
+        /// Combination of cross network and DNN.
+        structure: Structure = Structure::Parallel,
+        /// DNN hidden widths (unused with `crossnet_only`).
+        dnn_dims: Vec<usize> = vec![256, 128] => vec![16],
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::Task, vec![]),
+        /// Hidden-layer options of the DNN and the heads.
+        mlp: MlpConfig = reference_mlp(),
     }
 }
 
@@ -134,26 +116,8 @@ impl ZooModel for Dcnv2 {
     const PAPER: &'static str = "Wang et al., DCN V2: Improved Deep & Cross Network and Practical Lessons for Web-scale Learning to Rank Systems, WWW 2021";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            cross_layers: 2,
-            low_rank: 4,
-            num_experts: 2,
-            dnn_dims: vec![16],
-            ..Config::default()
-        }
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let invalid = |message: String| ModelError::Invalid {
-            model: Self::NAME.into(),
-            message,
-        };
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let invalid = Invalid;
         if cfg.cross_layers == 0 {
             return Err(invalid("cross_layers must be ≥ 1".into()));
         }
@@ -191,16 +155,7 @@ impl ZooModel for Dcnv2 {
             (Some(m), Structure::Stacked) => m.out_dim(),
             _ => d,
         };
-        let heads = Heads::new(
-            cfg.heads,
-            ctx.n_domains(),
-            ctx.n_tasks(),
-            rep,
-            &cfg.tower_dims,
-            &cfg.mlp,
-            rng,
-            device,
-        );
+        let heads = Heads::new(&cfg.heads, ctx, rep, &cfg.mlp, rng, device);
         Ok(Dcnv2 {
             cross,
             dnn,
@@ -225,14 +180,8 @@ impl RecModel for Dcnv2 {
             (Some(m), Structure::Stacked) => m.forward(xc),
             _ => xc,
         };
-        let logits = self.heads.forward(input, |group, _t| match group {
-            Some(d) => input.rows_of(z.clone(), d),
-            None => z.clone(),
-        });
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        let logits = self.heads.forward_shared(input, &z);
+        ModelOutput::from(logits)
     }
 }
 
@@ -277,7 +226,7 @@ mod tests {
         for cfg in bad {
             assert!(matches!(
                 Dcnv2::build(&cfg, &ctx, &mut Rng::new(1), &dev),
-                Err(ModelError::Invalid { .. })
+                Err(Invalid(_))
             ));
         }
     }

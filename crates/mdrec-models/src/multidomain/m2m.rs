@@ -1,5 +1,5 @@
 //! M2M — Zhang et al., "Leaving No One Behind: A Multi-Scenario Multi-Task Meta Learning
-//! Approach for Advertiser Modeling", WSDM 2022 (model-spec §4.15). Multi-domain (scenario)
+//! Approach for Advertiser Modeling", WSDM 2022. Multi-domain (scenario)
 //! multi-task with meta units whose weights are generated from the scenario view:
 //!
 //! - **expert views**: `num_experts` MLPs (`expert_dims`, last width `H`) on the flat input,
@@ -21,14 +21,14 @@
 //!
 //! **Attention across the batch is not reproduced.** Scenario-Wise-Rec feeds the `[B, D]`
 //! embedding to `nn.Transformer` as one unbatched sequence of length `B`, so every sample
-//! attends to every other sample of its batch (model-spec §8 item 9). Our choice: the
+//! attends to every other sample of its batch (docs/models.md). Our choice: the
 //! transformer is dropped by default (`field_attention.layers = 0`); `field_attention.layers = L`
 //! puts `L` post-norm transformer encoder layers (multi-head self-attention + ReLU feed-forward,
 //! as `nn.TransformerEncoderLayer`) over the *fields of one sample* — tokens are the field
 //! embeddings `[B, F, k]`, which needs every field at the same width — before the experts.
 //!
 //! Reference implementation: Scenario-Wise-Rec `models/multi_domain/m2m.py` (MDL, one output);
-//! QunBB `recsys/multidomain/m2m.py` (TF2 port) for the meta unit (model-spec §4.15).
+//! QunBB `recsys/multidomain/m2m.py` (TF2 port) for the meta unit.
 //! Deviations from reference: no transformer across the batch (above); weight/bias generators
 //! are plain `Linear` layers (SWR: `Linear → BatchNorm → LeakyReLU` MLPs, so the generated
 //! weights are batch-normalised over the batch); the experts use `mlp` (ReLU, no BN by default;
@@ -47,14 +47,16 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::{leaky_relu, relu, softmax};
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
+use mdrec_data::FieldRole;
 use mdrec_nn::init::{self, WeightInit};
 use mdrec_nn::layers::{linear, mix};
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainEmbedding;
-use crate::heads::{HeadLayout, Heads};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::blocks::domain::DomainEmbedding;
+use crate::blocks::experts::{expert_bank, run_experts};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 /// Self-attention over the fields of one sample (the in-sample replacement of SWR's
 /// transformer).
@@ -79,49 +81,29 @@ impl Default for FieldAttentionConfig {
     }
 }
 
-/// Config of [`M2m`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Number of expert views.
-    pub num_experts: usize,
-    /// Expert MLP widths; the last is the view width `H`.
-    pub expert_dims: Vec<usize>,
-    /// Width of the scenario view.
-    pub scenario_dim: usize,
-    /// Width of the learned task embedding.
-    pub task_emb_dim: usize,
-    /// Width of the learned per-domain embedding used when the schema has no `domain` field.
-    pub domain_emb_dim: usize,
-    /// Meta tower layers (residual meta units).
-    pub meta_tower_layers: usize,
-    /// Negative slope of the LeakyReLU in the views and meta units.
-    pub leaky_slope: f64,
-    /// Output tower hidden widths.
-    pub tower_dims: Vec<usize>,
-    /// Output towers per task (default) or per (domain, task).
-    pub heads: HeadLayout,
-    /// Hidden-layer options of experts and output towers.
-    pub mlp: MlpConfig,
-    /// Optional in-sample self-attention over the fields.
-    pub field_attention: FieldAttentionConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            num_experts: 4,
-            expert_dims: vec![16],
-            scenario_dim: 16,
-            task_emb_dim: 16,
-            domain_emb_dim: 8,
-            meta_tower_layers: 1,
-            leaky_slope: 0.1,
-            tower_dims: vec![64, 32],
-            heads: HeadLayout::Task,
-            mlp: MlpConfig::default(),
-            field_attention: FieldAttentionConfig::default(),
-        }
+model_config! {
+    /// Config of [`M2m`].
+    pub struct Config {
+        /// Number of expert views.
+        num_experts: usize = 4 => 2,
+        /// Expert MLP widths; the last is the view width `H`.
+        expert_dims: Vec<usize> = vec![16] => vec![8],
+        /// Width of the scenario view.
+        scenario_dim: usize = 16 => 4,
+        /// Width of the learned task embedding.
+        task_emb_dim: usize = 16 => 4,
+        /// Width of the learned per-domain embedding used when the schema has no `domain` field.
+        domain_emb_dim: usize = 8,
+        /// Meta tower layers (residual meta units).
+        meta_tower_layers: usize = 1,
+        /// Negative slope of the LeakyReLU in the views and meta units.
+        leaky_slope: f64 = 0.1,
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::Task, vec![64, 32]) => HeadsConfig::new(HeadLayout::Task, vec![4]),
+        /// Hidden-layer options of experts and output towers.
+        mlp: MlpConfig = MlpConfig::default(),
+        /// Optional in-sample self-attention over the fields.
+        field_attention: FieldAttentionConfig = FieldAttentionConfig::default(),
     }
 }
 
@@ -245,34 +227,15 @@ impl ZooModel for M2m {
     const PAPER: &'static str = "Zhang et al., Leaving No One Behind: A Multi-Scenario Multi-Task Meta Learning Approach for Advertiser Modeling, WSDM 2022";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            num_experts: 2,
-            expert_dims: vec![8],
-            scenario_dim: 4,
-            task_emb_dim: 4,
-            tower_dims: vec![4],
-            ..Config::default()
-        }
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let invalid = |message: String| ModelError::Invalid {
-            model: Self::NAME.into(),
-            message,
-        };
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let invalid = Invalid;
         if cfg.num_experts == 0 || cfg.expert_dims.is_empty() {
             return Err(invalid(
                 "num_experts must be ≥ 1 and expert_dims non-empty".into(),
             ));
         }
         if cfg.expert_dims.contains(&0)
-            || cfg.tower_dims.contains(&0)
+            || cfg.heads.tower_dims.contains(&0)
             || cfg.scenario_dim == 0
             || cfg.task_emb_dim == 0
         {
@@ -311,18 +274,17 @@ impl ZooModel for M2m {
             .map(|_| FieldAttentionLayer::new(field_dim, fa.heads, fa.ff_dim, rng, device))
             .collect();
         let d_in = ctx.input_dim();
-        let experts: Vec<Mlp> = (0..cfg.num_experts)
-            .map(|_| Mlp::new(d_in, &cfg.expert_dims, &cfg.mlp, rng, device))
-            .collect();
-        let h = experts[0].out_dim();
-        let domain_emb = DomainEmbedding::new(
-            ctx,
-            &["domain"],
-            cfg.domain_emb_dim,
-            Self::NAME,
+        let experts: Vec<Mlp> = expert_bank(
+            cfg.num_experts,
+            d_in,
+            &cfg.expert_dims,
+            &cfg.mlp,
             rng,
             device,
-        )?;
+        );
+        let h = experts[0].out_dim();
+        let domain_emb =
+            DomainEmbedding::new(ctx, &[FieldRole::Domain], cfg.domain_emb_dim, rng, device)?;
         let s = cfg.scenario_dim;
         let scenario_view = linear(domain_emb.dim(), s, WeightInit::TorchDefault, rng, device);
         let u = cfg.task_emb_dim;
@@ -341,16 +303,7 @@ impl ZooModel for M2m {
                     .collect(),
             })
             .collect();
-        let heads = Heads::new(
-            cfg.heads,
-            ctx.n_domains(),
-            ctx.n_tasks(),
-            h,
-            &cfg.tower_dims,
-            &cfg.mlp,
-            rng,
-            device,
-        );
+        let heads = Heads::new(&cfg.heads, ctx, h, &cfg.mlp, rng, device);
         Ok(M2m {
             attention,
             experts,
@@ -425,11 +378,7 @@ impl RecModel for M2m {
     /// - towers on `o_t` → logits `[B, T]`
     fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
         let x = self.expert_input(input);
-        let outs: Vec<Tensor<2>> = self.experts.iter().map(|e| e.forward(x.clone())).collect();
-        for (i, o) in outs.iter().enumerate() {
-            probes.record(|| format!("expert/{i}"), || o.clone());
-        }
-        let experts: Tensor<3> = Tensor::stack(outs, 1);
+        let experts = run_experts(&self.experts, &x, probes);
         let s = leaky_relu(
             self.scenario_view
                 .forward(self.domain_emb.forward(ctx, input)),
@@ -449,10 +398,7 @@ impl RecModel for M2m {
             Some(d) => input.rows_of(o[t].clone(), d),
             None => o[t].clone(),
         });
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        ModelOutput::from(logits)
     }
 }
 
@@ -488,7 +434,7 @@ mod tests {
     #[test]
     fn a_rows_logits_do_not_depend_on_the_other_rows_of_its_batch() {
         let mut ctx = ModelContext::uniform(4, 10, 4, 0, 3, 2);
-        ctx.fields[3].roles = vec!["domain".into()];
+        ctx.fields[3].roles = vec![FieldRole::Domain];
         let w = ctx.emb_dim();
         // Rows 0, 3, 4 are fixed; the other rows (and their domains) differ between batches.
         let fixed = [0usize, 3, 4];
@@ -602,7 +548,7 @@ mod tests {
             attn(1, 0),
         ] {
             let r = M2m::build(&cfg, &ctx, &mut Rng::new(1), &dev);
-            assert!(matches!(r, Err(ModelError::Invalid { .. })), "{cfg:?}");
+            assert!(matches!(r, Err(Invalid(_))), "{cfg:?}");
         }
         assert!(M2m::build(&attn(1, 2), &ctx, &mut Rng::new(1), &dev).is_ok());
         // Fields of different widths cannot be attention tokens.

@@ -1,14 +1,14 @@
 //! AREAD — Luo et al., "One for Dozens: Adaptive REcommendation for All Domains with
-//! Counterfactual Augmentation", AAAI 2025 (model-spec §4.14).
+//! Counterfactual Augmentation", AAAI 2025.
 //!
 //! This module owns the model side of AREAD: the hierarchical expert network (HEI) on an MMoE
 //! base, the per-domain masks `M_d` (their layout, [`Mask::validate`], the Mask Overlap Ratio of
-//! spec §2.9), the masked forward pass, the bagging loss and the HEMP hyper-parameters
+//! the paper's analysis), the masked forward pass, the bagging loss and the HEMP hyper-parameters
 //! ([`HempConfig`]). The HEMP schedule itself (warm-up, candidate masks, pruning, selection)
-//! lives in `mdrec-train/src/hemp.rs`, which reaches this model through
-//! [`crate::DynModel::as_any_mut`].
+//! lives in `mdrec-train/src/hemp.rs`, which reaches this model through the schedule hook
+//! [`crate::RecModel::hemp_mut`].
 //!
-//! Forward (§4.14.1): `x = [emb ; dense]`, `e_dom` = the domain field's embedding (a learned
+//! Forward: `x = [emb ; dense]`, `e_dom` = the domain field's embedding (a learned
 //! per-domain table when the schema has no field with role `domain`). An MMoE with
 //! `mmoe_experts` experts and `N_1` gates gives one input `u_n` per level-1 expert. Level 1:
 //! `e_{1,n} = MLP(u_n)`. Level `l ≥ 2`, expert `n`: `a = softmax(Linear(2k → N_{l−1})(q))` with
@@ -23,7 +23,7 @@
 //! that domain's rows; a batch without any mask (warm-up, HEI alone) runs as one pass, so
 //! BatchNorm sees the whole batch.
 //!
-//! Losses (§4.14.3): without masks the trainer's BCE on the returned logits is the warm-up loss
+//! Losses: without masks the trainer's BCE on the returned logits is the warm-up loss
 //! `BCE(mean_j p_j, y)`. With masks (every domain of the batch masked, training only)
 //! [`RecModel::forward_train`] supplies the bagging loss per (row, task):
 //! `(1/|K|) Σ_{j∈K} BCE(p_j, y)` (the code's mean, not the paper's sum).
@@ -45,7 +45,7 @@
 //!   parameter (BatchNorm included);
 //! - the output layer has a bias when `linear = false` (otherwise `lin` carries it, as the
 //!   reference);
-//! - the unused attention branch and `final_gate` are not built (§8 row 14);
+//! - the unused attention branch and `final_gate` are not built (docs/models.md);
 //! - in a batch that mixes masked and unmasked domains (never the case under HEMP, whose
 //!   batches hold one domain) training falls back to the warm-up loss for the whole batch;
 //! - without a mask the level-`l ≥ 2` gates are used as they are (Eq. 4 with an all-ones mask
@@ -62,24 +62,26 @@
 //! - x `[B, D]`; MMoE experts `[B, E, H_0]`; per domain on its rows: `u_n [n_d, H_0]`,
 //!   `e_{l,n} [n_d, H_l]`, `q [n_d, 2k]`, gate `[n_d, N_{l−1}]`, `z_j [n_d, T]`; logits `[B, T]`.
 
-use std::any::Any;
-
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use mdrec_data::rng::Rng;
+use mdrec_data::FieldRole;
 use mdrec_nn::init::{self, WeightInit};
 use mdrec_nn::layers::{linear, mix};
 use mdrec_nn::loss::bce_with_logits;
 use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput, Norm};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainEmbedding;
-use crate::interaction::CrossNet;
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, TrainOutput, ZooModel};
+use crate::blocks::domain::DomainEmbedding;
+use crate::blocks::experts::expert_bank;
+use crate::blocks::interaction::CrossNet;
+use crate::model::{
+    model_config, Built, Invalid, ModelOutput, Probes, RecModel, TrainOutput, ZooModel,
+};
 
-/// How HEMP's candidate masks are pruned and its exploration decays (spec §4.14.4).
+/// How HEMP's candidate masks are pruned and its exploration decays (AREAD paper, Algorithm 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum HempMode {
@@ -98,7 +100,7 @@ pub enum HempMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum HempSnapshot {
-    /// Every parameter, buffer, embedding row and optimizer moment (fix of §8 row 12).
+    /// Every parameter, buffer, embedding row and optimizer moment (fix of docs/models.md).
     #[default]
     All,
     /// The official code: the MMoE experts and gates and the group embedding are not restored,
@@ -106,7 +108,7 @@ pub enum HempSnapshot {
     Code,
 }
 
-/// HEMP hyper-parameters (spec §4.14.4; defaults = the official CLI and the paper).
+/// HEMP hyper-parameters (AREAD paper, Algorithm 1; defaults = the official CLI and the paper).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HempConfig {
@@ -144,9 +146,9 @@ pub struct HempConfig {
     pub update_weight_decay: f64,
     /// Keep recording gate values between mask updates (the paper's intent). `false` is the
     /// official code, whose recording condition is never true after warm-up, so later
-    /// candidates start from random masks (§8 row 13).
+    /// candidates start from random masks (docs/models.md).
     pub record_gates_after_warmup: bool,
-    /// What a candidate is restored to (§8 row 12).
+    /// What a candidate is restored to (docs/models.md).
     pub snapshot: HempSnapshot,
     /// Decay of σ_r per update in `code` mode.
     pub sigma_decay: f64,
@@ -245,55 +247,34 @@ impl HempConfig {
     }
 }
 
-/// Config of [`Aread`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Experts of the MMoE base (`mmoe_n_expert`).
-    pub mmoe_experts: usize,
-    /// MMoE expert widths (`expert_dims`).
-    pub expert_dims: Vec<usize>,
-    /// Experts per HEI level, `N_1..N_L` (`N_1` = number of MMoE gates).
-    pub levels: Vec<usize>,
-    /// Hidden widths of the experts of each level (`aread_tower_dims`).
-    pub level_dims: Vec<Vec<usize>>,
-    /// Add `Linear(x)` to every output logit.
-    pub linear: bool,
-    /// Concatenate a DCN-v1 cross network output to each final expert (`use_dcn`).
-    pub dcn: bool,
-    /// Cross layers of the DCN branch.
-    pub cross_layers: usize,
-    /// Width of the learned domain table (and of the group embedding) when the schema has no
-    /// field with role `domain`; otherwise the domain field's width is used.
-    pub domain_emb_dim: usize,
-    /// Hidden-layer options of every expert (`MLP_AREAD`: BN, ReLU, dropout 0.2).
-    pub mlp: MlpConfig,
-    /// HEMP schedule (read by the trainer).
-    pub hemp: HempConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            mmoe_experts: 4,
-            expert_dims: vec![256, 128, 64],
-            levels: vec![3, 6, 12],
-            level_dims: vec![vec![64, 32], vec![32, 16], vec![16, 8]],
-            linear: true,
-            dcn: true,
-            cross_layers: 3,
-            domain_emb_dim: 32,
-            mlp: MlpConfig {
-                norm: Norm::Batch,
-                dropout: 0.2,
-                ..MlpConfig::default()
-            },
-            hemp: HempConfig::default(),
-        }
+model_config! {
+    /// Config of [`Aread`].
+    pub struct Config {
+        /// Experts of the MMoE base (`mmoe_n_expert`).
+        mmoe_experts: usize = 4 => 2,
+        /// MMoE expert widths (`expert_dims`).
+        expert_dims: Vec<usize> = vec![256, 128, 64] => vec![8],
+        /// Experts per HEI level, `N_1..N_L` (`N_1` = number of MMoE gates).
+        levels: Vec<usize> = vec![3, 6, 12] => vec![2, 4],
+        /// Hidden widths of the experts of each level (`aread_tower_dims`).
+        level_dims: Vec<Vec<usize>> = vec![vec![64, 32], vec![32, 16], vec![16, 8]] => vec![vec![8], vec![4]],
+        /// Add `Linear(x)` to every output logit.
+        linear: bool = true,
+        /// Concatenate a DCN-v1 cross network output to each final expert (`use_dcn`).
+        dcn: bool = true,
+        /// Cross layers of the DCN branch.
+        cross_layers: usize = 3 => 1,
+        /// Width of the learned domain table (and of the group embedding) when the schema has no
+        /// field with role `domain`; otherwise the domain field's width is used.
+        domain_emb_dim: usize = 32 => 4,
+        /// Hidden-layer options of every expert (`MLP_AREAD`: BN, ReLU, dropout 0.2).
+        mlp: MlpConfig = MlpConfig { norm: Norm::Batch, dropout: 0.2, ..MlpConfig::default() } => MlpConfig { norm: Norm::Batch, ..MlpConfig::default() },
+        /// HEMP schedule (read by the trainer).
+        hemp: HempConfig = HempConfig::default() => HempConfig { warm_up_interval: 4, regroup_interval: 8, reference_batch_size: 64, update_steps: 2, eval_batches: 1, candidates: 2, ..HempConfig::default() },
     }
 }
 
-/// A per-domain mask `M_d = [m^(0), m^(1), …, m^(L)]` over the HEI (spec §4.14.2), stored as
+/// A per-domain mask `M_d = [m^(0), m^(1), …, m^(L)]` over the HEI, stored as
 /// blocks of booleans: block 0 = input edges (`N_1`), block `k ∈ 1..L` = edges level `k` →
 /// level `k+1` (`N_k × N_{k+1}`, row-major `[i, n]`), block `L` = output edges (`N_L`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -449,7 +430,7 @@ impl Mask {
         }
     }
 
-    /// `validate_mask` (spec §4.14.2): (1) a level-1 expert with an outgoing edge gets its
+    /// `validate_mask`: (1) a level-1 expert with an outgoing edge gets its
     /// input edge; (2) a final expert with an incoming edge gets its output edge; (3) dangling
     /// experts are removed until nothing changes: an expert without input edges loses its
     /// output edges, one without output edges loses its input edges.
@@ -489,7 +470,7 @@ impl Mask {
         }
     }
 
-    /// Mask Overlap Ratio of block `k` (spec §2.9): `|A ∧ B| / |A ∨ B|`; `None` when both
+    /// Mask Overlap Ratio of block `k` (AREAD paper analysis): `|A ∧ B| / |A ∨ B|`; `None` when both
     /// blocks are empty.
     pub fn overlap(&self, other: &Mask, k: usize) -> Option<f64> {
         let (s, r, c) = self.block(k);
@@ -530,41 +511,8 @@ impl ZooModel for Aread {
     const PAPER: &'static str = "Luo et al., One for Dozens: Adaptive REcommendation for All Domains with Counterfactual Augmentation, AAAI 2025";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            mmoe_experts: 2,
-            expert_dims: vec![8],
-            levels: vec![2, 4],
-            level_dims: vec![vec![8], vec![4]],
-            cross_layers: 1,
-            domain_emb_dim: 4,
-            mlp: MlpConfig {
-                norm: Norm::Batch,
-                ..MlpConfig::default()
-            },
-            hemp: HempConfig {
-                warm_up_interval: 4,
-                regroup_interval: 8,
-                reference_batch_size: 64,
-                update_steps: 2,
-                eval_batches: 1,
-                candidates: 2,
-                ..HempConfig::default()
-            },
-            ..Config::default()
-        }
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let invalid = |m: String| ModelError::Invalid {
-            model: Self::NAME.into(),
-            message: m,
-        };
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let invalid = Invalid;
         if cfg.mmoe_experts == 0 || cfg.expert_dims.is_empty() || cfg.expert_dims.contains(&0) {
             return Err(invalid(
                 "mmoe_experts must be ≥ 1 and expert_dims non-empty with positive widths".into(),
@@ -594,20 +542,18 @@ impl ZooModel for Aread {
         cfg.hemp.validate().map_err(invalid)?;
         let d_in = ctx.input_dim();
         let t_n = ctx.n_tasks();
-        let dom = DomainEmbedding::new(
-            ctx,
-            &["domain"],
-            cfg.domain_emb_dim,
-            Self::NAME,
-            rng,
-            device,
-        )?;
+        let dom = DomainEmbedding::new(ctx, &[FieldRole::Domain], cfg.domain_emb_dim, rng, device)?;
         let k = dom.dim();
         let n1 = cfg.levels[0];
         let group_emb = init::param(init::normal(rng, n1 * k, 1.0), [n1, k], device);
-        let mmoe_experts: Vec<Mlp> = (0..cfg.mmoe_experts)
-            .map(|_| Mlp::new(d_in, &cfg.expert_dims, &cfg.mlp, rng, device))
-            .collect();
+        let mmoe_experts: Vec<Mlp> = expert_bank(
+            cfg.mmoe_experts,
+            d_in,
+            &cfg.expert_dims,
+            &cfg.mlp,
+            rng,
+            device,
+        );
         let mmoe_gates = (0..n1)
             .map(|_| Gate::new(d_in, cfg.mmoe_experts, GateKind::Linear, rng, device))
             .collect();
@@ -1017,15 +963,20 @@ fn rows<const D: usize>(input: &ModelInput, x: Tensor<D>, d: Option<usize>) -> T
 }
 
 impl RecModel for Aread {
-    fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
-        let (logits, _) = self.run(ctx, input, None, probes);
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+    fn hemp(&self) -> Option<&Aread> {
+        Some(self)
     }
 
-    /// The bagging loss (§4.14.3) when every domain of the batch has a mask; otherwise none
+    fn hemp_mut(&mut self) -> Option<&mut Aread> {
+        Some(self)
+    }
+
+    fn forward(&self, ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
+        let (logits, _) = self.run(ctx, input, None, probes);
+        ModelOutput::from(logits)
+    }
+
+    /// The bagging loss when every domain of the batch has a mask; otherwise none
     /// (the trainer's BCE on the logit of the mean = the warm-up loss).
     fn forward_train(
         &self,
@@ -1036,10 +987,7 @@ impl RecModel for Aread {
     ) -> TrainOutput {
         let (logits, element_loss) = self.run(ctx, input, Some(labels), probes);
         TrainOutput {
-            output: ModelOutput {
-                logits,
-                aux_loss: None,
-            },
+            output: ModelOutput::from(logits),
             element_loss,
         }
     }
@@ -1082,11 +1030,6 @@ impl RecModel for Aread {
             "overlap_ratio": overlap,
         })
     }
-}
-
-/// The concrete model behind a [`crate::DynModel`], if it is AREAD.
-pub fn downcast(m: &dyn Any) -> Option<&Aread> {
-    m.downcast_ref::<Aread>()
 }
 
 #[cfg(test)]
@@ -1314,7 +1257,7 @@ mod tests {
         // domain's rows (domain 1 has a single row here, which per-domain BN maps to zero).
         let dev = cpu().autodiff();
         let mut ctx = ModelContext::uniform(3, 10, 4, 1, 2, 2);
-        ctx.fields[0].roles.push("domain".into());
+        ctx.fields[0].roles.push(FieldRole::Domain);
         let cfg = Config {
             mlp: MlpConfig {
                 norm: Norm::Batch,

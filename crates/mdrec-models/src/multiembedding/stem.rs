@@ -1,9 +1,9 @@
 //! STEM-Net — Su et al., "STEM: Unleashing the Power of Embeddings for Multi-task
-//! Recommendation", AAAI 2024 (model-spec §4.10), with its two relatives built from the same
-//! code: ME-PLE (model-spec §4.9) and STEM-AL (paper 003 §5.2, model-spec §4.10).
+//! Recommendation", AAAI 2024, with its two relatives built from the same
+//! code: ME-PLE and STEM-AL (Pan et al., KDD 2024, §5.2).
 //!
 //! Reference implementation: `LiangcaiSu/STEM` `models/STEM.py` (STEM, and `models/PLE.py` fed
-//! with STEM's embedding split for ME-PLE); STEM-AL has no code (paper 003 §5.2; QunBB's
+//! with STEM's embedding split for ME-PLE); STEM-AL has no code (Pan et al., KDD 2024, §5.2; QunBB's
 //! `stem(auxiliary_task_group=…)` port is equivalent).
 //!
 //! # Structure
@@ -41,8 +41,10 @@ use mdrec_nn::layers::{linear, mix};
 use mdrec_nn::{EmbeddingSetSpec, Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::heads::{HeadLayout, Heads};
-use crate::model::{zoo_variant, ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::model::{
+    model_config, zoo_variant, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel,
+};
 
 /// Which rows' "task" owns a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,46 +70,27 @@ pub enum Variant {
     StemAl,
 }
 
-/// Config of [`StemNet`] (and of `stem`, `me_ple`, `stem_al`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Gate structure.
-    pub variant: Variant,
-    /// What owns a table.
-    pub units: Units,
-    /// Tasks that own a table with `variant = "stem_al"` (default: the first task).
-    pub main_tasks: Vec<String>,
-    /// Specific experts per unit.
-    pub specific_experts: usize,
-    /// Shared experts.
-    pub shared_experts: usize,
-    /// Expert MLP widths.
-    pub expert_dims: Vec<usize>,
-    /// Gate MLP hidden widths (then a linear layer to the number of experts).
-    pub gate_dims: Vec<usize>,
-    /// Tower hidden widths.
-    pub tower_dims: Vec<usize>,
-    /// Heads per (domain, task) or per task.
-    pub heads: HeadLayout,
-    /// Hidden-layer options for experts, gates and towers.
-    pub mlp: MlpConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            variant: Variant::Stem,
-            units: Units::Task,
-            main_tasks: vec![],
-            specific_experts: 1,
-            shared_experts: 2,
-            expert_dims: vec![128, 64],
-            gate_dims: vec![],
-            tower_dims: vec![32],
-            heads: HeadLayout::DomainTask,
-            mlp: MlpConfig::default(),
-        }
+model_config! {
+    /// Config of [`StemNet`] (and of `stem`, `me_ple`, `stem_al`).
+    pub struct Config {
+        /// Gate structure.
+        variant: Variant = Variant::Stem,
+        /// What owns a table.
+        units: Units = Units::Task,
+        /// Tasks that own a table with `variant = "stem_al"` (default: the first task).
+        main_tasks: Vec<String> = vec![],
+        /// Specific experts per unit.
+        specific_experts: usize = 1,
+        /// Shared experts.
+        shared_experts: usize = 2,
+        /// Expert MLP widths.
+        expert_dims: Vec<usize> = vec![128, 64] => vec![8],
+        /// Gate MLP hidden widths (then a linear layer to the number of experts).
+        gate_dims: Vec<usize> = vec![],
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::DomainTask, vec![32]) => HeadsConfig::new(HeadLayout::DomainTask, vec![4]),
+        /// Hidden-layer options for experts, gates and towers.
+        mlp: MlpConfig = MlpConfig::default(),
     }
 }
 
@@ -151,23 +134,12 @@ pub struct StemNet {
     n_tasks: usize,
 }
 
-fn invalid(name: &str, message: impl Into<String>) -> ModelError {
-    ModelError::Invalid {
-        model: name.into(),
-        message: message.into(),
-    }
-}
-
 /// Number of units and, for STEM-AL, the unit of each task.
-fn unit_plan(
-    name: &str,
-    cfg: &Config,
-    ctx: &ModelContext,
-) -> Result<(usize, Vec<Option<usize>>), ModelError> {
+fn unit_plan(cfg: &Config, ctx: &ModelContext) -> Result<(usize, Vec<Option<usize>>), Invalid> {
     let (s, t) = (ctx.n_domains(), ctx.n_tasks());
     if cfg.variant == Variant::StemAl {
         if cfg.units != Units::Task {
-            return Err(invalid(name, "stem_al needs units = \"task\""));
+            return Err(Invalid::new("stem_al needs units = \"task\""));
         }
         let main: Vec<String> = if cfg.main_tasks.is_empty() {
             ctx.tasks.iter().take(1).cloned().collect()
@@ -175,17 +147,13 @@ fn unit_plan(
             cfg.main_tasks.clone()
         };
         if let Some(bad) = main.iter().find(|m| !ctx.tasks.contains(m)) {
-            return Err(invalid(
-                name,
-                format!(
-                    "main task `{bad}` is not a task of the data (tasks: {})",
-                    ctx.tasks.join(", ")
-                ),
-            ));
+            return Err(Invalid::new(format!(
+                "main task `{bad}` is not a task of the data (tasks: {})",
+                ctx.tasks.join(", ")
+            )));
         }
         if main.len() == t {
-            return Err(invalid(
-                name,
+            return Err(Invalid::new(
                 "stem_al needs at least one auxiliary task: every task is in main_tasks",
             ));
         }
@@ -203,16 +171,14 @@ fn unit_plan(
         return Ok((main.len(), plan));
     }
     if !cfg.main_tasks.is_empty() {
-        return Err(invalid(
-            name,
+        return Err(Invalid::new(
             "main_tasks applies only to variant = \"stem_al\"",
         ));
     }
-    let n = match (cfg.units, cfg.heads) {
+    let n = match (cfg.units, cfg.heads.layout) {
         (Units::Task, _) => t,
         (Units::Domain | Units::DomainTask, HeadLayout::Task) => {
-            return Err(invalid(
-                name,
+            return Err(Invalid::new(
                 "units = \"domain\" / \"domain_task\" needs heads = \"domain_task\"",
             ))
         }
@@ -226,41 +192,28 @@ fn unit_set_name(u: usize) -> String {
     format!("u{u}")
 }
 
-fn embedding_sets_of(
-    name: &str,
-    cfg: &Config,
-    ctx: &ModelContext,
-) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
-    let (n, _) = unit_plan(name, cfg, ctx)?;
+fn embedding_sets_of(cfg: &Config, ctx: &ModelContext) -> Result<Vec<EmbeddingSetSpec>, Invalid> {
+    let (n, _) = unit_plan(cfg, ctx)?;
     Ok((0..n)
         .map(|u| EmbeddingSetSpec::copy(unit_set_name(u)))
         .collect())
 }
 
 impl StemNet {
-    fn new(
-        name: &str,
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
+    fn new(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
         if cfg.expert_dims.is_empty() || cfg.specific_experts == 0 {
-            return Err(invalid(
-                name,
+            return Err(Invalid::new(
                 "expert_dims must be non-empty and specific_experts ≥ 1",
             ));
         }
         if cfg.variant != Variant::Stem && cfg.shared_experts == 0 {
-            return Err(invalid(
-                name,
+            return Err(Invalid::new(
                 "me_ple and stem_al need shared_experts ≥ 1 (the shared table feeds them)",
             ));
         }
-        let (n_units, task_unit) = unit_plan(name, cfg, ctx)?;
+        let (n_units, task_unit) = unit_plan(cfg, ctx)?;
         if cfg.variant == Variant::MePle && n_units < 2 {
-            return Err(invalid(
-                name,
+            return Err(Invalid::new(
                 "me_ple needs at least two units (a single head has nothing to separate)",
             ));
         }
@@ -298,16 +251,7 @@ impl StemNet {
         if cfg.variant == Variant::StemAl {
             gates.extend((0..n_aux).map(|_| gate(cfg.shared_experts, rng)));
         }
-        let heads = Heads::new(
-            cfg.heads,
-            ctx.n_domains(),
-            ctx.n_tasks(),
-            h,
-            &cfg.tower_dims,
-            &cfg.mlp,
-            rng,
-            device,
-        );
+        let heads = Heads::new(&cfg.heads, ctx, h, &cfg.mlp, rng, device);
         Ok(StemNet {
             specific,
             shared,
@@ -415,10 +359,7 @@ impl RecModel for StemNet {
                 None => mixtures[m].clone(),
             }
         });
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        ModelOutput::from(logits)
     }
 }
 
@@ -427,28 +368,12 @@ impl ZooModel for StemNet {
     const PAPER: &'static str = "Su et al., STEM: Unleashing the Power of Embeddings for Multi-task Recommendation, AAAI 2024";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            expert_dims: vec![8],
-            tower_dims: vec![4],
-            ..Config::default()
-        }
+    fn embedding_sets(cfg: &Config, ctx: &ModelContext) -> Result<Vec<EmbeddingSetSpec>, Invalid> {
+        embedding_sets_of(cfg, ctx)
     }
 
-    fn embedding_sets(
-        cfg: &Config,
-        ctx: &ModelContext,
-    ) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
-        embedding_sets_of(Self::NAME, cfg, ctx)
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        StemNet::new(Self::NAME, cfg, ctx, rng, device)
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        StemNet::new(cfg, ctx, rng, device)
     }
 }
 
@@ -460,7 +385,7 @@ zoo_variant! {
     name = "me_ple",
     paper = "Multi-embedding PLE as in Su et al., STEM, AAAI 2024 (PLE baseline on the STEM embedding split) and Xu et al., Crocodile, 2025",
     default = Config { variant: Variant::MePle, ..Config::default() },
-    tiny = Config { variant: Variant::MePle, expert_dims: vec![8], tower_dims: vec![4], ..Config::default() },
+    tiny = Config { variant: Variant::MePle, expert_dims: vec![8], heads: HeadsConfig::new(HeadLayout::DomainTask, vec![4]), ..Config::default() },
     build = StemNet::new,
     sets = embedding_sets_of,
 }
@@ -473,7 +398,7 @@ zoo_variant! {
     name = "stem_al",
     paper = "Pan et al., Ads Recommendation in a Collapsed and Entangled World, KDD 2024 (§5.2 STEM-AL)",
     default = Config { variant: Variant::StemAl, ..Config::default() },
-    tiny = Config { variant: Variant::StemAl, expert_dims: vec![8], tower_dims: vec![4], ..Config::default() },
+    tiny = Config { variant: Variant::StemAl, expert_dims: vec![8], heads: HeadsConfig::new(HeadLayout::DomainTask, vec![4]), ..Config::default() },
     build = StemNet::new,
     sets = embedding_sets_of,
 }
@@ -496,7 +421,7 @@ mod tests {
         let ctx = f.context(&v, ctx).unwrap();
         let cfg: Config = serde_json::from_value(v).unwrap();
         (
-            StemNet::new(name, &cfg, &ctx, &mut Rng::new(2), device).unwrap(),
+            StemNet::new(&cfg, &ctx, &mut Rng::new(2), device).unwrap(),
             ctx,
         )
     }
@@ -527,7 +452,12 @@ mod tests {
     fn aftb_gate_forwards_every_expert_but_backpropagates_only_to_its_own_table() {
         let ad = cpu().autodiff();
         let ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
-        let (m, ctx) = build("stem", serde_json::json!({"heads": "task"}), &ctx, &ad);
+        let (m, ctx) = build(
+            "stem",
+            serde_json::json!({"heads": {"layout": "task"}}),
+            &ctx,
+            &ad,
+        );
         let (x, leaves) = input(&ctx, &[0, 1, 0, 1], &ad);
         let mut p = Probes::new(true);
         let out = m.forward(&ctx, &x, &mut p);
@@ -590,7 +520,7 @@ mod tests {
             .contains("`nope`"));
         let f = find("stem").unwrap();
         let v = f
-            .resolve(&serde_json::json!({"units": "domain", "heads": "task"}))
+            .resolve(&serde_json::json!({"units": "domain", "heads": {"layout": "task"}}))
             .unwrap();
         assert!(f.context(&v, &ctx).is_err());
     }

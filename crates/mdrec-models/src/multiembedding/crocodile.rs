@@ -1,9 +1,9 @@
 //! Crocodile — Xu et al., "Crocodile: Cross Experts Covariance for Disentangled Learning in
-//! Multi-Domain Recommendation" (model-spec §4.12), and the multi-embedding MMoE it extends
-//! (ME-MMoE, model-spec §4.9; registered as `me_mmoe`, the same code with other defaults).
+//! Multi-Domain Recommendation", and the multi-embedding MMoE it extends
+//! (ME-MMoE; registered as `me_mmoe`, the same code with other defaults).
 //!
 //! Reference implementation: none exists for Crocodile; ME-MMoE follows Crocodile's description
-//! (§4.1, §4.4) and the multi-embedding paradigm of Guo et al. / Pan et al. (paper 003 §4.2).
+//! (§4.1, §4.4) and the multi-embedding paradigm of Guo et al. / Pan et al. (Pan et al., KDD 2024, §4.2).
 //!
 //! # Structure
 //! - **Multi-embedding**: `num_tables` (M) embedding tables per field, served by the embedding
@@ -43,15 +43,19 @@ use burn::nn::Linear;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
+use mdrec_data::FieldRole;
 use mdrec_nn::disentangle::{expert_loss, importance_loss, CovNormalize, DisentangleKind};
 use mdrec_nn::init::WeightInit;
 use mdrec_nn::layers::{linear, mix};
 use mdrec_nn::{EmbeddingSetSpec, Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainEmbedding;
-use crate::heads::{HeadLayout, Heads};
-use crate::model::{zoo_variant, ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::blocks::domain::DomainEmbedding;
+use crate::blocks::experts::stack_experts;
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::model::{
+    model_config, zoo_variant, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel,
+};
 
 /// What a gate reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,62 +67,38 @@ pub enum GateInput {
     Embedding,
 }
 
-/// Config of [`Crocodile`] (and of `me_mmoe`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Number of embedding tables M.
-    pub num_tables: usize,
-    /// Experts reading each table.
-    pub experts_per_table: usize,
-    /// Expert MLP widths; the last is the expert output width d.
-    pub expert_dims: Vec<usize>,
-    /// Tower hidden widths.
-    pub tower_dims: Vec<usize>,
-    /// Heads per (domain, task) or per task.
-    pub heads: HeadLayout,
-    /// Gate input.
-    pub gate_input: GateInput,
-    /// Element-wise gating (EG): one weight per expert and output dimension.
-    pub elementwise: bool,
-    /// Roles of the fields whose prior embeddings the gates read (`gate_input = "prior"`).
-    pub prior_roles: Vec<String>,
-    /// Width of the prior embeddings; 0 keeps each field's schema width.
-    pub prior_dim: usize,
-    /// Width of the learned domain embedding used when the schema has no `domain` field.
-    pub domain_emb_dim: usize,
-    /// Expert-separation loss.
-    pub disentangle: DisentangleKind,
-    /// Its weight α.
-    pub alpha: f64,
-    /// Normalisation of the covariance losses.
-    pub cov_normalize: CovNormalize,
-    /// Rows of the batch the loss is computed on (the first ones; batches are shuffled);
-    /// 0 = all rows.
-    pub sample_rows: usize,
-    /// Hidden-layer options for experts and towers.
-    pub mlp: MlpConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            num_tables: 5,
-            experts_per_table: 1,
-            expert_dims: vec![128, 64],
-            tower_dims: vec![32],
-            heads: HeadLayout::DomainTask,
-            gate_input: GateInput::Prior,
-            elementwise: true,
-            prior_roles: vec!["prior".into(), "domain".into()],
-            prior_dim: 0,
-            domain_emb_dim: 16,
-            disentangle: DisentangleKind::Cov,
-            alpha: 1e-3,
-            cov_normalize: CovNormalize::None,
-            sample_rows: 32,
-            mlp: MlpConfig::default(),
-        }
+model_config! {
+    /// Config of [`Crocodile`] (and of `me_mmoe`).
+    pub struct Config {
+        /// Number of embedding tables M.
+        num_tables: usize = 5 => 2,
+        /// Experts reading each table.
+        experts_per_table: usize = 1,
+        /// Expert MLP widths; the last is the expert output width d.
+        expert_dims: Vec<usize> = vec![128, 64] => vec![8],
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::DomainTask, vec![32]) => HeadsConfig::new(HeadLayout::DomainTask, vec![4]),
+        /// Gate input.
+        gate_input: GateInput = GateInput::Prior,
+        /// Element-wise gating (EG): one weight per expert and output dimension.
+        elementwise: bool = true,
+        /// Roles of the fields whose prior embeddings the gates read (`gate_input = "prior"`).
+        prior_roles: Vec<FieldRole> = vec![FieldRole::Prior, FieldRole::Domain],
+        /// Width of the prior embeddings; 0 keeps each field's schema width.
+        prior_dim: usize = 0,
+        /// Width of the learned domain embedding used when the schema has no `domain` field.
+        domain_emb_dim: usize = 16 => 4,
+        /// Expert-separation loss.
+        disentangle: DisentangleKind = DisentangleKind::Cov,
+        /// Its weight α.
+        alpha: f64 = 1e-3,
+        /// Normalisation of the covariance losses.
+        cov_normalize: CovNormalize = CovNormalize::None,
+        /// Rows of the batch the loss is computed on (the first ones; batches are shuffled);
+        /// 0 = all rows.
+        sample_rows: usize = 32 => 16,
+        /// Hidden-layer options for experts and towers.
+        mlp: MlpConfig = MlpConfig::default(),
     }
 }
 
@@ -169,13 +149,6 @@ fn table_set_name(p: usize) -> String {
 
 const PRIOR_SET: &str = "prior";
 
-fn invalid(name: &str, message: impl Into<String>) -> ModelError {
-    ModelError::Invalid {
-        model: name.into(),
-        message: message.into(),
-    }
-}
-
 fn has_prior_fields(cfg: &Config, ctx: &ModelContext) -> bool {
     ctx.fields
         .iter()
@@ -197,28 +170,20 @@ fn sets(cfg: &Config, ctx: &ModelContext) -> Vec<EmbeddingSetSpec> {
 }
 
 impl Crocodile {
-    fn new(
-        name: &str,
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
+    fn new(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
         if cfg.num_tables == 0 || cfg.experts_per_table == 0 || cfg.expert_dims.is_empty() {
-            return Err(invalid(
-                name,
+            return Err(Invalid::new(
                 "num_tables and experts_per_table must be ≥ 1 and expert_dims non-empty",
             ));
         }
         if !cfg.alpha.is_finite() || cfg.alpha < 0.0 {
-            return Err(invalid(
-                name,
-                format!("alpha must be ≥ 0, got {}", cfg.alpha),
-            ));
+            return Err(Invalid::new(format!(
+                "alpha must be ≥ 0, got {}",
+                cfg.alpha
+            )));
         }
         if cfg.disentangle != DisentangleKind::None && cfg.sample_rows == 1 {
-            return Err(invalid(
-                name,
+            return Err(Invalid::new(
                 "sample_rows = 1 leaves nothing to correlate; use ≥ 2 or 0 (all rows)",
             ));
         }
@@ -248,26 +213,19 @@ impl Crocodile {
             })
             .collect();
         let d = experts[0].out_dim();
-        let heads = Heads::new(
-            cfg.heads,
-            ctx.n_domains(),
-            ctx.n_tasks(),
-            d,
-            &cfg.tower_dims,
-            &cfg.mlp,
-            rng,
-            device,
-        );
+        let heads = Heads::new(&cfg.heads, ctx, d, &cfg.mlp, rng, device);
         // The domain part of the prior comes from the prior set when it holds the `domain`
         // field; otherwise from the schema's domain field or, without one, a learned table.
         let domain_in_prior = prior_set.is_some_and(|k| {
             ctx.sets[k]
                 .fields
                 .iter()
-                .any(|f| f.roles.iter().any(|r| r == "domain"))
+                .any(|f| f.has_role(FieldRole::Domain))
         });
         let domain_emb = (cfg.gate_input == GateInput::Prior && !domain_in_prior)
-            .then(|| DomainEmbedding::new(ctx, &["domain"], cfg.domain_emb_dim, name, rng, device))
+            .then(|| {
+                DomainEmbedding::new(ctx, &[FieldRole::Domain], cfg.domain_emb_dim, rng, device)
+            })
             .transpose()?;
         let n_groups = heads.n_groups();
         let gate_width = |g: usize| -> usize {
@@ -369,10 +327,7 @@ impl RecModel for Crocodile {
             .enumerate()
             .map(|(k, e)| e.forward(tables[k / self.experts_per_table].clone()))
             .collect();
-        for (i, o) in outs.iter().enumerate() {
-            probes.record(|| format!("expert/{i}"), || o.clone());
-        }
-        let stacked: Tensor<3> = Tensor::stack(outs.clone(), 1);
+        let stacked = stack_experts(outs.clone(), probes);
         let prior = (self.gate_input == GateInput::Prior).then(|| self.prior(ctx, input));
         let training = input.emb.device().is_autodiff();
         let want_gates = training && self.disentangle == DisentangleKind::Importance;
@@ -435,40 +390,16 @@ impl ZooModel for Crocodile {
     const PAPER: &'static str = "Xu et al., Crocodile: Cross Experts Covariance for Disentangled Learning in Multi-Domain Recommendation, 2025";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            num_tables: 2,
-            expert_dims: vec![8],
-            tower_dims: vec![4],
-            domain_emb_dim: 4,
-            sample_rows: 16,
-            ..Config::default()
-        }
+    fn embedding_sets(cfg: &Config, ctx: &ModelContext) -> Result<Vec<EmbeddingSetSpec>, Invalid> {
+        embedding_sets_of(cfg, ctx)
     }
 
-    fn embedding_sets(
-        cfg: &Config,
-        ctx: &ModelContext,
-    ) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
-        embedding_sets_of(Self::NAME, cfg, ctx)
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        Crocodile::new(Self::NAME, cfg, ctx, rng, device)
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        Crocodile::new(cfg, ctx, rng, device)
     }
 }
 
-fn embedding_sets_of(
-    name: &str,
-    cfg: &Config,
-    ctx: &ModelContext,
-) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
-    let _ = name;
+fn embedding_sets_of(cfg: &Config, ctx: &ModelContext) -> Result<Vec<EmbeddingSetSpec>, Invalid> {
     Ok(sets(cfg, ctx))
 }
 
@@ -490,7 +421,7 @@ zoo_variant! {
     tiny = Config {
         num_tables: 2,
         expert_dims: vec![8],
-        tower_dims: vec![4],
+        heads: HeadsConfig::new(HeadLayout::DomainTask, vec![4]),
         ..MeMmoeConfig::default().0
     },
     build = Crocodile::new,
@@ -506,9 +437,9 @@ mod tests {
 
     fn ctx_with_roles() -> ModelContext {
         let mut ctx = ModelContext::uniform(4, 10, 4, 1, 3, 2);
-        ctx.fields[0].roles = vec!["prior".into(), "user".into()];
-        ctx.fields[1].roles = vec!["prior".into(), "item".into()];
-        ctx.fields[3].roles = vec!["domain".into()];
+        ctx.fields[0].roles = vec![FieldRole::Prior, FieldRole::User];
+        ctx.fields[1].roles = vec![FieldRole::Prior, FieldRole::Item];
+        ctx.fields[3].roles = vec![FieldRole::Domain];
         ctx
     }
 
@@ -544,7 +475,7 @@ mod tests {
             "me_mmoe" => serde_json::from_value::<MeMmoeConfig>(cfg).unwrap().0,
             _ => serde_json::from_value(cfg).unwrap(),
         };
-        let m = Crocodile::new(name, &c, &ctx, &mut Rng::new(1), &cpu()).unwrap();
+        let m = Crocodile::new(&c, &ctx, &mut Rng::new(1), &cpu()).unwrap();
         (m, ctx)
     }
 

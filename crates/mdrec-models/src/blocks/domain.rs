@@ -7,11 +7,12 @@ use mdrec_data::rng::Rng;
 use mdrec_nn::init;
 use mdrec_nn::{ModelContext, ModelInput};
 
-use crate::model::ModelError;
+use crate::model::{Built, Invalid};
+use mdrec_data::FieldRole;
 
 /// A learned per-domain embedding table `[n_domains, k]`, N(0, 1/k): the stand-in for the
 /// domain-indicator embedding when the schema has no field with role `domain` (also used by
-/// [`crate::pepnet`]).
+/// [`crate::multidomain::pepnet`]).
 pub(crate) fn domain_table(
     n_domains: usize,
     k: usize,
@@ -39,23 +40,19 @@ impl DomainEmbedding {
     /// `model` when that is 0 and the schema has no such field).
     pub fn new(
         ctx: &ModelContext,
-        roles: &[&str],
+        roles: &[FieldRole],
         table_dim: usize,
-        model: &str,
         rng: &mut Rng,
         device: &Device,
-    ) -> Result<Self, ModelError> {
-        let mut fields: Vec<usize> = roles.iter().flat_map(|r| ctx.fields_with_role(r)).collect();
-        fields.sort_unstable();
-        fields.dedup();
+    ) -> Built<Self> {
+        let fields = ctx.fields_with_any_role(roles);
         if fields.is_empty() {
             if table_dim == 0 {
-                return Err(ModelError::Invalid {
-                    model: model.into(),
-                    message: "the schema has no field with role `domain` and domain_emb_dim is 0: \
+                return Err(Invalid(
+                    "the schema has no field with role `domain` and domain_emb_dim is 0: \
                               the model would have no scenario embedding"
                         .into(),
-                });
+                ));
             }
             Ok(DomainEmbedding {
                 table: Some(domain_table(ctx.n_domains(), table_dim, rng, device)),

@@ -1,5 +1,5 @@
-//! Feature-interaction blocks shared by the single-domain backbones ([`crate::deepfm`],
-//! [`crate::dcn`], [`crate::dcnv2`], [`crate::autoint`], [`crate::xdeepfm`]) and by any model
+//! Feature-interaction blocks shared by the single-domain backbones ([`crate::backbone::deepfm`],
+//! [`crate::backbone::dcn`], [`crate::backbone::dcnv2`], [`crate::backbone::autoint`], [`crate::backbone::xdeepfm`]) and by any model
 //! that uses them as experts (e.g. on its own embedding set).
 //!
 //! Every block is a burn [`Module`] with a `forward` on per-field embeddings `[B, F, k]` or on a
@@ -213,7 +213,7 @@ impl CrossNet {
 
 /// DCN-V2 full-rank cross network (Wang et al., WWW 2021, Eq. 1):
 /// `x_{l+1} = x_0 ⊙ (W_l x_l + b_l) + x_l` — the bias inside the Hadamard product as in the
-/// paper (torch-rechub/AREAD put it outside, model-spec §8 item 18). `W_l` ~ U(±1/√D),
+/// paper (torch-rechub/AREAD put it outside, docs/models.md). `W_l` ~ U(±1/√D),
 /// `b_l = 0`.
 #[derive(Module, Debug)]
 pub struct CrossNetV2 {

@@ -1,7 +1,7 @@
 //! xDeepFM — Lian et al., "xDeepFM: Combining Explicit and Implicit Feature Interactions for
 //! Recommender Systems", KDD 2018.
 //!
-//! `logit_t = LR_t(x) + head_t([p⁺ ; DNN(x)])`: a first-order term (as [`crate::deepfm`]), a
+//! `logit_t = LR_t(x) + head_t([p⁺ ; DNN(x)])`: a first-order term (as [`crate::backbone::deepfm`]), a
 //! Compressed Interaction Network ([`Cin`]) on the per-field embeddings `X^0: [B, m, k]` whose
 //! sum-pooled feature maps form `p⁺`, and a DNN on the flat input `x = [emb ; dense]`. With the
 //! default empty `tower_dims` each head is the paper's output unit
@@ -11,9 +11,9 @@
 //! Reference implementation: the authors' TensorFlow code (Leavingseason/xDeepFM
 //! `exDeepFM.py::_build_extra_cin`, also Microsoft Recommenders' port): 1×1 convolutions over the
 //! outer products, bias on, `cross_activation = identity`, `SPLIT_HALF = True`; DeepCTR-Torch
-//! `layers/interaction.py::CIN` (ReLU by default). Not in model-spec.
+//! `layers/interaction.py::CIN` (ReLU by default).
 //! Deviations from reference: the first-order term defaults to per-feature weights served as an
-//! embedding set (see [`crate::deepfm::LinearMode`]; `linear = "flat"` is a linear map of the
+//! embedding set (see [`crate::backbone::deepfm::LinearMode`]; `linear = "flat"` is a linear map of the
 //! flat input); weights are drawn as PyTorch's `Conv1d` / `Linear` (U(±1/√fan_in)), CIN biases
 //! start at zero; numeric inputs go to the DNN and the first-order term, not to the CIN; several
 //! tasks share the CIN and the DNN and have their own heads and first-order weights; outputs
@@ -32,50 +32,31 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
 use mdrec_nn::{Activation, EmbeddingSetSpec, Mlp, MlpConfig, ModelContext, ModelInput};
-use serde::{Deserialize, Serialize};
 
-use crate::deepfm::{reference_mlp, FirstOrder, LinearMode};
-use crate::heads::{HeadLayout, Heads};
-use crate::interaction::{common_dim, stack_fields, Cin};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::backbone::deepfm::{reference_mlp, FirstOrder, LinearMode};
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::interaction::{common_dim, stack_fields, Cin};
+use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
-/// Config of [`XDeepFm`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Feature maps per CIN layer.
-    pub cin_dims: Vec<usize>,
-    /// Every CIN layer but the last sends half its maps to the output and half on.
-    pub split_half: bool,
-    /// Bias in the CIN layers.
-    pub cin_bias: bool,
-    /// CIN activation (`none` = identity, the authors' default).
-    pub cin_activation: Activation,
-    /// DNN hidden widths (empty: no DNN, "CIN + linear").
-    pub dnn_dims: Vec<usize>,
-    /// Hidden widths of each head before its `Linear(·, 1)`.
-    pub tower_dims: Vec<usize>,
-    /// One head per task (default) or per (domain, task).
-    pub heads: HeadLayout,
-    /// First-order term.
-    pub linear: LinearMode,
-    /// Hidden-layer options of the DNN and the heads.
-    pub mlp: MlpConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            cin_dims: vec![128, 128],
-            split_half: true,
-            cin_bias: true,
-            cin_activation: Activation::None,
-            dnn_dims: vec![256, 128],
-            tower_dims: vec![],
-            heads: HeadLayout::Task,
-            linear: LinearMode::PerFeature,
-            mlp: reference_mlp(),
-        }
+model_config! {
+    /// Config of [`XDeepFm`].
+    pub struct Config {
+        /// Feature maps per CIN layer.
+        cin_dims: Vec<usize> = vec![128, 128] => vec![4, 3],
+        /// Every CIN layer but the last sends half its maps to the output and half on.
+        split_half: bool = true,
+        /// Bias in the CIN layers.
+        cin_bias: bool = true,
+        /// CIN activation (`none` = identity, the authors' default).
+        cin_activation: Activation = Activation::None,
+        /// DNN hidden widths (empty: no DNN, "CIN + linear").
+        dnn_dims: Vec<usize> = vec![256, 128] => vec![16],
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::Task, vec![]),
+        /// First-order term.
+        linear: LinearMode = LinearMode::PerFeature,
+        /// Hidden-layer options of the DNN and the heads.
+        mlp: MlpConfig = reference_mlp(),
     }
 }
 
@@ -93,33 +74,14 @@ impl ZooModel for XDeepFm {
     const PAPER: &'static str = "Lian et al., xDeepFM: Combining Explicit and Implicit Feature Interactions for Recommender Systems, KDD 2018";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            cin_dims: vec![4, 3],
-            dnn_dims: vec![16],
-            ..Config::default()
-        }
-    }
-
-    fn embedding_sets(
-        cfg: &Config,
-        ctx: &ModelContext,
-    ) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
+    fn embedding_sets(cfg: &Config, ctx: &ModelContext) -> Result<Vec<EmbeddingSetSpec>, Invalid> {
         Ok(cfg.linear.embedding_sets(ctx))
     }
 
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let invalid = |message: String| ModelError::Invalid {
-            model: Self::NAME.into(),
-            message,
-        };
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let invalid = Invalid;
         common_dim(&ctx.fields, "the CIN").map_err(invalid)?;
-        let first = FirstOrder::new(cfg.linear, Self::NAME, ctx, rng, device)?;
+        let first = FirstOrder::new(cfg.linear, ctx, rng, device)?;
         let cin = Cin::new(
             ctx.fields.len(),
             &cfg.cin_dims,
@@ -133,11 +95,9 @@ impl ZooModel for XDeepFm {
         let dnn = (!cfg.dnn_dims.is_empty())
             .then(|| Mlp::new(ctx.input_dim(), &cfg.dnn_dims, &cfg.mlp, rng, device));
         let heads = Heads::new(
-            cfg.heads,
-            ctx.n_domains(),
-            ctx.n_tasks(),
+            &cfg.heads,
+            ctx,
             cin.out_dim() + dnn.as_ref().map_or(0, Mlp::out_dim),
-            &cfg.tower_dims,
             &cfg.mlp,
             rng,
             device,
@@ -164,19 +124,13 @@ impl RecModel for XDeepFm {
             Some(dnn) => Tensor::cat(vec![p, dnn.forward(input.flat())], 1),
             None => p,
         };
-        let mut logits = self.heads.forward(input, |group, _t| match group {
-            Some(d) => input.rows_of(z.clone(), d),
-            None => z.clone(),
-        });
+        let mut logits = self.heads.forward_shared(input, &z);
         if let Some(first) = &self.first {
             let y1 = first.forward(input);
             probes.record(|| "first_order".into(), || y1.clone());
             logits = logits + y1;
         }
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        ModelOutput::from(logits)
     }
 }
 
@@ -198,7 +152,7 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("xdeepfm") && err.contains("even"), "{err}");
+        assert!(err.contains("even"), "{err}");
         let mut ctx2 = ctx.clone();
         ctx2.fields[0].dim = 2;
         let cfg = Config {

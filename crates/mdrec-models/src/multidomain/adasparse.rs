@@ -1,5 +1,5 @@
 //! AdaSparse — Yang et al., "AdaSparse: Learning Adaptively Sparse Structures for Multi-Domain
-//! Click-Through Rate Prediction", CIKM 2022 (model-spec §4.7). Domain-adaptive neuron pruning:
+//! Click-Through Rate Prediction", CIKM 2022. Domain-adaptive neuron pruning:
 //!
 //! - the input is split into the domain embedding `e_d` (the schema's field(s) with role
 //!   `domain`, or a learned per-domain table, see [`DomainEmbedding`]) and the domain-agnostic
@@ -24,13 +24,12 @@
 //! `model_report`.
 //!
 //! Reference implementation: Scenario-Wise-Rec `models/multi_domain/adasparse.py` with
-//! `basic/layers.py::Pruner`; AREAD / SATrans `models/adasparse.py` (model-spec §4.7).
+//! `basic/layers.py::Pruner`; AREAD / SATrans `models/adasparse.py`.
 //! Deviations from reference: factors below ε are truly zero (SWR multiplies by
-//! `sign(π − ε)`, which makes them *negative*, and its Binarization returns ±1 — model-spec §8
-//! item 7); α anneals only on training forwards (SWR increments it on every forward, evaluation
+//! `sign(π − ε)`, which makes them *negative*, and its Binarization returns ±1); α anneals only on training forwards (SWR increments it on every forward, evaluation
 //! included, so its validation and test numbers depend on how often it evaluated); α is a
 //! checkpointed buffer (SWR: a plain attribute, lost on reload); Binarization has a
-//! straight-through gradient; Scaling has no ε threshold (the spec's form; SWR thresholds it
+//! straight-through gradient; Scaling has no ε threshold (the paper's form; SWR thresholds it
 //! too, with the sign bug); multi-task heads in place of the single output; outputs are logits.
 //! `detach_domain = true` gives AREAD's stop-gradient on `e_d` inside the pruners. No sparsity
 //! regulariser (none of the references has one).
@@ -45,13 +44,14 @@ use burn::nn::Linear;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
+use mdrec_data::FieldRole;
 use mdrec_nn::init::{self, WeightInit};
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput, Norm};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainEmbedding;
-use crate::heads::{HeadLayout, Heads};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::blocks::domain::DomainEmbedding;
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 /// How a pruner turns `v` into neuron factors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -66,59 +66,33 @@ pub enum PrunerForm {
     Fusion,
 }
 
-/// Config of [`AdaSparse`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Hidden widths of the pruned trunk (one pruner after each block).
-    pub dims: Vec<usize>,
-    /// Factor form.
-    pub form: PrunerForm,
-    /// Threshold ε (Binarization, Fusion).
-    pub epsilon: f64,
-    /// Scale β (Scaling, Fusion).
-    pub beta: f64,
-    /// Initial α (Binarization, Fusion).
-    pub alpha: f64,
-    /// Increase of α per training forward.
-    pub delta_alpha: f64,
-    /// Upper bound of α (none by default, as the reference).
-    pub alpha_max: Option<f64>,
-    /// Prune the domain-agnostic input (pruner 0).
-    pub prune_input: bool,
-    /// Stop the gradient of the pruners into the domain embedding (AREAD).
-    pub detach_domain: bool,
-    /// Width of the learned per-domain embedding used when the schema has no `domain` field.
-    pub domain_emb_dim: usize,
-    /// Tower hidden widths of the heads (empty: one `Linear(h, 1)` per head).
-    pub tower_dims: Vec<usize>,
-    /// Heads per task (default) or per (domain, task).
-    pub heads: HeadLayout,
-    /// Options of the trunk blocks and the tower hidden layers.
-    pub mlp: MlpConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            dims: vec![32, 32],
-            form: PrunerForm::Fusion,
-            epsilon: 1e-2,
-            beta: 2.0,
-            alpha: 1.0,
-            delta_alpha: 1e-4,
-            alpha_max: None,
-            prune_input: true,
-            detach_domain: false,
-            domain_emb_dim: 8,
-            tower_dims: vec![],
-            heads: HeadLayout::Task,
-            mlp: MlpConfig {
-                norm: Norm::Batch,
-                dropout: 0.2,
-                ..MlpConfig::default()
-            },
-        }
+model_config! {
+    /// Config of [`AdaSparse`].
+    pub struct Config {
+        /// Hidden widths of the pruned trunk (one pruner after each block).
+        dims: Vec<usize> = vec![32, 32] => vec![8, 8],
+        /// Factor form.
+        form: PrunerForm = PrunerForm::Fusion,
+        /// Threshold ε (Binarization, Fusion).
+        epsilon: f64 = 1e-2,
+        /// Scale β (Scaling, Fusion).
+        beta: f64 = 2.0,
+        /// Initial α (Binarization, Fusion).
+        alpha: f64 = 1.0,
+        /// Increase of α per training forward.
+        delta_alpha: f64 = 1e-4,
+        /// Upper bound of α (none by default, as the reference).
+        alpha_max: Option<f64> = None,
+        /// Prune the domain-agnostic input (pruner 0).
+        prune_input: bool = true,
+        /// Stop the gradient of the pruners into the domain embedding (AREAD).
+        detach_domain: bool = false,
+        /// Width of the learned per-domain embedding used when the schema has no `domain` field.
+        domain_emb_dim: usize = 8,
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::Task, vec![]),
+        /// Options of the trunk blocks and the tower hidden layers.
+        mlp: MlpConfig = MlpConfig { norm: Norm::Batch, dropout: 0.2, ..MlpConfig::default() } => MlpConfig::default(),
     }
 }
 
@@ -205,24 +179,8 @@ impl ZooModel for AdaSparse {
     const PAPER: &'static str = "Yang et al., AdaSparse: Learning Adaptively Sparse Structures for Multi-Domain Click-Through Rate Prediction, CIKM 2022";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            dims: vec![8, 8],
-            mlp: MlpConfig::default(),
-            ..Config::default()
-        }
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let invalid = |message: String| ModelError::Invalid {
-            model: Self::NAME.into(),
-            message,
-        };
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let invalid = Invalid;
         let finite = |v: f64| v.is_finite();
         if !finite(cfg.beta) || cfg.beta <= 0.0 {
             return Err(invalid(format!(
@@ -272,7 +230,7 @@ impl ZooModel for AdaSparse {
                 )));
             }
         }
-        if cfg.dims.contains(&0) || cfg.tower_dims.contains(&0) {
+        if cfg.dims.contains(&0) || cfg.heads.tower_dims.contains(&0) {
             return Err(invalid("layer widths must be ≥ 1".into()));
         }
         if cfg.dims.is_empty() && !cfg.prune_input {
@@ -280,14 +238,8 @@ impl ZooModel for AdaSparse {
                 "dims is empty and prune_input is false: the model would have no pruner".into(),
             ));
         }
-        let domain_emb = DomainEmbedding::new(
-            ctx,
-            &["domain"],
-            cfg.domain_emb_dim,
-            Self::NAME,
-            rng,
-            device,
-        )?;
+        let domain_emb =
+            DomainEmbedding::new(ctx, &[FieldRole::Domain], cfg.domain_emb_dim, rng, device)?;
         let k = domain_emb.dim();
         // Domain-agnostic columns of `flat`: every field that is not read as the domain
         // embedding, then the numeric inputs; adjacent ranges merged.
@@ -323,16 +275,7 @@ impl ZooModel for AdaSparse {
             pruners.push(Pruner::new(k, d, rng, device));
             width = d;
         }
-        let heads = Heads::new(
-            cfg.heads,
-            ctx.n_domains(),
-            ctx.n_tasks(),
-            width,
-            &cfg.tower_dims,
-            &cfg.mlp,
-            rng,
-            device,
-        );
+        let heads = Heads::new(&cfg.heads, ctx, width, &cfg.mlp, rng, device);
         Ok(AdaSparse {
             domain_emb,
             input_pruner,
@@ -431,14 +374,8 @@ impl RecModel for AdaSparse {
                 probes.record(|| format!("prune/{}", l + 1), || pi.clone())
             });
         }
-        let logits = self.heads.forward(input, |group, _t| match group {
-            Some(d) => input.rows_of(h.clone(), d),
-            None => h.clone(),
-        });
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        let logits = self.heads.forward_shared(input, &h);
+        ModelOutput::from(logits)
     }
 
     fn report(&self) -> serde_json::Value {
@@ -454,26 +391,7 @@ mod tests {
     use crate::model::{DynModel, Holder};
     use mdrec_nn::device::cpu;
 
-    fn input(ctx: &ModelContext, domain: &[u32], seed: u64, device: &Device) -> ModelInput {
-        let b = domain.len();
-        let mut rng = Rng::new(seed);
-        let mut emb = init::tensor(
-            init::normal(&mut rng, b * ctx.emb_dim(), 1.0),
-            [b, ctx.emb_dim()],
-            device,
-        );
-        if device.is_autodiff() {
-            emb = emb.require_grad();
-        }
-        let dense = (ctx.n_numeric > 0).then(|| {
-            init::tensor(
-                init::normal(&mut rng, b * ctx.n_numeric, 1.0),
-                [b, ctx.n_numeric],
-                device,
-            )
-        });
-        ModelInput::new(emb, dense, domain.to_vec(), ctx.n_domains())
-    }
+    use crate::testing::random_input as input;
 
     fn factors(m: &AdaSparse, ctx: &ModelContext, inp: &ModelInput) -> Vec<Vec<f32>> {
         let mut probes = Probes::new(true);
@@ -628,7 +546,7 @@ mod tests {
     fn domain_field_is_the_pruner_input_not_pruned() {
         let dev = cpu();
         let mut ctx = ModelContext::uniform(4, 10, 4, 1, 3, 2);
-        ctx.fields[1].roles = vec!["domain".into()];
+        ctx.fields[1].roles = vec![FieldRole::Domain];
         let m = AdaSparse::build(&AdaSparse::tiny(), &ctx, &mut Rng::new(3), &dev).unwrap();
         assert!(m.domain_emb.from_fields());
         // Fields 0, 2, 3 and the numeric input: columns 0..4 and 8..17.
@@ -687,7 +605,7 @@ mod tests {
             },
         ] {
             let r = AdaSparse::build(&cfg, &ctx, &mut Rng::new(1), &dev);
-            assert!(matches!(r, Err(ModelError::Invalid { .. })), "{cfg:?}");
+            assert!(matches!(r, Err(Invalid(_))), "{cfg:?}");
         }
     }
 }

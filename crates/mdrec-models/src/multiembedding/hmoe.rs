@@ -1,6 +1,6 @@
 //! Heterogeneous mixture of experts on multiple embedding tables (HMoE) — Pan et al., "Ads
 //! Recommendation in a Collapsed and Entangled World", KDD 2024, §2, §4.2–4.3, Eq. 4–5
-//! (model-spec §4.17 "GwPFM", "HMoE", "Collapse-resilient interaction").
+//! (GwPFM, HMoE, collapse-resilient interaction).
 //!
 //! Reference implementation: none from the authors; QunBB `recsys/rank/hmoe.py`,
 //! `recsys/layers/interaction.py::GwPFM` (third-party port) for the structure.
@@ -38,14 +38,16 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
+use mdrec_data::FieldRole;
 use mdrec_nn::{
     EmbeddingSetSpec, FieldInfo, Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::heads::{HeadLayout, Heads};
-use crate::interaction::{common_dim, dense, stack_fields, CrossNetV2};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::blocks::experts::stack_experts;
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::interaction::{common_dim, dense, stack_fields, CrossNetV2};
+use crate::model::{Built, Invalid, ModelConfig, ModelOutput, Probes, RecModel, ZooModel};
 
 /// The interaction of one expert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,10 +103,8 @@ pub struct Config {
     pub field_groups: BTreeMap<String, usize>,
     /// Combination of expert outputs.
     pub combine: Combine,
-    /// Tower hidden widths.
-    pub tower_dims: Vec<usize>,
-    /// Heads per (domain, task) or per task.
-    pub heads: HeadLayout,
+    /// Output heads: tower layout and tower hidden widths.
+    pub heads: HeadsConfig,
     /// Hidden-layer options for MLPs.
     pub mlp: MlpConfig,
 }
@@ -114,7 +114,7 @@ impl Default for Config {
         let e = |kind, table| ExpertSpec { kind, table };
         Config {
             extra_table_dims: vec![16],
-            // The Moments pCTR deployment (paper 003 §4.2): GwPFM and a flat DNN share table 0,
+            // The Moments pCTR deployment (Pan et al., KDD 2024, §4.2): GwPFM and a flat DNN share table 0,
             // IPNN reads table 1; plus DCN-V2 on table 1.
             experts: vec![
                 e(ExpertKind::Gwpfm, 0),
@@ -126,8 +126,7 @@ impl Default for Config {
             cross_layers: 2,
             field_groups: BTreeMap::new(),
             combine: Combine::Gate,
-            tower_dims: vec![32],
-            heads: HeadLayout::DomainTask,
+            heads: HeadsConfig::new(HeadLayout::DomainTask, vec![32]),
             mlp: MlpConfig::default(),
         }
     }
@@ -192,13 +191,6 @@ const SET_PREFIX: &str = "hm";
 
 fn set_name(p: usize) -> String {
     format!("{SET_PREFIX}{p}")
-}
-
-fn invalid(message: impl Into<String>) -> ModelError {
-    ModelError::Invalid {
-        model: Hmoe::NAME.into(),
-        message: message.into(),
-    }
 }
 
 fn pairs(f: usize) -> Vec<(usize, usize)> {
@@ -286,36 +278,30 @@ impl Hmoe {
     }
 }
 
+impl ModelConfig for Config {
+    fn tiny() -> Config {
+        Config {
+            extra_table_dims: vec![4],
+            expert_dims: vec![6],
+            heads: HeadsConfig::new(HeadLayout::DomainTask, vec![4]),
+            cross_layers: 1,
+            ..Config::default()
+        }
+    }
+}
+
 impl ZooModel for Hmoe {
     const NAME: &'static str = "hmoe";
     const PAPER: &'static str = "Pan et al., Ads Recommendation in a Collapsed and Entangled World, KDD 2024 (§4 heterogeneous experts with multi-embedding, GwPFM)";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            extra_table_dims: vec![4],
-            expert_dims: vec![6],
-            tower_dims: vec![4],
-            cross_layers: 1,
-            ..Config::default()
-        }
-    }
-
-    fn embedding_sets(
-        cfg: &Config,
-        _ctx: &ModelContext,
-    ) -> Result<Vec<EmbeddingSetSpec>, ModelError> {
+    fn embedding_sets(cfg: &Config, _ctx: &ModelContext) -> Result<Vec<EmbeddingSetSpec>, Invalid> {
         Ok(EmbeddingSetSpec::tables(SET_PREFIX, &cfg.extra_table_dims))
     }
 
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
         if cfg.experts.is_empty() || cfg.expert_dims.is_empty() {
-            return Err(invalid(
+            return Err(Invalid::new(
                 "needs at least one expert and non-empty expert_dims",
             ));
         }
@@ -333,7 +319,7 @@ impl ZooModel for Hmoe {
         let groups: Vec<usize> = if cfg.field_groups.is_empty() {
             ctx.fields
                 .iter()
-                .map(|f| f.roles.iter().any(|r| r == "item" || r == "author") as usize)
+                .map(|f| (f.has_role(FieldRole::Item) || f.has_role(FieldRole::Author)) as usize)
                 .collect()
         } else {
             if let Some(k) = cfg
@@ -341,7 +327,7 @@ impl ZooModel for Hmoe {
                 .keys()
                 .find(|k| !ctx.fields.iter().any(|f| &f.name == *k))
             {
-                return Err(invalid(format!(
+                return Err(Invalid::new(format!(
                     "field_groups names `{k}`, which is not an embedded field"
                 )));
             }
@@ -349,7 +335,7 @@ impl ZooModel for Hmoe {
                 .iter()
                 .map(|f| {
                     cfg.field_groups.get(&f.name).copied().ok_or_else(|| {
-                        invalid(format!("field_groups has no group for field `{}`", f.name))
+                        Invalid::new(format!("field_groups has no group for field `{}`", f.name))
                     })
                 })
                 .collect::<Result<_, _>>()?
@@ -358,14 +344,14 @@ impl ZooModel for Hmoe {
         let mut experts = Vec::with_capacity(cfg.experts.len());
         for (e, spec) in cfg.experts.iter().enumerate() {
             if spec.table >= n_tables {
-                return Err(invalid(format!(
+                return Err(Invalid::new(format!(
                     "expert {e} reads table {}, but there are {n_tables} tables (0 and extra_table_dims)",
                     spec.table
                 )));
             }
             let fields = &table_fields[spec.table];
             let flat = fields.iter().map(|f| f.dim).sum::<usize>();
-            let need_k = |what: &str| common_dim(fields, what).map_err(invalid);
+            let need_k = |what: &str| common_dim(fields, what).map_err(Invalid);
             let (interaction, width) = match spec.kind {
                 ExpertKind::Dnn => (Interaction::of(spec.kind), flat + ctx.n_numeric),
                 ExpertKind::Dcnv2 => {
@@ -388,7 +374,7 @@ impl ZooModel for Hmoe {
                 ExpertKind::Gwpfm => {
                     let k = need_k("GwPFM")?;
                     if n_fields < 2 || k % n_groups != 0 {
-                        return Err(invalid(format!(
+                        return Err(Invalid::new(format!(
                             "GwPFM (expert {e}) needs ≥ 2 fields and a table width divisible by the {n_groups} field groups; table {} has width {k}",
                             spec.table
                         )));
@@ -410,7 +396,7 @@ impl ZooModel for Hmoe {
                     let k = need_k("the projection interaction")?;
                     let p = n_fields * (n_fields - 1) / 2;
                     if p == 0 {
-                        return Err(invalid("the projection interaction needs ≥ 2 fields"));
+                        return Err(Invalid::new("the projection interaction needs ≥ 2 fields"));
                     }
                     // Identity plus noise: starts as the plain Hadamard product e_i ⊙ e_j.
                     let mut v = mdrec_nn::init::normal(rng, p * k * k, 0.01);
@@ -435,16 +421,7 @@ impl ZooModel for Hmoe {
             });
         }
         let h = experts[0].mlp.out_dim();
-        let heads = Heads::new(
-            cfg.heads,
-            ctx.n_domains(),
-            ctx.n_tasks(),
-            h,
-            &cfg.tower_dims,
-            &cfg.mlp,
-            rng,
-            device,
-        );
+        let heads = Heads::new(&cfg.heads, ctx, h, &cfg.mlp, rng, device);
         let gate_in: usize =
             table_fields.iter().flatten().map(|f| f.dim).sum::<usize>() + ctx.n_numeric;
         let gates = match cfg.combine {
@@ -482,11 +459,8 @@ impl RecModel for Hmoe {
             .iter()
             .map(|e| e.mlp.forward(self.interact(e, input)))
             .collect();
-        for (i, o) in outs.iter().enumerate() {
-            probes.record(|| format!("expert/{i}"), || o.clone());
-        }
         let n_e = outs.len();
-        let stacked: Tensor<3> = Tensor::stack(outs, 1);
+        let stacked = stack_experts(outs, probes);
         let logits = match self.combine {
             Combine::Gate => self.heads.forward_gated(
                 ctx,
@@ -505,16 +479,10 @@ impl RecModel for Hmoe {
                     }
                     None => stacked.sum_dim(1).reshape([b, h]),
                 };
-                self.heads.forward(input, |group, _| match group {
-                    Some(d) => input.rows_of(combined.clone(), d),
-                    None => combined.clone(),
-                })
+                self.heads.forward_shared(input, &combined)
             }
         };
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        ModelOutput::from(logits)
     }
 }
 
@@ -527,7 +495,7 @@ mod tests {
 
     fn setup(over: serde_json::Value) -> (Hmoe, ModelContext) {
         let mut base = ModelContext::uniform(3, 10, 4, 1, 2, 1);
-        base.fields[2].roles = vec!["item".into()];
+        base.fields[2].roles = vec![FieldRole::Item];
         let f = find("hmoe").unwrap();
         let v = f.resolve(&over).unwrap();
         let ctx = f.context(&v, &base).unwrap();

@@ -1,5 +1,5 @@
 //! DCN — Wang et al., "Deep & Cross Network for Ad Click Predictions", ADKDD 2017
-//! (model-spec §4.17).
+//!.
 //!
 //! `x_0 = [emb ; dense]`; cross network `x_{l+1} = x_0 (w_lᵀ x_l) + b_l + x_l` ([`CrossNet`]) and
 //! a DNN on `x_0` in parallel; the combination `[x_L ; h]` feeds [`Heads`]: with the default
@@ -23,39 +23,23 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
-use serde::{Deserialize, Serialize};
 
-use crate::deepfm::reference_mlp;
-use crate::heads::{HeadLayout, Heads};
-use crate::interaction::CrossNet;
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::backbone::deepfm::reference_mlp;
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::blocks::interaction::CrossNet;
+use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
-/// Config of [`Dcn`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Number of cross layers.
-    pub cross_layers: usize,
-    /// DNN hidden widths.
-    pub dnn_dims: Vec<usize>,
-    /// Hidden widths of each head before its `Linear(·, 1)` (empty: the paper's combination
-    /// layer).
-    pub tower_dims: Vec<usize>,
-    /// One head per task (default) or per (domain, task).
-    pub heads: HeadLayout,
-    /// Hidden-layer options of the DNN and the heads.
-    pub mlp: MlpConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            cross_layers: 3,
-            dnn_dims: vec![256, 128, 64],
-            tower_dims: vec![],
-            heads: HeadLayout::Task,
-            mlp: reference_mlp(),
-        }
+model_config! {
+    /// Config of [`Dcn`].
+    pub struct Config {
+        /// Number of cross layers.
+        cross_layers: usize = 3 => 2,
+        /// DNN hidden widths.
+        dnn_dims: Vec<usize> = vec![256, 128, 64] => vec![16],
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::Task, vec![]),
+        /// Hidden-layer options of the DNN and the heads.
+        mlp: MlpConfig = reference_mlp(),
     }
 }
 
@@ -73,39 +57,16 @@ impl ZooModel for Dcn {
         "Wang et al., Deep & Cross Network for Ad Click Predictions, ADKDD 2017";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            cross_layers: 2,
-            dnn_dims: vec![16],
-            ..Config::default()
-        }
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
         if cfg.cross_layers == 0 || cfg.dnn_dims.is_empty() {
-            return Err(ModelError::Invalid {
-                model: Self::NAME.into(),
-                message: "cross_layers must be ≥ 1 and dnn_dims non-empty".into(),
-            });
+            return Err(Invalid(
+                "cross_layers must be ≥ 1 and dnn_dims non-empty".into(),
+            ));
         }
         let d = ctx.input_dim();
         let cross = CrossNet::new(d, cfg.cross_layers, rng, device);
         let dnn = Mlp::new(d, &cfg.dnn_dims, &cfg.mlp, rng, device);
-        let heads = Heads::new(
-            cfg.heads,
-            ctx.n_domains(),
-            ctx.n_tasks(),
-            d + dnn.out_dim(),
-            &cfg.tower_dims,
-            &cfg.mlp,
-            rng,
-            device,
-        );
+        let heads = Heads::new(&cfg.heads, ctx, d + dnn.out_dim(), &cfg.mlp, rng, device);
         Ok(Dcn { cross, dnn, heads })
     }
 }
@@ -118,13 +79,7 @@ impl RecModel for Dcn {
         let xl = self.cross.forward(x0.clone());
         probes.record(|| "cross".into(), || xl.clone());
         let z = Tensor::cat(vec![xl, self.dnn.forward(x0)], 1);
-        let logits = self.heads.forward(input, |group, _t| match group {
-            Some(d) => input.rows_of(z.clone(), d),
-            None => z.clone(),
-        });
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        let logits = self.heads.forward_shared(input, &z);
+        ModelOutput::from(logits)
     }
 }

@@ -1,5 +1,5 @@
 //! HiNet — Zhou et al., "HiNet: Novel Multi-Scenario & Multi-Task Learning with Hierarchical
-//! Information Extraction", ICDE 2023 (model-spec §4.6). Multi-domain (scenario) multi-task:
+//! Information Extraction", ICDE 2023. Multi-domain (scenario) multi-task:
 //!
 //! 1. **Scenario extraction layer** on the flat input `x`:
 //!    - SEI (sub-expert integration): `SEI(x) = Σ_j g_j · SubExpert_j(x)`, `g = softmax(W x + b)`
@@ -19,18 +19,18 @@
 //!
 //! The scenario embedding `e_s` is the embedding of the schema's field(s) with role `domain`, or a
 //! learned per-domain table of width `domain_emb_dim` when the schema has none (see
-//! [`DomainEmbedding`], also used by [`crate::adasparse`] and [`crate::m2m`]).
+//! [`DomainEmbedding`], also used by [`crate::multidomain::adasparse`] and [`crate::multidomain::m2m`]).
 //!
 //! Reference implementation: official TF1 `mrchor/HiNet` `src/HiNet.py`; the MDL-only port in
-//! AREAD `model/hinet.py` (model-spec §4.6).
+//! AREAD `model/hinet.py`.
 //! Deviations from reference: the CGC gates are a real softmax over the experts (the official
 //! `cgc_net` takes the softmax over a singleton axis, so every weight is 1 and the mixture is an
-//! unweighted sum — model-spec §8 item 22; no compat flag: no published number depends on it);
+//! unweighted sum — docs/models.md; no compat flag: no published number depends on it);
 //! the SEI and CGC gates are `softmax(Linear(x))` without the official ReLU before the softmax;
 //! the SAN MLP is `MLP(san_dims) → Linear(S)` with ReLU on the hidden layers only (official:
 //! units `[128, 64, 1, S]`, ReLU on every layer including the scenario logits); the current
 //! scenario is masked as in the paper and the official code (AREAD's port does not mask it,
-//! §8 item 21); no input BatchNorm (the official `tf.layers.batch_normalization` is called
+//! docs/models.md); no input BatchNorm (the official `tf.layers.batch_normalization` is called
 //! without `training=True`, so it only ever applies its initial moving statistics — an affine
 //! map); no dropout by default (official 0.5 in SEI sub-experts and towers; `mlp.dropout`);
 //! no L2 term (the run's weight decay applies); experts and towers initialised as PyTorch's
@@ -49,58 +49,38 @@ use burn::nn::Linear;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
+use mdrec_data::FieldRole;
 use mdrec_nn::init::{self, WeightInit};
 use mdrec_nn::layers::{linear, mix};
 use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
-use serde::{Deserialize, Serialize};
 
-use crate::domain::DomainEmbedding;
-use crate::heads::{HeadLayout, Heads};
-use crate::model::{ModelError, ModelOutput, Probes, RecModel, ZooModel};
+use crate::blocks::domain::DomainEmbedding;
+use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
+use crate::model::{model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
-/// Config of [`Hinet`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Sub-experts per SEI module (shared and each scenario-specific one).
-    pub sub_experts: usize,
-    /// Sub-expert MLP widths; the last is the width `H` of the SEI output.
-    pub sei_dims: Vec<usize>,
-    /// Hidden widths of the SAN MLP (before its `S` scenario logits).
-    pub san_dims: Vec<usize>,
-    /// Width of the learned per-domain embedding used when the schema has no `domain` field.
-    pub domain_emb_dim: usize,
-    /// Specific CGC experts per head.
-    pub task_experts: usize,
-    /// Shared CGC experts.
-    pub shared_experts: usize,
-    /// CGC expert MLP widths.
-    pub expert_dims: Vec<usize>,
-    /// Tower hidden widths.
-    pub tower_dims: Vec<usize>,
-    /// CGC gate form.
-    pub gate: GateKind,
-    /// CGC heads per (domain, task) or per task.
-    pub heads: HeadLayout,
-    /// Hidden-layer options of sub-experts, SAN, CGC experts and towers.
-    pub mlp: MlpConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            sub_experts: 5,
-            sei_dims: vec![128, 64],
-            san_dims: vec![128, 64],
-            domain_emb_dim: 8,
-            task_experts: 2,
-            shared_experts: 2,
-            expert_dims: vec![128, 64],
-            tower_dims: vec![128, 64],
-            gate: GateKind::Linear,
-            heads: HeadLayout::DomainTask,
-            mlp: MlpConfig::default(),
-        }
+model_config! {
+    /// Config of [`Hinet`].
+    pub struct Config {
+        /// Sub-experts per SEI module (shared and each scenario-specific one).
+        sub_experts: usize = 5 => 2,
+        /// Sub-expert MLP widths; the last is the width `H` of the SEI output.
+        sei_dims: Vec<usize> = vec![128, 64] => vec![8],
+        /// Hidden widths of the SAN MLP (before its `S` scenario logits).
+        san_dims: Vec<usize> = vec![128, 64] => vec![4],
+        /// Width of the learned per-domain embedding used when the schema has no `domain` field.
+        domain_emb_dim: usize = 8,
+        /// Specific CGC experts per head.
+        task_experts: usize = 2 => 1,
+        /// Shared CGC experts.
+        shared_experts: usize = 2 => 1,
+        /// CGC expert MLP widths.
+        expert_dims: Vec<usize> = vec![128, 64] => vec![8],
+        /// CGC gate form.
+        gate: GateKind = GateKind::Linear,
+        /// Output heads: tower layout and tower hidden widths.
+        heads: HeadsConfig = HeadsConfig::new(HeadLayout::DomainTask, vec![128, 64]) => HeadsConfig::new(HeadLayout::DomainTask, vec![4]),
+        /// Hidden-layer options of sub-experts, SAN, CGC experts and towers.
+        mlp: MlpConfig = MlpConfig::default(),
     }
 }
 
@@ -172,29 +152,8 @@ impl ZooModel for Hinet {
     const PAPER: &'static str = "Zhou et al., HiNet: Novel Multi-Scenario & Multi-Task Learning with Hierarchical Information Extraction, ICDE 2023";
     type Config = Config;
 
-    fn tiny() -> Config {
-        Config {
-            sub_experts: 2,
-            sei_dims: vec![8],
-            san_dims: vec![4],
-            task_experts: 1,
-            shared_experts: 1,
-            expert_dims: vec![8],
-            tower_dims: vec![4],
-            ..Config::default()
-        }
-    }
-
-    fn build(
-        cfg: &Config,
-        ctx: &ModelContext,
-        rng: &mut Rng,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let invalid = |message: &str| ModelError::Invalid {
-            model: Self::NAME.into(),
-            message: message.into(),
-        };
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+        let invalid = |message: &str| Invalid(message.into());
         if cfg.sub_experts == 0 || cfg.sei_dims.is_empty() {
             return Err(invalid(
                 "sub_experts must be ≥ 1 and sei_dims non-empty (an SEI needs a sub-expert)",
@@ -211,7 +170,7 @@ impl ZooModel for Hinet {
         if cfg.sei_dims.contains(&0)
             || cfg.san_dims.contains(&0)
             || cfg.expert_dims.contains(&0)
-            || cfg.tower_dims.contains(&0)
+            || cfg.heads.tower_dims.contains(&0)
         {
             return Err(invalid("layer widths must be ≥ 1"));
         }
@@ -222,22 +181,13 @@ impl ZooModel for Hinet {
             |rng: &mut Rng| Sei::new(d_in, cfg.sub_experts, &cfg.sei_dims, &cfg.mlp, rng, device);
         let shared_sei = sei(rng);
         let specific: Vec<Sei> = (0..s).map(|_| sei(rng)).collect();
-        let domain_emb = DomainEmbedding::new(
-            ctx,
-            &["domain"],
-            cfg.domain_emb_dim,
-            Self::NAME,
-            rng,
-            device,
-        )?;
+        let domain_emb =
+            DomainEmbedding::new(ctx, &[FieldRole::Domain], cfg.domain_emb_dim, rng, device)?;
         let san = Mlp::new(domain_emb.dim(), &cfg.san_dims, &cfg.mlp, rng, device);
         let san_out = linear(san.out_dim(), s, WeightInit::TorchDefault, rng, device);
         let h = *cfg.sei_dims.last().expect("non-empty");
         let r_dim = 3 * h;
-        let groups = match cfg.heads {
-            HeadLayout::DomainTask => s,
-            HeadLayout::Task => 1,
-        };
+        let groups = cfg.heads.n_groups(ctx);
         let n_heads = groups * t_n;
         let expert = |rng: &mut Rng| Mlp::new(r_dim, &cfg.expert_dims, &cfg.mlp, rng, device);
         let task_experts: Vec<Mlp> = (0..n_heads * cfg.task_experts)
@@ -256,16 +206,7 @@ impl ZooModel for Hinet {
             })
             .collect();
         let e_dim = *cfg.expert_dims.last().expect("non-empty");
-        let heads = Heads::new(
-            cfg.heads,
-            s,
-            t_n,
-            e_dim,
-            &cfg.tower_dims,
-            &cfg.mlp,
-            rng,
-            device,
-        );
+        let heads = Heads::new(&cfg.heads, ctx, e_dim, &cfg.mlp, rng, device);
         Ok(Hinet {
             shared_sei,
             specific,
@@ -381,10 +322,7 @@ impl RecModel for Hinet {
             );
             mix(experts, gate)
         });
-        ModelOutput {
-            logits,
-            aux_loss: None,
-        }
+        ModelOutput::from(logits)
     }
 }
 
@@ -393,23 +331,7 @@ mod tests {
     use super::*;
     use mdrec_nn::device::cpu;
 
-    fn input(ctx: &ModelContext, domain: &[u32], seed: u64, device: &Device) -> ModelInput {
-        let b = domain.len();
-        let mut rng = Rng::new(seed);
-        let emb = init::tensor(
-            init::normal(&mut rng, b * ctx.emb_dim(), 1.0),
-            [b, ctx.emb_dim()],
-            device,
-        );
-        let dense = (ctx.n_numeric > 0).then(|| {
-            init::tensor(
-                init::normal(&mut rng, b * ctx.n_numeric, 1.0),
-                [b, ctx.n_numeric],
-                device,
-            )
-        });
-        ModelInput::new(emb, dense, domain.to_vec(), ctx.n_domains())
-    }
+    use crate::testing::random_input as input;
 
     fn vec2(t: &Tensor<2>) -> Vec<f32> {
         t.clone().into_data().try_to_vec::<f32>().unwrap()
@@ -428,7 +350,7 @@ mod tests {
         for with_field in [false, true] {
             let mut ctx = ModelContext::uniform(3, 10, 4, 1, 3, 2);
             if with_field {
-                ctx.fields[2].roles = vec!["domain".into()];
+                ctx.fields[2].roles = vec![FieldRole::Domain];
             }
             let m = Hinet::build(&Hinet::tiny(), &ctx, &mut Rng::new(3), &dev).unwrap();
             assert_eq!(m.domain_emb.from_fields(), with_field);
@@ -526,7 +448,10 @@ mod tests {
             (HeadLayout::Task, "gate/all/t1", 4),
         ] {
             let cfg = Config {
-                heads: layout,
+                heads: HeadsConfig {
+                    layout,
+                    ..cfg.heads.clone()
+                },
                 ..cfg.clone()
             };
             let m = Hinet::build(&cfg, &ctx, &mut Rng::new(3), &dev).unwrap();
@@ -571,7 +496,7 @@ mod tests {
         ] {
             assert!(matches!(
                 Hinet::build(&cfg, &ctx, &mut Rng::new(1), &dev),
-                Err(ModelError::Invalid { .. })
+                Err(Invalid(_))
             ));
         }
     }
