@@ -68,7 +68,7 @@ pub fn make_input_leaf(
 ) -> Result<(ModelInput, Tensor<2>), TrainError> {
     store
         .lookup(batch, emb_buf)
-        .map_err(|e| TrainError::Data(e.to_string()))?;
+        .map_err(|e| TrainError::Tensor(e.to_string()))?;
     let b = batch.len;
     let mut leaf = tensor2(emb_buf.clone(), b, store.width(), device);
     if device.is_autodiff() {
@@ -248,11 +248,11 @@ impl Engine {
         let (loss_value, mut grads, emb) = self.loss_and_grads(data, rows, probes)?;
         let g = emb
             .grad_remove(&mut grads)
-            .ok_or_else(|| TrainError::Data("embedding leaf received no gradient".into()))?;
+            .ok_or_else(|| TrainError::Tensor("embedding leaf received no gradient".into()))?;
         let g = g
             .into_data()
             .try_to_vec::<f32>()
-            .map_err(|e| TrainError::Data(format!("{e:?}")))?;
+            .map_err(|e| TrainError::Tensor(format!("{e:?}")))?;
         self.store.apply_gradient(&self.batch, &g, emb_lr, emb_wd);
         Ok((loss_value, grads))
     }
@@ -331,7 +331,7 @@ impl Engine {
                 .logits
                 .into_data()
                 .try_to_vec::<f32>()
-                .map_err(|e| TrainError::Data(format!("{e:?}")))?;
+                .map_err(|e| TrainError::Tensor(format!("{e:?}")))?;
             let mut s = 0.0f64;
             for (x, y) in logits.iter().zip(&self.batch.labels) {
                 let (x, y) = (*x as f64, *y as f64);
@@ -397,7 +397,7 @@ impl Snapshot {
             let v = logits
                 .into_data()
                 .try_to_vec::<f32>()
-                .map_err(|e| TrainError::Data(format!("{e:?}")))?;
+                .map_err(|e| TrainError::Tensor(format!("{e:?}")))?;
             out.extend_from_slice(&v);
             start = end;
         }
