@@ -139,8 +139,9 @@ struct DataArgs {
     /// Folder with the raw files (MovieLens: the official ml-1m folder).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// `m3oe`/`sequential` (80/10/10 in source order), `random` (seeded 80/10/10) or `time`
-    /// (needs dataset.time_column, valid_from, test_from in the config).
+    /// `m3oe`/`sequential` (80/10/10 in source order), `random` (seeded 80/10/10), `time`
+    /// (needs dataset.time_column, valid_from, test_from in the config) or `aread` (aliccp,
+    /// amazon); each dataset's default is in `mdrec data list`.
     #[arg(long)]
     split: Option<mdrec_data::SplitName>,
     /// Seed for the random split and synthetic data.

@@ -169,6 +169,27 @@ impl DatasetConfig {
         }
         // the split itself (accepted by the dataset, complete)
         self.split_spec(0)?;
+        if let Some(n) = self.synthetic_rows {
+            if n == 0 || n > u32::MAX as usize / 2 {
+                return Err(config_err(format!(
+                    "dataset.synthetic_rows must be in 1..2^31, got {n}"
+                )));
+            }
+        }
+        if let Some(d) = self.synthetic_domains {
+            if !(1..=1024).contains(&d) {
+                return Err(config_err(format!(
+                    "dataset.synthetic_domains must be in 1..=1024, got {d}"
+                )));
+            }
+        }
+        if let Some(k) = self.synthetic_domain_skew {
+            if !k.is_finite() || k < 0.0 {
+                return Err(config_err(format!(
+                    "dataset.synthetic_domain_skew must be finite and non-negative, got {k}"
+                )));
+            }
+        }
         if name == DatasetName::Synthetic {
             self.synthetic(0).validate().map_err(|e| {
                 config_err(format!(
