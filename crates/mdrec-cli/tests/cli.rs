@@ -156,9 +156,7 @@ fn missing_data_folder_says_how_to_get_the_data() {
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(
-        e.contains("/nonexistent/ml-1m")
-            && e.contains("ml-1m.zip")
-            && e.contains("grouplens"),
+        e.contains("/nonexistent/ml-1m") && e.contains("ml-1m.zip") && e.contains("grouplens"),
         "{e}"
     );
 }
@@ -180,7 +178,10 @@ fn data_list_prints_the_dataset_table() {
     }
     let o = mdrec(&["train", "--help"]);
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("movielens-1m (alias ml-1m), synthetic, csv, aliccp, amazon"), "{s}");
+    assert!(
+        s.contains("movielens-1m (alias ml-1m), synthetic, csv, aliccp, amazon"),
+        "{s}"
+    );
 }
 
 #[test]

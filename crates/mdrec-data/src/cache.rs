@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::prepared::Prepared;
-use crate::split::SplitSpec;
 use crate::schema::SchemaSpec;
+use crate::split::SplitSpec;
 use crate::store::{put_bytes, put_u64, EncodedData, Reader};
 use crate::DataError;
 

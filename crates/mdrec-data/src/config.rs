@@ -110,7 +110,11 @@ impl DatasetConfig {
             }
         };
         only("domain", self.domain.is_some(), DatasetName::MovieLens1m)?;
-        only("row_order", self.row_order.is_some(), DatasetName::MovieLens1m)?;
+        only(
+            "row_order",
+            self.row_order.is_some(),
+            DatasetName::MovieLens1m,
+        )?;
         only(
             "synthetic_rows",
             self.synthetic_rows.is_some(),
@@ -142,8 +146,7 @@ impl DatasetConfig {
             }
             if self.files.is_empty() {
                 return Err(config_err(
-                    "dataset.files: dataset csv needs dataset.files (one or more CSV files)"
-                        .into(),
+                    "dataset.files: dataset csv needs dataset.files (one or more CSV files)".into(),
                 ));
             }
         }
@@ -164,8 +167,7 @@ impl DatasetConfig {
             self.split,
             SplitName::M3oe | SplitName::Sequential | SplitName::Random
         ) {
-            check_ratios(&self.ratios)
-                .map_err(|e| config_err(format!("dataset.ratios: {e}")))?;
+            check_ratios(&self.ratios).map_err(|e| config_err(format!("dataset.ratios: {e}")))?;
         }
         // the split itself (accepted by the dataset, complete)
         self.split_spec(0)?;
@@ -283,7 +285,10 @@ impl DatasetConfig {
     pub fn source(&self, seed: u64) -> Result<DatasetSource, DataError> {
         let dir = || {
             self.data_dir.clone().ok_or_else(|| {
-                config_err(format!("dataset.data_dir: dataset {} needs --data-dir DIR", self.name))
+                config_err(format!(
+                    "dataset.data_dir: dataset {} needs --data-dir DIR",
+                    self.name
+                ))
             })
         };
         Ok(match self.name {

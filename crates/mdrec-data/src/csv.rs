@@ -17,7 +17,9 @@ pub(crate) type CellResult = Result<Option<String>, String>;
 
 /// Reads one or more delimited files (same header) into a raw table.
 pub fn read_csv_files(files: &[PathBuf], delimiter: u8) -> Result<RawTable, DataError> {
-    read_files(files, delimiter, &str::to_string, |_| |_: usize, _: &str| Ok(None))
+    read_files(files, delimiter, &str::to_string, |_| {
+        |_: usize, _: &str| Ok(None)
+    })
 }
 
 /// Reads delimited files (same header after `rename`) into a raw table. `make_cell` sees the
@@ -64,7 +66,12 @@ where
         let mut head = Vec::with_capacity(rec.len());
         for (i, f) in rec.iter().enumerate() {
             let h = std::str::from_utf8(f).map_err(|_| {
-                DataError::parse(&name, head_line, format!("header column {}", i + 1), "invalid utf-8")
+                DataError::parse(
+                    &name,
+                    head_line,
+                    format!("header column {}", i + 1),
+                    "invalid utf-8",
+                )
             })?;
             head.push(rename(h));
         }
@@ -78,7 +85,12 @@ where
                 ));
             }
             if head[..i].contains(h) {
-                return Err(DataError::parse(&name, head_line, h, "duplicate column name"));
+                return Err(DataError::parse(
+                    &name,
+                    head_line,
+                    h,
+                    "duplicate column name",
+                ));
             }
         }
         match &header {
@@ -159,13 +171,18 @@ impl Lines {
     fn start_of(&mut self, bytes: &[u8], rec: &::csv::ByteRecord) -> u64 {
         let mut start = rec
             .position()
-            .map_or(self.pos, |p| usize::try_from(p.byte()).unwrap_or(usize::MAX))
+            .map_or(self.pos, |p| {
+                usize::try_from(p.byte()).unwrap_or(usize::MAX)
+            })
             .clamp(self.pos, bytes.len());
         // a record never starts with a line end: skip the rest of the previous one and blank lines
         while start < bytes.len() && matches!(bytes[start], b'\r' | b'\n') {
             start += 1;
         }
-        self.breaks += bytes[self.pos..start].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.breaks += bytes[self.pos..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
         self.pos = start;
         self.breaks + 1
     }

@@ -121,7 +121,8 @@ pub const RECIPES: [Recipe; 5] = [
         summary: "generated multi-domain multi-task clicks (seeded by train.seed)",
         default_split: SplitName::M3oe,
         splits: RATIO_SPLITS,
-        domains: "dataset.synthetic_domains (default 25), Zipf-sized by dataset.synthetic_domain_skew",
+        domains:
+            "dataset.synthetic_domains (default 25), Zipf-sized by dataset.synthetic_domain_skew",
         needs_data_dir: false,
         files: "none",
         obtain: "built in",
@@ -151,7 +152,8 @@ pub const RECIPES: [Recipe; 5] = [
     },
     Recipe {
         name: DatasetName::Amazon,
-        summary: "Amazon Review 2018, label = rating above the user's mean, as AREAD preprocesses it",
+        summary:
+            "Amazon Review 2018, label = rating above the user's mean, as AREAD preprocesses it",
         default_split: SplitName::Aread,
         splits: AREAD_SPLITS,
         domains: "25 main categories",
@@ -272,7 +274,10 @@ pub(crate) fn resolve(src: &DatasetSource) -> Result<Resolved, DataError> {
     }
 }
 
-fn resolve_aliccp_amazon(which: AliccpAmazon, dir: &std::path::Path) -> Result<Resolved, DataError> {
+fn resolve_aliccp_amazon(
+    which: AliccpAmazon,
+    dir: &std::path::Path,
+) -> Result<Resolved, DataError> {
     let file = which.file(dir)?;
     let origin = format!("<embedded {} schema>", which.name());
     Ok(Resolved {
@@ -356,7 +361,10 @@ mod tests {
 
     #[test]
     fn names_parse_with_aliases_and_list_the_accepted_ones() {
-        assert_eq!("ml-1m".parse::<DatasetName>().unwrap(), DatasetName::MovieLens1m);
+        assert_eq!(
+            "ml-1m".parse::<DatasetName>().unwrap(),
+            DatasetName::MovieLens1m
+        );
         assert_eq!(DatasetName::MovieLens1m.to_string(), "movielens-1m");
         let e = "rnd".parse::<SplitName>().unwrap_err().to_string();
         assert_eq!(
@@ -364,6 +372,9 @@ mod tests {
             "dataset.split: unknown value \"rnd\"; expected one of: m3oe, sequential, random, time, aread"
         );
         let e = "ml1m".parse::<DatasetName>().unwrap_err().to_string();
-        assert!(e.contains("movielens-1m (alias ml-1m), synthetic, csv, aliccp, amazon"), "{e}");
+        assert!(
+            e.contains("movielens-1m (alias ml-1m), synthetic, csv, aliccp, amazon"),
+            "{e}"
+        );
     }
 }

@@ -175,4 +175,3 @@ fn cut_by_time(codes: &[u32], times: &[i64], a: f64, b: f64) -> [Vec<u32>; 3] {
     }
     out
 }
-

@@ -383,7 +383,9 @@ pub fn domain_batches(
         .map(|d| {
             let mut rows = train.rows_of_domain(d as u32);
             Rng::for_stream(seed, &format!("hemp/rows/{epoch}/{d}")).shuffle(&mut rows);
-            rows.chunks(batch_size.max(1)).map(<[u32]>::to_vec).collect()
+            rows.chunks(batch_size.max(1))
+                .map(<[u32]>::to_vec)
+                .collect()
         })
         .collect();
     let mut seq: Vec<usize> = (0..n_domains)
@@ -483,10 +485,15 @@ mod tests {
         assert_eq!(all, (0..7).collect::<Vec<u32>>());
         for batch in &b {
             assert!(batch.len() <= 2);
-            assert!(batch.iter().all(|&r| d.domain[r as usize] == d.domain[batch[0] as usize]));
+            assert!(batch
+                .iter()
+                .all(|&r| d.domain[r as usize] == d.domain[batch[0] as usize]));
         }
         assert_eq!(b, domain_batches(&d, 3, 2, 9, 0));
-        assert_ne!(domain_batches(&d, 3, 2, 9, 1), domain_batches(&d, 3, 2, 10, 1));
+        assert_ne!(
+            domain_batches(&d, 3, 2, 9, 1),
+            domain_batches(&d, 3, 2, 10, 1)
+        );
     }
 
     #[test]

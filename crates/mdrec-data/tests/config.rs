@@ -54,9 +54,15 @@ fn unknown_values_list_the_accepted_ones() {
         "{e}"
     );
     let e = parse("name = \"movielens-1m\"\ndomain = \"genres\"").unwrap_err();
-    assert!(e.contains("dataset.domain") && e.contains("age, genre"), "{e}");
+    assert!(
+        e.contains("dataset.domain") && e.contains("age, genre"),
+        "{e}"
+    );
     let e = parse("name = \"movielens-1m\"\nrow_order = \"pandas2\"").unwrap_err();
-    assert!(e.contains("dataset.row_order") && e.contains("merged, ratings"), "{e}");
+    assert!(
+        e.contains("dataset.row_order") && e.contains("merged, ratings"),
+        "{e}"
+    );
     let e = parse("nam = \"csv\"").unwrap_err();
     assert!(e.contains("unknown field `nam`"), "{e}");
 }
@@ -85,31 +91,79 @@ fn alias_gets_the_same_defaults_as_the_name() {
         }
     );
     // other datasets keep their options unset
-    assert_eq!(DatasetConfig::default().resolved(), DatasetConfig::default());
+    assert_eq!(
+        DatasetConfig::default().resolved(),
+        DatasetConfig::default()
+    );
 }
 
 #[test]
 fn validation_names_the_key() {
     let ml = "name = \"movielens-1m\"\ndata_dir = \"/x\"\n";
     for (cfg, want) in [
-        ("domain = \"genre\"", "dataset.domain applies to movielens-1m only, not to `synthetic`"),
-        ("row_order = \"ratings\"", "dataset.row_order applies to movielens-1m only"),
-        ("name = \"amazon\"\ndata_dir = \"/x\"\nsplit = \"aread\"\nsynthetic_domain_skew = 1.0", "dataset.synthetic_domain_skew applies to synthetic only"),
-        ("synthetic_domain_skew = -1.0", "domain_skew must be finite and non-negative"),
-        ("synthetic_rows = 0", "dataset.synthetic_rows must be in 1..2^31, got 0"),
-        ("synthetic_domains = 0", "dataset.synthetic_domains must be in 1..=1024"),
-        ("synthetic_domain_skew = nan", "dataset.synthetic_domain_skew must be finite"),
-        ("name = \"movielens-1m\"", "dataset.data_dir: dataset movielens-1m needs --data-dir DIR"),
+        (
+            "domain = \"genre\"",
+            "dataset.domain applies to movielens-1m only, not to `synthetic`",
+        ),
+        (
+            "row_order = \"ratings\"",
+            "dataset.row_order applies to movielens-1m only",
+        ),
+        (
+            "name = \"amazon\"\ndata_dir = \"/x\"\nsplit = \"aread\"\nsynthetic_domain_skew = 1.0",
+            "dataset.synthetic_domain_skew applies to synthetic only",
+        ),
+        (
+            "synthetic_domain_skew = -1.0",
+            "domain_skew must be finite and non-negative",
+        ),
+        (
+            "synthetic_rows = 0",
+            "dataset.synthetic_rows must be in 1..2^31, got 0",
+        ),
+        (
+            "synthetic_domains = 0",
+            "dataset.synthetic_domains must be in 1..=1024",
+        ),
+        (
+            "synthetic_domain_skew = nan",
+            "dataset.synthetic_domain_skew must be finite",
+        ),
+        (
+            "name = \"movielens-1m\"",
+            "dataset.data_dir: dataset movielens-1m needs --data-dir DIR",
+        ),
         ("name = \"amazon\"\nsplit = \"aread\"", "preprocess.py"),
-        ("split = \"time\"", "needs dataset.time_column, dataset.valid_from and dataset.test_from"),
-        ("time_column = \"t\"", "dataset.time_column applies to split = \"time\" only"),
-        ("split = \"time\"\ntime_column = \"t\"\nvalid_from = 5\ntest_from = 2", "dataset.valid_from (5) is after dataset.test_from (2)"),
-        ("ratios = [0.8, 0.1, 0.2]", "dataset.ratios: split ratios must be non-negative and sum to 1"),
+        (
+            "split = \"time\"",
+            "needs dataset.time_column, dataset.valid_from and dataset.test_from",
+        ),
+        (
+            "time_column = \"t\"",
+            "dataset.time_column applies to split = \"time\" only",
+        ),
+        (
+            "split = \"time\"\ntime_column = \"t\"\nvalid_from = 5\ntest_from = 2",
+            "dataset.valid_from (5) is after dataset.test_from (2)",
+        ),
+        (
+            "ratios = [0.8, 0.1, 0.2]",
+            "dataset.ratios: split ratios must be non-negative and sum to 1",
+        ),
         ("ratios = [0.8, nan, 0.2]", "dataset.ratios"),
-        ("name = \"csv\"", "dataset.schema: dataset csv needs dataset.schema"),
-        ("name = \"csv\"\nschema = \"s.toml\"", "dataset.files: dataset csv needs dataset.files"),
+        (
+            "name = \"csv\"",
+            "dataset.schema: dataset csv needs dataset.schema",
+        ),
+        (
+            "name = \"csv\"\nschema = \"s.toml\"",
+            "dataset.files: dataset csv needs dataset.files",
+        ),
         ("files = [\"a.csv\"]", "dataset.files applies to csv only"),
-        ("split = \"aread\"", "`aread` is the protocol of datasets aliccp and amazon, not of `synthetic`"),
+        (
+            "split = \"aread\"",
+            "`aread` is the protocol of datasets aliccp and amazon, not of `synthetic`",
+        ),
         (&format!("{ml}split = \"aread\""), "not of `movielens-1m`"),
     ] {
         let e = invalid(cfg);
@@ -144,7 +198,10 @@ fn splits_follow_the_table() {
         }
     );
     let c = parse("name = \"aliccp\"\ndata_dir = \"/x\"\nsplit = \"random\"").unwrap();
-    assert!(matches!(c.split_spec(1).unwrap(), SplitSpec::Random { seed: 1, .. }));
+    assert!(matches!(
+        c.split_spec(1).unwrap(),
+        SplitSpec::Random { seed: 1, .. }
+    ));
     assert_eq!(
         DatasetConfig::default().split_spec(4).unwrap(),
         SplitSpec::Sequential {

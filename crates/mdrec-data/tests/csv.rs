@@ -76,10 +76,17 @@ fn quoted_commas_escaped_quotes_line_breaks_and_crlf_are_read_exactly() {
     let title = t.column("title").unwrap();
     for (r, want) in TITLES.iter().cycle().take(40).enumerate() {
         assert_eq!(title.get(r), *want, "row {r}");
-        assert_eq!(t.column("click").unwrap().get(r).len(), 1, "no CR left in row {r}");
+        assert_eq!(
+            t.column("click").unwrap().get(r).len(),
+            1,
+            "no CR left in row {r}"
+        );
     }
     // each row knows the line it starts on, also after a quoted line break
-    assert_eq!(t.row_line.iter().map(|&l| u64::from(l)).collect::<Vec<_>>(), starts);
+    assert_eq!(
+        t.row_line.iter().map(|&l| u64::from(l)).collect::<Vec<_>>(),
+        starts
+    );
 
     // a ragged row names the file, its line and the column
     let mut bad = text.clone();
@@ -136,7 +143,17 @@ fn a_pandas_csv_with_quoted_fields_prepares_through_the_csv_dataset() {
     assert_eq!(p.schema.domains, ["0", "1"]);
     let title = &p.vocabs.tables["title"];
     for t in TITLES {
-        assert!(title.values.iter().any(|v| v == t), "{t:?} missing from {:?}", title.values);
+        assert!(
+            title.values.iter().any(|v| v == t),
+            "{t:?} missing from {:?}",
+            title.values
+        );
     }
-    assert!(prepare(&cfg.request(3).unwrap()).unwrap().cache.unwrap().hit);
+    assert!(
+        prepare(&cfg.request(3).unwrap())
+            .unwrap()
+            .cache
+            .unwrap()
+            .hit
+    );
 }

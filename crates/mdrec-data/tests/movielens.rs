@@ -194,10 +194,7 @@ fn missing_folder_or_file_explains_how_to_get_the_data() {
     fixture(tmp.path());
     std::fs::remove_file(tmp.path().join("movies.dat")).unwrap();
     let e = prepare(&req(tmp.path())).unwrap_err().to_string();
-    assert!(
-        e.contains("movies.dat") && e.contains("ml-1m.zip"),
-        "{e}"
-    );
+    assert!(e.contains("movies.dat") && e.contains("ml-1m.zip"), "{e}");
 }
 
 fn real_dir() -> Option<PathBuf> {
@@ -388,7 +385,8 @@ fn genre_domains_are_first_genres_and_key_the_cache() {
         "genre".parse::<MovieLensDomain>().unwrap(),
         MovieLensDomain::Genre
     );
-    assert!("genres".parse::<MovieLensDomain>()
+    assert!("genres"
+        .parse::<MovieLensDomain>()
         .unwrap_err()
         .to_string()
         .contains("age, genre"));

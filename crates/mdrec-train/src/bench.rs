@@ -849,7 +849,10 @@ mod tests {
         let mut cfg = RunConfig::default();
         cfg.set("dataset.name=\"ml-1m\"").unwrap();
         let r = resolve_config(&cfg).unwrap();
-        assert_eq!(r.dataset.row_order, Some(mdrec_data::MovieLensOrder::Merged));
+        assert_eq!(
+            r.dataset.row_order,
+            Some(mdrec_data::MovieLensOrder::Merged)
+        );
         assert_eq!(r.dataset.domain, Some(mdrec_data::MovieLensDomain::Age));
         assert_eq!(r.train.setting, Some(mdrec_models::Setting::Mdmt));
         cfg.set("dataset.row_order=\"ratings\"").unwrap();
