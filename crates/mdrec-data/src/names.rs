@@ -18,9 +18,9 @@ macro_rules! string_enum {
 
         impl $T {
             /// Every value, in the order the accepted names are listed.
-            pub const ALL: &'static [$T] = &[$($T::$V),+];
+            pub const ALL: &[$T] = &[$($T::$V),+];
             /// The config key whose values these are (named in parse errors).
-            pub const KEY: &'static str = $key;
+            pub const KEY: &str = $key;
 
             /// The canonical name: what configs, reports and `config.resolved.json` write.
             pub fn name(self) -> &'static str {
