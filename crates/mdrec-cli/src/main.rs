@@ -125,6 +125,8 @@ enum Cmd {
 enum DataCmd {
     /// Parse, fit the vocabulary on the training split, encode and cache a dataset; print a summary.
     Prepare(DataArgs),
+    /// The dataset table: names, aliases, splits, domains, files and where to get the data.
+    List,
 }
 
 #[derive(Args, Clone)]
@@ -132,16 +134,16 @@ struct DataArgs {
     /// Config file (TOML) whose [dataset] section is used; flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// `movielens-1m`, `synthetic` or `csv`.
-    #[arg(long)]
-    dataset: Option<String>,
+    #[arg(long, help = format!("Dataset: {} (see `mdrec data list`)", mdrec_data::recipe::names_help()))]
+    dataset: Option<mdrec_data::DatasetName>,
     /// Folder with the raw files (MovieLens: the official ml-1m folder).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// `m3oe`/`sequential` (80/10/10 in source order), `random` (seeded 80/10/10) or `time`
-    /// (needs dataset.time_column, valid_from, test_from in the config).
+    /// `m3oe`/`sequential` (80/10/10 in source order), `random` (seeded 80/10/10), `time`
+    /// (needs dataset.time_column, valid_from, test_from in the config) or `aread` (aliccp,
+    /// amazon); each dataset's default is in `mdrec data list`.
     #[arg(long)]
-    split: Option<String>,
+    split: Option<mdrec_data::SplitName>,
     /// Seed for the random split and synthetic data.
     #[arg(long)]
     seed: Option<u64>,
@@ -185,14 +187,14 @@ fn load_config(path: &Option<PathBuf>) -> Result<RunConfig> {
 }
 
 fn apply_data_args(cfg: &mut RunConfig, a: &DataArgs) {
-    if let Some(d) = &a.dataset {
-        cfg.dataset.name = d.clone();
+    if let Some(d) = a.dataset {
+        cfg.dataset.name = d;
     }
     if let Some(d) = &a.data_dir {
         cfg.dataset.data_dir = Some(d.clone());
     }
-    if let Some(s) = &a.split {
-        cfg.dataset.split = s.clone();
+    if let Some(s) = a.split {
+        cfg.dataset.split = s;
     }
     if let Some(s) = a.seed {
         cfg.train.seed = s;
@@ -443,6 +445,10 @@ fn main() -> ExitCode {
         Cmd::Data {
             cmd: DataCmd::Prepare(a),
         } => cmd_prepare(a),
+        Cmd::Data { cmd: DataCmd::List } => {
+            outln!("{}", mdrec_data::recipe::table_markdown());
+            Ok(())
+        }
         Cmd::Speed(a) => speed::run(a),
         Cmd::Bench {
             spec,

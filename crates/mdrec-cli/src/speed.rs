@@ -176,7 +176,7 @@ pub fn run(a: SpeedArgs) -> Result<()> {
         table.push_str(&line);
     };
     let prepared = |cfg: &mut RunConfig| -> Result<(ModelContext, EncodedData, String)> {
-        cfg.dataset.name = a.dataset.clone();
+        cfg.dataset.name = a.dataset.parse()?;
         cfg.dataset.data_dir = a.data_dir.clone();
         let p = prepare_dataset(cfg)?;
         let ctx = context_from_schema(&p.schema, cfg.train.embedding.dim);
@@ -238,7 +238,7 @@ pub fn run(a: SpeedArgs) -> Result<()> {
                 let mut first = None;
                 for &d in &a.domains {
                     let mut cfg = base.clone();
-                    cfg.dataset.name = "synthetic".into();
+                    cfg.dataset.name = mdrec_data::DatasetName::Synthetic;
                     cfg.dataset.synthetic_domains = Some(d);
                     let p = prepare_dataset(&cfg)?;
                     let ctx = context_from_schema(&p.schema, cfg.train.embedding.dim);

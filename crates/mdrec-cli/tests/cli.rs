@@ -156,11 +156,130 @@ fn missing_data_folder_says_how_to_get_the_data() {
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(
-        e.contains("/nonexistent/ml-1m")
-            && e.contains("fetch-movielens-1m")
-            && e.contains("grouplens"),
+        e.contains("/nonexistent/ml-1m") && e.contains("ml-1m.zip") && e.contains("grouplens"),
         "{e}"
     );
+}
+
+#[test]
+fn data_list_prints_the_dataset_table() {
+    let o = mdrec(&["data", "list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "| movielens-1m | ml-1m | m3oe |",
+        "| aliccp |  | aread |",
+        "grouplens.org",
+        "preprocess.py",
+        "| csv |",
+        "| synthetic |",
+    ] {
+        assert!(s.contains(want), "{want}\n{s}");
+    }
+    let o = mdrec(&["train", "--help"]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("movielens-1m (alias ml-1m), synthetic, csv, aliccp, amazon"),
+        "{s}"
+    );
+}
+
+#[test]
+fn invalid_dataset_values_exit_2_naming_the_key_before_reading_data() {
+    for (args, want) in [
+        (
+            vec!["--split", "rnd"],
+            "dataset.split: unknown value \"rnd\"; expected one of: m3oe, sequential, random, time, aread",
+        ),
+        (
+            vec!["--dataset", "ml1m"],
+            "expected one of: movielens-1m (alias ml-1m), synthetic, csv, aliccp, amazon",
+        ),
+        (vec!["--set", "dataset.split=\"rnd\""], "dataset.split: unknown value"),
+        (vec!["--set", "dataset.domain=\"genre\""], "dataset.domain applies to movielens-1m only"),
+        (
+            vec!["--dataset", "ml-1m", "--data-dir", "/nonexistent/ml", "--set", "dataset.row_order=\"pandas\""],
+            "dataset.row_order: unknown value \"pandas\"; expected one of: merged, ratings",
+        ),
+        (vec!["--set", "dataset.ratios=[0.5, 0.5, 0.5]"], "dataset.ratios"),
+        (vec!["--dataset", "aliccp", "--data-dir", "/nonexistent/a"], "split = \"aread\""),
+    ] {
+        let mut a = vec!["train", "--epochs", "1"];
+        a.extend(&args);
+        let o = mdrec(&a);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains(want), "{args:?}: {e}");
+        assert!(!e.contains("data: "), "{args:?} read data: {e}");
+    }
+}
+
+#[test]
+fn pandas_csv_with_quoted_fields_and_crlf_trains_through_the_csv_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let schema = tmp.path().join("schema.toml");
+    std::fs::write(
+        &schema,
+        "group = \"user\"\n[[fields]]\nname = \"user\"\nkind = \"categorical\"\n\
+         [[fields]]\nname = \"title\"\nkind = \"categorical\"\n[domain]\ncolumn = \"scene\"\n\
+         [[tasks]]\nname = \"click\"\ncolumn = \"click\"\nrule = \"binary\"\n",
+    )
+    .unwrap();
+    // as pandas' to_csv writes it on Windows: minimal quoting, "" for a quote, CRLF
+    let titles = [
+        "\"Bug's Life, A (1998)\"",
+        "\"The \"\"Best\"\" Movie, Part 2\"",
+        "Heat (1995)",
+    ];
+    let mut text = String::from("user,title,scene,click\r\n");
+    for i in 0..300 {
+        text.push_str(&format!(
+            "u{},{},{},{}\r\n",
+            i % 11,
+            titles[i % 3],
+            if i % 2 == 0 { "feed" } else { "search" },
+            u8::from((i * 7 + i / 5) % 3 == 0)
+        ));
+    }
+    let data = tmp.path().join("logs.csv");
+    std::fs::write(&data, text).unwrap();
+    let cfg = tmp.path().join("exp.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[dataset]\nname = \"csv\"\nschema = {:?}\nfiles = [{:?}]\nsplit = \"random\"\ncache_dir = {:?}\n",
+            schema,
+            data,
+            tmp.path().join("cache")
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("run");
+    let o = mdrec(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = report(&out);
+    assert_eq!(r["dataset"], "csv");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("schema.json")).unwrap()).unwrap();
+    let title = schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "title")
+        .unwrap();
+    // three distinct titles + PAD + OOV: the quoted commas did not split the field
+    assert_eq!(title["vocab_size"], 5, "{title}");
 }
 
 #[test]

@@ -1,4 +1,7 @@
-//! Popularity-based counterfactual augmentation (AREAD, Corollary 1; model-spec §4.14.5).
+//! Popularity-based counterfactual augmentation (Luo et al., "One for Dozens: Adaptive
+//! REcommendation for All Domains with Counterfactual Augmentation" (AREAD), AAAI 2025, section
+//! "Popularity-based Counterfactual Augmenter", Corollary 1; reference code
+//! `Chrissie-Law/AREAD-Multi-Domain-Recommendation`, `run.py`).
 //!
 //! Positive rows of cold (unpopular) items in large domains are copied into small domains: if a
 //! user likes an item few people like in a big domain, they would like it in a small one too.
@@ -29,7 +32,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::prepare::{sorted_quantile, Prepared};
+use crate::prepared::Prepared;
+use crate::quantile::sorted_quantile;
 use crate::rng::Rng;
 use crate::schema::{FieldKind, FieldRole, Schema};
 use crate::store::EncodedData;
@@ -395,8 +399,9 @@ pub fn augment(p: &Prepared, cfg: &AugmentConfig, seed: u64) -> Result<Augmentat
             .collect();
         let mut sorted = w.clone();
         sorted.sort_by(f64::total_cmp);
-        let q = sorted_quantile(&sorted, 0.3);
-        let wmax = sorted[sorted.len() - 1];
+        // `small` is not empty in this branch, so both exist
+        let q = sorted_quantile(&sorted, 0.3).unwrap_or(1.0);
+        let wmax = sorted.last().copied().unwrap_or(0.0);
         let e: Vec<f64> = w.iter().map(|x| ((x - wmax) / q).exp()).collect();
         let s: f64 = e.iter().sum();
         e.iter().map(|x| x / s).collect()

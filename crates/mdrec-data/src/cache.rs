@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::prepare::{Prepared, SplitSpec};
+use crate::prepared::Prepared;
 use crate::schema::SchemaSpec;
+use crate::split::SplitSpec;
 use crate::store::{put_bytes, put_u64, EncodedData, Reader};
 use crate::DataError;
 

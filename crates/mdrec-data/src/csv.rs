@@ -1,93 +1,149 @@
 //! Delimited text files with a header row: reading into a [`RawTable`] and writing one out.
 //!
-//! Quoting is not supported: a field is everything between two delimiters. A row with a
-//! different number of fields than the header (ragged, or cut off) is an error naming the file,
-//! the line and the column.
+//! Reading and writing use the `csv` crate: RFC 4180 quoting (a field in double quotes may hold
+//! the delimiter, line breaks and `""` for a quote), `\n` or `\r\n` line ends, blank lines
+//! skipped (as pandas' `read_csv` does). A row with a different number of fields than the header
+//! (ragged, or cut off), invalid UTF-8 or a broken quote is an error naming the file, the line
+//! (where the record starts, 1-based) and the column.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::raw::{ColumnBuilder, RawTable};
 use crate::DataError;
 
+/// What a reader does with one cell: `Ok(None)` keeps the value, `Ok(Some(v))` stores `v`
+/// instead, `Err(msg)` rejects it (reported with the file, line and column).
+pub(crate) type CellResult = Result<Option<String>, String>;
+
 /// Reads one or more delimited files (same header) into a raw table.
 pub fn read_csv_files(files: &[PathBuf], delimiter: u8) -> Result<RawTable, DataError> {
-    if !delimiter.is_ascii() || delimiter == b'\n' || delimiter == b'\r' {
+    read_files(files, delimiter, &str::to_string, |_| {
+        |_: usize, _: &str| Ok(None)
+    })
+}
+
+/// Reads delimited files (same header after `rename`) into a raw table. `make_cell` sees the
+/// (renamed) header once and returns the per-cell rewrite `cell(column index, value)`.
+pub(crate) fn read_files<C>(
+    files: &[PathBuf],
+    delimiter: u8,
+    rename: &dyn Fn(&str) -> String,
+    make_cell: impl FnOnce(&[String]) -> C,
+) -> Result<RawTable, DataError>
+where
+    C: FnMut(usize, &str) -> CellResult,
+{
+    if !delimiter.is_ascii() || delimiter == b'\n' || delimiter == b'\r' || delimiter == b'"' {
         return Err(DataError::Config(format!(
-            "csv delimiter must be an ascii character other than a line break, got byte {delimiter}"
+            "csv delimiter must be an ascii character other than a line break or a quote, got byte {delimiter}"
         )));
     }
-    let delim = char::from(delimiter);
     let mut header: Option<Vec<String>> = None;
     let mut builders: Vec<ColumnBuilder> = Vec::new();
+    let mut cell: Option<C> = None;
+    let mut make_cell = Some(make_cell);
     let mut table = RawTable::default();
     for (fi, path) in files.iter().enumerate() {
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-        let text = match String::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                let off = e.utf8_error().valid_up_to();
-                let line = e.as_bytes()[..off].iter().filter(|&&b| b == b'\n').count() + 1;
-                return Err(DataError::parse(name, line as u64, "line", "invalid utf-8"));
-            }
-        };
         let fi16 = u16::try_from(fi).map_err(|_| DataError::Config("too many csv files".into()))?;
-        table.files.push(name.clone());
-        let mut lines = text.split('\n').enumerate().peekable();
-        let Some((_, head)) = lines.next() else {
-            return Err(DataError::parse(name, 1, "header", "empty file"));
+        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+        let mut rd = ::csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(bytes.as_slice());
+        let mut lines = Lines::default();
+        let mut line_of = |rec: &::csv::ByteRecord| lines.start_of(&bytes, rec);
+        let mut rec = ::csv::ByteRecord::new();
+        let read = |rd: &mut ::csv::Reader<_>, rec: &mut ::csv::ByteRecord| {
+            rd.read_byte_record(rec)
+                .map_err(|e| csv_error(path, &name, e))
         };
-        let head: Vec<String> = head
-            .strip_suffix('\r')
-            .unwrap_or(head)
-            .split(delim)
-            .map(str::to_string)
-            .collect();
-        if head.iter().any(String::is_empty) {
-            return Err(DataError::parse(name, 1, "header", "empty column name"));
+        if !read(&mut rd, &mut rec)? {
+            return Err(DataError::parse(&name, 1, "header", "empty file"));
+        }
+        let head_line = line_of(&rec);
+        let mut head = Vec::with_capacity(rec.len());
+        for (i, f) in rec.iter().enumerate() {
+            let h = std::str::from_utf8(f).map_err(|_| {
+                DataError::parse(
+                    &name,
+                    head_line,
+                    format!("header column {}", i + 1),
+                    "invalid utf-8",
+                )
+            })?;
+            head.push(rename(h));
         }
         for (i, h) in head.iter().enumerate() {
+            if h.is_empty() {
+                return Err(DataError::parse(
+                    &name,
+                    head_line,
+                    format!("header column {}", i + 1),
+                    "empty column name",
+                ));
+            }
             if head[..i].contains(h) {
-                return Err(DataError::parse(name, 1, h, "duplicate column name"));
+                return Err(DataError::parse(
+                    &name,
+                    head_line,
+                    h,
+                    "duplicate column name",
+                ));
             }
         }
         match &header {
             None => {
                 builders = head.iter().map(ColumnBuilder::new).collect();
+                cell = make_cell.take().map(|m| m(&head));
                 header = Some(head.clone());
             }
             Some(h) if *h != head => {
                 return Err(DataError::parse(
-                    name,
-                    1,
+                    &name,
+                    head_line,
                     "header",
                     format!("header differs from the first file's ({})", h.join(",")),
                 ))
             }
             Some(_) => {}
         }
+        let Some(cell) = cell.as_mut() else {
+            return Err(DataError::Config("csv reader: no header".into()));
+        };
+        table.files.push(name.clone());
         let ncol = head.len();
-        let mut vals: Vec<&str> = Vec::with_capacity(ncol);
-        while let Some((i, line)) = lines.next() {
-            let ln = i as u64 + 1;
-            if line.is_empty() && lines.peek().is_none() {
-                break; // final newline
-            }
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            vals.clear();
-            vals.extend(line.split(delim));
-            if vals.len() != ncol {
-                let col = &head[vals.len().min(ncol) - usize::from(vals.len() >= ncol)];
+        while read(&mut rd, &mut rec)? {
+            let ln = line_of(&rec);
+            if rec.len() != ncol {
+                if let Some(i) = rec.iter().position(|f| f.contains(&b'\n')) {
+                    return Err(DataError::parse(
+                        &name,
+                        ln,
+                        &head[i.min(ncol - 1)],
+                        format!(
+                            "quoted field runs over a line break and the row has {} fields, not {ncol}: unterminated quote?",
+                            rec.len()
+                        ),
+                    ));
+                }
+                let col = &head[rec.len().min(ncol) - usize::from(rec.len() >= ncol)];
                 return Err(DataError::parse(
-                    name,
+                    &name,
                     ln,
                     col,
-                    format!("expected {ncol} fields, found {}", vals.len()),
+                    format!("expected {ncol} fields, found {}", rec.len()),
                 ));
             }
-            for (b, v) in builders.iter_mut().zip(&vals) {
-                b.push(v);
+            for (c, (b, v)) in builders.iter_mut().zip(rec.iter()).enumerate() {
+                let v = std::str::from_utf8(v)
+                    .map_err(|_| DataError::parse(&name, ln, &head[c], "invalid utf-8"))?;
+                match cell(c, v) {
+                    Ok(None) => b.push(v),
+                    Ok(Some(s)) => b.push(&s),
+                    Err(m) => return Err(DataError::parse(&name, ln, &head[c], m)),
+                }
             }
             table.row_file.push(fi16);
             table.row_line.push(
@@ -100,43 +156,70 @@ pub fn read_csv_files(files: &[PathBuf], delimiter: u8) -> Result<RawTable, Data
     Ok(table)
 }
 
+/// Line numbers of records, counted from the bytes: the `csv` crate's own line count lags by
+/// one after a `\r\n` line end (it counts the `\n` when it reads the next record).
+#[derive(Default)]
+struct Lines {
+    /// Bytes counted so far.
+    pos: usize,
+    /// Line breaks in `bytes[..pos]`.
+    breaks: u64,
+}
+
+impl Lines {
+    /// The 1-based line `rec` starts on (records come in file order).
+    fn start_of(&mut self, bytes: &[u8], rec: &::csv::ByteRecord) -> u64 {
+        let mut start = rec
+            .position()
+            .map_or(self.pos, |p| {
+                usize::try_from(p.byte()).unwrap_or(usize::MAX)
+            })
+            .clamp(self.pos, bytes.len());
+        // a record never starts with a line end: skip the rest of the previous one and blank lines
+        while start < bytes.len() && matches!(bytes[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        self.breaks += bytes[self.pos..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        self.pos = start;
+        self.breaks + 1
+    }
+}
+
+/// A `csv` crate error as a [`DataError`] naming the file and line.
+fn csv_error(path: &Path, name: &str, e: ::csv::Error) -> DataError {
+    let line = e.position().map_or(0, ::csv::Position::line);
+    match e.into_kind() {
+        ::csv::ErrorKind::Io(io) => DataError::io(path, io),
+        other => DataError::parse(name, line, "line", format!("{other:?}")),
+    }
+}
+
 /// Writes a raw table as a comma-separated file with a header row.
 pub fn write_csv(table: &RawTable, path: &Path) -> Result<(), DataError> {
     write_csv_with(table, path, b',')
 }
 
-/// Writes a raw table as a delimited file with a header row. A value containing the delimiter
-/// or a line break cannot be written and is an error.
+/// Writes a raw table as a delimited file with a header row and `\n` line ends; a value holding
+/// the delimiter, a quote or a line break is quoted (RFC 4180), so [`read_csv_files`] reads back
+/// exactly what was written.
 pub fn write_csv_with(table: &RawTable, path: &Path, delimiter: u8) -> Result<(), DataError> {
-    let d = char::from(delimiter);
-    for c in &table.columns {
-        for v in std::iter::once(&c.name).chain(&c.dict) {
-            if v.contains(d) || v.contains('\n') || v.contains('\r') {
-                return Err(DataError::Config(format!(
-                    "{}: column `{}`: value `{v}` contains the delimiter or a line break",
-                    path.display(),
-                    c.name
-                )));
-            }
-        }
-    }
     let f = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
-    let mut w = std::io::BufWriter::new(f);
-    let mut line = table.column_names().join(&d.to_string());
-    line.push('\n');
-    let io = |e| DataError::io(path, e);
-    w.write_all(line.as_bytes()).map_err(io)?;
+    let mut w = ::csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .terminator(::csv::Terminator::Any(b'\n'))
+        .from_writer(std::io::BufWriter::new(f));
+    let err = |e: ::csv::Error| match e.into_kind() {
+        ::csv::ErrorKind::Io(io) => DataError::io(path, io),
+        other => DataError::Config(format!("{}: {other:?}", path.display())),
+    };
+    w.write_record(table.column_names()).map_err(err)?;
     for r in 0..table.n_rows() {
-        line.clear();
-        for (i, c) in table.columns.iter().enumerate() {
-            if i > 0 {
-                line.push(d);
-            }
-            line.push_str(c.get(r));
-        }
-        line.push('\n');
-        w.write_all(line.as_bytes()).map_err(io)?;
+        w.write_record(table.columns.iter().map(|c| c.get(r)))
+            .map_err(err)?;
     }
-    w.flush().map_err(io)?;
+    w.flush().map_err(|e| DataError::io(path, e))?;
     Ok(())
 }

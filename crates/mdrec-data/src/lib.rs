@@ -13,14 +13,18 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`raw`], [`csv`] | interned string tables; delimited files with a header |
-//! | [`movielens`] | the MovieLens-1M recipe (age or genre domains) |
-//! | [`aread`] | the AREAD AliCCP / Amazon recipes (AREAD's preprocessed files) |
+//! | [`recipe`] | the dataset table: names, aliases, default split, schema, loader, cache identity, where to get the data |
+//! | [`config`] | the `[dataset]` config section, typed and validated without reading files |
+//! | [`source`], [`split`] | where rows come from; how they are split into train / valid / test |
+//! | [`raw`], [`csv`] | interned string tables; delimited files with a header (RFC 4180 quoting) |
+//! | [`movielens`] | MovieLens-1M (age or genre domains) |
+//! | [`aliccp_amazon`] | AliCCP and Amazon in the layout of AREAD's preprocessed files |
 //! | [`synthetic`] | the synthetic generator (optionally long-tailed domains) |
 //! | [`schema`], [`fit`] | declared / fitted schema; fitting and encoding on train |
-//! | [`prepare`], [`cache`] | the one data path and its on-disk cache; splits |
-//! | [`store`], [`batch`] | encoded splits, batch filling, epoch order |
+//! | [`prepare`], [`prepared`], [`cache`] | the one data path, its result and its on-disk cache |
+//! | [`store`], [`batch`] | encoded splits, batch filling, epoch order, single-domain batches |
 //! | [`augment`] | AREAD's popularity-based counterfactual augmentation (train split only) |
+//! | [`quantile`] | the one quantile function (linear interpolation, numpy's default) |
 //! | [`rng`], [`error`] | deterministic random numbers; the error type |
 //!
 //! Every source goes through the same code ([`prepare`]); the MovieLens recipe declares its
@@ -28,24 +32,33 @@
 //! input is never repaired: it is a [`DataError`] naming the file, the line and the field.
 //! Results are deterministic: the same inputs and seed give byte-identical outputs.
 
-pub mod aread;
+mod names;
+
+pub mod aliccp_amazon;
 pub mod augment;
 pub mod batch;
 pub mod cache;
+pub mod config;
 pub mod csv;
 pub mod error;
 pub mod fit;
 pub mod movielens;
 pub mod prepare;
+pub mod prepared;
+pub mod quantile;
 pub mod raw;
+pub mod recipe;
 pub mod rng;
 pub mod schema;
+pub mod source;
+pub mod split;
 pub mod store;
 pub mod synthetic;
 
-pub use aread::{AreadDataset, ALICCP_FILE, AMAZON_DOMAINS, AMAZON_FILE};
+pub use aliccp_amazon::{AliccpAmazon, ALICCP_FILE, AMAZON_DOMAINS, AMAZON_FILE};
 pub use augment::{augment, AugmentConfig, Augmentation, ColdRule, PopularityScope};
 pub use batch::{Batch, Jagged};
+pub use config::DatasetConfig;
 pub use csv::{read_csv_files, write_csv, write_csv_with};
 pub use error::DataError;
 pub use fit::{Vocab, Vocabs, OOV, PAD};
@@ -53,15 +66,17 @@ pub use movielens::{
     load_movielens_1m, MovieLensDomain, MovieLensOrder, ML1M_GENRES, ML1M_HINT,
     MOVIELENS_1M_GENRE_SCHEMA, MOVIELENS_1M_SCHEMA,
 };
-pub use prepare::{
-    movielens_split, prepare, prepare_table, quantile_linear, split_rows, write_schema_json,
-    CacheInfo, DatasetSource, PrepareRequest, Prepared, SplitSpec,
-};
+pub use prepare::{prepare, prepare_table, PrepareRequest};
+pub use prepared::{write_schema_json, CacheInfo, Prepared};
+pub use quantile::{quantile, sorted_quantile};
 pub use raw::{ColumnBuilder, RawColumn, RawTable};
+pub use recipe::{DatasetName, Recipe, SplitName, RECIPES};
 pub use rng::Rng;
 pub use schema::{
     DomainSpec, FieldKind, FieldRole, FieldSpec, FittedField, LabelRule, NumericStats, Schema,
     SchemaSpec, TaskSpec, Transform,
 };
-pub use store::{epoch_order, EncodedData};
+pub use source::DatasetSource;
+pub use split::{split_rows, SplitSpec};
+pub use store::{domain_batches, epoch_order, EncodedData};
 pub use synthetic::{generate, synthetic_schema_toml, SyntheticConfig, SyntheticData};

@@ -19,11 +19,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::names::string_enum;
 use crate::raw::{RawColumn, RawTable};
 use crate::DataError;
 
 /// How to obtain MovieLens-1M.
-pub const ML1M_HINT: &str = "download ml-1m.zip from https://grouplens.org/datasets/movielens/1m/ and pass the unzipped folder with --data-dir, or run ../shared/datasets/fetch-movielens-1m DIR";
+pub const ML1M_HINT: &str = "download ml-1m.zip from https://grouplens.org/datasets/movielens/1m/ and pass the unzipped folder with --data-dir";
 
 // The fields and tasks both MovieLens-1M schemas share (one place for both).
 macro_rules! ml1m_user_fields {
@@ -154,36 +155,19 @@ roles = ["domain", "item"]
     ml1m_age_and_tasks!()
 );
 
-/// Which domains the MovieLens-1M recipe defines.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum MovieLensDomain {
-    /// Three age domains (the M3oE protocol): {1, 18}, {25}, {35, 45, 50, 56}.
-    #[default]
-    Age,
-    /// 18 domains: the movie's first genre.
-    Genre,
+string_enum! {
+    /// Which domains the MovieLens-1M recipe defines (`dataset.domain`).
+    #[derive(Default)]
+    pub enum MovieLensDomain: "dataset.domain" {
+        /// Three age domains (the M3oE protocol): {1, 18}, {25}, {35, 45, 50, 56}.
+        #[default]
+        Age = "age",
+        /// 18 domains: the movie's first genre.
+        Genre = "genre",
+    }
 }
 
 impl MovieLensDomain {
-    /// Parses `"age"` or `"genre"`.
-    pub fn parse(s: &str) -> Result<Self, DataError> {
-        match s {
-            "age" => Ok(MovieLensDomain::Age),
-            "genre" => Ok(MovieLensDomain::Genre),
-            other => Err(DataError::Config(format!(
-                "unknown movielens domain definition `{other}`; expected one of: age, genre"
-            ))),
-        }
-    }
-
-    /// The name accepted by [`MovieLensDomain::parse`].
-    pub fn name(self) -> &'static str {
-        match self {
-            MovieLensDomain::Age => "age",
-            MovieLensDomain::Genre => "genre",
-        }
-    }
-
     /// The embedded schema of this domain definition.
     pub fn schema(self) -> &'static str {
         match self {
@@ -193,37 +177,19 @@ impl MovieLensDomain {
     }
 }
 
-/// Row order of the loaded table (what the sequential `m3oe` split cuts).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum MovieLensOrder {
-    /// Two successive pandas (< 2.2) inner merges: grouped by movie, then by user (the order
-    /// an `ml-1m.csv` made with older pandas has). The default: the official M3oE run's
-    /// published numbers come from this order (a PyTorch re-run of the official model gives
-    /// 71.60 mean-cell test AUC on it, the official run 71.70, and 72.54 on `Ratings`).
-    #[default]
-    Merged,
-    /// `ratings.dat` order, users by id: what the M3oE script's merges give with pandas >= 2.2.
-    Ratings,
-}
-
-impl MovieLensOrder {
-    /// Parses `"merged"` or `"ratings"`.
-    pub fn parse(s: &str) -> Result<Self, DataError> {
-        match s {
-            "merged" => Ok(MovieLensOrder::Merged),
-            "ratings" => Ok(MovieLensOrder::Ratings),
-            other => Err(DataError::Config(format!(
-                "unknown movielens row order `{other}`; expected one of: merged, ratings"
-            ))),
-        }
-    }
-
-    /// The name accepted by [`MovieLensOrder::parse`].
-    pub fn name(self) -> &'static str {
-        match self {
-            MovieLensOrder::Merged => "merged",
-            MovieLensOrder::Ratings => "ratings",
-        }
+string_enum! {
+    /// Row order of the loaded table, what the sequential `m3oe` split cuts
+    /// (`dataset.row_order`).
+    #[derive(Default)]
+    pub enum MovieLensOrder: "dataset.row_order" {
+        /// Two successive pandas (< 2.2) inner merges: grouped by movie, then by user (the order
+        /// an `ml-1m.csv` made with older pandas has). The default: the official M3oE run's
+        /// published numbers come from this order (a PyTorch re-run of the official model gives
+        /// 71.60 mean-cell test AUC on it, the official run 71.70, and 72.54 on `Ratings`).
+        #[default]
+        Merged = "merged",
+        /// `ratings.dat` order, users by id: what the M3oE script's merges give with pandas >= 2.2.
+        Ratings = "ratings",
     }
 }
 

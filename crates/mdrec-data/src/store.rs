@@ -366,6 +366,36 @@ pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize) -> Vec<u32>
     v
 }
 
+/// AREAD's single-domain batches of one epoch (its `run.py` sampler, used by the HEMP schedule
+/// and by `train.batching = "domain"`): every batch holds rows of one domain. Domain `d`'s
+/// training rows are shuffled with `Rng::for_stream(seed, "hemp/rows/{epoch}/{d}")` and cut into
+/// batches of `batch_size` (the last one shorter); the sequence of batches, where domain `d`
+/// appears once per batch it has, is shuffled with `Rng::for_stream(seed, "hemp/sequence")` (the
+/// same stream every epoch, so the domain order repeats while the rows inside change).
+pub fn domain_batches(
+    train: &EncodedData,
+    n_domains: usize,
+    batch_size: usize,
+    seed: u64,
+    epoch: usize,
+) -> Vec<Vec<u32>> {
+    let mut per: Vec<std::collections::VecDeque<Vec<u32>>> = (0..n_domains)
+        .map(|d| {
+            let mut rows = train.rows_of_domain(d as u32);
+            Rng::for_stream(seed, &format!("hemp/rows/{epoch}/{d}")).shuffle(&mut rows);
+            rows.chunks(batch_size.max(1))
+                .map(<[u32]>::to_vec)
+                .collect()
+        })
+        .collect();
+    let mut seq: Vec<usize> = (0..n_domains)
+        .flat_map(|d| std::iter::repeat_n(d, per[d].len()))
+        .collect();
+    Rng::for_stream(seed, "hemp/sequence").shuffle(&mut seq);
+    // every domain appears in `seq` exactly as often as it has batches
+    seq.into_iter().filter_map(|d| per[d].pop_front()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,6 +468,32 @@ mod tests {
         assert!(r.at_end());
         let mut r = Reader::new(&buf[..buf.len() - 1]);
         assert!(EncodedData::read_from(&mut r).is_none());
+    }
+
+    #[test]
+    fn domain_batches_hold_one_domain_and_cover_every_row_once() {
+        let d = EncodedData {
+            n_rows: 7,
+            domain: vec![0, 1, 0, 0, 1, 2, 0],
+            ..EncodedData::default()
+        };
+        let b = domain_batches(&d, 3, 2, 9, 0);
+        // domain 0: 4 rows -> 2 batches, domain 1: 1 batch, domain 2: 1 batch
+        assert_eq!(b.len(), 4);
+        let mut all: Vec<u32> = b.iter().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..7).collect::<Vec<u32>>());
+        for batch in &b {
+            assert!(batch.len() <= 2);
+            assert!(batch
+                .iter()
+                .all(|&r| d.domain[r as usize] == d.domain[batch[0] as usize]));
+        }
+        assert_eq!(b, domain_batches(&d, 3, 2, 9, 0));
+        assert_ne!(
+            domain_batches(&d, 3, 2, 9, 1),
+            domain_batches(&d, 3, 2, 10, 1)
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ fn req(dir: &Path) -> PrepareRequest {
             domain: MovieLensDomain::Age,
             row_order: MovieLensOrder::Merged,
         },
-        split: movielens_split("m3oe", 1).unwrap(),
+        split: SplitSpec::Sequential {
+            ratios: [0.8, 0.1, 0.1],
+        },
         cache_dir: None,
     }
 }
@@ -116,10 +118,10 @@ fn ratings_row_order_keeps_file_order_and_its_own_cache() {
     };
     assert_eq!(users[..4], ["1", "2", "1", "3"]);
     assert_eq!(
-        MovieLensOrder::parse("ratings").unwrap(),
+        "ratings".parse::<MovieLensOrder>().unwrap(),
         MovieLensOrder::Ratings
     );
-    let e = MovieLensOrder::parse("pandas2").unwrap_err().to_string();
+    let e = "pandas2".parse::<MovieLensOrder>().unwrap_err().to_string();
     assert!(e.contains("merged, ratings"), "{e}");
 
     // the order is part of the cache key: both orders cached side by side, each its own split
@@ -192,10 +194,7 @@ fn missing_folder_or_file_explains_how_to_get_the_data() {
     fixture(tmp.path());
     std::fs::remove_file(tmp.path().join("movies.dat")).unwrap();
     let e = prepare(&req(tmp.path())).unwrap_err().to_string();
-    assert!(
-        e.contains("movies.dat") && e.contains("fetch-movielens-1m"),
-        "{e}"
-    );
+    assert!(e.contains("movies.dat") && e.contains("ml-1m.zip"), "{e}");
 }
 
 fn real_dir() -> Option<PathBuf> {
@@ -333,7 +332,9 @@ fn genre_req(dir: &Path) -> PrepareRequest {
             domain: MovieLensDomain::Genre,
             row_order: MovieLensOrder::Merged,
         },
-        split: movielens_split("m3oe", 1).unwrap(),
+        split: SplitSpec::Sequential {
+            ratios: [0.8, 0.1, 0.1],
+        },
         cache_dir: None,
     }
 }
@@ -381,10 +382,11 @@ fn genre_domains_are_first_genres_and_key_the_cache() {
     assert!(g2.cache.as_ref().unwrap().hit);
     assert_eq!(g2.schema.domains, ML1M_GENRES);
     assert_eq!(
-        MovieLensDomain::parse("genre").unwrap(),
+        "genre".parse::<MovieLensDomain>().unwrap(),
         MovieLensDomain::Genre
     );
-    assert!(MovieLensDomain::parse("genres")
+    assert!("genres"
+        .parse::<MovieLensDomain>()
         .unwrap_err()
         .to_string()
         .contains("age, genre"));

@@ -240,14 +240,8 @@ pub fn information_abundance(m: &[f32], n: usize, k: usize) -> f64 {
 }
 
 fn percentile(values: &[f64], q: f64) -> f64 {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    mdrec_data::quantile(&v, q).unwrap_or(f64::NAN)
 }
 
 fn pick_field(
@@ -333,7 +327,7 @@ fn probe_all(snap: &Snapshot, data: &EncodedData) -> Result<(ProbeValues, Vec<f3
             o.logits
                 .into_data()
                 .try_to_vec::<f32>()
-                .map_err(|e| TrainError::Data(format!("{e:?}")))?,
+                .map_err(|e| TrainError::Tensor(format!("{e:?}")))?,
         );
         for (k, v) in probes.values() {
             // Only probes over the whole batch can be concatenated row-aligned.
@@ -345,7 +339,7 @@ fn probe_all(snap: &Snapshot, data: &EncodedData) -> Result<(ProbeValues, Vec<f3
                 .clone()
                 .into_data()
                 .try_to_vec::<f32>()
-                .map_err(|e| TrainError::Data(format!("{e:?}")))?;
+                .map_err(|e| TrainError::Tensor(format!("{e:?}")))?;
             let e = out.entry(k.clone()).or_insert((w, Vec::new()));
             e.1.extend(vals);
         }

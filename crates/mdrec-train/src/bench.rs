@@ -305,7 +305,7 @@ fn check_recorded_config(dir: &Path, cfg: &RunConfig) -> Result<(), TrainError> 
     let wanted = comparable(cfg)?;
     // Every key at its default, for the same dataset and model.
     let mut base = RunConfig::default();
-    base.dataset.name = cfg.dataset.name.clone();
+    base.dataset.name = cfg.dataset.name;
     base.set_model_name(cfg.model_name());
     let defaults = comparable(&base)?;
     match first_difference("", &recorded, &wanted, &defaults) {
@@ -847,15 +847,18 @@ mod tests {
     #[test]
     fn movielens_defaults_are_spelled_out_in_the_resolved_config() {
         let mut cfg = RunConfig::default();
-        cfg.dataset.name = "movielens-1m".into();
+        cfg.set("dataset.name=\"ml-1m\"").unwrap();
         let r = resolve_config(&cfg).unwrap();
-        assert_eq!(r.dataset.row_order.as_deref(), Some("merged"));
-        assert_eq!(r.dataset.domain.as_deref(), Some("age"));
-        assert_eq!(r.train.setting, Some(mdrec_models::Setting::Mdmt));
-        cfg.dataset.row_order = Some("ratings".into());
         assert_eq!(
-            resolve_config(&cfg).unwrap().dataset.row_order.as_deref(),
-            Some("ratings")
+            r.dataset.row_order,
+            Some(mdrec_data::MovieLensOrder::Merged)
+        );
+        assert_eq!(r.dataset.domain, Some(mdrec_data::MovieLensDomain::Age));
+        assert_eq!(r.train.setting, Some(mdrec_models::Setting::Mdmt));
+        cfg.set("dataset.row_order=\"ratings\"").unwrap();
+        assert_eq!(
+            resolve_config(&cfg).unwrap().dataset.row_order,
+            Some(mdrec_data::MovieLensOrder::Ratings)
         );
     }
 

@@ -4,7 +4,7 @@
 //! the run directory as `config.resolved.json`. Unknown keys anywhere are errors that name the key
 //! and the accepted ones.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mdrec_models::{ModelFactory, Setting};
 use mdrec_nn::device::DeviceKind;
@@ -14,152 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 
-/// Which data to train on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DatasetConfig {
-    /// `movielens-1m`, `synthetic`, `csv`, `aliccp` or `amazon` (the last two: the files of the
-    /// official AREAD code, see `mdrec_data::aread`).
-    pub name: String,
-    /// Folder of the raw files (`movielens-1m`: the official `ml-1m` folder; `aliccp` /
-    /// `amazon`: the folder holding AREAD's preprocessed CSV).
-    pub data_dir: Option<PathBuf>,
-    /// Split: `m3oe` / `sequential` (rows in source order, cut by `ratios`; `m3oe` is the M3oE
-    /// protocol on MovieLens-1M), `random` (seeded shuffle, cut by `ratios`), `time` (by the
-    /// integer column `time_column`: valid from `valid_from`, test from `test_from`), or `aread`
-    /// (`aliccp` / `amazon` only, and required there instead of `m3oe`: AliCCP by its
-    /// `train_tag` column, Amazon by `timestamp` quantiles 0.9 / 0.95).
-    pub split: String,
-    /// Domain definition of `movielens-1m`: `age` (three age groups, the M3oE protocol; the
-    /// default) or `genre` (the movie's first genre, 18 long-tailed domains). Other datasets
-    /// reject it.
-    pub domain: Option<String>,
-    /// Row order of `movielens-1m`, which the sequential `m3oe` split cuts (and the seeded
-    /// `random` split shuffles): `merged` (the default: the pandas < 2.2 merge order, which the
-    /// official M3oE run's published numbers come from) or `ratings` (`ratings.dat` order, what
-    /// the M3oE script's merges give with pandas >= 2.2). Other datasets reject it.
-    pub row_order: Option<String>,
-    /// Train / valid / test fractions for `sequential` and `random`.
-    pub ratios: [f64; 3],
-    /// Column of the `time` split.
-    pub time_column: Option<String>,
-    /// First time value of the validation split.
-    pub valid_from: Option<i64>,
-    /// First time value of the test split.
-    pub test_from: Option<i64>,
-    /// Schema TOML for `csv`.
-    pub schema: Option<PathBuf>,
-    /// Data files for `csv`.
-    pub files: Vec<PathBuf>,
-    /// Where the encoded cache lives (default: `<data_dir>/.mdrec-cache` or `./.mdrec-cache`).
-    pub cache_dir: Option<PathBuf>,
-    /// Number of rows of the `synthetic` dataset.
-    pub synthetic_rows: Option<usize>,
-    /// Number of domains of the `synthetic` dataset.
-    pub synthetic_domains: Option<usize>,
-    /// Zipf exponent of the `synthetic` domain sizes (share of domain d ∝ 1 / (d + 1)^skew;
-    /// 0 = equal sizes; default 1, which with 25 domains puts 12 of them under 2 % of the rows).
-    pub synthetic_domain_skew: Option<f64>,
-}
-
-impl DatasetConfig {
-    /// Check the section without reading any file (interim: the dataset table replaces it).
-    pub fn validate(&self) -> Result<(), TrainError> {
-        if ![
-            "movielens-1m",
-            "ml-1m",
-            "synthetic",
-            "csv",
-            "aliccp",
-            "amazon",
-        ]
-        .contains(&self.name.as_str())
-        {
-            return Err(TrainError::Config(format!(
-                "dataset.name: unknown dataset `{}`; available: movielens-1m, synthetic, csv, aliccp, amazon",
-                self.name
-            )));
-        }
-        self.split_spec(0).map(|_| ())
-    }
-
-    /// Write out the defaults a recorded run must not depend on (MovieLens domain and order).
-    pub fn spell_out_defaults(&mut self) {
-        if self.name == "movielens-1m" {
-            self.domain
-                .get_or_insert_with(|| mdrec_data::MovieLensDomain::Age.name().into());
-            self.row_order
-                .get_or_insert_with(|| mdrec_data::MovieLensOrder::default().name().into());
-        }
-    }
-
-    /// The split this section asks for.
-    pub fn split_spec(&self, seed: u64) -> Result<mdrec_data::SplitSpec, TrainError> {
-        use mdrec_data::{AreadDataset, SplitSpec};
-        let aread = match self.name.as_str() {
-            "aliccp" => Some(AreadDataset::Aliccp),
-            "amazon" => Some(AreadDataset::Amazon),
-            _ => None,
-        };
-        match (self.split.as_str(), aread) {
-            ("aread", Some(a)) => return Ok(a.split()),
-            ("aread", None) => {
-                return Err(TrainError::Config(format!(
-                    "split `aread` is the protocol of datasets aliccp and amazon, not of `{}`",
-                    self.name
-                )))
-            }
-            ("m3oe", Some(a)) => {
-                return Err(TrainError::Config(format!(
-                "split `m3oe` is the MovieLens protocol; dataset {} uses split = \"aread\" ({})",
-                a.name(),
-                match a {
-                    AreadDataset::Aliccp => "the train_tag column: 0 train, 1 valid, 2 test",
-                    AreadDataset::Amazon => "timestamp quantiles 0.9 / 0.95",
-                }
-            )))
-            }
-            _ => {}
-        }
-        match self.split.as_str() {
-            "m3oe" | "sequential" => Ok(SplitSpec::Sequential { ratios: self.ratios }),
-            "random" => Ok(SplitSpec::Random { ratios: self.ratios, seed }),
-            "time" => match (&self.time_column, self.valid_from, self.test_from) {
-                (Some(column), Some(valid_from), Some(test_from)) => {
-                    Ok(SplitSpec::ByTime { column: column.clone(), valid_from, test_from })
-                }
-                _ => Err(TrainError::Config(
-                    "split `time` needs dataset.time_column, dataset.valid_from and dataset.test_from".into(),
-                )),
-            },
-            other => Err(TrainError::Config(format!(
-                "unknown split `{other}`; expected one of: m3oe, sequential, random, time, aread"
-            ))),
-        }
-    }
-}
-
-impl Default for DatasetConfig {
-    fn default() -> Self {
-        DatasetConfig {
-            name: "synthetic".into(),
-            data_dir: None,
-            split: "m3oe".into(),
-            ratios: [0.8, 0.1, 0.1],
-            time_column: None,
-            valid_from: None,
-            test_from: None,
-            schema: None,
-            files: Vec::new(),
-            cache_dir: None,
-            synthetic_rows: None,
-            synthetic_domains: None,
-            synthetic_domain_skew: None,
-            domain: None,
-            row_order: None,
-        }
-    }
-}
+/// The `[dataset]` section: typed, validated and resolved against the dataset table by
+/// `mdrec-data` (see `mdrec_data::config`).
+pub use mdrec_data::DatasetConfig;
 
 /// Optimisation and schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -496,7 +353,7 @@ impl RunConfig {
             }
         }
         cfg.train.setting = Some(setting);
-        cfg.dataset.spell_out_defaults();
+        cfg.dataset = cfg.dataset.resolved();
         Ok(ResolvedRun {
             cfg,
             factory,
@@ -690,105 +547,6 @@ mod tests {
             }
         }
         assert!(n >= 1);
-        let mut d = DatasetConfig {
-            split: "time".into(),
-            ..DatasetConfig::default()
-        };
-        assert!(d
-            .split_spec(1)
-            .unwrap_err()
-            .to_string()
-            .contains("time_column"));
-        d.split = "rnd".into();
-        assert!(d.split_spec(1).unwrap_err().to_string().contains("random"));
-    }
-
-    #[test]
-    fn aread_split_and_new_dataset_keys() {
-        use mdrec_data::SplitSpec;
-        let mut d = DatasetConfig {
-            name: "amazon".into(),
-            split: "aread".into(),
-            ..DatasetConfig::default()
-        };
-        assert_eq!(
-            d.split_spec(1).unwrap(),
-            SplitSpec::TimeQuantiles {
-                column: "timestamp".into(),
-                valid_q: 0.9,
-                test_q: 0.95
-            }
-        );
-        d.name = "aliccp".into();
-        assert_eq!(
-            d.split_spec(1).unwrap(),
-            SplitSpec::ByTime {
-                column: "train_tag".into(),
-                valid_from: 1,
-                test_from: 2
-            }
-        );
-        d.split = "m3oe".into();
-        let e = d.split_spec(1).unwrap_err().to_string();
-        assert!(
-            e.contains("split = \"aread\"") && e.contains("train_tag"),
-            "{e}"
-        );
-        d.split = "random".into();
-        assert!(matches!(d.split_spec(1).unwrap(), SplitSpec::Random { .. }));
-        d.name = "synthetic".into();
-        d.split = "aread".into();
-        assert!(d
-            .split_spec(1)
-            .unwrap_err()
-            .to_string()
-            .contains("aliccp and amazon"));
-
-        let c = RunConfig::from_toml_str(
-            "[dataset]\nname = \"movielens-1m\"\ndomain = \"genre\"\n",
-            "x.toml",
-        )
-        .unwrap();
-        assert_eq!(c.dataset.domain.as_deref(), Some("genre"));
-        // the error of preparing the default config with these `--set` values
-        let err = |sets: &[&str]| {
-            let mut c = RunConfig::default();
-            for s in sets {
-                c.set(s).unwrap();
-            }
-            crate::prepare_dataset(&c).err().unwrap().to_string()
-        };
-        let ml = [
-            "dataset.name=\"movielens-1m\"",
-            "dataset.data_dir=\"/nonexistent-ml\"",
-        ];
-        let e = err(&["dataset.domain=\"genre\""]);
-        assert!(e.contains("movielens-1m only"), "{e}");
-        let e = err(&[ml[0], ml[1], "dataset.domain=\"genres\""]);
-        assert!(
-            e.contains("dataset.domain") && e.contains("age, genre"),
-            "{e}"
-        );
-        let e = err(&["dataset.row_order=\"ratings\""]);
-        assert!(
-            e.contains("dataset.row_order applies to movielens-1m only"),
-            "{e}"
-        );
-        let e = err(&[ml[0], ml[1], "dataset.row_order=\"pandas2\""]);
-        assert!(
-            e.contains("dataset.row_order") && e.contains("merged, ratings"),
-            "{e}"
-        );
-        let skew = "dataset.synthetic_domain_skew=-1.0";
-        let e = err(&[skew]);
-        assert!(e.contains("domain_skew"), "{e}");
-        let e = err(&[skew, "dataset.name=\"amazon\""]);
-        assert!(e.contains("synthetic only"), "{e}");
-        let e = err(&["dataset.name=\"amazon\"", "dataset.split=\"aread\""]);
-        assert!(
-            e.contains("--data-dir") && e.contains("preprocess.py"),
-            "{e}"
-        );
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub fn make_input_leaf(
     device: &Device,
 ) -> Result<(ModelInput, Tensor<2>), TrainError> {
     input::make_input_leaf(ctx, store, batch, emb_buf, device)
-        .map_err(|e| TrainError::Data(e.to_string()))
+        .map_err(|e| TrainError::Tensor(e.to_string()))
 }
 
 impl Engine {
@@ -213,11 +213,11 @@ impl Engine {
         let (loss_value, mut grads, emb) = self.loss_and_grads(data, rows, probes)?;
         let g = emb
             .grad_remove(&mut grads)
-            .ok_or_else(|| TrainError::Data("embedding leaf received no gradient".into()))?;
+            .ok_or_else(|| TrainError::Tensor("embedding leaf received no gradient".into()))?;
         let g = g
             .into_data()
             .try_to_vec::<f32>()
-            .map_err(|e| TrainError::Data(format!("{e:?}")))?;
+            .map_err(|e| TrainError::Tensor(format!("{e:?}")))?;
         self.store.apply_gradient(&self.batch, &g, emb_lr, emb_wd);
         Ok((loss_value, grads))
     }
@@ -296,7 +296,7 @@ impl Engine {
                 .logits
                 .into_data()
                 .try_to_vec::<f32>()
-                .map_err(|e| TrainError::Data(format!("{e:?}")))?;
+                .map_err(|e| TrainError::Tensor(format!("{e:?}")))?;
             let mut s = 0.0f64;
             for (x, y) in logits.iter().zip(&self.batch.labels) {
                 let (x, y) = (*x as f64, *y as f64);
@@ -362,7 +362,7 @@ impl Snapshot {
             let v = logits
                 .into_data()
                 .try_to_vec::<f32>()
-                .map_err(|e| TrainError::Data(format!("{e:?}")))?;
+                .map_err(|e| TrainError::Tensor(format!("{e:?}")))?;
             out.extend_from_slice(&v);
             start = end;
         }

@@ -41,7 +41,7 @@
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::AdamConfig;
 use mdrec_data::rng::Rng;
-use mdrec_data::EncodedData;
+use mdrec_data::{quantile, EncodedData};
 use mdrec_models::multidomain::aread::{self, edge_num, HempConfig, HempMode, HempSnapshot, Mask};
 use mdrec_models::Probes;
 
@@ -98,18 +98,6 @@ impl Cycle {
 struct GateMemory {
     sums: Vec<Vec<f64>>,
     count: usize,
-}
-
-/// The `p`-quantile of `v` with linear interpolation (numpy's default); `None` when empty.
-pub fn quantile(v: &[f64], p: f64) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let pos = p.clamp(0.0, 1.0) * (s.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    Some(s[lo] + (s[hi] - s[lo]) * (pos - lo as f64))
 }
 
 /// `min_k quantile_p(positive entries of values[k])` over the blocks that have any.
@@ -225,30 +213,6 @@ pub fn prune(t: &Mask, gates: &[Vec<f64>], ratio: f64) -> Mask {
     } else {
         t.clone()
     }
-}
-
-/// The single-domain batches of an epoch (see the module docs).
-pub fn domain_batches(
-    train: &EncodedData,
-    n_domains: usize,
-    batch_size: usize,
-    seed: u64,
-    epoch: usize,
-) -> Vec<Vec<u32>> {
-    let mut per: Vec<std::collections::VecDeque<Vec<u32>>> = (0..n_domains)
-        .map(|d| {
-            let mut rows = train.rows_of_domain(d as u32);
-            Rng::for_stream(seed, &format!("hemp/rows/{epoch}/{d}")).shuffle(&mut rows);
-            rows.chunks(batch_size).map(<[u32]>::to_vec).collect()
-        })
-        .collect();
-    let mut seq: Vec<usize> = (0..n_domains)
-        .flat_map(|d| std::iter::repeat_n(d, per[d].len()))
-        .collect();
-    Rng::for_stream(seed, "hemp/sequence").shuffle(&mut seq);
-    seq.into_iter()
-        .map(|d| per[d].pop_front().expect("counted"))
-        .collect()
 }
 
 /// The HEMP state of one training run.
@@ -498,7 +462,7 @@ impl<'a> Hemp<'a> {
                 engine.restore_state(&state, &keep);
                 model_mut(engine)
                     .set_mask(d, Some(t.clone()))
-                    .map_err(TrainError::Data)?;
+                    .map_err(TrainError::Tensor)?;
                 let mut optim = fast.init();
                 engine.store.reset_optimizer_state();
                 for _ in 0..self.cfg.update_steps {
@@ -532,7 +496,7 @@ impl<'a> Hemp<'a> {
                         t = prune(&t, &g, self.cfg.prune_ratio);
                         model_mut(engine)
                             .set_mask(d, Some(t.clone()))
-                            .map_err(TrainError::Data)?;
+                            .map_err(TrainError::Tensor)?;
                     }
                 }
                 let loss = engine.eval_loss(train, &eval_batches)?;
@@ -549,7 +513,7 @@ impl<'a> Hemp<'a> {
         masks = chosen;
         model_mut(engine)
             .set_masks(&masks)
-            .map_err(TrainError::Data)?;
+            .map_err(TrainError::Tensor)?;
         self.clear_memory();
         self.updates += 1;
         progress.message(&format!(

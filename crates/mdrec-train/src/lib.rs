@@ -33,9 +33,12 @@ pub enum TrainError {
     /// Bad configuration.
     #[error("config: {0}")]
     Config(String),
-    /// Data problems.
+    /// Data problems (reading, splitting, fitting, caching), with their cause.
     #[error("data: {0}")]
-    Data(String),
+    Data(#[from] mdrec_data::DataError),
+    /// A tensor, batch or mask that does not fit what the model expects (a bug, not bad input).
+    #[error("tensor: {0}")]
+    Tensor(String),
     /// Model construction.
     #[error(transparent)]
     Model(#[from] mdrec_models::ModelError),
@@ -65,11 +68,5 @@ impl TrainError {
             path: path.to_path_buf(),
             source,
         }
-    }
-}
-
-impl From<mdrec_data::DataError> for TrainError {
-    fn from(e: mdrec_data::DataError) -> Self {
-        TrainError::Data(e.to_string())
     }
 }

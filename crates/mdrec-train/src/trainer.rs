@@ -16,13 +16,11 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use burn::tensor::Device;
-use mdrec_data::{
-    epoch_order, DatasetSource, EncodedData, PrepareRequest, Prepared, Schema, SyntheticConfig,
-};
+use mdrec_data::{domain_batches, epoch_order, EncodedData, FieldKind, Prepared, Schema};
 use mdrec_metrics::{evaluate, EvalInput, EvalReport};
 use mdrec_models::{ModelFactory, Setting};
 use mdrec_nn::ModelContext;
@@ -41,132 +39,17 @@ pub fn context_from_schema(schema: &Schema, default_dim: usize) -> ModelContext 
     ModelContext::from_schema(schema, default_dim)
 }
 
-/// Resolve the dataset section to a prepared dataset (through the on-disk cache).
+/// Resolve the dataset section to a prepared dataset (through the on-disk cache). Every
+/// dataset key is checked before any file is read; the recipe table (`mdrec_data::recipe`)
+/// supplies each dataset's defaults.
 pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
     // Every key is checked before any file is read.
     cfg.resolve()?;
-    let ds = &cfg.dataset;
-    let seed = cfg.train.seed;
-    let movielens = matches!(ds.name.as_str(), "movielens-1m" | "ml-1m");
-    for (key, set) in [
-        ("domain", ds.domain.is_some()),
-        ("row_order", ds.row_order.is_some()),
-    ] {
-        if set && !movielens {
-            return Err(TrainError::Config(format!(
-                "dataset.{key} applies to movielens-1m only, not to `{}`",
-                ds.name
-            )));
-        }
-    }
-    if ds.synthetic_domain_skew.is_some() && ds.name != "synthetic" {
-        return Err(TrainError::Config(format!(
-            "dataset.synthetic_domain_skew applies to synthetic only, not to `{}`",
-            ds.name
-        )));
-    }
-    let (source, split, default_cache) = match ds.name.as_str() {
-        "movielens-1m" | "ml-1m" => {
-            let dir = ds.data_dir.clone().ok_or_else(|| {
-                TrainError::Config(
-                    "dataset movielens-1m needs --data-dir DIR (the official ml-1m folder with ratings.dat, users.dat, movies.dat); \
-                     download ml-1m.zip from https://grouplens.org/datasets/movielens/1m/ or run ../shared/datasets/fetch-movielens-1m DIR"
-                        .into(),
-                )
-            })?;
-            let split = ds.split_spec(seed)?;
-            let cache = dir.join(".mdrec-cache");
-            let domain = match &ds.domain {
-                Some(d) => mdrec_data::MovieLensDomain::parse(d)
-                    .map_err(|e| TrainError::Config(format!("dataset.domain: {e}")))?,
-                None => mdrec_data::MovieLensDomain::Age,
-            };
-            let row_order = match &ds.row_order {
-                Some(o) => mdrec_data::MovieLensOrder::parse(o)
-                    .map_err(|e| TrainError::Config(format!("dataset.row_order: {e}")))?,
-                None => mdrec_data::MovieLensOrder::default(),
-            };
-            (
-                DatasetSource::MovieLens1m {
-                    dir,
-                    domain,
-                    row_order,
-                },
-                split,
-                Some(cache),
-            )
-        }
-        "aliccp" | "amazon" => {
-            let dir = ds.data_dir.clone().ok_or_else(|| {
-                let which = if ds.name == "aliccp" {
-                    mdrec_data::AreadDataset::Aliccp
-                } else {
-                    mdrec_data::AreadDataset::Amazon
-                };
-                TrainError::Config(format!(
-                    "dataset {} needs --data-dir DIR; {}",
-                    ds.name,
-                    which.hint()
-                ))
-            })?;
-            let split = ds.split_spec(seed)?;
-            let cache = dir.join(".mdrec-cache");
-            let source = if ds.name == "aliccp" {
-                DatasetSource::Aliccp { dir }
-            } else {
-                DatasetSource::Amazon { dir }
-            };
-            (source, split, Some(cache))
-        }
-        "synthetic" => {
-            let mut sc = SyntheticConfig {
-                seed,
-                ..SyntheticConfig::default()
-            };
-            if let Some(n) = ds.synthetic_rows {
-                sc.n_rows = n;
-            }
-            if let Some(d) = ds.synthetic_domains {
-                sc.n_domains = d;
-            }
-            if let Some(k) = ds.synthetic_domain_skew {
-                sc.domain_skew = k;
-            }
-            let split = ds.split_spec(seed)?;
-            (DatasetSource::Synthetic(sc), split, None)
-        }
-        "csv" => {
-            let schema = ds.schema.clone().ok_or_else(|| {
-                TrainError::Config("dataset csv needs dataset.schema (a schema TOML file)".into())
-            })?;
-            if ds.files.is_empty() {
-                return Err(TrainError::Config(
-                    "dataset csv needs dataset.files (one or more CSV files)".into(),
-                ));
-            }
-            let split = ds.split_spec(seed)?;
-            (
-                DatasetSource::Csv {
-                    schema,
-                    files: ds.files.clone(),
-                    delimiter: b',',
-                },
-                split,
-                Some(PathBuf::from(".mdrec-cache")),
-            )
-        }
-        other => {
-            return Err(TrainError::Config(format!(
-                "unknown dataset `{other}`; available: movielens-1m, synthetic, csv, aliccp, amazon"
-            )))
-        }
-    };
-    let cache_dir = ds.cache_dir.clone().or(default_cache);
-    Ok(mdrec_data::prepare(&PrepareRequest {
-        source,
-        split,
-        cache_dir,
-    })?)
+    let req = cfg
+        .dataset
+        .request(cfg.train.seed)
+        .map_err(|e| TrainError::Config(e.to_string()))?;
+    Ok(mdrec_data::prepare(&req)?)
 }
 
 /// What a finished run produced.
@@ -297,7 +180,7 @@ fn fit(
         // else shuffled mixed batches.
         let order;
         let domain_batches = (hemp.is_some() || cfg.batching == Batching::Domain)
-            .then(|| hemp::domain_batches(train, ctx.n_domains(), cfg.batch_size, cfg.seed, epoch));
+            .then(|| domain_batches(train, ctx.n_domains(), cfg.batch_size, cfg.seed, epoch));
         let steps: Vec<&[u32]> = match &domain_batches {
             Some(b) => b.iter().map(Vec::as_slice).collect(),
             None => {
@@ -332,9 +215,9 @@ fn fit(
                 AutomlBatchSource::Valid => valid,
             };
             if src.is_empty() {
-                return Err(TrainError::Data(format!(
+                return Err(TrainError::Data(mdrec_data::DataError::Config(format!(
                     "{label}: the outer (bi-level) step needs rows from the {name} split, which is empty"
-                )));
+                ))));
             }
             let rows = outer_rows(src.len(), cfg.seed, epoch, cfg.batch_size);
             Some(engine.outer_step(src, &rows)?)
@@ -597,10 +480,10 @@ pub fn train_run(
         let (_, tr) = part.view(&prepared.train);
         let (_, va) = part.view(&prepared.valid);
         if tr.is_empty() {
-            return Err(TrainError::Data(format!(
+            return Err(TrainError::Data(mdrec_data::DataError::Config(format!(
                 "setting {setting:?}: part {} has no training rows",
                 part.name
-            )));
+            ))));
         }
         let label = if all_parts.len() == 1 {
             factory.name().to_string()
@@ -658,8 +541,8 @@ pub fn train_run(
     let report = RunReport {
         model: factory.name().to_string(),
         paper: factory.paper().to_string(),
-        dataset: cfg.dataset.name.clone(),
-        split: cfg.dataset.split.clone(),
+        dataset: cfg.dataset.name.to_string(),
+        split: cfg.dataset.split.to_string(),
         source: prepared.source.clone(),
         seed: cfg.train.seed,
         setting,
@@ -729,11 +612,11 @@ pub fn load_run(run: &Path) -> Result<LoadedRun, TrainError> {
     let saved =
         std::fs::read_to_string(&schema_path).map_err(|e| TrainError::io(&schema_path, e))?;
     if saved != prepared.schema.to_json_pretty() {
-        return Err(TrainError::Data(format!(
+        return Err(TrainError::Data(mdrec_data::DataError::Config(format!(
             "{}: the data now fits a different schema (hash {}) than the run was trained with; re-train or restore the data",
             schema_path.display(),
             prepared.schema.hash
-        )));
+        ))));
     }
     let ResolvedRun {
         factory,

@@ -68,7 +68,7 @@ fn aliccp_fixture_domains_labels_and_tag_split() {
         let src = DatasetSource::Aliccp {
             dir: tmp.path().to_path_buf(),
         };
-        let p = prepare(&req(src, AreadDataset::Aliccp.split())).unwrap();
+        let p = prepare(&req(src, AliccpAmazon::Aliccp.split())).unwrap();
         assert_eq!((p.train.len(), p.valid.len(), p.test.len()), (240, 30, 30));
         assert_eq!(p.schema.domains, ["11", "12", "13", "14", "15"]);
         assert_eq!(p.schema.tasks, ["click"]);
@@ -87,7 +87,7 @@ fn aliccp_errors_name_file_line_field() {
     let src = DatasetSource::Aliccp {
         dir: tmp.path().to_path_buf(),
     };
-    let split = AreadDataset::Aliccp.split();
+    let split = AliccpAmazon::Aliccp.split();
     let e = fails(prepare(&req(src.clone(), split.clone())));
     assert!(
         e.contains(ALICCP_FILE) && e.contains("preprocess.py") && e.contains("tianchi"),
@@ -178,7 +178,7 @@ fn amazon_fixture_domains_sequences_and_quantile_split() {
     let src = DatasetSource::Amazon {
         dir: tmp.path().to_path_buf(),
     };
-    let p = prepare(&req(src, AreadDataset::Amazon.split())).unwrap();
+    let p = prepare(&req(src, AliccpAmazon::Amazon.split())).unwrap();
     // q0.9 = 1000 + 0.9 * 499 = 1449.1, q0.95 = 1474.05: train t <= 1449, valid 1450..=1474
     assert_eq!((p.train.len(), p.valid.len(), p.test.len()), (450, 25, 25));
     assert_eq!(p.schema.domains, AMAZON_DOMAINS);
@@ -209,7 +209,7 @@ fn amazon_errors_name_file_line_field() {
     let src = DatasetSource::Amazon {
         dir: tmp.path().to_path_buf(),
     };
-    let split = AreadDataset::Amazon.split();
+    let split = AliccpAmazon::Amazon.split();
     let f = tmp.path().join(AMAZON_FILE);
     let good = amazon_text();
     let lines: Vec<&str> = good.lines().collect();
@@ -263,9 +263,9 @@ fn amazon_errors_name_file_line_field() {
 
 #[test]
 fn quantile_is_linear_like_pandas() {
-    assert_eq!(quantile_linear(&[4.0, 1.0, 3.0, 2.0], 0.9), 3.7);
-    assert_eq!(quantile_linear(&[5.0], 0.3), 5.0);
-    assert_eq!(quantile_linear(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.5), 3.0);
+    assert_eq!(quantile(&[4.0, 1.0, 3.0, 2.0], 0.9), Some(3.7));
+    assert_eq!(quantile(&[5.0], 0.3), Some(5.0));
+    assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.5), Some(3.0));
     // ties at the cut go to the later split (`t < q` is train)
     let mut b = ColumnBuilder::new("t");
     for v in ["1", "2", "2", "2", "2", "2", "2", "2", "2", "9"] {

@@ -1,5 +1,4 @@
-//! The AREAD recipes: AliCCP (30 item-category domains) and Amazon Review 2018 (25 main-category
-//! domains), read from the files the official AREAD code (`Chrissie-Law/AREAD-Multi-Domain-
+//! AliCCP (30 item-category domains) and Amazon Review 2018 (25 main-category domains), read from the files the official AREAD code (`Chrissie-Law/AREAD-Multi-Domain-
 //! Recommendation`) trains on.
 //!
 //! That code preprocesses the raw dumps once (`preprocess.py`: frequency filters, domain sampling,
@@ -26,11 +25,11 @@
 //! file, the line and the field. Producing the files from the raw dumps (AREAD's `preprocess.py`)
 //! is not done here.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use crate::prepare::{DatasetSource, SplitSpec};
-use crate::raw::{ColumnBuilder, RawTable};
+use crate::csv::read_files;
+use crate::raw::RawTable;
+use crate::split::SplitSpec;
 use crate::DataError;
 
 /// AREAD's preprocessed AliCCP file (`preprocess.py`, thresh 15, 30 domains, `interval_random`).
@@ -270,54 +269,45 @@ rule = "binary"
 
 /// Which AREAD dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AreadDataset {
+pub enum AliccpAmazon {
     /// AliCCP, 30 item-category domains.
     Aliccp,
     /// Amazon Review 2018, 25 main-category domains.
     Amazon,
 }
 
-impl AreadDataset {
-    /// The dataset of an AREAD [`DatasetSource`] (`None` for other sources).
-    pub fn of_source(src: &DatasetSource) -> Option<Self> {
-        match src {
-            DatasetSource::Aliccp { .. } => Some(AreadDataset::Aliccp),
-            DatasetSource::Amazon { .. } => Some(AreadDataset::Amazon),
-            _ => None,
-        }
-    }
-
+impl AliccpAmazon {
     /// `"aliccp"` or `"amazon"`.
     pub fn name(self) -> &'static str {
         match self {
-            AreadDataset::Aliccp => "aliccp",
-            AreadDataset::Amazon => "amazon",
+            AliccpAmazon::Aliccp => "aliccp",
+            AliccpAmazon::Amazon => "amazon",
         }
     }
 
     /// The embedded schema.
     pub fn schema(self) -> &'static str {
         match self {
-            AreadDataset::Aliccp => ALICCP_SCHEMA,
-            AreadDataset::Amazon => AMAZON_SCHEMA,
+            AliccpAmazon::Aliccp => ALICCP_SCHEMA,
+            AliccpAmazon::Amazon => AMAZON_SCHEMA,
         }
     }
 
     /// The file name AREAD's `preprocess.py` writes.
     pub fn file_name(self) -> &'static str {
         match self {
-            AreadDataset::Aliccp => ALICCP_FILE,
-            AreadDataset::Amazon => AMAZON_FILE,
+            AliccpAmazon::Aliccp => ALICCP_FILE,
+            AliccpAmazon::Amazon => AMAZON_FILE,
         }
     }
 
     /// How to obtain the file.
     pub fn hint(self) -> String {
         let raw = match self {
-            AreadDataset::Aliccp => {
+            AliccpAmazon::Aliccp => {
                 "https://tianchi.aliyun.com/dataset/408 (ali_ccp_train/val/test.csv)"
             }
-            AreadDataset::Amazon => {
+            AliccpAmazon::Amazon => {
                 "https://nijianmo.github.io/amazon/index.html (all_csv_files.csv, All_Amazon_Meta.json)"
             }
         };
@@ -343,16 +333,24 @@ impl AreadDataset {
         Ok(f)
     }
 
+    /// AREAD's split in words.
+    pub fn split_summary(self) -> &'static str {
+        match self {
+            AliccpAmazon::Aliccp => "the train_tag column: 0 train, 1 valid, 2 test",
+            AliccpAmazon::Amazon => "timestamp quantiles 0.9 / 0.95",
+        }
+    }
+
     /// AREAD's split: AliCCP by `train_tag` (0 / 1 / 2), Amazon by `timestamp` quantiles
     /// 0.9 / 0.95.
     pub fn split(self) -> SplitSpec {
         match self {
-            AreadDataset::Aliccp => SplitSpec::ByTime {
+            AliccpAmazon::Aliccp => SplitSpec::ByTime {
                 column: "train_tag".into(),
                 valid_from: 1,
                 test_from: 2,
             },
-            AreadDataset::Amazon => SplitSpec::TimeQuantiles {
+            AliccpAmazon::Amazon => SplitSpec::TimeQuantiles {
                 column: "timestamp".into(),
                 valid_q: 0.9,
                 test_q: 0.95,
@@ -361,138 +359,23 @@ impl AreadDataset {
     }
 }
 
-/// Splits one CSV line into fields; a field may be enclosed in double quotes (`""` inside is a
-/// quote). `Err((field index, message))` on a stray or unterminated quote.
-pub fn split_quoted(line: &str, delim: char) -> Result<Vec<Cow<'_, str>>, (usize, String)> {
-    let mut out = Vec::new();
-    let mut rest = line;
-    loop {
-        let idx = out.len();
-        if let Some(body) = rest.strip_prefix('"') {
-            let mut val = String::new();
-            let mut chars = body.char_indices();
-            let mut end = None;
-            while let Some((i, c)) = chars.next() {
-                if c == '"' {
-                    if body[i + 1..].starts_with('"') {
-                        val.push('"');
-                        chars.next();
-                    } else {
-                        end = Some(i + 1);
-                        break;
-                    }
-                } else {
-                    val.push(c);
-                }
-            }
-            let Some(end) = end else {
-                return Err((idx, "unterminated quoted field".into()));
-            };
-            out.push(Cow::Owned(val));
-            let after = &body[end..];
-            if after.is_empty() {
-                return Ok(out);
-            }
-            match after.strip_prefix(delim) {
-                Some(r) => rest = r,
-                None => return Err((idx, "text after the closing quote of a field".into())),
-            }
-        } else {
-            match rest.find(delim) {
-                Some(i) => {
-                    let f = &rest[..i];
-                    if f.contains('"') {
-                        return Err((idx, format!("stray quote in unquoted field `{f}`")));
-                    }
-                    out.push(Cow::Borrowed(f));
-                    rest = &rest[i + delim.len_utf8()..];
-                }
-                None => {
-                    if rest.contains('"') {
-                        return Err((idx, format!("stray quote in unquoted field `{rest}`")));
-                    }
-                    out.push(Cow::Borrowed(rest));
-                    return Ok(out);
-                }
-            }
-        }
-    }
-}
-
 /// Reads a pandas-style CSV (header row, comma-separated, optional double quotes) into a raw
-/// table, letting `cell` rewrite or reject each value: `cell(column, value)` returns the value
-/// to store or an error message.
-fn read_pandas_csv(
+/// table; `make_cell` sees the renamed header and returns the per-cell rewrite (see
+/// [`crate::csv`]). A file without data rows is an error.
+fn read_pandas_csv<C>(
     path: &Path,
-    mut cell: impl FnMut(usize, &str) -> Result<Option<String>, String>,
-    rename: impl Fn(&str) -> String,
-) -> Result<RawTable, DataError> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let off = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..off].iter().filter(|&&b| b == b'\n').count() + 1;
-        DataError::parse(&name, line as u64, "line", "invalid utf-8")
-    })?;
-    let mut lines = text.split('\n').enumerate().peekable();
-    let head = match lines.next() {
-        Some((_, h)) if !h.trim().is_empty() => h.strip_suffix('\r').unwrap_or(h),
-        _ => return Err(DataError::parse(&name, 1, "header", "empty file")),
-    };
-    let head: Vec<String> = split_quoted(head, ',')
-        .map_err(|(i, m)| DataError::parse(&name, 1, format!("header column {}", i + 1), m))?
-        .iter()
-        .map(|h| rename(h))
-        .collect();
-    for (i, h) in head.iter().enumerate() {
-        if h.is_empty() {
-            return Err(DataError::parse(&name, 1, "header", "empty column name"));
-        }
-        if head[..i].contains(h) {
-            return Err(DataError::parse(&name, 1, h, "duplicate column name"));
-        }
+    rename: &dyn Fn(&str) -> String,
+    make_cell: impl FnOnce(&[String]) -> C,
+) -> Result<RawTable, DataError>
+where
+    C: FnMut(usize, &str) -> crate::csv::CellResult,
+{
+    let t = read_files(&[path.to_path_buf()], b',', rename, make_cell)?;
+    if t.n_rows() == 0 {
+        let name = path.display().to_string();
+        return Err(DataError::parse(name, 1, "header", "no data rows"));
     }
-    let mut builders: Vec<ColumnBuilder> = head.iter().map(ColumnBuilder::new).collect();
-    let mut row_line = Vec::new();
-    while let Some((i, line)) = lines.next() {
-        let ln = i as u64 + 1;
-        if line.is_empty() && lines.peek().is_none() {
-            break;
-        }
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let vals = split_quoted(line, ',').map_err(|(c, m)| {
-            let col = head.get(c).map_or("line", String::as_str);
-            DataError::parse(&name, ln, col, m)
-        })?;
-        if vals.len() != head.len() {
-            let c = vals.len().min(head.len()) - usize::from(vals.len() >= head.len());
-            return Err(DataError::parse(
-                &name,
-                ln,
-                &head[c],
-                format!("expected {} fields, found {}", head.len(), vals.len()),
-            ));
-        }
-        for (c, (b, v)) in builders.iter_mut().zip(&vals).enumerate() {
-            match cell(c, v) {
-                Ok(Some(s)) => b.push(&s),
-                Ok(None) => b.push(v),
-                Err(m) => return Err(DataError::parse(&name, ln, &head[c], m)),
-            }
-        }
-        row_line.push(
-            u32::try_from(ln).map_err(|_| DataError::parse(&name, ln, "line", "too many lines"))?,
-        );
-    }
-    if row_line.is_empty() {
-        return Err(DataError::parse(&name, 1, "header", "no data rows"));
-    }
-    Ok(RawTable {
-        columns: builders.into_iter().map(ColumnBuilder::finish).collect(),
-        files: vec![name],
-        row_file: vec![0; row_line.len()],
-        row_line,
-    })
+    Ok(t)
 }
 
 /// A Python list literal of integers (`"[1, 2, 3]"`, `"[]"`) as `"1|2|3"`, keeping the last
@@ -534,10 +417,10 @@ fn require_columns(t: &RawTable, file: &str, cols: &[&str]) -> Result<(), DataEr
 }
 
 /// Reads an AREAD preprocessed file into a raw table (see the module docs for the checks).
-pub fn load(which: AreadDataset, path: &Path) -> Result<RawTable, DataError> {
+pub fn load(which: AliccpAmazon, path: &Path) -> Result<RawTable, DataError> {
     let file = path.display().to_string();
     match which {
-        AreadDataset::Aliccp => {
+        AliccpAmazon::Aliccp => {
             // AREAD renames the raw feature ids 101 / 205 / 206 to userid / itemid / domain
             let rename = |h: &str| match h {
                 "101" => "userid".to_string(),
@@ -545,13 +428,15 @@ pub fn load(which: AreadDataset, path: &Path) -> Result<RawTable, DataError> {
                 "206" => "domain".to_string(),
                 other => other.to_string(),
             };
-            let t = read_pandas_csv(path, |_, _| Ok(None), rename)?;
+            let t = read_pandas_csv(path, &rename, |_| |_: usize, _: &str| Ok(None))?;
             require_columns(
                 &t,
                 &file,
                 &["userid", "itemid", "domain", "click", "train_tag"],
             )?;
-            let tag = t.column("train_tag").expect("checked");
+            let Some(tag) = t.column("train_tag") else {
+                return Err(DataError::parse(&file, 1, "train_tag", "column missing"));
+            };
             for (c, v) in tag.dict.iter().enumerate() {
                 if !matches!(v.as_str(), "0" | "1" | "2") {
                     let r = tag.first_row_with(c as u32).unwrap_or(0);
@@ -564,32 +449,14 @@ pub fn load(which: AreadDataset, path: &Path) -> Result<RawTable, DataError> {
             }
             Ok(t)
         }
-        AreadDataset::Amazon => {
-            // the header alone, to know which columns to rewrite
-            let mut head_line = String::new();
-            std::io::BufRead::read_line(
-                &mut std::io::BufReader::new(
-                    std::fs::File::open(path).map_err(|e| DataError::io(path, e))?,
-                ),
-                &mut head_line,
-            )
-            .map_err(|e| DataError::io(path, e))?;
-            let head_line = head_line.trim_end_matches(['\n', '\r']);
-            let head: Vec<String> = split_quoted(head_line, ',')
-                .map_err(|(i, m)| {
-                    DataError::parse(&file, 1, format!("header column {}", i + 1), m)
-                })?
-                .iter()
-                .map(|h| h.to_string())
-                .collect();
-            let dom = head.iter().position(|h| h == "domain");
-            let seqs: Vec<usize> = AMAZON_SEQ_COLUMNS
-                .iter()
-                .filter_map(|s| head.iter().position(|h| h == s))
-                .collect();
-            let t = read_pandas_csv(
-                path,
-                |c, v| {
+        AliccpAmazon::Amazon => {
+            let t = read_pandas_csv(path, &str::to_string, |head| {
+                let dom = head.iter().position(|h| h == "domain");
+                let seqs: Vec<usize> = AMAZON_SEQ_COLUMNS
+                    .iter()
+                    .filter_map(|s| head.iter().position(|h| h == s))
+                    .collect();
+                move |c: usize, v: &str| {
                     if Some(c) == dom {
                         return amazon_domain(v).map(Some);
                     }
@@ -597,9 +464,8 @@ pub fn load(which: AreadDataset, path: &Path) -> Result<RawTable, DataError> {
                         return parse_py_int_list(v, AMAZON_SEQ_LEN).map(Some);
                     }
                     Ok(None)
-                },
-                str::to_string,
-            )?;
+                }
+            })?;
             let mut need = vec!["userid", "itemid", "domain", "label", "timestamp"];
             need.extend(AMAZON_SEQ_COLUMNS);
             require_columns(&t, &file, &need)?;
@@ -632,16 +498,6 @@ fn amazon_domain(v: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoted_fields_and_errors() {
-        let f = split_quoted(r#"1,"[1, 2]",x,"a ""q"" b","""#, ',').unwrap();
-        assert_eq!(f, vec!["1", "[1, 2]", "x", "a \"q\" b", ""]);
-        assert_eq!(split_quoted("a,,b,", ',').unwrap(), vec!["a", "", "b", ""]);
-        assert_eq!(split_quoted(r#"1,"[1, 2"#, ',').unwrap_err().0, 1);
-        assert_eq!(split_quoted(r#"1,"a"b,2"#, ',').unwrap_err().0, 1);
-        assert_eq!(split_quoted(r#"1,a"b,2"#, ',').unwrap_err().0, 1);
-    }
 
     #[test]
     fn python_lists_keep_the_last_items() {

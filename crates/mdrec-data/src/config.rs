@@ -1,0 +1,345 @@
+//! The `[dataset]` section of a run config ([`DatasetConfig`]): which dataset, which split, and
+//! the options of each. Values are typed ([`DatasetName`], [`SplitName`], [`MovieLensDomain`],
+//! [`MovieLensOrder`]), so an unknown value is rejected while the config is parsed, with the
+//! accepted ones in the message. [`DatasetConfig::validate`] checks everything else that can be
+//! checked without reading a file, naming the key; [`DatasetConfig::request`] turns the section
+//! into what [`crate::prepare`] reads, with the defaults of the dataset's row in the recipe table.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::movielens::{MovieLensDomain, MovieLensOrder};
+use crate::prepare::PrepareRequest;
+use crate::recipe::{CacheHome, DatasetName, SplitName};
+use crate::source::DatasetSource;
+use crate::split::{check_ratios, SplitSpec};
+use crate::synthetic::SyntheticConfig;
+use crate::DataError;
+
+/// Which data to train on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatasetConfig {
+    /// A dataset of the table (`mdrec data list`): `movielens-1m` (alias `ml-1m`), `synthetic`,
+    /// `csv`, `aliccp` or `amazon` (the last two: the files of the official AREAD code, see
+    /// [`crate::aliccp_amazon`]).
+    pub name: DatasetName,
+    /// Folder of the raw files (`movielens-1m`: the official `ml-1m` folder; `aliccp` /
+    /// `amazon`: the folder holding AREAD's preprocessed CSV).
+    pub data_dir: Option<PathBuf>,
+    /// Split: `m3oe` / `sequential` (rows in source order, cut by `ratios`; `m3oe` is the M3oE
+    /// protocol on MovieLens-1M), `random` (seeded shuffle, cut by `ratios`), `time` (by the
+    /// integer column `time_column`: valid from `valid_from`, test from `test_from`), or `aread`
+    /// (`aliccp` / `amazon` only, and required there instead of `m3oe`: AliCCP by its
+    /// `train_tag` column, Amazon by `timestamp` quantiles 0.9 / 0.95).
+    pub split: SplitName,
+    /// Domain definition of `movielens-1m`: `age` (three age groups, the M3oE protocol; the
+    /// default) or `genre` (the movie's first genre, 18 long-tailed domains). Other datasets
+    /// reject it.
+    pub domain: Option<MovieLensDomain>,
+    /// Row order of `movielens-1m`, which the sequential `m3oe` split cuts (and the seeded
+    /// `random` split shuffles): `merged` (the default: the pandas < 2.2 merge order, which the
+    /// official M3oE run's published numbers come from) or `ratings` (`ratings.dat` order, what
+    /// the M3oE script's merges give with pandas >= 2.2). Other datasets reject it.
+    pub row_order: Option<MovieLensOrder>,
+    /// Train / valid / test fractions for `m3oe`, `sequential` and `random`.
+    pub ratios: [f64; 3],
+    /// Column of the `time` split.
+    pub time_column: Option<String>,
+    /// First time value of the validation split.
+    pub valid_from: Option<i64>,
+    /// First time value of the test split.
+    pub test_from: Option<i64>,
+    /// Schema TOML for `csv`.
+    pub schema: Option<PathBuf>,
+    /// Data files for `csv`.
+    pub files: Vec<PathBuf>,
+    /// Where the encoded cache lives (default: `<data_dir>/.mdrec-cache` or `./.mdrec-cache`,
+    /// as the dataset's row of the table says).
+    pub cache_dir: Option<PathBuf>,
+    /// Number of rows of the `synthetic` dataset.
+    pub synthetic_rows: Option<usize>,
+    /// Number of domains of the `synthetic` dataset.
+    pub synthetic_domains: Option<usize>,
+    /// Zipf exponent of the `synthetic` domain sizes (share of domain d ∝ 1 / (d + 1)^skew;
+    /// 0 = equal sizes; default 1, which with 25 domains puts 12 of them under 2 % of the rows).
+    pub synthetic_domain_skew: Option<f64>,
+}
+
+impl Default for DatasetConfig {
+    fn default() -> Self {
+        DatasetConfig {
+            name: DatasetName::Synthetic,
+            data_dir: None,
+            split: SplitName::M3oe,
+            ratios: [0.8, 0.1, 0.1],
+            time_column: None,
+            valid_from: None,
+            test_from: None,
+            schema: None,
+            files: Vec::new(),
+            cache_dir: None,
+            synthetic_rows: None,
+            synthetic_domains: None,
+            synthetic_domain_skew: None,
+            domain: None,
+            row_order: None,
+        }
+    }
+}
+
+fn config_err(msg: String) -> DataError {
+    DataError::Config(msg)
+}
+
+impl DatasetConfig {
+    /// Checks every key that can be checked without reading a file: options that do not apply
+    /// to the dataset, a split the dataset does not accept, missing keys of the split or the
+    /// dataset, ratios, time bounds and synthetic sizes. Errors name the key.
+    pub fn validate(&self) -> Result<(), DataError> {
+        let name = self.name;
+        let recipe = name.recipe();
+        let only = |key: &str, set: bool, owner: DatasetName| {
+            if set && name != owner {
+                Err(config_err(format!(
+                    "dataset.{key} applies to {owner} only, not to `{name}`"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        only("domain", self.domain.is_some(), DatasetName::MovieLens1m)?;
+        only(
+            "row_order",
+            self.row_order.is_some(),
+            DatasetName::MovieLens1m,
+        )?;
+        only(
+            "synthetic_rows",
+            self.synthetic_rows.is_some(),
+            DatasetName::Synthetic,
+        )?;
+        only(
+            "synthetic_domains",
+            self.synthetic_domains.is_some(),
+            DatasetName::Synthetic,
+        )?;
+        only(
+            "synthetic_domain_skew",
+            self.synthetic_domain_skew.is_some(),
+            DatasetName::Synthetic,
+        )?;
+        only("schema", self.schema.is_some(), DatasetName::Csv)?;
+        only("files", !self.files.is_empty(), DatasetName::Csv)?;
+        if recipe.needs_data_dir && self.data_dir.is_none() {
+            return Err(config_err(format!(
+                "dataset.data_dir: dataset {name} needs --data-dir DIR (the folder with {}); {}",
+                recipe.files, recipe.obtain
+            )));
+        }
+        if name == DatasetName::Csv {
+            if self.schema.is_none() {
+                return Err(config_err(
+                    "dataset.schema: dataset csv needs dataset.schema (a schema TOML file)".into(),
+                ));
+            }
+            if self.files.is_empty() {
+                return Err(config_err(
+                    "dataset.files: dataset csv needs dataset.files (one or more CSV files)".into(),
+                ));
+            }
+        }
+        let time = self.split == SplitName::Time;
+        for (key, set) in [
+            ("time_column", self.time_column.is_some()),
+            ("valid_from", self.valid_from.is_some()),
+            ("test_from", self.test_from.is_some()),
+        ] {
+            if set && !time {
+                return Err(config_err(format!(
+                    "dataset.{key} applies to split = \"time\" only, not to `{}`",
+                    self.split
+                )));
+            }
+        }
+        if matches!(
+            self.split,
+            SplitName::M3oe | SplitName::Sequential | SplitName::Random
+        ) {
+            check_ratios(&self.ratios).map_err(|e| config_err(format!("dataset.ratios: {e}")))?;
+        }
+        // the split itself (accepted by the dataset, complete)
+        self.split_spec(0)?;
+        if let Some(n) = self.synthetic_rows {
+            if n == 0 || n > u32::MAX as usize / 2 {
+                return Err(config_err(format!(
+                    "dataset.synthetic_rows must be in 1..2^31, got {n}"
+                )));
+            }
+        }
+        if let Some(d) = self.synthetic_domains {
+            if !(1..=1024).contains(&d) {
+                return Err(config_err(format!(
+                    "dataset.synthetic_domains must be in 1..=1024, got {d}"
+                )));
+            }
+        }
+        if let Some(k) = self.synthetic_domain_skew {
+            if !k.is_finite() || k < 0.0 {
+                return Err(config_err(format!(
+                    "dataset.synthetic_domain_skew must be finite and non-negative, got {k}"
+                )));
+            }
+        }
+        if name == DatasetName::Synthetic {
+            self.synthetic(0).validate().map_err(|e| {
+                config_err(format!(
+                    "dataset.synthetic_rows / synthetic_domains / synthetic_domain_skew: {e}"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The split this section asks for.
+    pub fn split_spec(&self, seed: u64) -> Result<SplitSpec, DataError> {
+        let recipe = self.name.recipe();
+        if !recipe.splits.contains(&self.split) {
+            let why = match (self.split, self.name.aliccp_amazon()) {
+                (SplitName::M3oe, Some(a)) => format!(
+                    "`m3oe` is the MovieLens protocol; dataset {} uses split = \"aread\" ({})",
+                    self.name,
+                    a.split_summary()
+                ),
+                (SplitName::Aread, None) => format!(
+                    "`aread` is the protocol of datasets aliccp and amazon, not of `{}`",
+                    self.name
+                ),
+                _ => format!("dataset {} does not accept it", self.name),
+            };
+            return Err(config_err(format!(
+                "dataset.split: {why}; accepted: {}",
+                recipe
+                    .splits
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        match self.split {
+            SplitName::M3oe | SplitName::Sequential => Ok(SplitSpec::Sequential {
+                ratios: self.ratios,
+            }),
+            SplitName::Random => Ok(SplitSpec::Random {
+                ratios: self.ratios,
+                seed,
+            }),
+            SplitName::Time => match (&self.time_column, self.valid_from, self.test_from) {
+                (Some(column), Some(valid_from), Some(test_from)) => {
+                    if valid_from > test_from {
+                        return Err(config_err(format!(
+                            "dataset.valid_from ({valid_from}) is after dataset.test_from ({test_from})"
+                        )));
+                    }
+                    Ok(SplitSpec::ByTime {
+                        column: column.clone(),
+                        valid_from,
+                        test_from,
+                    })
+                }
+                _ => Err(config_err(
+                    "dataset.split: split `time` needs dataset.time_column, dataset.valid_from and dataset.test_from".into(),
+                )),
+            },
+            SplitName::Aread => match self.name.aliccp_amazon() {
+                Some(a) => Ok(a.split()),
+                None => Err(config_err(format!(
+                    "dataset.split: `aread` is the protocol of datasets aliccp and amazon, not of `{}`",
+                    self.name
+                ))),
+            },
+        }
+    }
+
+    /// The synthetic generator's config for `seed` (the `synthetic_*` keys over the defaults).
+    fn synthetic(&self, seed: u64) -> SyntheticConfig {
+        let mut sc = SyntheticConfig {
+            seed,
+            ..SyntheticConfig::default()
+        };
+        if let Some(n) = self.synthetic_rows {
+            sc.n_rows = n;
+        }
+        if let Some(d) = self.synthetic_domains {
+            sc.n_domains = d;
+        }
+        if let Some(k) = self.synthetic_domain_skew {
+            sc.domain_skew = k;
+        }
+        sc
+    }
+
+    /// The source this section names (`seed` seeds the synthetic generator).
+    pub fn source(&self, seed: u64) -> Result<DatasetSource, DataError> {
+        let dir = || {
+            self.data_dir.clone().ok_or_else(|| {
+                config_err(format!(
+                    "dataset.data_dir: dataset {} needs --data-dir DIR",
+                    self.name
+                ))
+            })
+        };
+        Ok(match self.name {
+            DatasetName::MovieLens1m => DatasetSource::MovieLens1m {
+                dir: dir()?,
+                domain: self.domain.unwrap_or_default(),
+                row_order: self.row_order.unwrap_or_default(),
+            },
+            DatasetName::Aliccp => DatasetSource::Aliccp { dir: dir()? },
+            DatasetName::Amazon => DatasetSource::Amazon { dir: dir()? },
+            DatasetName::Synthetic => DatasetSource::Synthetic(self.synthetic(seed)),
+            DatasetName::Csv => DatasetSource::Csv {
+                schema: self.schema.clone().ok_or_else(|| {
+                    config_err("dataset.schema: dataset csv needs a schema TOML file".into())
+                })?,
+                files: self.files.clone(),
+                delimiter: b',',
+            },
+        })
+    }
+
+    /// The cache folder: `dataset.cache_dir`, else the dataset's default (see [`CacheHome`]).
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.cache_dir
+            .clone()
+            .or_else(|| match self.name.recipe().cache {
+                CacheHome::DataDir => self.data_dir.as_ref().map(|d| d.join(".mdrec-cache")),
+                CacheHome::WorkingDir => Some(PathBuf::from(".mdrec-cache")),
+                CacheHome::None => None,
+            })
+    }
+
+    /// What to prepare: [`Self::validate`], then the source, split and cache folder.
+    pub fn request(&self, seed: u64) -> Result<PrepareRequest, DataError> {
+        self.validate()?;
+        Ok(PrepareRequest {
+            source: self.source(seed)?,
+            split: self.split_spec(seed)?,
+            cache_dir: self.cache_dir(),
+        })
+    }
+
+    /// This section with the dataset's option defaults spelled out (MovieLens-1M's `domain` and
+    /// `row_order`), as a run directory's `config.resolved.json` records it: a default that
+    /// changes must not change what a recorded run claims it was trained on.
+    pub fn resolved(&self) -> DatasetConfig {
+        let mut d = self.clone();
+        if d.name == DatasetName::MovieLens1m {
+            d.domain.get_or_insert_default();
+            d.row_order.get_or_insert_default();
+        }
+        d
+    }
+}

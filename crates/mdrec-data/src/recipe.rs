@@ -1,0 +1,380 @@
+//! The dataset table: every dataset mdrec knows, in one place.
+//!
+//! A [`Recipe`] row says what a dataset is called (and its aliases), which split it uses by
+//! default and which it accepts, its domains, the files it reads and where to obtain them, and
+//! where its prepared cache goes by default. For each [`DatasetSource`] this module also owns
+//! the declared schema, the cache identity and the loader ([`resolve`], [`load_table`]).
+//! Everything that needs to know about a dataset reads it from here: the `[dataset]` config
+//! ([`crate::config`]), the data path ([`crate::prepare`]) and `mdrec data list`.
+
+use std::path::PathBuf;
+
+use crate::aliccp_amazon::{self, AliccpAmazon};
+use crate::movielens::{self, MovieLensDomain, MovieLensOrder, ML1M_HINT};
+use crate::names::string_enum;
+use crate::raw::RawTable;
+use crate::schema::SchemaSpec;
+use crate::source::DatasetSource;
+use crate::synthetic;
+use crate::{csv, DataError};
+
+string_enum! {
+    /// A dataset of the table (`dataset.name`).
+    #[derive(Default)]
+    pub enum DatasetName: "dataset.name" {
+        /// MovieLens-1M, the M3oE benchmark protocol.
+        MovieLens1m = "movielens-1m" | "ml-1m",
+        /// The embedded synthetic generator.
+        #[default]
+        Synthetic = "synthetic",
+        /// Delimited files with a header row and a TOML schema.
+        Csv = "csv",
+        /// AliCCP in the layout of the official AREAD code.
+        Aliccp = "aliccp",
+        /// Amazon Review 2018 in the layout of the official AREAD code.
+        Amazon = "amazon",
+    }
+}
+
+string_enum! {
+    /// A split protocol (`dataset.split`).
+    #[derive(Default)]
+    pub enum SplitName: "dataset.split" {
+        /// Source order cut by `dataset.ratios` (the M3oE protocol on MovieLens-1M).
+        #[default]
+        M3oe = "m3oe",
+        /// Source order cut by `dataset.ratios` (same as `m3oe`, for other datasets).
+        Sequential = "sequential",
+        /// Seeded shuffle cut by `dataset.ratios`.
+        Random = "random",
+        /// By the integer column `dataset.time_column`: valid from `valid_from`, test from
+        /// `test_from`.
+        Time = "time",
+        /// The AREAD protocol of `aliccp` (column `train_tag`) and `amazon` (timestamp
+        /// quantiles 0.9 / 0.95).
+        Aread = "aread",
+    }
+}
+
+/// Where a dataset's prepared cache goes when `dataset.cache_dir` is not set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheHome {
+    /// `<data_dir>/.mdrec-cache`, next to the raw files.
+    DataDir,
+    /// `./.mdrec-cache` in the working directory.
+    WorkingDir,
+    /// Not cached (generating is as fast as reading a cache).
+    None,
+}
+
+/// One row of the dataset table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recipe {
+    /// The dataset.
+    pub name: DatasetName,
+    /// What it is, in a few words.
+    pub summary: &'static str,
+    /// The split used when `dataset.split` is not set.
+    pub default_split: SplitName,
+    /// The splits it accepts.
+    pub splits: &'static [SplitName],
+    /// Its domains.
+    pub domains: &'static str,
+    /// Whether `dataset.data_dir` is required (the folder of its files).
+    pub needs_data_dir: bool,
+    /// The files it reads.
+    pub files: &'static str,
+    /// Where to obtain the data.
+    pub obtain: &'static str,
+    /// Default cache location.
+    pub cache: CacheHome,
+}
+
+const RATIO_SPLITS: &[SplitName] = &[
+    SplitName::M3oe,
+    SplitName::Sequential,
+    SplitName::Random,
+    SplitName::Time,
+];
+const AREAD_SPLITS: &[SplitName] = &[
+    SplitName::Aread,
+    SplitName::Sequential,
+    SplitName::Random,
+    SplitName::Time,
+];
+
+/// The dataset table, in [`DatasetName::ALL`] order.
+pub const RECIPES: [Recipe; 5] = [
+    Recipe {
+        name: DatasetName::MovieLens1m,
+        summary: "MovieLens-1M ratings, click = rating > 3, like = rating > 4",
+        default_split: SplitName::M3oe,
+        splits: RATIO_SPLITS,
+        domains: "3 age groups (dataset.domain = \"age\", default) or 18 first genres (\"genre\")",
+        needs_data_dir: true,
+        files: "ratings.dat, users.dat, movies.dat (the unzipped ml-1m folder)",
+        obtain: ML1M_HINT,
+        cache: CacheHome::DataDir,
+    },
+    Recipe {
+        name: DatasetName::Synthetic,
+        summary: "generated multi-domain multi-task clicks (seeded by train.seed)",
+        default_split: SplitName::M3oe,
+        splits: RATIO_SPLITS,
+        domains:
+            "dataset.synthetic_domains (default 25), Zipf-sized by dataset.synthetic_domain_skew",
+        needs_data_dir: false,
+        files: "none",
+        obtain: "built in",
+        cache: CacheHome::None,
+    },
+    Recipe {
+        name: DatasetName::Csv,
+        summary: "your delimited files with a header row and a schema TOML",
+        default_split: SplitName::M3oe,
+        splits: RATIO_SPLITS,
+        domains: "as the schema's [domain] section declares",
+        needs_data_dir: false,
+        files: "dataset.schema (TOML) and dataset.files (CSV, RFC 4180 quoting)",
+        obtain: "your own data",
+        cache: CacheHome::WorkingDir,
+    },
+    Recipe {
+        name: DatasetName::Aliccp,
+        summary: "Ali-CCP clicks as AREAD preprocesses them",
+        default_split: SplitName::Aread,
+        splits: AREAD_SPLITS,
+        domains: "30 item categories (feature 206)",
+        needs_data_dir: true,
+        files: aliccp_amazon::ALICCP_FILE,
+        obtain: "https://tianchi.aliyun.com/dataset/408, then AREAD's preprocess.py",
+        cache: CacheHome::DataDir,
+    },
+    Recipe {
+        name: DatasetName::Amazon,
+        summary:
+            "Amazon Review 2018, label = rating above the user's mean, as AREAD preprocesses it",
+        default_split: SplitName::Aread,
+        splits: AREAD_SPLITS,
+        domains: "25 main categories",
+        needs_data_dir: true,
+        files: aliccp_amazon::AMAZON_FILE,
+        obtain: "https://nijianmo.github.io/amazon/index.html, then AREAD's preprocess.py",
+        cache: CacheHome::DataDir,
+    },
+];
+
+impl DatasetName {
+    /// This dataset's row of the table.
+    pub fn recipe(self) -> &'static Recipe {
+        // RECIPES is in ALL order (checked by a test)
+        let i = Self::ALL.iter().position(|&n| n == self).unwrap_or(0);
+        &RECIPES[i]
+    }
+
+    /// The AREAD dataset this is, if any.
+    pub fn aliccp_amazon(self) -> Option<AliccpAmazon> {
+        match self {
+            DatasetName::Aliccp => Some(AliccpAmazon::Aliccp),
+            DatasetName::Amazon => Some(AliccpAmazon::Amazon),
+            _ => None,
+        }
+    }
+}
+
+/// How a source is read and identified: its schema, where that schema came from, its data files,
+/// the JSON identity of its options (part of the cache key) and a human description.
+pub(crate) struct Resolved {
+    pub spec: SchemaSpec,
+    pub origin: String,
+    pub files: Vec<PathBuf>,
+    pub config_json: String,
+    pub description: String,
+}
+
+/// The schema, files and cache identity of a source (checks that its files exist; reads only
+/// the schema).
+pub(crate) fn resolve(src: &DatasetSource) -> Result<Resolved, DataError> {
+    match src {
+        DatasetSource::MovieLens1m {
+            dir,
+            domain,
+            row_order,
+        } => {
+            let files = movielens::movielens_files(dir)?;
+            let (origin, mut config_json, description) = match domain {
+                // unchanged key and description for the default, so existing caches stay valid
+                MovieLensDomain::Age => (
+                    "<embedded movielens-1m schema>".to_string(),
+                    "\"movielens-1m\"".to_string(),
+                    format!("movielens-1m ({})", dir.display()),
+                ),
+                MovieLensDomain::Genre => (
+                    "<embedded movielens-1m genre schema>".to_string(),
+                    serde_json::json!({ "movielens-1m": { "domain": domain.name() } }).to_string(),
+                    format!("movielens-1m ({}), genre domains", dir.display()),
+                ),
+            };
+            if *row_order == MovieLensOrder::Ratings {
+                // the order changes the split, so it is part of the cache key (`merged`, the
+                // order before the option existed, keeps the old key so its caches stay valid)
+                config_json = serde_json::json!({
+                    "movielens-1m": { "domain": domain.name(), "row_order": row_order.name() }
+                })
+                .to_string();
+            }
+            let description = format!("{description}, {} row order", row_order.name());
+            Ok(Resolved {
+                spec: SchemaSpec::from_toml_str(domain.schema(), &origin)?,
+                origin,
+                files: files.to_vec(),
+                config_json,
+                description,
+            })
+        }
+        DatasetSource::Aliccp { dir } => resolve_aliccp_amazon(AliccpAmazon::Aliccp, dir),
+        DatasetSource::Amazon { dir } => resolve_aliccp_amazon(AliccpAmazon::Amazon, dir),
+        DatasetSource::Synthetic(cfg) => {
+            cfg.validate()?;
+            let origin = "<embedded synthetic schema>".to_string();
+            Ok(Resolved {
+                spec: SchemaSpec::from_toml_str(&synthetic::synthetic_schema_toml(cfg), &origin)?,
+                origin,
+                files: Vec::new(),
+                config_json: serde_json::json!({ "synthetic": cfg }).to_string(),
+                description: format!(
+                    "synthetic (seed {}, {} rows, {} domains, {} tasks)",
+                    cfg.seed, cfg.n_rows, cfg.n_domains, cfg.n_tasks
+                ),
+            })
+        }
+        DatasetSource::Csv {
+            schema,
+            files,
+            delimiter,
+        } => {
+            if files.is_empty() {
+                return Err(DataError::Config("csv source: no data files given".into()));
+            }
+            Ok(Resolved {
+                spec: SchemaSpec::from_file(schema)?,
+                origin: schema.display().to_string(),
+                files: files.clone(),
+                config_json: serde_json::json!({ "csv": { "delimiter": delimiter } }).to_string(),
+                description: format!(
+                    "csv ({})",
+                    files
+                        .iter()
+                        .map(|f| f.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+        }
+    }
+}
+
+fn resolve_aliccp_amazon(
+    which: AliccpAmazon,
+    dir: &std::path::Path,
+) -> Result<Resolved, DataError> {
+    let file = which.file(dir)?;
+    let origin = format!("<embedded {} schema>", which.name());
+    Ok(Resolved {
+        spec: SchemaSpec::from_toml_str(which.schema(), &origin)?,
+        origin,
+        files: vec![file.clone()],
+        config_json: serde_json::json!({ "aread": which.name() }).to_string(),
+        description: format!("{} ({})", which.name(), file.display()),
+    })
+}
+
+/// Reads a source's rows.
+pub(crate) fn load_table(src: &DatasetSource) -> Result<RawTable, DataError> {
+    match src {
+        DatasetSource::MovieLens1m { dir, row_order, .. } => {
+            movielens::load_movielens_1m(dir, *row_order)
+        }
+        DatasetSource::Aliccp { dir } => {
+            let which = AliccpAmazon::Aliccp;
+            aliccp_amazon::load(which, &which.file(dir)?)
+        }
+        DatasetSource::Amazon { dir } => {
+            let which = AliccpAmazon::Amazon;
+            aliccp_amazon::load(which, &which.file(dir)?)
+        }
+        DatasetSource::Synthetic(cfg) => Ok(synthetic::generate(cfg).table),
+        DatasetSource::Csv {
+            files, delimiter, ..
+        } => csv::read_csv_files(files, *delimiter),
+    }
+}
+
+/// The dataset table as a Markdown table (what `mdrec data list` prints).
+pub fn table_markdown() -> String {
+    let mut s = String::from(
+        "| dataset | aliases | default split | other splits | domains | files | where to get it |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for r in &RECIPES {
+        let others: Vec<&str> = r
+            .splits
+            .iter()
+            .filter(|&&x| x != r.default_split)
+            .map(|x| x.name())
+            .collect();
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            r.name,
+            r.name.aliases().join(", "),
+            r.default_split,
+            others.join(", "),
+            r.domains,
+            r.files,
+            r.obtain
+        ));
+    }
+    s
+}
+
+/// The dataset names for help texts: `movielens-1m (alias ml-1m), synthetic, ...`.
+pub fn names_help() -> String {
+    DatasetName::accepted()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_rows_follow_the_names_and_accept_their_default_split() {
+        assert_eq!(RECIPES.len(), DatasetName::ALL.len());
+        for (r, n) in RECIPES.iter().zip(DatasetName::ALL) {
+            assert_eq!(r.name, *n);
+            assert_eq!(n.recipe().name, *n);
+            assert!(r.splits.contains(&r.default_split), "{n}");
+        }
+        let md = table_markdown();
+        assert!(md.contains("| movielens-1m | ml-1m | m3oe |"), "{md}");
+        assert!(md.contains("grouplens.org"), "{md}");
+    }
+
+    #[test]
+    fn names_parse_with_aliases_and_list_the_accepted_ones() {
+        assert_eq!(
+            "ml-1m".parse::<DatasetName>().unwrap(),
+            DatasetName::MovieLens1m
+        );
+        assert_eq!(DatasetName::MovieLens1m.to_string(), "movielens-1m");
+        let e = "rnd".parse::<SplitName>().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "dataset.split: unknown value \"rnd\"; expected one of: m3oe, sequential, random, time, aread"
+        );
+        let e = "ml1m".parse::<DatasetName>().unwrap_err().to_string();
+        assert!(
+            e.contains("movielens-1m (alias ml-1m), synthetic, csv, aliccp, amazon"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! Where a dataset's rows come from ([`DatasetSource`]): a recipe's files with its options, the
+//! synthetic generator, or user CSV files with a schema. What each source's schema, loader and
+//! cache identity are is the recipe table's business ([`crate::recipe`]).
+
+use std::path::PathBuf;
+
+use crate::movielens::{MovieLensDomain, MovieLensOrder};
+use crate::recipe::DatasetName;
+use crate::synthetic::SyntheticConfig;
+
+/// A dataset source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatasetSource {
+    /// The official MovieLens-1M folder (`ratings.dat`, `users.dat`, `movies.dat`).
+    MovieLens1m {
+        /// The unzipped `ml-1m` folder.
+        dir: PathBuf,
+        /// Which domains: three age groups (default) or the 18 first genres.
+        domain: MovieLensDomain,
+        /// Row order (what the sequential split cuts): the pandas < 2.2 merge order (default,
+        /// the official M3oE run's) or `ratings.dat` order.
+        row_order: MovieLensOrder,
+    },
+    /// AliCCP in the layout of the official AREAD code (see [`crate::aliccp_amazon`]).
+    Aliccp {
+        /// The folder holding AREAD's preprocessed AliCCP file.
+        dir: PathBuf,
+    },
+    /// Amazon Review 2018 in the layout of the official AREAD code (see [`crate::aliccp_amazon`]).
+    Amazon {
+        /// The folder holding AREAD's preprocessed Amazon file.
+        dir: PathBuf,
+    },
+    /// The synthetic generator.
+    Synthetic(SyntheticConfig),
+    /// Delimited files with a header row and a TOML schema.
+    Csv {
+        /// The schema TOML file.
+        schema: PathBuf,
+        /// Data files, concatenated in order (same header).
+        files: Vec<PathBuf>,
+        /// Field delimiter, e.g. `b','`.
+        delimiter: u8,
+    },
+}
+
+impl DatasetSource {
+    /// The dataset (row of the recipe table) this source reads.
+    pub fn name(&self) -> DatasetName {
+        match self {
+            DatasetSource::MovieLens1m { .. } => DatasetName::MovieLens1m,
+            DatasetSource::Aliccp { .. } => DatasetName::Aliccp,
+            DatasetSource::Amazon { .. } => DatasetName::Amazon,
+            DatasetSource::Synthetic(_) => DatasetName::Synthetic,
+            DatasetSource::Csv { .. } => DatasetName::Csv,
+        }
+    }
+}
