@@ -52,7 +52,7 @@ pub fn make_input(
     device: &Device,
 ) -> Result<ModelInput, TrainError> {
     input::make_input(ctx, store, batch, emb_buf, device)
-        .map_err(|e| TrainError::Data(e.to_string()))
+        .map_err(|e| TrainError::Tensor(e.to_string()))
 }
 
 /// [`mdrec_nn::input::make_input_leaf`] with the trainer's error type.

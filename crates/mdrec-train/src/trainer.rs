@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::tensor::Device;
-use mdrec_data::{domain_batches, epoch_order, EncodedData, FieldKind, Prepared, Schema};
+use mdrec_data::{domain_batches, epoch_order, EncodedData, Prepared, Schema};
 use mdrec_metrics::{evaluate, EvalInput, EvalReport};
 use mdrec_models::{ModelFactory, Setting};
 use mdrec_nn::ModelContext;
