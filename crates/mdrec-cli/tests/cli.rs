@@ -214,6 +214,50 @@ fn invalid_dataset_values_exit_2_naming_the_key_before_reading_data() {
     }
 }
 
+/// Every invalid training or model value stops the run before data is read: the data folder
+/// below does not exist, so an error that got as far as reading would name it instead.
+#[test]
+fn invalid_training_values_exit_2_naming_the_key_before_reading_data() {
+    for (args, want) in [
+        (vec!["--lr", "nan"], "train.lr"),
+        (vec!["--lr=-0.1"], "train.lr"),
+        (vec!["--batch-size", "0"], "train.batch_size"),
+        (vec!["--epochs", "0"], "train.epochs"),
+        (vec!["--set", "train.weight_decay=-1"], "train.weight_decay"),
+        (
+            vec!["--set", "train.embedding.lr=inf"],
+            "train.embedding.lr",
+        ),
+        (
+            vec!["--set", "train.keep=\"first\""],
+            "train.keep: unknown value \"first\"; expected one of: best, last",
+        ),
+        (
+            vec!["--set", "train.automl_batch_source=\"test\""],
+            "expected one of: valid, train",
+        ),
+        (vec!["--set", "train.batching=\"cells\""], "train.batching"),
+        (vec!["--set", "train.monitor=\"aucc\""], "train.monitor"),
+        (vec!["--set", "train.device=\"tpu\""], "train.device"),
+        (vec!["--set", "model.num_experts=0"], "mmoe"),
+        (vec!["--set", "model.heads.tower_dims=\"wide\""], "heads"),
+    ] {
+        let mut a = vec![
+            "train",
+            "--dataset",
+            "movielens-1m",
+            "--data-dir",
+            "/nonexistent/ml-1m",
+        ];
+        a.extend(&args);
+        let o = mdrec(&a);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains(want), "{args:?}: {e}");
+        assert!(!e.contains("/nonexistent/ml-1m"), "{args:?} read data: {e}");
+    }
+}
+
 #[test]
 fn pandas_csv_with_quoted_fields_and_crlf_trains_through_the_csv_dataset() {
     let tmp = tempfile::tempdir().unwrap();

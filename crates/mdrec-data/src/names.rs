@@ -2,7 +2,9 @@
 //! canonical names (what configs, reports and `config.resolved.json` write), parsing with the
 //! accepted values in the error, and serde (de)serialization as those strings.
 
-/// Declares a `Copy` enum whose values are written as strings; see the module docs.
+/// Declares a `Copy` enum whose values are written as strings; see the module docs. Every crate
+/// with a closed set of config values uses it (the using crate needs `serde`).
+#[macro_export]
 macro_rules! string_enum {
     (
         $(#[$m:meta])*
@@ -85,4 +87,4 @@ macro_rules! string_enum {
     };
 }
 
-pub(crate) use string_enum;
+pub(crate) use crate::string_enum;

@@ -249,7 +249,14 @@ pub trait ZooModel: RecModel + Sized {
     ) -> Result<Vec<EmbeddingSetSpec>, Invalid> {
         Ok(Vec::new())
     }
-    /// Build the model for `ctx`, drawing every initial value from `rng`.
+    /// Checks that need only the config (widths, counts, rates); they run when the run config
+    /// is resolved, before any data is read. Checks that need the data (field or domain
+    /// counts) belong in [`build`](Self::build).
+    fn validate(_cfg: &Self::Config) -> Result<(), Invalid> {
+        Ok(())
+    }
+    /// Build the model for `ctx`, drawing every initial value from `rng`. `cfg` has passed
+    /// [`validate`](Self::validate).
     fn build(cfg: &Self::Config, ctx: &ModelContext, rng: &mut Rng, device: &Device)
         -> Built<Self>;
 }

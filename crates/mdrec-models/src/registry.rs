@@ -73,10 +73,14 @@ impl<M: ZooModel> Entry<M> {
         }
     }
 
+    /// The typed config; a bad value's error names its key path (`heads.tower_dims: …`).
     fn parse(cfg: &serde_json::Value) -> Result<M::Config, ModelError> {
-        serde_json::from_value(cfg.clone()).map_err(|e| ModelError::Config {
+        serde_path_to_error::deserialize(cfg).map_err(|e| ModelError::Config {
             model: M::NAME.to_string(),
-            message: e.to_string(),
+            message: match e.path().to_string().as_str() {
+                "." => e.into_inner().to_string(),
+                path => format!("{path}: {}", e.into_inner()),
+            },
         })
     }
 }
@@ -100,10 +104,8 @@ impl<M: ZooModel> ModelFactory for Entry<M> {
     fn resolve(&self, overrides: &serde_json::Value) -> Result<serde_json::Value, ModelError> {
         let mut v = self.default_config();
         merge(&mut v, overrides);
-        let cfg: M::Config = serde_json::from_value(v).map_err(|e| ModelError::Config {
-            model: M::NAME.to_string(),
-            message: e.to_string(),
-        })?;
+        let cfg = Self::parse(&v)?;
+        M::validate(&cfg).map_err(Self::label)?;
         Ok(serde_json::to_value(cfg).expect("config serialises"))
     }
     fn context(
@@ -124,7 +126,9 @@ impl<M: ZooModel> ModelFactory for Entry<M> {
         rng: &mut Rng,
         device: &Device,
     ) -> Result<Box<dyn DynModel>, ModelError> {
-        let m = M::build(&Self::parse(cfg)?, ctx, rng, device).map_err(Self::label)?;
+        let cfg = Self::parse(cfg)?;
+        M::validate(&cfg).map_err(Self::label)?;
+        let m = M::build(&cfg, ctx, rng, device).map_err(Self::label)?;
         Ok(Box::new(Holder { model: Some(m) }))
     }
 }

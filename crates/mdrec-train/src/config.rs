@@ -73,58 +73,52 @@ pub struct TrainConfig {
     pub batching: Batching,
 }
 
-/// Which weights the test metrics and the saved model use (`train.keep`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Keep {
-    /// The epoch with the best `train.monitor` value on validation.
-    #[default]
-    Best,
-    /// The weights training ended with.
-    Last,
-}
-
-/// How training rows form batches (`train.batching`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Batching {
-    /// Shuffled rows of every domain.
-    #[default]
-    Mixed,
-    /// Every batch holds rows of one domain (AREAD's sampler).
-    Domain,
-}
-
-/// The split the outer (bi-level) step draws its batch from (`train.automl_batch_source`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AutomlBatchSource {
-    /// The validation split (the M3oE paper).
-    #[default]
-    Valid,
-    /// The training split (the official M3oE code).
-    Train,
-}
-
-impl AutomlBatchSource {
-    /// The split's name, as in stream names and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            AutomlBatchSource::Valid => "valid",
-            AutomlBatchSource::Train => "train",
-        }
+mdrec_data::string_enum! {
+    /// Which weights the test metrics and the saved model use (`train.keep`).
+    #[derive(Default)]
+    pub enum Keep: "train.keep" {
+        /// The epoch with the best `train.monitor` value on validation.
+        #[default]
+        Best = "best",
+        /// The weights training ended with.
+        Last = "last",
     }
 }
 
-/// The compute device (`train.device`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceName {
-    /// burn's `flex` CPU backend.
-    #[default]
-    Cpu,
-    /// CUDA device 0 (a build with the `cuda` feature).
-    Cuda,
+mdrec_data::string_enum! {
+    /// How training rows form batches (`train.batching`).
+    #[derive(Default)]
+    pub enum Batching: "train.batching" {
+        /// Shuffled rows of every domain.
+        #[default]
+        Mixed = "mixed",
+        /// Every batch holds rows of one domain (AREAD's sampler).
+        Domain = "domain",
+    }
+}
+
+mdrec_data::string_enum! {
+    /// The split the outer (bi-level) step draws its batch from (`train.automl_batch_source`).
+    #[derive(Default)]
+    pub enum AutomlBatchSource: "train.automl_batch_source" {
+        /// The validation split (the M3oE paper).
+        #[default]
+        Valid = "valid",
+        /// The training split (the official M3oE code).
+        Train = "train",
+    }
+}
+
+mdrec_data::string_enum! {
+    /// The compute device (`train.device`).
+    #[derive(Default)]
+    pub enum DeviceName: "train.device" {
+        /// burn's `flex` CPU backend.
+        #[default]
+        Cpu = "cpu",
+        /// CUDA device 0 (a build with the `cuda` feature).
+        Cuda = "cuda",
+    }
 }
 
 impl DeviceName {
@@ -340,7 +334,9 @@ impl RunConfig {
     /// value, the model's name and its own config, and the device. Returns the config with
     /// every default spelled out, so two configs that train the same run resolve equal.
     pub fn resolve(&self) -> Result<ResolvedRun, TrainError> {
-        self.dataset.validate()?;
+        self.dataset
+            .validate()
+            .map_err(|e| TrainError::Config(e.to_string()))?;
         self.train.validate()?;
         let factory = mdrec_models::find(self.model_name())?;
         let model_cfg = factory.resolve(&self.model_overrides())?;

@@ -33,8 +33,9 @@ pub enum TrainError {
     /// Bad configuration.
     #[error("config: {0}")]
     Config(String),
-    /// Data problems (reading, splitting, fitting, caching), with their cause.
-    #[error("data: {0}")]
+    /// Data problems (reading, splitting, fitting, caching), with their cause; the message
+    /// names the file, line or key.
+    #[error(transparent)]
     Data(#[from] mdrec_data::DataError),
     /// A tensor, batch or mask that does not fit what the model expects (a bug, not bad input).
     #[error("tensor: {0}")]

@@ -57,12 +57,16 @@ impl ZooModel for Dcn {
         "Wang et al., Deep & Cross Network for Ad Click Predictions, ADKDD 2017";
     type Config = Config;
 
-    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+    fn validate(cfg: &Config) -> Result<(), Invalid> {
         if cfg.cross_layers == 0 || cfg.dnn_dims.is_empty() {
             return Err(Invalid(
                 "cross_layers must be ≥ 1 and dnn_dims non-empty".into(),
             ));
         }
+        Ok(())
+    }
+
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
         let d = ctx.input_dim();
         let cross = CrossNet::new(d, cfg.cross_layers, rng, device);
         let dnn = Mlp::new(d, &cfg.dnn_dims, &cfg.mlp, rng, device);

@@ -25,7 +25,7 @@
 //! The outer-step keys live in `TrainConfig`, not in this model's config: the step is a property
 //! of the training loop (which split, which optimizer, when), the trainer must read the source
 //! split anyway, and any model that reports outer parameters gets the same schedule without a
-//! model-specific branch in the trainer.
+//! per-model branch in the trainer.
 //!
 //! Structure (config names → official `fcn_dims = [f1, f2, f3, f4]`):
 //! - domain representation: `h = x (W_s ⊙ W_d) + b_s + b_d` (width `star_dim` = f1), then
@@ -150,17 +150,21 @@ impl ZooModel for M3oe {
     const PAPER: &'static str = "Zhang et al., M3oE: Multi-Domain Multi-Task Mixture-of-Experts Recommendation Framework, SIGIR 2024";
     type Config = Config;
 
-    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
-        let invalid = |m: &str| Invalid(m.into());
+    fn validate(cfg: &Config) -> Result<(), Invalid> {
         if cfg.num_shared_experts == 0
             || cfg.expert_dims.is_empty()
             || cfg.star_dim == 0
             || cfg.shared_dim == 0
         {
-            return Err(invalid(
-                "num_shared_experts, star_dim, shared_dim must be ≥ 1 and expert_dims non-empty",
+            return Err(Invalid(
+                "num_shared_experts, star_dim, shared_dim must be ≥ 1 and expert_dims non-empty"
+                    .into(),
             ));
         }
+        Ok(())
+    }
+
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
         let (d_in, s_n, t_n) = (ctx.input_dim(), ctx.n_domains(), ctx.n_tasks());
         let ln = MlpConfig {
             norm: Norm::Layer,

@@ -409,15 +409,19 @@ impl ZooModel for EpnetS {
     const PAPER: &'static str = "Chang et al., PEPNet: Parameter and Embedding Personalized Network for Infusing with Personalized Prior Information, KDD 2023 (EPNet-S: EPNet with one shared tower, a baseline of Luo et al., One for Dozens: Adaptive REcommendation for All Domains with Counterfactual Augmentation (AREAD))";
     type Config = EpnetSConfig;
 
+    fn validate(cfg: &EpnetSConfig) -> Result<(), Invalid> {
+        if cfg.tower_dims.contains(&0) {
+            return Err(Invalid("tower_dims must not contain a width of 0".into()));
+        }
+        Ok(())
+    }
+
     fn build(
         cfg: &EpnetSConfig,
         ctx: &ModelContext,
         rng: &mut Rng,
         device: &Device,
     ) -> Built<Self> {
-        if cfg.tower_dims.contains(&0) {
-            return Err(Invalid("tower_dims must not contain a width of 0".into()));
-        }
         let ep = EpNet::new(&cfg.gate, cfg.domain_emb_dim, ctx, rng, device)?;
         let tower = Mlp::new(ctx.input_dim(), &cfg.tower_dims, &cfg.mlp, rng, device);
         let out = linear(

@@ -100,13 +100,17 @@ impl ZooModel for Ame {
         Ok(EmbeddingSetSpec::tables(SET_PREFIX, &cfg.extra_table_dims))
     }
 
-    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+    fn validate(cfg: &Config) -> Result<(), Invalid> {
         if cfg.extra_table_dims.is_empty()
             || cfg.experts_per_table == 0
             || cfg.expert_dims.is_empty()
         {
             return Err(Invalid("AME needs ≥ 1 extra table (extra_table_dims), experts_per_table ≥ 1 and non-empty expert_dims".into()));
         }
+        Ok(())
+    }
+
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
         let table_sets: Vec<usize> = (1..=cfg.extra_table_dims.len())
             .map(|p| {
                 ctx.set_index(&set_name(p))

@@ -17,7 +17,7 @@ use mdrec_nn::{Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
 
 use crate::blocks::experts::{expert_bank, run_experts};
 use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
-use crate::model::{ensure, model_config, Built, ModelOutput, Probes, RecModel, ZooModel};
+use crate::model::{ensure, model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 model_config! {
     /// Config of [`Mmoe`].
@@ -48,11 +48,14 @@ impl ZooModel for Mmoe {
     const PAPER: &'static str = "Ma et al., Modeling Task Relationships in Multi-task Learning with Multi-gate Mixture-of-Experts, KDD 2018";
     type Config = Config;
 
-    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
+    fn validate(cfg: &Config) -> Result<(), Invalid> {
         ensure(
             cfg.num_experts > 0 && !cfg.expert_dims.is_empty(),
             "num_experts must be ≥ 1 and expert_dims non-empty",
-        )?;
+        )
+    }
+
+    fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
         let d_in = ctx.input_dim();
         let experts: Vec<Mlp> = expert_bank(
             cfg.num_experts,

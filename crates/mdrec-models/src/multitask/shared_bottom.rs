@@ -15,7 +15,7 @@ use mdrec_data::rng::Rng;
 use mdrec_nn::{Mlp, MlpConfig, ModelContext, ModelInput};
 
 use crate::blocks::heads::{HeadLayout, Heads, HeadsConfig};
-use crate::model::{ensure, model_config, Built, ModelOutput, Probes, RecModel, ZooModel};
+use crate::model::{ensure, model_config, Built, Invalid, ModelOutput, Probes, RecModel, ZooModel};
 
 model_config! {
     /// Config of [`SharedBottom`].
@@ -42,8 +42,11 @@ impl ZooModel for SharedBottom {
         "Caruana, Multitask Learning, Machine Learning 1997 (MDMT form as in M3oE Table 2)";
     type Config = Config;
 
+    fn validate(cfg: &Config) -> Result<(), Invalid> {
+        ensure(!cfg.bottom_dims.is_empty(), "bottom_dims must not be empty")
+    }
+
     fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
-        ensure(!cfg.bottom_dims.is_empty(), "bottom_dims must not be empty")?;
         let bottom = Mlp::new(ctx.input_dim(), &cfg.bottom_dims, &cfg.mlp, rng, device);
         let heads = Heads::new(&cfg.heads, ctx, bottom.out_dim(), &cfg.mlp, rng, device);
         Ok(SharedBottom { bottom, heads })
