@@ -9,6 +9,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use mdrec_bench::plot::write_training_curve;
+use mdrec_bench::speed::{run_speed, write_speed_file, SpeedOptions};
 use mdrec_models::MODELS;
 use mdrec_train::progress::Console;
 use mdrec_train::{prepare_dataset, train_run, RunConfig};
@@ -28,8 +30,6 @@ macro_rules! outln {
         }
     }};
 }
-
-mod speed;
 
 /// mimalloc instead of the system allocator: burn allocates fresh tensors every step, and glibc
 /// returns freed pages to the OS and faults them back in (≈ 15 % of a training step in `perf`).
@@ -97,7 +97,7 @@ enum Cmd {
         cmd: DataCmd,
     },
     /// Measure training and inference speed (samples/s); figures, not pass/fail.
-    Speed(speed::SpeedArgs),
+    Speed(SpeedArgs),
     /// Train every (model, seed) of a bench spec (resumable) and write paper-style tables.
     Bench {
         /// Bench spec (TOML), e.g. benches/specs/movielens_zoo.toml.
@@ -119,6 +119,44 @@ enum Cmd {
         #[arg(long)]
         plan: bool,
     },
+}
+
+/// The flags of `mdrec speed` (workloads in `mdrec_bench::speed`).
+#[derive(Args)]
+struct SpeedArgs {
+    /// `engine`, `dataset`, `zoo` or `domains`.
+    #[arg(long, default_value = "engine")]
+    workload: String,
+    /// Model for the `dataset` workload (default mmoe).
+    #[arg(long)]
+    model: Option<String>,
+    /// Models for the `zoo` workload, comma-separated (default: every registered model).
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
+    /// Domain counts for the `domains` workload.
+    #[arg(long, value_delimiter = ',', default_value = "3,18,100")]
+    domains: Vec<usize>,
+    /// Also write the table (with the environment card) to this Markdown file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Dataset for the `dataset` workload.
+    #[arg(long, default_value = "movielens-1m")]
+    dataset: String,
+    /// Data folder for the `dataset` workload.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Batch size.
+    #[arg(long, default_value_t = 1024)]
+    batch_size: usize,
+    /// Timed training steps.
+    #[arg(long, default_value_t = 60)]
+    steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Any config value (`--set model.num_experts=8`).
+    #[arg(long = "set")]
+    set: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -256,6 +294,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             .unwrap_or("")
     );
     let outcome = train_run(&cfg, &prepared, &out, &mut progress)?;
+    write_training_curve(&out)?;
     let r = &outcome.report;
     outln!("{}", mdrec_train::report::markdown(r));
     eprintln!("run directory: {}", out.display());
@@ -265,9 +304,9 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
 fn cmd_analyze(
     run: Vec<PathBuf>,
     out: PathBuf,
-    opts: mdrec_train::analyze::AnalyzeOptions,
+    opts: mdrec_bench::analyze::AnalyzeOptions,
 ) -> Result<()> {
-    let a = mdrec_train::analyze::analyze(&run, &out, &opts)?;
+    let a = mdrec_bench::analyze::analyze(&run, &out, &opts)?;
     outln!("| run | field | table | IA (all ids) |\n|---|---|---|---:|");
     for r in a.ia.iter().filter(|r| r.group == "all") {
         outln!("| {} | {} | {} | {:.2} |", r.run, r.field, r.table, r.ia);
@@ -317,7 +356,7 @@ fn cmd_bench(
     quiet: bool,
     plan: bool,
 ) -> Result<()> {
-    let mut spec = mdrec_train::bench::BenchSpec::from_file(&spec)?;
+    let mut spec = mdrec_bench::bench::BenchSpec::from_file(&spec)?;
     if let Some(d) = data_dir {
         spec.dataset.data_dir = Some(d);
     }
@@ -326,7 +365,7 @@ fn cmd_bench(
     }
     let out = out.unwrap_or_else(|| spec.out_dir());
     if plan {
-        let p = mdrec_train::bench::plan_bench(&spec, &out)?;
+        let p = mdrec_bench::bench::plan_bench(&spec, &out)?;
         outln!(
             "bench {}: {} runs, {} complete in {}, {} to train",
             spec.name,
@@ -341,7 +380,7 @@ fn cmd_bench(
         return Ok(());
     }
     let mut progress = Console::new(quiet);
-    let o = mdrec_train::bench::run_bench(&spec, &out, &mut progress)?;
+    let o = mdrec_bench::bench::run_bench(&spec, &out, &mut progress)?;
     outln!("{}", o.table);
     eprintln!(
         "trained {} runs, {} already complete; tables in {}",
@@ -349,6 +388,28 @@ fn cmd_bench(
         o.skipped,
         out.display()
     );
+    Ok(())
+}
+
+fn cmd_speed(a: SpeedArgs) -> Result<()> {
+    let opts = SpeedOptions {
+        workload: a.workload,
+        model: a.model,
+        models: a.models,
+        domains: a.domains,
+        dataset: a.dataset,
+        data_dir: a.data_dir,
+        batch_size: a.batch_size,
+        steps: a.steps,
+        warmup: a.warmup,
+        set: a.set,
+    };
+    // Rows go to stderr as they are measured, the whole table to stdout at the end.
+    let table = run_speed(&opts, &mut |row| eprint!("{row}"))?;
+    outln!("{table}");
+    if let Some(path) = &a.out {
+        write_speed_file(path, &opts, &table)?;
+    }
     Ok(())
 }
 
@@ -428,7 +489,7 @@ fn main() -> ExitCode {
         } => cmd_analyze(
             run,
             out,
-            mdrec_train::analyze::AnalyzeOptions {
+            mdrec_bench::analyze::AnalyzeOptions {
                 rows,
                 groups,
                 tau_top,
@@ -449,7 +510,7 @@ fn main() -> ExitCode {
             outln!("{}", mdrec_data::recipe::table_markdown());
             Ok(())
         }
-        Cmd::Speed(a) => speed::run(a),
+        Cmd::Speed(a) => cmd_speed(a),
         Cmd::Bench {
             spec,
             out,

@@ -40,7 +40,7 @@ pub mod multiembedding;
 pub mod multitask;
 
 pub use model::{
-    ensure, Built, DynModel, Invalid, ModelConfig, ModelError, ModelOutput, ModelState, Probes,
-    RecModel, Setting, TrainOutput, ZooModel,
+    ensure, Built, DynModel, Invalid, ModelConfig, ModelError, ModelOutput, ModelState, ProbeKey,
+    Probes, RecModel, Setting, TrainOutput, ZooModel,
 };
 pub use registry::{find, ModelFactory, MODELS};

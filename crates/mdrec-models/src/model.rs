@@ -83,11 +83,164 @@ pub struct TrainOutput {
     pub element_loss: Option<Tensor<2>>,
 }
 
+/// The name of a probe: what a recorded tensor is. Its [`Display`](std::fmt::Display) form is
+/// the name written to files (`utilisation.csv`, `experts.csv`) and the key of
+/// [`Probes::values`]; models build the key, `mdrec analyze` matches on it.
+///
+/// | variant | name | recorded by |
+/// |---|---|---|
+/// | [`HeadGate`](Self::HeadGate) | `gate/<domain>/<task>` (`all` for a head of every domain) | the gated heads (MMoE-style heads, HiNet, M3oE, Crocodile, one-level PLE) |
+/// | [`LevelGate`](Self::LevelGate) | `gate/<level>/<unit>` | PLE below its last level (`unit` = `<group>/<task>`), AdaTT (`unit` = a task, `<domain>/<task>` or `shared`) |
+/// | [`DomainLevelGate`](Self::DomainLevelGate) | `gate/<domain>/l<level>` | AREAD's per-domain expert utilisation per level |
+/// | [`Gate`](Self::Gate) | `gate/<name>` | STEM (`gate/<unit>`, `gate/aux<k>`) |
+/// | [`Expert`](Self::Expert) | `expert/<k>` | experts of one shared pool (expert `k`) |
+/// | [`GroupExpert`](Self::GroupExpert) | `expert/<group>/<k>` | experts of a group (STEM, AME: a unit or `shared`; AdaTT: `<level>/<unit>`) |
+/// | [`Other`](Self::Other) | anything else | every other probe (`cross`, `view_gate/…`, `hemp/gate/…`) |
+///
+/// Levels are 1-based. [`FromStr`](std::str::FromStr) reads a name back so that
+/// `key.to_string().parse()` displays as the same name; the variant it picks is a guess where
+/// names overlap (`gate/1/click` is read as level 1 of unit `click`, never as the head of a
+/// domain named `1`), which is why models build keys instead of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ProbeKey {
+    /// Gate of the head of (`domain`, `task`); `domain` is `all` for a head of every domain.
+    HeadGate {
+        /// Domain name, or `all`.
+        domain: String,
+        /// Task name.
+        task: String,
+    },
+    /// Gate of `unit` at extraction level `level` (1-based) of a stacked model.
+    LevelGate {
+        /// Level, 1-based.
+        level: usize,
+        /// The unit (may contain `/`, e.g. `d1/click`).
+        unit: String,
+    },
+    /// AREAD: mean effective gate weights of `domain` at level `level` (1-based).
+    DomainLevelGate {
+        /// Domain name.
+        domain: String,
+        /// Level, 1-based.
+        level: usize,
+    },
+    /// Any other gate, named by one segment.
+    Gate(String),
+    /// Output of expert `k` of the model's one shared pool.
+    Expert(usize),
+    /// Output of expert `index` of `group` (the group may contain `/`).
+    GroupExpert {
+        /// Group of experts.
+        group: String,
+        /// Index in the group.
+        index: usize,
+    },
+    /// Any other probe, by its full name (never starting with `gate/` or `expert/`).
+    Other(String),
+}
+
+impl ProbeKey {
+    /// The gate of a head: `gate/<domain>/<task>`, `gate/all/<task>` when `domain` is `None`.
+    pub fn head_gate(domain: Option<&str>, task: &str) -> Self {
+        ProbeKey::HeadGate {
+            domain: domain.unwrap_or("all").to_string(),
+            task: task.to_string(),
+        }
+    }
+
+    /// Any other probe (not a gate or expert output of the kinds above).
+    pub fn other(name: impl Into<String>) -> Self {
+        ProbeKey::Other(name.into())
+    }
+
+    /// For a gate, what it gates: the name after `gate/` (e.g. `d1/click`, `2/shared`).
+    pub fn gated(&self) -> Option<String> {
+        let s = self.to_string();
+        match self {
+            ProbeKey::HeadGate { .. }
+            | ProbeKey::LevelGate { .. }
+            | ProbeKey::DomainLevelGate { .. }
+            | ProbeKey::Gate(_) => Some(s["gate/".len()..].to_string()),
+            _ => None,
+        }
+    }
+
+    /// Whether this is the output of an expert.
+    pub fn is_expert(&self) -> bool {
+        matches!(self, ProbeKey::Expert(_) | ProbeKey::GroupExpert { .. })
+    }
+}
+
+impl std::fmt::Display for ProbeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeKey::HeadGate { domain, task } => write!(f, "gate/{domain}/{task}"),
+            ProbeKey::LevelGate { level, unit } => write!(f, "gate/{level}/{unit}"),
+            ProbeKey::DomainLevelGate { domain, level } => write!(f, "gate/{domain}/l{level}"),
+            ProbeKey::Gate(name) => write!(f, "gate/{name}"),
+            ProbeKey::Expert(k) => write!(f, "expert/{k}"),
+            ProbeKey::GroupExpert { group, index } => write!(f, "expert/{group}/{index}"),
+            ProbeKey::Other(name) => f.write_str(name),
+        }
+    }
+}
+
+/// `s` as a number that prints back as `s` (no sign, no leading zeros).
+fn canonical_usize(s: &str) -> Option<usize> {
+    s.parse::<usize>().ok().filter(|n| n.to_string() == s)
+}
+
+impl std::str::FromStr for ProbeKey {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let other = || ProbeKey::Other(s.to_string());
+        if let Some(rest) = s.strip_prefix("gate/") {
+            let segs: Vec<&str> = rest.split('/').collect();
+            if segs.iter().any(|x| x.is_empty()) {
+                return Ok(other());
+            }
+            let level_of = |x: &str| x.strip_prefix('l').and_then(canonical_usize);
+            return Ok(match segs.as_slice() {
+                [d, l] if level_of(l).is_some() => ProbeKey::DomainLevelGate {
+                    domain: d.to_string(),
+                    level: level_of(l).expect("checked"),
+                },
+                [l, ..] if segs.len() >= 2 && canonical_usize(l).is_some() => ProbeKey::LevelGate {
+                    level: canonical_usize(l).expect("checked"),
+                    unit: rest[l.len() + 1..].to_string(),
+                },
+                [d, t] => ProbeKey::HeadGate {
+                    domain: d.to_string(),
+                    task: t.to_string(),
+                },
+                [name] => ProbeKey::Gate(name.to_string()),
+                _ => other(),
+            });
+        }
+        if let Some(rest) = s.strip_prefix("expert/") {
+            if let Some(k) = canonical_usize(rest) {
+                return Ok(ProbeKey::Expert(k));
+            }
+            if let Some((group, k)) = rest.rsplit_once('/') {
+                if let (false, Some(index)) = (group.is_empty(), canonical_usize(k)) {
+                    return Ok(ProbeKey::GroupExpert {
+                        group: group.to_string(),
+                        index,
+                    });
+                }
+            }
+        }
+        Ok(other())
+    }
+}
+
 /// Named intermediate tensors (expert outputs, gate weights), e.g. `gate/d0/t1`.
 #[derive(Debug, Clone, Default)]
 pub struct Probes {
     enabled: bool,
     values: BTreeMap<String, Tensor<2>>,
+    keys: BTreeMap<String, ProbeKey>,
 }
 
 impl Probes {
@@ -96,6 +249,7 @@ impl Probes {
         Probes {
             enabled,
             values: BTreeMap::new(),
+            keys: BTreeMap::new(),
         }
     }
 
@@ -104,16 +258,97 @@ impl Probes {
         self.enabled
     }
 
-    /// Record `value` under `name` when enabled (the closure is not run otherwise).
-    pub fn record(&mut self, name: impl FnOnce() -> String, value: impl FnOnce() -> Tensor<2>) {
+    /// Record `value` under `key` when enabled (the closures are not run otherwise).
+    pub fn record(&mut self, key: impl FnOnce() -> ProbeKey, value: impl FnOnce() -> Tensor<2>) {
         if self.enabled {
-            self.values.insert(name(), value().detach());
+            let key = key();
+            let name = key.to_string();
+            debug_assert!(
+                !matches!(&key, ProbeKey::Other(_))
+                    || !(name.starts_with("gate/") || name.starts_with("expert/")),
+                "probe `{name}`: gates and experts need their own ProbeKey variant"
+            );
+            self.values.insert(name.clone(), value().detach());
+            self.keys.insert(name, key);
         }
     }
 
-    /// Recorded values by name.
+    /// Recorded values by name ([`ProbeKey`]'s display form).
     pub fn values(&self) -> &BTreeMap<String, Tensor<2>> {
         &self.values
+    }
+
+    /// Recorded values with their keys, in name order.
+    pub fn entries(&self) -> impl Iterator<Item = (&ProbeKey, &Tensor<2>)> {
+        self.keys.values().zip(self.values.values())
+    }
+}
+
+#[cfg(test)]
+mod probe_key_tests {
+    use super::ProbeKey;
+
+    #[test]
+    fn probe_keys_print_the_names_analyses_read_and_parse_back() {
+        let cases = [
+            (ProbeKey::head_gate(Some("d1"), "click"), "gate/d1/click"),
+            (ProbeKey::head_gate(None, "click"), "gate/all/click"),
+            (
+                ProbeKey::LevelGate {
+                    level: 2,
+                    unit: "d1/click".into(),
+                },
+                "gate/2/d1/click",
+            ),
+            (
+                ProbeKey::LevelGate {
+                    level: 1,
+                    unit: "shared".into(),
+                },
+                "gate/1/shared",
+            ),
+            (
+                ProbeKey::DomainLevelGate {
+                    domain: "d0".into(),
+                    level: 3,
+                },
+                "gate/d0/l3",
+            ),
+            (ProbeKey::Gate("aux0".into()), "gate/aux0"),
+            (ProbeKey::Gate("0".into()), "gate/0"),
+            (ProbeKey::Expert(4), "expert/4"),
+            (
+                ProbeKey::GroupExpert {
+                    group: "2/shared".into(),
+                    index: 0,
+                },
+                "expert/2/shared/0",
+            ),
+            (ProbeKey::other("hemp/gate/l2/d0"), "hemp/gate/l2/d0"),
+            (ProbeKey::other("cross"), "cross"),
+        ];
+        for (key, name) in cases {
+            assert_eq!(key.to_string(), name);
+            assert_eq!(name.parse::<ProbeKey>().unwrap(), key, "{name}");
+        }
+        // Names that fit no variant stay whole; every name prints back as itself.
+        for name in [
+            "gate/",
+            "gate//x",
+            "expert/a",
+            "expert/01",
+            "gate/d0/l01",
+            "x/y",
+        ] {
+            let k: ProbeKey = name.parse().unwrap();
+            assert_eq!(k.to_string(), name);
+        }
+        assert_eq!(
+            "gate/2/d1/click".parse::<ProbeKey>().unwrap().gated(),
+            Some("2/d1/click".into())
+        );
+        assert!("expert/x/1".parse::<ProbeKey>().unwrap().is_expert());
+        assert_eq!(ProbeKey::other("cross").gated(), None);
     }
 }
 

@@ -2,24 +2,23 @@
 //!
 //! This crate owns the training loop ([`engine`] for one step, [`trainer`] for epochs, early
 //! stopping with best-weights restore and the training settings), AREAD's mask schedule
-//! ([`hemp`]), the run configuration
-//! ([`config`]), checkpoints ([`checkpoint`]), reports ([`report`]) and progress display
-//! ([`progress`]). It combines the data path, the embedding store, a zoo model and the metrics;
-//! it never parses raw files itself (that is `mdrec-data`).
+//! ([`hemp`]), the run configuration ([`config`]), checkpoints ([`checkpoint`]), reports
+//! ([`report`]) and progress display ([`progress`]). It combines the data path, the embedding
+//! store, a zoo model and the metrics; it never parses raw files itself (that is `mdrec-data`).
+//!
+//! What is built on finished runs (benches over many runs, representation analyses, speed
+//! workloads, charts) lives in `mdrec-bench`, which depends on this crate, never the reverse.
 
 #![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
 
-pub mod analyze;
-pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod engine;
 pub mod hemp;
 pub mod progress;
 pub mod report;
-pub mod svg;
 pub mod trainer;
 
 pub use config::{DatasetConfig, RunConfig, TrainConfig};

@@ -1,8 +1,10 @@
-//! Progress display: a live line on an interactive terminal, plain lines otherwise (CI logs).
+//! Progress display: an `indicatif` bar (rate, loss, ETA) on an interactive terminal, plain
+//! lines otherwise (CI logs). Progress goes to stderr only; it never touches the run directory.
 
 use std::io::{IsTerminal, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// Receives progress events from the trainer.
 pub trait Progress {
     /// An epoch of `total` rows starts.
@@ -13,10 +15,11 @@ pub trait Progress {
     fn message(&mut self, line: &str);
 }
 
-/// Writes to stderr: a redrawn line on a terminal, a line every ~10 % or 15 s otherwise.
+/// Writes to stderr: a progress bar on a terminal, a line every ~10 % or 15 s otherwise.
 pub struct Console {
     tty: bool,
     quiet: bool,
+    bar: Option<ProgressBar>,
     label: String,
     epoch: usize,
     total: usize,
@@ -26,12 +29,13 @@ pub struct Console {
 }
 
 impl Console {
-    /// A console reporter; `quiet` suppresses step lines (messages still print).
+    /// A console reporter; `quiet` suppresses step lines and the bar (messages still print).
     pub fn new(quiet: bool) -> Self {
         let now = Instant::now();
         Console {
             tty: std::io::stderr().is_terminal(),
             quiet,
+            bar: None,
             label: String::new(),
             epoch: 0,
             total: 0,
@@ -40,16 +44,36 @@ impl Console {
             last_frac: 0.0,
         }
     }
+
+    fn new_bar(&self) -> ProgressBar {
+        let bar = ProgressBar::with_draw_target(
+            Some(self.total as u64),
+            ProgressDrawTarget::stderr_with_hz(10),
+        );
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% {msg} eta {eta}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{} epoch {}", self.label, self.epoch));
+        bar
+    }
 }
 
 impl Progress for Console {
     fn start_epoch(&mut self, label: &str, epoch: usize, total: usize) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
         self.label = label.to_string();
         self.epoch = epoch;
         self.total = total;
         self.start = Instant::now();
         self.last = self.start;
         self.last_frac = 0.0;
+        if self.tty && !self.quiet {
+            self.bar = Some(self.new_bar());
+        }
     }
 
     fn step(&mut self, done: usize, loss: f64) {
@@ -57,38 +81,25 @@ impl Progress for Console {
             return;
         }
         let now = Instant::now();
-        let frac = done as f64 / self.total.max(1) as f64;
         let secs = now.duration_since(self.start).as_secs_f64().max(1e-9);
         let rate = done as f64 / secs;
-        let eta = (self.total - done.min(self.total)) as f64 / rate.max(1e-9);
-        let mut err = std::io::stderr().lock();
-        if self.tty {
-            if now.duration_since(self.last).as_millis() < 100 && done < self.total {
-                return;
-            }
-            let width = 30;
-            let filled = ((frac * width as f64) as usize).min(width);
-            let _ = write!(
-                err,
-                "\r{} epoch {} [{}{}] {:5.1}% {:>8.0} rows/s loss {:.5} eta {:>4.0}s ",
-                self.label,
-                self.epoch,
-                "=".repeat(filled),
-                " ".repeat(width - filled),
-                frac * 100.0,
-                rate,
-                loss,
-                eta
-            );
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+            bar.set_message(format!("{rate:>8.0} rows/s loss {loss:.5}"));
             if done >= self.total {
-                let _ = writeln!(err);
+                // Leave the finished bar on screen, as the line it replaces did.
+                bar.finish();
+                self.bar = None;
             }
-        } else if frac - self.last_frac >= 0.1
-            || now.duration_since(self.last).as_secs() >= 15
+            return;
+        }
+        let frac = done as f64 / self.total.max(1) as f64;
+        if frac - self.last_frac >= 0.1
+            || now.duration_since(self.last) >= Duration::from_secs(15)
             || done >= self.total
         {
             let _ = writeln!(
-                err,
+                std::io::stderr().lock(),
                 "{} epoch {} {:5.1}% {:.0} rows/s loss {:.5}",
                 self.label,
                 self.epoch,
@@ -97,14 +108,27 @@ impl Progress for Console {
                 loss
             );
             self.last_frac = frac;
-        } else {
-            return;
+            self.last = now;
         }
-        self.last = now;
     }
 
     fn message(&mut self, line: &str) {
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
+        let print = || {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        };
+        match &self.bar {
+            // Above the bar, which is redrawn below it.
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.abandon();
+        }
     }
 }
 

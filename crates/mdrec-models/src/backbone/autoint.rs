@@ -198,7 +198,7 @@ impl RecModel for AutoInt {
         for (l, layer) in self.layers.iter().enumerate() {
             let (out, w) = layer.forward_with_weights(x);
             probes.record(
-                || format!("attention/{l}"),
+                || crate::ProbeKey::other(format!("attention/{l}")),
                 || {
                     let n = w.dims().iter().product::<usize>() / b;
                     w.reshape([b, n])

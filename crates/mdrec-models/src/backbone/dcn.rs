@@ -81,7 +81,7 @@ impl RecModel for Dcn {
     fn forward(&self, _ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
         let x0 = input.flat();
         let xl = self.cross.forward(x0.clone());
-        probes.record(|| "cross".into(), || xl.clone());
+        probes.record(|| crate::ProbeKey::other("cross"), || xl.clone());
         let z = Tensor::cat(vec![xl, self.dnn.forward(x0)], 1);
         let logits = self.heads.forward_shared(input, &z);
         ModelOutput::from(logits)

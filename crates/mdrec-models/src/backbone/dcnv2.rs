@@ -171,9 +171,9 @@ impl RecModel for Dcnv2 {
     fn forward(&self, _ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
         let x0 = input.flat();
         let (xc, gates) = self.cross.forward(x0.clone());
-        probes.record(|| "cross".into(), || xc.clone());
+        probes.record(|| crate::ProbeKey::other("cross"), || xc.clone());
         for (l, g) in gates.into_iter().enumerate() {
-            probes.record(|| format!("cross_gate/{l}"), || g);
+            probes.record(|| crate::ProbeKey::other(format!("cross_gate/{l}")), || g);
         }
         let z = match (&self.dnn, self.structure) {
             (Some(m), Structure::Parallel) => Tensor::cat(vec![xc, m.forward(x0)], 1),

@@ -223,11 +223,11 @@ impl RecModel for DeepFm {
         let fm = self
             .fm
             .forward(stack_fields(input.emb.clone(), &ctx.fields));
-        probes.record(|| "fm".into(), || fm.clone());
+        probes.record(|| crate::ProbeKey::other("fm"), || fm.clone());
         logits = logits + fm;
         if let Some(first) = &self.first {
             let y1 = first.forward(input);
-            probes.record(|| "first_order".into(), || y1.clone());
+            probes.record(|| crate::ProbeKey::other("first_order"), || y1.clone());
             logits = logits + y1;
         }
         ModelOutput::from(logits)

@@ -119,7 +119,7 @@ impl RecModel for XDeepFm {
         let p = self
             .cin
             .forward(stack_fields(input.emb.clone(), &ctx.fields));
-        probes.record(|| "cin".into(), || p.clone());
+        probes.record(|| crate::ProbeKey::other("cin"), || p.clone());
         let z = match &self.dnn {
             Some(dnn) => Tensor::cat(vec![p, dnn.forward(input.flat())], 1),
             None => p,
@@ -127,7 +127,7 @@ impl RecModel for XDeepFm {
         let mut logits = self.heads.forward_shared(input, &z);
         if let Some(first) = &self.first {
             let y1 = first.forward(input);
-            probes.record(|| "first_order".into(), || y1.clone());
+            probes.record(|| crate::ProbeKey::other("first_order"), || y1.clone());
             logits = logits + y1;
         }
         ModelOutput::from(logits)

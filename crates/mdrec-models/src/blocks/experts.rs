@@ -29,7 +29,7 @@ pub fn expert_bank(
 /// - outs: `E × [B, H]` → `[B, E, H]`
 pub fn stack_experts(outs: Vec<Tensor<2>>, probes: &mut Probes) -> Tensor<3> {
     for (i, o) in outs.iter().enumerate() {
-        probes.record(|| format!("expert/{i}"), || o.clone());
+        probes.record(|| crate::ProbeKey::Expert(i), || o.clone());
     }
     Tensor::stack(outs, 1)
 }

@@ -195,9 +195,11 @@ impl Heads {
             };
             let gate = gates[g * t_n + t].forward(x);
             probes.record(
-                || match group {
-                    Some(d) => format!("gate/{}/{}", ctx.domains[d], ctx.tasks[t]),
-                    None => format!("gate/all/{}", ctx.tasks[t]),
+                || {
+                    crate::ProbeKey::head_gate(
+                        group.map(|d| ctx.domains[d].as_str()),
+                        &ctx.tasks[t],
+                    )
                 },
                 || gate.clone(),
             );

@@ -364,14 +364,17 @@ impl RecModel for AdaSparse {
         };
         if let Some(p) = &self.input_pruner {
             xa = self.prune(p, &e_p, xa, &alpha, training, |pi| {
-                probes.record(|| "prune/0".into(), || pi.clone())
+                probes.record(|| crate::ProbeKey::other("prune/0"), || pi.clone())
             });
         }
         let mut h = Tensor::cat(vec![e, xa], 1);
         for (l, (block, pruner)) in self.blocks.iter().zip(&self.pruners).enumerate() {
             h = block.forward(h);
             h = self.prune(pruner, &e_p, h, &alpha, training, |pi| {
-                probes.record(|| format!("prune/{}", l + 1), || pi.clone())
+                probes.record(
+                    || crate::ProbeKey::other(format!("prune/{}", l + 1)),
+                    || pi.clone(),
+                )
             });
         }
         let logits = self.heads.forward_shared(input, &h);

@@ -825,7 +825,10 @@ impl Aread {
             let util = |l: usize, sum: Option<Tensor<2>>, count: usize, probes: &mut Probes| {
                 if let (Some(d), Some(sum)) = (util_of, sum) {
                     probes.record(
-                        || format!("gate/{}/l{}", ctx.domains[d], l + 1),
+                        || crate::ProbeKey::DomainLevelGate {
+                            domain: ctx.domains[d].clone(),
+                            level: l + 1,
+                        },
                         || sum.div_scalar(count as f32),
                     );
                 }
@@ -899,7 +902,7 @@ impl Aread {
                 if let (true, Some(d)) = (probes.enabled(), d) {
                     let g: Tensor<2> = Tensor::cat(gate_means, 0).transpose();
                     probes.record(
-                        || format!("hemp/gate/l{}/d{d}", l + 1),
+                        || crate::ProbeKey::other(format!("hemp/gate/l{}/d{d}", l + 1)),
                         || g.reshape([1, n_prev * n_here]),
                     );
                 }

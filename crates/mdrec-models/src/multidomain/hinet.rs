@@ -247,14 +247,17 @@ impl RecModel for Hinet {
         let device = x.device();
         let s_n = self.specific.len();
         let (shared, g_shared) = self.shared_sei.forward(x.clone());
-        probes.record(|| "sei_gate/shared".into(), || g_shared);
+        probes.record(|| crate::ProbeKey::other("sei_gate/shared"), || g_shared);
         let spec: Vec<Tensor<2>> = self
             .specific
             .iter()
             .enumerate()
             .map(|(d, sei)| {
                 let (out, g) = sei.forward(x.clone());
-                probes.record(|| format!("sei_gate/{}", ctx.domains[d]), || g);
+                probes.record(
+                    || crate::ProbeKey::other(format!("sei_gate/{}", ctx.domains[d])),
+                    || g,
+                );
                 out
             })
             .collect();
@@ -264,16 +267,16 @@ impl RecModel for Hinet {
         if probes.enabled() {
             for d in (0..s_n).filter(|&d| input.routing.counts[d] > 0) {
                 probes.record(
-                    || format!("san/{}", ctx.domains[d]),
+                    || crate::ProbeKey::other(format!("san/{}", ctx.domains[d])),
                     || input.rows_of(san.clone(), d),
                 );
             }
         }
         let transfer = mix(spec.clone(), san);
         let specific = mix(spec, one_hot);
-        probes.record(|| "transfer".into(), || transfer.clone());
-        probes.record(|| "specific".into(), || specific.clone());
-        probes.record(|| "shared".into(), || shared.clone());
+        probes.record(|| crate::ProbeKey::other("transfer"), || transfer.clone());
+        probes.record(|| crate::ProbeKey::other("specific"), || specific.clone());
+        probes.record(|| crate::ProbeKey::other("shared"), || shared.clone());
         let r = Tensor::cat(vec![transfer, specific, shared], 1);
 
         let sh: Option<Tensor<3>> = (!self.shared_experts.is_empty()).then(|| {
@@ -314,9 +317,11 @@ impl RecModel for Hinet {
             };
             let gate = self.gates[h].forward(rg.clone());
             probes.record(
-                || match group {
-                    Some(d) => format!("gate/{}/{}", ctx.domains[d], ctx.tasks[t]),
-                    None => format!("gate/all/{}", ctx.tasks[t]),
+                || {
+                    crate::ProbeKey::head_gate(
+                        group.map(|d| ctx.domains[d].as_str()),
+                        &ctx.tasks[t],
+                    )
                 },
                 || gate.clone(),
             );

@@ -390,7 +390,10 @@ impl RecModel for M2m {
             .enumerate()
             .map(|(t, br)| {
                 let (o, alpha) = self.branch(br, &experts, &s);
-                probes.record(|| format!("meta_attention/{}", ctx.tasks[t]), || alpha);
+                probes.record(
+                    || crate::ProbeKey::other(format!("meta_attention/{}", ctx.tasks[t])),
+                    || alpha,
+                );
                 o
             })
             .collect();

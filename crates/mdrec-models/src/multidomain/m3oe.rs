@@ -342,7 +342,7 @@ impl RecModel for M3oe {
             let d = group.expect("M3oE heads are per (domain, task)");
             let gate = self.gates[d * t_n + t].forward(input.rows_of(e_sg.clone(), d));
             probes.record(
-                || format!("gate/{}/{}", ctx.domains[d], ctx.tasks[t]),
+                || crate::ProbeKey::head_gate(Some(&ctx.domains[d]), &ctx.tasks[t]),
                 || gate.clone(),
             );
             let gated = self.fusion == FusionKind::Gated;
@@ -371,7 +371,12 @@ impl RecModel for M3oe {
                 FusionKind::Gated => {
                     let g = self.view_gates[d * t_n + t].forward(input.rows_of(e_sg.clone(), d));
                     probes.record(
-                        || format!("view_gate/{}/{}", ctx.domains[d], ctx.tasks[t]),
+                        || {
+                            crate::ProbeKey::other(format!(
+                                "view_gate/{}/{}",
+                                ctx.domains[d], ctx.tasks[t]
+                            ))
+                        },
                         || g.clone(),
                     );
                     mix(Tensor::stack(views, 1), g)

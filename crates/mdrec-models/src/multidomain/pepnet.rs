@@ -194,7 +194,7 @@ impl EpNet {
         probes: &mut Probes,
     ) -> Tensor<2> {
         let delta = self.gate(ctx, input);
-        probes.record(|| "ep_gate".to_string(), || delta.clone());
+        probes.record(|| crate::ProbeKey::other("ep_gate"), || delta.clone());
         delta * input.flat()
     }
 }

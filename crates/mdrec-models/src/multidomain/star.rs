@@ -291,7 +291,10 @@ impl RecModel for Star {
             let n = xd.dims()[0];
             let (z, st) = self.pn.forward(xd.clone(), d, training);
             stats[d] = st;
-            probes.record(|| format!("pn/{}", ctx.domains[d]), || z.clone());
+            probes.record(
+                || crate::ProbeKey::other(format!("pn/{}", ctx.domains[d])),
+                || z.clone(),
+            );
             let mut h = z;
             for (i, layer) in self.fcn.iter().enumerate() {
                 h = layer.forward(h, d);

@@ -175,7 +175,13 @@ impl RecModel for Ame {
             .collect();
         for (k, o) in outs.iter().enumerate() {
             let (p, j) = (k / self.experts_per_table, k % self.experts_per_table);
-            probes.record(|| format!("expert/{p}/{j}"), || o.clone());
+            probes.record(
+                || crate::ProbeKey::GroupExpert {
+                    group: p.to_string(),
+                    index: j,
+                },
+                || o.clone(),
+            );
         }
         let stacked: Tensor<3> = Tensor::stack(outs, 1);
         let gate_in = match self.gate_input {

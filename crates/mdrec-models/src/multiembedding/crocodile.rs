@@ -346,9 +346,11 @@ impl RecModel for Crocodile {
             };
             let gate = self.gate(g * t_n + t, r);
             probes.record(
-                || match group {
-                    Some(d) => format!("gate/{}/{}", ctx.domains[d], ctx.tasks[t]),
-                    None => format!("gate/all/{}", ctx.tasks[t]),
+                || {
+                    crate::ProbeKey::head_gate(
+                        group.map(|d| ctx.domains[d].as_str()),
+                        &ctx.tasks[t],
+                    )
                 },
                 || gate.clone(),
             );

@@ -287,7 +287,13 @@ impl RecModel for StemNet {
             .map(|e| e.forward(x_sh.clone()))
             .collect();
         for (j, o) in shared.iter().enumerate() {
-            probes.record(|| format!("expert/shared/{j}"), || o.clone());
+            probes.record(
+                || crate::ProbeKey::GroupExpert {
+                    group: "shared".into(),
+                    index: j,
+                },
+                || o.clone(),
+            );
         }
         let tables: Vec<Tensor<2>> = self.unit_sets.iter().map(|&k| input.set_flat(k)).collect();
         let specific: Vec<Vec<Tensor<2>>> = self
@@ -298,7 +304,13 @@ impl RecModel for StemNet {
             .collect();
         for (u, os) in specific.iter().enumerate() {
             for (j, o) in os.iter().enumerate() {
-                probes.record(|| format!("expert/{u}/{j}"), || o.clone());
+                probes.record(
+                    || crate::ProbeKey::GroupExpert {
+                        group: u.to_string(),
+                        index: j,
+                    },
+                    || o.clone(),
+                );
             }
         }
         // Mixture of every unit (and, for STEM-AL, of every auxiliary task) on the whole batch.
@@ -326,12 +338,12 @@ impl RecModel for StemNet {
                 }
             };
             let gate = self.gates[u].forward(gate_in);
-            probes.record(|| format!("gate/{u}"), || gate.clone());
+            probes.record(|| crate::ProbeKey::Gate(u.to_string()), || gate.clone());
             mixtures.push(mix(Tensor::stack(experts, 1), gate));
         }
         for (a, gate) in self.gates[tables.len()..].iter().enumerate() {
             let g = gate.forward(x_sh.clone());
-            probes.record(|| format!("gate/aux{a}"), || g.clone());
+            probes.record(|| crate::ProbeKey::Gate(format!("aux{a}")), || g.clone());
             mixtures.push(mix(Tensor::stack(shared.clone(), 1), g));
         }
         let n_units = tables.len();

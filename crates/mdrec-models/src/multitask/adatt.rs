@@ -355,7 +355,10 @@ impl AdattNet {
                 let u = self.owner(j);
                 let k = j - self.own_range(u).0;
                 probes.record(
-                    || format!("expert/{}/{}/{k}", l + 1, self.unit_name(ctx, u)),
+                    || crate::ProbeKey::GroupExpert {
+                        group: format!("{}/{}", l + 1, self.unit_name(ctx, u)),
+                        index: k,
+                    },
                     || o.clone(),
                 );
             }
@@ -384,11 +387,20 @@ impl AdattNet {
                     f = f + r;
                 }
                 probes.record(
-                    || format!("gate/{}/{}", l + 1, self.unit_name(ctx, u)),
+                    || crate::ProbeKey::LevelGate {
+                        level: l + 1,
+                        unit: self.unit_name(ctx, u),
+                    },
                     || g,
                 );
                 probes.record(
-                    || format!("fused/{}/{}", l + 1, self.unit_name(ctx, u)),
+                    || {
+                        crate::ProbeKey::other(format!(
+                            "fused/{}/{}",
+                            l + 1,
+                            self.unit_name(ctx, u)
+                        ))
+                    },
                     || f.clone(),
                 );
                 next[u] = Some(f);

@@ -270,9 +270,15 @@ impl RecModel for Ple {
                         || {
                             let gn = group_name(ctx, layout, g);
                             if l == last {
-                                format!("gate/{gn}/{}", ctx.tasks[t])
+                                crate::ProbeKey::HeadGate {
+                                    domain: gn,
+                                    task: ctx.tasks[t].clone(),
+                                }
                             } else {
-                                format!("gate/{}/{gn}/{}", l + 1, ctx.tasks[t])
+                                crate::ProbeKey::LevelGate {
+                                    level: l + 1,
+                                    unit: format!("{gn}/{}", ctx.tasks[t]),
+                                }
                             }
                         },
                         || gate.clone(),
@@ -296,7 +302,13 @@ impl RecModel for Ple {
                 let xs = self.rows(input, x_sh.clone(), g);
                 let gate = level.shared_gates[g].forward(xs);
                 probes.record(
-                    || format!("shared_gate/{}/{}", l + 1, group_name(ctx, layout, g)),
+                    || {
+                        crate::ProbeKey::other(format!(
+                            "shared_gate/{}/{}",
+                            l + 1,
+                            group_name(ctx, layout, g)
+                        ))
+                    },
                     || gate.clone(),
                 );
                 let mut parts = group_specific;

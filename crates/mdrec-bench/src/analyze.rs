@@ -1,5 +1,12 @@
-//! Representation analyses of trained runs (`mdrec analyze`): the measurements that motivate
-//! multi-embedding and Crocodile (model-spec §2.6–2.8).
+//! Representation analyses of trained runs (`mdrec analyze`): the measurements behind
+//! multi-embedding models and Crocodile. Sources: Guo et al., "On the Embedding Collapse when
+//! Scaling up Recommendation Models" (ICML 2024, arXiv:2310.04400) for information abundance;
+//! Pan et al., "Ads Recommendation in a Collapsed and Entangled World" (KDD 2024,
+//! arXiv:2403.00793) and its analysis code (`junwei-pan/RecScope`) for singular spectra and
+//! interest entanglement; the Crocodile paper (cross-expert covariance for multi-domain
+//! recommendation) for expert IA and the Diversity Index; AREAD (Luo et al., "One for Dozens:
+//! Adaptive REcommendation for All Domains with Counterfactual Augmentation", AAAI 2025) for the
+//! Mask Overlap Ratio.
 //!
 //! For every run (a one-model run directory; models of per-domain / per-cell settings are not
 //! analysed) this writes, under the output folder:
@@ -7,12 +14,12 @@
 //! | file | what |
 //! |---|---|
 //! | `ia.csv`, `ia_frequency.svg` | Information Abundance (IA = Σσ/max σ of the row-normalised matrix, RecScope) of each embedding table of the user and item fields, overall and per item-frequency group (`groups` equal-size buckets of train frequency, 0 = most frequent) |
-//! | `spectrum.csv`, `spectrum_<field>.svg` | singular spectrum `log10(σ_i / σ_1)` of the un-normalised table (paper 003 Fig. 4, Crocodile Fig. 4) |
+//! | `spectrum.csv`, `spectrum_<field>.svg` | singular spectrum `log10(σ_i / σ_1)` of the un-normalised table (as in Pan et al. and Crocodile Fig. 4) |
 //! | `experts.csv` | IA and mean norm of each expert's outputs on the analysed test rows (Crocodile Fig. 2a) |
 //! | `utilisation.csv`, `utilisation_<run>.svg` | mean gate weight of each expert per (domain, task) head; AREAD: per (domain, level), after the domain's mask |
 //! | `di.csv`, `di.svg` | Diversity Index DI^AF and DI^SF per ordered domain pair (Crocodile Eq. 1–2) |
-//! | `entanglement.csv`, `entanglement_<run>.svg` | user–item distance histograms, all pairs vs conflict pairs, per pair of tables (paper 003 Fig. 3) |
-//! | `mask_overlap.csv`, `mask_overlap_<run>_<block>.svg` | AREAD: Mask Overlap Ratio (Jaccard of active edges, model-spec §2.9) between every pair of domains, per block of edges between levels |
+//! | `entanglement.csv`, `entanglement_<run>.svg` | user–item distance histograms, all pairs vs conflict pairs, per pair of tables (Pan et al.) |
+//! | `mask_overlap.csv`, `mask_overlap_<run>_<block>.svg` | AREAD: Mask Overlap Ratio (Jaccard of active edges, from the AREAD paper's analysis) between every pair of domains, per block of edges between levels |
 //! | `summary.json` | every number above, machine-readable |
 //!
 //! \[INFERRED\] choices (options of [`AnalyzeOptions`]):
@@ -32,14 +39,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mdrec_data::{Batch, EncodedData, FieldRole};
-use mdrec_models::Probes;
+use mdrec_models::{ProbeKey, Probes};
 use mdrec_nn::device::DeviceKind;
 use mdrec_nn::ModelContext;
+use mdrec_train::engine::{make_input, Snapshot};
+use mdrec_train::load_run;
 use serde::Serialize;
 
-use crate::engine::{make_input, Snapshot};
-use crate::svg::{heatmap, line_chart};
-use crate::{load_run, TrainError};
+use crate::plot::{heatmap, line_chart, write_svg};
+use crate::TrainError;
 
 /// Options of [`analyze`].
 #[derive(Debug, Clone)]
@@ -125,8 +133,17 @@ pub struct DiRow {
 /// under table a, over all analysed pairs and over the pairs in conflict between a and b.
 pub type Entanglement = (String, String, String, Vec<f64>, Vec<usize>, Vec<usize>);
 
-/// Probe values concatenated over batches: name → (width, row-major values).
-type ProbeValues = BTreeMap<String, (usize, Vec<f32>)>;
+/// One probe's values concatenated over batches.
+struct ProbeValues {
+    key: ProbeKey,
+    /// Values per row.
+    width: usize,
+    /// Row-major values.
+    values: Vec<f32>,
+}
+
+/// Probes by name (the order of the files' rows).
+type ProbeMap = BTreeMap<String, ProbeValues>;
 
 /// AREAD's Mask Overlap Ratio between every pair of domains for one block of edges.
 #[derive(Debug, Clone, Serialize)]
@@ -162,75 +179,32 @@ pub struct Analysis {
     pub notes: Vec<String>,
 }
 
-/// Eigenvalues of a symmetric `k × k` matrix (cyclic Jacobi).
-fn symmetric_eigenvalues(mut a: Vec<f64>, k: usize) -> Vec<f64> {
-    for _sweep in 0..100 {
-        let off: f64 = (0..k)
-            .flat_map(|i| (0..k).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i * k + j] * a[i * k + j])
-            .sum();
-        if off < 1e-22 {
-            break;
-        }
-        for p in 0..k {
-            for q in p + 1..k {
-                let apq = a[p * k + q];
-                if apq.abs() < 1e-300 {
-                    continue;
-                }
-                let theta = (a[q * k + q] - a[p * k + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for r in 0..k {
-                    let (arp, arq) = (a[r * k + p], a[r * k + q]);
-                    a[r * k + p] = c * arp - s * arq;
-                    a[r * k + q] = s * arp + c * arq;
-                }
-                for r in 0..k {
-                    let (apr, aqr) = (a[p * k + r], a[q * k + r]);
-                    a[p * k + r] = c * apr - s * aqr;
-                    a[q * k + r] = s * apr + c * aqr;
-                }
-            }
-        }
-    }
-    (0..k).map(|i| a[i * k + i]).collect()
-}
-
 /// Singular values (descending) of the `n × k` row-major matrix `m`, rows L2-normalised first
-/// when `normalize`.
+/// when `normalize`. Always `k` values: when `n < k` the missing ones are 0 (the rank is at most
+/// `n`); all NaN if the SVD does not converge (non-finite weights).
 pub fn singular_values(m: &[f32], n: usize, k: usize, normalize: bool) -> Vec<f64> {
-    let mut gram = vec![0.0f64; k * k];
-    for r in 0..n {
+    if n == 0 || k == 0 {
+        return vec![0.0; k];
+    }
+    let matrix = nalgebra::DMatrix::<f64>::from_fn(n, k, |r, c| {
         let row = &m[r * k..(r + 1) * k];
         let scale = if normalize {
             1.0 / (row.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt() + 1e-8)
         } else {
             1.0
         };
-        for i in 0..k {
-            let xi = row[i] as f64 * scale;
-            for j in i..k {
-                gram[i * k + j] += xi * row[j] as f64 * scale;
-            }
-        }
-    }
-    for i in 0..k {
-        for j in 0..i {
-            gram[i * k + j] = gram[j * k + i];
-        }
-    }
-    let mut s: Vec<f64> = symmetric_eigenvalues(gram, k)
-        .into_iter()
-        .map(|e| e.max(0.0).sqrt())
-        .collect();
+        row[c] as f64 * scale
+    });
+    let Some(svd) = nalgebra::SVD::try_new(matrix, false, false, f64::EPSILON, 10_000) else {
+        return vec![f64::NAN; k];
+    };
+    let mut s: Vec<f64> = svd.singular_values.iter().map(|&x| x.max(0.0)).collect();
+    s.resize(k, 0.0);
     s.sort_by(|a, b| b.total_cmp(a));
     s
 }
 
-/// Information abundance `Σσ / max σ` of the row-normalised matrix (RecScope).
+/// Information abundance `Σσ / max σ` of the row-normalised matrix (Guo et al.; RecScope).
 pub fn information_abundance(m: &[f32], n: usize, k: usize) -> f64 {
     let s = singular_values(m, n, k, true);
     match s.first() {
@@ -308,9 +282,9 @@ fn gather(w: &[f32], dim: usize, ids: &[u32]) -> Vec<f32> {
 
 /// Forward `data` in batches with probes on; returns the concatenated probe values by name and
 /// the logits `[n, T]`.
-fn probe_all(snap: &Snapshot, data: &EncodedData) -> Result<(ProbeValues, Vec<f32>), TrainError> {
+fn probe_all(snap: &Snapshot, data: &EncodedData) -> Result<(ProbeMap, Vec<f32>), TrainError> {
     let device = DeviceKind::Cpu.device().map_err(TrainError::Config)?;
-    let mut out: ProbeValues = BTreeMap::new();
+    let mut out: ProbeMap = BTreeMap::new();
     let mut logits = Vec::new();
     let mut batch = Batch::default();
     let mut buf = Vec::new();
@@ -329,10 +303,11 @@ fn probe_all(snap: &Snapshot, data: &EncodedData) -> Result<(ProbeValues, Vec<f3
                 .try_to_vec::<f32>()
                 .map_err(|e| TrainError::Tensor(format!("{e:?}")))?,
         );
-        for (k, v) in probes.values() {
-            // Only probes over the whole batch can be concatenated row-aligned.
+        for (k, v) in probes.entries() {
+            // Gates are averaged over whatever rows they saw; expert outputs are compared row by
+            // row, so only those over the whole batch are kept.
             let [r, w] = v.dims();
-            if !(k.starts_with("gate/") || k.starts_with("expert/") && r == rows.len()) {
+            if !(k.gated().is_some() || k.is_expert() && r == rows.len()) {
                 continue;
             }
             let vals = v
@@ -340,8 +315,12 @@ fn probe_all(snap: &Snapshot, data: &EncodedData) -> Result<(ProbeValues, Vec<f3
                 .into_data()
                 .try_to_vec::<f32>()
                 .map_err(|e| TrainError::Tensor(format!("{e:?}")))?;
-            let e = out.entry(k.clone()).or_insert((w, Vec::new()));
-            e.1.extend(vals);
+            let e = out.entry(k.to_string()).or_insert_with(|| ProbeValues {
+                key: k.clone(),
+                width: w,
+                values: Vec::new(),
+            });
+            e.values.extend(vals);
         }
         start = end;
     }
@@ -520,12 +499,11 @@ fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<()
         .test
         .subset(&(0..n as u32).collect::<Vec<_>>());
     let (probes, logits) = probe_all(snap, &test)?;
-    let experts: Vec<(&String, &(usize, Vec<f32>))> = probes
-        .iter()
-        .filter(|(k, _)| k.starts_with("expert/"))
-        .collect();
+    let experts: Vec<(&String, &ProbeValues)> =
+        probes.iter().filter(|(_, p)| p.key.is_expert()).collect();
     let mut norms: Vec<Vec<f64>> = Vec::new();
-    for (name, (w, v)) in &experts {
+    for (name, p) in &experts {
+        let (w, v) = (&p.width, &p.values);
         let rows = v.len() / w;
         let nrm: Vec<f64> = (0..rows)
             .map(|r| {
@@ -557,7 +535,11 @@ fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<()
             w
         }
     };
-    for (name, (w, v)) in probes.iter().filter(|(k, _)| k.starts_with("gate/")) {
+    for (head, p) in probes
+        .values()
+        .filter_map(|p| p.key.gated().map(|head| (head, p)))
+    {
+        let (w, v) = (&p.width, &p.values);
         let rows = v.len() / w;
         let k = n_experts_of_gate(*w);
         let per = w / k;
@@ -572,8 +554,7 @@ fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<()
             }
         }
         mean.iter_mut().for_each(|m| *m /= rows.max(1) as f64);
-        a.utilisation
-            .push((label.clone(), name["gate/".len()..].to_string(), mean));
+        a.utilisation.push((label.clone(), head, mean));
     }
 
     // Diversity Index over domain conflicts.
@@ -609,7 +590,7 @@ fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<()
             && experts
                 .iter()
                 .enumerate()
-                .all(|(i, (k, _))| k.as_str() == format!("expert/{i}"));
+                .all(|(i, (_, p))| p.key == ProbeKey::Expert(i));
         let domain_fields: Vec<usize> = ctx
             .fields_with_role(FieldRole::Domain)
             .into_iter()
@@ -787,13 +768,13 @@ fn write_outputs(out: &Path, a: &Analysis) -> Result<(), TrainError> {
                 ));
             }
         }
-        write_file(
+        write_svg(
             &out.join(format!(
                 "mask_overlap_{}_{}.svg",
                 file_part(run),
                 file_part(block)
             )),
-            &heatmap(
+            heatmap(
                 &format!("{run}: mask overlap ratio, edges {block}"),
                 names,
                 names,
@@ -852,9 +833,9 @@ fn write_outputs(out: &Path, a: &Analysis) -> Result<(), TrainError> {
                 )
             })
             .collect();
-        write_file(
+        write_svg(
             &out.join(format!("spectrum_{}.svg", file_part(field))),
-            &line_chart(
+            line_chart(
                 &format!("Singular spectrum of the {field} embeddings"),
                 "singular value index",
                 "log10(σ / σ_max)",
@@ -870,9 +851,9 @@ fn write_outputs(out: &Path, a: &Analysis) -> Result<(), TrainError> {
             .or_default()
             .push((g, r.ia));
     }
-    write_file(
+    write_svg(
         &out.join("ia_frequency.svg"),
-        &line_chart(
+        line_chart(
             "Information abundance by item frequency (0 = most frequent)",
             "frequency group",
             "IA",
@@ -911,9 +892,9 @@ fn write_outputs(out: &Path, a: &Analysis) -> Result<(), TrainError> {
                     .collect()
             })
             .collect();
-        write_file(
+        write_svg(
             &out.join(format!("utilisation_{}.svg", file_part(run))),
-            &heatmap(
+            heatmap(
                 &format!("{run}: mean gate weight per expert"),
                 &rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
                 &(0..k).map(|e| format!("e{e}")).collect::<Vec<_>>(),
@@ -961,9 +942,9 @@ fn write_outputs(out: &Path, a: &Analysis) -> Result<(), TrainError> {
                 .push((x as f64, v));
         }
     }
-    write_file(
+    write_svg(
         &out.join("di.svg"),
-        &line_chart(
+        line_chart(
             &format!(
                 "Diversity Index per domain pair ({})",
                 pair_index.join(", ")
@@ -1014,9 +995,9 @@ fn write_outputs(out: &Path, a: &Analysis) -> Result<(), TrainError> {
                     .collect(),
             ));
         }
-        write_file(
+        write_svg(
             &out.join(format!("entanglement_{}.svg", file_part(run))),
-            &line_chart(
+            line_chart(
                 &format!("{run}: user–item distance, all vs conflict pairs"),
                 "‖u − v‖₂",
                 "share of pairs",
@@ -1054,15 +1035,87 @@ mod tests {
         assert!((information_abundance(&e, 3, 3) - 3.0).abs() < 1e-9);
     }
 
+    /// The singular values this module computed before it used nalgebra: square roots of the
+    /// eigenvalues of the Gram matrix `MᵀM` by cyclic Jacobi rotations. Kept as the oracle that
+    /// the SVD gives the same spectra.
+    fn gram_jacobi_singular_values(m: &[f32], n: usize, k: usize, normalize: bool) -> Vec<f64> {
+        let mut a = vec![0.0f64; k * k];
+        for r in 0..n {
+            let row = &m[r * k..(r + 1) * k];
+            let scale = if normalize {
+                1.0 / (row.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt() + 1e-8)
+            } else {
+                1.0
+            };
+            for i in 0..k {
+                for j in 0..k {
+                    a[i * k + j] += row[i] as f64 * scale * row[j] as f64 * scale;
+                }
+            }
+        }
+        for _sweep in 0..100 {
+            for p in 0..k {
+                for q in p + 1..k {
+                    let apq = a[p * k + q];
+                    if apq.abs() < 1e-300 {
+                        continue;
+                    }
+                    let theta = (a[q * k + q] - a[p * k + p]) / (2.0 * apq);
+                    let t = if theta == 0.0 {
+                        1.0
+                    } else {
+                        theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt())
+                    };
+                    let c = 1.0 / (t * t + 1.0).sqrt();
+                    let s = t * c;
+                    for r in 0..k {
+                        let (arp, arq) = (a[r * k + p], a[r * k + q]);
+                        a[r * k + p] = c * arp - s * arq;
+                        a[r * k + q] = s * arp + c * arq;
+                    }
+                    for r in 0..k {
+                        let (apr, aqr) = (a[p * k + r], a[q * k + r]);
+                        a[p * k + r] = c * apr - s * aqr;
+                        a[q * k + r] = s * apr + c * aqr;
+                    }
+                }
+            }
+        }
+        let mut s: Vec<f64> = (0..k).map(|i| a[i * k + i].max(0.0).sqrt()).collect();
+        s.sort_by(|a, b| b.total_cmp(a));
+        s
+    }
+
     #[test]
-    fn jacobi_matches_a_random_symmetric_matrix_trace_and_determinant() {
-        let a = vec![4.0, 1.0, 2.0, 1.0, 3.0, 0.5, 2.0, 0.5, 5.0];
-        let e = symmetric_eigenvalues(a.clone(), 3);
-        let trace: f64 = e.iter().sum();
-        let det: f64 = e.iter().product();
-        let det_direct = 4.0 * (3.0 * 5.0 - 0.25) - 1.0 * (5.0 - 1.0) + 2.0 * (0.5 - 6.0);
-        assert!((trace - 12.0).abs() < 1e-9);
-        assert!((det - det_direct).abs() < 1e-9, "{det} vs {det_direct}");
+    fn svd_matches_the_gram_eigenvalue_spectrum() {
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) as f32
+        };
+        for &(n, k) in &[(50, 8), (7, 16), (300, 16), (1, 3), (16, 16)] {
+            let m: Vec<f32> = (0..n * k).map(|_| next()).collect();
+            for normalize in [false, true] {
+                let got = singular_values(&m, n, k, normalize);
+                let want = gram_jacobi_singular_values(&m, n, k, normalize);
+                assert_eq!(got.len(), k);
+                for (g, w) in got.iter().zip(&want) {
+                    // Through the Gram matrix a singular value σ is only known to about
+                    // sqrt(ε)·σ_max, so tiny ones are compared on that absolute scale.
+                    assert!(
+                        (g - w).abs() < 1e-6 * want[0].max(1.0),
+                        "{n}×{k} normalize={normalize}: {got:?} vs {want:?}"
+                    );
+                }
+                if normalize {
+                    let ia = want.iter().sum::<f64>() / want[0];
+                    assert!((information_abundance(&m, n, k) - ia).abs() < 1e-6);
+                }
+            }
+        }
+        assert_eq!(singular_values(&[], 0, 4, true), vec![0.0; 4]);
     }
 
     #[test]

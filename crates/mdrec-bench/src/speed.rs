@@ -1,4 +1,4 @@
-//! `mdrec speed`: training and inference samples/s, printed as a table (never pass/fail).
+//! `mdrec speed`: training and inference samples/s, as a Markdown table (never pass/fail).
 //!
 //! Workloads:
 //! - `engine`: the foundation measurement — MMoE, batch 1024, 20 categorical fields × 10k
@@ -11,10 +11,9 @@
 //!   mmoe, star) on the synthetic dataset with each domain count of `--domains` (default
 //!   3, 18, 100), same rows; the table adds the epoch time relative to the first count.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Result;
-use clap::Args;
 use mdrec_data::rng::Rng;
 use mdrec_data::{epoch_order, EncodedData};
 use mdrec_nn::device::DeviceKind;
@@ -22,41 +21,48 @@ use mdrec_nn::ModelContext;
 use mdrec_train::engine::Engine;
 use mdrec_train::{context_from_schema, prepare_dataset, RunConfig};
 
-#[derive(Args)]
-pub struct SpeedArgs {
-    /// `engine`, `dataset` or `zoo`.
-    #[arg(long, default_value = "engine")]
-    workload: String,
+use crate::TrainError;
+
+/// What to measure (the flags of `mdrec speed`).
+#[derive(Debug, Clone)]
+pub struct SpeedOptions {
+    /// `engine`, `dataset`, `zoo` or `domains`.
+    pub workload: String,
     /// Model for the `dataset` workload (default mmoe).
-    #[arg(long)]
-    model: Option<String>,
-    /// Models for the `zoo` workload, comma-separated (default: every registered model).
-    #[arg(long, value_delimiter = ',')]
-    models: Vec<String>,
+    pub model: Option<String>,
+    /// Models for the `zoo` and `domains` workloads (empty: the workload's default).
+    pub models: Vec<String>,
     /// Domain counts for the `domains` workload.
-    #[arg(long, value_delimiter = ',', default_value = "3,18,100")]
-    domains: Vec<usize>,
-    /// Also write the table (with the environment card) to this Markdown file.
-    #[arg(long)]
-    out: Option<std::path::PathBuf>,
-    /// Dataset for the `dataset` workload.
-    #[arg(long, default_value = "movielens-1m")]
-    dataset: String,
-    /// Data folder for the `dataset` workload.
-    #[arg(long)]
-    data_dir: Option<std::path::PathBuf>,
+    pub domains: Vec<usize>,
+    /// Dataset for the `dataset` and `zoo` workloads.
+    pub dataset: String,
+    /// Data folder for the `dataset` and `zoo` workloads.
+    pub data_dir: Option<PathBuf>,
     /// Batch size.
-    #[arg(long, default_value_t = 1024)]
-    batch_size: usize,
+    pub batch_size: usize,
     /// Timed training steps.
-    #[arg(long, default_value_t = 60)]
-    steps: usize,
+    pub steps: usize,
     /// Untimed warm-up steps.
-    #[arg(long, default_value_t = 5)]
-    warmup: usize,
-    /// Any config value (`--set model.num_experts=8`).
-    #[arg(long = "set")]
-    set: Vec<String>,
+    pub warmup: usize,
+    /// Config assignments (`model.num_experts=8`).
+    pub set: Vec<String>,
+}
+
+impl Default for SpeedOptions {
+    fn default() -> Self {
+        SpeedOptions {
+            workload: "engine".into(),
+            model: None,
+            models: Vec::new(),
+            domains: vec![3, 18, 100],
+            dataset: "movielens-1m".into(),
+            data_dir: None,
+            batch_size: 1024,
+            steps: 60,
+            warmup: 5,
+            set: Vec::new(),
+        }
+    }
 }
 
 fn engine_data(n: usize, fields: usize, vocab: u32, seed: u64) -> EncodedData {
@@ -84,10 +90,14 @@ fn time_engine(
     bs: usize,
     warmup: usize,
     steps: usize,
-) -> Result<(f64, f64, f64)> {
+) -> Result<(f64, f64, f64), TrainError> {
     let order = epoch_order(data.len(), true, 1, 1);
     let batches: Vec<&[u32]> = order.chunks(bs).filter(|c| c.len() == bs).collect();
-    anyhow::ensure!(!batches.is_empty(), "not enough rows for one batch of {bs}");
+    if batches.is_empty() {
+        return Err(TrainError::Config(format!(
+            "not enough rows for one batch of {bs}"
+        )));
+    }
     for i in 0..warmup {
         engine.train_step(data, batches[i % batches.len()])?;
     }
@@ -103,7 +113,7 @@ fn time_engine(
     snap.predict(
         &sub,
         8192,
-        &DeviceKind::Cpu.device().map_err(anyhow::Error::msg)?,
+        &DeviceKind::Cpu.device().map_err(TrainError::Config)?,
     )?;
     let infer = n_inf as f64 / t1.elapsed().as_secs_f64();
     let mut batch = mdrec_data::Batch::default();
@@ -112,7 +122,9 @@ fn time_engine(
     let mut rows = 0;
     for b in &batches {
         data.fill_batch(b, &mut batch);
-        snap.store.lookup(&batch, &mut buf)?;
+        snap.store
+            .lookup(&batch, &mut buf)
+            .map_err(|e| TrainError::Tensor(e.to_string()))?;
         rows += b.len();
     }
     let data_rate = rows as f64 / t2.elapsed().as_secs_f64();
@@ -124,9 +136,9 @@ fn measure(
     cfg: &RunConfig,
     ctx: &ModelContext,
     data: &EncodedData,
-    a: &SpeedArgs,
-) -> Result<(f64, f64, f64)> {
-    let device = DeviceKind::Cpu.device().map_err(anyhow::Error::msg)?;
+    a: &SpeedOptions,
+) -> Result<(f64, f64, f64), TrainError> {
+    let device = DeviceKind::Cpu.device().map_err(TrainError::Config)?;
     let factory = mdrec_models::find(cfg.model_name())?;
     let model_cfg = factory.resolve(&cfg.model_overrides())?;
     let mut engine = Engine::new(
@@ -154,7 +166,9 @@ fn engine_workload(cfg: &mut RunConfig) -> (String, ModelContext, EncodedData) {
     )
 }
 
-pub fn run(a: SpeedArgs) -> Result<()> {
+/// Run the workload of `a`; every table row is passed to `on_row` as soon as it is measured
+/// (progress), and the whole Markdown table is returned.
+pub fn run_speed(a: &SpeedOptions, on_row: &mut dyn FnMut(&str)) -> Result<String, TrainError> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -172,21 +186,22 @@ pub fn run(a: SpeedArgs) -> Result<()> {
             "| {name} | {} | {threads} | {train:.0} | {infer:.0} | {data_rate:.0} |\n",
             a.batch_size
         );
-        eprint!("{line}");
+        on_row(&line);
         table.push_str(&line);
     };
-    let prepared = |cfg: &mut RunConfig| -> Result<(ModelContext, EncodedData, String)> {
-        cfg.dataset.name = a.dataset.parse()?;
-        cfg.dataset.data_dir = a.data_dir.clone();
-        let p = prepare_dataset(cfg)?;
-        let ctx = context_from_schema(&p.schema, cfg.train.embedding.dim);
-        Ok((ctx, p.train, p.source))
-    };
+    let prepared =
+        |cfg: &mut RunConfig| -> Result<(ModelContext, EncodedData, String), TrainError> {
+            cfg.dataset.name = a.dataset.parse()?;
+            cfg.dataset.data_dir = a.data_dir.clone();
+            let p = prepare_dataset(cfg)?;
+            let ctx = context_from_schema(&p.schema, cfg.train.embedding.dim);
+            Ok((ctx, p.train, p.source))
+        };
     match a.workload.as_str() {
         "engine" => {
             let mut cfg = base.clone();
             let (name, ctx, data) = engine_workload(&mut cfg);
-            row(&name, measure(&cfg, &ctx, &data, &a)?);
+            row(&name, measure(&cfg, &ctx, &data, a)?);
         }
         "dataset" => {
             let mut cfg = base.clone();
@@ -194,7 +209,7 @@ pub fn run(a: SpeedArgs) -> Result<()> {
             let (ctx, data, source) = prepared(&mut cfg)?;
             row(
                 &format!("{} on {source}", cfg.model_name()),
-                measure(&cfg, &ctx, &data, &a)?,
+                measure(&cfg, &ctx, &data, a)?,
             );
         }
         "zoo" => {
@@ -211,13 +226,13 @@ pub fn run(a: SpeedArgs) -> Result<()> {
             }
             let mut cfg = base.clone();
             let (name, ctx, data) = engine_workload(&mut cfg);
-            row(&name, measure(&cfg, &ctx, &data, &a)?);
+            row(&name, measure(&cfg, &ctx, &data, a)?);
             let mut cfg = base.clone();
             let (ctx, data, source) = prepared(&mut cfg)?;
             for n in &names {
                 let mut cfg = base.clone();
                 cfg.set_model_name(n);
-                row(&format!("{n} on {source}"), measure(&cfg, &ctx, &data, &a)?);
+                row(&format!("{n} on {source}"), measure(&cfg, &ctx, &data, a)?);
             }
         }
         "domains" => {
@@ -226,10 +241,11 @@ pub fn run(a: SpeedArgs) -> Result<()> {
             } else {
                 a.models.clone()
             };
-            anyhow::ensure!(
-                !a.domains.is_empty() && a.domains.iter().all(|&d| d >= 1),
-                "--domains needs at least one count ≥ 1"
-            );
+            if a.domains.is_empty() || a.domains.iter().any(|&d| d < 1) {
+                return Err(TrainError::Config(
+                    "--domains needs at least one count ≥ 1".into(),
+                ));
+            }
             let mut ratios = String::from(
                 "\n| model | domains | train samples/s | epoch time relative to the first count |\n|---|---:|---:|---:|\n",
             );
@@ -243,7 +259,7 @@ pub fn run(a: SpeedArgs) -> Result<()> {
                     let p = prepare_dataset(&cfg)?;
                     let ctx = context_from_schema(&p.schema, cfg.train.embedding.dim);
                     cfg.set_model_name(n);
-                    let m = measure(&cfg, &ctx, &p.train, &a)?;
+                    let m = measure(&cfg, &ctx, &p.train, a)?;
                     row(&format!("{n} on {}", p.source), m);
                     let base_rate = *first.get_or_insert(m.0);
                     ratios.push_str(&format!(
@@ -255,21 +271,24 @@ pub fn run(a: SpeedArgs) -> Result<()> {
             }
             table.push_str(&ratios);
         }
-        other => anyhow::bail!(
-            "unknown workload `{other}`; expected `engine`, `dataset`, `zoo` or `domains`"
-        ),
+        other => {
+            return Err(TrainError::Config(format!(
+                "unknown workload `{other}`; expected `engine`, `dataset`, `zoo` or `domains`"
+            )))
+        }
     }
-    outln!("{table}");
-    if let Some(path) = &a.out {
-        let text = format!(
-            "# Speed: `mdrec speed --workload {}`\n\n{table}\nTraining: {} timed steps after {} warm-up steps; inference: up to 200,000 rows at batch 8192.\n\n{}",
-            a.workload,
-            a.steps,
-            a.warmup,
-            mdrec_train::bench::environment_card()
-        );
-        std::fs::write(path, text)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(())
+    Ok(table)
+}
+
+/// Write `table` (from [`run_speed`] with options `a`) to the Markdown file `path`, with how it
+/// was measured and the environment card.
+pub fn write_speed_file(path: &Path, a: &SpeedOptions, table: &str) -> Result<(), TrainError> {
+    let text = format!(
+        "# Speed: `mdrec speed --workload {}`\n\n{table}\nTraining: {} timed steps after {} warm-up steps; inference: up to 200,000 rows at batch 8192.\n\n{}",
+        a.workload,
+        a.steps,
+        a.warmup,
+        crate::bench::environment_card()
+    );
+    std::fs::write(path, text).map_err(|e| TrainError::io(path, e))
 }

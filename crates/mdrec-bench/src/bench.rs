@@ -3,7 +3,8 @@
 //! A spec (TOML) names a dataset, seeds, the runs (model + overrides, optional paper numbers)
 //! and the metric families to tabulate. Every (run, seed) trains into
 //! `<out>/<label>/s<seed>/`; a run whose `report.json` exists is skipped, so an interrupted
-//! bench resumes where it stopped and ends with the same tables. A skipped run must have been
+//! bench resumes where it stopped and ends with the same tables. Every run trained here also
+//! gets its training curve, `curve.svg` ([`write_training_curve`]). A skipped run must have been
 //! trained with the configuration the spec gives it now (`config.resolved.json`, data paths
 //! aside): after an edit to the spec the bench stops and names the run and the key that
 //! differs rather than tabulating stale results. Outputs in `<out>/`:
@@ -20,10 +21,12 @@ use std::time::Instant;
 use mdrec_metrics::{relaimpr, welch_t_test};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{DatasetConfig, RunConfig};
-use crate::progress::Progress;
-use crate::report::RunReport;
-use crate::trainer::{prepare_dataset, resolve_config, train_run};
+use mdrec_train::config::{DatasetConfig, RunConfig};
+use mdrec_train::progress::Progress;
+use mdrec_train::report::RunReport;
+use mdrec_train::trainer::{prepare_dataset, resolve_config, train_run};
+
+use crate::plot::write_training_curve;
 use crate::TrainError;
 
 /// One row of the table: a model with its overrides.
@@ -399,6 +402,7 @@ pub fn run_bench(
         let dir = run_dir(out, &label, *seed);
         let _ = std::fs::remove_dir_all(&dir);
         train_run(&cfg, prepared, &dir, progress)?;
+        write_training_curve(&dir)?;
     }
     let table = write_tables(spec, out)?;
     Ok(BenchOutcome {
@@ -848,6 +852,8 @@ mod tests {
     fn movielens_defaults_are_spelled_out_in_the_resolved_config() {
         let mut cfg = RunConfig::default();
         cfg.set("dataset.name=\"ml-1m\"").unwrap();
+        // Resolving checks that MovieLens has a data folder, not what is in it.
+        cfg.set("dataset.data_dir=\"ml-1m\"").unwrap();
         let r = resolve_config(&cfg).unwrap();
         assert_eq!(
             r.dataset.row_order,

@@ -1,0 +1,24 @@
+//! What mdrec builds on top of training: benches, analyses, speed workloads and charts.
+//!
+//! This crate owns everything that runs or reads many trained runs and turns them into tables
+//! and pictures; the training loop, run directories and reports themselves are `mdrec-train`'s.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`bench`] | `mdrec bench`: a spec of (model, seed) runs, resumable, → `table.md`, `speed.md`, `runs.csv`, `summary.json`, `environment.md` |
+//! | [`analyze`] | `mdrec analyze`: representation analyses of trained runs (information abundance, spectra, expert utilisation, Diversity Index, entanglement, mask overlap) |
+//! | [`speed`] | `mdrec speed`: training / inference samples/s of fixed workloads (figures, never pass/fail) |
+//! | [`plot`] | SVG charts (line charts, heat maps, the per-run training curve `curve.svg`) |
+//!
+//! Dependencies point one way: `mdrec-cli` → `mdrec-bench` → `mdrec-train` → `mdrec-models` →
+//! `mdrec-nn` → `mdrec-data`, with `mdrec-metrics` beside them. Errors are
+//! [`mdrec_train::TrainError`]s, so a bench fails with the same messages a single run does.
+
+#![warn(missing_docs)]
+
+pub mod analyze;
+pub mod bench;
+pub mod plot;
+pub mod speed;
+
+pub use mdrec_train::TrainError;
