@@ -393,16 +393,17 @@ pub fn analyze(
 fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<(), TrainError> {
     let label = run_label(dir);
     let loaded = load_run(dir)?;
-    if loaded.models.len() != 1 {
+    let trained = &loaded.trained;
+    if trained.models.len() != 1 {
         return Err(TrainError::Config(format!(
             "analyze: {} trained {} separate models (setting {}); analyses need a one-model run (setting mdmt)",
             dir.display(),
-            loaded.models.len(),
-            loaded.cfg.train.setting.map(|s| format!("{s:?}")).unwrap_or_default()
+            trained.models.len(),
+            trained.cfg.train.setting.map(|s| format!("{s:?}")).unwrap_or_default()
         )));
     }
-    let snap = &loaded.models[0].1;
-    let ctx = &loaded.ctx;
+    let snap = &trained.models[0].1;
+    let ctx = &trained.ctx;
     let train = &loaded.prepared.train;
     let user = pick_field(ctx, &opts.user_field, FieldRole::User, "user")?;
     let item = pick_field(ctx, &opts.item_field, FieldRole::Item, "item")?;

@@ -15,6 +15,8 @@ use mdrec_models::MODELS;
 use mdrec_train::progress::Console;
 use mdrec_train::{prepare_dataset, train_run, RunConfig};
 
+mod score;
+
 /// `println!` for results on stdout. When the reader has gone (`mdrec … | head`) the command
 /// ends quietly with success, as other command-line tools do, instead of panicking on the
 /// broken pipe; progress and errors go to stderr, so nothing is lost.
@@ -56,6 +58,25 @@ enum Cmd {
         /// Run directory written by `mdrec train`.
         #[arg(long)]
         run: PathBuf,
+        /// Also write the test split's probabilities (CSV, the format of `mdrec predict`).
+        #[arg(long)]
+        predictions: Option<PathBuf>,
+    },
+    /// Score raw records (CSV with a header; the columns `mdrec data export` writes) with a
+    /// trained run: one output row per input row, `row,domain,<task>...` probabilities.
+    Predict {
+        /// Run directory written by `mdrec train`.
+        #[arg(long)]
+        run: PathBuf,
+        /// Records to score (CSV).
+        #[arg(long)]
+        input: PathBuf,
+        /// Output CSV (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Rows read, encoded and scored at a time (bounds memory).
+        #[arg(long, default_value_t = 65_536)]
+        chunk_rows: usize,
     },
     /// Representation analyses of trained runs: information abundance and singular spectra of
     /// the user/item tables (per item-frequency group), expert IA and utilisation, Diversity
@@ -165,6 +186,35 @@ enum DataCmd {
     Prepare(DataArgs),
     /// The dataset table: names, aliases, splits, domains, files and where to get the data.
     List,
+    /// Write the raw records of one split as CSV (what `mdrec predict` and `mdrec serve` read).
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Config file (TOML) whose [dataset] section is used; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long, help = format!("Dataset: {} (see `mdrec data list`)", mdrec_data::recipe::names_help()))]
+    dataset: Option<mdrec_data::DatasetName>,
+    /// Folder with the raw files (MovieLens: the official ml-1m folder).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Which split's rows: `train`, `valid` or `test`.
+    #[arg(long, default_value = "test")]
+    split: mdrec_data::ExportSplit,
+    /// How the rows are split (as `mdrec train --split`; default: the dataset's).
+    #[arg(long)]
+    split_by: Option<mdrec_data::SplitName>,
+    /// Seed (random split, synthetic data).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Any dataset config value, e.g. `--set dataset.synthetic_rows=3000`.
+    #[arg(long = "set")]
+    set: Vec<String>,
+    /// Output CSV.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -237,6 +287,24 @@ fn apply_data_args(cfg: &mut RunConfig, a: &DataArgs) {
     if let Some(s) = a.seed {
         cfg.train.seed = s;
     }
+}
+
+fn cmd_export(a: ExportArgs) -> Result<()> {
+    let mut cfg = load_config(&a.config)?;
+    apply_data_args(
+        &mut cfg,
+        &DataArgs {
+            config: None,
+            dataset: a.dataset,
+            data_dir: a.data_dir,
+            split: a.split_by,
+            seed: a.seed,
+        },
+    );
+    for s in &a.set {
+        cfg.set(s)?;
+    }
+    score::cmd_export(&cfg, a.split, &a.out)
 }
 
 fn cmd_train(a: TrainArgs) -> Result<()> {
@@ -318,8 +386,13 @@ fn cmd_analyze(
     Ok(())
 }
 
-fn cmd_eval(run: PathBuf) -> Result<()> {
-    let (rep, _) = mdrec_train::evaluate_run(&run)?;
+fn cmd_eval(run: PathBuf, predictions: Option<PathBuf>) -> Result<()> {
+    let (rep, logits, loaded) = mdrec_train::evaluate_run(&run)?;
+    if let Some(p) = &predictions {
+        let prepared = &loaded.prepared;
+        score::write_eval_predictions(p, &prepared.schema, &prepared.test.domain, &logits)?;
+        eprintln!("wrote {}", p.display());
+    }
     let p = run.join("eval.json");
     std::fs::write(&p, serde_json::to_string_pretty(&rep)? + "\n")
         .with_context(|| format!("writing {}", p.display()))?;
@@ -475,7 +548,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Train(a) => cmd_train(a),
-        Cmd::Eval { run } => cmd_eval(run),
+        Cmd::Eval { run, predictions } => cmd_eval(run, predictions),
+        Cmd::Predict {
+            run,
+            input,
+            out,
+            chunk_rows,
+        } => score::cmd_predict(&run, &input, out.as_deref(), chunk_rows),
         Cmd::Analyze {
             run,
             out,
@@ -506,6 +585,9 @@ fn main() -> ExitCode {
         Cmd::Data {
             cmd: DataCmd::Prepare(a),
         } => cmd_prepare(a),
+        Cmd::Data {
+            cmd: DataCmd::Export(a),
+        } => cmd_export(a),
         Cmd::Data { cmd: DataCmd::List } => {
             outln!("{}", mdrec_data::recipe::table_markdown());
             Ok(())

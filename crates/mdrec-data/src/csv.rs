@@ -206,6 +206,31 @@ pub fn write_csv(table: &RawTable, path: &Path) -> Result<(), DataError> {
 /// the delimiter, a quote or a line break is quoted (RFC 4180), so [`read_csv_files`] reads back
 /// exactly what was written.
 pub fn write_csv_with(table: &RawTable, path: &Path, delimiter: u8) -> Result<(), DataError> {
+    let rows: Vec<u32> = (0..table.n_rows() as u32).collect();
+    write_rows(table, &table.column_names(), &rows, path, delimiter)
+}
+
+/// Writes `rows` of `table`, columns `names` (each must exist), comma-separated.
+pub fn write_csv_rows(
+    table: &RawTable,
+    names: &[&str],
+    rows: &[u32],
+    path: &Path,
+) -> Result<(), DataError> {
+    write_rows(table, names, rows, path, b',')
+}
+
+fn write_rows(
+    table: &RawTable,
+    names: &[&str],
+    rows: &[u32],
+    path: &Path,
+    delimiter: u8,
+) -> Result<(), DataError> {
+    let cols = names
+        .iter()
+        .map(|n| table.require(n, &path.display().to_string(), "export"))
+        .collect::<Result<Vec<_>, _>>()?;
     let f = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
     let mut w = ::csv::WriterBuilder::new()
         .delimiter(delimiter)
@@ -215,11 +240,127 @@ pub fn write_csv_with(table: &RawTable, path: &Path, delimiter: u8) -> Result<()
         ::csv::ErrorKind::Io(io) => DataError::io(path, io),
         other => DataError::Config(format!("{}: {other:?}", path.display())),
     };
-    w.write_record(table.column_names()).map_err(err)?;
-    for r in 0..table.n_rows() {
-        w.write_record(table.columns.iter().map(|c| c.get(r)))
+    w.write_record(names).map_err(err)?;
+    for &r in rows {
+        w.write_record(cols.iter().map(|c| c.get(r as usize)))
             .map_err(err)?;
     }
     w.flush().map_err(|e| DataError::io(path, e))?;
     Ok(())
+}
+
+/// A comma-separated file read in chunks of at most `chunk_rows` records, so that any number
+/// of rows is read in bounded memory. Errors name the file, the line (as the `csv` crate counts
+/// lines) and the column.
+pub struct CsvChunks {
+    rd: ::csv::Reader<std::io::BufReader<std::fs::File>>,
+    path: PathBuf,
+    name: String,
+    header: Vec<String>,
+    chunk_rows: usize,
+    rec: ::csv::ByteRecord,
+    rows_read: usize,
+}
+
+impl CsvChunks {
+    /// Opens `path` and reads its header row.
+    pub fn open(path: &Path, chunk_rows: usize) -> Result<Self, DataError> {
+        let name = path.display().to_string();
+        let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let mut rd = ::csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(std::io::BufReader::new(f));
+        let mut rec = ::csv::ByteRecord::new();
+        if !rd
+            .read_byte_record(&mut rec)
+            .map_err(|e| csv_error(path, &name, e))?
+        {
+            return Err(DataError::parse(&name, 1, "header", "empty file"));
+        }
+        let mut header = Vec::with_capacity(rec.len());
+        for (i, f) in rec.iter().enumerate() {
+            let h = std::str::from_utf8(f).map_err(|_| {
+                DataError::parse(
+                    &name,
+                    1,
+                    format!("header column {}", i + 1),
+                    "invalid utf-8",
+                )
+            })?;
+            if h.is_empty() || header.iter().any(|x| x == h) {
+                return Err(DataError::parse(
+                    &name,
+                    1,
+                    format!("header column {}", i + 1),
+                    format!("empty or duplicate column name `{h}`"),
+                ));
+            }
+            header.push(h.to_string());
+        }
+        Ok(CsvChunks {
+            rd,
+            path: path.to_path_buf(),
+            name,
+            header,
+            chunk_rows: chunk_rows.max(1),
+            rec,
+            rows_read: 0,
+        })
+    }
+
+    /// The header row.
+    pub fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    /// Records read so far.
+    pub fn rows_read(&self) -> usize {
+        self.rows_read
+    }
+
+    /// The next chunk (`None` at the end of the file).
+    pub fn next_chunk(&mut self) -> Result<Option<RawTable>, DataError> {
+        let ncol = self.header.len();
+        let mut builders: Vec<ColumnBuilder> = self.header.iter().map(ColumnBuilder::new).collect();
+        let mut table = RawTable {
+            files: vec![self.name.clone()],
+            ..RawTable::default()
+        };
+        while table.row_line.len() < self.chunk_rows {
+            let more = self
+                .rd
+                .read_byte_record(&mut self.rec)
+                .map_err(|e| csv_error(&self.path, &self.name, e))?;
+            if !more {
+                break;
+            }
+            let ln = self.rec.position().map_or(0, ::csv::Position::line);
+            if self.rec.len() != ncol {
+                return Err(DataError::parse(
+                    &self.name,
+                    ln,
+                    "line",
+                    format!("expected {ncol} fields, found {}", self.rec.len()),
+                ));
+            }
+            for (c, (b, v)) in builders.iter_mut().zip(self.rec.iter()).enumerate() {
+                let v = std::str::from_utf8(v).map_err(|_| {
+                    DataError::parse(&self.name, ln, &self.header[c], "invalid utf-8")
+                })?;
+                b.push(v);
+            }
+            table.row_file.push(0);
+            table.row_line.push(
+                u32::try_from(ln)
+                    .map_err(|_| DataError::parse(&self.name, ln, "line", "too many lines"))?,
+            );
+        }
+        if table.row_line.is_empty() {
+            return Ok(None);
+        }
+        self.rows_read += table.row_line.len();
+        table.columns = builders.into_iter().map(ColumnBuilder::finish).collect();
+        Ok(Some(table))
+    }
 }

@@ -1,6 +1,9 @@
 //! Fitting and encoding: vocabularies, numeric statistics, domain and label derivation.
 //!
-//! Everything is fitted on the TRAIN rows only and then frozen. Vocabulary ids are
+//! [`fit`] learns everything from the TRAIN rows only; the result is frozen into an
+//! [`Encoder`], and [`Encoder::encode`] is the one function that turns raw rows into encoded
+//! columns: for the three splits when a dataset is prepared, and for new records when a trained
+//! run scores them (`mdrec predict`, `mdrec serve`). Vocabulary ids are
 //! deterministic: 0 = PAD, 1 = OOV, then the kept values (count in train >= `min_count`) in
 //! sorted order (numeric order when every kept value of the table parses as an integer) get ids
 //! 2, 3, ... Values unseen in train (or rarer than `min_count`) map to OOV. Work is done per
@@ -14,6 +17,15 @@ use crate::raw::{sort_values, RawColumn, RawTable};
 use crate::schema::{FieldKind, FittedField, NumericStats, Schema, SchemaSpec, Transform};
 use crate::store::EncodedData;
 use crate::{DataError, Jagged};
+
+/// What [`Encoder::encode`] does with the task columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Labels {
+    /// Read and check them (training data).
+    Read,
+    /// Ignore them and fill the label columns with 0 (records to score carry no labels).
+    Skip,
+}
 
 /// Id of padding.
 pub const PAD: u32 = 0;
@@ -84,15 +96,6 @@ fn code_counts(col: &RawColumn, rows: &[u32]) -> Vec<u64> {
     c
 }
 
-/// First row (in split order train, valid, test) whose code is `code`, for error messages.
-fn first_row(col: &RawColumn, splits: &[Vec<u32>; 3], code: u32) -> usize {
-    splits
-        .iter()
-        .find_map(|s| col.first_row_in(s, code))
-        .or_else(|| col.first_row_with(code))
-        .unwrap_or(0)
-}
-
 /// Splits a multi-hot raw value into tokens (empty string = no tokens); `Err` on empty tokens.
 fn tokens<'a>(v: &'a str, sep: &str, max_len: Option<usize>) -> Result<Vec<&'a str>, String> {
     if v.is_empty() {
@@ -118,23 +121,29 @@ fn parse_number(v: &str) -> Result<f64, String> {
     }
 }
 
-/// Fits the schema on `splits[0]` (train) and encodes all three splits.
-pub fn fit_encode(
+/// A code's cached result while encoding: computed on its first row, reused for the others.
+fn cached<T: Clone>(
+    cache: &mut [Option<T>],
+    code: u32,
+    f: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    let slot = &mut cache[code as usize];
+    if let Some(v) = slot {
+        return Ok(v.clone());
+    }
+    let v = f()?;
+    *slot = Some(v.clone());
+    Ok(v)
+}
+
+/// Fits the schema on the `train` rows: domain map and names, vocabularies (one per table) and
+/// numeric statistics. `n_oov_train` is left at 0; [`fit_encode`] fills it in.
+pub fn fit(
     spec: &SchemaSpec,
     origin: &str,
     t: &RawTable,
-    splits: &[Vec<u32>; 3],
-) -> Result<(Schema, Vocabs, [EncodedData; 3]), DataError> {
-    t.check_shape()?;
-    let train = &splits[0];
-    if train.is_empty() {
-        return Err(DataError::Config("the training split is empty".into()));
-    }
-    let mut out: [EncodedData; 3] = Default::default();
-    for (o, s) in out.iter_mut().zip(splits) {
-        o.n_rows = s.len();
-    }
-
+    train: &[u32],
+) -> Result<(Schema, Vocabs), DataError> {
     // ---- domain
     let dcol = t.require(&spec.domain.column, origin, "domain")?;
     let (domain_map, domain_names) = match &spec.domain.map {
@@ -189,119 +198,55 @@ pub fn fit_encode(
             (map, names)
         }
     };
-    let code_dom: Vec<Option<u32>> = dcol
-        .dict
-        .iter()
-        .map(|v| domain_map.get(v).copied())
-        .collect();
-    for (o, s) in out.iter_mut().zip(splits) {
-        o.domain = Vec::with_capacity(s.len());
-        for &r in s {
-            let c = dcol.codes[r as usize];
-            match code_dom[c as usize] {
-                Some(d) => o.domain.push(d),
-                None => {
-                    let what = if spec.domain.map.is_some() {
-                        "is not in domain.map"
-                    } else {
-                        "was not seen in the training split"
-                    };
-                    return Err(t.error_at(
-                        r as usize,
-                        &spec.domain.column,
-                        format!("domain value `{}` {what}", dcol.dict[c as usize]),
-                    ));
-                }
-            }
-        }
-    }
-    let dc = out[0].domain_counts(domain_names.len());
-    if let Some(i) = dc.iter().position(|&c| c == 0) {
-        return Err(DataError::EmptyDomain {
-            domain: domain_names[i].clone(),
-            index: i,
-        });
-    }
 
-    // ---- tasks
-    for task in &spec.tasks {
-        let col = t.require(&task.column, origin, &format!("task `{}`", task.name))?;
-        let per_code: Vec<Result<f32, String>> = col
-            .dict
-            .iter()
-            .map(|v| {
-                let x = parse_number(v)?;
-                task.rule.apply(x).ok_or_else(|| {
-                    format!(
-                        "task `{}`: binary label must be 0 or 1, got `{v}`",
-                        task.name
-                    )
-                })
-            })
-            .collect();
-        for (o, s) in out.iter_mut().zip(splits) {
-            let mut lab = Vec::with_capacity(s.len());
-            for &r in s {
-                match &per_code[col.codes[r as usize] as usize] {
-                    Ok(y) => lab.push(*y),
-                    Err(m) => return Err(t.error_at(r as usize, &task.column, m.clone())),
-                }
-            }
-            o.labels.push(lab);
-        }
-        let tl = out[0].labels.last().map(Vec::as_slice).unwrap_or_default();
-        let pos = tl.iter().filter(|&&y| y > 0.5).count();
-        if pos == 0 || pos == tl.len() {
-            return Err(DataError::SingleClass {
-                task: task.name.clone(),
-                value: if pos == 0 { 0.0 } else { 1.0 },
-            });
-        }
-    }
-
-    // ---- categorical / multi-hot vocabularies, one per table
-    let mut cols: Vec<&RawColumn> = Vec::with_capacity(spec.fields.len());
-    for f in &spec.fields {
-        cols.push(t.require(f.column(), origin, &format!("field `{}`", f.name))?);
-    }
-    // per field, per code: the token list (multi-hot) or the single value (categorical)
-    let mut field_tokens: Vec<Option<Vec<Vec<&str>>>> = Vec::with_capacity(spec.fields.len());
-    for (f, col) in spec.fields.iter().zip(&cols) {
-        if f.kind != FieldKind::MultiHot {
-            field_tokens.push(None);
-            continue;
-        }
-        let mut per_code = Vec::with_capacity(col.dict.len());
-        for (c, v) in col.dict.iter().enumerate() {
-            match tokens(v, f.sep(), f.max_len) {
-                Ok(tk) => per_code.push(tk),
-                Err(m) => {
-                    let r = first_row(col, splits, c as u32);
-                    return Err(t.error_at(r, f.column(), m));
-                }
-            }
-        }
-        field_tokens.push(Some(per_code));
-    }
+    // ---- vocabularies (one per table) and numeric statistics, from the train rows
     let mut table_counts: BTreeMap<&str, (u32, HashMap<&str, u64>)> = BTreeMap::new();
-    for ((f, col), tk) in spec.fields.iter().zip(&cols).zip(&field_tokens) {
+    let mut stats: Vec<Option<NumericStats>> = Vec::with_capacity(spec.fields.len());
+    for f in &spec.fields {
+        let col = t.require(f.column(), origin, &format!("field `{}`", f.name))?;
+        let counts = code_counts(col, train);
+        let used = || counts.iter().enumerate().filter(|(_, &n)| n > 0);
+        let first_train_row = |c: usize| col.first_row_in(train, c as u32).unwrap_or_default();
         if f.kind == FieldKind::Numeric {
+            let (mut min, mut max, mut sum, mut n) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0.0);
+            let mut xs = Vec::new();
+            for (c, &k) in used() {
+                let x = parse_number(&col.dict[c])
+                    .map_err(|m| t.error_at(first_train_row(c), f.column(), m))?;
+                min = min.min(x);
+                max = max.max(x);
+                sum += x * k as f64;
+                n += k as f64;
+                xs.push((x, k));
+            }
+            let mean = sum / n;
+            let var = xs
+                .iter()
+                .map(|(x, k)| *k as f64 * (x - mean) * (x - mean))
+                .sum::<f64>()
+                / n;
+            stats.push(Some(NumericStats {
+                min,
+                max,
+                mean,
+                std: var.sqrt(),
+            }));
             continue;
         }
-        let counts = code_counts(col, train);
+        stats.push(None);
         let entry = table_counts
             .entry(f.table())
             .or_insert_with(|| (f.min_count, HashMap::new()));
-        for (c, n) in counts.iter().enumerate() {
-            match tk {
-                None => {
-                    *entry.1.entry(col.dict[c].as_str()).or_insert(0) += n;
+        for (c, &n) in used() {
+            let v = col.dict[c].as_str();
+            if f.kind == FieldKind::MultiHot {
+                let tk = tokens(v, f.sep(), f.max_len)
+                    .map_err(|m| t.error_at(first_train_row(c), f.column(), m))?;
+                for tok in tk {
+                    *entry.1.entry(tok).or_insert(0) += n;
                 }
-                Some(per_code) => {
-                    for tok in &per_code[c] {
-                        *entry.1.entry(tok).or_insert(0) += n;
-                    }
-                }
+            } else {
+                *entry.1.entry(v).or_insert(0) += n;
             }
         }
     }
@@ -320,172 +265,320 @@ pub fn fit_encode(
             .tables
             .insert(name.to_string(), Vocab { values: kept });
     }
-
-    // ---- encode fields
-    let mut fitted = Vec::with_capacity(spec.fields.len());
-    for ((f, col), tk) in spec.fields.iter().zip(&cols).zip(&field_tokens) {
-        let mut ff = FittedField {
-            name: f.name.clone(),
-            kind: f.kind,
-            table: if f.kind == FieldKind::Numeric {
-                String::new()
-            } else {
-                f.table().to_string()
-            },
-            vocab_size: 0,
-            dim: f.dim,
-            roles: f.roles.clone(),
-            stats: None,
-            n_oov_train: 0,
-        };
-        match f.kind {
-            FieldKind::Categorical => {
-                let vocab = &vocabs.tables[f.table()];
-                ff.vocab_size = vocab.size();
-                let idx = vocab.index();
-                let ids: Vec<u32> = col
-                    .dict
-                    .iter()
-                    .map(|v| idx.get(v.as_str()).copied().unwrap_or(OOV))
-                    .collect();
-                for (si, (o, s)) in out.iter_mut().zip(splits).enumerate() {
-                    let c: Vec<u32> = s
-                        .iter()
-                        .map(|&r| ids[col.codes[r as usize] as usize])
-                        .collect();
-                    if si == 0 {
-                        ff.n_oov_train = c.iter().filter(|&&x| x == OOV).count() as u64;
-                    }
-                    o.cat.push(c);
-                }
+    let fields = spec
+        .fields
+        .iter()
+        .zip(stats)
+        .map(|(f, stats)| {
+            let numeric = f.kind == FieldKind::Numeric;
+            FittedField {
+                name: f.name.clone(),
+                kind: f.kind,
+                table: if numeric {
+                    String::new()
+                } else {
+                    f.table().to_string()
+                },
+                vocab_size: if numeric {
+                    0
+                } else {
+                    vocabs.tables[f.table()].size()
+                },
+                dim: f.dim,
+                roles: f.roles.clone(),
+                stats,
+                n_oov_train: 0,
             }
-            FieldKind::MultiHot => {
-                let vocab = &vocabs.tables[f.table()];
-                ff.vocab_size = vocab.size();
-                let idx = vocab.index();
-                let per_code = tk.as_ref().map(Vec::as_slice).unwrap_or_default();
-                let ids: Vec<Vec<u32>> = per_code
-                    .iter()
-                    .map(|tks| {
-                        tks.iter()
-                            .map(|v| idx.get(v).copied().unwrap_or(OOV))
-                            .collect()
-                    })
-                    .collect();
-                for (si, (o, s)) in out.iter_mut().zip(splits).enumerate() {
-                    let mut j = Jagged {
-                        offsets: Vec::with_capacity(s.len() + 1),
-                        values: Vec::new(),
-                    };
-                    j.offsets.push(0);
-                    for &r in s {
-                        j.values
-                            .extend_from_slice(&ids[col.codes[r as usize] as usize]);
-                        j.offsets.push(j.values.len() as u32);
-                    }
-                    if si == 0 {
-                        ff.n_oov_train = j.values.iter().filter(|&&x| x == OOV).count() as u64;
-                    }
-                    o.multi.push(j);
-                }
-            }
-            FieldKind::Numeric => {
-                let mut raw = Vec::with_capacity(col.dict.len());
-                for (c, v) in col.dict.iter().enumerate() {
-                    match parse_number(v) {
-                        Ok(x) => raw.push(x),
-                        Err(m) => {
-                            let r = first_row(col, splits, c as u32);
-                            return Err(t.error_at(r, f.column(), m));
-                        }
-                    }
-                }
-                let counts = code_counts(col, train);
-                let n: f64 = counts.iter().sum::<u64>() as f64;
-                let (mut min, mut max, mut sum) = (f64::INFINITY, f64::NEG_INFINITY, 0.0);
-                for (x, &k) in raw.iter().zip(&counts) {
-                    if k > 0 {
-                        min = min.min(*x);
-                        max = max.max(*x);
-                        sum += x * k as f64;
-                    }
-                }
-                let mean = sum / n;
-                let var = raw
-                    .iter()
-                    .zip(&counts)
-                    .map(|(x, &k)| k as f64 * (x - mean) * (x - mean))
-                    .sum::<f64>()
-                    / n;
-                let stats = NumericStats {
-                    min,
-                    max,
-                    mean,
-                    std: var.sqrt(),
-                };
-                let tr = f.transform.unwrap_or(Transform::None);
-                let mut vals = Vec::with_capacity(raw.len());
-                for (c, x) in raw.iter().enumerate() {
-                    match stats.transform(tr, *x) {
-                        Some(y) => vals.push(y as f32),
-                        None => {
-                            let r = first_row(col, splits, c as u32);
-                            return Err(t.error_at(
-                                r,
-                                f.column(),
-                                format!("value {x} is outside the domain of transform {tr:?}")
-                                    .to_lowercase(),
-                            ));
-                        }
-                    }
-                }
-                for (o, s) in out.iter_mut().zip(splits) {
-                    o.num.push(
-                        s.iter()
-                            .map(|&r| vals[col.codes[r as usize] as usize])
-                            .collect(),
-                    );
-                }
-                ff.stats = Some(stats);
-            }
-        }
-        fitted.push(ff);
-    }
-
-    // ---- group keys
-    if let Some(gname) = group_column(spec) {
-        let col = t.require(gname, origin, "group")?;
-        let ints: Option<Vec<u64>> = col.dict.iter().map(|v| v.parse::<u64>().ok()).collect();
-        let keys: Vec<u64> = match ints {
-            Some(k) => k,
-            None => {
-                let mut sorted = col.dict.clone();
-                sort_values(&mut sorted);
-                let rank: HashMap<&str, u64> = sorted
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| (v.as_str(), i as u64))
-                    .collect();
-                col.dict.iter().map(|v| rank[v.as_str()]).collect()
-            }
-        };
-        for (o, s) in out.iter_mut().zip(splits) {
-            o.group = s
-                .iter()
-                .map(|&r| keys[col.codes[r as usize] as usize])
-                .collect();
-        }
-    } else {
-        for (o, s) in out.iter_mut().zip(splits) {
-            o.group = vec![0; s.len()];
-        }
-    }
-
+        })
+        .collect();
     let schema = Schema::new(
         spec.clone(),
-        fitted,
+        fields,
         domain_names,
         spec.tasks.iter().map(|t| t.name.clone()).collect(),
     );
-    Ok((schema, vocabs, out))
+    Ok((schema, vocabs))
+}
+
+/// A fitted schema and its vocabularies, ready to encode raw rows; built once (value -> id
+/// lookups included) and reused for every table it encodes.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    schema: Schema,
+    vocabs: Vocabs,
+    /// Table name -> (raw value -> id).
+    index: BTreeMap<String, HashMap<String, u32>>,
+}
+
+impl Encoder {
+    /// The encoder of a fitted schema.
+    pub fn new(schema: Schema, vocabs: Vocabs) -> Self {
+        let index = vocabs
+            .tables
+            .iter()
+            .map(|(name, v)| {
+                let idx = v
+                    .values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| (x.clone(), i as u32 + 2))
+                    .collect();
+                (name.clone(), idx)
+            })
+            .collect();
+        Encoder {
+            schema,
+            vocabs,
+            index,
+        }
+    }
+
+    /// The fitted schema.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The vocabularies.
+    pub fn vocabs(&self) -> &Vocabs {
+        &self.vocabs
+    }
+
+    /// The raw columns [`encode`](Self::encode) reads, in schema order without repeats: every
+    /// field's column and the domain column (the task and group columns only with labels).
+    pub fn input_columns(&self) -> Vec<&str> {
+        let spec = &self.schema.spec;
+        let mut out: Vec<&str> = Vec::new();
+        for c in spec
+            .fields
+            .iter()
+            .map(|f| f.column())
+            .chain([spec.domain.column.as_str()])
+        {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Encodes `rows` of `t`: unknown categorical values map to OOV; an unknown domain, a
+    /// non-number in a numeric column, a value outside a transform's domain or (with
+    /// [`Labels::Read`]) an invalid label is an error naming the row's file, line and column.
+    pub fn encode(
+        &self,
+        origin: &str,
+        t: &RawTable,
+        rows: &[u32],
+        labels: Labels,
+    ) -> Result<EncodedData, DataError> {
+        let spec = &self.schema.spec;
+        let n = rows.len();
+        let mut o = EncodedData {
+            n_rows: n,
+            ..Default::default()
+        };
+
+        // ---- domain
+        let dcol = t.require(&spec.domain.column, origin, "domain")?;
+        let code_dom: Vec<Option<u32>> = dcol
+            .dict
+            .iter()
+            .map(|v| self.vocabs.domain_map.get(v).copied())
+            .collect();
+        o.domain.reserve(n);
+        for &r in rows {
+            let c = dcol.codes[r as usize];
+            match code_dom[c as usize] {
+                Some(d) => o.domain.push(d),
+                None => {
+                    let what = if spec.domain.map.is_some() {
+                        "is not in domain.map"
+                    } else {
+                        "was not seen in the training split"
+                    };
+                    return Err(t.error_at(
+                        r as usize,
+                        &spec.domain.column,
+                        format!("domain value `{}` {what}", dcol.dict[c as usize]),
+                    ));
+                }
+            }
+        }
+
+        // ---- tasks
+        for task in &spec.tasks {
+            if labels == Labels::Skip {
+                o.labels.push(vec![0.0; n]);
+                continue;
+            }
+            let col = t.require(&task.column, origin, &format!("task `{}`", task.name))?;
+            let mut cache: Vec<Option<f32>> = vec![None; col.dict.len()];
+            let mut lab = Vec::with_capacity(n);
+            for &r in rows {
+                let c = col.codes[r as usize];
+                let y = cached(&mut cache, c, || {
+                    let v = &col.dict[c as usize];
+                    let x = parse_number(v)?;
+                    task.rule.apply(x).ok_or_else(|| {
+                        format!(
+                            "task `{}`: binary label must be 0 or 1, got `{v}`",
+                            task.name
+                        )
+                    })
+                })
+                .map_err(|m| t.error_at(r as usize, &task.column, m))?;
+                lab.push(y);
+            }
+            o.labels.push(lab);
+        }
+
+        // ---- fields
+        for (f, ff) in spec.fields.iter().zip(&self.schema.fields) {
+            let col = t.require(f.column(), origin, &format!("field `{}`", f.name))?;
+            let at = |r: u32| move |m: String| t.error_at(r as usize, f.column(), m);
+            match f.kind {
+                FieldKind::Categorical => {
+                    let idx = &self.index[f.table()];
+                    let ids: Vec<u32> = col
+                        .dict
+                        .iter()
+                        .map(|v| idx.get(v.as_str()).copied().unwrap_or(OOV))
+                        .collect();
+                    o.cat.push(
+                        rows.iter()
+                            .map(|&r| ids[col.codes[r as usize] as usize])
+                            .collect(),
+                    );
+                }
+                FieldKind::MultiHot => {
+                    let idx = &self.index[f.table()];
+                    let mut cache: Vec<Option<Vec<u32>>> = vec![None; col.dict.len()];
+                    let mut j = Jagged {
+                        offsets: Vec::with_capacity(n + 1),
+                        values: Vec::new(),
+                    };
+                    j.offsets.push(0);
+                    for &r in rows {
+                        let c = col.codes[r as usize];
+                        let ids = cached(&mut cache, c, || {
+                            Ok(tokens(&col.dict[c as usize], f.sep(), f.max_len)?
+                                .iter()
+                                .map(|v| idx.get(*v).copied().unwrap_or(OOV))
+                                .collect())
+                        })
+                        .map_err(at(r))?;
+                        j.values.extend_from_slice(&ids);
+                        j.offsets.push(j.values.len() as u32);
+                    }
+                    o.multi.push(j);
+                }
+                FieldKind::Numeric => {
+                    let stats = ff.stats.ok_or_else(|| {
+                        DataError::schema(
+                            origin,
+                            format!("numeric field `{}` has no fitted statistics", f.name),
+                        )
+                    })?;
+                    let tr = f.transform.unwrap_or(Transform::None);
+                    let mut cache: Vec<Option<f32>> = vec![None; col.dict.len()];
+                    let mut vals = Vec::with_capacity(n);
+                    for &r in rows {
+                        let c = col.codes[r as usize];
+                        let y = cached(&mut cache, c, || {
+                            let x = parse_number(&col.dict[c as usize])?;
+                            stats.transform(tr, x).map(|y| y as f32).ok_or_else(|| {
+                                format!("value {x} is outside the domain of transform {tr:?}")
+                                    .to_lowercase()
+                            })
+                        })
+                        .map_err(at(r))?;
+                        vals.push(y);
+                    }
+                    o.num.push(vals);
+                }
+            }
+        }
+
+        // ---- group keys
+        o.group = match group_column(spec).map(|g| (g, t.column(g))) {
+            Some((_, Some(col))) => {
+                let ints: Option<Vec<u64>> =
+                    col.dict.iter().map(|v| v.parse::<u64>().ok()).collect();
+                let keys: Vec<u64> = match ints {
+                    Some(k) => k,
+                    None => {
+                        let mut sorted = col.dict.clone();
+                        sort_values(&mut sorted);
+                        let rank: HashMap<&str, u64> = sorted
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| (v.as_str(), i as u64))
+                            .collect();
+                        col.dict.iter().map(|v| rank[v.as_str()]).collect()
+                    }
+                };
+                rows.iter()
+                    .map(|&r| keys[col.codes[r as usize] as usize])
+                    .collect()
+            }
+            Some((g, None)) if labels == Labels::Read => {
+                t.require(g, origin, "group")?;
+                vec![0; n]
+            }
+            _ => vec![0; n],
+        };
+        Ok(o)
+    }
+}
+
+/// Fits the schema on `splits[0]` (train) and encodes all three splits with the fitted
+/// [`Encoder`]; checks that every domain and both classes of every task occur in train.
+pub fn fit_encode(
+    spec: &SchemaSpec,
+    origin: &str,
+    t: &RawTable,
+    splits: &[Vec<u32>; 3],
+) -> Result<(Schema, Vocabs, [EncodedData; 3]), DataError> {
+    t.check_shape()?;
+    let train = &splits[0];
+    if train.is_empty() {
+        return Err(DataError::Config("the training split is empty".into()));
+    }
+    let (schema, vocabs) = fit(spec, origin, t, train)?;
+    let enc = Encoder::new(schema, vocabs);
+    let tr = enc.encode(origin, t, train, Labels::Read)?;
+    let dc = tr.domain_counts(enc.schema.n_domains());
+    if let Some(i) = dc.iter().position(|&c| c == 0) {
+        return Err(DataError::EmptyDomain {
+            domain: enc.schema.domains[i].clone(),
+            index: i,
+        });
+    }
+    for (task, lab) in spec.tasks.iter().zip(&tr.labels) {
+        let pos = lab.iter().filter(|&&y| y > 0.5).count();
+        if pos == 0 || pos == lab.len() {
+            return Err(DataError::SingleClass {
+                task: task.name.clone(),
+                value: if pos == 0 { 0.0 } else { 1.0 },
+            });
+        }
+    }
+    let va = enc.encode(origin, t, &splits[1], Labels::Read)?;
+    let te = enc.encode(origin, t, &splits[2], Labels::Read)?;
+    let Encoder { schema, vocabs, .. } = enc;
+    let (mut cat, mut multi) = (tr.cat.iter(), tr.multi.iter());
+    let mut fields = schema.fields;
+    for ff in &mut fields {
+        ff.n_oov_train = match ff.kind {
+            FieldKind::Categorical => cat
+                .next()
+                .map_or(0, |c| c.iter().filter(|&&x| x == OOV).count()),
+            FieldKind::MultiHot => multi
+                .next()
+                .map_or(0, |j| j.values.iter().filter(|&&x| x == OOV).count()),
+            FieldKind::Numeric => 0,
+        } as u64;
+    }
+    let schema = Schema::new(schema.spec, fields, schema.domains, schema.tasks);
+    Ok((schema, vocabs, [tr, va, te]))
 }

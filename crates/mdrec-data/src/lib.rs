@@ -14,13 +14,14 @@
 //! | module | owns |
 //! |---|---|
 //! | [`recipe`] | the dataset table: names, aliases, default split, schema, loader, cache identity, where to get the data |
+//! | [`records`] | records to score: the raw columns a run reads, derived columns, exporting a split |
 //! | [`config`] | the `[dataset]` config section, typed and validated without reading files |
 //! | [`source`], [`split`] | where rows come from; how they are split into train / valid / test |
 //! | [`raw`], [`csv`] | interned string tables; delimited files with a header (RFC 4180 quoting) |
 //! | [`movielens`] | MovieLens-1M (age or genre domains) |
 //! | [`aliccp_amazon`] | AliCCP and Amazon in the layout of AREAD's preprocessed files |
 //! | [`synthetic`] | the synthetic generator (optionally long-tailed domains) |
-//! | [`schema`], [`fit`] | declared / fitted schema; fitting and encoding on train |
+//! | [`schema`], [`fit`] | declared / fitted schema; fitting on train, the one encoder |
 //! | [`prepare`], [`prepared`], [`cache`] | the one data path, its result and its on-disk cache |
 //! | [`store`], [`batch`] | encoded splits, batch filling, epoch order, single-domain batches |
 //! | [`augment`] | AREAD's popularity-based counterfactual augmentation (train split only) |
@@ -48,6 +49,7 @@ pub mod prepared;
 pub mod quantile;
 pub mod raw;
 pub mod recipe;
+pub mod records;
 pub mod rng;
 pub mod schema;
 pub mod source;
@@ -59,9 +61,9 @@ pub use aliccp_amazon::{AliccpAmazon, ALICCP_FILE, AMAZON_DOMAINS, AMAZON_FILE};
 pub use augment::{augment, AugmentConfig, Augmentation, ColdRule, PopularityScope};
 pub use batch::{Batch, Jagged};
 pub use config::DatasetConfig;
-pub use csv::{read_csv_files, write_csv, write_csv_with};
+pub use csv::{read_csv_files, write_csv, write_csv_rows, write_csv_with, CsvChunks};
 pub use error::DataError;
-pub use fit::{Vocab, Vocabs, OOV, PAD};
+pub use fit::{Encoder, Labels, Vocab, Vocabs, OOV, PAD};
 pub use movielens::{
     load_movielens_1m, MovieLensDomain, MovieLensOrder, ML1M_GENRES, ML1M_HINT,
     MOVIELENS_1M_GENRE_SCHEMA, MOVIELENS_1M_SCHEMA,
@@ -71,6 +73,7 @@ pub use prepared::{write_schema_json, CacheInfo, Prepared};
 pub use quantile::{quantile, sorted_quantile};
 pub use raw::{ColumnBuilder, RawColumn, RawTable};
 pub use recipe::{DatasetName, Recipe, SplitName, RECIPES};
+pub use records::{export_split, ColumnType, ExportSplit, RecordColumn, RecordFormat};
 pub use rng::Rng;
 pub use schema::{
     DomainSpec, FieldKind, FieldRole, FieldSpec, FittedField, LabelRule, NumericStats, Schema,

@@ -6,8 +6,8 @@
 //! appearance in `ratings.dat`, `ratings.dat` order within a movie), then that sequence grouped by
 //! user (users in order of first appearance in it, the movie-grouped order within a user). The
 //! sequential 80/10/10 split then has only unseen users in valid and test.
-//! Columns: user_id, movie_id, rating, timestamp, gender, age, occupation, zip, genre (the
-//! movie's first genre) and domain (from the age code: {1, 18} -> 0, {25} -> 1,
+//! Columns: user_id, movie_id, rating, timestamp, gender, age, occupation, zip, genres (the
+//! movie's `|`-separated list), genre (its first genre) and domain (from the age code: {1, 18} -> 0, {25} -> 1,
 //! {35, 45, 50, 56} -> 2). The features, tasks (click = rating > 3, like = rating > 4) and the
 //! domain mapping are declared in an embedded schema and go through the generic path.
 //!
@@ -430,6 +430,7 @@ pub fn load_movielens_1m(dir: &Path, row_order: MovieLensOrder) -> Result<RawTab
     let cx = Ctx { file: &mfile };
     let mbytes = read(&mpath)?;
     let mut movie_genre: HashMap<u64, String> = HashMap::new();
+    let mut movie_genres: HashMap<u64, String> = HashMap::new();
     for (ln, line) in lines(&mbytes) {
         let f = fields(line);
         if f.len() < 3 {
@@ -444,6 +445,7 @@ pub fn load_movielens_1m(dir: &Path, row_order: MovieLensOrder) -> Result<RawTab
         if first.is_empty() {
             return Err(cx.err(ln, "genres", "empty genre list"));
         }
+        movie_genres.insert(id, latin1(genres));
         if movie_genre.insert(id, latin1(first)).is_some() {
             return Err(cx.err(ln, "movie_id", format!("duplicate movie {id}")));
         }
@@ -525,6 +527,10 @@ pub fn load_movielens_1m(dir: &Path, row_order: MovieLensOrder) -> Result<RawTab
     let doms: Vec<&str> = doms.iter().map(String::as_str).collect();
     let movie_of: Vec<u32> = order.iter().map(|&i| movie_rank[&rm[i as usize]]).collect();
     let genres: Vec<&str> = rank_movie.iter().map(|m| movie_genre[m].as_str()).collect();
+    let all_genres: Vec<&str> = rank_movie
+        .iter()
+        .map(|m| movie_genres[m].as_str())
+        .collect();
 
     let columns = vec![
         int_column("user_id", user_of.iter().map(|&u| user_ids[u as usize])),
@@ -536,6 +542,7 @@ pub fn load_movielens_1m(dir: &Path, row_order: MovieLensOrder) -> Result<RawTab
         attr_column("occupation", &occs, &user_of),
         attr_column("zip", &zips, &user_of),
         attr_column("genre", &genres, &movie_of),
+        attr_column("genres", &all_genres, &movie_of),
         attr_column("domain", &doms, &user_of),
     ];
     Ok(RawTable {

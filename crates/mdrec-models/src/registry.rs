@@ -190,12 +190,18 @@ mod tests {
     fn config_errors_name_the_model_and_the_key() {
         let ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
         let f = find("mmoe").unwrap();
-        // A value the model rejects: the registry labels the model's `Invalid` with its name.
-        let cfg = f.resolve(&serde_json::json!({"num_experts": 0})).unwrap();
+        // A value the model rejects: the registry labels the model's `Invalid` with its name,
+        // when the config is resolved (before any data) and again when a model is built.
         let err = f
+            .resolve(&serde_json::json!({"num_experts": 0}))
+            .expect_err("num_experts = 0 is rejected");
+        let mut cfg = f.default_config();
+        cfg["num_experts"] = serde_json::json!(0);
+        let at_build = f
             .build(&cfg, &ctx, &mut Rng::new(1), &cpu())
             .err()
             .expect("num_experts = 0 is rejected");
+        assert_eq!(err.to_string(), at_build.to_string());
         assert!(matches!(err, ModelError::Invalid { ref model, .. } if model == "mmoe"));
         assert!(err.to_string().starts_with("model `mmoe`: "), "{err}");
         // An unknown key, also inside the nested head config, names the key.

@@ -411,10 +411,18 @@ mod tests {
         c.set("train.batching=\"domain\"").unwrap();
         assert_eq!(c.train.batching, Batching::Domain);
         for (key, bad, accepted) in [
-            ("train.batching", "domains", "`mixed` or `domain`"),
-            ("train.keep", "first", "`best` or `last`"),
-            ("train.automl_batch_source", "test", "`valid` or `train`"),
-            ("train.device", "tpu", "`cpu` or `cuda`"),
+            (
+                "train.batching",
+                "domains",
+                "expected one of: mixed, domain",
+            ),
+            ("train.keep", "first", "expected one of: best, last"),
+            (
+                "train.automl_batch_source",
+                "test",
+                "expected one of: valid, train",
+            ),
+            ("train.device", "tpu", "expected one of: cpu, cuda"),
         ] {
             let e = c.set(&format!("{key}=\"{bad}\"")).unwrap_err().to_string();
             assert!(

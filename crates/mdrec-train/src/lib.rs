@@ -3,7 +3,8 @@
 //! This crate owns the training loop ([`engine`] for one step, [`trainer`] for epochs, early
 //! stopping with best-weights restore and the training settings), AREAD's mask schedule
 //! ([`hemp`]), the run configuration ([`config`]), checkpoints ([`checkpoint`]), reports
-//! ([`report`]) and progress display ([`progress`]). It combines the data path, the embedding
+//! ([`report`]), progress display ([`progress`]) and scoring new records with a finished run
+//! ([`scoring`]). It combines the data path, the embedding
 //! store, a zoo model and the metrics; it never parses raw files itself (that is `mdrec-data`).
 //!
 //! What is built on finished runs (benches over many runs, representation analyses, speed
@@ -19,11 +20,14 @@ pub mod engine;
 pub mod hemp;
 pub mod progress;
 pub mod report;
+pub mod scoring;
 pub mod trainer;
 
 pub use config::{DatasetConfig, RunConfig, TrainConfig};
+pub use scoring::{probability, write_predictions, RunScorer, Scored};
 pub use trainer::{
-    context_from_schema, evaluate_run, load_run, prepare_dataset, train_run, LoadedRun, RunOutcome,
+    context_from_schema, evaluate_run, load_run, prepare_dataset, read_run_config, train_run,
+    LoadedRun, RunOutcome, TrainedModels,
 };
 
 /// Errors of training and evaluation.

@@ -438,6 +438,7 @@ pub fn train_run(
     write_json(&out.join("config.resolved.json"), &resolved)?;
     std::fs::write(out.join("schema.json"), prepared.schema.to_json_pretty())
         .map_err(|e| TrainError::io(out, e))?;
+    write_json(&out.join("vocabs.json"), &prepared.vocabs)?;
     let metrics_path = out.join("metrics.jsonl");
     let mut metrics_log =
         std::fs::File::create(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
@@ -587,26 +588,95 @@ pub fn train_run(
     })
 }
 
-/// A run directory loaded back: its config, its data (through the cache) and every trained
-/// model of its setting with the weights restored.
-pub struct LoadedRun {
+/// The trained models of a run directory with their weights restored: one per part of the
+/// run's setting (`all` for a one-model setting). Needs only the run directory, not its data.
+pub struct TrainedModels {
     /// The run's resolved config.
     pub cfg: RunConfig,
-    /// The dataset, prepared as the run saw it (the schema is checked against `schema.json`).
-    pub prepared: Prepared,
     /// The schema's model context (without embedding sets; each snapshot has its own).
     pub ctx: ModelContext,
-    /// One `(part name, weights)` per trained model: `all` for a one-model setting.
+    /// One `(part name, weights)` per trained model.
     pub models: Vec<(String, Snapshot)>,
     parts: Vec<Part>,
+    device: Device,
 }
 
-/// Load a run directory: saved config, schema check, weights.
-pub fn load_run(run: &Path) -> Result<LoadedRun, TrainError> {
+impl TrainedModels {
+    /// Reads `config.resolved.json` and the weights of `run`, for the fitted `schema`.
+    pub fn load(run: &Path, schema: &Schema) -> Result<Self, TrainError> {
+        let cfg = read_run_config(run)?;
+        let ResolvedRun {
+            factory,
+            model_cfg,
+            setting,
+            ..
+        } = cfg.resolve()?;
+        let device = cfg.train.device.device()?;
+        let ckpt = Checkpoint::read(&run.join("weights.safetensors"))?;
+        let ctx = context_from_schema(schema, cfg.train.embedding.dim);
+        let all_parts = parts(setting, &ctx);
+        let mut models = Vec::with_capacity(all_parts.len());
+        for (i, part) in all_parts.iter().enumerate() {
+            let mut e = Engine::new(
+                factory,
+                &model_cfg,
+                part.ctx(&ctx),
+                &cfg.train,
+                cfg.train.seed,
+                &device,
+            )?;
+            ckpt.load_into(
+                &part.prefix(i, all_parts.len()),
+                e.model.as_mut(),
+                &mut e.store,
+            )?;
+            models.push((part.name.clone(), e.snapshot()));
+        }
+        Ok(TrainedModels {
+            cfg,
+            ctx,
+            models,
+            parts: all_parts,
+            device,
+        })
+    }
+
+    /// Logits `[n, T]` (row-major) for every row of `data`: each part scores its own rows.
+    pub fn logits(&self, data: &EncodedData, batch_size: usize) -> Result<Vec<f32>, TrainError> {
+        let n_t = self.ctx.n_tasks();
+        let mut logits = vec![0.0f32; data.len() * n_t];
+        for (part, (_, snap)) in self.parts.iter().zip(&self.models) {
+            if self.parts.len() == 1 && part.domain.is_none() && part.tasks.len() == n_t {
+                return snap.predict(data, batch_size, &self.device);
+            }
+            let (rows, view) = part.view(data);
+            let l = snap.predict(&view, batch_size, &self.device)?;
+            part.place(&rows, &l, n_t, &mut logits);
+        }
+        Ok(logits)
+    }
+}
+
+/// A run's `config.resolved.json`.
+pub fn read_run_config(run: &Path) -> Result<RunConfig, TrainError> {
     let cfg_path = run.join("config.resolved.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| TrainError::io(&cfg_path, e))?;
-    let cfg: RunConfig = serde_json::from_str(&text)
-        .map_err(|e| TrainError::Config(format!("{}: {e}", cfg_path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| TrainError::Config(format!("{}: {e}", cfg_path.display())))
+}
+
+/// A run directory loaded back: its data (through the cache, checked against `schema.json`)
+/// and its trained models.
+pub struct LoadedRun {
+    /// The dataset, prepared as the run saw it.
+    pub prepared: Prepared,
+    /// The trained models.
+    pub trained: TrainedModels,
+}
+
+/// Load a run directory: saved config, data with a schema check, weights.
+pub fn load_run(run: &Path) -> Result<LoadedRun, TrainError> {
+    let cfg = read_run_config(run)?;
     let prepared = prepare_dataset(&cfg)?;
     let schema_path = run.join("schema.json");
     let saved =
@@ -618,56 +688,19 @@ pub fn load_run(run: &Path) -> Result<LoadedRun, TrainError> {
             prepared.schema.hash
         ))));
     }
-    let ResolvedRun {
-        factory,
-        model_cfg,
-        setting,
-        ..
-    } = cfg.resolve()?;
-    let device = cfg.train.device.device()?;
-    let ckpt = Checkpoint::read(&run.join("weights.safetensors"))?;
-    let ctx = context_from_schema(&prepared.schema, cfg.train.embedding.dim);
-    let all_parts = parts(setting, &ctx);
-    let mut models = Vec::with_capacity(all_parts.len());
-    for (i, part) in all_parts.iter().enumerate() {
-        let mut e = Engine::new(
-            factory,
-            &model_cfg,
-            part.ctx(&ctx),
-            &cfg.train,
-            cfg.train.seed,
-            &device,
-        )?;
-        ckpt.load_into(
-            &part.prefix(i, all_parts.len()),
-            e.model.as_mut(),
-            &mut e.store,
-        )?;
-        models.push((part.name.clone(), e.snapshot()));
-    }
-    Ok(LoadedRun {
-        cfg,
-        prepared,
-        ctx,
-        models,
-        parts: all_parts,
-    })
+    let trained = TrainedModels::load(run, &prepared.schema)?;
+    Ok(LoadedRun { prepared, trained })
 }
 
-/// Re-score a run directory's test split from its saved config, schema and weights.
-pub fn evaluate_run(run: &Path) -> Result<(EvalReport, Vec<f32>), TrainError> {
+/// Re-score a run directory's test split from its saved config, schema and weights; also
+/// returns the logits (row-major `[n, T]`, test split order).
+pub fn evaluate_run(run: &Path) -> Result<(EvalReport, Vec<f32>, LoadedRun), TrainError> {
     let loaded = load_run(run)?;
-    let (ctx, prepared) = (&loaded.ctx, &loaded.prepared);
-    let device = loaded.cfg.train.device.device()?;
-    let n_t = ctx.n_tasks();
-    let mut logits = vec![0.0f32; prepared.test.len() * n_t];
-    for (part, (_, snap)) in loaded.parts.iter().zip(&loaded.models) {
-        let (rows, view) = part.view(&prepared.test);
-        let l = snap.predict(&view, loaded.cfg.train.eval_batch_size, &device)?;
-        part.place(&rows, &l, n_t, &mut logits);
-    }
-    let counts = prepared.train.domain_counts(ctx.n_domains());
-    Ok((eval_split(ctx, &logits, &prepared.test, &counts)?, logits))
+    let (t, prepared) = (&loaded.trained, &loaded.prepared);
+    let logits = t.logits(&prepared.test, t.cfg.train.eval_batch_size)?;
+    let counts = prepared.train.domain_counts(t.ctx.n_domains());
+    let report = eval_split(&t.ctx, &logits, &prepared.test, &counts)?;
+    Ok((report, logits, loaded))
 }
 
 fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), TrainError> {

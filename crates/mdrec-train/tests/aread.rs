@@ -190,7 +190,7 @@ fn hemp_runs_warm_up_and_mask_updates_on_the_synthetic_dataset() {
     );
     assert!(out.test_logits.iter().all(|x| x.is_finite()));
     // The run directory reloads with the masks.
-    let (_, logits) = mdrec_train::evaluate_run(dir.path()).unwrap();
+    let (_, logits, _) = mdrec_train::evaluate_run(dir.path()).unwrap();
     assert_eq!(logits, out.test_logits);
 }
 

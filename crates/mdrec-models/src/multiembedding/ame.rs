@@ -258,16 +258,10 @@ mod tests {
 
     #[test]
     fn no_extra_table_is_an_error() {
-        let base = ModelContext::uniform(3, 10, 4, 0, 2, 2);
         let f = find("ame").unwrap();
-        let v = f
-            .resolve(&serde_json::json!({"extra_table_dims": []}))
-            .unwrap();
-        let ctx = f.context(&v, &base).unwrap();
         let e = f
-            .build(&v, &ctx, &mut Rng::new(1), &cpu())
-            .err()
-            .expect("error")
+            .resolve(&serde_json::json!({"extra_table_dims": []}))
+            .expect_err("no extra table")
             .to_string();
         assert!(e.contains("extra table"), "{e}");
     }

@@ -1,0 +1,126 @@
+//! The scoring commands: `mdrec data export` (a split's raw records as CSV), `mdrec predict`
+//! (score a CSV of raw records with a trained run, in bounded memory) and the predictions file
+//! of `mdrec eval --predictions`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use mdrec_data::{CsvChunks, ExportSplit};
+use mdrec_train::{probability, write_predictions, RunConfig, RunScorer, Scored};
+
+/// Writes to `path` through a temporary file renamed into place on success, so that a failed
+/// run never leaves a partial file under the final name.
+pub struct AtomicFile {
+    tmp: PathBuf,
+    path: PathBuf,
+    w: std::io::BufWriter<std::fs::File>,
+}
+
+impl AtomicFile {
+    /// Starts writing `path`.
+    pub fn create(path: &Path) -> Result<Self> {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".partial");
+        let tmp = path.with_file_name(name);
+        let f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        Ok(AtomicFile {
+            tmp,
+            path: path.to_path_buf(),
+            w: std::io::BufWriter::new(f),
+        })
+    }
+
+    /// The writer.
+    pub fn writer(&mut self) -> &mut dyn Write {
+        &mut self.w
+    }
+
+    /// Flushes and renames the file into place.
+    pub fn commit(mut self) -> Result<()> {
+        self.w
+            .flush()
+            .with_context(|| format!("writing {}", self.tmp.display()))?;
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("renaming {} to {}", self.tmp.display(), self.path.display()))
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        // after a successful commit the temporary name no longer exists
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// `mdrec data export`.
+pub fn cmd_export(cfg: &RunConfig, split: ExportSplit, out: &Path) -> Result<()> {
+    let n = mdrec_data::export_split(&cfg.dataset, cfg.train.seed, split, out)?;
+    eprintln!(
+        "wrote {n} {split} rows of {} to {}",
+        cfg.dataset.name,
+        out.display()
+    );
+    Ok(())
+}
+
+/// `mdrec predict`: rows are read `chunk_rows` at a time, so memory is bounded by one chunk
+/// (its raw strings, encoded columns and probabilities), whatever the input's length.
+pub fn cmd_predict(run: &Path, input: &Path, out: Option<&Path>, chunk_rows: usize) -> Result<()> {
+    if input
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+    {
+        bail!(
+            "{}: Parquet input is not supported yet; convert it to CSV (e.g. pandas: pd.read_parquet(p).to_csv(q, index=False))",
+            input.display()
+        );
+    }
+    let scorer = RunScorer::load(run).with_context(|| format!("loading run {}", run.display()))?;
+    let mut chunks = CsvChunks::open(input, chunk_rows)?;
+    let origin = input.display().to_string();
+    let mut file = out.map(AtomicFile::create).transpose()?;
+    let mut stdout = std::io::stdout().lock();
+    let mut first = 0usize;
+    while let Some(mut t) = chunks.next_chunk()? {
+        let scored = scorer.score(&mut t, &origin)?;
+        let w: &mut dyn Write = match file.as_mut() {
+            Some(f) => f.writer(),
+            None => &mut stdout,
+        };
+        write_predictions(w, scorer.schema(), first, &scored, first == 0)
+            .context("writing predictions")?;
+        first += t.n_rows();
+    }
+    if first == 0 {
+        bail!("{}: no records after the header", input.display());
+    }
+    if let Some(f) = file {
+        f.commit()?;
+    }
+    eprintln!(
+        "scored {first} rows of {} with {} ({} tasks)",
+        input.display(),
+        run.display(),
+        scorer.schema().n_tasks()
+    );
+    Ok(())
+}
+
+/// The predictions file of `mdrec eval --predictions`: the test split's probabilities in split
+/// order, in `mdrec predict`'s format.
+pub fn write_eval_predictions(
+    path: &Path,
+    schema: &mdrec_data::Schema,
+    domains: &[u32],
+    logits: &[f32],
+) -> Result<()> {
+    let scored = Scored {
+        domains: domains.to_vec(),
+        probs: logits.iter().map(|&x| probability(x)).collect(),
+    };
+    let mut f = AtomicFile::create(path)?;
+    write_predictions(f.writer(), schema, 0, &scored, true).context("writing predictions")?;
+    f.commit()
+}
