@@ -69,19 +69,24 @@ fn list(names: impl IntoIterator<Item = String>) -> String {
 
 /// A failed lookup: the response and the labels to count it under.
 struct Miss {
-    resp: Response,
+    status: StatusCode,
+    msg: String,
     model_label: String,
+}
+
+impl Miss {
+    fn resp(&self) -> Response {
+        error(self.status, self.msg.clone())
+    }
 }
 
 impl AppState {
     fn find_model(&self, name: &str) -> Result<Arc<Model>, Miss> {
         self.registry.model(name).ok_or_else(|| Miss {
-            resp: error(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "unknown model `{name}`; known models: {}",
-                    list(self.registry.names())
-                ),
+            status: StatusCode::NOT_FOUND,
+            msg: format!(
+                "unknown model `{name}`; known models: {}",
+                list(self.registry.names())
             ),
             model_label: "_unknown".to_string(),
         })
@@ -92,7 +97,8 @@ impl AppState {
         let model = self.find_model(name)?;
         let state = model.state.load();
         let miss = |status, msg: String| Miss {
-            resp: error(status, msg),
+            status,
+            msg,
             model_label: name.to_string(),
         };
         match version {
@@ -158,7 +164,7 @@ async fn ready(State(st): St) -> Response {
 fn metadata(st: &AppState, name: &str, version: Option<&str>) -> Response {
     let v = match st.find_version(name, version) {
         Ok(v) => v,
-        Err(m) => return m.resp,
+        Err(m) => return m.resp(),
     };
     let versions: Vec<String> = st
         .registry
@@ -198,7 +204,7 @@ fn model_ready(st: &AppState, name: &str, version: Option<&str>) -> Response {
             StatusCode::OK,
             json!({ "name": name, "version": v.number.to_string(), "ready": true }),
         ),
-        Err(m) => m.resp,
+        Err(m) => m.resp(),
     }
 }
 
@@ -270,7 +276,7 @@ async fn infer_inner(
     }
     let ver = match st.find_version(name, version) {
         Ok(v) => v,
-        Err(m) => return (m.resp, m.model_label, String::new()),
+        Err(m) => return (m.resp(), m.model_label, String::new()),
     };
     let labels = |r: Response| (r, name.to_string(), ver.number.to_string());
     let limit = st.cfg.max_body_bytes;
