@@ -78,6 +78,8 @@ impl Model {
 /// All served models.
 pub struct Registry {
     models: RwLock<BTreeMap<String, Arc<Model>>>,
+    /// Repository folders found after start that have not served a version yet.
+    pending: Mutex<BTreeMap<String, Arc<Model>>>,
     /// The repository root in repository mode.
     pub repo: Option<PathBuf>,
     loader: Arc<dyn Loader>,
@@ -132,6 +134,7 @@ impl Registry {
     ) -> Registry {
         Registry {
             models: RwLock::new(BTreeMap::new()),
+            pending: Mutex::new(BTreeMap::new()),
             repo,
             loader,
             limits,
@@ -246,7 +249,9 @@ impl Registry {
         Ok(())
     }
 
-    /// The repository model `name`, created when `DIR/<name>/` is a folder (blocking).
+    /// The repository model `name`: a served one, or a folder `DIR/<name>/` found after start
+    /// that has not loaded yet (kept aside, with its failed-version memory, so that a new empty
+    /// or broken folder does not make the whole server not ready). Blocking.
     pub fn repository_model(&self, name: &str) -> Option<Arc<Model>> {
         if let Some(m) = self.model(name) {
             return Some(m);
@@ -255,35 +260,65 @@ impl Registry {
         if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) || !dir.is_dir() {
             return None;
         }
-        let mut models = self.models.write().unwrap_or_else(PoisonError::into_inner);
-        let model = models
+        let mut pending = lock(&self.pending);
+        let model = pending
             .entry(name.to_string())
             .or_insert_with(|| Arc::new(Model::new(name, Some(dir))))
             .clone();
-        self.metrics
-            .served_version
-            .with_label_values(&[name])
-            .set(0);
         Some(model)
     }
 
-    /// Rescans the repository root: new model folders become models, and every model's folder
-    /// is rescanned (failed versions are retried only when their folder changed). Blocking.
-    pub fn scan_repository(&self) -> Result<(), String> {
+    /// Makes `model` visible to requests and readiness: always at start, later once it serves a
+    /// version.
+    fn promote(&self, model: &Arc<Model>, always: bool) {
+        if !always && model.state.load().served.is_none() {
+            return;
+        }
+        if lock(&self.pending).remove(&model.name).is_some() || always {
+            if model.state.load().served.is_none() {
+                self.metrics
+                    .served_version
+                    .with_label_values(&[&model.name])
+                    .set(0);
+            }
+            self.models
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(model.name.clone())
+                .or_insert_with(|| model.clone());
+        }
+    }
+
+    /// Rescans `model` (see [`Registry::rescan`]) and promotes it once it serves.
+    pub fn rescan_and_promote(&self, model: &Arc<Model>, force: bool) -> Result<u64, String> {
+        let result = self.rescan(model, force);
+        self.promote(model, false);
+        result
+    }
+
+    /// Rescans the repository root: model folders are found (at start every folder becomes a
+    /// model, even one that cannot be served yet; later a new folder joins once a version
+    /// loads) and every model's folder is rescanned (failed versions are retried only when
+    /// their folder changed). Blocking.
+    pub fn scan_repository(&self, initial: bool) -> Result<(), String> {
         let Some(repo) = &self.repo else {
             return Ok(());
         };
         let entries = std::fs::read_dir(repo)
             .map_err(|e| format!("cannot read model repository {}: {e}", repo.display()))?;
+        let mut found = Vec::new();
         for e in entries.filter_map(Result::ok) {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                 if let Ok(name) = e.file_name().into_string() {
-                    self.repository_model(&name);
+                    if let Some(m) = self.repository_model(&name) {
+                        found.push(m);
+                    }
                 }
             }
         }
-        for model in self.models() {
+        for model in found {
             let _ = self.rescan(&model, false);
+            self.promote(&model, initial);
         }
         Ok(())
     }

@@ -293,10 +293,20 @@ async fn infer_inner(
     if declared.is_some_and(|n| n > limit as u64) {
         return labels(too_large());
     }
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return labels(too_large()),
-        Err(e) => {
+    let read = tokio::time::timeout_at(deadline.into(), Limited::new(body, limit).collect());
+    let bytes = match read.await {
+        Err(_) => {
+            return labels(error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within the deadline of {} ms",
+                    st.cfg.request_timeout_ms
+                ),
+            ))
+        }
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return labels(too_large()),
+        Ok(Err(e)) => {
             return labels(error(
                 StatusCode::BAD_REQUEST,
                 format!("cannot read the request body: {e}"),
@@ -370,7 +380,7 @@ async fn load_h(State(st): St, Path(name): Path<String>) -> Response {
                 ),
             ));
         };
-        reg.rescan(&model, true)
+        reg.rescan_and_promote(&model, true)
             .map(|v| (name, v))
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))
     })
@@ -472,7 +482,7 @@ impl Server {
                 }
                 Ok(())
             }
-            ModelSource::Repository(_) => reg.scan_repository(),
+            ModelSource::Repository(_) => reg.scan_repository(true),
         })
         .await
         .map_err(|e| format!("model loading failed: {e}"))??;
@@ -500,7 +510,7 @@ impl Server {
                         _ = tokio::time::sleep(every) => {}
                     }
                     let reg = registry.clone();
-                    let _ = tokio::task::spawn_blocking(move || reg.scan_repository()).await;
+                    let _ = tokio::task::spawn_blocking(move || reg.scan_repository(false)).await;
                 }
             })
         });

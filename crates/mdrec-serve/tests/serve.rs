@@ -732,6 +732,18 @@ async fn load_endpoint_and_not_ready_models() {
     write_version(&n, 1, "7");
     let (s, r) = call(f.addr, "POST", "/v2/repository/models/n/load", b"").await;
     assert_eq!((s, r), (200, json!({"name": "n", "version": "1"})));
+    // A folder added after start that cannot load yet does not make the server not ready.
+    let q = f.root.join("q");
+    std::fs::create_dir_all(&q).unwrap();
+    write_version(&q, 1, "corrupt");
+    let (s, r) = call(f.addr, "POST", "/v2/repository/models/q/load", b"").await;
+    assert_eq!(s, 500);
+    assert!(
+        error_of(&r).starts_with("model `q` version 1 failed to load"),
+        "{r}"
+    );
+    assert_eq!(get(f.addr, "/v2/health/ready").await.0, 200);
+    assert_eq!(get(f.addr, "/v2/models/q").await.0, 404);
     let (s, r) = call(f.addr, "POST", "/v2/repository/models/zz/load", b"").await;
     assert_eq!(s, 404);
     assert!(error_of(&r).starts_with("unknown model `zz`"), "{r}");
