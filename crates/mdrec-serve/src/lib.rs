@@ -1,6 +1,6 @@
 //! `mdrec-serve`: an Open Inference Protocol (KServe v2) HTTP server for mdrec models, generic
 //! over a small [`Scorer`] / [`Loader`] pair so it needs no ML code, plus a closed-loop load
-//! generator ([`loadgen`]).
+//! generator ([`loadgen()`]).
 //!
 //! # Why tokio + axum
 //! axum sits on hyper, which gives HTTP/1.1 keep-alive, streaming bodies (so a body limit can
@@ -17,14 +17,14 @@
 //! - [`registry`]: models, versions, loading, rescans and atomic version swaps.
 //! - [`server`]: HTTP routes, [`Server`] lifecycle and the repository poller.
 //! - [`metrics`]: Prometheus metrics (the `prometheus` crate, text format).
-//! - [`loadgen`]: the load generator.
+//! - [`mod@loadgen`]: the load generator.
 //!
 //! # Endpoints
 //! `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2/models/{name}[/versions/{v}]`,
 //! `GET /v2/models/{name}[/versions/{v}]/ready`, `POST /v2/models/{name}[/versions/{v}]/infer`,
 //! `POST /v2/repository/models/{name}/load`, `GET /metrics`. Errors are
 //! `{"error": "message"}` with 400 (bad request or a row the scorer refused), 404 (unknown model,
-//! version or endpoint), 413 (body too large), 500 (scorer failure, or the newest version of a
+//! version or endpoint), 408 (body not received before the deadline), 413 (body too large), 500 (scorer failure, or the newest version of a
 //! model failed to load on the load endpoint), 503 (not ready, shutting down), 504 (deadline).
 
 pub mod api;
