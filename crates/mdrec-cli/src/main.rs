@@ -16,6 +16,7 @@ use mdrec_train::progress::Console;
 use mdrec_train::{prepare_dataset, train_run, RunConfig};
 
 mod score;
+mod serve;
 
 /// `println!` for results on stdout. When the reader has gone (`mdrec … | head`) the command
 /// ends quietly with success, as other command-line tools do, instead of panicking on the
@@ -78,6 +79,12 @@ enum Cmd {
         #[arg(long, default_value_t = 65_536)]
         chunk_rows: usize,
     },
+    /// Serve trained runs over HTTP with the Open Inference Protocol (KServe v2): dynamic
+    /// batching, versions with hot reload from a model repository, Prometheus metrics.
+    Serve(ServeArgs),
+    /// Drive a running server over loopback: closed loop at fixed concurrency, bounded requests
+    /// and time; prints latency percentiles, requests/s and candidates/s as a Markdown table.
+    Loadgen(LoadgenArgs),
     /// Representation analyses of trained runs: information abundance and singular spectra of
     /// the user/item tables (per item-frequency group), expert IA and utilisation, Diversity
     /// Index over domain conflicts, interest-entanglement histograms (CSV + SVG + JSON).
@@ -191,6 +198,76 @@ enum DataCmd {
 }
 
 #[derive(Args)]
+struct ServeArgs {
+    /// Run directory to serve as version 1 (repeatable); its name is the folder's name.
+    #[arg(long)]
+    run: Vec<PathBuf>,
+    /// Model name of each `--run`, in order (default: the run folder's name).
+    #[arg(long)]
+    name: Vec<String>,
+    /// A model repository `DIR/<name>/<version>/` (run directories, integer versions), rescanned
+    /// for new versions.
+    #[arg(long)]
+    model_repo: Option<PathBuf>,
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// Rows merged into one forward pass at most.
+    #[arg(long, default_value_t = 256)]
+    max_batch_rows: usize,
+    /// Microseconds a batch waits for more requests after its first.
+    #[arg(long, default_value_t = 500)]
+    max_delay_us: u64,
+    /// Largest request body in bytes (larger: 413).
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Per-request deadline in milliseconds (past it: 504).
+    #[arg(long, default_value_t = 1000)]
+    timeout_ms: u64,
+    /// Repository rescan period in milliseconds (0: only on the load endpoint).
+    #[arg(long, default_value_t = 1000)]
+    poll_ms: u64,
+    /// Scoring threads per served version.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+}
+
+#[derive(Args)]
+struct LoadgenArgs {
+    /// The run the server serves (for its record columns and their datatypes).
+    #[arg(long)]
+    run: PathBuf,
+    /// Records (CSV, e.g. from `mdrec data export`); the first `--candidates` rows make the
+    /// request.
+    #[arg(long)]
+    input: PathBuf,
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// Model name on the server.
+    #[arg(long)]
+    model: String,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Rows (candidates) per request.
+    #[arg(long, default_value_t = 100)]
+    candidates: usize,
+    /// Requests in total at most.
+    #[arg(long, default_value_t = 1000)]
+    requests: usize,
+    /// Seconds at most.
+    #[arg(long, default_value_t = 30.0)]
+    seconds: f64,
+    /// Row label (default: `<model> c=<concurrency>`).
+    #[arg(long)]
+    label: Option<String>,
+    /// Print only the table row (for scripts that print the header once).
+    #[arg(long)]
+    row_only: bool,
+}
+
+#[derive(Args)]
 struct ExportArgs {
     /// Config file (TOML) whose [dataset] section is used; flags override it.
     #[arg(long)]
@@ -287,6 +364,26 @@ fn apply_data_args(cfg: &mut RunConfig, a: &DataArgs) {
     if let Some(s) = a.seed {
         cfg.train.seed = s;
     }
+}
+
+fn cmd_loadgen(a: LoadgenArgs) -> Result<()> {
+    let body = serve::request_body(&a.run, &a.input, a.candidates)?;
+    let label = a
+        .label
+        .unwrap_or_else(|| format!("{} c={}", a.model, a.concurrency));
+    let report = serve::cmd_loadgen(mdrec_serve::LoadgenConfig {
+        addr: a.addr,
+        model: a.model,
+        concurrency: a.concurrency,
+        requests: a.requests,
+        max_seconds: a.seconds,
+        body,
+    })?;
+    if !a.row_only {
+        outln!("{}", mdrec_serve::LoadgenReport::markdown_header());
+    }
+    outln!("{}", report.markdown_row(&label));
+    Ok(())
 }
 
 fn cmd_export(a: ExportArgs) -> Result<()> {
@@ -593,6 +690,21 @@ fn main() -> ExitCode {
             Ok(())
         }
         Cmd::Speed(a) => cmd_speed(a),
+        Cmd::Serve(a) => serve::cmd_serve(
+            a.run,
+            a.name,
+            a.model_repo,
+            mdrec_serve::ServeConfig {
+                addr: a.addr,
+                max_batch_rows: a.max_batch_rows,
+                max_delay_us: a.max_delay_us,
+                max_body_bytes: a.max_body_bytes,
+                request_timeout_ms: a.timeout_ms,
+                poll_interval_ms: a.poll_ms,
+                workers: a.workers,
+            },
+        ),
+        Cmd::Loadgen(a) => cmd_loadgen(a),
         Cmd::Bench {
             spec,
             out,

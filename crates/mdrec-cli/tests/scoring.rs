@@ -2,83 +2,11 @@
 //! `mdrec eval --predictions` (synthetic data and a generated MovieLens-1M folder), and the
 //! errors of bad records and incomplete run directories.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn mdrec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mdrec"))
-        .args(args)
-        .output()
-        .expect("run mdrec")
-}
-
-fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o
-}
-
-fn fails(o: Output) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A MovieLens-1M folder in the official layout: 60 users over all seven age codes, 40
-/// movies, 1,800 ratings drawn from a fixed linear congruential sequence.
-pub fn movielens_fixture(dir: &Path) {
-    let ages = [1, 18, 25, 35, 45, 50, 56];
-    let genres = [
-        "Comedy",
-        "Drama|Romance",
-        "Action|Thriller",
-        "Horror",
-        "Animation|Children's",
-    ];
-    let mut users = String::new();
-    for u in 1..=60 {
-        let g = if u % 2 == 0 { "F" } else { "M" };
-        users += &format!(
-            "{u}::{g}::{}::{}::{:05}\n",
-            ages[u % 7],
-            u % 21,
-            10000 + u * 7
-        );
-    }
-    let mut movies = String::new();
-    for m in 1..=40 {
-        movies += &format!("{m}::Movie {m} (1999)::{}\n", genres[m % 5]);
-    }
-    let mut ratings = String::new();
-    let mut x: u64 = 12345;
-    for i in 0..1800u64 {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let u = 1 + (x >> 33) % 60;
-        let m = 1 + (x >> 17) % 40;
-        let r = 1 + (x >> 45) % 5;
-        ratings += &format!("{u}::{m}::{r}::{}\n", 970000000 + i);
-    }
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("users.dat"), users).unwrap();
-    std::fs::write(dir.join("movies.dat"), movies).unwrap();
-    std::fs::write(dir.join("ratings.dat"), ratings).unwrap();
-}
-
-/// Parses a predictions CSV into (header, rows).
-fn predictions(path: &Path) -> (String, Vec<Vec<String>>) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let header = lines.next().unwrap().to_string();
-    let rows = lines
-        .map(|l| l.split(',').map(str::to_string).collect())
-        .collect();
-    (header, rows)
-}
+use common::{fails, mdrec, movielens_fixture, ok, predictions, s};
 
 fn assert_same_predictions(a: &Path, b: &Path) {
     let (ha, ra) = predictions(a);
@@ -94,10 +22,6 @@ fn assert_same_predictions(a: &Path, b: &Path) {
             assert!((p - q).abs() <= 1e-6, "{x:?} vs {y:?}");
         }
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
