@@ -63,13 +63,13 @@ enum Cmd {
         #[arg(long)]
         predictions: Option<PathBuf>,
     },
-    /// Score raw records (CSV with a header; the columns `mdrec data export` writes) with a
-    /// trained run: one output row per input row, `row,domain,<task>...` probabilities.
+    /// Score raw records (CSV with a header, or Parquet; the columns `mdrec data export`
+    /// writes) with a trained run: one output row per input row, `row,domain,<task>...` probabilities.
     Predict {
         /// Run directory written by `mdrec train`.
         #[arg(long)]
         run: PathBuf,
-        /// Records to score (CSV).
+        /// Records to score (CSV, or Parquet for a `.parquet` name).
         #[arg(long)]
         input: PathBuf,
         /// Output CSV (default: stdout).
@@ -237,7 +237,7 @@ struct LoadgenArgs {
     /// The run the server serves (for its record columns and their datatypes).
     #[arg(long)]
     run: PathBuf,
-    /// Records (CSV, e.g. from `mdrec data export`); the first `--candidates` rows make the
+    /// Records (CSV or Parquet, e.g. from `mdrec data export`); the first `--candidates` rows make the
     /// request.
     #[arg(long)]
     input: PathBuf,
@@ -289,7 +289,7 @@ struct ExportArgs {
     /// Any dataset config value, e.g. `--set dataset.synthetic_rows=3000`.
     #[arg(long = "set")]
     set: Vec<String>,
-    /// Output CSV.
+    /// Output file: Parquet for a `.parquet` name, else CSV.
     #[arg(long)]
     out: PathBuf,
 }

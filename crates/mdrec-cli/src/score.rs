@@ -1,12 +1,12 @@
 //! The scoring commands: `mdrec data export` (a split's raw records as CSV), `mdrec predict`
-//! (score a CSV of raw records with a trained run, in bounded memory) and the predictions file
+//! (score a CSV or Parquet file of raw records with a trained run, in bounded memory) and the predictions file
 //! of `mdrec eval --predictions`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use mdrec_data::{CsvChunks, ExportSplit};
+use mdrec_data::{ExportSplit, RecordChunks};
 use mdrec_train::{probability, write_predictions, RunConfig, RunScorer, Scored};
 
 /// Writes to `path` through a temporary file renamed into place on success, so that a failed
@@ -68,17 +68,8 @@ pub fn cmd_export(cfg: &RunConfig, split: ExportSplit, out: &Path) -> Result<()>
 /// `mdrec predict`: rows are read `chunk_rows` at a time, so memory is bounded by one chunk
 /// (its raw strings, encoded columns and probabilities), whatever the input's length.
 pub fn cmd_predict(run: &Path, input: &Path, out: Option<&Path>, chunk_rows: usize) -> Result<()> {
-    if input
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
-    {
-        bail!(
-            "{}: Parquet input is not supported yet; convert it to CSV (e.g. pandas: pd.read_parquet(p).to_csv(q, index=False))",
-            input.display()
-        );
-    }
     let scorer = RunScorer::load(run).with_context(|| format!("loading run {}", run.display()))?;
-    let mut chunks = CsvChunks::open(input, chunk_rows)?;
+    let mut chunks = RecordChunks::open(input, chunk_rows)?;
     let origin = input.display().to_string();
     let mut file = out.map(AtomicFile::create).transpose()?;
     let mut stdout = std::io::stdout().lock();

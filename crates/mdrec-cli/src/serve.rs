@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
-use mdrec_data::{ColumnBuilder, ColumnType, CsvChunks, DataError, RawTable};
+use mdrec_data::{ColumnBuilder, ColumnType, DataError, RawTable, RecordChunks};
 use mdrec_serve::{
     Datatype, InputSpec, Loader, LoadgenConfig, LoadgenReport, ModelMeta, ModelSource, RawBatch,
     Scorer, Scores, ServeConfig, Server,
@@ -191,7 +191,7 @@ fn json_value(ty: Datatype, v: &str, column: &str) -> Result<serde_json::Value> 
 /// reads, typed as its metadata says.
 pub fn request_body(run: &Path, input: &Path, rows: usize) -> Result<Vec<u8>> {
     let served = ServedRun::load(run)?;
-    let mut chunks = CsvChunks::open(input, rows)?;
+    let mut chunks = RecordChunks::open(input, rows)?;
     let Some(t) = chunks.next_chunk()? else {
         bail!("{}: no records after the header", input.display());
     };

@@ -67,6 +67,23 @@ fn predict_on_exported_synthetic_records_equals_eval() {
     ]));
     assert_same_predictions(&pred, &evalp);
     assert_eq!(predictions(&pred).0, "row,domain,click,like");
+    // the same records as Parquet score the same
+    let (pq, pqpred) = (tmp.path().join("test.parquet"), tmp.path().join("pq.csv"));
+    let mut a = vec!["data", "export", "--split", "test", "--out", s(&pq)];
+    a.extend(synth);
+    ok(mdrec(&a));
+    ok(mdrec(&[
+        "predict",
+        "--run",
+        s(&run),
+        "--input",
+        s(&pq),
+        "--out",
+        s(&pqpred),
+        "--chunk-rows",
+        "500",
+    ]));
+    assert_same_predictions(&pqpred, &evalp);
 }
 
 #[test]
@@ -202,15 +219,14 @@ fn bad_records_and_incomplete_runs_are_named_and_leave_no_output() {
         s(&out),
     ]));
     assert_eq!(predictions(&out).1.len(), 1);
-    // Parquet is refused with a way out
-    let e = fails(mdrec(&[
-        "predict",
-        "--run",
-        s(&run),
-        "--input",
-        "x.parquet",
-    ]));
-    assert!(e.contains("Parquet input is not supported yet"), "{e}");
+    // a file named .parquet that is not Parquet
+    let fake = tmp.path().join("x.parquet");
+    std::fs::write(&fake, head).unwrap();
+    let e = fails(mdrec(&["predict", "--run", s(&run), "--input", s(&fake)]));
+    assert!(
+        e.contains("x.parquet") && e.contains("not a readable Parquet file"),
+        "{e}"
+    );
     // a run without vocabularies or with a corrupt schema
     std::fs::remove_file(run.join("vocabs.json")).unwrap();
     let e = fails(mdrec(&["predict", "--run", s(&run), "--input", s(&input)]));

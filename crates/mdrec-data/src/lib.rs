@@ -17,7 +17,7 @@
 //! | [`records`] | records to score: the raw columns a run reads, derived columns, exporting a split |
 //! | [`config`] | the `[dataset]` config section, typed and validated without reading files |
 //! | [`source`], [`split`] | where rows come from; how they are split into train / valid / test |
-//! | [`raw`], [`csv`] | interned string tables; delimited files with a header (RFC 4180 quoting) |
+//! | [`raw`], [`csv`], [`pq`] | interned string tables; delimited files with a header (RFC 4180 quoting); Parquet records |
 //! | [`movielens`] | MovieLens-1M (age or genre domains) |
 //! | [`aliccp_amazon`] | AliCCP and Amazon in the layout of AREAD's preprocessed files |
 //! | [`synthetic`] | the synthetic generator (optionally long-tailed domains) |
@@ -44,6 +44,7 @@ pub mod csv;
 pub mod error;
 pub mod fit;
 pub mod movielens;
+pub mod pq;
 pub mod prepare;
 pub mod prepared;
 pub mod quantile;
@@ -68,6 +69,7 @@ pub use movielens::{
     load_movielens_1m, MovieLensDomain, MovieLensOrder, ML1M_GENRES, ML1M_HINT,
     MOVIELENS_1M_GENRE_SCHEMA, MOVIELENS_1M_SCHEMA,
 };
+pub use pq::{is_parquet, write_parquet_rows, ParquetChunks, RecordChunks};
 pub use prepare::{prepare, prepare_table, PrepareRequest};
 pub use prepared::{write_schema_json, CacheInfo, Prepared};
 pub use quantile::{quantile, sorted_quantile};

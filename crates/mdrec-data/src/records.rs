@@ -46,7 +46,8 @@ crate::names::string_enum! {
     }
 }
 
-/// Writes the raw records of one split of the dataset `cfg` names to `path` (CSV), in split
+/// Writes the raw records of one split of the dataset `cfg` names to `path` (Parquet for a
+/// `.parquet` name, else CSV), in split
 /// order: for MovieLens-1M the record columns plus `timestamp` and `rating`, for every other
 /// dataset its source columns. Returns the number of rows written.
 pub fn export_split(
@@ -69,7 +70,11 @@ pub fn export_split(
     } else {
         table.column_names()
     };
-    crate::csv::write_csv_rows(&table, &names, rows, path)?;
+    if crate::pq::is_parquet(path) {
+        crate::pq::write_parquet_rows(&table, &names, rows, path)?;
+    } else {
+        crate::csv::write_csv_rows(&table, &names, rows, path)?;
+    }
     Ok(rows.len())
 }
 
