@@ -269,23 +269,14 @@ struct LoadgenArgs {
 
 #[derive(Args)]
 struct ExportArgs {
-    /// Config file (TOML) whose [dataset] section is used; flags override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    #[arg(long, help = format!("Dataset: {} (see `mdrec data list`)", mdrec_data::recipe::names_help()))]
-    dataset: Option<mdrec_data::DatasetName>,
-    /// Folder with the raw files (MovieLens: the official ml-1m folder).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    source: SourceArgs,
     /// Which split's rows: `train`, `valid` or `test`.
     #[arg(long, default_value = "test")]
     split: mdrec_data::ExportSplit,
     /// How the rows are split (as `mdrec train --split`; default: the dataset's).
     #[arg(long)]
     split_by: Option<mdrec_data::SplitName>,
-    /// Seed (random split, synthetic data).
-    #[arg(long)]
-    seed: Option<u64>,
     /// Any dataset config value, e.g. `--set dataset.synthetic_rows=3000`.
     #[arg(long = "set")]
     set: Vec<String>,
@@ -294,8 +285,9 @@ struct ExportArgs {
     out: PathBuf,
 }
 
+/// Which data: the flags every data command shares.
 #[derive(Args, Clone)]
-struct DataArgs {
+struct SourceArgs {
     /// Config file (TOML) whose [dataset] section is used; flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -304,14 +296,20 @@ struct DataArgs {
     /// Folder with the raw files (MovieLens: the official ml-1m folder).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Seed for the random split and synthetic data.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Args, Clone)]
+struct DataArgs {
+    #[command(flatten)]
+    source: SourceArgs,
     /// `m3oe`/`sequential` (80/10/10 in source order), `random` (seeded 80/10/10), `time`
     /// (needs dataset.time_column, valid_from, test_from in the config) or `aread` (aliccp,
     /// amazon); each dataset's default is in `mdrec data list`.
     #[arg(long)]
     split: Option<mdrec_data::SplitName>,
-    /// Seed for the random split and synthetic data.
-    #[arg(long)]
-    seed: Option<u64>,
 }
 
 #[derive(Args)]
@@ -351,19 +349,22 @@ fn load_config(path: &Option<PathBuf>) -> Result<RunConfig> {
     })
 }
 
-fn apply_data_args(cfg: &mut RunConfig, a: &DataArgs) {
-    if let Some(d) = a.dataset {
+/// The config file with the data flags applied.
+fn data_config(src: &SourceArgs, split: Option<mdrec_data::SplitName>) -> Result<RunConfig> {
+    let mut cfg = load_config(&src.config)?;
+    if let Some(d) = src.dataset {
         cfg.dataset.name = d;
     }
-    if let Some(d) = &a.data_dir {
+    if let Some(d) = &src.data_dir {
         cfg.dataset.data_dir = Some(d.clone());
     }
-    if let Some(s) = a.split {
+    if let Some(s) = split {
         cfg.dataset.split = s;
     }
-    if let Some(s) = a.seed {
+    if let Some(s) = src.seed {
         cfg.train.seed = s;
     }
+    Ok(cfg)
 }
 
 fn cmd_loadgen(a: LoadgenArgs) -> Result<()> {
@@ -387,17 +388,7 @@ fn cmd_loadgen(a: LoadgenArgs) -> Result<()> {
 }
 
 fn cmd_export(a: ExportArgs) -> Result<()> {
-    let mut cfg = load_config(&a.config)?;
-    apply_data_args(
-        &mut cfg,
-        &DataArgs {
-            config: None,
-            dataset: a.dataset,
-            data_dir: a.data_dir,
-            split: a.split_by,
-            seed: a.seed,
-        },
-    );
+    let mut cfg = data_config(&a.source, a.split_by)?;
     for s in &a.set {
         cfg.set(s)?;
     }
@@ -405,8 +396,7 @@ fn cmd_export(a: ExportArgs) -> Result<()> {
 }
 
 fn cmd_train(a: TrainArgs) -> Result<()> {
-    let mut cfg = load_config(&a.data.config)?;
-    apply_data_args(&mut cfg, &a.data);
+    let mut cfg = data_config(&a.data.source, a.data.split)?;
     if let Some(m) = &a.model {
         cfg.set_model_name(m);
     }
@@ -597,8 +587,7 @@ fn cmd_models() {
 }
 
 fn cmd_prepare(a: DataArgs) -> Result<()> {
-    let mut cfg = load_config(&a.config)?;
-    apply_data_args(&mut cfg, &a);
+    let cfg = data_config(&a.source, a.split)?;
     let t0 = Instant::now();
     let p = prepare_dataset(&cfg)?;
     let secs = t0.elapsed().as_secs_f64();
