@@ -25,7 +25,7 @@ for m in mmoe m3oe; do
 done
 "$BIN" data export --dataset movielens-1m --data-dir "$ML" --split test --out "$OUT/test.csv"
 
-"$BIN" serve --model-repo "$OUT/repo" --addr "127.0.0.1:$PORT" --max-delay-us 200 2>"$OUT/serve.log" &
+"$BIN" serve --model-repo "$OUT/repo" --addr "127.0.0.1:$PORT" 2>"$OUT/serve.log" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "127.0.0.1:$PORT/v2/health/ready" >/dev/null && break; sleep 0.2; done

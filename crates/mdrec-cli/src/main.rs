@@ -216,7 +216,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = 256)]
     max_batch_rows: usize,
     /// Microseconds a batch waits for more requests after its first.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 200)]
     max_delay_us: u64,
     /// Largest request body in bytes (larger: 413).
     #[arg(long, default_value_t = 8 * 1024 * 1024)]

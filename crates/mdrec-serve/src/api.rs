@@ -130,7 +130,7 @@ impl Default for ServeConfig {
         ServeConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_batch_rows: 256,
-            max_delay_us: 500,
+            max_delay_us: 200,
             max_body_bytes: 8 * 1024 * 1024,
             request_timeout_ms: 1000,
             poll_interval_ms: 1000,
