@@ -82,15 +82,28 @@ fn engine_data(n: usize, fields: usize, vocab: u32, seed: u64) -> EncodedData {
     }
 }
 
-/// Train samples/s, inference samples/s, and data-path rows/s (batch gather + embedding lookup,
-/// no tensors): the last says whether the data path could ever be the bottleneck.
+/// What one workload measures.
+#[derive(Clone, Copy)]
+struct Rates {
+    /// Training samples/s.
+    train: f64,
+    /// Cores busy while training: process CPU time (user + sys, all threads) / wall time.
+    train_cores: f64,
+    /// Inference samples/s.
+    infer: f64,
+    /// Data-path rows/s (batch gather + embedding lookup, no tensors): says whether the data
+    /// path could ever be the bottleneck.
+    data_rate: f64,
+}
+
+/// Times training steps, inference and the data path of `engine` on `data`.
 fn time_engine(
     engine: &mut Engine,
     data: &EncodedData,
     bs: usize,
     warmup: usize,
     steps: usize,
-) -> Result<(f64, f64, f64), TrainError> {
+) -> Result<Rates, TrainError> {
     let order = epoch_order(data.len(), true, 1, 1);
     let batches: Vec<&[u32]> = order.chunks(bs).filter(|c| c.len() == bs).collect();
     if batches.is_empty() {
@@ -101,11 +114,13 @@ fn time_engine(
     for i in 0..warmup {
         engine.train_step(data, batches[i % batches.len()])?;
     }
-    let t0 = Instant::now();
+    let (t0, cpu0) = (Instant::now(), cpu_time::ProcessTime::now());
     for i in 0..steps {
         engine.train_step(data, batches[(warmup + i) % batches.len()])?;
     }
-    let train = (steps * bs) as f64 / t0.elapsed().as_secs_f64();
+    let wall = t0.elapsed().as_secs_f64();
+    let train = (steps * bs) as f64 / wall;
+    let train_cores = cpu0.elapsed().as_secs_f64() / wall;
     let snap = engine.snapshot();
     let n_inf = data.len().min(200_000);
     let sub = data.subset(&(0..n_inf as u32).collect::<Vec<_>>());
@@ -128,16 +143,21 @@ fn time_engine(
         rows += b.len();
     }
     let data_rate = rows as f64 / t2.elapsed().as_secs_f64();
-    Ok((train, infer, data_rate))
+    Ok(Rates {
+        train,
+        train_cores,
+        infer,
+        data_rate,
+    })
 }
 
-/// One table row: `(train, inference, data path)` samples/s of `cfg`'s model on `data`.
+/// One table row: the [`Rates`] of `cfg`'s model on `data`.
 fn measure(
     cfg: &RunConfig,
     ctx: &ModelContext,
     data: &EncodedData,
     a: &SpeedOptions,
-) -> Result<(f64, f64, f64), TrainError> {
+) -> Result<Rates, TrainError> {
     let device = DeviceKind::Cpu.device().map_err(TrainError::Config)?;
     let factory = mdrec_models::find(cfg.model_name())?;
     let model_cfg = factory.resolve(&cfg.model_overrides())?;
@@ -178,13 +198,13 @@ pub fn run_speed(a: &SpeedOptions, on_row: &mut dyn FnMut(&str)) -> Result<Strin
     }
     base.train.batch_size = a.batch_size;
     let mut table = String::from(
-        "| workload | batch | threads | train samples/s | inference samples/s | data path rows/s |\n\
-         |---|---:|---:|---:|---:|---:|\n",
+        "| workload | batch | threads | train samples/s | train cores busy | inference samples/s | data path rows/s |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
     );
-    let mut row = |name: &str, (train, infer, data_rate): (f64, f64, f64)| {
+    let mut row = |name: &str, r: Rates| {
         let line = format!(
-            "| {name} | {} | {threads} | {train:.0} | {infer:.0} | {data_rate:.0} |\n",
-            a.batch_size
+            "| {name} | {} | {threads} | {:.0} | {:.2} | {:.0} | {:.0} |\n",
+            a.batch_size, r.train, r.train_cores, r.infer, r.data_rate
         );
         on_row(&line);
         table.push_str(&line);
@@ -261,11 +281,11 @@ pub fn run_speed(a: &SpeedOptions, on_row: &mut dyn FnMut(&str)) -> Result<Strin
                     cfg.set_model_name(n);
                     let m = measure(&cfg, &ctx, &p.train, a)?;
                     row(&format!("{n} on {}", p.source), m);
-                    let base_rate = *first.get_or_insert(m.0);
+                    let base_rate = *first.get_or_insert(m.train);
                     ratios.push_str(&format!(
                         "| {n} | {d} | {:.0} | {:.2}× |\n",
-                        m.0,
-                        base_rate / m.0
+                        m.train,
+                        base_rate / m.train
                     ));
                 }
             }
