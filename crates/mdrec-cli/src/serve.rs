@@ -85,10 +85,12 @@ impl Scorer for ServedRun {
                 t.columns.push(b.finish());
             }
         }
+        // Scoring reads the run and mutates nothing, so a panic in an earlier request (answered
+        // with 500 by the server) leaves nothing half-changed: keep serving.
         let scorer = self
             .scorer
             .lock()
-            .map_err(|_| "the model failed on an earlier request and is unavailable".to_string())?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let scored = scorer.score(&mut t, "request").map_err(request_error)?;
         let n_t = self.meta.outputs.len();
         let tasks = (0..n_t)
