@@ -69,7 +69,7 @@ pub use movielens::{
     load_movielens_1m, MovieLensDomain, MovieLensOrder, ML1M_GENRES, ML1M_HINT,
     MOVIELENS_1M_GENRE_SCHEMA, MOVIELENS_1M_SCHEMA,
 };
-pub use pq::{is_parquet, write_parquet_rows, ParquetChunks, RecordChunks};
+pub use pq::{is_parquet, read_parquet_files, write_parquet_rows, ParquetChunks, RecordChunks};
 pub use prepare::{prepare, prepare_table, PrepareRequest};
 pub use prepared::{write_schema_json, CacheInfo, Prepared};
 pub use quantile::{quantile, sorted_quantile};

@@ -132,6 +132,46 @@ impl ParquetChunks {
     }
 }
 
+/// Reads one or more Parquet files (same columns) into one raw table, row group by row group;
+/// the `[dataset] name = "csv"` source reads its `files` this way when they are Parquet.
+pub fn read_parquet_files(files: &[std::path::PathBuf]) -> Result<RawTable, DataError> {
+    let mut header: Option<Vec<String>> = None;
+    let mut builders: Vec<ColumnBuilder> = Vec::new();
+    let mut table = RawTable::default();
+    for (fi, path) in files.iter().enumerate() {
+        let fi16 =
+            u16::try_from(fi).map_err(|_| DataError::Config("too many data files".into()))?;
+        let mut chunks = ParquetChunks::open(path, 65_536)?;
+        match &header {
+            None => {
+                builders = chunks.header().iter().map(ColumnBuilder::new).collect();
+                header = Some(chunks.header().to_vec());
+            }
+            Some(h) if h.as_slice() != chunks.header() => {
+                return Err(DataError::Config(format!(
+                    "{}: columns {} differ from the first file's ({})",
+                    path.display(),
+                    chunks.header().join(","),
+                    h.join(",")
+                )))
+            }
+            Some(_) => {}
+        }
+        table.files.push(path.display().to_string());
+        while let Some(t) = chunks.next_chunk()? {
+            for (b, c) in builders.iter_mut().zip(&t.columns) {
+                for r in 0..t.n_rows() {
+                    b.push(c.get(r));
+                }
+            }
+            table.row_file.extend(std::iter::repeat_n(fi16, t.n_rows()));
+            table.row_line.extend_from_slice(&t.row_line);
+        }
+    }
+    table.columns = builders.into_iter().map(ColumnBuilder::finish).collect();
+    Ok(table)
+}
+
 /// Writes `rows` of `table`, columns `names`, as a Parquet file of UTF-8 string columns (one
 /// row group).
 pub fn write_parquet_rows(

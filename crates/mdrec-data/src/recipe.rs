@@ -130,12 +130,13 @@ pub const RECIPES: [Recipe; 5] = [
     },
     Recipe {
         name: DatasetName::Csv,
-        summary: "your delimited files with a header row and a schema TOML",
+        summary: "your delimited files with a header row (or Parquet files) and a schema TOML",
         default_split: SplitName::M3oe,
         splits: RATIO_SPLITS,
         domains: "as the schema's [domain] section declares",
         needs_data_dir: false,
-        files: "dataset.schema (TOML) and dataset.files (CSV, RFC 4180 quoting)",
+        files:
+            "dataset.schema (TOML) and dataset.files (CSV with RFC 4180 quoting, or all .parquet)",
         obtain: "your own data",
         cache: CacheHome::WorkingDir,
     },
@@ -306,7 +307,16 @@ pub(crate) fn load_table(src: &DatasetSource) -> Result<RawTable, DataError> {
         DatasetSource::Synthetic(cfg) => Ok(synthetic::generate(cfg).table),
         DatasetSource::Csv {
             files, delimiter, ..
-        } => csv::read_csv_files(files, *delimiter),
+        } => {
+            let parquet = files.iter().filter(|f| crate::pq::is_parquet(f)).count();
+            match parquet {
+                0 => csv::read_csv_files(files, *delimiter),
+                n if n == files.len() => crate::pq::read_parquet_files(files),
+                _ => Err(DataError::Config(
+                    "dataset.files: mixes Parquet and CSV files; convert them to one format".into(),
+                )),
+            }
+        }
     }
 }
 

@@ -409,6 +409,50 @@ fn csv_roundtrip_equals_synthetic_and_cache_keys_follow_content() {
 }
 
 #[test]
+fn parquet_files_prepare_exactly_as_their_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SyntheticConfig::tiny();
+    let d = generate(&cfg);
+    let n = d.table.n_rows() as u32;
+    let names = d.table.column_names();
+    let (csv, a, b) = (
+        dir.path().join("syn.csv"),
+        dir.path().join("a.parquet"),
+        dir.path().join("b.parquet"),
+    );
+    write_csv(&d.table, &csv).unwrap();
+    // two Parquet files: the first 40 % of the rows, then the rest
+    let cut = n * 2 / 5;
+    write_parquet_rows(&d.table, &names, &(0..cut).collect::<Vec<_>>(), &a).unwrap();
+    write_parquet_rows(&d.table, &names, &(cut..n).collect::<Vec<_>>(), &b).unwrap();
+    let schema = dir.path().join("schema.toml");
+    std::fs::write(&schema, synthetic_schema_toml(&cfg)).unwrap();
+    let req = |files: Vec<std::path::PathBuf>| PrepareRequest {
+        source: DatasetSource::Csv {
+            schema: schema.clone(),
+            files,
+            delimiter: b',',
+        },
+        split: SplitSpec::Sequential {
+            ratios: [0.8, 0.1, 0.1],
+        },
+        cache_dir: None,
+    };
+    let from_csv = prepare(&req(vec![csv.clone()])).unwrap();
+    let from_pq = prepare(&req(vec![a.clone(), b.clone()])).unwrap();
+    assert_eq!(
+        from_csv.schema.to_json_pretty(),
+        from_pq.schema.to_json_pretty()
+    );
+    assert_eq!(
+        (&from_csv.train, &from_csv.valid, &from_csv.test),
+        (&from_pq.train, &from_pq.valid, &from_pq.test)
+    );
+    let e = prepare(&req(vec![a, csv])).unwrap_err().to_string();
+    assert!(e.contains("mixes Parquet and CSV"), "{e}");
+}
+
+#[test]
 fn cache_keys_follow_the_data_code_fingerprint() {
     let cfg = SyntheticConfig::tiny();
     let spec = SchemaSpec::from_toml_str(&synthetic_schema_toml(&cfg), "schema.toml").unwrap();
