@@ -114,6 +114,45 @@ fn markdown_links_resolve() {
     assert!(bad.is_empty(), "broken links:\n{}", bad.join("\n"));
 }
 
+/// A mention of a repository path (under `crates/`, `benches/` or `docs/`, ending in a source or
+/// text extension) names a file that exists: moving a file must update what points at it.
+#[test]
+fn repository_paths_in_text_exist() {
+    let mut files = Vec::new();
+    text_files(&root(), &mut files);
+    let mut bad = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            for start in ["crates/", "benches/", "docs/"] {
+                for (pos, _) in line.match_indices(start) {
+                    // a path is only one when it starts a word (not `foo/docs/…`)
+                    if line[..pos].ends_with(|c: char| c.is_alphanumeric() || c == '/' || c == '_')
+                    {
+                        continue;
+                    }
+                    let path: String = line[pos..]
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || "_-./".contains(*c))
+                        .collect();
+                    let path = path.trim_end_matches('.');
+                    let is_file = [".rs", ".md", ".toml", ".sh", ".py"]
+                        .iter()
+                        .any(|x| path.ends_with(x));
+                    if is_file && !root().join(path).exists() {
+                        bad.push(format!("{}:{}: {path}", f.display(), i + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "paths that do not exist:\n{}",
+        bad.join("\n")
+    );
+}
+
 #[test]
 fn contributing_walks_through_models_and_datasets() {
     let c = read("CONTRIBUTING.md");
