@@ -6,7 +6,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{fails, mdrec, movielens_fixture, ok, predictions, s};
+use common::{
+    export_movielens_test, fails, mdrec, movielens_fixture, ok, predictions, s, train_movielens,
+};
 
 fn assert_same_predictions(a: &Path, b: &Path) {
     let (ha, ra) = predictions(a);
@@ -92,16 +94,7 @@ fn predict_on_exported_movielens_records_equals_eval_for_an_isolated_setting_too
     let ml = tmp.path().join("ml-1m");
     movielens_fixture(&ml);
     let csv = tmp.path().join("test.csv");
-    ok(mdrec(&[
-        "data",
-        "export",
-        "--dataset",
-        "ml-1m",
-        "--data-dir",
-        s(&ml),
-        "--out",
-        s(&csv),
-    ]));
+    export_movielens_test(&ml, &csv);
     let text = std::fs::read_to_string(&csv).unwrap();
     assert!(
         text.starts_with("user_id,movie_id,gender,age,occupation,zip,genres,timestamp,rating\n")
@@ -110,20 +103,7 @@ fn predict_on_exported_movielens_records_equals_eval_for_an_isolated_setting_too
     // mmoe: one model; mlp: one model per (domain, task) cell
     for model in ["mmoe", "mlp"] {
         let run = tmp.path().join(model);
-        ok(mdrec(&[
-            "train",
-            "--dataset",
-            "ml-1m",
-            "--data-dir",
-            s(&ml),
-            "--model",
-            model,
-            "--epochs",
-            "1",
-            "--quiet",
-            "--out",
-            s(&run),
-        ]));
+        train_movielens(&ml, model, "1", &run);
         let (pred, evalp) = (tmp.path().join("p.csv"), tmp.path().join("e.csv"));
         ok(mdrec(&[
             "predict",
@@ -151,18 +131,7 @@ fn bad_records_and_incomplete_runs_are_named_and_leave_no_output() {
     let ml = tmp.path().join("ml-1m");
     movielens_fixture(&ml);
     let run = tmp.path().join("run");
-    ok(mdrec(&[
-        "train",
-        "--dataset",
-        "ml-1m",
-        "--data-dir",
-        s(&ml),
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        s(&run),
-    ]));
+    train_movielens(&ml, "mmoe", "1", &run);
     let input = tmp.path().join("in.csv");
     let out = tmp.path().join("out.csv");
     let predict = |body: &str| {

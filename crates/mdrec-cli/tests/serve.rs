@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{mdrec, movielens_fixture, ok, predictions, s};
+use common::{
+    export_movielens_test, mdrec, movielens_fixture, ok, predictions, s, train_movielens,
+};
 
 /// A `mdrec serve` child process on `127.0.0.1:<ephemeral>`, killed on drop.
 struct Served {
@@ -155,43 +157,15 @@ fn assert_outputs(resp: &serde_json::Value, want: &[Vec<f64>]) {
     }
 }
 
-fn train(ml: &Path, model: &str, seed: &str, out: &Path) {
-    ok(mdrec(&[
-        "train",
-        "--dataset",
-        "ml-1m",
-        "--data-dir",
-        s(ml),
-        "--model",
-        model,
-        "--seed",
-        seed,
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        s(out),
-    ]));
-}
-
 #[test]
 fn served_probabilities_equal_predict_and_bad_requests_get_json_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let ml = tmp.path().join("ml-1m");
     movielens_fixture(&ml);
     let run = tmp.path().join("ranker");
-    train(&ml, "mmoe", "1", &run);
+    train_movielens(&ml, "mmoe", "1", &run);
     let csv = tmp.path().join("test.csv");
-    ok(mdrec(&[
-        "data",
-        "export",
-        "--dataset",
-        "ml-1m",
-        "--data-dir",
-        s(&ml),
-        "--out",
-        s(&csv),
-    ]));
+    export_movielens_test(&ml, &csv);
     let pred = tmp.path().join("pred.csv");
     ok(mdrec(&[
         "predict",
@@ -280,19 +254,10 @@ fn a_new_version_is_swapped_in_under_load_and_a_corrupt_one_is_refused() {
     let ml = tmp.path().join("ml-1m");
     movielens_fixture(&ml);
     let (v1, v2) = (tmp.path().join("v1"), tmp.path().join("v2"));
-    train(&ml, "mmoe", "1", &v1);
-    train(&ml, "mmoe", "2", &v2);
+    train_movielens(&ml, "mmoe", "1", &v1);
+    train_movielens(&ml, "mmoe", "2", &v2);
     let csv = tmp.path().join("test.csv");
-    ok(mdrec(&[
-        "data",
-        "export",
-        "--dataset",
-        "ml-1m",
-        "--data-dir",
-        s(&ml),
-        "--out",
-        s(&csv),
-    ]));
+    export_movielens_test(&ml, &csv);
     let pred2 = tmp.path().join("pred2.csv");
     ok(mdrec(&[
         "predict",
@@ -378,8 +343,17 @@ fn a_new_version_is_swapped_in_under_load_and_a_corrupt_one_is_refused() {
     std::fs::write(&w, &bytes[..bytes.len() / 2]).unwrap();
     std::fs::rename(repo.join("ranker/.3.partial"), repo.join("ranker/3")).unwrap();
     let (st, e) = sv.json("POST", "/v2/repository/models/ranker/load", "");
-    assert!(st >= 400, "{e}");
-    assert!(sv.log().contains("3"), "{}", sv.log());
+    assert_eq!(st, 500, "{e}");
+    let msg = e["error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("ranker/3") && msg.contains("weights.safetensors"),
+        "{e}"
+    );
+    let log = sv.log();
+    assert!(
+        log.contains("cannot load") && log.contains("ranker/3"),
+        "{log}"
+    );
     let (st, resp) = sv.json("POST", "/v2/models/ranker/infer", &body);
     assert_eq!(st, 200);
     assert_eq!(resp["model_version"], "2");
@@ -391,7 +365,7 @@ fn sigterm_stops_the_server_cleanly() {
     let ml = tmp.path().join("ml-1m");
     movielens_fixture(&ml);
     let run = tmp.path().join("ranker");
-    train(&ml, "mmoe", "1", &run);
+    train_movielens(&ml, "mmoe", "1", &run);
     let mut sv = Served::start(&["--run", s(&run)]);
     assert_eq!(sv.http("GET", "/v2/health/ready", "").0, 200);
     let pid = sv.child.id().to_string();

@@ -121,19 +121,17 @@ fn parse_number(v: &str) -> Result<f64, String> {
     }
 }
 
-/// A code's cached result while encoding: computed on its first row, reused for the others.
-fn cached<T: Clone>(
+/// A code's cached result while encoding: computed on its first row, borrowed for the others.
+fn cached<T>(
     cache: &mut [Option<T>],
     code: u32,
     f: impl FnOnce() -> Result<T, String>,
-) -> Result<T, String> {
+) -> Result<&T, String> {
     let slot = &mut cache[code as usize];
-    if let Some(v) = slot {
-        return Ok(v.clone());
+    match slot {
+        Some(v) => Ok(v),
+        None => Ok(slot.insert(f()?)),
     }
-    let v = f()?;
-    *slot = Some(v.clone());
-    Ok(v)
 }
 
 /// Fits the schema on the `train` rows: domain map and names, vocabularies (one per table) and
@@ -427,7 +425,7 @@ impl Encoder {
                     })
                 })
                 .map_err(|m| t.error_at(r as usize, &task.column, m))?;
-                lab.push(y);
+                lab.push(*y);
             }
             o.labels.push(lab);
         }
@@ -467,7 +465,7 @@ impl Encoder {
                                 .collect())
                         })
                         .map_err(at(r))?;
-                        j.values.extend_from_slice(&ids);
+                        j.values.extend_from_slice(ids);
                         j.offsets.push(j.values.len() as u32);
                     }
                     o.multi.push(j);
@@ -492,7 +490,7 @@ impl Encoder {
                             })
                         })
                         .map_err(at(r))?;
-                        vals.push(y);
+                        vals.push(*y);
                     }
                     o.num.push(vals);
                 }

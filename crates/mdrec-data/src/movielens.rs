@@ -193,6 +193,12 @@ string_enum! {
     }
 }
 
+/// A movie's first genre in its `|`-separated list (the `genre` column and the genre-domain
+/// rule); `None` for an empty list.
+pub fn first_genre(genres: &str) -> Option<&str> {
+    genres.split('|').next().filter(|g| !g.is_empty())
+}
+
 /// Domain index of an ML-1M age code.
 pub fn age_domain(age: u32) -> Option<u32> {
     match age {
@@ -440,13 +446,13 @@ pub fn load_movielens_1m(dir: &Path, row_order: MovieLensOrder) -> Result<RawTab
                 .unwrap_or_else(|| cx.err(ln, "genres", "expected 3 `::`-separated fields")));
         }
         let id = cx.uint(ln, "movie_id", f[0])?;
-        let genres = f[f.len() - 1];
-        let first = genres.split(|&b| b == b'|').next().unwrap_or_default();
-        if first.is_empty() {
+        let genres = latin1(f[f.len() - 1]);
+        let Some(first) = first_genre(&genres) else {
             return Err(cx.err(ln, "genres", "empty genre list"));
-        }
-        movie_genres.insert(id, latin1(genres));
-        if movie_genre.insert(id, latin1(first)).is_some() {
+        };
+        let first = first.to_string();
+        movie_genres.insert(id, genres);
+        if movie_genre.insert(id, first).is_some() {
             return Err(cx.err(ln, "movie_id", format!("duplicate movie {id}")));
         }
     }

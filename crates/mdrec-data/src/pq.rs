@@ -98,9 +98,26 @@ impl ParquetChunks {
             files: vec![self.name.clone()],
             ..RawTable::default()
         };
-        while table.row_line.len() < self.chunk_rows {
+        if self.read_into(&mut builders, &mut table, 0, self.chunk_rows)? == 0 {
+            return Ok(None);
+        }
+        table.columns = builders.into_iter().map(ColumnBuilder::finish).collect();
+        Ok(Some(table))
+    }
+
+    /// Appends up to `max_rows` records to `builders` (one per column) and to `table`'s row
+    /// origins (file index `file`); returns how many were read.
+    fn read_into(
+        &mut self,
+        builders: &mut [ColumnBuilder],
+        table: &mut RawTable,
+        file: u16,
+        max_rows: usize,
+    ) -> Result<usize, DataError> {
+        let mut read = 0;
+        while read < max_rows {
             let Some(row) = self.rows.next() else { break };
-            let record = self.rows_read + table.row_line.len() + 1;
+            let record = self.rows_read + 1;
             let row =
                 row.map_err(|e| DataError::Config(format!("{}: record {record}: {e}", self.name)))?;
             let mut n = 0;
@@ -118,17 +135,14 @@ impl ParquetChunks {
                     format!("{n} values for {} columns", self.header.len()),
                 ));
             }
-            table.row_file.push(0);
+            table.row_file.push(file);
             table.row_line.push(u32::try_from(record).map_err(|_| {
                 DataError::parse(&self.name, record as u64, "record", "too many records")
             })?);
+            self.rows_read += 1;
+            read += 1;
         }
-        if table.row_line.is_empty() {
-            return Ok(None);
-        }
-        self.rows_read += table.row_line.len();
-        table.columns = builders.into_iter().map(ColumnBuilder::finish).collect();
-        Ok(Some(table))
+        Ok(read)
     }
 }
 
@@ -158,15 +172,7 @@ pub fn read_parquet_files(files: &[std::path::PathBuf]) -> Result<RawTable, Data
             Some(_) => {}
         }
         table.files.push(path.display().to_string());
-        while let Some(t) = chunks.next_chunk()? {
-            for (b, c) in builders.iter_mut().zip(&t.columns) {
-                for r in 0..t.n_rows() {
-                    b.push(c.get(r));
-                }
-            }
-            table.row_file.extend(std::iter::repeat_n(fi16, t.n_rows()));
-            table.row_line.extend_from_slice(&t.row_line);
-        }
+        chunks.read_into(&mut builders, &mut table, fi16, usize::MAX)?;
     }
     table.columns = builders.into_iter().map(ColumnBuilder::finish).collect();
     Ok(table)

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use crate::config::DatasetConfig;
 use crate::fit::Encoder;
-use crate::movielens::age_domain;
+use crate::movielens::{age_domain, first_genre};
 use crate::raw::{ColumnBuilder, RawTable};
 use crate::recipe::DatasetName;
 use crate::schema::FieldKind;
@@ -177,10 +177,8 @@ impl RecordFormat {
         let genres = t.require("genres", origin, "records")?;
         let ages = t.require("age", origin, "records")?;
         for r in 0..n {
-            let first = genres.get(r).split('|').next().unwrap_or_default();
-            if first.is_empty() {
-                return Err(t.error_at(r, "genres", "empty genre list"));
-            }
+            let first = first_genre(genres.get(r))
+                .ok_or_else(|| t.error_at(r, "genres", "empty genre list"))?;
             genre.push(first);
             let a = ages.get(r);
             let d =

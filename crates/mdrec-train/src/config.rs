@@ -334,9 +334,7 @@ impl RunConfig {
     /// value, the model's name and its own config, and the device. Returns the config with
     /// every default spelled out, so two configs that train the same run resolve equal.
     pub fn resolve(&self) -> Result<ResolvedRun, TrainError> {
-        self.dataset
-            .validate()
-            .map_err(|e| TrainError::Config(e.to_string()))?;
+        self.dataset.validate()?;
         self.train.validate()?;
         let factory = mdrec_models::find(self.model_name())?;
         let model_cfg = factory.resolve(&self.model_overrides())?;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use mdrec_data::{EncodedData, Encoder, Labels, RawTable, RecordFormat, Schema, Vocabs};
 
-use crate::trainer::{read_run_config, TrainedModels};
+use crate::trainer::TrainedModels;
 use crate::TrainError;
 
 /// The probability of a logit (`1 / (1 + e^-x)`), the one conversion every output uses.
@@ -62,15 +62,13 @@ impl RunScorer {
             )));
         }
         let vocabs: Vocabs = read_json(&vocabs_path, "vocabulary file")?;
-        let cfg = read_run_config(run)?;
         let trained = TrainedModels::load(run, &schema)?;
-        let dataset = cfg.dataset.name;
         let encoder = Encoder::new(schema, vocabs);
-        let format = RecordFormat::new(dataset, &encoder);
+        let format = RecordFormat::new(trained.cfg.dataset.name, &encoder);
         Ok(RunScorer {
             encoder,
             format,
-            batch_size: cfg.train.eval_batch_size,
+            batch_size: trained.cfg.train.eval_batch_size,
             trained,
         })
     }
@@ -97,22 +95,17 @@ impl RunScorer {
         Ok(self.encoder.encode(origin, t, &rows, Labels::Skip)?)
     }
 
-    /// Probabilities of encoded rows.
-    pub fn score_encoded(&self, data: &EncodedData) -> Result<Scored, TrainError> {
-        let mut probs = self.trained.logits(data, self.batch_size)?;
+    /// Probabilities of the records of `t`; errors name the record's file, line and column.
+    pub fn score(&self, t: &mut RawTable, origin: &str) -> Result<Scored, TrainError> {
+        let data = self.encode(t, origin)?;
+        let mut probs = self.trained.logits(&data, self.batch_size)?;
         for p in &mut probs {
             *p = probability(*p);
         }
         Ok(Scored {
-            domains: data.domain.clone(),
+            domains: data.domain,
             probs,
         })
-    }
-
-    /// Probabilities of the records of `t`; errors name the record's file, line and column.
-    pub fn score(&self, t: &mut RawTable, origin: &str) -> Result<Scored, TrainError> {
-        let data = self.encode(t, origin)?;
-        self.score_encoded(&data)
     }
 }
 

@@ -644,11 +644,14 @@ impl TrainedModels {
     /// Logits `[n, T]` (row-major) for every row of `data`: each part scores its own rows.
     pub fn logits(&self, data: &EncodedData, batch_size: usize) -> Result<Vec<f32>, TrainError> {
         let n_t = self.ctx.n_tasks();
-        let mut logits = vec![0.0f32; data.len() * n_t];
-        for (part, (_, snap)) in self.parts.iter().zip(&self.models) {
-            if self.parts.len() == 1 && part.domain.is_none() && part.tasks.len() == n_t {
+        if let ([part], [(_, snap)]) = (self.parts.as_slice(), self.models.as_slice()) {
+            if part.domain.is_none() && part.tasks.len() == n_t {
+                // one model for every row and task: its logits are the answer, no view or copy
                 return snap.predict(data, batch_size, &self.device);
             }
+        }
+        let mut logits = vec![0.0f32; data.len() * n_t];
+        for (part, (_, snap)) in self.parts.iter().zip(&self.models) {
             let (rows, view) = part.view(data);
             let l = snap.predict(&view, batch_size, &self.device)?;
             part.place(&rows, &l, n_t, &mut logits);

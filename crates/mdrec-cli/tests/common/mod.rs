@@ -84,3 +84,37 @@ pub fn predictions(path: &Path) -> (String, Vec<Vec<String>>) {
         .collect();
     (header, rows)
 }
+
+/// Trains `model` for one epoch on the MovieLens-1M folder `ml` into `out`.
+pub fn train_movielens(ml: &Path, model: &str, seed: &str, out: &Path) {
+    ok(mdrec(&[
+        "train",
+        "--dataset",
+        "ml-1m",
+        "--data-dir",
+        s(ml),
+        "--model",
+        model,
+        "--seed",
+        seed,
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        s(out),
+    ]));
+}
+
+/// Exports the test split of the MovieLens-1M folder `ml` to the CSV `out`.
+pub fn export_movielens_test(ml: &Path, out: &Path) {
+    ok(mdrec(&[
+        "data",
+        "export",
+        "--dataset",
+        "ml-1m",
+        "--data-dir",
+        s(ml),
+        "--out",
+        s(out),
+    ]));
+}
