@@ -525,8 +525,53 @@ impl Encoder {
             }
             _ => vec![0; n],
         };
+
+        // ---- event and label times (training data only)
+        if labels == Labels::Read {
+            if let Some(tc) = &spec.time {
+                o.time = int_column(t, origin, tc, "time", rows, false)?;
+            }
+            for task in &spec.tasks {
+                o.label_time.push(match &task.label_time {
+                    Some(c) => {
+                        int_column(t, origin, c, &format!("label_time of task `{}`", task.name), rows, true)?
+                    }
+                    None => Vec::new(),
+                });
+            }
+        }
         Ok(o)
     }
+}
+
+/// The integer values of column `name` at `rows`; with `empty_is_never`, an empty cell is
+/// [`crate::NEVER`] (a label that never arrived). Anything else that is not an integer is an
+/// error naming the row.
+fn int_column(
+    t: &RawTable,
+    origin: &str,
+    name: &str,
+    what: &str,
+    rows: &[u32],
+    empty_is_never: bool,
+) -> Result<Vec<i64>, DataError> {
+    let col = t.require(name, origin, what)?;
+    let mut cache: Vec<Option<i64>> = vec![None; col.dict.len()];
+    let mut out = Vec::with_capacity(rows.len());
+    for &r in rows {
+        let c = col.codes[r as usize];
+        let x = cached(&mut cache, c, || {
+            let v = col.dict[c as usize].trim();
+            if empty_is_never && v.is_empty() {
+                return Ok(crate::NEVER);
+            }
+            v.parse::<i64>()
+                .map_err(|_| format!("{what}: not an integer time: `{v}`"))
+        })
+        .map_err(|m| t.error_at(r as usize, name, m))?;
+        out.push(*x);
+    }
+    Ok(out)
 }
 
 /// Fits the schema on `splits[0]` (train) and encodes all three splits with the fitted

@@ -83,5 +83,5 @@ pub use schema::{
 };
 pub use source::DatasetSource;
 pub use split::{split_rows, SplitSpec};
-pub use store::{domain_batches, epoch_order, EncodedData};
+pub use store::{domain_batches, epoch_order, EncodedData, NEVER};
 pub use synthetic::{generate, synthetic_schema_toml, SyntheticConfig, SyntheticData};

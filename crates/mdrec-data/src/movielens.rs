@@ -82,6 +82,7 @@ pub const MOVIELENS_1M_SCHEMA: &str = concat!(
     r#"
 # MovieLens-1M, M3oE protocol: three age domains, click = rating > 3, like = rating > 4.
 group = "user_id"
+time = "timestamp"
 
 [domain]
 column = "domain"
@@ -136,6 +137,7 @@ pub const MOVIELENS_1M_GENRE_SCHEMA: &str = concat!(
     r#"
 # MovieLens-1M with 18 genre domains (the movie's first genre), click = rating > 3, like = rating > 4.
 group = "user_id"
+time = "timestamp"
 
 [domain]
 column = "genre"

@@ -30,6 +30,10 @@ pub struct SchemaSpec {
     /// Column (or field name) that groups rows for gAUC, e.g. `"user_id"`.
     #[serde(default)]
     pub group: Option<String>,
+    /// Integer event-time column (e.g. Unix seconds): stream training orders rows by it and cuts
+    /// its windows on it. Read only with labels (training data), like the task columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
 }
 
 /// One feature field.
@@ -150,6 +154,11 @@ pub struct TaskSpec {
     pub column: String,
     /// How the label is derived from the column.
     pub rule: LabelRule,
+    /// Integer column holding when the row's positive label became known (same clock as the
+    /// schema's `time`; empty for a row that never turned positive): delayed feedback in stream
+    /// training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_time: Option<String>,
 }
 
 /// Label rule: TOML `rule = "binary"`, `{ gt = 3 }`, `{ ge = 4 }` or `{ eq = 1 }`.

@@ -49,6 +49,12 @@ pub enum SplitSpec {
         /// Quantile where test starts, in [valid_q, 1].
         test_q: f64,
     },
+    /// Stream training: every row in "train", ordered by the integer time column (ties keep
+    /// the source order); valid and test are empty (stream training validates progressively).
+    Stream {
+        /// Integer time column.
+        column: String,
+    },
 }
 
 pub(crate) fn check_ratios(r: &[f64; 3]) -> Result<(), DataError> {
@@ -135,6 +141,12 @@ pub fn split_rows(t: &RawTable, split: &SplitSpec) -> Result<[Vec<u32>; 3], Data
                 return Ok(Default::default()); // no rows
             };
             Ok(cut_by_time(&col.codes, &times, a, b))
+        }
+        SplitSpec::Stream { column } => {
+            let (col, times) = int_times(t, column, "stream order")?;
+            let mut rows: Vec<u32> = (0..n as u32).collect();
+            rows.sort_by_key(|&r| (times[col.codes[r as usize] as usize], r));
+            Ok([rows, Vec::new(), Vec::new()])
         }
     }
 }

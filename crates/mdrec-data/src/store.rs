@@ -24,7 +24,15 @@ pub struct EncodedData {
     pub labels: Vec<Vec<f32>>,
     /// Group key per row (0 when the schema has no group).
     pub group: Vec<u64>,
+    /// Event time per row (empty when the schema declares no `time` column).
+    pub time: Vec<i64>,
+    /// Per task: when each row's positive label became known ([`NEVER`] for none); an empty
+    /// column for a task without a `label_time` column.
+    pub label_time: Vec<Vec<i64>>,
 }
+
+/// The label time of a row whose positive never arrived.
+pub const NEVER: i64 = i64::MAX;
 
 impl EncodedData {
     /// Number of rows.
@@ -142,6 +150,8 @@ impl EncodedData {
             domain: pick32(&self.domain),
             labels: self.labels.iter().map(pickf).collect(),
             group: rows.iter().map(|&r| self.group[r as usize]).collect(),
+            time: pick_opt(&self.time, rows),
+            label_time: self.label_time.iter().map(|c| pick_opt(c, rows)).collect(),
         }
     }
 
@@ -197,6 +207,13 @@ impl EncodedData {
                 .map(|(a, b)| joinf(a, b))
                 .collect(),
             group: [self.group.as_slice(), other.group.as_slice()].concat(),
+            time: [self.time.as_slice(), other.time.as_slice()].concat(),
+            label_time: self
+                .label_time
+                .iter()
+                .zip(&other.label_time)
+                .map(|(a, b)| [a.as_slice(), b.as_slice()].concat())
+                .collect(),
         }
     }
 
@@ -224,6 +241,11 @@ impl EncodedData {
         put_u64(out, self.group.len() as u64);
         for g in &self.group {
             out.extend_from_slice(&g.to_le_bytes());
+        }
+        put_i64s(out, &self.time);
+        put_u64(out, self.label_time.len() as u64);
+        for c in &self.label_time {
+            put_i64s(out, c);
         }
     }
 
@@ -265,11 +287,20 @@ impl EncodedData {
             .chunks_exact(8)
             .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
             .collect();
+        let time = r.i64s()?;
+        let n_lt = r.u64()? as usize;
+        let mut label_time = Vec::new();
+        for _ in 0..n_lt {
+            label_time.push(r.i64s()?);
+        }
+        let optional = |c: &Vec<i64>| c.is_empty() || c.len() == n_rows;
         let ok = cat.iter().all(|c| c.len() == n_rows)
             && num.iter().all(|c| c.len() == n_rows)
             && labels.iter().all(|c| c.len() == n_rows)
             && domain.len() == n_rows
-            && group.len() == n_rows;
+            && group.len() == n_rows
+            && optional(&time)
+            && label_time.iter().all(optional);
         ok.then_some(EncodedData {
             n_rows,
             cat,
@@ -278,7 +309,25 @@ impl EncodedData {
             domain,
             labels,
             group,
+            time,
+            label_time,
         })
+    }
+}
+
+/// `column[rows]`, or an empty column when `column` is empty (an absent optional column).
+fn pick_opt(column: &[i64], rows: &[u32]) -> Vec<i64> {
+    if column.is_empty() {
+        Vec::new()
+    } else {
+        rows.iter().map(|&r| column[r as usize]).collect()
+    }
+}
+
+fn put_i64s(out: &mut Vec<u8>, v: &[i64]) {
+    put_u64(out, v.len() as u64);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
     }
 }
 
@@ -351,6 +400,15 @@ impl<'a> Reader<'a> {
                 .collect(),
         )
     }
+    fn i64s(&mut self) -> Option<Vec<i64>> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        let b = self.take(n.checked_mul(8)?)?;
+        Some(
+            b.chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect(),
+        )
+    }
     pub(crate) fn at_end(&self) -> bool {
         self.pos == self.buf.len()
     }
@@ -412,6 +470,8 @@ mod tests {
             domain: vec![0, 1, 0],
             labels: vec![vec![1.0, 0.0, 1.0], vec![0.0, 0.0, 1.0]],
             group: vec![7, 8, 9],
+            time: vec![30, 10, 20],
+            label_time: vec![vec![31, NEVER, 25], vec![]],
         }
     }
 

@@ -123,7 +123,7 @@ pub fn task_name(t: usize) -> String {
 
 /// The declared schema of the synthetic data of `cfg`.
 pub fn synthetic_schema_toml(cfg: &SyntheticConfig) -> String {
-    let mut s = String::from("# synthetic multi-domain multi-task data\ngroup = \"user_id\"\n\n[domain]\ncolumn = \"domain\"\nmap = { ");
+    let mut s = String::from("# synthetic multi-domain multi-task data\ngroup = \"user_id\"\ntime = \"timestamp\"\n\n[domain]\ncolumn = \"domain\"\nmap = { ");
     let map: Vec<String> = (0..cfg.n_domains)
         .map(|d| format!("\"{d}\" = {d}"))
         .collect();

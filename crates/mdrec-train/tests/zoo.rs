@@ -53,6 +53,7 @@ fn learnable(n: usize, seed: u64) -> EncodedData {
         domain,
         labels,
         group: (0..n as u64).map(|i| i % 50).collect(),
+        ..Default::default()
     }
 }
 

@@ -38,5 +38,6 @@ pub fn random_data(
         domain,
         labels,
         group: (0..n as u64).map(|i| i % 50).collect(),
+        ..Default::default()
     }
 }
