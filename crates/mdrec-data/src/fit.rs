@@ -533,9 +533,14 @@ impl Encoder {
             }
             for task in &spec.tasks {
                 o.label_time.push(match &task.label_time {
-                    Some(c) => {
-                        int_column(t, origin, c, &format!("label_time of task `{}`", task.name), rows, true)?
-                    }
+                    Some(c) => int_column(
+                        t,
+                        origin,
+                        c,
+                        &format!("label_time of task `{}`", task.name),
+                        rows,
+                        true,
+                    )?,
                     None => Vec::new(),
                 });
             }

@@ -6,7 +6,7 @@
 //! versions of any external crate (results must not change when a dependency is bumped).
 
 /// xoshiro256++ pseudo-random generator.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rng {
     s: [u64; 4],
 }
@@ -45,6 +45,16 @@ impl Rng {
     /// An independent stream derived from the run seed and a stable name.
     pub fn for_stream(seed: u64, name: &str) -> Self {
         Rng::new(seed ^ fnv1a(name.as_bytes()).rotate_left(17))
+    }
+
+    /// The generator's state (checkpoints); [`Rng::from_state`] continues the same sequence.
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// A generator continuing from a saved [`Rng::state`].
+    pub fn from_state(s: [u64; 4]) -> Self {
+        Rng { s }
     }
 
     /// Next 64 random bits.

@@ -20,6 +20,7 @@ use mdrec_data::rng::Rng;
 use mdrec_data::Batch;
 use serde::{Deserialize, Serialize};
 
+use crate::dynamic::{Dynamic, TablePolicy, TableStats, NONE, RESERVED};
 use crate::input::FieldInfo;
 
 /// Row-wise optimizer for embedding tables.
@@ -97,6 +98,7 @@ const UNTOUCHED: u32 = u32::MAX;
 #[derive(Debug, Clone, PartialEq)]
 struct Table {
     name: String,
+    /// Allocated rows (a static table: its vocabulary size).
     rows: usize,
     dim: usize,
     weight: Vec<f32>,
@@ -104,10 +106,61 @@ struct Table {
     s1: Vec<f32>,
     /// Adam second moment (empty otherwise).
     s2: Vec<f32>,
-    /// `slot[id]` = position of row `id` in `touched` during a step, or `UNTOUCHED`.
+    /// `slot[row]` = position of the row in `touched` during a step, or `UNTOUCHED`.
     slot: Vec<u32>,
     touched: Vec<u32>,
     grad: Vec<f32>,
+    /// The id → row map of a table that grows and shrinks (`None`: row = id).
+    dynamic: Option<Dynamic>,
+}
+
+impl Table {
+    /// The row an id reads and trains: the id itself in a static table, the mapped row (or
+    /// the default row) in a dynamic one; `None` when the id is outside the table.
+    #[inline]
+    fn resolve(&self, id: u32) -> Option<usize> {
+        match &self.dynamic {
+            None => ((id as usize) < self.rows).then_some(id as usize),
+            Some(d) => d.row(id).map(|r| r as usize),
+        }
+    }
+
+    /// Number of ids the table accepts.
+    fn key_space(&self) -> usize {
+        self.dynamic.as_ref().map_or(self.rows, |d| d.row_of.len())
+    }
+
+    /// Number of optimizer moment arrays.
+    fn moments(&self) -> usize {
+        usize::from(!self.s1.is_empty()) + usize::from(!self.s2.is_empty())
+    }
+
+    /// Gives `row` fresh weights (from `rng`) and zero optimizer state, growing the arrays
+    /// when `row` is one past the end.
+    fn reset_row(&mut self, row: usize, init_std: f32, rng: &mut Rng) {
+        let dim = self.dim;
+        if row == self.rows {
+            self.rows += 1;
+            self.weight.resize(self.rows * dim, 0.0);
+            if !self.s1.is_empty() {
+                self.s1.resize(self.rows * dim, 0.0);
+            }
+            if !self.s2.is_empty() {
+                self.s2.resize(self.rows * dim, 0.0);
+            }
+            self.slot.push(UNTOUCHED);
+        }
+        let range = row * dim..(row + 1) * dim;
+        for w in &mut self.weight[range.clone()] {
+            *w = (rng.normal() as f32) * init_std;
+        }
+        if !self.s1.is_empty() {
+            self.s1[range.clone()].fill(0.0);
+        }
+        if !self.s2.is_empty() {
+            self.s2[range].fill(0.0);
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +186,45 @@ pub struct EmbeddingStore {
     beta2: f64,
     eps: f64,
     step: u64,
+    init_std: f32,
+    /// Admission and eviction of the dynamic tables (`None`: static tables).
+    policy: Option<TablePolicy>,
+    /// The current stream window (dynamic tables' scores and expiry).
+    window: u64,
+}
+
+/// One named array of a table's state ([`EmbeddingStore::export_state`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateArray {
+    /// Weights, moments, scores.
+    F32(Vec<f32>),
+    /// Id maps, free rows, the sketch.
+    U32(Vec<u32>),
+    /// Counters, steps, windows, RNG state.
+    U64(Vec<u64>),
+}
+
+/// A table's full training state as named plain arrays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableState {
+    /// Table name.
+    pub name: String,
+    /// Row width.
+    pub dim: usize,
+    /// `weight`, `s1`, `s2` (F32); a dynamic table also has `row_of`, `key_of`, `free`,
+    /// `sketch` (U32), `count`, `last_step`, `last_window`, `meta` (U64) and `score` (F32).
+    pub arrays: Vec<(String, StateArray)>,
+}
+
+/// Everything training changes in a store, as plain arrays (checkpoints).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreState {
+    /// Optimizer steps so far.
+    pub step: u64,
+    /// Current stream window.
+    pub window: u64,
+    /// One entry per table.
+    pub tables: Vec<TableState>,
 }
 
 /// An embedding id outside its table (a corrupted cache or a schema/data mismatch).
@@ -179,6 +271,7 @@ impl EmbeddingStore {
                         slot: Vec::new(),
                         touched: Vec::new(),
                         grad: Vec::new(),
+                        dynamic: None,
                     });
                     tables.len() - 1
                 }
@@ -219,6 +312,9 @@ impl EmbeddingStore {
             beta2: cfg.beta2,
             eps: cfg.eps,
             step: 0,
+            init_std: cfg.init_std,
+            policy: None,
+            window: 0,
         }
     }
 
@@ -245,24 +341,19 @@ impl EmbeddingStore {
         let n_cat = batch.cat.len().checked_div(batch.len).unwrap_or(0);
         for f in &self.fields {
             let t = &self.tables[f.table];
-            let check = |id: u32, row: usize| {
-                if (id as usize) < t.rows {
-                    Ok(())
-                } else {
-                    Err(IdOutOfRange {
-                        field: f.name.clone(),
-                        table: t.name.clone(),
-                        id,
-                        rows: t.rows,
-                        row,
-                    })
-                }
+            let resolve = |id: u32, row: usize| {
+                t.resolve(id).ok_or_else(|| IdOutOfRange {
+                    field: f.name.clone(),
+                    table: t.name.clone(),
+                    id,
+                    rows: t.key_space(),
+                    row,
+                })
             };
             if !f.multi_hot {
                 for r in 0..b {
-                    let id = batch.cat[r * n_cat + f.column];
-                    check(id, r)?;
-                    let src = &t.weight[id as usize * t.dim..(id as usize + 1) * t.dim];
+                    let row = resolve(batch.cat[r * n_cat + f.column], r)?;
+                    let src = &t.weight[row * t.dim..(row + 1) * t.dim];
                     out[r * self.width + f.offset..r * self.width + f.offset + f.dim]
                         .copy_from_slice(src);
                 }
@@ -273,8 +364,8 @@ impl EmbeddingStore {
                     let dst =
                         &mut out[r * self.width + f.offset..r * self.width + f.offset + f.dim];
                     for &id in ids {
-                        check(id, r)?;
-                        let src = &t.weight[id as usize * t.dim..(id as usize + 1) * t.dim];
+                        let row = resolve(id, r)?;
+                        let src = &t.weight[row * t.dim..(row + 1) * t.dim];
                         for (d, s) in dst.iter_mut().zip(src) {
                             *d += s;
                         }
@@ -291,11 +382,13 @@ impl EmbeddingStore {
 
     fn accumulate(t: &mut Table, id: u32, g: &[f32], scale: f32) {
         let dim = t.dim;
-        let s = match t.slot[id as usize] {
+        // `lookup` checked every id of the batch
+        let row = t.resolve(id).expect("id checked by lookup");
+        let s = match t.slot[row] {
             UNTOUCHED => {
                 let s = t.touched.len() as u32;
-                t.slot[id as usize] = s;
-                t.touched.push(id);
+                t.slot[row] = s;
+                t.touched.push(row as u32);
                 t.grad.resize(t.grad.len() + dim, 0.0);
                 s
             }
@@ -469,6 +562,449 @@ impl EmbeddingStore {
     /// Names of all tables.
     pub fn table_names(&self) -> Vec<String> {
         self.tables.iter().map(|t| t.name.clone()).collect()
+    }
+    /// Turns every table into one that grows and shrinks under `policy` (stream training):
+    /// each keeps its PAD and OOV rows and its id space, and gets a row for an id only when
+    /// [`admit`](Self::admit) admits it. New rows draw their values from
+    /// `Rng::for_stream(seed, "embedding/admission/<table>")`.
+    pub fn make_dynamic(&mut self, policy: &TablePolicy, seed: u64) -> Result<(), String> {
+        policy.validate()?;
+        if self.optimizer == SparseOptimizer::AdamDense {
+            return Err("train.embedding.optimizer = \"adam_dense\" updates every row at every step, which a table that grows and shrinks cannot do; use adam, adagrad or sgd".into());
+        }
+        for t in &mut self.tables {
+            let n_keys = t.rows;
+            let keep = (RESERVED as usize).min(t.rows);
+            t.weight.truncate(keep * t.dim);
+            t.s1.truncate(keep * t.dim);
+            t.s2.truncate(keep * t.dim);
+            t.slot.truncate(keep);
+            t.rows = keep;
+            let rng = Rng::for_stream(seed, &format!("embedding/admission/{}", t.name));
+            let capacity = policy.capacity_of(&t.name, n_keys);
+            let mut d = Dynamic::new(n_keys, capacity, policy, rng);
+            while t.rows < RESERVED as usize {
+                t.reset_row(t.rows, self.init_std, &mut d.rng);
+            }
+            t.dynamic = Some(d);
+        }
+        self.policy = Some(policy.clone());
+        Ok(())
+    }
+
+    /// Starts stream window `window`: later occurrences are scored in it, and rows not seen
+    /// for more than `ttl_windows` windows are evicted now.
+    pub fn begin_window(&mut self, window: u64) {
+        self.window = window;
+        let Some(ttl) = self.policy.as_ref().and_then(|p| p.ttl_windows) else {
+            return;
+        };
+        for t in &mut self.tables {
+            if let Some(d) = t.dynamic.as_mut() {
+                d.expire(ttl, window);
+            }
+        }
+    }
+
+    /// Admission before a training step on `batch`: records every occurrence of an id that has
+    /// a row, then gives rows to the new ids the policy admits (evicting when a table is full).
+    /// A no-op for static tables. Ids outside a table are left for [`lookup`](Self::lookup) to
+    /// report.
+    pub fn admit(&mut self, batch: &Batch) {
+        let Some(policy) = self.policy.as_ref() else {
+            return;
+        };
+        let (step, window) = (self.step + 1, self.window);
+        let n_cat = batch.cat.len().checked_div(batch.len).unwrap_or(0);
+        for pass in [Pass::Protect, Pass::Admit, Pass::Count] {
+            for f in &self.fields {
+                let t = &mut self.tables[f.table];
+                if t.dynamic.is_none() {
+                    continue;
+                }
+                let mut each =
+                    |id: u32| admit_one(t, id, pass, policy, step, window, self.init_std);
+                if f.multi_hot {
+                    batch.multi[f.column].values.iter().for_each(|&id| each(id));
+                } else {
+                    (0..batch.len).for_each(|r| each(batch.cat[r * n_cat + f.column]));
+                }
+            }
+        }
+    }
+
+    /// Rows, admissions, evictions and bytes of every table.
+    pub fn table_stats(&self) -> Vec<TableStats> {
+        self.tables
+            .iter()
+            .map(|t| {
+                let row_bytes = t.dim * 4 * (1 + t.moments());
+                match &t.dynamic {
+                    None => TableStats {
+                        table: t.name.clone(),
+                        live_rows: t.rows,
+                        allocated_rows: t.rows,
+                        capacity: None,
+                        admitted: 0,
+                        evicted: 0,
+                        bytes: t.rows * row_bytes,
+                        map_bytes: 0,
+                    },
+                    Some(d) => TableStats {
+                        table: t.name.clone(),
+                        live_rows: d.live + RESERVED as usize,
+                        allocated_rows: t.rows,
+                        capacity: Some(d.capacity),
+                        admitted: d.admitted,
+                        evicted: d.evicted,
+                        bytes: t.rows * row_bytes,
+                        map_bytes: d.map_bytes(),
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// The id → row map of a dynamic table (`u32::MAX`: no row; such ids read the OOV row).
+    pub fn row_map(&self, table: &str) -> Option<&[u32]> {
+        self.tables
+            .iter()
+            .find(|t| t.name == table)
+            .and_then(|t| t.dynamic.as_ref())
+            .map(|d| d.row_of.as_slice())
+    }
+
+    /// Replace table `name` by saved rows of a dynamic table and its id → row map (scoring a
+    /// stream-trained model); optimizer state is reset.
+    pub fn load_dynamic_table(
+        &mut self,
+        name: &str,
+        rows: usize,
+        dim: usize,
+        values: &[f32],
+        row_of: &[u32],
+    ) -> Result<(), String> {
+        let t = self
+            .tables
+            .iter_mut()
+            .find(|t| t.name == name)
+            .ok_or_else(|| {
+                format!("checkpoint has embedding table `{name}` that this model does not have")
+            })?;
+        if t.dim != dim || values.len() != rows * dim || rows < RESERVED as usize {
+            return Err(format!(
+                "embedding table `{name}`: checkpoint has shape [{rows}, {dim}] ({} values), model expects width {}",
+                values.len(),
+                t.dim
+            ));
+        }
+        if row_of.len() != t.key_space() {
+            return Err(format!(
+                "embedding table `{name}`: the checkpoint's id map covers {} ids, the vocabulary has {}",
+                row_of.len(),
+                t.key_space()
+            ));
+        }
+        let mut key_of = vec![NONE; rows];
+        for (k, &r) in row_of.iter().enumerate() {
+            if r == NONE {
+                continue;
+            }
+            if r as usize >= rows || key_of[r as usize] != NONE {
+                return Err(format!(
+                    "embedding table `{name}`: id {k} maps to row {r}, which is outside the {rows} rows or taken"
+                ));
+            }
+            key_of[r as usize] = k as u32;
+        }
+        let live = key_of
+            .iter()
+            .filter(|&&k| k != NONE)
+            .count()
+            .saturating_sub(RESERVED as usize);
+        let policy = TablePolicy::default();
+        let mut d = Dynamic::new(
+            row_of.len(),
+            rows.saturating_sub(RESERVED as usize),
+            &policy,
+            Rng::new(0),
+        );
+        d.row_of = row_of.to_vec();
+        d.free = (0..rows as u32)
+            .filter(|&r| key_of[r as usize] == NONE)
+            .collect();
+        d.count = vec![0; rows];
+        d.last_step = vec![0; rows];
+        d.last_window = vec![0; rows];
+        d.score = vec![0.0; rows];
+        d.key_of = key_of;
+        d.live = live;
+        t.rows = rows;
+        t.weight = values.to_vec();
+        t.s1 = if t.s1.is_empty() {
+            Vec::new()
+        } else {
+            vec![0.0; rows * dim]
+        };
+        t.s2 = if t.s2.is_empty() {
+            Vec::new()
+        } else {
+            vec![0.0; rows * dim]
+        };
+        t.slot = vec![UNTOUCHED; rows];
+        t.dynamic = Some(d);
+        Ok(())
+    }
+
+    /// Everything training changes, as named arrays: weights, moments, and each dynamic
+    /// table's map, statistics, sketch and RNG ([`import_state`](Self::import_state) restores it).
+    pub fn export_state(&self) -> StoreState {
+        let tables = self
+            .tables
+            .iter()
+            .map(|t| {
+                let mut arrays = vec![
+                    ("weight".to_string(), StateArray::F32(t.weight.clone())),
+                    ("s1".to_string(), StateArray::F32(t.s1.clone())),
+                    ("s2".to_string(), StateArray::F32(t.s2.clone())),
+                ];
+                if let Some(d) = &t.dynamic {
+                    let rng = d.rng.state();
+                    let meta = vec![
+                        d.capacity as u64,
+                        d.live as u64,
+                        d.admitted,
+                        d.evicted,
+                        rng[0],
+                        rng[1],
+                        rng[2],
+                        rng[3],
+                    ];
+                    arrays.extend([
+                        ("row_of".to_string(), StateArray::U32(d.row_of.clone())),
+                        ("key_of".to_string(), StateArray::U32(d.key_of.clone())),
+                        ("free".to_string(), StateArray::U32(d.free.clone())),
+                        ("sketch".to_string(), StateArray::U32(d.sketch.clone())),
+                        ("count".to_string(), StateArray::U64(d.count.clone())),
+                        (
+                            "last_step".to_string(),
+                            StateArray::U64(d.last_step.clone()),
+                        ),
+                        (
+                            "last_window".to_string(),
+                            StateArray::U64(d.last_window.clone()),
+                        ),
+                        ("score".to_string(), StateArray::F32(d.score.clone())),
+                        ("meta".to_string(), StateArray::U64(meta)),
+                    ]);
+                }
+                TableState {
+                    name: t.name.clone(),
+                    dim: t.dim,
+                    arrays,
+                }
+            })
+            .collect();
+        StoreState {
+            step: self.step,
+            window: self.window,
+            tables,
+        }
+    }
+
+    /// Restores an [`export_state`](Self::export_state) of a store built the same way (same
+    /// tables and widths; dynamic tables made dynamic with the same policy).
+    pub fn import_state(&mut self, state: &StoreState) -> Result<(), String> {
+        if state.tables.len() != self.tables.len() {
+            return Err(format!(
+                "the saved state has {} embedding tables, this model has {}",
+                state.tables.len(),
+                self.tables.len()
+            ));
+        }
+        let use_s1 = self.optimizer != SparseOptimizer::Sgd;
+        let use_s2 = matches!(
+            self.optimizer,
+            SparseOptimizer::Adam | SparseOptimizer::AdamDense
+        );
+        for (t, ts) in self.tables.iter_mut().zip(&state.tables) {
+            if t.name != ts.name || t.dim != ts.dim {
+                return Err(format!(
+                    "saved table `{}` (width {}) does not match table `{}` (width {})",
+                    ts.name, ts.dim, t.name, t.dim
+                ));
+            }
+            let find = |key: &str| ts.arrays.iter().find(|(k, _)| k == key).map(|(_, a)| a);
+            let f32s = |key: &str| match find(key) {
+                Some(StateArray::F32(v)) => Ok(v.clone()),
+                _ => Err(format!(
+                    "saved table `{}` has no f32 array `{key}`",
+                    ts.name
+                )),
+            };
+            let u32s = |key: &str| match find(key) {
+                Some(StateArray::U32(v)) => Ok(v.clone()),
+                _ => Err(format!(
+                    "saved table `{}` has no u32 array `{key}`",
+                    ts.name
+                )),
+            };
+            let u64s = |key: &str| match find(key) {
+                Some(StateArray::U64(v)) => Ok(v.clone()),
+                _ => Err(format!(
+                    "saved table `{}` has no u64 array `{key}`",
+                    ts.name
+                )),
+            };
+            let weight = f32s("weight")?;
+            if weight.len() % t.dim != 0 {
+                return Err(format!(
+                    "saved table `{}`: {} values is not a multiple of width {}",
+                    ts.name,
+                    weight.len(),
+                    t.dim
+                ));
+            }
+            let rows = weight.len() / t.dim;
+            let (s1, s2) = (f32s("s1")?, f32s("s2")?);
+            let moment_ok =
+                |v: &Vec<f32>, used: bool| v.len() == if used { rows * t.dim } else { 0 };
+            if !moment_ok(&s1, use_s1) || !moment_ok(&s2, use_s2) {
+                return Err(format!(
+                    "saved table `{}`: optimizer state does not match the optimizer",
+                    ts.name
+                ));
+            }
+            match (&mut t.dynamic, find("row_of").is_some()) {
+                (None, false) => {
+                    if rows != t.rows {
+                        return Err(format!(
+                            "saved table `{}` has {rows} rows, the model {}",
+                            ts.name, t.rows
+                        ));
+                    }
+                }
+                (Some(d), true) => {
+                    let meta = u64s("meta")?;
+                    let [capacity, live, admitted, evicted, r0, r1, r2, r3] = meta[..] else {
+                        return Err(format!("saved table `{}`: bad meta array", ts.name));
+                    };
+                    let row_of = u32s("row_of")?;
+                    let key_of = u32s("key_of")?;
+                    let per_row = [u64s("count")?, u64s("last_step")?, u64s("last_window")?];
+                    let score = f32s("score")?;
+                    if row_of.len() != d.row_of.len()
+                        || key_of.len() != rows
+                        || per_row.iter().any(|v| v.len() != rows)
+                        || score.len() != rows
+                        || row_of.iter().any(|&r| r != NONE && r as usize >= rows)
+                    {
+                        return Err(format!("saved table `{}`: inconsistent id map", ts.name));
+                    }
+                    let [count, last_step, last_window] = per_row;
+                    d.row_of = row_of;
+                    d.key_of = key_of;
+                    d.free = u32s("free")?;
+                    d.sketch = u32s("sketch")?;
+                    d.count = count;
+                    d.last_step = last_step;
+                    d.last_window = last_window;
+                    d.score = score;
+                    d.capacity = capacity as usize;
+                    d.live = live as usize;
+                    d.admitted = admitted;
+                    d.evicted = evicted;
+                    d.rng = Rng::from_state([r0, r1, r2, r3]);
+                }
+                (None, true) | (Some(_), false) => {
+                    return Err(format!(
+                        "saved table `{}` is {} but this run's table is {}",
+                        ts.name,
+                        if find("row_of").is_some() {
+                            "dynamic"
+                        } else {
+                            "static"
+                        },
+                        if t.dynamic.is_some() {
+                            "dynamic"
+                        } else {
+                            "static"
+                        }
+                    ));
+                }
+            }
+            t.rows = rows;
+            t.weight = weight;
+            t.s1 = s1;
+            t.s2 = s2;
+            t.slot = vec![UNTOUCHED; rows];
+            t.touched.clear();
+            t.grad.clear();
+        }
+        self.step = state.step;
+        self.window = state.window;
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Pass {
+    /// Mark the rows the batch uses, so that admissions do not evict them.
+    Protect,
+    /// Give rows to admitted new ids.
+    Admit,
+    /// Record every occurrence of an id that has a row (counts, scores, recency).
+    Count,
+}
+
+/// One occurrence of `id` in a batch, for [`EmbeddingStore::admit`].
+fn admit_one(
+    t: &mut Table,
+    id: u32,
+    pass: Pass,
+    policy: &TablePolicy,
+    step: u64,
+    window: u64,
+    init_std: f32,
+) {
+    let Some(d) = t.dynamic.as_mut() else {
+        return;
+    };
+    match (d.row_of.get(id as usize).copied(), pass) {
+        (None, _) => {} // outside the id space: `lookup` reports it
+        (Some(NONE), Pass::Admit) => {
+            if !d.decide(id, policy, window) {
+                return;
+            }
+            if d.live >= d.capacity
+                && d.evict_lowest((d.capacity / 64).max(1), policy, step, window) == 0
+            {
+                return; // every live row serves this batch: the id stays on the default row
+            }
+            let row = d.free.pop().unwrap_or(t.rows as u32);
+            if row as usize == d.key_of.len() {
+                d.key_of.push(NONE);
+                d.count.push(0);
+                d.last_step.push(0);
+                d.last_window.push(window);
+                d.score.push(0.0);
+            }
+            let r = row as usize;
+            d.row_of[id as usize] = row;
+            d.key_of[r] = id;
+            (d.count[r], d.score[r], d.last_window[r]) = (0, 0.0, window);
+            d.live += 1;
+            d.admitted += 1;
+            d.last_step[r] = step;
+            let mut rng = std::mem::replace(&mut d.rng, Rng::new(0));
+            t.reset_row(r, init_std, &mut rng);
+            if let Some(d) = t.dynamic.as_mut() {
+                d.rng = rng;
+            }
+        }
+        (Some(NONE), _) | (Some(_), Pass::Admit) => {}
+        (Some(r), Pass::Protect) => d.last_step[r as usize] = step,
+        (Some(r), Pass::Count) => d.touch(r, step, window, policy.score_decay),
     }
 }
 

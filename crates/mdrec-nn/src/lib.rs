@@ -7,6 +7,8 @@
 //! - [`embedding`]: our own embedding store. Tables are contiguous row arrays with row-wise
 //!   optimizer state (Adam, Adagrad, SGD); a batch's rows are gathered into one leaf tensor and its
 //!   gradient is scattered back to the touched rows only (sparse updates).
+//! - [`dynamic`]: tables that grow and shrink in stream training: admission, capacity, eviction
+//!   and expiry, with the id → row map that is saved with the weights.
 //! - [`input`]: [`ModelInput`] (what every model receives) and [`ModelContext`] (the shapes a model
 //!   is built for), including the per-domain row routing that keeps per-domain work proportional
 //!   to the domain's rows.
@@ -21,6 +23,7 @@
 
 pub mod device;
 pub mod disentangle;
+pub mod dynamic;
 pub mod embedding;
 pub mod init;
 pub mod input;
@@ -28,6 +31,9 @@ pub mod layers;
 pub mod loss;
 
 pub use burn;
-pub use embedding::{EmbeddingConfig, EmbeddingStore, SparseOptimizer};
+pub use dynamic::{Admission, Eviction, TablePolicy, TableStats};
+pub use embedding::{
+    EmbeddingConfig, EmbeddingStore, SparseOptimizer, StateArray, StoreState, TableState,
+};
 pub use input::{EmbeddingSet, EmbeddingSetSpec, FieldInfo, ModelContext, ModelInput};
 pub use layers::{Activation, Gate, GateKind, Mlp, MlpConfig, Norm};

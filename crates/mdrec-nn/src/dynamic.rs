@@ -1,0 +1,641 @@
+//! Embedding tables that grow and shrink: rows are created when an id is admitted and freed
+//! when it is evicted (stream training).
+//!
+//! A dynamic table maps an encoded id (its *key*) to a row. The key space is the one the
+//! encoder already has (the vocabulary fitted over the stream's values, the way a production
+//! system hashes raw values to 64-bit keys); what the table bounds is the number of **rows**,
+//! i.e. weights plus optimizer state. PAD (0) and OOV (1) always have rows; an id that has no
+//! row — never admitted, or evicted — is looked up as the OOV row, which training keeps
+//! learning as the "unknown id" embedding. So the scoring path needs only the id→row map,
+//! which is saved with the weights.
+//!
+//! Per window and batch, [`crate::EmbeddingStore::admit`] runs before the training step:
+//!
+//! - **admission** ([`Admission`]): every new id; after `min_count` occurrences, counted in a
+//!   count-min sketch (depth 4, `sketch_width` counters per row, no row allocated while
+//!   counting; the sketch can only over-count, so an id is never admitted late); with
+//!   probability `p` per occurrence (no counters); or only during the first window (the
+//!   "vocabulary frozen after the first window" baseline).
+//! - **capacity** per table (rows, besides PAD and OOV): when an admission finds the table full,
+//!   the lowest-priority rows not used by the current batch are evicted, `max(1, capacity/64)` at
+//!   a time so that the scan over live rows is amortised.
+//! - **eviction priority** ([`Eviction`]): `score` (PEPNet's GSET keeps high-score features and
+//!   lets low-frequency ones go: here the score is a frequency that decays by `score_decay` per
+//!   window, `s ← s·decay^(w − w_last) + 1` at each occurrence), `lfu` (lifetime count) or `lru`
+//!   (last step seen). Ties are broken by the key, so eviction is deterministic.
+//! - **time to live**: at the start of a window, rows not seen for more than `ttl_windows`
+//!   windows are evicted (PEPNet's expiry).
+//!
+//! An evicted row's weights and optimizer moments are reset when the row is reused for another
+//! id; its new weights are drawn from the table's admission RNG (part of the checkpointed state).
+
+use std::collections::BTreeMap;
+
+use mdrec_data::rng::Rng;
+use serde::{Deserialize, Serialize};
+
+mdrec_data::string_enum! {
+    /// When an id without a row gets one (`train.stream.tables.admission`).
+    #[derive(Default)]
+    pub enum Admission: "train.stream.tables.admission" {
+        /// Every new id, at its first occurrence.
+        #[default]
+        All = "all",
+        /// After the id was seen `min_count` times (count-min sketch).
+        MinCount = "min_count",
+        /// With probability `probability` at each occurrence.
+        Probability = "probability",
+        /// Every id of the first window, none afterwards (a vocabulary frozen after window 1).
+        FirstWindow = "first_window",
+    }
+}
+
+mdrec_data::string_enum! {
+    /// Which rows go first when a table is full (`train.stream.tables.eviction`).
+    #[derive(Default)]
+    pub enum Eviction: "train.stream.tables.eviction" {
+        /// Lowest decayed-frequency score (PEPNet's GSET-style feature score).
+        #[default]
+        Score = "score",
+        /// Least frequently used (lifetime count).
+        Lfu = "lfu",
+        /// Least recently used (last step seen).
+        Lru = "lru",
+    }
+}
+
+/// Admission and eviction of every table in stream training (`[train.stream.tables]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TablePolicy {
+    /// When a new id gets a row.
+    pub admission: Admission,
+    /// Occurrences before admission (`admission = "min_count"`).
+    pub min_count: u32,
+    /// Admission probability per occurrence (`admission = "probability"`).
+    pub probability: f64,
+    /// Capacity of every table as a fraction of its number of ids (`None` = unlimited).
+    pub capacity_fraction: Option<f64>,
+    /// Capacity in rows for named tables (overrides `capacity_fraction`).
+    pub capacity: BTreeMap<String, usize>,
+    /// Which rows are evicted when a table is full.
+    pub eviction: Eviction,
+    /// Per-window decay of the frequency score (`eviction = "score"`), in (0, 1].
+    pub score_decay: f64,
+    /// Evict rows not seen for more than this many windows (`None` = no expiry).
+    pub ttl_windows: Option<u64>,
+    /// Counters per row of the count-min sketch (`admission = "min_count"`).
+    pub sketch_width: usize,
+}
+
+impl Default for TablePolicy {
+    fn default() -> Self {
+        TablePolicy {
+            admission: Admission::All,
+            min_count: 2,
+            probability: 0.5,
+            capacity_fraction: None,
+            capacity: BTreeMap::new(),
+            eviction: Eviction::Score,
+            score_decay: 0.8,
+            ttl_windows: None,
+            sketch_width: 1 << 16,
+        }
+    }
+}
+
+impl TablePolicy {
+    /// Checks the numbers; errors name the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let key = "train.stream.tables";
+        if self.admission == Admission::MinCount && self.min_count == 0 {
+            return Err(format!("{key}.min_count must be at least 1"));
+        }
+        if !(self.probability.is_finite() && self.probability > 0.0 && self.probability <= 1.0) {
+            return Err(format!(
+                "{key}.probability must lie in (0, 1], got {}",
+                self.probability
+            ));
+        }
+        if let Some(f) = self.capacity_fraction {
+            if !(f.is_finite() && f > 0.0 && f <= 1.0) {
+                return Err(format!(
+                    "{key}.capacity_fraction must lie in (0, 1], got {f}"
+                ));
+            }
+        }
+        if let Some((name, _)) = self.capacity.iter().find(|(_, &c)| c == 0) {
+            return Err(format!("{key}.capacity.{name} must be at least 1"));
+        }
+        if !(self.score_decay.is_finite() && self.score_decay > 0.0 && self.score_decay <= 1.0) {
+            return Err(format!(
+                "{key}.score_decay must lie in (0, 1], got {}",
+                self.score_decay
+            ));
+        }
+        if self.ttl_windows == Some(0) {
+            return Err(format!("{key}.ttl_windows must be at least 1"));
+        }
+        if self.sketch_width < 16 {
+            return Err(format!("{key}.sketch_width must be at least 16"));
+        }
+        Ok(())
+    }
+
+    /// The row capacity of a table with `n_keys` ids (PAD and OOV included), besides PAD and OOV.
+    pub fn capacity_of(&self, table: &str, n_keys: usize) -> usize {
+        let ids = n_keys.saturating_sub(RESERVED as usize);
+        match (self.capacity.get(table), self.capacity_fraction) {
+            (Some(&c), _) => c,
+            (None, Some(f)) => ((ids as f64 * f).round() as usize).max(1),
+            (None, None) => ids.max(1),
+        }
+    }
+}
+
+/// Keys below this (PAD, OOV) always have their own rows (the same numbers).
+pub const RESERVED: u32 = 2;
+/// The row of an id without a row (OOV's).
+pub const DEFAULT_ROW: u32 = 1;
+/// "No row" / "no key".
+pub(crate) const NONE: u32 = u32::MAX;
+const SKETCH_DEPTH: usize = 4;
+
+/// One table's id map, statistics and admission state.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Dynamic {
+    /// key → row (`NONE`: no row).
+    pub row_of: Vec<u32>,
+    /// row → key (`NONE`: a free row).
+    pub key_of: Vec<u32>,
+    /// Free rows, reused last-in first-out.
+    pub free: Vec<u32>,
+    /// Per row: occurrences since admission.
+    pub count: Vec<u64>,
+    /// Per row: last step it occurred in.
+    pub last_step: Vec<u64>,
+    /// Per row: window of its last occurrence (also the window its score was computed at).
+    pub last_window: Vec<u64>,
+    /// Per row: decayed frequency score as of `last_window`.
+    pub score: Vec<f32>,
+    /// Count-min sketch for `min_count` admission (empty otherwise).
+    pub sketch: Vec<u32>,
+    /// Max live rows besides the reserved ones.
+    pub capacity: usize,
+    /// Live rows besides the reserved ones.
+    pub live: usize,
+    /// Ids admitted / evicted since the table was created.
+    pub admitted: u64,
+    pub evicted: u64,
+    /// Draws admission coins and new rows' initial values.
+    pub rng: Rng,
+}
+
+/// A window's view of one table ([`crate::EmbeddingStore::table_stats`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableStats {
+    /// Table name.
+    pub table: String,
+    /// Rows holding an id (PAD and OOV included).
+    pub live_rows: usize,
+    /// Rows allocated (live + free).
+    pub allocated_rows: usize,
+    /// Row capacity besides PAD and OOV (`None`: a static table).
+    pub capacity: Option<usize>,
+    /// Ids admitted so far.
+    pub admitted: u64,
+    /// Ids evicted so far.
+    pub evicted: u64,
+    /// Bytes of the allocated rows' weights and optimizer state.
+    pub bytes: usize,
+    /// Bytes of the id map, per-row statistics and sketch.
+    pub map_bytes: usize,
+}
+
+fn sketch_slot(key: u32, depth: usize, width: usize) -> usize {
+    // Four multiply-shift hashes with fixed odd constants: deterministic across runs.
+    const A: [u64; SKETCH_DEPTH] = [
+        0x9E37_79B9_7F4A_7C15,
+        0xC2B2_AE3D_27D4_EB4F,
+        0x1656_67B1_9E37_79F9,
+        0xD6E8_FEB8_6659_FD93,
+    ];
+    let h = (u64::from(key).wrapping_add(1)).wrapping_mul(A[depth]);
+    depth * width + ((h >> 32) as usize % width)
+}
+
+impl Dynamic {
+    pub fn new(n_keys: usize, capacity: usize, policy: &TablePolicy, rng: Rng) -> Self {
+        let mut row_of = vec![NONE; n_keys.max(RESERVED as usize)];
+        let reserved = RESERVED as usize;
+        for (k, r) in row_of.iter_mut().enumerate().take(reserved) {
+            *r = k as u32;
+        }
+        Dynamic {
+            row_of,
+            key_of: (0..RESERVED).collect(),
+            free: Vec::new(),
+            count: vec![0; reserved],
+            last_step: vec![0; reserved],
+            last_window: vec![0; reserved],
+            score: vec![0.0; reserved],
+            sketch: if policy.admission == Admission::MinCount {
+                vec![0; SKETCH_DEPTH * policy.sketch_width]
+            } else {
+                Vec::new()
+            },
+            capacity,
+            live: 0,
+            admitted: 0,
+            evicted: 0,
+            rng,
+        }
+    }
+
+    /// The row of `key`: its own, the default row when it has none, `None` outside the key
+    /// space.
+    #[inline]
+    pub fn row(&self, key: u32) -> Option<u32> {
+        match self.row_of.get(key as usize) {
+            Some(&NONE) => Some(DEFAULT_ROW),
+            Some(&r) => Some(r),
+            None => None,
+        }
+    }
+
+    /// Counts an occurrence in the sketch and returns the estimated count.
+    fn sketch_count(&mut self, key: u32) -> u32 {
+        let width = self.sketch.len() / SKETCH_DEPTH;
+        let mut est = u32::MAX;
+        for d in 0..SKETCH_DEPTH {
+            let s = sketch_slot(key, d, width);
+            self.sketch[s] = self.sketch[s].saturating_add(1);
+            est = est.min(self.sketch[s]);
+        }
+        est
+    }
+
+    /// Whether a key without a row is admitted at this occurrence.
+    pub fn decide(&mut self, key: u32, policy: &TablePolicy, window: u64) -> bool {
+        match policy.admission {
+            Admission::All => true,
+            Admission::FirstWindow => window == 0,
+            Admission::Probability => self.rng.next_f64() < policy.probability,
+            Admission::MinCount => self.sketch_count(key) >= policy.min_count,
+        }
+    }
+
+    /// Records an occurrence of a row's key at `step` in `window`.
+    #[inline]
+    pub fn touch(&mut self, row: u32, step: u64, window: u64, decay: f64) {
+        let r = row as usize;
+        let gap = window - self.last_window[r];
+        let s = if gap == 0 {
+            self.score[r]
+        } else {
+            (f64::from(self.score[r]) * decay.powi(gap.min(i32::MAX as u64) as i32)) as f32
+        };
+        self.score[r] = s + 1.0;
+        self.count[r] += 1;
+        self.last_step[r] = step;
+        self.last_window[r] = window;
+    }
+
+    /// Eviction priority of live row `r` (lower goes first).
+    fn priority(&self, r: usize, policy: &TablePolicy, window: u64) -> f64 {
+        match policy.eviction {
+            Eviction::Score => {
+                f64::from(self.score[r])
+                    * policy
+                        .score_decay
+                        .powi((window - self.last_window[r]).min(i32::MAX as u64) as i32)
+            }
+            Eviction::Lfu => self.count[r] as f64,
+            Eviction::Lru => self.last_step[r] as f64,
+        }
+    }
+
+    /// Frees `row` (its key loses its row).
+    pub fn release(&mut self, row: u32) {
+        let key = self.key_of[row as usize];
+        self.row_of[key as usize] = NONE;
+        self.key_of[row as usize] = NONE;
+        self.free.push(row);
+        self.live -= 1;
+        self.evicted += 1;
+    }
+
+    /// Evicts up to `n` live rows of lowest priority that were not used at `step`; returns how
+    /// many it evicted.
+    pub fn evict_lowest(
+        &mut self,
+        n: usize,
+        policy: &TablePolicy,
+        step: u64,
+        window: u64,
+    ) -> usize {
+        let mut cand: Vec<(f64, u32, u32)> = (RESERVED as usize..self.key_of.len())
+            .filter(|&r| self.key_of[r] != NONE && self.last_step[r] != step)
+            .map(|r| (self.priority(r, policy, window), self.key_of[r], r as u32))
+            .collect();
+        let n = n.min(cand.len());
+        if n == 0 {
+            return 0;
+        }
+        let cmp =
+            |a: &(f64, u32, u32), b: &(f64, u32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        if n < cand.len() {
+            cand.select_nth_unstable_by(n - 1, cmp);
+        }
+        let mut victims: Vec<(f64, u32, u32)> = cand[..n].to_vec();
+        victims.sort_by(cmp);
+        for &(_, _, r) in &victims {
+            self.release(r);
+        }
+        n
+    }
+
+    /// Evicts every live row not seen for more than `ttl` windows; returns how many.
+    pub fn expire(&mut self, ttl: u64, window: u64) -> usize {
+        let old: Vec<u32> = (RESERVED as usize..self.key_of.len())
+            .filter(|&r| self.key_of[r] != NONE && window.saturating_sub(self.last_window[r]) > ttl)
+            .map(|r| r as u32)
+            .collect();
+        for &r in &old {
+            self.release(r);
+        }
+        old.len()
+    }
+
+    /// Bytes of the map, the per-row statistics and the sketch.
+    pub fn map_bytes(&self) -> usize {
+        self.row_of.len() * 4
+            + self.key_of.len() * (4 + 8 + 8 + 8 + 4)
+            + self.free.len() * 4
+            + self.sketch.len() * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedding::{EmbeddingConfig, EmbeddingStore, SparseOptimizer};
+    use crate::input::FieldInfo;
+    use mdrec_data::Batch;
+
+    fn store(n_keys: usize, policy: &TablePolicy) -> EmbeddingStore {
+        let fields = vec![FieldInfo {
+            name: "f".into(),
+            table: "f".into(),
+            vocab_size: n_keys,
+            dim: 2,
+            offset: 0,
+            multi_hot: false,
+            column: 0,
+            roles: vec![],
+        }];
+        let cfg = EmbeddingConfig {
+            init_std: 1.0,
+            optimizer: SparseOptimizer::Adam,
+            ..EmbeddingConfig::default()
+        };
+        let mut s = EmbeddingStore::new(&fields, &cfg, &mut Rng::new(3));
+        s.make_dynamic(policy, 11).unwrap();
+        s
+    }
+
+    fn batch(ids: &[u32]) -> Batch {
+        Batch {
+            len: ids.len(),
+            cat: ids.to_vec(),
+            domain: vec![0; ids.len()],
+            labels: vec![0.0; ids.len()],
+            ..Batch::default()
+        }
+    }
+
+    /// Admits `ids` and takes one SGD-like step (so `last_step` advances).
+    fn step(s: &mut EmbeddingStore, ids: &[u32]) {
+        let b = batch(ids);
+        s.admit(&b);
+        let mut out = Vec::new();
+        s.lookup(&b, &mut out).unwrap();
+        s.apply_gradient(&b, &vec![0.1; out.len()], 0.01, 0.0);
+    }
+
+    fn rows_of(s: &EmbeddingStore) -> Vec<u32> {
+        s.row_map("f").unwrap().to_vec()
+    }
+
+    fn has_row(s: &EmbeddingStore, id: u32) -> bool {
+        rows_of(s)[id as usize] != NONE
+    }
+
+    #[test]
+    fn admit_all_gives_every_new_id_a_row_and_reads_oov_otherwise() {
+        let mut s = store(10, &TablePolicy::default());
+        let before = s.table_stats()[0].clone();
+        assert_eq!((before.live_rows, before.allocated_rows), (2, 2));
+        // An unadmitted id reads the OOV row (1).
+        let mut a = Vec::new();
+        let mut oov = Vec::new();
+        s.lookup(&batch(&[7]), &mut a).unwrap();
+        s.lookup(&batch(&[1]), &mut oov).unwrap();
+        assert_eq!(a, oov);
+        step(&mut s, &[7, 8, 7]);
+        assert!(has_row(&s, 7) && has_row(&s, 8) && !has_row(&s, 9));
+        let st = s.table_stats()[0].clone();
+        assert_eq!((st.live_rows, st.admitted, st.evicted), (4, 2, 0));
+        s.lookup(&batch(&[7]), &mut a).unwrap();
+        assert_ne!(a, oov, "an admitted id has its own row");
+        // outside the id space is still an error
+        assert!(s.lookup(&batch(&[10]), &mut a).is_err());
+    }
+
+    #[test]
+    fn min_count_admits_on_the_nth_occurrence() {
+        let p = TablePolicy {
+            admission: Admission::MinCount,
+            min_count: 3,
+            ..TablePolicy::default()
+        };
+        let mut s = store(10, &p);
+        step(&mut s, &[5, 6]);
+        step(&mut s, &[5]);
+        assert!(!has_row(&s, 5));
+        step(&mut s, &[5]);
+        assert!(has_row(&s, 5) && !has_row(&s, 6));
+    }
+
+    #[test]
+    fn probability_admission_is_seeded_and_roughly_p() {
+        let p = TablePolicy {
+            admission: Admission::Probability,
+            probability: 0.25,
+            ..TablePolicy::default()
+        };
+        let run = || {
+            let mut s = store(2002, &p);
+            let ids: Vec<u32> = (2..2002).collect();
+            step(&mut s, &ids);
+            s.table_stats()[0].admitted
+        };
+        let n = run();
+        assert_eq!(n, run(), "same seed, same admissions");
+        assert!((400..600).contains(&n), "admitted {n} of 2000 at p = 0.25");
+    }
+
+    #[test]
+    fn first_window_freezes_the_vocabulary() {
+        let p = TablePolicy {
+            admission: Admission::FirstWindow,
+            ..TablePolicy::default()
+        };
+        let mut s = store(10, &p);
+        step(&mut s, &[2, 3]);
+        s.begin_window(1);
+        step(&mut s, &[4, 2]);
+        assert!(has_row(&s, 2) && has_row(&s, 3) && !has_row(&s, 4));
+    }
+
+    fn full_table(eviction: Eviction) -> EmbeddingStore {
+        // capacity 3; ids 2 (seen 3× long ago), 3 (seen once, recently), 4 (seen twice)
+        let p = TablePolicy {
+            capacity: [("f".to_string(), 3)].into(),
+            eviction,
+            score_decay: 0.5,
+            ..TablePolicy::default()
+        };
+        let mut s = store(20, &p);
+        step(&mut s, &[2, 2, 2]);
+        s.begin_window(3);
+        step(&mut s, &[4, 4]);
+        step(&mut s, &[3]);
+        s
+    }
+
+    #[test]
+    fn a_full_table_evicts_by_the_policy_and_reuses_the_row() {
+        // score: 2 has 3·0.5³ = 0.375 < 1 (id 3) < 2 (id 4) → 2 goes
+        // lfu: counts 3, 1, 2 → 3 goes; lru: 2 was seen first → 2 goes
+        for (ev, gone) in [(Eviction::Score, 2), (Eviction::Lfu, 3), (Eviction::Lru, 2)] {
+            let mut s = full_table(ev);
+            let rows_before = s.table_stats()[0].allocated_rows;
+            let freed = rows_of(&s)[gone as usize];
+            step(&mut s, &[9]);
+            let st = s.table_stats()[0].clone();
+            assert!(!has_row(&s, gone), "{ev:?}: id {gone} should be evicted");
+            assert!(has_row(&s, 9), "{ev:?}");
+            assert_eq!(rows_of(&s)[9], freed, "{ev:?}: the freed row is reused");
+            assert_eq!(
+                st.allocated_rows, rows_before,
+                "{ev:?}: no growth past capacity"
+            );
+            assert_eq!((st.live_rows, st.evicted), (5, 1), "{ev:?}");
+        }
+    }
+
+    #[test]
+    fn rows_of_the_current_batch_are_never_evicted() {
+        let p = TablePolicy {
+            capacity: [("f".to_string(), 2)].into(),
+            ..TablePolicy::default()
+        };
+        let mut s = store(20, &p);
+        step(&mut s, &[2, 3]);
+        // both live rows are in this batch: the new id stays on the default row
+        step(&mut s, &[2, 3, 4]);
+        assert!(has_row(&s, 2) && has_row(&s, 3) && !has_row(&s, 4));
+    }
+
+    #[test]
+    fn ttl_expires_rows_not_seen_for_ttl_windows() {
+        let p = TablePolicy {
+            ttl_windows: Some(2),
+            ..TablePolicy::default()
+        };
+        let mut s = store(10, &p);
+        step(&mut s, &[2, 3]);
+        s.begin_window(1);
+        step(&mut s, &[3]);
+        s.begin_window(2);
+        assert!(has_row(&s, 2), "seen 2 windows ago: kept");
+        s.begin_window(3);
+        assert!(!has_row(&s, 2) && has_row(&s, 3));
+    }
+
+    #[test]
+    fn state_round_trip_continues_identically() {
+        let p = TablePolicy {
+            admission: Admission::MinCount,
+            min_count: 2,
+            capacity: [("f".to_string(), 4)].into(),
+            ..TablePolicy::default()
+        };
+        let mut a = store(30, &p);
+        for k in 0..6u32 {
+            step(&mut a, &[2 + k, 3 + k, 2 + k, 9]);
+        }
+        let saved = a.export_state();
+        let mut b = store(30, &p);
+        b.import_state(&saved).unwrap();
+        assert_eq!(a, b);
+        for k in 0..5u32 {
+            step(&mut a, &[10 + k, 11, 10 + k, 2]);
+            step(&mut b, &[10 + k, 11, 10 + k, 2]);
+        }
+        assert_eq!(a, b);
+        // a static store rejects a dynamic state
+        let mut plain = EmbeddingStore::new(
+            &[FieldInfo {
+                name: "f".into(),
+                table: "f".into(),
+                vocab_size: 30,
+                dim: 2,
+                offset: 0,
+                multi_hot: false,
+                column: 0,
+                roles: vec![],
+            }],
+            &EmbeddingConfig::default(),
+            &mut Rng::new(3),
+        );
+        assert!(plain.import_state(&saved).unwrap_err().contains("dynamic"));
+    }
+
+    #[test]
+    fn a_saved_id_map_scores_like_the_trained_table() {
+        let mut s = store(10, &TablePolicy::default());
+        step(&mut s, &[4, 6]);
+        let (_, rows, dim, w) = s
+            .tables()
+            .next()
+            .map(|(n, r, d, w)| (n.to_string(), r, d, w.to_vec()))
+            .unwrap();
+        let map = rows_of(&s);
+        let mut scorer = EmbeddingStore::new(
+            &[FieldInfo {
+                name: "f".into(),
+                table: "f".into(),
+                vocab_size: 10,
+                dim: 2,
+                offset: 0,
+                multi_hot: false,
+                column: 0,
+                roles: vec![],
+            }],
+            &EmbeddingConfig::default(),
+            &mut Rng::new(99),
+        );
+        scorer.load_dynamic_table("f", rows, dim, &w, &map).unwrap();
+        let b = batch(&[4, 5, 6, 1]);
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        s.lookup(&b, &mut x).unwrap();
+        scorer.lookup(&b, &mut y).unwrap();
+        assert_eq!(x, y);
+        assert_eq!(y[2..4], y[6..8], "never-admitted id 5 reads the OOV row");
+        let mut bad = map.clone();
+        bad[4] = 999;
+        assert!(scorer.load_dynamic_table("f", rows, dim, &w, &bad).is_err());
+    }
+}
