@@ -305,12 +305,23 @@ type SeriesOf = (String, Vec<(f64, f64)>);
 /// Read `<run_dir>/metrics.jsonl` (one line per epoch, written by the trainer) and write
 /// `<run_dir>/curve.svg`: the mean training loss per epoch above, the validation metric that
 /// early stopping monitors (`train.monitor`) below; one line per trained model.
+///
+/// A stream run's `metrics.jsonl` (one line per window) gives the stream chart instead
+/// ([`stream_chart`]).
 pub fn write_training_curve(run_dir: &Path) -> Result<(), TrainError> {
-    let (loss, valid, monitor) = read_metrics(&run_dir.join("metrics.jsonl"))?;
+    let path = run_dir.join("metrics.jsonl");
     let name = run_dir
         .file_name()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| run_dir.display().to_string());
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    if text.starts_with("{\"window\"") {
+        return write_svg(
+            &run_dir.join("curve.svg"),
+            stream_chart(&name, &path, &text),
+        );
+    }
+    let (loss, valid, monitor) = read_metrics(&path)?;
     let monitor = if monitor.is_empty() {
         "validation metric".to_string()
     } else {
@@ -334,6 +345,60 @@ pub fn write_training_curve(run_dir: &Path) -> Result<(), TrainError> {
         )
     });
     write_svg(&run_dir.join("curve.svg"), chart)
+}
+
+/// A stream run's chart: progressive AUC per task over time (days since the first row, or
+/// window index without a time column) above, live embedding rows and table memory below.
+fn stream_chart(name: &str, path: &Path, text: &str) -> Result<String, PlotError> {
+    let mut auc: Vec<SeriesOf> = Vec::new();
+    let mut rows: Vec<SeriesOf> = vec![("live rows (all tables)".into(), Vec::new())];
+    let mut mib: Vec<SeriesOf> = vec![("rows' MiB (weights + optimizer)".into(), Vec::new())];
+    let mut t0 = None;
+    let mut by_time = true;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| PlotError(format!("{}: line {}: {e}", path.display(), i + 1)))?;
+        let x = match (v["first_time"].as_i64(), by_time) {
+            (Some(t), true) => (t - *t0.get_or_insert(t)) as f64 / 86_400.0,
+            _ => {
+                by_time = false;
+                v["window"].as_f64().unwrap_or(i as f64)
+            }
+        };
+        for t in v["tasks"].as_array().into_iter().flatten() {
+            let task = t["task"].as_str().unwrap_or("task").to_string();
+            let y = t["auc"].as_f64().unwrap_or(f64::NAN);
+            match auc.iter_mut().find(|(c, _)| *c == task) {
+                Some((_, p)) => p.push((x, y)),
+                None => auc.push((task, vec![(x, y)])),
+            }
+        }
+        let tables = v["tables"].as_array().cloned().unwrap_or_default();
+        let sum = |k: &str| tables.iter().filter_map(|t| t[k].as_f64()).sum::<f64>();
+        rows[0].1.push((x, sum("live_rows")));
+        mib[0].1.push((x, sum("bytes") / (1024.0 * 1024.0)));
+    }
+    let xlabel = if by_time {
+        "days since the first row"
+    } else {
+        "window"
+    };
+    render((W, 3 * H), |root| {
+        let panels = root.split_evenly((3, 1));
+        draw_lines(
+            &panels[0],
+            &format!("{name}: progressive AUC per window"),
+            xlabel,
+            "AUC",
+            &auc,
+        )?;
+        draw_lines(&panels[1], "embedding rows", xlabel, "live rows", &rows)?;
+        draw_lines(&panels[2], "embedding memory", xlabel, "MiB", &mib)
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //!
 //! Names: `<prefix>model.<dotted module path>` (e.g. `model.experts.0.layers.0.linear.weight`)
 //! and `<prefix>embedding.<table>`; the prefix is empty for one model and `cells.<d>.<t>.` for
-//! the isolated setting. A truncated or foreign file is an error naming the file.
+//! the isolated setting. A dynamic table (stream training) also has its id → row map,
+//! `<prefix>embedding.<table>.row_of` (U32; `u32::MAX` = no row). A truncated or foreign file
+//! is an error naming the file.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,10 +15,10 @@ use safetensors::tensor::{Dtype, TensorView};
 
 use crate::TrainError;
 
-/// Tensors to be written: name → (shape, little-endian f32 bytes).
+/// Tensors to be written: name → (dtype, shape, little-endian bytes).
 #[derive(Default)]
 pub struct CheckpointWriter {
-    tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)>,
+    tensors: BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>,
 }
 
 fn to_bytes(values: &[f32]) -> Vec<u8> {
@@ -27,14 +29,23 @@ impl CheckpointWriter {
     /// Add a model and its embedding store under `prefix`.
     pub fn add(&mut self, prefix: &str, model: &dyn DynModel, store: &EmbeddingStore) {
         for (name, shape, values) in model.named_tensors() {
-            self.tensors
-                .insert(format!("{prefix}model.{name}"), (shape, to_bytes(&values)));
+            self.tensors.insert(
+                format!("{prefix}model.{name}"),
+                (Dtype::F32, shape, to_bytes(&values)),
+            );
         }
         for (name, rows, dim, values) in store.tables() {
             self.tensors.insert(
                 format!("{prefix}embedding.{name}"),
-                (vec![rows, dim], to_bytes(values)),
+                (Dtype::F32, vec![rows, dim], to_bytes(values)),
             );
+            if let Some(map) = store.row_map(name) {
+                let bytes = map.iter().flat_map(|v| v.to_le_bytes()).collect();
+                self.tensors.insert(
+                    format!("{prefix}embedding.{name}.row_of"),
+                    (Dtype::U32, vec![map.len()], bytes),
+                );
+            }
         }
     }
 
@@ -43,11 +54,10 @@ impl CheckpointWriter {
         let views: Vec<(String, TensorView<'_>)> = self
             .tensors
             .iter()
-            .map(|(k, (shape, bytes))| {
+            .map(|(k, (dtype, shape, bytes))| {
                 (
                     k.clone(),
-                    TensorView::new(Dtype::F32, shape.clone(), bytes)
-                        .expect("consistent tensor view"),
+                    TensorView::new(*dtype, shape.clone(), bytes).expect("consistent tensor view"),
                 )
             })
             .collect();
@@ -70,6 +80,8 @@ impl CheckpointWriter {
 /// A loaded checkpoint.
 pub struct Checkpoint {
     tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    /// Dynamic tables' id → row maps by tensor name.
+    row_maps: BTreeMap<String, Vec<u32>>,
     /// File metadata.
     pub metadata: BTreeMap<String, String>,
 }
@@ -93,7 +105,17 @@ impl Checkpoint {
             None => BTreeMap::new(),
         };
         let mut tensors = BTreeMap::new();
+        let mut row_maps = BTreeMap::new();
         for (name, view) in st.tensors() {
+            if view.dtype() == Dtype::U32 && name.ends_with(".row_of") {
+                let map = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                row_maps.insert(name, map);
+                continue;
+            }
             if view.dtype() != Dtype::F32 {
                 return Err(TrainError::Checkpoint(format!(
                     "{}: tensor `{name}` is {:?}, expected F32",
@@ -108,7 +130,11 @@ impl Checkpoint {
                 .collect();
             tensors.insert(name, (view.shape().to_vec(), values));
         }
-        Ok(Checkpoint { tensors, metadata })
+        Ok(Checkpoint {
+            tensors,
+            row_maps,
+            metadata,
+        })
     }
 
     /// Load the model and store saved under `prefix`.
@@ -140,9 +166,11 @@ impl Checkpoint {
                     "embedding table `{key}` has shape {shape:?}"
                 )));
             }
-            store
-                .load_table(&name, shape[0], shape[1], values)
-                .map_err(TrainError::Checkpoint)?;
+            match self.row_maps.get(&format!("{key}.row_of")) {
+                Some(map) => store.load_dynamic_table(&name, shape[0], shape[1], values, map),
+                None => store.load_table(&name, shape[0], shape[1], values),
+            }
+            .map_err(TrainError::Checkpoint)?;
         }
         Ok(())
     }

@@ -71,6 +71,104 @@ pub struct TrainConfig {
     /// `domain` (AREAD's sampler: every batch holds rows of one domain, the order of the
     /// domain batches shuffled per epoch). HEMP always uses `domain`.
     pub batching: Batching,
+    /// `epoch` (default: epochs over a fixed split with early stopping) or `stream` (the whole
+    /// dataset in time order, cut into windows, each scored before it is trained on; see
+    /// [`crate::stream`]).
+    pub mode: TrainMode,
+    /// Stream training's windows, tables and publishing (`train.mode = "stream"`).
+    pub stream: StreamConfig,
+}
+
+mdrec_data::string_enum! {
+    /// How a run trains (`train.mode`).
+    #[derive(Default)]
+    pub enum TrainMode: "train.mode" {
+        /// Epochs over the training split, early stopping on validation.
+        #[default]
+        Epoch = "epoch",
+        /// One test-then-train pass over time-ordered windows.
+        Stream = "stream",
+    }
+}
+
+/// Stream training (`[train.stream]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// Integer column that orders the stream (MovieLens-1M and the synthetic data:
+    /// `timestamp`, Unix seconds).
+    pub time_column: String,
+    /// Windows of this many rows. Exactly one of `window_rows` and `window_seconds` may be
+    /// set; with neither, windows are one day (`window_seconds = 86400`).
+    pub window_rows: Option<usize>,
+    /// Windows of this duration on the schema's `time` column (empty windows are skipped).
+    pub window_seconds: Option<i64>,
+    /// Stop after this many windows (smoke tests).
+    pub max_windows: Option<usize>,
+    /// Admission, capacity and eviction of the embedding tables.
+    pub tables: mdrec_nn::TablePolicy,
+    /// A serving model repository (`mdrec serve --repository`): after every
+    /// `publish_every_windows` windows and at the end, the current model is published there as
+    /// a new version, which a running server loads without a restart.
+    pub publish_to: Option<std::path::PathBuf>,
+    /// Windows between publications (with `publish_to`).
+    pub publish_every_windows: usize,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            time_column: "timestamp".into(),
+            window_rows: None,
+            window_seconds: None,
+            max_windows: None,
+            tables: mdrec_nn::TablePolicy::default(),
+            publish_to: None,
+            publish_every_windows: 1,
+        }
+    }
+}
+
+/// Seconds of the default stream window (one day).
+pub const DEFAULT_WINDOW_SECONDS: i64 = 86_400;
+
+impl StreamConfig {
+    /// Checks the values; errors name the key.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        match (self.window_rows, self.window_seconds) {
+            (Some(_), Some(_)) => {
+                return Err(TrainError::Config(
+                    "train.stream: set window_rows or window_seconds, not both".into(),
+                ))
+            }
+            (Some(0), _) => {
+                return Err(TrainError::Config(
+                    "train.stream.window_rows must be at least 1".into(),
+                ))
+            }
+            (_, Some(s)) if s <= 0 => {
+                return Err(TrainError::Config(format!(
+                    "train.stream.window_seconds must be positive, got {s}"
+                )))
+            }
+            _ => {}
+        }
+        if self.max_windows == Some(0) {
+            return Err(TrainError::Config(
+                "train.stream.max_windows must be at least 1".into(),
+            ));
+        }
+        check_positive_count(
+            "train.stream.publish_every_windows",
+            self.publish_every_windows,
+        )?;
+        if self.time_column.trim().is_empty() {
+            return Err(TrainError::Config(
+                "train.stream.time_column must name a column".into(),
+            ));
+        }
+        self.tables.validate().map_err(TrainError::Config)
+    }
 }
 
 mdrec_data::string_enum! {
@@ -206,6 +304,24 @@ impl TrainConfig {
                 .map_err(|e| TrainError::Config(format!("train.augment: {e}")))?;
         }
         self.device.device()?;
+        if self.mode == TrainMode::Stream {
+            self.stream.validate()?;
+            if self.augment.is_some() {
+                return Err(TrainError::Config(
+                    "train.augment (AREAD's augmentation for HEMP) needs epoch training, not train.mode = \"stream\"".into(),
+                ));
+            }
+            if self.batching == Batching::Domain {
+                return Err(TrainError::Config(
+                    "train.batching = \"domain\" needs epoch training; stream windows train on mixed batches".into(),
+                ));
+            }
+            if self.embedding.optimizer == mdrec_nn::SparseOptimizer::AdamDense {
+                return Err(TrainError::Config(
+                    "train.embedding.optimizer = \"adam_dense\" updates every row at every step, which stream training's growing tables cannot do; use adam, adagrad or sgd".into(),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -232,6 +348,8 @@ impl Default for TrainConfig {
             automl_batch_source: AutomlBatchSource::Valid,
             augment: None,
             batching: Batching::Mixed,
+            mode: TrainMode::Epoch,
+            stream: StreamConfig::default(),
         }
     }
 }
@@ -339,6 +457,11 @@ impl RunConfig {
         let factory = mdrec_models::find(self.model_name())?;
         let model_cfg = factory.resolve(&self.model_overrides())?;
         let setting = self.train.setting.unwrap_or_else(|| factory.setting());
+        if self.train.mode == TrainMode::Stream && setting != Setting::Mdmt {
+            return Err(TrainError::Config(format!(
+                "train.mode = \"stream\" trains one model over every domain and task (setting mdmt), not {setting:?}"
+            )));
+        }
         let mut cfg = self.clone();
         cfg.set_model_name(factory.name());
         if let serde_json::Value::Object(m) = &model_cfg {

@@ -117,6 +117,8 @@ impl Engine {
         probes: &mut Probes,
     ) -> Result<(f64, Gradients, Tensor<2>), TrainError> {
         data.fill_batch(rows, &mut self.batch);
+        // Stream training's tables give rows to the batch's new ids first (no-op otherwise).
+        self.store.admit(&self.batch);
         let b = self.batch.len;
         let t = self.ctx.n_tasks();
         let (input, leaf) = make_input_leaf(
@@ -307,6 +309,26 @@ impl Engine {
         Ok(total / batches.len().max(1) as f64)
     }
 
+    /// Logits `[rows.len(), T]` of the inference model on `rows` of `data`, reading the live
+    /// tables (no copy): stream training's progressive validation.
+    pub fn predict_rows(
+        &self,
+        data: &EncodedData,
+        rows: &[u32],
+        batch_size: usize,
+    ) -> Result<Vec<f32>, TrainError> {
+        let model = self.model.valid();
+        predict_with(
+            &self.ctx,
+            model.as_ref(),
+            &self.store,
+            data,
+            rows,
+            batch_size,
+            &self.device,
+        )
+    }
+
     /// A frozen copy for evaluation and best-weights restore.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -343,29 +365,43 @@ impl Snapshot {
         batch_size: usize,
         device: &Device,
     ) -> Result<Vec<f32>, TrainError> {
-        let device = device.clone().without_autodiff();
-        let ctx = &self.ctx;
-        let n = data.len();
-        let mut out = Vec::with_capacity(n * ctx.n_tasks());
-        let mut batch = Batch::default();
-        let mut buf = Vec::new();
-        let mut rows: Vec<u32> = Vec::with_capacity(batch_size);
-        let mut start = 0;
-        while start < n {
-            let end = (start + batch_size).min(n);
-            rows.clear();
-            rows.extend(start as u32..end as u32);
-            data.fill_batch(&rows, &mut batch);
-            let input = make_input(ctx, &self.store, &batch, &mut buf, &device)?;
-            let mut probes = Probes::new(false);
-            let logits = self.model.forward(ctx, &input, &mut probes).logits;
-            let v = logits
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| TrainError::Tensor(format!("{e:?}")))?;
-            out.extend_from_slice(&v);
-            start = end;
-        }
-        Ok(out)
+        let rows: Vec<u32> = (0..data.len() as u32).collect();
+        predict_with(
+            &self.ctx,
+            self.model.as_ref(),
+            &self.store,
+            data,
+            &rows,
+            batch_size,
+            device,
+        )
     }
+}
+
+/// Logits `[rows.len(), T]` (row-major) of an inference `model` on `rows` of `data`.
+fn predict_with(
+    ctx: &ModelContext,
+    model: &dyn DynModel,
+    store: &EmbeddingStore,
+    data: &EncodedData,
+    rows: &[u32],
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<f32>, TrainError> {
+    let device = device.clone().without_autodiff();
+    let mut out = Vec::with_capacity(rows.len() * ctx.n_tasks());
+    let mut batch = Batch::default();
+    let mut buf = Vec::new();
+    for chunk in rows.chunks(batch_size.max(1)) {
+        data.fill_batch(chunk, &mut batch);
+        let input = make_input(ctx, store, &batch, &mut buf, &device)?;
+        let mut probes = Probes::new(false);
+        let logits = model.forward(ctx, &input, &mut probes).logits;
+        let v = logits
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| TrainError::Tensor(format!("{e:?}")))?;
+        out.extend_from_slice(&v);
+    }
+    Ok(out)
 }

@@ -76,6 +76,10 @@ pub struct RunReport {
     pub timing: Timing,
     /// mdrec version.
     pub version: String,
+    /// Stream training's summary (`train.mode = "stream"`; then `test` is progressive
+    /// validation over every row and `valid` over the last 10 % of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<crate::stream::StreamSummary>,
 }
 
 fn pct(v: Option<f64>) -> String {

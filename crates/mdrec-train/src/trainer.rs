@@ -27,7 +27,9 @@ use mdrec_nn::ModelContext;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, CheckpointWriter};
-use crate::config::{AutomlBatchSource, Batching, Keep, ResolvedRun, RunConfig, TrainConfig};
+use crate::config::{
+    AutomlBatchSource, Batching, Keep, ResolvedRun, RunConfig, TrainConfig, TrainMode,
+};
 use crate::engine::{Engine, Snapshot};
 use crate::hemp::{self, Hemp};
 use crate::progress::Progress;
@@ -45,10 +47,17 @@ pub fn context_from_schema(schema: &Schema, default_dim: usize) -> ModelContext 
 pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
     // Every key is checked before any file is read.
     cfg.resolve()?;
-    let req = cfg
+    let mut req = cfg
         .dataset
         .request(cfg.train.seed)
         .map_err(|e| TrainError::Config(e.to_string()))?;
+    if cfg.train.mode == TrainMode::Stream {
+        // Every row, in time order; the vocabularies (the id space) are fitted on all of them,
+        // and rows are admitted to the tables as they appear (see `crate::stream`).
+        req.split = mdrec_data::split::SplitSpec::Stream {
+            column: cfg.train.stream.time_column.clone(),
+        };
+    }
     Ok(mdrec_data::prepare(&req)?)
 }
 
@@ -97,7 +106,7 @@ struct Fitted {
     train_seconds: f64,
 }
 
-fn eval_split(
+pub(crate) fn eval_split(
     ctx: &ModelContext,
     logits: &[f32],
     data: &EncodedData,
@@ -117,7 +126,7 @@ fn eval_split(
     .map_err(|e| TrainError::Metrics(e.to_string()))
 }
 
-fn row_major_labels(data: &EncodedData) -> Vec<f32> {
+pub(crate) fn row_major_labels(data: &EncodedData) -> Vec<f32> {
     let t = data.labels.len();
     let mut out = vec![0.0; data.len() * t];
     for (j, col) in data.labels.iter().enumerate() {
@@ -425,6 +434,9 @@ pub fn train_run(
     out: &Path,
     progress: &mut dyn Progress,
 ) -> Result<RunOutcome, TrainError> {
+    if cfg.train.mode == TrainMode::Stream {
+        return crate::stream::train_stream(cfg, prepared, out, progress);
+    }
     let t_start = Instant::now();
     let ResolvedRun {
         cfg: resolved,
@@ -580,6 +592,7 @@ pub fn train_run(
                 .unwrap_or(1),
         },
         version: env!("CARGO_PKG_VERSION").to_string(),
+        stream: None,
     };
     write_reports(out, &report)?;
     Ok(RunOutcome {
@@ -706,7 +719,7 @@ pub fn evaluate_run(run: &Path) -> Result<(EvalReport, Vec<f32>, LoadedRun), Tra
     Ok((report, logits, loaded))
 }
 
-fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), TrainError> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), TrainError> {
     let s = serde_json::to_string_pretty(v).expect("serialises");
     std::fs::write(path, s + "\n").map_err(|e| TrainError::io(path, e))
 }

@@ -1,0 +1,467 @@
+//! Stream training (`train.mode = "stream"`): test-then-train over time-ordered windows, with
+//! embedding tables that grow and shrink.
+//!
+//! The data path orders every row of the dataset by `train.stream.time_column` (ties keep the
+//! source order) and fits the id space on all of them; windows are `window_rows` rows or
+//! `window_seconds` of the schema's `time` column (default: one day; empty windows are
+//! skipped). For each window, in order:
+//!
+//! 1. the tables start the window (rows not seen for `ttl_windows` windows expire);
+//! 2. **progressive validation**: the current model scores the window's rows, which it has
+//!    never trained on; an id without a row reads the OOV row;
+//! 3. one pass of training over the window's rows (a seeded shuffle within the window, mixed
+//!    batches); before each step the tables admit the batch's new ids
+//!    ([`mdrec_nn::EmbeddingStore::admit`]); a bi-level model (M3oE `automl = "bilevel"`)
+//!    makes its outer step on the window's first batch;
+//! 4. one `metrics.jsonl` line ([`WindowLine`]): rows, progressive AUC / LogLoss per task and per
+//!    (domain, task) cell where defined, calibration (mean prediction / observed rate), the
+//!    tables' live rows, admissions, evictions and bytes;
+//! 5. every `publish_every_windows` windows, with `publish_to`, the model is published to a
+//!    serving repository as a new version.
+//!
+//! `report.json`'s `test` section is progressive validation over every row of the stream, its
+//! `valid` section over the last 10 % of the rows (the model's recent quality); `stream` holds
+//! the summary. The saved weights are the final ones, with each table's id → row map.
+//!
+//! AREAD trains with plain steps here: its HEMP schedule (mask search over epochs) needs epoch
+//! training.
+
+use std::io::Write;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Instant;
+
+use mdrec_data::{epoch_order, EncodedData, Prepared};
+use mdrec_metrics::EvalReport;
+use mdrec_nn::TableStats;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::CheckpointWriter;
+use crate::config::{ResolvedRun, RunConfig, StreamConfig, DEFAULT_WINDOW_SECONDS};
+use crate::engine::Engine;
+use crate::progress::Progress;
+use crate::report::{write_reports, Params, RunReport, Timing};
+use crate::trainer::{context_from_schema, eval_split, write_json, RunOutcome};
+use crate::TrainError;
+
+/// One task's progressive figures in a window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskLine {
+    /// Task name.
+    pub task: String,
+    /// AUC over the window's rows (`None` when the window has one class).
+    pub auc: Option<f64>,
+    /// Mean BCE.
+    pub logloss: Option<f64>,
+    /// Mean predicted probability.
+    pub predicted_rate: f64,
+    /// Observed positive rate.
+    pub observed_rate: f64,
+    /// `predicted_rate / observed_rate` (`None` without positives).
+    pub calibration: Option<f64>,
+}
+
+/// One (domain, task) cell's progressive AUC in a window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellLine {
+    /// Domain name.
+    pub domain: String,
+    /// Task name.
+    pub task: String,
+    /// Rows.
+    pub n: usize,
+    /// AUC (`None` when undefined).
+    pub auc: Option<f64>,
+}
+
+/// One `metrics.jsonl` line of a stream run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WindowLine {
+    /// Window index (0-based, empty windows skipped).
+    pub window: usize,
+    /// Time of the window's first and last row (`None` without a time column).
+    pub first_time: Option<i64>,
+    /// See `first_time`.
+    pub last_time: Option<i64>,
+    /// Rows in the window.
+    pub rows: usize,
+    /// Rows trained on before this window.
+    pub rows_before: usize,
+    /// Progressive AUC, mean over (domain, task) cells where defined.
+    pub auc_mean_cells: Option<f64>,
+    /// Progressive AUC pooled per task, mean over tasks.
+    pub auc_task_pooled_mean: Option<f64>,
+    /// Progressive LogLoss.
+    pub logloss: Option<f64>,
+    /// Per task.
+    pub tasks: Vec<TaskLine>,
+    /// Per (domain, task) cell.
+    pub cells: Vec<CellLine>,
+    /// Mean training loss of the window's pass.
+    pub train_loss: f64,
+    /// Seconds of the window's training pass.
+    pub train_seconds: f64,
+    /// Seconds of the window's scoring.
+    pub score_seconds: f64,
+    /// The embedding tables after the window.
+    pub tables: Vec<TableStats>,
+}
+
+/// The `stream` section of a stream run's `report.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamSummary {
+    /// How windows were cut (`"50000 rows"`, `"86400 s"`).
+    pub windows_by: String,
+    /// Windows processed.
+    pub windows: usize,
+    /// Rows scored and trained on.
+    pub rows: usize,
+    /// Progressive AUC (mean over cells) over every row.
+    pub progressive_auc: Option<f64>,
+    /// Progressive LogLoss over every row.
+    pub progressive_logloss: Option<f64>,
+    /// Training rows per second (training passes only).
+    pub train_rows_per_s: f64,
+    /// Scoring rows per second (progressive validation only).
+    pub score_rows_per_s: f64,
+    /// The tables at the end.
+    pub tables: Vec<TableStats>,
+    /// Largest total bytes of the tables' rows (weights + optimizer state) after any window.
+    pub peak_table_bytes: usize,
+    /// Versions published to `train.stream.publish_to`.
+    pub published: Vec<String>,
+}
+
+/// The row ranges of the windows of `data` (already in time order).
+pub fn windows(
+    data: &EncodedData,
+    s: &StreamConfig,
+) -> Result<(Vec<Range<usize>>, String), TrainError> {
+    let n = data.len();
+    if let Some(w) = s.window_rows {
+        let out = (0..n).step_by(w).map(|a| a..(a + w).min(n)).collect();
+        return Ok((out, format!("{w} rows")));
+    }
+    let secs = s.window_seconds.unwrap_or(DEFAULT_WINDOW_SECONDS);
+    if data.time.is_empty() {
+        return Err(TrainError::Config(format!(
+            "train.stream.window_seconds ({secs} s) needs the schema's time column (schema key `time`); set train.stream.window_rows instead"
+        )));
+    }
+    let t0 = data.time.first().copied().unwrap_or(0);
+    let mut out: Vec<Range<usize>> = Vec::new();
+    let mut current = None;
+    for (r, &t) in data.time.iter().enumerate() {
+        let w = (t - t0).div_euclid(secs);
+        if current != Some(w) {
+            if let Some(last) = out.last_mut() {
+                last.end = r;
+            }
+            out.push(r..n);
+            current = Some(w);
+        }
+    }
+    Ok((out, format!("{secs} s")))
+}
+
+fn sigmoid(x: f32) -> f64 {
+    1.0 / (1.0 + (-f64::from(x)).exp())
+}
+
+fn task_lines(
+    rep: &EvalReport,
+    logits: &[f32],
+    data: &EncodedData,
+    tasks: &[String],
+) -> Vec<TaskLine> {
+    let t = tasks.len();
+    tasks
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            let n = data.len().max(1) as f64;
+            let predicted = (0..data.len())
+                .map(|i| sigmoid(logits[i * t + j]))
+                .sum::<f64>()
+                / n;
+            let observed = data.labels[j].iter().map(|&y| f64::from(y)).sum::<f64>() / n;
+            let tr = rep.tasks.iter().find(|x| &x.name == name);
+            TaskLine {
+                task: name.clone(),
+                auc: tr.and_then(|x| x.auc),
+                logloss: tr.and_then(|x| x.logloss),
+                predicted_rate: predicted,
+                observed_rate: observed,
+                calibration: (observed > 0.0).then(|| predicted / observed),
+            }
+        })
+        .collect()
+}
+
+/// Train `cfg` as a stream over `prepared.train` (all rows, time-ordered) and write the run
+/// directory `out`.
+pub fn train_stream(
+    cfg: &RunConfig,
+    prepared: &Prepared,
+    out: &Path,
+    progress: &mut dyn Progress,
+) -> Result<RunOutcome, TrainError> {
+    let t_start = Instant::now();
+    let ResolvedRun {
+        cfg: resolved,
+        factory,
+        model_cfg,
+        setting,
+    } = cfg.resolve()?;
+    let tc = &resolved.train;
+    let sc = &tc.stream;
+    let device = tc.device.device()?;
+    device.seed(tc.seed);
+    let data = &prepared.train;
+    if data.is_empty() {
+        return Err(TrainError::Data(mdrec_data::DataError::Config(
+            "stream training: the dataset has no rows".into(),
+        )));
+    }
+    let (wins, windows_by) = windows(data, sc)?;
+    let wins = &wins[..sc.max_windows.unwrap_or(usize::MAX).min(wins.len())];
+    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    write_json(&out.join("config.resolved.json"), &resolved)?;
+    std::fs::write(out.join("schema.json"), prepared.schema.to_json_pretty())
+        .map_err(|e| TrainError::io(out, e))?;
+    write_json(&out.join("vocabs.json"), &prepared.vocabs)?;
+    let metrics_path = out.join("metrics.jsonl");
+    let mut metrics_log =
+        std::fs::File::create(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
+
+    let ctx = context_from_schema(&prepared.schema, tc.embedding.dim);
+    let n_t = ctx.n_tasks();
+    let mut engine = Engine::new(factory, &model_cfg, ctx.clone(), tc, tc.seed, &device)?;
+    engine
+        .store
+        .make_dynamic(&sc.tables, tc.seed)
+        .map_err(|e| TrainError::Config(e.to_string()))?;
+    let label = factory.name().to_string();
+    let total_rows: usize = wins.iter().map(|w| w.len()).sum();
+    progress.start_epoch(&label, 1, total_rows);
+
+    let mut prog_logits: Vec<f32> = Vec::with_capacity(total_rows * n_t);
+    let mut domain_counts = vec![0usize; ctx.n_domains()];
+    let (mut rows_done, mut loss_sum, mut steps) = (0usize, 0.0f64, 0usize);
+    let (mut train_seconds, mut score_seconds) = (0.0f64, 0.0f64);
+    let mut peak_bytes = 0usize;
+    let mut published = Vec::new();
+    let mut order: Vec<u32> = Vec::new();
+    for (k, range) in wins.iter().enumerate() {
+        engine.store.begin_window(k as u64);
+        let rows: Vec<u32> = (range.start as u32..range.end as u32).collect();
+        let window = data.subset(&rows);
+
+        // 1. progressive validation: rows the model has never trained on
+        let t0 = Instant::now();
+        let logits = engine.predict_rows(data, &rows, tc.eval_batch_size)?;
+        let secs_score = t0.elapsed().as_secs_f64();
+        score_seconds += secs_score;
+        let rep = eval_split(&ctx, &logits, &window, &domain_counts)?;
+        prog_logits.extend_from_slice(&logits);
+
+        // 2. one pass over the window
+        let t0 = Instant::now();
+        order.clear();
+        order.extend(
+            epoch_order(rows.len(), true, tc.seed, k + 1)
+                .into_iter()
+                .map(|i| rows[i as usize]),
+        );
+        let (mut w_loss, mut w_steps, mut w_rows) = (0.0f64, 0usize, 0usize);
+        for chunk in order.chunks(tc.batch_size) {
+            w_loss += engine.train_step(data, chunk)?;
+            w_steps += 1;
+            w_rows += chunk.len();
+            progress.step(
+                rows_done + w_rows,
+                (loss_sum + w_loss) / (steps + w_steps) as f64,
+            );
+        }
+        if engine.has_outer_params() {
+            let first = &order[..tc.batch_size.min(order.len())];
+            engine.outer_step(data, first)?;
+        }
+        let secs_train = t0.elapsed().as_secs_f64();
+        train_seconds += secs_train;
+        for &d in &window.domain {
+            domain_counts[d as usize] += 1;
+        }
+        let tables = engine.store.table_stats();
+        peak_bytes = peak_bytes.max(tables.iter().map(|t| t.bytes).sum());
+        let line = WindowLine {
+            window: k,
+            first_time: window.time.first().copied(),
+            last_time: window.time.last().copied(),
+            rows: rows.len(),
+            rows_before: rows_done,
+            auc_mean_cells: rep.overall.auc_mean_cells,
+            auc_task_pooled_mean: rep.overall.auc_task_pooled_mean,
+            logloss: rep.overall.logloss,
+            tasks: task_lines(&rep, &logits, &window, &ctx.tasks),
+            cells: rep
+                .cells
+                .iter()
+                .map(|c| CellLine {
+                    domain: c.domain.clone(),
+                    task: c.task.clone(),
+                    n: c.n,
+                    auc: c.auc,
+                })
+                .collect(),
+            train_loss: w_loss / w_steps.max(1) as f64,
+            train_seconds: secs_train,
+            score_seconds: secs_score,
+            tables,
+        };
+        let json = serde_json::to_string(&line).expect("window line serialises");
+        writeln!(metrics_log, "{json}").map_err(|e| TrainError::io(&metrics_path, e))?;
+        rows_done += rows.len();
+        loss_sum += w_loss;
+        steps += w_steps;
+        progress.step(rows_done, loss_sum / steps.max(1) as f64);
+        let every = (wins.len() / 10).max(1);
+        if k % every == every - 1 || k + 1 == wins.len() {
+            progress.message(&format!(
+                "{label} window {}/{}: {} rows, progressive AUC {}, live rows {}",
+                k + 1,
+                wins.len(),
+                rows.len(),
+                line.auc_mean_cells
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_else(|| "undefined".into()),
+                line.tables.iter().map(|t| t.live_rows).sum::<usize>()
+            ));
+        }
+        if let Some(repo) = &sc.publish_to {
+            if (k + 1) % sc.publish_every_windows == 0 || k + 1 == wins.len() {
+                published.push(publish(repo, out, &engine, &label, prepared)?);
+            }
+        }
+    }
+
+    let mut ckpt = CheckpointWriter::default();
+    let snap = engine.snapshot();
+    ckpt.add("", snap.model.as_ref(), &snap.store);
+    ckpt.write(
+        &out.join("weights.safetensors"),
+        weights_metadata(&label, prepared, setting),
+    )?;
+
+    let t_eval = Instant::now();
+    let seen = data.subset(&(0..total_rows as u32).collect::<Vec<_>>());
+    let test = eval_split(&ctx, &prog_logits, &seen, &domain_counts)?;
+    let tail_from = total_rows - total_rows / 10;
+    let tail_rows: Vec<u32> = (tail_from as u32..total_rows as u32).collect();
+    let tail = seen.subset(&tail_rows);
+    let valid = eval_split(&ctx, &prog_logits[tail_from * n_t..], &tail, &domain_counts)?;
+    let tables = engine.store.table_stats();
+    let summary = StreamSummary {
+        windows_by,
+        windows: wins.len(),
+        rows: total_rows,
+        progressive_auc: test.overall.auc_mean_cells,
+        progressive_logloss: test.overall.logloss,
+        train_rows_per_s: rows_done as f64 / train_seconds.max(1e-9),
+        score_rows_per_s: rows_done as f64 / score_seconds.max(1e-9),
+        tables,
+        peak_table_bytes: peak_bytes,
+        published,
+    };
+    let report = RunReport {
+        model: factory.name().to_string(),
+        paper: factory.paper().to_string(),
+        dataset: cfg.dataset.name.to_string(),
+        split: "stream".into(),
+        source: prepared.source.clone(),
+        seed: tc.seed,
+        setting,
+        epochs_run: 1,
+        best_epoch: [("all".to_string(), 1)].into(),
+        monitor: tc.monitor.clone(),
+        schema_hash: prepared.schema.hash.clone(),
+        rows: [total_rows, 0, 0],
+        params: Params {
+            dense: snap.model.num_params(),
+            embedding: snap.store.num_params(),
+        },
+        model_report: snap.model.report(),
+        config: serde_json::to_value(&resolved).expect("config serialises"),
+        test,
+        valid,
+        timing: Timing {
+            train_samples_per_s: summary.train_rows_per_s,
+            train_seconds,
+            eval_seconds: score_seconds + t_eval.elapsed().as_secs_f64(),
+            total_seconds: t_start.elapsed().as_secs_f64(),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        },
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        stream: Some(summary),
+    };
+    write_reports(out, &report)?;
+    Ok(RunOutcome {
+        report,
+        test_logits: prog_logits,
+    })
+}
+
+fn weights_metadata(
+    model: &str,
+    prepared: &Prepared,
+    setting: mdrec_models::Setting,
+) -> std::collections::BTreeMap<String, String> {
+    let mut meta = std::collections::BTreeMap::new();
+    meta.insert("model".to_string(), model.to_string());
+    meta.insert("schema_hash".to_string(), prepared.schema.hash.clone());
+    meta.insert("setting".to_string(), format!("{setting:?}"));
+    meta
+}
+
+/// Publishes the current model as the next version (one above the largest integer-named
+/// folder) of the serving model folder `repo` (`mdrec serve --repository` serves
+/// `<repository>/<model>/<version>/`): a run directory written to a hidden temporary folder
+/// and then renamed, so a polling server never sees a half-written version.
+fn publish(
+    repo: &Path,
+    run: &Path,
+    engine: &Engine,
+    model: &str,
+    prepared: &Prepared,
+) -> Result<String, TrainError> {
+    std::fs::create_dir_all(repo).map_err(|e| TrainError::io(repo, e))?;
+    let newest = std::fs::read_dir(repo)
+        .map_err(|e| TrainError::io(repo, e))?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    let version = (newest + 1).to_string();
+    let tmp = repo.join(format!(".publishing-{version}"));
+    let dst = repo.join(&version);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+    for f in ["config.resolved.json", "schema.json", "vocabs.json"] {
+        std::fs::copy(run.join(f), tmp.join(f)).map_err(|e| TrainError::io(&tmp.join(f), e))?;
+    }
+    let mut ckpt = CheckpointWriter::default();
+    let snap = engine.snapshot();
+    ckpt.add("", snap.model.as_ref(), &snap.store);
+    ckpt.write(
+        &tmp.join("weights.safetensors"),
+        weights_metadata(model, prepared, mdrec_models::Setting::Mdmt),
+    )?;
+    std::fs::rename(&tmp, &dst).map_err(|e| TrainError::io(&dst, e))?;
+    Ok(version)
+}
