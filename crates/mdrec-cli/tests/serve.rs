@@ -389,3 +389,72 @@ fn sigterm_stops_the_server_cleanly() {
     assert!(status.success(), "{status:?}: {}", sv.log());
     assert!(TcpStream::connect(&sv.addr).is_err());
 }
+
+/// Train while serving: stream training publishes each window's model to the repository, and
+/// a running server swaps to the newest version without a restart; it then serves exactly
+/// what `mdrec predict` gives with the finished run.
+#[test]
+fn stream_training_publishes_versions_that_a_running_server_picks_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ml = tmp.path().join("ml-1m");
+    movielens_fixture(&ml);
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("ranker")).unwrap();
+    let sv = Served::start(&["--model-repo", s(&repo), "--poll-ms", "100"]);
+    let run = tmp.path().join("run");
+    ok(mdrec(&[
+        "train",
+        "--dataset",
+        "ml-1m",
+        "--data-dir",
+        s(&ml),
+        "--model",
+        "mmoe",
+        "--quiet",
+        "--set",
+        "train.mode=\"stream\"",
+        "--set",
+        "train.stream.window_rows=600",
+        "--set",
+        &format!("train.stream.publish_to=\"{}\"", s(&repo.join("ranker"))),
+        "--out",
+        s(&run),
+    ]));
+    for v in ["1", "2", "3"] {
+        assert!(repo
+            .join("ranker")
+            .join(v)
+            .join("weights.safetensors")
+            .exists());
+    }
+    let t0 = Instant::now();
+    loop {
+        let (_, meta) = sv.json("GET", "/v2/models/ranker", "");
+        if meta["parameters"]["version"] == "3" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "version 3 not served: {}",
+            sv.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let csv = tmp.path().join("test.csv");
+    export_movielens_test(&ml, &csv);
+    let pred = tmp.path().join("pred.csv");
+    ok(mdrec(&[
+        "predict",
+        "--run",
+        s(&run),
+        "--input",
+        s(&csv),
+        "--out",
+        s(&pred),
+    ]));
+    let body = request(&sv, "ranker", &csv, 20);
+    let (st, resp) = sv.json("POST", "/v2/models/ranker/infer", &body);
+    assert_eq!(st, 200, "{resp}");
+    assert_eq!(resp["model_version"], "3");
+    assert_outputs(&resp, &expected(&pred, 20));
+}

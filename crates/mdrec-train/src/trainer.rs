@@ -693,6 +693,12 @@ pub struct LoadedRun {
 /// Load a run directory: saved config, data with a schema check, weights.
 pub fn load_run(run: &Path) -> Result<LoadedRun, TrainError> {
     let cfg = read_run_config(run)?;
+    if cfg.train.mode == TrainMode::Stream {
+        return Err(TrainError::Config(format!(
+            "{} is a stream run: every row was scored before it was trained on, and its report.json holds that progressive validation; there is no held-out split to re-score (`mdrec predict` scores new records with it)",
+            run.display()
+        )));
+    }
     let prepared = prepare_dataset(&cfg)?;
     let schema_path = run.join("schema.json");
     let saved =
