@@ -37,6 +37,8 @@ pub struct Engine {
     batch: Batch,
     emb_buf: Vec<f32>,
     w_buf: Vec<f32>,
+    /// Labels and loss scales (`[B, T]`) for the next step only ([`Engine::train_step_adjusted`]).
+    adjust: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 fn tensor2(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
@@ -101,6 +103,7 @@ impl Engine {
             batch: Batch::default(),
             emb_buf: Vec::new(),
             w_buf: Vec::new(),
+            adjust: None,
         })
     }
 
@@ -119,6 +122,10 @@ impl Engine {
         data.fill_batch(rows, &mut self.batch);
         // Stream training's tables give rows to the batch's new ids first (no-op otherwise).
         self.store.admit(&self.batch);
+        let adjust = self.adjust.take();
+        if let Some((labels, _)) = &adjust {
+            self.batch.labels.copy_from_slice(labels);
+        }
         let b = self.batch.len;
         let t = self.ctx.n_tasks();
         let (input, leaf) = make_input_leaf(
@@ -137,6 +144,9 @@ impl Engine {
             self.cfg.loss,
             &mut self.w_buf,
         );
+        if let Some((_, scale)) = &adjust {
+            self.w_buf.iter_mut().zip(scale).for_each(|(w, s)| *w *= s);
+        }
         let weights = tensor2(self.w_buf.clone(), b, t, &self.device);
         let element = match out.element_loss {
             Some(l) => l,
@@ -160,6 +170,29 @@ impl Engine {
     /// the model's outer parameters; returns the batch loss.
     pub fn train_step(&mut self, data: &EncodedData, rows: &[u32]) -> Result<f64, TrainError> {
         self.train_step_probed(data, rows, &mut Probes::new(false))
+    }
+
+    /// [`train_step`](Self::train_step) with the labels of the step given (`labels`, `[B, T]`
+    /// row-major, replacing the data's) and every element's loss weight multiplied by
+    /// `scale` (`[B, T]`): delayed feedback trains a row with the label known at its release
+    /// and importance weights.
+    pub fn train_step_adjusted(
+        &mut self,
+        data: &EncodedData,
+        rows: &[u32],
+        labels: Vec<f32>,
+        scale: Vec<f32>,
+    ) -> Result<f64, TrainError> {
+        let n = rows.len() * self.ctx.n_tasks();
+        if labels.len() != n || scale.len() != n {
+            return Err(TrainError::Tensor(format!(
+                "adjusted step: {} labels and {} scales for {n} elements",
+                labels.len(),
+                scale.len()
+            )));
+        }
+        self.adjust = Some((labels, scale));
+        self.train_step(data, rows)
     }
 
     /// [`train_step`](Self::train_step), recording the model's probes of the training forward
