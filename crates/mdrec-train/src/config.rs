@@ -456,7 +456,12 @@ impl RunConfig {
         self.train.validate()?;
         let factory = mdrec_models::find(self.model_name())?;
         let model_cfg = factory.resolve(&self.model_overrides())?;
-        let setting = self.train.setting.unwrap_or_else(|| factory.setting());
+        // A stream trains one model; a model whose default is another setting (`mlp`:
+        // isolated) trains as one model over every cell unless a setting is asked for.
+        let setting = self.train.setting.unwrap_or_else(|| match self.train.mode {
+            TrainMode::Stream => Setting::Mdmt,
+            TrainMode::Epoch => factory.setting(),
+        });
         if self.train.mode == TrainMode::Stream && setting != Setting::Mdmt {
             return Err(TrainError::Config(format!(
                 "train.mode = \"stream\" trains one model over every domain and task (setting mdmt), not {setting:?}"

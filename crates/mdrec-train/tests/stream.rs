@@ -182,3 +182,31 @@ fn stream_settings_are_checked_before_reading_data() {
         .unwrap_or_default();
     assert!(err.contains("not both"), "{err}");
 }
+
+/// Every zoo model trains in stream mode (its tiny config, two short windows, small tables
+/// with eviction) and reports a progressive AUC.
+#[test]
+fn every_zoo_model_trains_as_a_stream() {
+    let base = stream_config(&[
+        "dataset.synthetic_rows=1200",
+        "train.stream.window_rows=600",
+        "train.stream.tables.capacity_fraction=0.5",
+    ]);
+    let prepared = prepare_dataset(&base).unwrap();
+    for factory in mdrec_models::MODELS {
+        let name = factory.name();
+        let mut cfg = base.clone();
+        cfg.set_model_name(name);
+        if let serde_json::Value::Object(m) = factory.tiny_config() {
+            for (k, v) in m {
+                cfg.model.insert(k, v);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = train_run(&cfg, &prepared, dir.path(), &mut Silent)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let s = out.report.stream.unwrap();
+        assert_eq!((s.windows, s.rows), (2, 1200), "{name}");
+        assert!(s.progressive_logloss.unwrap().is_finite(), "{name}");
+    }
+}
