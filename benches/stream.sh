@@ -18,15 +18,18 @@ mkdir -p "$OUT"
 [ -x "$BIN" ] || cargo build --release --workspace
 
 T=train.stream.tables
+# capacities apply to the id tables (users, movies); the small tables (gender, age, ...) keep
+# every value
+CAP="$T.capacity_tables=[\"user_id\",\"movie_id\"]"
 policies=(
   "frozen after window 1|$T.admission=\"first_window\""
   "admit every id|$T.admission=\"all\""
   "min_count 2|$T.admission=\"min_count\" $T.min_count=2"
   "probability 0.5|$T.admission=\"probability\" $T.probability=0.5"
-  "50 % capacity, score|$T.capacity_fraction=0.5 $T.eviction=\"score\""
-  "50 % capacity, LRU|$T.capacity_fraction=0.5 $T.eviction=\"lru\""
-  "25 % capacity, score|$T.capacity_fraction=0.25 $T.eviction=\"score\""
-  "25 % capacity, LRU|$T.capacity_fraction=0.25 $T.eviction=\"lru\""
+  "50 % of user and movie ids, score|$CAP $T.capacity_fraction=0.5 $T.eviction=\"score\""
+  "50 % of user and movie ids, LRU|$CAP $T.capacity_fraction=0.5 $T.eviction=\"lru\""
+  "25 % of user and movie ids, score|$CAP $T.capacity_fraction=0.25 $T.eviction=\"score\""
+  "25 % of user and movie ids, LRU|$CAP $T.capacity_fraction=0.25 $T.eviction=\"lru\""
   "admit every id, TTL 4 windows|$T.admission=\"all\" $T.ttl_windows=4"
 )
 

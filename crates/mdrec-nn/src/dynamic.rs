@@ -13,16 +13,22 @@
 //!
 //! - **admission** ([`Admission`]): every new id; after `min_count` occurrences, counted in a
 //!   count-min sketch (depth 4, `sketch_width` counters per row, no row allocated while
-//!   counting; the sketch can only over-count, so an id is never admitted late); with
-//!   probability `p` per occurrence (no counters); or only during the first window (the
-//!   "vocabulary frozen after the first window" baseline).
-//! - **capacity** per table (rows, besides PAD and OOV): when an admission finds the table full,
-//!   the lowest-priority rows not used by the current batch are evicted, `max(1, capacity/64)` at
-//!   a time so that the scan over live rows is amortised.
-//! - **eviction priority** ([`Eviction`]): `score` (PEPNet's GSET keeps high-score features and
-//!   lets low-frequency ones go: here the score is a frequency that decays by `score_decay` per
-//!   window, `s ← s·decay^(w − w_last) + 1` at each occurrence), `lfu` (lifetime count) or `lru`
-//!   (last step seen). Ties are broken by the key, so eviction is deterministic.
+//!   counting; the sketch can only over-count); with probability `p` per occurrence (no
+//!   counters); or only during the first window (the "vocabulary frozen after the first window"
+//!   baseline). Sketch counts decay by `score_decay` per window, like the scores below.
+//! - **capacity** per table (rows, besides PAD and OOV; `capacity_fraction` of the ids, for the
+//!   tables in `capacity_tables` or all): an admission into a full table evicts one row, the
+//!   lowest-priority one that the current batch does not use. The candidates are ranked once
+//!   per step and taken in order (`max(64, capacity/64)` at a time), so a batch of admissions
+//!   costs one scan of the live rows.
+//! - **eviction priority** ([`Eviction`]): `score`, a frequency that decays by `score_decay` per
+//!   window (`s ← s·decay^(w − w_last) + 1` at each occurrence); `lfu` (lifetime count); `lru`
+//!   (last step seen). Ties are broken by the id, so eviction is deterministic. With `score`, a
+//!   full table also compares before it admits (PEPNet's GSET "prevents low-frequency features
+//!   from entering and exiting"; TinyLFU, Einziger et al. 2017, admits the same way): the new id
+//!   gets a row only if its sketch-estimated decayed count is above the victim's score;
+//!   otherwise it keeps reading the OOV row. LFU and LRU admit unconditionally (the classic
+//!   caches).
 //! - **time to live**: at the start of a window, rows not seen for more than `ttl_windows`
 //!   windows are evicted (PEPNet's expiry).
 //!
@@ -76,6 +82,8 @@ pub struct TablePolicy {
     pub probability: f64,
     /// Capacity of every table as a fraction of its number of ids (`None` = unlimited).
     pub capacity_fraction: Option<f64>,
+    /// The tables `capacity_fraction` applies to (empty: every table).
+    pub capacity_tables: Vec<String>,
     /// Capacity in rows for named tables (overrides `capacity_fraction`).
     pub capacity: BTreeMap<String, usize>,
     /// Which rows are evicted when a table is full.
@@ -95,6 +103,7 @@ impl Default for TablePolicy {
             min_count: 2,
             probability: 0.5,
             capacity_fraction: None,
+            capacity_tables: Vec::new(),
             capacity: BTreeMap::new(),
             eviction: Eviction::Score,
             score_decay: 0.8,
@@ -145,7 +154,10 @@ impl TablePolicy {
     /// The row capacity of a table with `n_keys` ids (PAD and OOV included), besides PAD and OOV.
     pub fn capacity_of(&self, table: &str, n_keys: usize) -> usize {
         let ids = n_keys.saturating_sub(RESERVED as usize);
-        match (self.capacity.get(table), self.capacity_fraction) {
+        let fraction = self.capacity_fraction.filter(|_| {
+            self.capacity_tables.is_empty() || self.capacity_tables.iter().any(|t| t == table)
+        });
+        match (self.capacity.get(table), fraction) {
             (Some(&c), _) => c,
             (None, Some(f)) => ((ids as f64 * f).round() as usize).max(1),
             (None, None) => ids.max(1),
@@ -178,8 +190,14 @@ pub(crate) struct Dynamic {
     pub last_window: Vec<u64>,
     /// Per row: decayed frequency score as of `last_window`.
     pub score: Vec<f32>,
-    /// Count-min sketch for `min_count` admission (empty otherwise).
-    pub sketch: Vec<u32>,
+    /// Count-min sketch of ids without rows, decayed per window (`min_count` admission, and
+    /// score eviction's admission comparison; empty otherwise).
+    pub sketch: Vec<f32>,
+    /// The window the sketch's counts are decayed to.
+    pub sketch_window: u64,
+    /// Eviction candidates of step `pool_step`, highest priority first (`pop` = next victim).
+    pool: Vec<(f64, u32, u32)>,
+    pool_step: u64,
     /// Max live rows besides the reserved ones.
     pub capacity: usize,
     /// Live rows besides the reserved ones.
@@ -239,11 +257,17 @@ impl Dynamic {
             last_step: vec![0; reserved],
             last_window: vec![0; reserved],
             score: vec![0.0; reserved],
-            sketch: if policy.admission == Admission::MinCount {
-                vec![0; SKETCH_DEPTH * policy.sketch_width]
+            sketch: if policy.admission == Admission::MinCount
+                || (policy.eviction == Eviction::Score
+                    && capacity < n_keys.saturating_sub(reserved))
+            {
+                vec![0.0; SKETCH_DEPTH * policy.sketch_width]
             } else {
                 Vec::new()
             },
+            sketch_window: 0,
+            pool: Vec::new(),
+            pool_step: u64::MAX,
             capacity,
             live: 0,
             admitted: 0,
@@ -263,26 +287,97 @@ impl Dynamic {
         }
     }
 
-    /// Counts an occurrence in the sketch and returns the estimated count.
-    fn sketch_count(&mut self, key: u32) -> u32 {
+    /// Counts an occurrence in the sketch (when there is one) and returns the estimate.
+    fn sketch_count(&mut self, key: u32) -> f32 {
+        if self.sketch.is_empty() {
+            return 0.0;
+        }
         let width = self.sketch.len() / SKETCH_DEPTH;
-        let mut est = u32::MAX;
+        let mut est = f32::MAX;
         for d in 0..SKETCH_DEPTH {
             let s = sketch_slot(key, d, width);
-            self.sketch[s] = self.sketch[s].saturating_add(1);
+            self.sketch[s] += 1.0;
             est = est.min(self.sketch[s]);
         }
         est
     }
 
-    /// Whether a key without a row is admitted at this occurrence.
-    pub fn decide(&mut self, key: u32, policy: &TablePolicy, window: u64) -> bool {
-        match policy.admission {
+    /// Decays the sketch's counts to `window`.
+    pub fn decay_sketch(&mut self, window: u64, decay: f64) {
+        let gap = window.saturating_sub(self.sketch_window);
+        if gap > 0 && !self.sketch.is_empty() && decay < 1.0 {
+            let f = decay.powi(gap.min(i32::MAX as u64) as i32) as f32;
+            self.sketch.iter_mut().for_each(|c| *c *= f);
+        }
+        self.sketch_window = window;
+    }
+
+    /// Whether a key without a row is admitted at this occurrence (before capacity), and its
+    /// sketch estimate.
+    pub fn decide(&mut self, key: u32, policy: &TablePolicy, window: u64) -> (bool, f32) {
+        let est = self.sketch_count(key);
+        let yes = match policy.admission {
             Admission::All => true,
             Admission::FirstWindow => window == 0,
             Admission::Probability => self.rng.next_f64() < policy.probability,
-            Admission::MinCount => self.sketch_count(key) >= policy.min_count,
+            // counts are whole numbers until a window decays them
+            Admission::MinCount => est + 1e-4 >= policy.min_count as f32,
+        };
+        (yes, est)
+    }
+
+    /// The next eviction victim of `step` (priority, key, row): the lowest-priority live row
+    /// not used at `step`; `None` when every live row serves this step.
+    pub fn next_victim(
+        &mut self,
+        policy: &TablePolicy,
+        step: u64,
+        window: u64,
+    ) -> Option<(f64, u32, u32)> {
+        loop {
+            if self.pool_step != step || self.pool.is_empty() {
+                self.refill_pool(policy, step, window);
+                if self.pool.is_empty() {
+                    return None;
+                }
+            }
+            let &(p, key, row) = self.pool.last()?;
+            // still live with that key and not used since the pool was ranked
+            if self.key_of[row as usize] == key && self.last_step[row as usize] != step {
+                return Some((p, key, row));
+            }
+            self.pool.pop();
         }
+    }
+
+    /// Forgets the step's eviction candidates (they are valid within one step only).
+    pub fn end_step(&mut self) {
+        self.pool.clear();
+        self.pool_step = u64::MAX;
+    }
+
+    /// Takes the victim [`next_victim`](Self::next_victim) returned.
+    pub fn take_victim(&mut self) {
+        if let Some((_, _, row)) = self.pool.pop() {
+            self.release(row);
+        }
+    }
+
+    fn refill_pool(&mut self, policy: &TablePolicy, step: u64, window: u64) {
+        let mut cand: Vec<(f64, u32, u32)> = (RESERVED as usize..self.key_of.len())
+            .filter(|&r| self.key_of[r] != NONE && self.last_step[r] != step)
+            .map(|r| (self.priority(r, policy, window), self.key_of[r], r as u32))
+            .collect();
+        let n = (self.capacity / 64).max(64).min(cand.len());
+        let cmp =
+            |a: &(f64, u32, u32), b: &(f64, u32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        if n > 0 && n < cand.len() {
+            cand.select_nth_unstable_by(n - 1, cmp);
+        }
+        cand.truncate(n);
+        cand.sort_by(|a, b| cmp(b, a));
+        self.pool = cand;
+        self.pool_step = step;
     }
 
     /// Records an occurrence of a row's key at `step` in `window`.
@@ -323,36 +418,6 @@ impl Dynamic {
         self.free.push(row);
         self.live -= 1;
         self.evicted += 1;
-    }
-
-    /// Evicts up to `n` live rows of lowest priority that were not used at `step`; returns how
-    /// many it evicted.
-    pub fn evict_lowest(
-        &mut self,
-        n: usize,
-        policy: &TablePolicy,
-        step: u64,
-        window: u64,
-    ) -> usize {
-        let mut cand: Vec<(f64, u32, u32)> = (RESERVED as usize..self.key_of.len())
-            .filter(|&r| self.key_of[r] != NONE && self.last_step[r] != step)
-            .map(|r| (self.priority(r, policy, window), self.key_of[r], r as u32))
-            .collect();
-        let n = n.min(cand.len());
-        if n == 0 {
-            return 0;
-        }
-        let cmp =
-            |a: &(f64, u32, u32), b: &(f64, u32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-        if n < cand.len() {
-            cand.select_nth_unstable_by(n - 1, cmp);
-        }
-        let mut victims: Vec<(f64, u32, u32)> = cand[..n].to_vec();
-        victims.sort_by(cmp);
-        for &(_, _, r) in &victims {
-            self.release(r);
-        }
-        n
     }
 
     /// Evicts every live row not seen for more than `ttl` windows; returns how many.
@@ -533,6 +598,33 @@ mod tests {
             );
             assert_eq!((st.live_rows, st.evicted), (5, 1), "{ev:?}");
         }
+    }
+
+    #[test]
+    fn a_full_score_table_admits_only_ids_more_frequent_than_the_victim() {
+        let p = TablePolicy {
+            capacity: [("f".to_string(), 2)].into(),
+            ..TablePolicy::default()
+        };
+        let mut s = store(20, &p);
+        step(&mut s, &[2, 2, 2, 3, 3, 3]); // scores 3 and 3
+        step(&mut s, &[9]);
+        assert!(!has_row(&s, 9), "seen once: not worth a row yet");
+        step(&mut s, &[9]);
+        step(&mut s, &[9]);
+        assert!(!has_row(&s, 9), "three sightings tie the victim's score 3");
+        step(&mut s, &[9]);
+        assert!(has_row(&s, 9), "four beat it");
+        assert!(!has_row(&s, 2), "the tie between 2 and 3 goes by id");
+        // LRU admits unconditionally
+        let lru = TablePolicy {
+            eviction: Eviction::Lru,
+            ..p
+        };
+        let mut s = store(20, &lru);
+        step(&mut s, &[2, 2, 2, 3, 3, 3]);
+        step(&mut s, &[9]);
+        assert!(has_row(&s, 9));
     }
 
     #[test]

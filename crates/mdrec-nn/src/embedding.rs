@@ -20,7 +20,7 @@ use mdrec_data::rng::Rng;
 use mdrec_data::Batch;
 use serde::{Deserialize, Serialize};
 
-use crate::dynamic::{Dynamic, TablePolicy, TableStats, NONE, RESERVED};
+use crate::dynamic::{Dynamic, Eviction, TablePolicy, TableStats, NONE, RESERVED};
 use crate::input::FieldInfo;
 
 /// Row-wise optimizer for embedding tables.
@@ -596,12 +596,15 @@ impl EmbeddingStore {
     /// for more than `ttl_windows` windows are evicted now.
     pub fn begin_window(&mut self, window: u64) {
         self.window = window;
-        let Some(ttl) = self.policy.as_ref().and_then(|p| p.ttl_windows) else {
+        let Some(policy) = self.policy.as_ref() else {
             return;
         };
         for t in &mut self.tables {
             if let Some(d) = t.dynamic.as_mut() {
-                d.expire(ttl, window);
+                d.decay_sketch(window, policy.score_decay);
+                if let Some(ttl) = policy.ttl_windows {
+                    d.expire(ttl, window);
+                }
             }
         }
     }
@@ -629,6 +632,11 @@ impl EmbeddingStore {
                 } else {
                     (0..batch.len).for_each(|r| each(batch.cat[r * n_cat + f.column]));
                 }
+            }
+        }
+        for t in &mut self.tables {
+            if let Some(d) = t.dynamic.as_mut() {
+                d.end_step();
             }
         }
     }
@@ -729,6 +737,7 @@ impl EmbeddingStore {
             &policy,
             Rng::new(0),
         );
+        d.sketch = Vec::new(); // scoring admits nothing
         d.row_of = row_of.to_vec();
         d.free = (0..rows as u32)
             .filter(|&r| key_of[r as usize] == NONE)
@@ -775,6 +784,7 @@ impl EmbeddingStore {
                         d.live as u64,
                         d.admitted,
                         d.evicted,
+                        d.sketch_window,
                         rng[0],
                         rng[1],
                         rng[2],
@@ -784,7 +794,7 @@ impl EmbeddingStore {
                         ("row_of".to_string(), StateArray::U32(d.row_of.clone())),
                         ("key_of".to_string(), StateArray::U32(d.key_of.clone())),
                         ("free".to_string(), StateArray::U32(d.free.clone())),
-                        ("sketch".to_string(), StateArray::U32(d.sketch.clone())),
+                        ("sketch".to_string(), StateArray::F32(d.sketch.clone())),
                         ("count".to_string(), StateArray::U64(d.count.clone())),
                         (
                             "last_step".to_string(),
@@ -886,7 +896,9 @@ impl EmbeddingStore {
                 }
                 (Some(d), true) => {
                     let meta = u64s("meta")?;
-                    let [capacity, live, admitted, evicted, r0, r1, r2, r3] = meta[..] else {
+                    let [capacity, live, admitted, evicted, sketch_window, r0, r1, r2, r3] =
+                        meta[..]
+                    else {
                         return Err(format!("saved table `{}`: bad meta array", ts.name));
                     };
                     let row_of = u32s("row_of")?;
@@ -905,7 +917,8 @@ impl EmbeddingStore {
                     d.row_of = row_of;
                     d.key_of = key_of;
                     d.free = u32s("free")?;
-                    d.sketch = u32s("sketch")?;
+                    d.sketch = f32s("sketch")?;
+                    d.sketch_window = sketch_window;
                     d.count = count;
                     d.last_step = last_step;
                     d.last_window = last_window;
@@ -973,13 +986,18 @@ fn admit_one(
     match (d.row_of.get(id as usize).copied(), pass) {
         (None, _) => {} // outside the id space: `lookup` reports it
         (Some(NONE), Pass::Admit) => {
-            if !d.decide(id, policy, window) {
+            let (admit, estimate) = d.decide(id, policy, window);
+            if !admit {
                 return;
             }
-            if d.live >= d.capacity
-                && d.evict_lowest((d.capacity / 64).max(1), policy, step, window) == 0
-            {
-                return; // every live row serves this batch: the id stays on the default row
+            if d.live >= d.capacity {
+                let Some((victim, _, _)) = d.next_victim(policy, step, window) else {
+                    return; // every live row serves this batch: the id stays on the OOV row
+                };
+                if policy.eviction == Eviction::Score && f64::from(estimate) <= victim {
+                    return; // not more frequent than what it would replace
+                }
+                d.take_victim();
             }
             let row = d.free.pop().unwrap_or(t.rows as u32);
             if row as usize == d.key_of.len() {
