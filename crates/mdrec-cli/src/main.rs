@@ -340,6 +340,13 @@ struct TrainArgs {
     /// Only epoch summaries, no progress lines.
     #[arg(long)]
     quiet: bool,
+    /// Continue the killed run in this directory from its newest usable checkpoint
+    /// (`train.checkpoint_every_steps`), with the config it was started with.
+    #[arg(long, value_name = "RUN", conflicts_with_all = [
+        "model", "epochs", "batch_size", "lr", "patience", "set", "out",
+        "config", "dataset", "data_dir", "seed", "split",
+    ])]
+    resume: Option<PathBuf>,
 }
 
 fn load_config(path: &Option<PathBuf>) -> Result<RunConfig> {
@@ -396,6 +403,21 @@ fn cmd_export(a: ExportArgs) -> Result<()> {
 }
 
 fn cmd_train(a: TrainArgs) -> Result<()> {
+    if let Some(run) = &a.resume {
+        let cfg = mdrec_train::read_run_config(run)?;
+        let mut progress = Console::new(a.quiet);
+        let prepared = prepare_dataset(&cfg).context("preparing the dataset")?;
+        let t0 = Instant::now();
+        let outcome = mdrec_train::resume_run(&cfg, &prepared, run, &mut progress)?;
+        eprintln!(
+            "resumed and finished in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        write_training_curve(run)?;
+        outln!("{}", mdrec_train::report::markdown(&outcome.report));
+        eprintln!("run directory: {}", run.display());
+        return Ok(());
+    }
     let mut cfg = data_config(&a.data.source, a.data.split)?;
     if let Some(m) = &a.model {
         cfg.set_model_name(m);

@@ -540,6 +540,58 @@ pub trait DynModel: Send {
         &mut self,
         tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     ) -> Result<(), ModelError>;
+    /// Every trainable parameter's dotted name (as [`named_tensors`](Self::named_tensors)) and id.
+    /// burn keys optimizer state by id, and ids are drawn anew when a model is built, so a
+    /// checkpoint saves them with the names.
+    fn param_ids(&self) -> Vec<(String, u64)>;
+    /// Give each parameter named in `ids` that id (resuming: the saved optimizer state then
+    /// finds its parameters). Names not in `ids` keep theirs.
+    fn set_param_ids(&mut self, ids: &BTreeMap<String, u64>);
+}
+
+/// Dotted names and ids of every float parameter.
+struct NamedIds {
+    path: Vec<String>,
+    out: Vec<(String, u64)>,
+}
+
+impl ModuleVisitor for NamedIds {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        // buffers (BatchNorm statistics) have no optimizer state
+        if param.val().is_require_grad() {
+            self.out.push((self.path.join("."), param.id.val()));
+        }
+    }
+}
+
+/// Re-ids parameters by dotted name.
+struct ReId<'a> {
+    path: Vec<String>,
+    ids: &'a BTreeMap<String, u64>,
+}
+
+impl ModuleMapper for ReId<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        match self.ids.get(&self.path.join(".")) {
+            Some(&id) => {
+                let (_, value, mapper) = param.consume();
+                Param::from_mapped_value(ParamId::from(id), value, mapper)
+            }
+            None => param,
+        }
+    }
 }
 
 /// A saved model state ([`DynModel::save_state`]): an opaque copy of the model plus its
@@ -665,7 +717,15 @@ impl ModuleMapper for Load<'_> {
                 let mut dims = [0usize; D];
                 dims.copy_from_slice(&want);
                 let t = Tensor::<D>::from_data(TensorData::new(values.clone(), dims), &device);
-                param.map(|_| t)
+                // a trainable parameter stays trainable (resuming a run loads into a training
+                // model); buffers and inference models have no gradient
+                param.map(|old| {
+                    if old.is_require_grad() {
+                        t.require_grad()
+                    } else {
+                        t
+                    }
+                })
             }
         }
     }
@@ -817,6 +877,23 @@ impl<M: RecModel> DynModel for Holder<M> {
             return Err(ModelError::Checkpoint(l.errors.join("; ")));
         }
         Ok(())
+    }
+
+    fn param_ids(&self) -> Vec<(String, u64)> {
+        let mut v = NamedIds {
+            path: Vec::new(),
+            out: Vec::new(),
+        };
+        self.m().visit(&mut v);
+        v.out
+    }
+
+    fn set_param_ids(&mut self, ids: &BTreeMap<String, u64>) {
+        let model = self.model.take().expect("model present");
+        self.model = Some(model.map(&mut ReId {
+            path: Vec::new(),
+            ids,
+        }));
     }
 }
 

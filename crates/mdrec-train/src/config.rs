@@ -77,6 +77,11 @@ pub struct TrainConfig {
     pub mode: TrainMode,
     /// Stream training's windows, tables and publishing (`train.mode = "stream"`).
     pub stream: StreamConfig,
+    /// Write a checkpoint (`RUN/checkpoints/`) every this many training steps, from which
+    /// `mdrec train --resume RUN` continues a killed run with the result it would have had;
+    /// stream training checkpoints at the end of the first window after that many steps.
+    /// One-model settings (`mdmt`) without AREAD's HEMP schedule.
+    pub checkpoint_every_steps: Option<usize>,
 }
 
 mdrec_data::string_enum! {
@@ -267,6 +272,12 @@ impl TrainConfig {
         check_positive_count("train.epochs", self.epochs)?;
         check_positive_count("train.batch_size", self.batch_size)?;
         check_positive_count("train.eval_batch_size", self.eval_batch_size)?;
+        if self.checkpoint_every_steps == Some(0) {
+            return Err(TrainError::Config(
+                "train.checkpoint_every_steps must be at least 1 (leave it out for no checkpoints)"
+                    .into(),
+            ));
+        }
         if self.max_steps_per_epoch == Some(0) {
             return Err(TrainError::Config(
                 "train.max_steps_per_epoch must be at least 1 (leave it out for whole epochs)"
@@ -350,6 +361,7 @@ impl Default for TrainConfig {
             batching: Batching::Mixed,
             mode: TrainMode::Epoch,
             stream: StreamConfig::default(),
+            checkpoint_every_steps: None,
         }
     }
 }

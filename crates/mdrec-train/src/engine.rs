@@ -39,6 +39,28 @@ pub struct Engine {
     w_buf: Vec<f32>,
     /// Labels and loss scales (`[B, T]`) for the next step only ([`Engine::train_step_adjusted`]).
     adjust: Option<(Vec<f32>, Vec<f32>)>,
+    seed: u64,
+    /// Training forward passes so far: each reseeds the device's RNG (dropout) from
+    /// `(seed, passes)`, so a resumed run draws what the uninterrupted one drew.
+    passes: u64,
+}
+
+/// Everything an [`Engine`] needs to continue exactly where it was: the dense tensors with
+/// their parameter ids, both optimizers' states (burnpack bytes), the embedding store's full
+/// state and the pass counter.
+pub struct EngineCheckpoint {
+    /// `(dotted name, shape, values)` of every float parameter and buffer.
+    pub model: Vec<(String, Vec<usize>, Vec<f32>)>,
+    /// `(dotted name, burn parameter id)`.
+    pub param_ids: Vec<(String, u64)>,
+    /// The main dense optimizer's record.
+    pub optim: Vec<u8>,
+    /// The outer (bi-level) optimizer's record.
+    pub outer_optim: Vec<u8>,
+    /// The embedding store.
+    pub store: mdrec_nn::StoreState,
+    /// Training forward passes so far.
+    pub passes: u64,
 }
 
 fn tensor2(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
@@ -104,6 +126,8 @@ impl Engine {
             emb_buf: Vec::new(),
             w_buf: Vec::new(),
             adjust: None,
+            seed,
+            passes: 0,
         })
     }
 
@@ -119,6 +143,15 @@ impl Engine {
         rows: &[u32],
         probes: &mut Probes,
     ) -> Result<(f64, Gradients, Tensor<2>), TrainError> {
+        // Dropout draws are a function of (seed, pass): exact resume needs no RNG state.
+        self.device.clone().without_autodiff().seed(
+            self.seed
+                ^ self
+                    .passes
+                    .wrapping_add(1)
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        self.passes += 1;
         data.fill_batch(rows, &mut self.batch);
         // Stream training's tables give rows to the batch's new ids first (no-op otherwise).
         self.store.admit(&self.batch);
@@ -299,6 +332,50 @@ impl Engine {
         self.optim = state.optim.clone();
         self.outer_optim = state.outer_optim.clone();
         self.store = state.store.clone();
+    }
+
+    /// The state to continue from ([`restore_checkpoint`](Self::restore_checkpoint)).
+    pub fn checkpoint(&self) -> Result<EngineCheckpoint, TrainError> {
+        let bytes = |o: &ModuleOptimizer| {
+            o.into_bytes()
+                .map(|b| b.to_vec())
+                .map_err(|e| TrainError::Checkpoint(format!("optimizer state: {e:?}")))
+        };
+        Ok(EngineCheckpoint {
+            model: self.model.named_tensors(),
+            param_ids: self.model.param_ids(),
+            optim: bytes(&self.optim)?,
+            outer_optim: bytes(&self.outer_optim)?,
+            store: self.store.export_state(),
+            passes: self.passes,
+        })
+    }
+
+    /// Continue from a [`checkpoint`](Self::checkpoint) of an engine built the same way (same
+    /// model, config, context and, for stream training, dynamic tables).
+    pub fn restore_checkpoint(&mut self, c: &EngineCheckpoint) -> Result<(), TrainError> {
+        let tensors: std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)> = c
+            .model
+            .iter()
+            .map(|(n, s, v)| (n.clone(), (s.clone(), v.clone())))
+            .collect();
+        self.model
+            .load_named(&tensors)
+            .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        self.model
+            .set_param_ids(&c.param_ids.iter().cloned().collect());
+        let load = |o: &ModuleOptimizer, b: &[u8]| {
+            o.clone()
+                .from_bytes(burn::tensor::Bytes::from_bytes_vec(b.to_vec()))
+                .map_err(|e| TrainError::Checkpoint(format!("optimizer state: {e:?}")))
+        };
+        self.optim = load(&self.optim, &c.optim)?;
+        self.outer_optim = load(&self.outer_optim, &c.outer_optim)?;
+        self.store
+            .import_state(&c.store)
+            .map_err(TrainError::Checkpoint)?;
+        self.passes = c.passes;
+        Ok(())
     }
 
     /// The main dense optimizer (tests compare its state).

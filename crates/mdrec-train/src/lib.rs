@@ -20,6 +20,7 @@ pub mod engine;
 pub mod hemp;
 pub mod progress;
 pub mod report;
+pub mod resume;
 pub mod scoring;
 pub mod stream;
 pub mod trainer;
@@ -27,8 +28,8 @@ pub mod trainer;
 pub use config::{DatasetConfig, RunConfig, TrainConfig};
 pub use scoring::{probability, write_predictions, RunScorer, Scored};
 pub use trainer::{
-    context_from_schema, evaluate_run, load_run, prepare_dataset, read_run_config, train_run,
-    LoadedRun, RunOutcome, TrainedModels,
+    context_from_schema, evaluate_run, load_run, prepare_dataset, read_run_config, resume_run,
+    train_run, LoadedRun, RunOutcome, TrainedModels,
 };
 
 /// Errors of training and evaluation.

@@ -13,6 +13,8 @@ pub trait Progress {
     fn step(&mut self, done: usize, loss: f64);
     /// A one-line message (end-of-epoch summary, notes).
     fn message(&mut self, line: &str);
+    /// A checkpoint of `bytes` was written to `path` in `seconds`.
+    fn checkpoint(&mut self, _path: &std::path::Path, _bytes: usize, _seconds: f64) {}
 }
 
 /// Writes to stderr: a progress bar on a terminal, a line every ~10 % or 15 s otherwise.
@@ -120,6 +122,17 @@ impl Progress for Console {
             // Above the bar, which is redrawn below it.
             Some(bar) => bar.suspend(print),
             None => print(),
+        }
+    }
+
+    fn checkpoint(&mut self, path: &std::path::Path, bytes: usize, seconds: f64) {
+        if !self.quiet {
+            self.message(&format!(
+                "checkpoint {} ({:.1} MiB, {:.3} s)",
+                path.display(),
+                bytes as f64 / (1024.0 * 1024.0),
+                seconds
+            ));
         }
     }
 }

@@ -41,7 +41,10 @@ use crate::config::{ResolvedRun, RunConfig, StreamConfig, DEFAULT_WINDOW_SECONDS
 use crate::engine::Engine;
 use crate::progress::Progress;
 use crate::report::{write_reports, Params, RunReport, Timing};
-use crate::trainer::{context_from_schema, eval_split, write_json, RunOutcome};
+use crate::resume::{bits, from_bits, TrainCheckpoint};
+use crate::trainer::{
+    context_from_schema, eval_split, open_metrics, remove_checkpoints, write_json, RunOutcome,
+};
 use crate::TrainError;
 
 /// One task's progressive figures in a window.
@@ -205,6 +208,7 @@ pub fn train_stream(
     prepared: &Prepared,
     out: &Path,
     progress: &mut dyn Progress,
+    resume: Option<TrainCheckpoint>,
 ) -> Result<RunOutcome, TrainError> {
     let t_start = Instant::now();
     let ResolvedRun {
@@ -231,8 +235,10 @@ pub fn train_stream(
         .map_err(|e| TrainError::io(out, e))?;
     write_json(&out.join("vocabs.json"), &prepared.vocabs)?;
     let metrics_path = out.join("metrics.jsonl");
-    let mut metrics_log =
-        std::fs::File::create(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
+    let keep_lines = resume
+        .as_ref()
+        .map(|ck| ck.cursor["metrics_lines"].as_u64().unwrap_or(0) as usize);
+    let mut metrics_log = open_metrics(out, keep_lines)?;
 
     let ctx = context_from_schema(&prepared.schema, tc.embedding.dim);
     let n_t = ctx.n_tasks();
@@ -250,9 +256,34 @@ pub fn train_stream(
     let (mut rows_done, mut loss_sum, mut steps) = (0usize, 0.0f64, 0usize);
     let (mut train_seconds, mut score_seconds) = (0.0f64, 0.0f64);
     let mut peak_bytes = 0usize;
-    let mut published = Vec::new();
+    let mut published: Vec<String> = Vec::new();
     let mut order: Vec<u32> = Vec::new();
-    for (k, range) in wins.iter().enumerate() {
+    let (mut start, mut last_ckpt) = (0usize, 0usize);
+    let ckpt_dir = crate::resume::checkpoint_dir(out);
+    if let Some(ck) = &resume {
+        engine.restore_checkpoint(&ck.engine)?;
+        let c = &ck.cursor;
+        let n = |k: &str| c[k].as_u64().unwrap_or(0) as usize;
+        start = n("window");
+        rows_done = n("rows_done");
+        steps = n("steps");
+        last_ckpt = steps;
+        loss_sum = from_bits(&c["loss_sum"]);
+        train_seconds = from_bits(&c["train_seconds"]);
+        score_seconds = from_bits(&c["score_seconds"]);
+        peak_bytes = n("peak_bytes");
+        published = serde_json::from_value(c["published"].clone()).unwrap_or_default();
+        domain_counts = serde_json::from_value(c["domain_counts"].clone())
+            .map_err(|e| TrainError::Checkpoint(format!("cursor domain_counts: {e}")))?;
+        prog_logits = ck.extra.get("progressive").cloned().unwrap_or_default();
+        if prog_logits.len() != rows_done * n_t || domain_counts.len() != ctx.n_domains() {
+            return Err(TrainError::Checkpoint(
+                "the checkpoint's progressive predictions do not match its position".into(),
+            ));
+        }
+        progress.step(rows_done, loss_sum / steps.max(1) as f64);
+    }
+    for (k, range) in wins.iter().enumerate().skip(start) {
         engine.store.begin_window(k as u64);
         let rows: Vec<u32> = (range.start as u32..range.end as u32).collect();
         let window = data.subset(&rows);
@@ -343,6 +374,33 @@ pub fn train_stream(
                 published.push(publish(repo, out, &engine, &label, prepared)?);
             }
         }
+        if let Some(every) = tc.checkpoint_every_steps {
+            if steps - last_ckpt >= every && k + 1 < wins.len() {
+                last_ckpt = steps;
+                let cursor = serde_json::json!({
+                    "kind": "stream",
+                    "window": k + 1,
+                    "rows_done": rows_done,
+                    "steps": steps,
+                    "loss_sum": bits(loss_sum),
+                    "train_seconds": bits(train_seconds),
+                    "score_seconds": bits(score_seconds),
+                    "peak_bytes": peak_bytes,
+                    "published": published,
+                    "domain_counts": domain_counts,
+                    "metrics_lines": k + 1,
+                });
+                let t0 = Instant::now();
+                let ck = TrainCheckpoint {
+                    engine: engine.checkpoint()?,
+                    cursor,
+                    extra: [("progressive".to_string(), prog_logits.clone())].into(),
+                };
+                let (path, bytes) =
+                    crate::resume::write_checkpoint(&ckpt_dir, steps as u64, &ck, 2)?;
+                progress.checkpoint(&path, bytes, t0.elapsed().as_secs_f64());
+            }
+        }
     }
 
     let mut ckpt = CheckpointWriter::default();
@@ -407,6 +465,7 @@ pub fn train_stream(
         stream: Some(summary),
     };
     write_reports(out, &report)?;
+    remove_checkpoints(out);
     Ok(RunOutcome {
         report,
         test_logits: prog_logits,

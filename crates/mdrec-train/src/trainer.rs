@@ -34,6 +34,7 @@ use crate::engine::{Engine, Snapshot};
 use crate::hemp::{self, Hemp};
 use crate::progress::Progress;
 use crate::report::{write_reports, RunReport, Timing};
+use crate::resume::{bits, from_bits, TrainCheckpoint};
 use crate::TrainError;
 
 /// The [`ModelContext`] of a fitted schema ([`ModelContext::from_schema`]).
@@ -153,6 +154,7 @@ fn fit(
     cell: Option<String>,
     metrics_log: &mut std::fs::File,
     progress: &mut dyn Progress,
+    ckpt: Checkpointing,
 ) -> Result<Fitted, TrainError> {
     let mut engine = Engine::new(factory, model_cfg, ctx.clone(), cfg, cfg.seed, device)?;
     // AREAD opts into its HEMP schedule (single-domain batches, warm-up, mask updates); its
@@ -179,12 +181,41 @@ fn fit(
     if let Err(e @ mdrec_metrics::MetricsError::UnknownMetric { .. }) = probe.metric(&cfg.monitor) {
         return Err(TrainError::Config(format!("train.monitor: {e}")));
     }
+    if hemp.is_some() && ckpt.active() {
+        return Err(TrainError::Config(
+            "train.checkpoint_every_steps / --resume: AREAD's HEMP schedule keeps state (candidate masks, schedules) that checkpoints do not hold yet; train it without them or with model.hemp.enabled = false".into(),
+        ));
+    }
     let mut best: Option<(f64, usize, Snapshot)> = None;
     let mut bad_epochs = 0;
     let mut epochs_run = 0;
     let mut train_rows = 0usize;
     let mut train_seconds = 0.0;
-    for epoch in 1..=cfg.epochs {
+    let (mut start_epoch, mut start_step, mut resumed_sums) = (1, 0, None);
+    let mut global_step = 0u64;
+    if let Some(ck) = &ckpt.resume {
+        engine.restore_checkpoint(&ck.engine)?;
+        let c = &ck.cursor;
+        let n = |k: &str| c[k].as_u64().unwrap_or(0) as usize;
+        start_epoch = n("epoch");
+        start_step = n("step");
+        resumed_sums = Some((from_bits(&c["loss_sum"]), n("done")));
+        bad_epochs = n("bad_epochs");
+        epochs_run = n("epochs_run");
+        train_rows = n("train_rows");
+        train_seconds = from_bits(&c["train_seconds"]);
+        global_step = n("global_step") as u64;
+        if let Some(b) = c.get("best").filter(|b| !b.is_null()) {
+            let mut e = Engine::new(factory, model_cfg, ctx.clone(), cfg, cfg.seed, device)?;
+            load_weights(&mut e, &ck.extra, "best.")?;
+            best = Some((
+                from_bits(&b["value"]),
+                b["epoch"].as_u64().unwrap_or(0) as usize,
+                e.snapshot(),
+            ));
+        }
+    }
+    for epoch in start_epoch..=cfg.epochs {
         // AREAD's sampler (single-domain batches) for HEMP or `train.batching = "domain"`,
         // else shuffled mixed batches.
         let order;
@@ -204,11 +235,15 @@ fn fit(
         let total: usize = steps.iter().map(|s| s.len()).sum();
         progress.start_epoch(label, epoch, total);
         let t0 = Instant::now();
-        let (mut loss_sum, mut done) = (0.0, 0usize);
+        let first = if epoch == start_epoch { start_step } else { 0 };
+        let (mut loss_sum, mut done) = match resumed_sums.take() {
+            Some(s) if epoch == start_epoch => s,
+            _ => (0.0, 0usize),
+        };
         if let (Some(h), 1) = (hemp.as_mut(), epoch) {
             h.warm_up(&mut engine, train, progress)?;
         }
-        for (i, rows) in steps.iter().enumerate() {
+        for (i, rows) in steps.iter().enumerate().skip(first) {
             let l = match hemp.as_mut() {
                 Some(h) => h.step(&mut engine, train, epoch, i, rows, progress)?,
                 None => engine.train_step(train, rows)?,
@@ -216,6 +251,28 @@ fn fit(
             loss_sum += l;
             done += rows.len();
             progress.step(done, loss_sum / (i + 1) as f64);
+            global_step += 1;
+            if ckpt.due(global_step) {
+                let cursor = serde_json::json!({
+                    "kind": "epoch",
+                    "epoch": epoch,
+                    "step": i + 1,
+                    "loss_sum": bits(loss_sum),
+                    "done": done,
+                    "bad_epochs": bad_epochs,
+                    "epochs_run": epochs_run,
+                    "train_rows": train_rows,
+                    "train_seconds": bits(train_seconds + t0.elapsed().as_secs_f64()),
+                    "global_step": global_step,
+                    "metrics_lines": ckpt.metrics_lines_before + (epoch - 1),
+                    "best": best.as_ref().map(|(v, e, _)| serde_json::json!({"value": bits(*v), "epoch": e})),
+                });
+                let mut extra = BTreeMap::new();
+                if let Some((_, _, snap)) = &best {
+                    save_weights(&mut extra, snap, "best.");
+                }
+                ckpt.write(&engine, cursor, extra, global_step, progress)?;
+            }
         }
         let outer_loss = if engine.has_outer_params() {
             let name = cfg.automl_batch_source.name();
@@ -317,6 +374,95 @@ fn fit(
         train_rows,
         train_seconds,
     })
+}
+
+/// Checkpoint settings of one [`fit`]: where, how often, and the checkpoint to resume from.
+pub(crate) struct Checkpointing {
+    /// `RUN/checkpoints` when checkpoints are written.
+    pub dir: Option<std::path::PathBuf>,
+    /// `train.checkpoint_every_steps`.
+    pub every: Option<usize>,
+    /// The checkpoint to continue from.
+    pub resume: Option<TrainCheckpoint>,
+    /// `metrics.jsonl` lines written before this fit started.
+    pub metrics_lines_before: usize,
+}
+
+impl Checkpointing {
+    fn active(&self) -> bool {
+        self.every.is_some() || self.resume.is_some()
+    }
+
+    /// Whether a checkpoint is due after `step` steps.
+    pub fn due(&self, step: u64) -> bool {
+        matches!((self.every, &self.dir), (Some(n), Some(_)) if step.is_multiple_of(n as u64))
+    }
+
+    /// Writes a checkpoint of `engine` with the loop's `cursor` and `extra` arrays.
+    pub fn write(
+        &self,
+        engine: &Engine,
+        cursor: serde_json::Value,
+        extra: BTreeMap<String, Vec<f32>>,
+        step: u64,
+        progress: &mut dyn Progress,
+    ) -> Result<(), TrainError> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let t0 = Instant::now();
+        let ck = TrainCheckpoint {
+            engine: engine.checkpoint()?,
+            cursor,
+            extra,
+        };
+        let (path, bytes) = crate::resume::write_checkpoint(dir, step, &ck, 2)?;
+        progress.checkpoint(&path, bytes, t0.elapsed().as_secs_f64());
+        Ok(())
+    }
+}
+
+/// Adds a snapshot's dense tensors and table weights to `extra` under `prefix`.
+fn save_weights(extra: &mut BTreeMap<String, Vec<f32>>, snap: &Snapshot, prefix: &str) {
+    for (name, _, values) in snap.model.named_tensors() {
+        extra.insert(format!("{prefix}model.{name}"), values);
+    }
+    for (name, _, _, values) in snap.store.tables() {
+        extra.insert(format!("{prefix}embedding.{name}"), values.to_vec());
+    }
+}
+
+/// Loads what [`save_weights`] saved into `engine` (whose shapes give the tensors' shapes).
+fn load_weights(
+    engine: &mut Engine,
+    extra: &BTreeMap<String, Vec<f32>>,
+    prefix: &str,
+) -> Result<(), TrainError> {
+    let missing = |k: &str| TrainError::Checkpoint(format!("checkpoint lacks `extra.{k}`"));
+    let mut tensors = BTreeMap::new();
+    for (name, shape, _) in engine.model.named_tensors() {
+        let k = format!("{prefix}model.{name}");
+        let v = extra.get(&k).ok_or_else(|| missing(&k))?;
+        tensors.insert(name, (shape, v.clone()));
+    }
+    engine
+        .model
+        .load_named(&tensors)
+        .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+    let tables: Vec<(String, usize, usize)> = engine
+        .store
+        .tables()
+        .map(|(n, r, d, _)| (n.to_string(), r, d))
+        .collect();
+    for (name, rows, dim) in tables {
+        let k = format!("{prefix}embedding.{name}");
+        let v = extra.get(&k).ok_or_else(|| missing(&k))?;
+        engine
+            .store
+            .load_table(&name, rows, dim, v)
+            .map_err(TrainError::Checkpoint)?;
+    }
+    Ok(())
 }
 
 /// One independently trained model of a setting: which domain's rows it sees (all when
@@ -434,8 +580,60 @@ pub fn train_run(
     out: &Path,
     progress: &mut dyn Progress,
 ) -> Result<RunOutcome, TrainError> {
+    run(cfg, prepared, out, progress, None)
+}
+
+/// Continue the run in `out` from its newest usable checkpoint (`mdrec train --resume`): the
+/// result (weights, `report.json` metrics) is the one the run would have had uninterrupted.
+/// `cfg` is the run's `config.resolved.json`.
+pub fn resume_run(
+    cfg: &RunConfig,
+    prepared: &Prepared,
+    out: &Path,
+    progress: &mut dyn Progress,
+) -> Result<RunOutcome, TrainError> {
+    let dir = crate::resume::checkpoint_dir(out);
+    let mut warn = |m: String| progress.message(&m);
+    let Some((ck, path)) = crate::resume::read_latest(&dir, &mut warn)? else {
+        return Err(TrainError::Config(format!(
+            "--resume: {} holds no usable checkpoint{}",
+            dir.display(),
+            if out.join("report.json").exists() {
+                " (the run finished: its report.json is written)"
+            } else {
+                "; the run stopped before its first checkpoint (train.checkpoint_every_steps) and must start again"
+            }
+        )));
+    };
+    progress.message(&format!("resuming from {}", path.display()));
+    run(cfg, prepared, out, progress, Some(ck))
+}
+
+/// `metrics.jsonl` of `out`: created empty, or (resuming) cut back to its first `keep` lines
+/// (what the checkpoint had seen) and opened for appending.
+pub(crate) fn open_metrics(out: &Path, keep: Option<usize>) -> Result<std::fs::File, TrainError> {
+    let path = out.join("metrics.jsonl");
+    let Some(keep) = keep else {
+        return std::fs::File::create(&path).map_err(|e| TrainError::io(&path, e));
+    };
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let kept: String = text.lines().take(keep).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, kept).map_err(|e| TrainError::io(&path, e))?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(|e| TrainError::io(&path, e))
+}
+
+fn run(
+    cfg: &RunConfig,
+    prepared: &Prepared,
+    out: &Path,
+    progress: &mut dyn Progress,
+    resume: Option<TrainCheckpoint>,
+) -> Result<RunOutcome, TrainError> {
     if cfg.train.mode == TrainMode::Stream {
-        return crate::stream::train_stream(cfg, prepared, out, progress);
+        return crate::stream::train_stream(cfg, prepared, out, progress, resume);
     }
     let t_start = Instant::now();
     let ResolvedRun {
@@ -451,9 +649,10 @@ pub fn train_run(
     std::fs::write(out.join("schema.json"), prepared.schema.to_json_pretty())
         .map_err(|e| TrainError::io(out, e))?;
     write_json(&out.join("vocabs.json"), &prepared.vocabs)?;
-    let metrics_path = out.join("metrics.jsonl");
-    let mut metrics_log =
-        std::fs::File::create(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
+    let keep_lines = resume
+        .as_ref()
+        .map(|ck| ck.cursor["metrics_lines"].as_u64().unwrap_or(0) as usize);
+    let mut metrics_log = open_metrics(out, keep_lines)?;
 
     let ctx = context_from_schema(&prepared.schema, cfg.train.embedding.dim);
     let train_counts = prepared.train.domain_counts(ctx.n_domains());
@@ -486,6 +685,14 @@ pub fn train_run(
             Some(prepared.train.concat(&aug.data))
         }
     };
+    let every = cfg.train.checkpoint_every_steps;
+    if (every.is_some() || resume.is_some()) && all_parts.len() > 1 {
+        return Err(TrainError::Config(format!(
+            "train.checkpoint_every_steps / --resume: setting {setting:?} trains {} models; checkpoints hold one (setting mdmt) for now",
+            all_parts.len()
+        )));
+    }
+    let mut resume = resume;
     let mut test_logits = vec![0.0f32; prepared.test.len() * n_t];
     let mut valid_logits = vec![0.0f32; prepared.valid.len() * n_t];
     let (mut dense_params, mut emb_params) = (0, 0);
@@ -518,6 +725,12 @@ pub fn train_run(
             (all_parts.len() > 1).then(|| part.name.clone()),
             &mut metrics_log,
             progress,
+            Checkpointing {
+                dir: every.map(|_| crate::resume::checkpoint_dir(out)),
+                every,
+                resume: resume.take(),
+                metrics_lines_before: 0,
+            },
         )?;
         epochs_run = epochs_run.max(f.epochs_run);
         best_epochs.insert(part.name.clone(), f.best_epoch);
@@ -595,10 +808,16 @@ pub fn train_run(
         stream: None,
     };
     write_reports(out, &report)?;
+    remove_checkpoints(out);
     Ok(RunOutcome {
         report,
         test_logits,
     })
+}
+
+/// A finished run needs no checkpoints: they are removed once its results are written.
+pub(crate) fn remove_checkpoints(out: &Path) {
+    let _ = std::fs::remove_dir_all(crate::resume::checkpoint_dir(out));
 }
 
 /// The trained models of a run directory with their weights restored: one per part of the
