@@ -65,6 +65,9 @@ pub struct DatasetConfig {
     /// Zipf exponent of the `synthetic` domain sizes (share of domain d ∝ 1 / (d + 1)^skew;
     /// 0 = equal sizes; default 1, which with 25 domains puts 12 of them under 2 % of the rows).
     pub synthetic_domain_skew: Option<f64>,
+    /// The `synthetic-delayed` generator's settings (rows, days, delays, burst share; its seed
+    /// is `train.seed`), e.g. `dataset.delayed.n_rows = 50000`.
+    pub delayed: Option<crate::delayed::DelayedConfig>,
 }
 
 impl Default for DatasetConfig {
@@ -85,6 +88,7 @@ impl Default for DatasetConfig {
             synthetic_domain_skew: None,
             domain: None,
             row_order: None,
+            delayed: None,
         }
     }
 }
@@ -300,6 +304,12 @@ impl DatasetConfig {
             DatasetName::Aliccp => DatasetSource::Aliccp { dir: dir()? },
             DatasetName::Amazon => DatasetSource::Amazon { dir: dir()? },
             DatasetName::Synthetic => DatasetSource::Synthetic(self.synthetic(seed)),
+            DatasetName::SyntheticDelayed => {
+                DatasetSource::SyntheticDelayed(crate::delayed::DelayedConfig {
+                    seed,
+                    ..self.delayed.clone().unwrap_or_default()
+                })
+            }
             DatasetName::Csv => DatasetSource::Csv {
                 schema: self.schema.clone().ok_or_else(|| {
                     config_err("dataset.schema: dataset csv needs a schema TOML file".into())

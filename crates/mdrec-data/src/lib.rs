@@ -21,6 +21,7 @@
 //! | [`movielens`] | MovieLens-1M (age or genre domains) |
 //! | [`aliccp_amazon`] | AliCCP and Amazon in the layout of AREAD's preprocessed files |
 //! | [`synthetic`] | the synthetic generator (optionally long-tailed domains) |
+//! | [`delayed`] | delayed feedback: a synthetic stream with late conversions, waiting policies, training events |
 //! | [`schema`], [`fit`] | declared / fitted schema; fitting on train, the one encoder |
 //! | [`prepare`], [`prepared`], [`cache`] | the one data path, its result and its on-disk cache |
 //! | [`store`], [`batch`] | encoded splits, batch filling, epoch order, single-domain batches |
@@ -41,6 +42,7 @@ pub mod batch;
 pub mod cache;
 pub mod config;
 pub mod csv;
+pub mod delayed;
 pub mod error;
 pub mod fit;
 pub mod movielens;

@@ -33,6 +33,8 @@ string_enum! {
         Aliccp = "aliccp",
         /// Amazon Review 2018 in the layout of the official AREAD code.
         Amazon = "amazon",
+        /// The synthetic conversion stream with delayed (and burst) reports.
+        SyntheticDelayed = "synthetic-delayed",
     }
 }
 
@@ -104,7 +106,7 @@ const AREAD_SPLITS: &[SplitName] = &[
 ];
 
 /// The dataset table, in [`DatasetName::ALL`] order.
-pub const RECIPES: [Recipe; 5] = [
+pub const RECIPES: [Recipe; 6] = [
     Recipe {
         name: DatasetName::MovieLens1m,
         summary: "MovieLens-1M ratings, click = rating > 3, like = rating > 4",
@@ -162,6 +164,17 @@ pub const RECIPES: [Recipe; 5] = [
         files: aliccp_amazon::AMAZON_FILE,
         obtain: "https://nijianmo.github.io/amazon/index.html, then AREAD's preprocess.py",
         cache: CacheHome::DataDir,
+    },
+    Recipe {
+        name: DatasetName::SyntheticDelayed,
+        summary: "generated conversions whose reports arrive late, some advertisers in bursts (seeded by train.seed; stream training's delayed feedback)",
+        default_split: SplitName::M3oe,
+        splits: RATIO_SPLITS,
+        domains: "4 placements (dataset.delayed.n_domains)",
+        needs_data_dir: false,
+        files: "none",
+        obtain: "built in",
+        cache: CacheHome::None,
     },
 ];
 
@@ -249,6 +262,23 @@ pub(crate) fn resolve(src: &DatasetSource) -> Result<Resolved, DataError> {
                 ),
             })
         }
+        DatasetSource::SyntheticDelayed(cfg) => {
+            cfg.validate()?;
+            let origin = "<embedded delayed-feedback schema>".to_string();
+            Ok(Resolved {
+                spec: SchemaSpec::from_toml_str(&crate::delayed::delayed_schema_toml(cfg), &origin)?,
+                origin,
+                files: Vec::new(),
+                config_json: serde_json::json!({ "synthetic_delayed": cfg }).to_string(),
+                description: format!(
+                    "synthetic delayed conversions (seed {}, {} rows over {} days, {:.0} % burst advertisers)",
+                    cfg.seed,
+                    cfg.n_rows,
+                    cfg.days,
+                    cfg.burst_share * 100.0
+                ),
+            })
+        }
         DatasetSource::Csv {
             schema,
             files,
@@ -305,6 +335,7 @@ pub(crate) fn load_table(src: &DatasetSource) -> Result<RawTable, DataError> {
             aliccp_amazon::load(which, &which.file(dir)?)
         }
         DatasetSource::Synthetic(cfg) => Ok(synthetic::generate(cfg).table),
+        DatasetSource::SyntheticDelayed(cfg) => Ok(crate::delayed::generate_delayed(cfg).table),
         DatasetSource::Csv {
             files, delimiter, ..
         } => {

@@ -33,6 +33,8 @@ pub enum DatasetSource {
     },
     /// The synthetic generator.
     Synthetic(SyntheticConfig),
+    /// The synthetic delayed-feedback stream (see [`crate::delayed`]).
+    SyntheticDelayed(crate::delayed::DelayedConfig),
     /// Delimited files with a header row and a TOML schema.
     Csv {
         /// The schema TOML file.
@@ -52,6 +54,7 @@ impl DatasetSource {
             DatasetSource::Aliccp { .. } => DatasetName::Aliccp,
             DatasetSource::Amazon { .. } => DatasetName::Amazon,
             DatasetSource::Synthetic(_) => DatasetName::Synthetic,
+            DatasetSource::SyntheticDelayed(_) => DatasetName::SyntheticDelayed,
             DatasetSource::Csv { .. } => DatasetName::Csv,
         }
     }

@@ -118,6 +118,47 @@ pub struct StreamConfig {
     pub publish_to: Option<std::path::PathBuf>,
     /// Windows between publications (with `publish_to`).
     pub publish_every_windows: usize,
+    /// Delayed feedback: a task whose positives are known only at its schema `label_time`.
+    pub delayed: Option<DelayedFeedback>,
+}
+
+mdrec_data::string_enum! {
+    /// How rows trained as negatives before their positive arrived are corrected
+    /// (`train.stream.delayed.correction`).
+    #[derive(Default)]
+    pub enum Correction: "train.stream.delayed.correction" {
+        /// Late positives are re-inserted with label 1, no weights.
+        #[default]
+        None = "none",
+        /// Fake negative weighted (Ktena et al., RecSys 2019): importance weights `1 + f` on
+        /// positive and `(1 − f)(1 + f)` on negative examples of the task, `f` the model's
+        /// current prediction.
+        Fnw = "fnw",
+    }
+}
+
+/// Delayed feedback in stream training (`[train.stream.delayed]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DelayedFeedback {
+    /// The task whose labels arrive late (its schema names a `label_time` column).
+    pub task: String,
+    /// When a row is released for training: `"none"`, `{ fixed = { seconds = 3600 } }` or
+    /// `{ dynamic = { ... } }` (Tencent's variance-based waiting window; see
+    /// `mdrec_data::delayed`).
+    pub wait: mdrec_data::delayed::WaitPolicy,
+    /// The correction of late positives.
+    pub correction: Correction,
+}
+
+impl Default for DelayedFeedback {
+    fn default() -> Self {
+        DelayedFeedback {
+            task: "conversion".into(),
+            wait: mdrec_data::delayed::WaitPolicy::None,
+            correction: Correction::None,
+        }
+    }
 }
 
 impl Default for StreamConfig {
@@ -130,6 +171,7 @@ impl Default for StreamConfig {
             tables: mdrec_nn::TablePolicy::default(),
             publish_to: None,
             publish_every_windows: 1,
+            delayed: None,
         }
     }
 }
@@ -171,6 +213,11 @@ impl StreamConfig {
             return Err(TrainError::Config(
                 "train.stream.time_column must name a column".into(),
             ));
+        }
+        if let Some(d) = &self.delayed {
+            d.wait
+                .validate()
+                .map_err(|e| TrainError::Config(format!("train.stream.delayed.wait: {e}")))?;
         }
         self.tables.validate().map_err(TrainError::Config)
     }

@@ -31,13 +31,16 @@ use std::ops::Range;
 use std::path::Path;
 use std::time::Instant;
 
+use mdrec_data::delayed::{schedule, EventKind, TrainEvent};
 use mdrec_data::{epoch_order, EncodedData, Prepared};
 use mdrec_metrics::EvalReport;
 use mdrec_nn::TableStats;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::CheckpointWriter;
-use crate::config::{ResolvedRun, RunConfig, StreamConfig, DEFAULT_WINDOW_SECONDS};
+use crate::config::{
+    Correction, DelayedFeedback, ResolvedRun, RunConfig, StreamConfig, DEFAULT_WINDOW_SECONDS,
+};
 use crate::engine::Engine;
 use crate::progress::Progress;
 use crate::report::{write_reports, Params, RunReport, Timing};
@@ -88,8 +91,11 @@ pub struct WindowLine {
     pub last_time: Option<i64>,
     /// Rows in the window.
     pub rows: usize,
-    /// Rows trained on before this window.
+    /// Rows scored before this window.
     pub rows_before: usize,
+    /// Training examples of the window's pass: its rows, or with delayed feedback the events
+    /// released during it (rows whose wait ended, late positives).
+    pub trained: usize,
     /// Progressive AUC, mean over (domain, task) cells where defined.
     pub auc_mean_cells: Option<f64>,
     /// Progressive AUC pooled per task, mean over tasks.
@@ -133,6 +139,9 @@ pub struct StreamSummary {
     pub peak_table_bytes: usize,
     /// Versions published to `train.stream.publish_to`.
     pub published: Vec<String>,
+    /// Per task over every row: progressive AUC, LogLoss, mean prediction, observed rate and
+    /// their ratio (calibration; with delayed feedback, against the final labels).
+    pub tasks: Vec<TaskLine>,
 }
 
 /// The row ranges of the windows of `data` (already in time order).
@@ -259,6 +268,14 @@ pub fn train_stream(
     let mut published: Vec<String> = Vec::new();
     let mut order: Vec<u32> = Vec::new();
     let (mut start, mut last_ckpt) = (0usize, 0usize);
+    let (events, delayed) = match &sc.delayed {
+        Some(df) => {
+            let (events, task) = delayed_events(data, &ctx.tasks, df)?;
+            (Some(events), Some((task, df.correction)))
+        }
+        None => (None, None),
+    };
+    let mut events_done = 0usize;
     let ckpt_dir = crate::resume::checkpoint_dir(out);
     if let Some(ck) = &resume {
         engine.restore_checkpoint(&ck.engine)?;
@@ -272,6 +289,7 @@ pub fn train_stream(
         train_seconds = from_bits(&c["train_seconds"]);
         score_seconds = from_bits(&c["score_seconds"]);
         peak_bytes = n("peak_bytes");
+        events_done = n("events_done");
         published = serde_json::from_value(c["published"].clone()).unwrap_or_default();
         domain_counts = serde_json::from_value(c["domain_counts"].clone())
             .map_err(|e| TrainError::Checkpoint(format!("cursor domain_counts: {e}")))?;
@@ -298,23 +316,58 @@ pub fn train_stream(
 
         // 2. one pass over the window
         let t0 = Instant::now();
+        // the window's training examples: its rows, or the delayed-feedback events that fall
+        // before the next window starts
+        let batch_events: &[TrainEvent] = match &events {
+            Some(ev) => {
+                let end = wins.get(k + 1).map_or(i64::MAX, |w| data.time[w.start]);
+                let from = events_done;
+                while events_done < ev.len() && ev[events_done].at < end {
+                    events_done += 1;
+                }
+                &ev[from..events_done]
+            }
+            None => &[],
+        };
+        let n_items = if events.is_some() {
+            batch_events.len()
+        } else {
+            rows.len()
+        };
+        let perm = epoch_order(n_items, true, tc.seed, k + 1);
         order.clear();
-        order.extend(
-            epoch_order(rows.len(), true, tc.seed, k + 1)
-                .into_iter()
-                .map(|i| rows[i as usize]),
-        );
+        order.extend(perm.iter().map(|&i| match &events {
+            Some(_) => batch_events[i as usize].row,
+            None => rows[i as usize],
+        }));
         let (mut w_loss, mut w_steps, mut w_rows) = (0.0f64, 0usize, 0usize);
-        for chunk in order.chunks(tc.batch_size) {
-            w_loss += engine.train_step(data, chunk)?;
+        for (b, chunk) in order.chunks(tc.batch_size).enumerate() {
+            w_loss += match (&events, delayed) {
+                (Some(_), Some((task, correction))) => {
+                    let ev: Vec<&TrainEvent> = perm[b * tc.batch_size..b * tc.batch_size + chunk.len()]
+                        .iter()
+                        .map(|&i| &batch_events[i as usize])
+                        .collect();
+                    let (labels, scale) = delayed_targets(
+                        &engine,
+                        data,
+                        chunk,
+                        &ev,
+                        (task, correction),
+                        tc.eval_batch_size,
+                    )?;
+                    engine.train_step_adjusted(data, chunk, labels, scale)?
+                }
+                _ => engine.train_step(data, chunk)?,
+            };
             w_steps += 1;
             w_rows += chunk.len();
             progress.step(
-                rows_done + w_rows,
+                rows_done + w_rows.min(rows.len()),
                 (loss_sum + w_loss) / (steps + w_steps) as f64,
             );
         }
-        if engine.has_outer_params() {
+        if engine.has_outer_params() && !order.is_empty() {
             let first = &order[..tc.batch_size.min(order.len())];
             engine.outer_step(data, first)?;
         }
@@ -331,6 +384,7 @@ pub fn train_stream(
             last_time: window.time.last().copied(),
             rows: rows.len(),
             rows_before: rows_done,
+            trained: order.len(),
             auc_mean_cells: rep.overall.auc_mean_cells,
             auc_task_pooled_mean: rep.overall.auc_task_pooled_mean,
             logloss: rep.overall.logloss,
@@ -386,6 +440,7 @@ pub fn train_stream(
                     "train_seconds": bits(train_seconds),
                     "score_seconds": bits(score_seconds),
                     "peak_bytes": peak_bytes,
+                    "events_done": events_done,
                     "published": published,
                     "domain_counts": domain_counts,
                     "metrics_lines": k + 1,
@@ -430,6 +485,7 @@ pub fn train_stream(
         tables,
         peak_table_bytes: peak_bytes,
         published,
+        tasks: task_lines(&test, &prog_logits, &seen, &ctx.tasks),
     };
     let report = RunReport {
         model: factory.name().to_string(),
@@ -470,6 +526,74 @@ pub fn train_stream(
         report,
         test_logits: prog_logits,
     })
+}
+
+/// The training events of the delayed task (`train.stream.delayed`) and its index.
+fn delayed_events(
+    data: &EncodedData,
+    tasks: &[String],
+    df: &DelayedFeedback,
+) -> Result<(Vec<TrainEvent>, usize), TrainError> {
+    let t = tasks.iter().position(|x| *x == df.task).ok_or_else(|| {
+        TrainError::Config(format!(
+            "train.stream.delayed.task: no task `{}`; the tasks are {}",
+            df.task,
+            tasks.join(", ")
+        ))
+    })?;
+    if data.time.is_empty() {
+        return Err(TrainError::Config(
+            "train.stream.delayed needs the schema's time column (schema key `time`)".into(),
+        ));
+    }
+    if data.label_time.get(t).is_none_or(|c| c.is_empty()) {
+        return Err(TrainError::Config(format!(
+            "train.stream.delayed: task `{}` has no label_time column in the schema",
+            df.task
+        )));
+    }
+    Ok((
+        schedule(&data.time, &data.labels[t], &data.label_time[t], &df.wait),
+        t,
+    ))
+}
+
+/// Labels and loss scales (`[B, T]`) of a batch of delayed-feedback events: the delayed task
+/// gets the event's label (what was known at release, or 1 for a late positive), the other
+/// tasks their own; a late positive trains only the delayed task; FNW multiplies the delayed
+/// task's weight by `1 + f` (positives) or `(1 − f)(1 + f)` (negatives).
+fn delayed_targets(
+    engine: &Engine,
+    data: &EncodedData,
+    rows: &[u32],
+    events: &[&TrainEvent],
+    (task, correction): (usize, Correction),
+    eval_batch_size: usize,
+) -> Result<(Vec<f32>, Vec<f32>), TrainError> {
+    let n_t = data.labels.len();
+    let mut labels = vec![0.0f32; rows.len() * n_t];
+    let mut scale = vec![1.0f32; rows.len() * n_t];
+    for (i, (&r, e)) in rows.iter().zip(events).enumerate() {
+        for (j, col) in data.labels.iter().enumerate() {
+            labels[i * n_t + j] = col[r as usize];
+            if e.kind == EventKind::LatePositive && j != task {
+                scale[i * n_t + j] = 0.0;
+            }
+        }
+        labels[i * n_t + task] = e.label;
+    }
+    if correction == Correction::Fnw {
+        let logits = engine.predict_rows(data, rows, eval_batch_size)?;
+        for i in 0..rows.len() {
+            let f = sigmoid(logits[i * n_t + task]) as f32;
+            scale[i * n_t + task] *= if labels[i * n_t + task] > 0.5 {
+                1.0 + f
+            } else {
+                (1.0 - f) * (1.0 + f)
+            };
+        }
+    }
+    Ok((labels, scale))
 }
 
 fn weights_metadata(
