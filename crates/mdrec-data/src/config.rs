@@ -134,6 +134,15 @@ impl DatasetConfig {
             self.synthetic_domain_skew.is_some(),
             DatasetName::Synthetic,
         )?;
+        only(
+            "delayed",
+            self.delayed.is_some(),
+            DatasetName::SyntheticDelayed,
+        )?;
+        if let Some(d) = &self.delayed {
+            d.validate()
+                .map_err(|e| config_err(format!("dataset.delayed: {e}")))?;
+        }
         only("schema", self.schema.is_some(), DatasetName::Csv)?;
         only("files", !self.files.is_empty(), DatasetName::Csv)?;
         if recipe.needs_data_dir && self.data_dir.is_none() {

@@ -344,7 +344,8 @@ pub fn train_stream(
         for (b, chunk) in order.chunks(tc.batch_size).enumerate() {
             w_loss += match (&events, delayed) {
                 (Some(_), Some((task, correction))) => {
-                    let ev: Vec<&TrainEvent> = perm[b * tc.batch_size..b * tc.batch_size + chunk.len()]
+                    let ev: Vec<&TrainEvent> = perm
+                        [b * tc.batch_size..b * tc.batch_size + chunk.len()]
                         .iter()
                         .map(|&i| &batch_events[i as usize])
                         .collect();

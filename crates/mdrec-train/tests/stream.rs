@@ -210,3 +210,53 @@ fn every_zoo_model_trains_as_a_stream() {
         assert!(s.progressive_logloss.unwrap().is_finite(), "{name}");
     }
 }
+
+/// Delayed feedback: each row is trained once when released, and each positive reported after
+/// its release once more (a late positive); the task must have a label-time column.
+#[test]
+fn delayed_feedback_trains_released_rows_and_late_positives() {
+    let mut cfg = RunConfig::default();
+    for s in [
+        "dataset.name=\"synthetic-delayed\"",
+        "dataset.delayed.n_rows=3000",
+        "dataset.delayed.days=3",
+        "train.mode=\"stream\"",
+        "train.stream.window_seconds=21600",
+        "train.batch_size=256",
+        "train.stream.delayed.wait={ fixed = { seconds = 3600 } }",
+        "train.stream.delayed.correction=\"fnw\"",
+    ] {
+        cfg.set(s).unwrap();
+    }
+    let prepared = prepare_dataset(&cfg).unwrap();
+    let d = &prepared.train;
+    let events = mdrec_data::delayed::schedule(
+        &d.time,
+        &d.labels[0],
+        &d.label_time[0],
+        &cfg.train.stream.delayed.as_ref().unwrap().wait,
+    );
+    let late = events
+        .iter()
+        .filter(|e| e.kind == mdrec_data::delayed::EventKind::LatePositive)
+        .count();
+    assert!(late > 0, "the fixture has late positives");
+    let dir = tempfile::tempdir().unwrap();
+    let out = train_run(&cfg, &prepared, dir.path(), &mut Silent).unwrap();
+    let trained: usize = lines(dir.path()).iter().map(|w| w.trained).sum();
+    assert_eq!(trained, 3000 + late);
+    let task = &out.report.stream.unwrap().tasks[0];
+    assert!(task.calibration.unwrap().is_finite() && task.auc.is_some());
+
+    // the synthetic stream's other task-less datasets refuse the section
+    let mut bad = stream_config(&["train.stream.delayed.task=\"click\""]);
+    let prepared = prepare_dataset(&bad).unwrap();
+    let err = train_run(&bad, &prepared, dir.path(), &mut Silent)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("no label_time column"), "{err}");
+    bad.set("dataset.delayed.n_rows=10").unwrap();
+    let err = bad.resolve().err().unwrap().to_string();
+    assert!(err.contains("dataset.delayed applies to"), "{err}");
+}
