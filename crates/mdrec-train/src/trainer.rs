@@ -593,6 +593,7 @@ pub fn resume_run(
     progress: &mut dyn Progress,
 ) -> Result<RunOutcome, TrainError> {
     let dir = crate::resume::checkpoint_dir(out);
+    let t0 = Instant::now();
     let mut warn = |m: String| progress.message(&m);
     let Some((ck, path)) = crate::resume::read_latest(&dir, &mut warn)? else {
         return Err(TrainError::Config(format!(
@@ -605,7 +606,11 @@ pub fn resume_run(
             }
         )));
     };
-    progress.message(&format!("resuming from {}", path.display()));
+    progress.message(&format!(
+        "resuming from {} (read and verified in {:.3} s)",
+        path.display(),
+        t0.elapsed().as_secs_f64()
+    ));
     run(cfg, prepared, out, progress, Some(ck))
 }
 
