@@ -27,9 +27,8 @@
 //!   full table also compares before it admits (PEPNet's GSET "prevents low-frequency features
 //!   from entering and exiting"; TinyLFU, Einziger et al. 2017, admits the same way): the new id
 //!   gets a row only if its sketch-estimated decayed count is above the victim's score;
-//!   otherwise it keeps reading the OOV row. An admitted id starts with its sketch count as its
-//!   score, and an evicted one returns its score to the sketch, so frequency survives both
-//!   ways. LFU and LRU admit unconditionally (the classic caches).
+//!   otherwise it keeps reading the OOV row. LFU and LRU admit unconditionally (the classic
+//!   caches).
 //! - **time to live**: at the start of a window, rows not seen for more than `ttl_windows`
 //!   windows are evicted (PEPNet's expiry).
 //!
@@ -411,17 +410,9 @@ impl Dynamic {
         }
     }
 
-    /// Frees `row` (its key loses its row). With a sketch, the key's score goes back into it,
-    /// so an evicted id keeps its history when it competes for a row again.
+    /// Frees `row` (its key loses its row).
     pub fn release(&mut self, row: u32) {
         let key = self.key_of[row as usize];
-        if !self.sketch.is_empty() {
-            let width = self.sketch.len() / SKETCH_DEPTH;
-            let score = self.score[row as usize];
-            for d in 0..SKETCH_DEPTH {
-                self.sketch[sketch_slot(key, d, width)] += score;
-            }
-        }
         self.row_of[key as usize] = NONE;
         self.key_of[row as usize] = NONE;
         self.free.push(row);

@@ -1010,9 +1010,7 @@ fn admit_one(
             let r = row as usize;
             d.row_of[id as usize] = row;
             d.key_of[r] = id;
-            // the sketch's count so far (this occurrence is counted by the Count pass)
-            let history = (estimate - 1.0).max(0.0);
-            (d.count[r], d.score[r], d.last_window[r]) = (0, history, window);
+            (d.count[r], d.score[r], d.last_window[r]) = (0, 0.0, window);
             d.live += 1;
             d.admitted += 1;
             d.last_step[r] = step;
