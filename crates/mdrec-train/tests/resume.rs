@@ -9,7 +9,7 @@ use mdrec_train::engine::Engine;
 use mdrec_train::resume::{read_checkpoint, write_checkpoint, TrainCheckpoint};
 use mdrec_train::TrainConfig;
 
-fn engine(model: &str) -> Engine {
+fn engine(model: &str, overrides: &serde_json::Value) -> Engine {
     let ctx = ModelContext::uniform(4, 12, 4, 1, 3, 2);
     let cfg = TrainConfig {
         lr: 0.01,
@@ -17,19 +17,31 @@ fn engine(model: &str) -> Engine {
         ..TrainConfig::default()
     };
     let f = mdrec_models::find(model).unwrap();
-    let c = f.resolve(&f.default_config()).unwrap();
+    let c = f.resolve(overrides).unwrap();
     Engine::new(f, &c, ctx, &cfg, 7, &cpu()).unwrap()
 }
 
 #[test]
 fn a_restored_engine_continues_bit_for_bit() {
-    // deepfm: dropout and BatchNorm; m3oe: two optimizers (bi-level); mmoe: plain
-    for model in ["deepfm", "m3oe", "mmoe"] {
+    // deepfm: dropout and BatchNorm; m3oe bilevel: two optimizers, both with state when the
+    // checkpoint is taken (an outer step before it); mmoe: plain
+    let cases = [
+        ("deepfm", serde_json::json!({})),
+        ("m3oe", serde_json::json!({ "automl": "bilevel" })),
+        ("mmoe", serde_json::json!({})),
+    ];
+    for (model, overrides) in cases {
         let data = common::random_data(640, 3, 4, 12, 3, 2);
         let rows: Vec<u32> = (0..640).collect();
-        let mut a = engine(model);
-        for c in rows.chunks(64).take(5) {
+        let outer_rows: Vec<u32> = (320..384).collect();
+        let mut a = engine(model, &overrides);
+        let bilevel = a.has_outer_params();
+        assert_eq!(bilevel, model == "m3oe", "{model}: outer parameters");
+        for (i, c) in rows.chunks(64).take(5).enumerate() {
             a.train_step(&data, c).unwrap();
+            if bilevel && i == 2 {
+                a.outer_step(&data, &outer_rows).unwrap();
+            }
         }
         let dir = tempfile::tempdir().unwrap();
         let ck = TrainCheckpoint {
@@ -38,7 +50,7 @@ fn a_restored_engine_continues_bit_for_bit() {
             extra: Default::default(),
         };
         let (path, _) = write_checkpoint(dir.path(), 5, &ck, 2).unwrap();
-        let mut b = engine(model);
+        let mut b = engine(model, &overrides);
         b.restore_checkpoint(&read_checkpoint(&path).unwrap().engine)
             .unwrap();
         assert_eq!(
@@ -58,7 +70,7 @@ fn a_restored_engine_continues_bit_for_bit() {
             b.eval_loss(&data, &probe).unwrap().to_bits(),
             "{model}: eval loss"
         );
-        for c in rows.chunks(64).skip(5) {
+        for (i, c) in rows.chunks(64).skip(5).enumerate() {
             let (la, lb) = (
                 a.train_step(&data, c).unwrap(),
                 b.train_step(&data, c).unwrap(),
@@ -68,12 +80,22 @@ fn a_restored_engine_continues_bit_for_bit() {
                 lb.to_bits(),
                 "{model}: losses differ: {la} {lb}"
             );
+            if bilevel && i % 2 == 0 {
+                // the outer Adam continues from its saved moments (a fresh one would take a
+                // different step)
+                let (oa, ob) = (
+                    a.outer_step(&data, &outer_rows).unwrap(),
+                    b.outer_step(&data, &outer_rows).unwrap(),
+                );
+                assert_eq!(oa.to_bits(), ob.to_bits(), "{model}: outer losses differ");
+            }
         }
         assert_eq!(
             a.model.named_tensors(),
             b.model.named_tensors(),
             "{model}: weights differ"
         );
+        assert_eq!(a.model.report(), b.model.report(), "{model}: model report");
         assert_eq!(a.store, b.store, "{model}: tables differ");
     }
 }
