@@ -1,15 +1,19 @@
 //! Exact resume after `kill -9`: a real `mdrec train` child is killed at a seeded random moment
-//! after its first checkpoint, `mdrec train --resume` finishes it, and the weights and the
-//! report's metrics equal those of a run that was never interrupted, bit for bit; a truncated
-//! newest checkpoint is skipped for the previous one, with a message.
+//! after a checkpoint, `mdrec train --resume` finishes it, and the weights, the report's metrics
+//! and `metrics.jsonl` (timing aside) equal those of a run that was never interrupted, bit for
+//! bit; a truncated newest checkpoint is skipped for the previous one, with a message; a fresh
+//! run never resumes from an earlier run's checkpoints.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{fails, mdrec, ok, s};
+
+/// Training steps per epoch of [`args`]: 40,000 synthetic rows, 80 % train, batches of 256.
+const STEPS_PER_EPOCH: u64 = 125;
 
 fn args<'a>(extra: &[&'a str], out: &'a str) -> Vec<&'a str> {
     let mut a = vec![
@@ -30,7 +34,7 @@ fn args<'a>(extra: &[&'a str], out: &'a str) -> Vec<&'a str> {
     a
 }
 
-fn checkpoints(run: &Path) -> Vec<std::path::PathBuf> {
+fn checkpoints(run: &Path) -> Vec<PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -39,9 +43,30 @@ fn checkpoints(run: &Path) -> Vec<std::path::PathBuf> {
     v
 }
 
-/// Starts the run, kills it with SIGKILL `delay_ms` after its first checkpoint appears; returns
-/// false when the run finished first.
-fn kill_after_first_checkpoint(extra: &[&str], out: &Path, delay_ms: u64) -> bool {
+/// The global step of a checkpoint file name `ckpt-<step>.safetensors`.
+fn step_of(name: &str) -> u64 {
+    let digits: String = name
+        .rsplit("ckpt-")
+        .next()
+        .unwrap()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no step in {name}"))
+}
+
+fn steps(run: &Path) -> Vec<u64> {
+    checkpoints(run)
+        .iter()
+        .map(|p| step_of(&p.file_name().unwrap().to_string_lossy()))
+        .collect()
+}
+
+/// Starts the run and kills it with SIGKILL `delay_ms` after its checkpoints satisfy `ready`;
+/// returns false when the run finished first.
+fn kill_when(extra: &[&str], out: &Path, ready: impl Fn(&[u64]) -> bool, delay_ms: u64) -> bool {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mdrec"))
         .args(args(extra, s(out)))
         .stdout(Stdio::null())
@@ -49,18 +74,30 @@ fn kill_after_first_checkpoint(extra: &[&str], out: &Path, delay_ms: u64) -> boo
         .spawn()
         .unwrap();
     let t0 = Instant::now();
-    while checkpoints(out).is_empty() {
+    while !ready(&steps(out)) {
         if child.try_wait().unwrap().is_some() {
             return false;
         }
         assert!(t0.elapsed() < Duration::from_secs(300), "no checkpoint");
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
     std::thread::sleep(Duration::from_millis(delay_ms));
     let finished = child.try_wait().unwrap().is_some();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     !finished && !out.join("report.json").exists()
+}
+
+/// `mdrec train --resume RUN`, which must succeed; returns the step of the checkpoint it
+/// resumed from and its stderr.
+fn resume(run: &Path) -> (u64, String) {
+    let o = ok(mdrec(&["train", "--resume", s(run)]));
+    let log = String::from_utf8_lossy(&o.stderr).into_owned();
+    let line = log
+        .lines()
+        .find(|l| l.contains("resuming from"))
+        .unwrap_or_else(|| panic!("no `resuming from` line: {log}"));
+    (step_of(line), log)
 }
 
 fn report(run: &Path) -> serde_json::Value {
@@ -72,6 +109,21 @@ fn report(run: &Path) -> serde_json::Value {
     })
 }
 
+/// `metrics.jsonl` without its timing fields (`*_seconds`).
+fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut()
+                .unwrap()
+                .retain(|k, _| !k.ends_with("_seconds"));
+            v
+        })
+        .collect()
+}
+
 fn assert_same_run(a: &Path, b: &Path, what: &str) {
     assert!(
         std::fs::read(a.join("weights.safetensors")).unwrap()
@@ -79,24 +131,52 @@ fn assert_same_run(a: &Path, b: &Path, what: &str) {
         "{what}: weights differ"
     );
     assert_eq!(report(a), report(b), "{what}: report metrics differ");
+    assert_eq!(metrics(a), metrics(b), "{what}: metrics.jsonl differs");
     assert!(
         checkpoints(b).is_empty(),
         "{what}: a finished run keeps no checkpoints"
     );
 }
 
+/// A seeded linear congruential sequence: the kill points.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
 #[test]
 fn killed_runs_resume_bit_for_bit() {
     let tmp = tempfile::tempdir().unwrap();
-    // deepfm: dropout + BatchNorm; m3oe: bi-level outer step and keep = best; mmoe as a stream
-    let cases: [(&str, &[&str]); 3] = [
+    // deepfm: dropout + BatchNorm; m3oe bilevel: the outer Adam step of every epoch; both keep
+    // the best epoch (the first on this data), so a kill after epoch 1 resumes with a best
+    // snapshot, an outer optimizer with state and `metrics.jsonl` lines to keep; mmoe as a
+    // stream with bounded tables.
+    let cases: [(&str, &[&str], bool); 3] = [
         (
             "deepfm",
             &["--model", "deepfm", "--epochs", "3", "--patience", "5"],
+            true,
         ),
         (
             "m3oe",
-            &["--model", "m3oe", "--epochs", "3", "--patience", "5"],
+            &[
+                "--model",
+                "m3oe",
+                "--epochs",
+                "3",
+                "--patience",
+                "5",
+                "--set",
+                "model.automl=\"bilevel\"",
+            ],
+            true,
         ),
         (
             "mmoe-stream",
@@ -110,27 +190,42 @@ fn killed_runs_resume_bit_for_bit() {
                 "--set",
                 "train.stream.tables.capacity_fraction=0.5",
             ],
+            false,
         ),
     ];
-    // seeded "random" kill delays (ms after the first checkpoint)
-    let mut x: u64 = 0x5EED;
-    for (name, extra) in cases {
+    let mut rng = Lcg(0x5EED);
+    for (name, extra, after_epoch_1) in cases {
         let reference = tmp.path().join(format!("{name}-ref"));
         ok(mdrec(&args(extra, s(&reference))));
+        // seeded kill point: once a checkpoint at or after `min_step` exists (epoch 2 or 3 of
+        // the epoch runs, anywhere in the stream), then a seeded delay
+        let min_step = if after_epoch_1 {
+            STEPS_PER_EPOCH + 5 + rng.below(STEPS_PER_EPOCH)
+        } else {
+            1
+        };
+        let delay = rng.below(if after_epoch_1 { 100 } else { 400 });
         let victim = tmp.path().join(format!("{name}-killed"));
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let delay = (x >> 33) % 400;
-        if !kill_after_first_checkpoint(extra, &victim, delay) {
+        let ready = |s: &[u64]| s.iter().any(|&x| x >= min_step);
+        if !kill_when(extra, &victim, ready, delay) {
             // finished before the kill: retry killing at once
             std::fs::remove_dir_all(&victim).unwrap();
             assert!(
-                kill_after_first_checkpoint(extra, &victim, 0),
+                kill_when(extra, &victim, ready, 0),
                 "{name}: too fast to kill"
             );
         }
-        ok(mdrec(&["train", "--resume", s(&victim)]));
+        if after_epoch_1 {
+            assert!(
+                !metrics(&victim).is_empty(),
+                "{name}: killed before epoch 1 ended"
+            );
+        }
+        let (from, _) = resume(&victim);
+        assert!(
+            from >= min_step,
+            "{name}: resumed from step {from}, before {min_step}"
+        );
         assert_same_run(&reference, &victim, name);
     }
 }
@@ -142,33 +237,62 @@ fn a_corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
     let reference = tmp.path().join("ref");
     ok(mdrec(&args(&extra, s(&reference))));
     let victim = tmp.path().join("killed");
-    let mut delay = 300;
-    loop {
-        assert!(
-            kill_after_first_checkpoint(&extra, &victim, delay),
-            "finished before the kill"
-        );
-        if checkpoints(&victim).len() >= 2 {
-            break;
-        }
-        std::fs::remove_dir_all(&victim).unwrap();
-        delay += 300;
-    }
-    let newest = checkpoints(&victim).pop().unwrap();
-    let bytes = std::fs::read(&newest).unwrap();
-    std::fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
-    let out = ok(mdrec(&["train", "--resume", s(&victim)]));
-    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        kill_when(&extra, &victim, |s| s.len() >= 2, 0),
+        "finished before the kill"
+    );
+    let all = checkpoints(&victim);
+    let (newest, previous) = (&all[all.len() - 1], &all[all.len() - 2]);
+    let bytes = std::fs::read(newest).unwrap();
+    std::fs::write(newest, &bytes[..bytes.len() / 2]).unwrap();
+    let (from, log) = resume(&victim);
     let name = newest.file_name().unwrap().to_string_lossy().to_string();
     assert!(
         log.contains(&name) && log.contains("unusable"),
         "no message about {name}: {log}"
     );
+    assert_eq!(
+        from,
+        step_of(&previous.file_name().unwrap().to_string_lossy()),
+        "{log}"
+    );
     assert_same_run(&reference, &victim, "fallback");
 }
 
 #[test]
-fn resume_refuses_new_settings_and_runs_without_checkpoints() {
+fn a_fresh_run_never_resumes_from_an_earlier_runs_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = ["--model", "mmoe", "--epochs", "2"];
+    let reference = tmp.path().join("ref");
+    ok(mdrec(&args(&extra, s(&reference))));
+    // an earlier run (another learning rate) killed in the same folder, its checkpoint ahead
+    // of anything the new run writes before it is killed
+    let victim = tmp.path().join("run");
+    let other = ["--model", "mmoe", "--epochs", "2", "--lr", "0.003"];
+    assert!(kill_when(&other, &victim, |s| !s.is_empty(), 0));
+    let stale = victim.join("checkpoints/ckpt-999999999999.safetensors");
+    let mut earlier = checkpoints(&victim);
+    std::fs::rename(earlier.pop().unwrap(), &stale).unwrap();
+    for p in earlier {
+        std::fs::remove_file(p).unwrap();
+    }
+    assert!(kill_when(
+        &extra,
+        &victim,
+        |s| s.iter().any(|&x| x < 999_999_999_999),
+        0
+    ));
+    assert!(
+        !stale.exists(),
+        "the earlier run's checkpoint is still there"
+    );
+    let (from, _) = resume(&victim);
+    assert!(from < 999_999_999_999);
+    assert_same_run(&reference, &victim, "fresh start");
+}
+
+#[test]
+fn resume_refuses_new_settings_other_data_and_runs_without_checkpoints() {
     let tmp = tempfile::tempdir().unwrap();
     let err = fails(mdrec(&[
         "train",
@@ -196,19 +320,47 @@ fn resume_refuses_new_settings_and_runs_without_checkpoints() {
         err.contains("no usable checkpoint") && err.contains("finished"),
         "{err}"
     );
+    // the data changed under the run (here through its saved config): refused, naming the
+    // saved schema
+    let cfg = run.join("config.resolved.json");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let edited = text.replace("\"synthetic_rows\": 2000", "\"synthetic_rows\": 3000");
+    assert_ne!(text, edited);
+    std::fs::write(&cfg, edited).unwrap();
+    let err = fails(mdrec(&["train", "--resume", s(&run)]));
+    assert!(
+        err.contains("schema.json") && err.contains("different schema"),
+        "{err}"
+    );
     let err = fails(mdrec(&[
         "train",
-        "--dataset",
-        "synthetic",
-        "--quiet",
-        "--set",
-        "train.setting=\"isolated\"",
-        "--set",
-        "train.checkpoint_every_steps=10",
-        "--set",
-        "dataset.synthetic_rows=2000",
-        "--out",
-        s(&tmp.path().join("iso")),
+        "--resume",
+        s(&tmp.path().join("nothing")),
     ]));
-    assert!(err.contains("checkpoint"), "{err}");
+    assert!(err.contains("config.resolved.json"), "{err}");
+    // settings that train several models, and AREAD's HEMP schedule, are refused by name
+    for (set, what) in [
+        ("train.setting=\"isolated\"", "Isolated"),
+        ("train.setting=\"mtl\"", "Mtl"),
+        ("model.name=\"aread\"", "HEMP"),
+    ] {
+        let err = fails(mdrec(&[
+            "train",
+            "--dataset",
+            "synthetic",
+            "--quiet",
+            "--set",
+            set,
+            "--set",
+            "train.checkpoint_every_steps=10",
+            "--set",
+            "dataset.synthetic_rows=2000",
+            "--out",
+            s(&tmp.path().join("refused")),
+        ]));
+        assert!(
+            err.contains("checkpoint_every_steps") && err.contains(what),
+            "{set}: {err}"
+        );
+    }
 }

@@ -592,6 +592,8 @@ pub fn resume_run(
     out: &Path,
     progress: &mut dyn Progress,
 ) -> Result<RunOutcome, TrainError> {
+    // The checkpoint's cursor indexes rows of the data the run started on.
+    check_schema(out, prepared)?;
     let dir = crate::resume::checkpoint_dir(out);
     let t0 = Instant::now();
     let mut warn = |m: String| progress.message(&m);
@@ -637,6 +639,17 @@ fn run(
     progress: &mut dyn Progress,
     resume: Option<TrainCheckpoint>,
 ) -> Result<RunOutcome, TrainError> {
+    if resume.is_none() {
+        // A fresh run in an old run directory: the old run's checkpoints belong to another
+        // run (their steps may even be ahead of this one's), so `--resume` must never see them.
+        let dir = crate::resume::checkpoint_dir(out);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(TrainError::io(&dir, e))
+            }
+            _ => {}
+        }
+    }
     if cfg.train.mode == TrainMode::Stream {
         return crate::stream::train_stream(cfg, prepared, out, progress, resume);
     }
@@ -924,6 +937,14 @@ pub fn load_run(run: &Path) -> Result<LoadedRun, TrainError> {
         )));
     }
     let prepared = prepare_dataset(&cfg)?;
+    check_schema(run, &prepared)?;
+    let trained = TrainedModels::load(run, &prepared.schema)?;
+    Ok(LoadedRun { prepared, trained })
+}
+
+/// `Err` unless `prepared` fits the schema the run in `run` was trained with (its
+/// `schema.json`): evaluating or resuming a run on other data would silently mix the two.
+fn check_schema(run: &Path, prepared: &Prepared) -> Result<(), TrainError> {
     let schema_path = run.join("schema.json");
     let saved =
         std::fs::read_to_string(&schema_path).map_err(|e| TrainError::io(&schema_path, e))?;
@@ -934,8 +955,7 @@ pub fn load_run(run: &Path) -> Result<LoadedRun, TrainError> {
             prepared.schema.hash
         ))));
     }
-    let trained = TrainedModels::load(run, &prepared.schema)?;
-    Ok(LoadedRun { prepared, trained })
+    Ok(())
 }
 
 /// Re-score a run directory's test split from its saved config, schema and weights; also
