@@ -67,6 +67,7 @@ pub struct DatasetConfig {
     pub synthetic_domain_skew: Option<f64>,
     /// The `synthetic-delayed` generator's settings (rows, days, delays, burst share; its seed
     /// is `train.seed`), e.g. `dataset.delayed.n_rows = 50000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delayed: Option<crate::delayed::DelayedConfig>,
 }
 
