@@ -32,8 +32,10 @@
 //! - **time to live**: at the start of a window, rows not seen for more than `ttl_windows`
 //!   windows are evicted (PEPNet's expiry).
 //!
-//! An evicted row's weights and optimizer moments are reset when the row is reused for another
-//! id; its new weights are drawn from the table's admission RNG (part of the checkpointed state).
+//! An evicted row's optimizer moments are zeroed when the row is reused for another id, and its
+//! weights start as a copy of the OOV row (`new_rows = "oov"`, the default: the id goes on from
+//! the "unknown id" embedding it was read as until then, instead of from a near-zero vector) or
+//! as fresh draws from the table's admission RNG (`"random"`).
 
 use std::collections::BTreeMap;
 
@@ -53,6 +55,19 @@ mdrec_data::string_enum! {
         Probability = "probability",
         /// Every id of the first window, none afterwards (a vocabulary frozen after window 1).
         FirstWindow = "first_window",
+    }
+}
+
+mdrec_data::string_enum! {
+    /// What a newly admitted id's row starts from (`train.stream.tables.new_rows`).
+    #[derive(Default)]
+    pub enum NewRows: "train.stream.tables.new_rows" {
+        /// A copy of the OOV row: the id keeps scoring as it did before it had a row (the
+        /// learned "unknown id" embedding) and trains on from there.
+        #[default]
+        Oov = "oov",
+        /// Fresh values ~ N(0, init_std²), as the table's initial rows.
+        Random = "random",
     }
 }
 
@@ -88,6 +103,8 @@ pub struct TablePolicy {
     pub capacity: BTreeMap<String, usize>,
     /// Which rows are evicted when a table is full.
     pub eviction: Eviction,
+    /// What a new row starts from: `oov` (a copy of the OOV row) or `random`.
+    pub new_rows: NewRows,
     /// Per-window decay of the frequency score (`eviction = "score"`), in (0, 1].
     pub score_decay: f64,
     /// Evict rows not seen for more than this many windows (`None` = no expiry).
@@ -106,6 +123,7 @@ impl Default for TablePolicy {
             capacity_tables: Vec::new(),
             capacity: BTreeMap::new(),
             eviction: Eviction::Score,
+            new_rows: NewRows::Oov,
             score_decay: 0.8,
             ttl_windows: None,
             sketch_width: 1 << 16,
@@ -515,6 +533,25 @@ mod tests {
         assert_ne!(a, oov, "an admitted id has its own row");
         // outside the id space is still an error
         assert!(s.lookup(&batch(&[10]), &mut a).is_err());
+    }
+
+    #[test]
+    fn new_rows_start_from_the_oov_row_or_fresh_values() {
+        for (new_rows, same) in [(NewRows::Oov, true), (NewRows::Random, false)] {
+            let mut s = store(
+                10,
+                &TablePolicy {
+                    new_rows,
+                    ..TablePolicy::default()
+                },
+            );
+            s.admit(&batch(&[5]));
+            assert!(has_row(&s, 5));
+            let (mut a, mut oov) = (Vec::new(), Vec::new());
+            s.lookup(&batch(&[5]), &mut a).unwrap();
+            s.lookup(&batch(&[1]), &mut oov).unwrap();
+            assert_eq!(a == oov, same, "{new_rows:?}");
+        }
     }
 
     #[test]

@@ -20,7 +20,9 @@ use mdrec_data::rng::Rng;
 use mdrec_data::Batch;
 use serde::{Deserialize, Serialize};
 
-use crate::dynamic::{Dynamic, Eviction, TablePolicy, TableStats, NONE, RESERVED};
+use crate::dynamic::{
+    Dynamic, Eviction, NewRows, TablePolicy, TableStats, DEFAULT_ROW, NONE, RESERVED,
+};
 use crate::input::FieldInfo;
 
 /// Row-wise optimizer for embedding tables.
@@ -1018,6 +1020,10 @@ fn admit_one(
             t.reset_row(r, init_std, &mut rng);
             if let Some(d) = t.dynamic.as_mut() {
                 d.rng = rng;
+            }
+            if policy.new_rows == NewRows::Oov {
+                let (dim, oov) = (t.dim, DEFAULT_ROW as usize);
+                t.weight.copy_within(oov * dim..(oov + 1) * dim, r * dim);
             }
         }
         (Some(NONE), _) | (Some(_), Pass::Admit) => {}

@@ -31,7 +31,7 @@ pub mod layers;
 pub mod loss;
 
 pub use burn;
-pub use dynamic::{Admission, Eviction, TablePolicy, TableStats};
+pub use dynamic::{Admission, Eviction, NewRows, TablePolicy, TableStats};
 pub use embedding::{
     EmbeddingConfig, EmbeddingStore, SparseOptimizer, StateArray, StoreState, TableState,
 };
