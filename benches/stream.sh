@@ -7,7 +7,8 @@
 #   bash benches/stream.sh ML1M_DIR [OUT_DIR]
 #
 # ML1M_DIR is the official ml-1m folder (https://grouplens.org/datasets/movielens/1m/).
-# WINDOW_ROWS (default 50000) sets the window size; MODELS (default "mmoe m3oe") the models.
+# WINDOW_ROWS (default 50000) sets the window size; MODELS (default "mmoe m3oe") the models;
+# POLICIES (default: all) the policy numbers to run, e.g. POLICIES="0 1 2 4 5 6 7".
 set -euo pipefail
 ML=${1:?usage: benches/stream.sh ML1M_DIR [OUT_DIR]}
 OUT=${2:-runs/stream-bench}
@@ -26,15 +27,16 @@ policies=(
   "admit every id|$T.admission=\"all\""
   "min_count 2|$T.admission=\"min_count\" $T.min_count=2"
   "probability 0.5|$T.admission=\"probability\" $T.probability=0.5"
-  "50 % of user and movie ids, score|$CAP $T.capacity_fraction=0.5 $T.eviction=\"score\""
+  "50 % of user and movie ids, score|$CAP $T.capacity_fraction=0.5 $T.eviction=\"score\" $T.score_decay=0.5"
   "50 % of user and movie ids, LRU|$CAP $T.capacity_fraction=0.5 $T.eviction=\"lru\""
-  "25 % of user and movie ids, score|$CAP $T.capacity_fraction=0.25 $T.eviction=\"score\""
+  "25 % of user and movie ids, score|$CAP $T.capacity_fraction=0.25 $T.eviction=\"score\" $T.score_decay=0.5"
   "25 % of user and movie ids, LRU|$CAP $T.capacity_fraction=0.25 $T.eviction=\"lru\""
   "admit every id, TTL 4 windows|$T.admission=\"all\" $T.ttl_windows=4"
+  "50 % of user and movie ids, score, decay 0.8|$CAP $T.capacity_fraction=0.5 $T.eviction=\"score\" $T.score_decay=0.8"
 )
 
 for m in $MODELS; do
-  for i in "${!policies[@]}"; do
+  for i in ${POLICIES:-${!policies[@]}}; do
     IFS='|' read -r label sets <<<"${policies[$i]}"
     dir="$OUT/$m-p$i"
     [ -f "$dir/report.json" ] && continue
@@ -55,9 +57,11 @@ out, models = sys.argv[1], sys.argv[2:]
 print("| model | tables | progressive AUC (mean cells) | task-pooled AUC | LogLoss | live rows at end | evicted | peak table MiB | train rows/s |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for m in models:
-    i = 0
-    while os.path.exists(f"{out}/{m}-p{i}/report.json"):
+    runs = [d for d in os.listdir(out) if d.startswith(f"{m}-p") and d[len(m) + 2:].isdigit()]
+    for i in sorted(int(d[len(m) + 2:]) for d in runs):
         d = f"{out}/{m}-p{i}"
+        if not os.path.exists(f"{d}/report.json"):
+            continue
         r = json.load(open(f"{d}/report.json"))
         s = r["stream"]
         label = open(f"{d}/policy.txt").read().strip()
@@ -65,7 +69,6 @@ for m in models:
         ev = sum(t["evicted"] for t in s["tables"])
         o = r["test"]["overall"]
         print(f"| {m} | {label} | {o['auc_mean_cells']*100:.2f} | {o['auc_task_pooled_mean']*100:.2f} | {o['logloss']:.4f} | {live} | {ev} | {s['peak_table_bytes']/2**20:.2f} | {s['train_rows_per_s']:.0f} |")
-        i += 1
 print()
 print("| model | mode | train rows/s |")
 print("|---|---|---:|")

@@ -124,7 +124,7 @@ impl Default for TablePolicy {
             capacity: BTreeMap::new(),
             eviction: Eviction::Score,
             new_rows: NewRows::Oov,
-            score_decay: 0.8,
+            score_decay: 0.5,
             ttl_windows: None,
             sketch_width: 1 << 16,
         }
