@@ -39,6 +39,9 @@ impl Ctx {
     }
 }
 
+/// Data rows with their 1-based line numbers.
+type Rows = Vec<(usize, Vec<String>)>;
+
 /// One atomic file: its data rows as tab-separated fields (header dropped, `\r` stripped,
 /// blank lines skipped), each with its 1-based line number; every row must have `n` fields.
 fn atomic_rows(
@@ -46,7 +49,7 @@ fn atomic_rows(
     w: &Wheel,
     name: &str,
     n: usize,
-) -> Result<(Ctx, Vec<(usize, Vec<String>)>), FetchError> {
+) -> Result<(Ctx, Rows), FetchError> {
     let inner = format!("{}{name}", w.prefix);
     let cx = Ctx {
         wheel: w.filename.clone(),
