@@ -38,7 +38,7 @@ pub struct DatasetConfig {
     /// default) or `genre` (the movie's first genre, 18 long-tailed domains). Other datasets
     /// reject it.
     pub domain: Option<MovieLensDomain>,
-    /// Row order of `movielens-1m`, which the sequential `m3oe` split cuts (and the seeded
+    /// Row order of `movielens-1m` (`movielens-100k` always uses `merged`), which the sequential `m3oe` split cuts (and the seeded
     /// `random` split shuffles): `merged` (the default: the pandas < 2.2 merge order, which the
     /// official M3oE run's published numbers come from) or `ratings` (`ratings.dat` order, what
     /// the M3oE script's merges give with pandas >= 2.2). Other datasets reject it.
@@ -311,6 +311,7 @@ impl DatasetConfig {
                 domain: self.domain.unwrap_or_default(),
                 row_order: self.row_order.unwrap_or_default(),
             },
+            DatasetName::MovieLens100k => DatasetSource::MovieLens100k { dir: dir()? },
             DatasetName::Aliccp => DatasetSource::Aliccp { dir: dir()? },
             DatasetName::Amazon => DatasetSource::Amazon { dir: dir()? },
             DatasetName::Synthetic => DatasetSource::Synthetic(self.synthetic(seed)),

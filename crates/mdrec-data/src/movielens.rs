@@ -15,6 +15,12 @@
 //! [`MOVIELENS_1M_SCHEMA`]) and `genre` (the movie's first genre, the 18 genres of the ml-1m
 //! README in their order, long-tailed: 27.7 % Comedy down to 0.08 % Fantasy;
 //! [`MOVIELENS_1M_GENRE_SCHEMA`]). The loaded table is the same for both; only the schema differs.
+//!
+//! MovieLens-100K ([`load_movielens_100k`], [`MOVIELENS_100K_SCHEMA`]) is the same protocol on
+//! the `ml-100k` files: `u.data` (tab-separated ratings), `u.user` (`|`-separated, age in
+//! years, occupation as a name) and `u.item` (`|`-separated, 19 genre flags). It gives the same
+//! columns; the domain comes from the age in years (under 25, 25–34, 35 or older: the groups of
+//! the ML-1M age codes).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,7 +30,33 @@ use crate::raw::{RawColumn, RawTable};
 use crate::DataError;
 
 /// How to obtain MovieLens-1M.
-pub const ML1M_HINT: &str = "download ml-1m.zip from https://grouplens.org/datasets/movielens/1m/ and pass the unzipped folder with --data-dir";
+pub const ML1M_HINT: &str = "run `mdrec data fetch movielens-1m` (downloads ml-1m.zip from https://grouplens.org/datasets/movielens/1m/ into the cache; `mdrec train` does it when --data-dir is not given), or download and unzip ml-1m.zip yourself and pass the folder with --data-dir";
+
+/// How to obtain MovieLens-100K.
+pub const ML100K_HINT: &str = "run `mdrec data fetch movielens-100k` (downloads ml-100k.zip from https://grouplens.org/datasets/movielens/100k/ into the cache; `mdrec train` does it when --data-dir is not given), or download and unzip ml-100k.zip yourself and pass the folder with --data-dir";
+
+/// The 19 genres of the ml-100k README (`u.genre`), in the order of `u.item`'s genre flags.
+pub const ML100K_GENRES: [&str; 19] = [
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+];
 
 // The fields and tasks both MovieLens-1M schemas share (one place for both).
 macro_rules! ml1m_user_fields {
@@ -157,6 +189,38 @@ roles = ["domain", "item"]
     ml1m_age_and_tasks!()
 );
 
+/// The declared schema of the MovieLens-100K recipe: the MovieLens-1M protocol on ML-100K's
+/// columns. Three age domains (under 25, 25–34 and 35 or older: the age groups of the ML-1M
+/// codes, here from `age` in years), click = rating > 3, like = rating > 4; the same fields.
+pub const MOVIELENS_100K_SCHEMA: &str = concat!(
+    r#"
+# MovieLens-100K, the M3oE protocol of MovieLens-1M: three age domains, click = rating > 3, like = rating > 4.
+group = "user_id"
+time = "timestamp"
+
+[domain]
+column = "domain"
+map = { "0" = 0, "1" = 1, "2" = 2 }
+names = ["age_lt25", "age_25", "age_ge35"]
+
+"#,
+    ml1m_user_fields!(),
+    r#"
+[[fields]]
+name = "genre"
+kind = "categorical"
+roles = ["item"]
+
+[[fields]]
+name = "domain_indicator"
+column = "domain"
+kind = "categorical"
+roles = ["domain"]
+
+"#,
+    ml1m_age_and_tasks!()
+);
+
 string_enum! {
     /// Which domains the MovieLens-1M recipe defines (`dataset.domain`).
     #[derive(Default)]
@@ -211,27 +275,61 @@ pub fn age_domain(age: u32) -> Option<u32> {
     }
 }
 
-/// `ratings.dat`, `users.dat`, `movies.dat` in `dir`; an error names the missing one and how to
-/// obtain the data.
-pub fn movielens_files(dir: &Path) -> Result<[PathBuf; 3], DataError> {
+/// Domain index of an age in years (MovieLens-100K): the age groups of the ML-1M codes, under
+/// 25 -> 0, 25–34 -> 1, 35 or older -> 2.
+pub fn age_years_domain(age: u32) -> u32 {
+    match age {
+        0..=24 => 0,
+        25..=34 => 1,
+        _ => 2,
+    }
+}
+
+/// The file names of a MovieLens folder: ratings, users, movies.
+fn file_names(ml100k: bool) -> [&'static str; 3] {
+    if ml100k {
+        ["u.data", "u.user", "u.item"]
+    } else {
+        ["ratings.dat", "users.dat", "movies.dat"]
+    }
+}
+
+fn check_files(
+    dir: &Path,
+    names: [&'static str; 3],
+    what: &str,
+    hint: &str,
+) -> Result<[PathBuf; 3], DataError> {
     if !dir.is_dir() {
         return Err(DataError::Missing {
             path: dir.to_path_buf(),
-            what: "movielens-1m folder".into(),
-            hint: ML1M_HINT.into(),
+            what: format!("{what} folder"),
+            hint: hint.into(),
         });
     }
-    let files = ["ratings.dat", "users.dat", "movies.dat"].map(|f| dir.join(f));
-    for (f, name) in files.iter().zip(["ratings.dat", "users.dat", "movies.dat"]) {
+    let files = names.map(|f| dir.join(f));
+    for (f, name) in files.iter().zip(names) {
         if !f.is_file() {
             return Err(DataError::Missing {
                 path: f.clone(),
                 what: name.into(),
-                hint: ML1M_HINT.into(),
+                hint: hint.into(),
             });
         }
     }
     Ok(files)
+}
+
+/// `ratings.dat`, `users.dat`, `movies.dat` in `dir`; an error names the missing one and how to
+/// obtain the data.
+pub fn movielens_files(dir: &Path) -> Result<[PathBuf; 3], DataError> {
+    check_files(dir, file_names(false), "movielens-1m", ML1M_HINT)
+}
+
+/// `u.data`, `u.user`, `u.item` in `dir` (the unzipped `ml-100k` folder); an error names the
+/// missing one and how to obtain the data.
+pub fn movielens_100k_files(dir: &Path) -> Result<[PathBuf; 3], DataError> {
+    check_files(dir, file_names(true), "movielens-100k", ML100K_HINT)
 }
 
 /// Lines of a file as (1-based line, bytes without `\r\n`); the empty tail after a final
@@ -250,15 +348,15 @@ fn lines(bytes: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
         .map(|(i, l, _)| (i as u64 + 1, l.strip_suffix(b"\r").unwrap_or(l)))
 }
 
-/// Splits a line on `::`.
-fn fields(line: &[u8]) -> Vec<&[u8]> {
+/// Splits a line on `sep` (`::` in ML-1M, `\t` or `|` in ML-100K).
+fn fields<'l>(line: &'l [u8], sep: &[u8]) -> Vec<&'l [u8]> {
     let mut out = Vec::with_capacity(5);
     let mut start = 0;
     let mut i = 0;
-    while i + 1 < line.len() {
-        if line[i] == b':' && line[i + 1] == b':' {
+    while i + sep.len() <= line.len() {
+        if &line[i..i + sep.len()] == sep {
             out.push(&line[start..i]);
-            i += 2;
+            i += sep.len();
             start = i;
         } else {
             i += 1;
@@ -274,6 +372,9 @@ fn latin1(b: &[u8]) -> String {
 
 struct Ctx<'a> {
     file: &'a str,
+    /// The field separator and how messages name it.
+    sep: &'static [u8],
+    sep_name: &'static str,
 }
 
 impl Ctx<'_> {
@@ -286,24 +387,27 @@ impl Ctx<'_> {
         line: &'l [u8],
         names: &[&str],
     ) -> Result<Vec<&'l [u8]>, DataError> {
-        let f = fields(line);
+        let f = fields(line, self.sep);
         if f.len() != names.len() {
-            let field = names
-                .get(f.len().min(names.len() - 1))
-                .copied()
-                .unwrap_or("line");
-            return Err(self.err(
-                line_no,
-                field,
-                format!(
-                    "expected {} `::`-separated fields ({}), found {}",
-                    names.len(),
-                    names.join(", "),
-                    f.len()
-                ),
-            ));
+            return Err(self.count_err(line_no, names, f.len()));
         }
         Ok(f)
+    }
+    fn count_err(&self, line_no: u64, names: &[&str], found: usize) -> DataError {
+        let field = names
+            .get(found.min(names.len() - 1))
+            .copied()
+            .unwrap_or("line");
+        self.err(
+            line_no,
+            field,
+            format!(
+                "expected {} {}-separated fields ({}), found {found}",
+                names.len(),
+                self.sep_name,
+                names.join(", "),
+            ),
+        )
     }
     fn uint(&self, line: u64, field: &str, b: &[u8]) -> Result<u64, DataError> {
         std::str::from_utf8(b)
@@ -325,9 +429,21 @@ fn read(path: &Path) -> Result<Vec<u8>, DataError> {
 
 struct User {
     gender: String,
-    age: u32,
+    /// The age as the file writes it (an ML-1M age code, or years in ML-100K).
+    age: String,
+    domain: u32,
     occupation: String,
     zip: String,
+}
+
+/// The users, movies and ratings of a MovieLens folder, before the join.
+struct Parsed {
+    users: Vec<User>,
+    user_idx: HashMap<u64, u32>,
+    /// movie id -> (first genre, `|`-separated genres)
+    movies: HashMap<u64, (String, String)>,
+    /// The users and movies file names, for messages.
+    names: [&'static str; 2],
 }
 
 /// A column from per-row integer values, interned in first-seen order.
@@ -395,22 +511,24 @@ fn group_by_first_appearance(order: Vec<u32>, key: &[u32]) -> Vec<u32> {
 }
 
 /// Reads the ML-1M folder into a raw table in the given row order.
-pub fn load_movielens_1m(dir: &Path, row_order: MovieLensOrder) -> Result<RawTable, DataError> {
-    let [rpath, upath, mpath] = movielens_files(dir)?;
-
+fn ml1m_users_and_movies(upath: &Path, mpath: &Path) -> Result<Parsed, DataError> {
     // users.dat
     let ufile = upath.display().to_string();
-    let cx = Ctx { file: &ufile };
-    let ubytes = read(&upath)?;
+    let cx = Ctx {
+        file: &ufile,
+        sep: b"::",
+        sep_name: "`::`",
+    };
+    let ubytes = read(upath)?;
     let mut users: Vec<User> = Vec::new();
     let mut user_idx: HashMap<u64, u32> = HashMap::new();
     for (ln, line) in lines(&ubytes) {
         let f = cx.split(ln, line, &["user_id", "gender", "age", "occupation", "zip"])?;
         let id = cx.uint(ln, "user_id", f[0])?;
         let age = cx.uint(ln, "age", f[2])?;
-        let age = u32::try_from(age)
+        let (age, domain) = u32::try_from(age)
             .ok()
-            .filter(|a| age_domain(*a).is_some())
+            .and_then(|a| Some((a, age_domain(a)?)))
             .ok_or_else(|| {
                 cx.err(
                     ln,
@@ -427,7 +545,8 @@ pub fn load_movielens_1m(dir: &Path, row_order: MovieLensOrder) -> Result<RawTab
         }
         users.push(User {
             gender: latin1(f[1]),
-            age,
+            age: age.to_string(),
+            domain,
             occupation: occ.to_string(),
             zip: latin1(f[4]),
         });
@@ -435,17 +554,13 @@ pub fn load_movielens_1m(dir: &Path, row_order: MovieLensOrder) -> Result<RawTab
 
     // movies.dat: MovieID::Title::Genres (the title may contain ':')
     let mfile = mpath.display().to_string();
-    let cx = Ctx { file: &mfile };
-    let mbytes = read(&mpath)?;
-    let mut movie_genre: HashMap<u64, String> = HashMap::new();
-    let mut movie_genres: HashMap<u64, String> = HashMap::new();
+    let cx = Ctx { file: &mfile, ..cx };
+    let mbytes = read(mpath)?;
+    let mut movies: HashMap<u64, (String, String)> = HashMap::new();
     for (ln, line) in lines(&mbytes) {
-        let f = fields(line);
+        let f = fields(line, cx.sep);
         if f.len() < 3 {
-            return Err(cx
-                .split(ln, line, &["movie_id", "title", "genres"])
-                .err()
-                .unwrap_or_else(|| cx.err(ln, "genres", "expected 3 `::`-separated fields")));
+            return Err(cx.count_err(ln, &["movie_id", "title", "genres"], f.len()));
         }
         let id = cx.uint(ln, "movie_id", f[0])?;
         let genres = latin1(f[f.len() - 1]);
@@ -453,16 +568,143 @@ pub fn load_movielens_1m(dir: &Path, row_order: MovieLensOrder) -> Result<RawTab
             return Err(cx.err(ln, "genres", "empty genre list"));
         };
         let first = first.to_string();
-        movie_genres.insert(id, genres);
-        if movie_genre.insert(id, first).is_some() {
+        if movies.insert(id, (first, genres)).is_some() {
             return Err(cx.err(ln, "movie_id", format!("duplicate movie {id}")));
         }
     }
+    Ok(Parsed {
+        users,
+        user_idx,
+        movies,
+        names: ["users.dat", "movies.dat"],
+    })
+}
 
-    // ratings.dat
+fn ml100k_users_and_movies(upath: &Path, mpath: &Path) -> Result<Parsed, DataError> {
+    // u.user: user id | age | gender | occupation | zip code
+    let ufile = upath.display().to_string();
+    let cx = Ctx {
+        file: &ufile,
+        sep: b"|",
+        sep_name: "`|`",
+    };
+    let ubytes = read(upath)?;
+    let mut users: Vec<User> = Vec::new();
+    let mut user_idx: HashMap<u64, u32> = HashMap::new();
+    for (ln, line) in lines(&ubytes) {
+        let f = cx.split(ln, line, &["user_id", "age", "gender", "occupation", "zip"])?;
+        let id = cx.uint(ln, "user_id", f[0])?;
+        let age = cx.uint(ln, "age", f[1])?;
+        let age = u32::try_from(age)
+            .ok()
+            .filter(|a| (1..=150).contains(a))
+            .ok_or_else(|| cx.err(ln, "age", format!("age {age} is outside 1..150 years")))?;
+        for (i, name) in [(2, "gender"), (3, "occupation")] {
+            if f[i].is_empty() {
+                return Err(cx.err(ln, name, "empty value"));
+            }
+        }
+        if user_idx.insert(id, users.len() as u32).is_some() {
+            return Err(cx.err(ln, "user_id", format!("duplicate user {id}")));
+        }
+        users.push(User {
+            gender: latin1(f[2]),
+            age: age.to_string(),
+            domain: age_years_domain(age),
+            occupation: latin1(f[3]),
+            zip: latin1(f[4]),
+        });
+    }
+
+    // u.item: movie id | title | release date | video release date | IMDb URL | 19 genre flags
+    let mfile = mpath.display().to_string();
+    let cx = Ctx { file: &mfile, ..cx };
+    let mbytes = read(mpath)?;
+    let mut movies: HashMap<u64, (String, String)> = HashMap::new();
+    let n_genres = ML100K_GENRES.len();
+    for (ln, line) in lines(&mbytes) {
+        let f = fields(line, cx.sep);
+        if f.len() != 5 + n_genres {
+            let mut names = vec![
+                "movie_id",
+                "title",
+                "release_date",
+                "video_release_date",
+                "url",
+            ];
+            names.extend(ML100K_GENRES);
+            return Err(cx.count_err(ln, &names, f.len()));
+        }
+        let id = cx.uint(ln, "movie_id", f[0])?;
+        let mut genres: Vec<&str> = Vec::new();
+        for (flag, genre) in f[5..].iter().zip(ML100K_GENRES) {
+            match *flag {
+                b"1" => genres.push(genre),
+                b"0" => {}
+                other => {
+                    return Err(cx.err(
+                        ln,
+                        genre,
+                        format!("expected a genre flag 0 or 1, found `{}`", latin1(other)),
+                    ))
+                }
+            }
+        }
+        let Some(&first) = genres.first() else {
+            return Err(cx.err(ln, "genres", "no genre flag is set"));
+        };
+        if movies
+            .insert(id, (first.to_string(), genres.join("|")))
+            .is_some()
+        {
+            return Err(cx.err(ln, "movie_id", format!("duplicate movie {id}")));
+        }
+    }
+    Ok(Parsed {
+        users,
+        user_idx,
+        movies,
+        names: ["u.user", "u.item"],
+    })
+}
+
+/// Reads the ML-1M folder into a raw table in the given row order.
+pub fn load_movielens_1m(dir: &Path, row_order: MovieLensOrder) -> Result<RawTable, DataError> {
+    let [rpath, upath, mpath] = movielens_files(dir)?;
+    let parsed = ml1m_users_and_movies(&upath, &mpath)?;
+    join_ratings(&rpath, b"::", "`::`", parsed, row_order)
+}
+
+/// Reads the ML-100K folder (`u.data`, `u.user`, `u.item`) into a raw table with the columns
+/// of the MovieLens-1M recipe (`age` in years, `occupation` as a name, the genres from the
+/// genre flags in `u.genre` order), in the given row order.
+pub fn load_movielens_100k(dir: &Path, row_order: MovieLensOrder) -> Result<RawTable, DataError> {
+    let [rpath, upath, mpath] = movielens_100k_files(dir)?;
+    let parsed = ml100k_users_and_movies(&upath, &mpath)?;
+    join_ratings(&rpath, b"\t", "tab", parsed, row_order)
+}
+
+/// Reads the ratings file and joins users and movies onto it.
+fn join_ratings(
+    rpath: &Path,
+    sep: &'static [u8],
+    sep_name: &'static str,
+    parsed: Parsed,
+    row_order: MovieLensOrder,
+) -> Result<RawTable, DataError> {
+    let Parsed {
+        users,
+        user_idx,
+        movies,
+        names: [ufile, mfile],
+    } = parsed;
     let rfile = rpath.display().to_string();
-    let cx = Ctx { file: &rfile };
-    let rbytes = read(&rpath)?;
+    let cx = Ctx {
+        file: &rfile,
+        sep,
+        sep_name,
+    };
+    let rbytes = read(rpath)?;
     let cap = rbytes.len() / 20;
     let (mut ru, mut rm, mut rr, mut rt, mut rl) = (
         Vec::with_capacity(cap),
@@ -484,10 +726,10 @@ pub fn load_movielens_1m(dir: &Path, row_order: MovieLensOrder) -> Result<RawTab
         }
         let t = cx.uint(ln, "timestamp", f[3])?;
         let Some(&ui) = user_idx.get(&u) else {
-            return Err(cx.err(ln, "user_id", format!("user {u} is not in users.dat")));
+            return Err(cx.err(ln, "user_id", format!("user {u} is not in {ufile}")));
         };
-        if !movie_genre.contains_key(&m) {
-            return Err(cx.err(ln, "movie_id", format!("movie {m} is not in movies.dat")));
+        if !movies.contains_key(&m) {
+            return Err(cx.err(ln, "movie_id", format!("movie {m} is not in {mfile}")));
         }
         let rank = *movie_rank.entry(m).or_insert_with(|| {
             rank_movie.push(m);
@@ -524,21 +766,14 @@ pub fn load_movielens_1m(dir: &Path, row_order: MovieLensOrder) -> Result<RawTab
         ids
     };
     let genders: Vec<&str> = users.iter().map(|u| u.gender.as_str()).collect();
-    let ages: Vec<String> = users.iter().map(|u| u.age.to_string()).collect();
-    let ages: Vec<&str> = ages.iter().map(String::as_str).collect();
+    let ages: Vec<&str> = users.iter().map(|u| u.age.as_str()).collect();
     let occs: Vec<&str> = users.iter().map(|u| u.occupation.as_str()).collect();
     let zips: Vec<&str> = users.iter().map(|u| u.zip.as_str()).collect();
-    let doms: Vec<String> = users
-        .iter()
-        .map(|u| age_domain(u.age).unwrap_or_default().to_string())
-        .collect();
+    let doms: Vec<String> = users.iter().map(|u| u.domain.to_string()).collect();
     let doms: Vec<&str> = doms.iter().map(String::as_str).collect();
     let movie_of: Vec<u32> = order.iter().map(|&i| movie_rank[&rm[i as usize]]).collect();
-    let genres: Vec<&str> = rank_movie.iter().map(|m| movie_genre[m].as_str()).collect();
-    let all_genres: Vec<&str> = rank_movie
-        .iter()
-        .map(|m| movie_genres[m].as_str())
-        .collect();
+    let genres: Vec<&str> = rank_movie.iter().map(|m| movies[m].0.as_str()).collect();
+    let all_genres: Vec<&str> = rank_movie.iter().map(|m| movies[m].1.as_str()).collect();
 
     let columns = vec![
         int_column("user_id", user_of.iter().map(|&u| user_ids[u as usize])),

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use crate::aliccp_amazon::{self, AliccpAmazon};
-use crate::movielens::{self, MovieLensDomain, MovieLensOrder, ML1M_HINT};
+use crate::movielens::{self, MovieLensDomain, MovieLensOrder, ML100K_HINT, ML1M_HINT};
 use crate::names::string_enum;
 use crate::raw::RawTable;
 use crate::schema::SchemaSpec;
@@ -35,6 +35,8 @@ string_enum! {
         Amazon = "amazon",
         /// The synthetic conversion stream with delayed (and burst) reports.
         SyntheticDelayed = "synthetic-delayed",
+        /// MovieLens-100K with the MovieLens-1M protocol (a small second benchmark).
+        MovieLens100k = "movielens-100k" | "ml-100k",
     }
 }
 
@@ -106,7 +108,7 @@ const AREAD_SPLITS: &[SplitName] = &[
 ];
 
 /// The dataset table, in [`DatasetName::ALL`] order.
-pub const RECIPES: [Recipe; 6] = [
+pub const RECIPES: [Recipe; 7] = [
     Recipe {
         name: DatasetName::MovieLens1m,
         summary: "MovieLens-1M ratings, click = rating > 3, like = rating > 4",
@@ -176,6 +178,17 @@ pub const RECIPES: [Recipe; 6] = [
         obtain: "built in",
         cache: CacheHome::None,
     },
+    Recipe {
+        name: DatasetName::MovieLens100k,
+        summary: "MovieLens-100K ratings with the MovieLens-1M protocol, click = rating > 3, like = rating > 4",
+        default_split: SplitName::M3oe,
+        splits: RATIO_SPLITS,
+        domains: "3 age groups (under 25, 25-34, 35 or older)",
+        needs_data_dir: true,
+        files: "u.data, u.user, u.item (the unzipped ml-100k folder)",
+        obtain: ML100K_HINT,
+        cache: CacheHome::DataDir,
+    },
 ];
 
 impl DatasetName {
@@ -184,6 +197,11 @@ impl DatasetName {
         // RECIPES is in ALL order (checked by a test)
         let i = Self::ALL.iter().position(|&n| n == self).unwrap_or(0);
         &RECIPES[i]
+    }
+
+    /// MovieLens-1M or MovieLens-100K (the MovieLens recipe: its record columns, `row_order`).
+    pub fn is_movielens(self) -> bool {
+        matches!(self, DatasetName::MovieLens1m | DatasetName::MovieLens100k)
     }
 
     /// The AREAD dataset this is, if any.
@@ -244,6 +262,17 @@ pub(crate) fn resolve(src: &DatasetSource) -> Result<Resolved, DataError> {
                 files: files.to_vec(),
                 config_json,
                 description,
+            })
+        }
+        DatasetSource::MovieLens100k { dir } => {
+            let files = movielens::movielens_100k_files(dir)?;
+            let origin = "<embedded movielens-100k schema>".to_string();
+            Ok(Resolved {
+                spec: SchemaSpec::from_toml_str(movielens::MOVIELENS_100K_SCHEMA, &origin)?,
+                origin,
+                files: files.to_vec(),
+                config_json: "\"movielens-100k\"".to_string(),
+                description: format!("movielens-100k ({}), merged row order", dir.display()),
             })
         }
         DatasetSource::Aliccp { dir } => resolve_aliccp_amazon(AliccpAmazon::Aliccp, dir),
@@ -325,6 +354,9 @@ pub(crate) fn load_table(src: &DatasetSource) -> Result<RawTable, DataError> {
     match src {
         DatasetSource::MovieLens1m { dir, row_order, .. } => {
             movielens::load_movielens_1m(dir, *row_order)
+        }
+        DatasetSource::MovieLens100k { dir } => {
+            movielens::load_movielens_100k(dir, MovieLensOrder::Merged)
         }
         DatasetSource::Aliccp { dir } => {
             let which = AliccpAmazon::Aliccp;

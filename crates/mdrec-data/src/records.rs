@@ -1,8 +1,8 @@
 //! Records to score: which raw columns a trained run reads from new data, the dataset rules
-//! that derive the others (MovieLens-1M's domain from `age`, its first genre from `genres`),
+//! that derive the others (MovieLens' domain from `age`, its first genre from `genres`),
 //! and writing a split's raw records out ([`export_split`], `mdrec data export`).
 //!
-//! A [`RecordFormat`] is fixed by the dataset and the fitted schema. For MovieLens-1M the
+//! A [`RecordFormat`] is fixed by the dataset and the fitted schema. For MovieLens-1M and -100K the
 //! records are the joined columns a user has (`user_id, movie_id, gender, age, occupation, zip,
 //! genres`, optionally `timestamp`); for every other dataset they are the source columns the
 //! schema reads (each field's column and the domain column). [`RecordFormat::derive`] adds the
@@ -13,7 +13,7 @@ use std::path::Path;
 
 use crate::config::DatasetConfig;
 use crate::fit::Encoder;
-use crate::movielens::{age_domain, first_genre};
+use crate::movielens::{age_domain, age_years_domain, first_genre};
 use crate::raw::{ColumnBuilder, RawTable};
 use crate::recipe::DatasetName;
 use crate::schema::FieldKind;
@@ -65,7 +65,7 @@ pub fn export_split(
         ExportSplit::Valid => 1,
         ExportSplit::Test => 2,
     }];
-    let names: Vec<&str> = if cfg.name == DatasetName::MovieLens1m {
+    let names: Vec<&str> = if cfg.name.is_movielens() {
         MOVIELENS_EXPORT.to_vec()
     } else {
         table.column_names()
@@ -105,7 +105,16 @@ pub struct RecordColumn {
 pub struct RecordFormat {
     /// Columns in the order records list them.
     pub columns: Vec<RecordColumn>,
-    movielens: bool,
+    movielens: Option<AgeRule>,
+}
+
+/// How a MovieLens record's `age` gives its domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AgeRule {
+    /// MovieLens-1M: an age code (1, 18, 25, 35, 45, 50, 56).
+    Code,
+    /// MovieLens-100K: years.
+    Years,
 }
 
 fn col(name: &str, ty: ColumnType, optional: bool) -> RecordColumn {
@@ -120,19 +129,25 @@ impl RecordFormat {
     /// The record format of a run trained on `dataset` with the fitted `encoder`.
     pub fn new(dataset: DatasetName, encoder: &Encoder) -> Self {
         use ColumnType::{Float, Int, Text};
-        if dataset == DatasetName::MovieLens1m {
+        if dataset.is_movielens() {
+            // ML-1M codes its ages and occupations as integers; ML-100K has years and names
+            let (rule, occupation) = if dataset == DatasetName::MovieLens1m {
+                (AgeRule::Code, Int)
+            } else {
+                (AgeRule::Years, Text)
+            };
             return RecordFormat {
                 columns: vec![
                     col("user_id", Int, false),
                     col("movie_id", Int, false),
                     col("gender", Text, false),
                     col("age", Int, false),
-                    col("occupation", Int, false),
+                    col("occupation", occupation, false),
                     col("zip", Text, false),
                     col("genres", Text, false),
                     col("timestamp", Int, true),
                 ],
-                movielens: true,
+                movielens: Some(rule),
             };
         }
         let spec = &encoder.schema().spec;
@@ -149,7 +164,7 @@ impl RecordFormat {
             .collect();
         RecordFormat {
             columns,
-            movielens: false,
+            movielens: None,
         }
     }
 
@@ -169,9 +184,9 @@ impl RecordFormat {
                 self.column_list()
             )));
         }
-        if !self.movielens {
+        let Some(rule) = self.movielens else {
             return Ok(());
-        }
+        };
         let n = t.n_rows();
         let (mut genre, mut domain) = (ColumnBuilder::new("genre"), ColumnBuilder::new("domain"));
         let genres = t.require("genres", origin, "records")?;
@@ -181,18 +196,21 @@ impl RecordFormat {
                 .ok_or_else(|| t.error_at(r, "genres", "empty genre list"))?;
             genre.push(first);
             let a = ages.get(r);
-            let d =
-                a.trim()
-                    .parse::<u32>()
-                    .ok()
-                    .and_then(age_domain)
-                    .ok_or_else(|| {
-                        t.error_at(
-                    r,
-                    "age",
-                    format!("unknown age code `{a}` (expected one of 1, 18, 25, 35, 45, 50, 56)"),
-                )
-                    })?;
+            let age = a.trim().parse::<u32>().ok();
+            let d = match rule {
+                AgeRule::Code => age.and_then(age_domain).ok_or_else(|| {
+                    t.error_at(
+                        r,
+                        "age",
+                        format!(
+                            "unknown age code `{a}` (expected one of 1, 18, 25, 35, 45, 50, 56)"
+                        ),
+                    )
+                })?,
+                AgeRule::Years => age.map(age_years_domain).ok_or_else(|| {
+                    t.error_at(r, "age", format!("expected an age in years, found `{a}`"))
+                })?,
+            };
             domain.push(&d.to_string());
         }
         for b in [genre, domain] {
@@ -250,7 +268,7 @@ mod tests {
                 col("genres", ColumnType::Text, false),
                 col("age", ColumnType::Int, false),
             ],
-            movielens: true,
+            movielens: Some(AgeRule::Code),
         }
     }
 

@@ -21,6 +21,13 @@ pub enum DatasetSource {
         /// the official M3oE run's) or `ratings.dat` order.
         row_order: MovieLensOrder,
     },
+    /// The official MovieLens-100K folder (`u.data`, `u.user`, `u.item`), read with the
+    /// MovieLens-1M protocol (three age domains).
+    /// Rows in the default MovieLens-1M row order ([`MovieLensOrder::Merged`]).
+    MovieLens100k {
+        /// The unzipped `ml-100k` folder.
+        dir: PathBuf,
+    },
     /// AliCCP in the layout of the official AREAD code (see [`crate::aliccp_amazon`]).
     Aliccp {
         /// The folder holding AREAD's preprocessed AliCCP file.
@@ -51,6 +58,7 @@ impl DatasetSource {
     pub fn name(&self) -> DatasetName {
         match self {
             DatasetSource::MovieLens1m { .. } => DatasetName::MovieLens1m,
+            DatasetSource::MovieLens100k { .. } => DatasetName::MovieLens100k,
             DatasetSource::Aliccp { .. } => DatasetName::Aliccp,
             DatasetSource::Amazon { .. } => DatasetName::Amazon,
             DatasetSource::Synthetic(_) => DatasetName::Synthetic,
