@@ -40,6 +40,9 @@ pub struct RunSpec {
     /// `[train]` overrides for this run only (e.g. `setting = "mtl"`).
     #[serde(default)]
     pub train: serde_json::Map<String, serde_json::Value>,
+    /// `[dataset]` overrides for this run only (e.g. `encodings = { age = { kind = "mnse" } }`).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub dataset: serde_json::Map<String, serde_json::Value>,
     /// Published numbers to print beside ours, by metric name (e.g. `"auc/age_25/click"`).
     #[serde(default)]
     pub reference: BTreeMap<String, f64>,
@@ -152,6 +155,7 @@ impl BenchSpec {
                     label: None,
                     model,
                     train: Default::default(),
+                    dataset: Default::default(),
                     reference: Default::default(),
                 });
             }
@@ -172,12 +176,12 @@ impl BenchSpec {
             ));
         }
         for m in &self.metrics {
-            if !["auc", "gauc", "logloss", "domain_auc"].contains(&m.as_str())
+            if !["auc", "gauc", "logloss", "domain_auc", "pcoc", "repeat"].contains(&m.as_str())
                 && major_minor_k(m).is_none()
             {
                 return err(format!(
                     "unknown metric family `{m}`; accepted: auc, gauc, logloss, domain_auc, \
-                     major<K>, minor<K> (K ≥ 1, e.g. major5)"
+                     pcoc, repeat, major<K>, minor<K> (K ≥ 1, e.g. major5)"
                 ));
             }
         }
@@ -202,6 +206,7 @@ impl BenchSpec {
     pub fn config(&self, run: &RunSpec, seed: u64) -> Result<RunConfig, TrainError> {
         let mut doc = serde_json::to_value(RunConfig::default()).expect("config serialises");
         doc["dataset"] = serde_json::to_value(&self.dataset).expect("dataset serialises");
+        merge(&mut doc["dataset"], &run.dataset);
         merge(&mut doc["train"], &self.train);
         merge(&mut doc["train"], &run.train);
         doc["model"] = serde_json::Value::Object(run.model.clone());
@@ -376,7 +381,7 @@ pub fn run_bench(
         todo.len()
     ));
     let t0 = Instant::now();
-    let mut prepared_for: Option<(u64, mdrec_data::Prepared)> = None;
+    let mut prepared_for: Option<((u64, String), mdrec_data::Prepared)> = None;
     for (i, (run, seed)) in todo.iter().enumerate() {
         let label = run.label();
         let eta = if i == 0 {
@@ -394,8 +399,11 @@ pub fn run_bench(
         let cfg = spec.config(run, *seed)?;
         // The data may depend on the seed (random split, synthetic data): prepare per seed, as a
         // standalone `mdrec train --seed S` would; the cache makes this cheap.
-        let key = *seed;
-        if prepared_for.as_ref().map(|(k, _)| *k) != Some(key) {
+        let key = (
+            *seed,
+            serde_json::to_string(&cfg.dataset).expect("dataset serialises"),
+        );
+        if prepared_for.as_ref().map(|(k, _)| k) != Some(&key) {
             prepared_for = Some((key, prepare_dataset(&cfg)?));
         }
         let prepared = &prepared_for.as_ref().expect("prepared").1;
@@ -440,6 +448,23 @@ fn columns(spec: &BenchSpec, sample: &RunReport) -> Vec<String> {
                 cols.push("logloss".into());
             }
             "domain_auc" => cols.push("domain_auc".into()),
+            "pcoc" => {
+                cols.extend(
+                    cells
+                        .iter()
+                        .map(|c| format!("pcoc/{}/{}", c.domain, c.task)),
+                );
+                cols.extend(sample.test.tasks.iter().map(|t| format!("pcoc/{}", t.name)));
+                cols.push("pcoc".into());
+            }
+            "repeat" => cols.extend(
+                sample
+                    .test
+                    .extra
+                    .keys()
+                    .filter(|k| k.starts_with("repeat_exposure"))
+                    .cloned(),
+            ),
             other => cols.push(format!("{other}_auc")),
         }
     }
@@ -459,11 +484,27 @@ fn major_minor_k(family: &str) -> Option<(bool, usize)> {
 }
 
 fn lower_is_better(col: &str) -> bool {
-    col.starts_with("logloss")
+    col.starts_with("logloss") || col.starts_with("repeat")
+}
+
+/// PCOC is best at 1.
+fn is_pcoc(col: &str) -> bool {
+    col == "pcoc" || col.starts_with("pcoc/")
+}
+
+/// Ranking key of a column's mean: smaller is better.
+fn rank_key(col: &str, v: f64) -> f64 {
+    if is_pcoc(col) {
+        v.ln().abs()
+    } else if lower_is_better(col) {
+        v
+    } else {
+        -v
+    }
 }
 
 fn scale(col: &str) -> f64 {
-    if lower_is_better(col) {
+    if lower_is_better(col) || is_pcoc(col) {
         1.0
     } else {
         100.0
@@ -526,13 +567,7 @@ fn write_tables(spec: &BenchSpec, out: &Path) -> Result<String, TrainError> {
                 (!v.is_empty()).then(|| (ri, mean_std(v).0))
             })
             .collect();
-        ranked.sort_by(|a, b| {
-            if lower_is_better(c) {
-                a.1.total_cmp(&b.1)
-            } else {
-                b.1.total_cmp(&a.1)
-            }
-        });
+        ranked.sort_by(|a, b| rank_key(c, a.1).total_cmp(&rank_key(c, b.1)));
         if let Some(&(b, _)) = ranked.first() {
             marks.insert((b, ci), "best");
             if let Some(&(s, _)) = ranked.get(1) {

@@ -248,6 +248,8 @@ fn resolve(schema: &Schema, vocabs: &Vocabs, cfg: &AugmentConfig) -> Result<Reso
     let mut ci = 0;
     for f in &schema.spec.fields {
         let is_cat = f.kind == FieldKind::Categorical;
+        // A bucketed numeric field is a categorical column too.
+        let bucketed = matches!(f.encoding, Some(crate::NumericEncoding::Bucket { .. }));
         if f.column() == dcol {
             if !is_cat {
                 return Err(DataError::Config(format!(
@@ -283,7 +285,7 @@ fn resolve(schema: &Schema, vocabs: &Vocabs, cfg: &AugmentConfig) -> Result<Reso
             }
             domain_fields.push((ci, ids));
         }
-        if is_cat {
+        if is_cat || bucketed {
             ci += 1;
         }
     }

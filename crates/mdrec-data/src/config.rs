@@ -69,6 +69,11 @@ pub struct DatasetConfig {
     /// is `train.seed`), e.g. `dataset.delayed.n_rows = 50000`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delayed: Option<crate::delayed::DelayedConfig>,
+    /// Encodings of numeric fields of the dataset's schema, by field name, replacing the
+    /// schema's: e.g. `[dataset.encodings]` `age = { kind = "mnse", bases = [2, 3, 10] }`
+    /// (see [`crate::NumericEncoding`]).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub encodings: std::collections::BTreeMap<String, crate::NumericEncoding>,
 }
 
 impl Default for DatasetConfig {
@@ -90,6 +95,7 @@ impl Default for DatasetConfig {
             domain: None,
             row_order: None,
             delayed: None,
+            encodings: Default::default(),
         }
     }
 }

@@ -14,7 +14,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::raw::{sort_values, RawColumn, RawTable};
-use crate::schema::{FieldKind, FittedField, NumericStats, Schema, SchemaSpec, Transform};
+use crate::schema::{
+    mnse_width, FieldKind, FieldSpec, FittedField, MnsePool, NumericCode, NumericEncoding,
+    NumericStats, Schema, SchemaSpec, Transform,
+};
 use crate::store::EncodedData;
 use crate::{DataError, Jagged};
 
@@ -200,6 +203,8 @@ pub fn fit(
     // ---- vocabularies (one per table) and numeric statistics, from the train rows
     let mut table_counts: BTreeMap<&str, (u32, HashMap<&str, u64>)> = BTreeMap::new();
     let mut stats: Vec<Option<NumericStats>> = Vec::with_capacity(spec.fields.len());
+    // distinct training values of each numeric field with their counts, ascending
+    let mut numeric_values: Vec<Vec<(f64, u64)>> = Vec::with_capacity(spec.fields.len());
     for f in &spec.fields {
         let col = t.require(f.column(), origin, &format!("field `{}`", f.name))?;
         let counts = code_counts(col, train);
@@ -229,9 +234,23 @@ pub fn fit(
                 mean,
                 std: var.sqrt(),
             }));
+            if let (Some(NumericEncoding::Mnse { .. }), true) = (&f.encoding, min < 0.0) {
+                let c = used().find(|(c, _)| parse_number(&col.dict[*c]).is_ok_and(|x| x < 0.0));
+                return Err(t.error_at(
+                    c.map_or(0, |(c, _)| first_train_row(c)),
+                    f.column(),
+                    format!(
+                        "field `{}`: MNSE codes non-negative values, the training split holds {min}",
+                        f.name
+                    ),
+                ));
+            }
+            xs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            numeric_values.push(xs);
             continue;
         }
         stats.push(None);
+        numeric_values.push(Vec::new());
         let entry = table_counts
             .entry(f.table())
             .or_insert_with(|| (f.min_count, HashMap::new()));
@@ -263,32 +282,34 @@ pub fn fit(
             .tables
             .insert(name.to_string(), Vocab { values: kept });
     }
-    let fields = spec
-        .fields
-        .iter()
-        .zip(stats)
-        .map(|(f, stats)| {
-            let numeric = f.kind == FieldKind::Numeric;
-            FittedField {
-                name: f.name.clone(),
-                kind: f.kind,
-                table: if numeric {
-                    String::new()
-                } else {
-                    f.table().to_string()
-                },
-                vocab_size: if numeric {
-                    0
-                } else {
-                    vocabs.tables[f.table()].size()
-                },
-                dim: f.dim,
-                roles: f.roles.clone(),
-                stats,
-                n_oov_train: 0,
-            }
-        })
-        .collect();
+    let mut fields = Vec::with_capacity(spec.fields.len());
+    for ((f, stats), values) in spec.fields.iter().zip(stats).zip(&numeric_values) {
+        let numeric = f.kind == FieldKind::Numeric;
+        let base = FittedField {
+            name: f.name.clone(),
+            kind: f.kind,
+            table: if numeric {
+                String::new()
+            } else {
+                f.table().to_string()
+            },
+            vocab_size: if numeric {
+                0
+            } else {
+                vocabs.tables[f.table()].size()
+            },
+            dim: f.dim,
+            roles: f.roles.clone(),
+            stats,
+            n_oov_train: 0,
+            code: None,
+        };
+        if numeric {
+            fields.extend(encoded_fields(f, &base, values));
+        } else {
+            fields.push(base);
+        }
+    }
     let schema = Schema::new(
         spec.clone(),
         fields,
@@ -296,6 +317,80 @@ pub fn fit(
         spec.tasks.iter().map(|t| t.name.clone()).collect(),
     );
     Ok((schema, vocabs))
+}
+
+/// Boundaries of equal-frequency buckets over the distinct training values `values`
+/// (ascending, with counts): a value whose share of training rows below it is `s` falls in
+/// bucket `floor(s · buckets)`; a boundary is the first value of a bucket other than the first.
+pub fn bucket_boundaries(values: &[(f64, u64)], buckets: usize) -> Vec<f64> {
+    let total: u64 = values.iter().map(|v| v.1).sum();
+    let mut out = Vec::new();
+    let (mut below, mut last) = (0u64, None);
+    for &(x, k) in values {
+        let b = (below as u128 * buckets as u128 / total.max(1) as u128) as usize;
+        if last.is_some_and(|l| b > l) {
+            out.push(x);
+        }
+        last = Some(b);
+        below += k;
+    }
+    out
+}
+
+/// The fitted fields of numeric field `f` (`base` is its scalar form): itself, one
+/// categorical bucket field, or the MNSE multi-hot field(s).
+fn encoded_fields(f: &FieldSpec, base: &FittedField, values: &[(f64, u64)]) -> Vec<FittedField> {
+    let embedded = |name: String, kind: FieldKind, code: NumericCode| FittedField {
+        table: name.clone(),
+        name,
+        kind,
+        vocab_size: code.vocab_size(),
+        code: Some(code),
+        ..base.clone()
+    };
+    match &f.encoding {
+        None | Some(NumericEncoding::Scalar) => vec![base.clone()],
+        Some(NumericEncoding::Bucket { buckets }) => vec![embedded(
+            f.name.clone(),
+            FieldKind::Categorical,
+            NumericCode::Bucket {
+                boundaries: bucket_boundaries(values, *buckets),
+            },
+        )],
+        Some(e @ NumericEncoding::Mnse { bases, width, pool }) => {
+            let max = values.last().map_or(0, |v| v.0.max(0.0).floor() as u64);
+            let pairs: Vec<(u32, usize)> = bases
+                .iter()
+                .map(|&b| (b, width.unwrap_or_else(|| mnse_width(max, b))))
+                .collect();
+            let names = e.embedded_names(&f.name);
+            match pool {
+                MnsePool::Concat => names
+                    .into_iter()
+                    .zip(pairs)
+                    .map(|(n, p)| {
+                        embedded(
+                            n,
+                            FieldKind::MultiHot,
+                            NumericCode::Digits { bases: vec![p] },
+                        )
+                    })
+                    .collect(),
+                MnsePool::Sum => names
+                    .into_iter()
+                    .map(|n| {
+                        embedded(
+                            n,
+                            FieldKind::MultiHot,
+                            NumericCode::Digits {
+                                bases: pairs.clone(),
+                            },
+                        )
+                    })
+                    .collect(),
+            }
+        }
+    }
 }
 
 /// A fitted schema and its vocabularies, ready to encode raw rows; built once (value -> id
@@ -430,10 +525,54 @@ impl Encoder {
             o.labels.push(lab);
         }
 
-        // ---- fields
-        for (f, ff) in spec.fields.iter().zip(&self.schema.fields) {
+        // ---- fields (a numeric field with an embedding encoding has one or more fitted
+        // fields, each coding the raw value)
+        let mut fitted = self.schema.fields.iter();
+        for f in &spec.fields {
+            let n_fitted = match &f.encoding {
+                Some(e @ NumericEncoding::Mnse { .. })
+                | Some(e @ NumericEncoding::Bucket { .. }) => e.embedded_names(&f.name).len(),
+                _ => 1,
+            };
+            let ffs: Vec<&FittedField> = fitted.by_ref().take(n_fitted).collect();
+            let ff = ffs.first().copied().ok_or_else(|| {
+                DataError::schema(origin, format!("field `{}` has no fitted field", f.name))
+            })?;
             let col = t.require(f.column(), origin, &format!("field `{}`", f.name))?;
             let at = |r: u32| move |m: String| t.error_at(r as usize, f.column(), m);
+            if ff.code.is_some() {
+                for ff in ffs {
+                    let code = ff.code.as_ref().expect("checked");
+                    let mut cache: Vec<Option<Vec<u32>>> = vec![None; col.dict.len()];
+                    let mut ids_of = |r: u32| -> Result<Vec<u32>, DataError> {
+                        let c = col.codes[r as usize];
+                        cached(&mut cache, c, || {
+                            code.ids(parse_number(&col.dict[c as usize])?)
+                        })
+                        .cloned()
+                        .map_err(at(r))
+                    };
+                    if ff.kind == FieldKind::Categorical {
+                        let mut v = Vec::with_capacity(n);
+                        for &r in rows {
+                            v.push(ids_of(r)?[0]);
+                        }
+                        o.cat.push(v);
+                    } else {
+                        let mut j = Jagged {
+                            offsets: Vec::with_capacity(n + 1),
+                            values: Vec::new(),
+                        };
+                        j.offsets.push(0);
+                        for &r in rows {
+                            j.values.extend_from_slice(&ids_of(r)?);
+                            j.offsets.push(j.values.len() as u32);
+                        }
+                        o.multi.push(j);
+                    }
+                }
+                continue;
+            }
             match f.kind {
                 FieldKind::Categorical => {
                     let idx = &self.index[f.table()];

@@ -72,7 +72,7 @@ pub use movielens::{
     MOVIELENS_1M_GENRE_SCHEMA, MOVIELENS_1M_SCHEMA,
 };
 pub use pq::{is_parquet, read_parquet_files, write_parquet_rows, ParquetChunks, RecordChunks};
-pub use prepare::{prepare, prepare_table, PrepareRequest};
+pub use prepare::{apply_encodings, prepare, prepare_table, prepare_with, PrepareRequest};
 pub use prepared::{write_schema_json, CacheInfo, Prepared};
 pub use quantile::{quantile, sorted_quantile};
 pub use raw::{ColumnBuilder, RawColumn, RawTable};
@@ -80,8 +80,8 @@ pub use recipe::{DatasetName, Recipe, SplitName, RECIPES};
 pub use records::{export_split, ColumnType, ExportSplit, RecordColumn, RecordFormat};
 pub use rng::Rng;
 pub use schema::{
-    DomainSpec, FieldKind, FieldRole, FieldSpec, FittedField, LabelRule, NumericStats, Schema,
-    SchemaSpec, TaskSpec, Transform,
+    mnse_digits, mnse_width, DomainSpec, FieldKind, FieldRole, FieldSpec, FittedField, LabelRule,
+    MnsePool, NumericCode, NumericEncoding, NumericStats, Schema, SchemaSpec, TaskSpec, Transform,
 };
 pub use source::DatasetSource;
 pub use split::{split_rows, SplitSpec};

@@ -4,6 +4,7 @@
 //! Which schema, files and loader a source has is the recipe table's ([`crate::recipe`]); how
 //! rows are split is [`crate::split`]'s; the cache file format is [`crate::cache`]'s.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::cache;
@@ -11,7 +12,7 @@ use crate::fit::fit_encode;
 use crate::prepared::{CacheInfo, Prepared};
 use crate::raw::RawTable;
 use crate::recipe;
-use crate::schema::SchemaSpec;
+use crate::schema::{FieldKind, NumericEncoding, SchemaSpec};
 use crate::source::DatasetSource;
 use crate::split::{split_rows, SplitSpec};
 use crate::DataError;
@@ -30,7 +31,50 @@ pub struct PrepareRequest {
 /// Prepares a dataset: loads it from the cache when possible, else parses, splits, fits on
 /// the training split and encodes (and writes the cache).
 pub fn prepare(req: &PrepareRequest) -> Result<Prepared, DataError> {
-    let r = recipe::resolve(&req.source)?;
+    prepare_with(req, &BTreeMap::new())
+}
+
+/// The schema `spec` with the encodings of `encodings` (numeric field name -> encoding) set;
+/// an error names a field that is not a numeric field of the schema.
+pub fn apply_encodings(
+    spec: &SchemaSpec,
+    origin: &str,
+    encodings: &BTreeMap<String, NumericEncoding>,
+) -> Result<SchemaSpec, DataError> {
+    let mut spec = spec.clone();
+    for (name, e) in encodings {
+        let numeric: Vec<&str> = spec
+            .fields
+            .iter()
+            .filter(|f| f.kind == FieldKind::Numeric)
+            .map(|f| f.name.as_str())
+            .collect();
+        let known = numeric.join(", ");
+        let f = spec
+            .fields
+            .iter_mut()
+            .find(|f| &f.name == name && f.kind == FieldKind::Numeric)
+            .ok_or_else(|| {
+                DataError::Config(format!(
+                    "dataset.encodings.{name}: no numeric field `{name}` in the schema of {origin}; numeric fields: {known}"
+                ))
+            })?;
+        f.encoding = Some(e.clone());
+    }
+    spec.validate(origin)?;
+    Ok(spec)
+}
+
+/// [`prepare`] with the encodings of some numeric fields of the source's schema replaced
+/// (`dataset.encodings`, see [`apply_encodings`]).
+pub fn prepare_with(
+    req: &PrepareRequest,
+    encodings: &BTreeMap<String, NumericEncoding>,
+) -> Result<Prepared, DataError> {
+    let mut r = recipe::resolve(&req.source)?;
+    if !encodings.is_empty() {
+        r.spec = apply_encodings(&r.spec, &r.origin, encodings)?;
+    }
     let mut cache_target: Option<(PathBuf, [u8; 32], Option<String>)> = None;
     if let Some(dir) = &req.cache_dir {
         let key = cache::cache_key(&r.spec, &req.split, &r.config_json, &r.files)?;

@@ -65,6 +65,11 @@ pub struct FieldSpec {
     /// Numeric transform, default `"none"`.
     #[serde(default)]
     pub transform: Option<Transform>,
+    /// How a numeric field reaches the model: `{ kind = "scalar" }` (the default: one dense
+    /// input), `{ kind = "bucket", buckets = 10 }` or `{ kind = "mnse", bases = [2, 3, 10] }`
+    /// (see [`NumericEncoding`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<NumericEncoding>,
     /// Roles of the field for models (e.g. `["prior", "user"]`).
     #[serde(default)]
     pub roles: Vec<FieldRole>,
@@ -127,6 +132,141 @@ pub enum Transform {
     Log1p,
     /// `(x - mean) / std` with train mean/std (std 0 is treated as 1).
     Standard,
+}
+
+fn ten() -> usize {
+    10
+}
+
+fn default_bases() -> Vec<u32> {
+    vec![2, 3, 10]
+}
+
+/// How a numeric field reaches the model (§3.2 of Pan et al., "Ads Recommendation in a
+/// Collapsed and Entangled World", KDD 2024).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NumericEncoding {
+    /// One dense input: the value after the field's `transform`.
+    Scalar,
+    /// Equal-frequency bucketing fitted on the training split: the field becomes a categorical
+    /// field (table `<name>`) whose id is the value's bucket. Ties keep a value in one bucket,
+    /// so a field with few distinct values gets fewer buckets than asked for.
+    Bucket {
+        /// Buckets asked for (at least 2).
+        #[serde(default = "ten")]
+        buckets: usize,
+    },
+    /// Multiple Numeral Systems Encoding (the paper's Eq. 2): the integer `floor(x)` of the raw
+    /// value is written in every base of `bases`; digit `d` at position `k` of base `b` is one
+    /// learnable embedding; the embeddings of one base are pooled, and the bases are
+    /// concatenated (`pool = "concat"`, Eq. 2) or summed into one vector (`pool = "sum"`).
+    Mnse {
+        /// Numeral systems (each at least 2), e.g. `[2, 3, 10]`.
+        #[serde(default = "default_bases")]
+        bases: Vec<u32>,
+        /// Digits per base; by default each base gets the digits the largest training value
+        /// needs. Larger values saturate to the largest code of that width.
+        #[serde(default)]
+        width: Option<usize>,
+        /// How the bases are combined.
+        #[serde(default)]
+        pool: MnsePool,
+    },
+}
+
+/// How MNSE combines its bases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MnsePool {
+    /// One embedded field per base (`<name>.mnse<b>`), concatenated: Eq. 2's `[·, ·, …]`.
+    #[default]
+    Concat,
+    /// One embedded field (`<name>.mnse`) pooling the codes of every base together.
+    Sum,
+}
+
+impl NumericEncoding {
+    /// Names of the embedded fields (= their tables) this encoding gives field `name`; empty
+    /// for the scalar encoding.
+    pub fn embedded_names(&self, name: &str) -> Vec<String> {
+        match self {
+            NumericEncoding::Scalar => vec![],
+            NumericEncoding::Bucket { .. } => vec![name.to_string()],
+            NumericEncoding::Mnse {
+                bases,
+                pool: MnsePool::Concat,
+                ..
+            } => bases.iter().map(|b| format!("{name}.mnse{b}")).collect(),
+            NumericEncoding::Mnse {
+                pool: MnsePool::Sum,
+                ..
+            } => vec![format!("{name}.mnse")],
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            NumericEncoding::Scalar => Ok(()),
+            NumericEncoding::Bucket { buckets } => {
+                if *buckets < 2 {
+                    return Err(format!(
+                        "encoding.buckets must be at least 2, got {buckets}"
+                    ));
+                }
+                Ok(())
+            }
+            NumericEncoding::Mnse { bases, width, .. } => {
+                if bases.is_empty() {
+                    return Err("encoding.bases must not be empty".into());
+                }
+                if let Some(b) = bases.iter().find(|b| !(2..=1000).contains(*b)) {
+                    return Err(format!("encoding.bases: base {b} is not in 2..=1000"));
+                }
+                let set: BTreeSet<u32> = bases.iter().copied().collect();
+                if set.len() != bases.len() {
+                    return Err(format!("encoding.bases {bases:?} repeats a base"));
+                }
+                if let Some(w) = width {
+                    if !(1..=64).contains(w) {
+                        return Err(format!("encoding.width must be in 1..=64, got {w}"));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The digits of `n` in `base`, least significant first, exactly `width` of them; `n` larger
+/// than the largest `width`-digit number saturates to it (every digit `base - 1`). The paper's
+/// example: 51 in base 2 is `[1, 1, 0, 0, 1, 1]`, in base 3 with width 6 `[0, 2, 2, 1, 0, 0]`
+/// (positions 1..6; the paper writes them most significant first).
+pub fn mnse_digits(n: u64, base: u32, width: usize) -> Vec<u32> {
+    let b = u64::from(base);
+    let max = (0..width).try_fold(1u64, |acc, _| acc.checked_mul(b));
+    let mut n = match max {
+        Some(m) => n.min(m - 1),
+        None => n,
+    };
+    (0..width)
+        .map(|_| {
+            let d = (n % b) as u32;
+            n /= b;
+            d
+        })
+        .collect()
+}
+
+/// Digits `n` needs in `base` (at least 1).
+pub fn mnse_width(n: u64, base: u32) -> usize {
+    let b = u64::from(base);
+    let (mut n, mut w) = (n / b, 1);
+    while n > 0 {
+        n /= b;
+        w += 1;
+    }
+    w
 }
 
 /// How the domain index of a row is derived.
@@ -243,6 +383,8 @@ impl SchemaSpec {
         let mut names = BTreeSet::new();
         // table -> (kind class, min_count, dim, first field)
         let mut tables: BTreeMap<&str, (bool, u32, Option<usize>, &str)> = BTreeMap::new();
+        // (embedded field = table name, numeric field) of bucket and MNSE encodings
+        let mut embedded_tables: Vec<(String, &String)> = Vec::new();
         for f in &self.fields {
             let n = &f.name;
             if n.is_empty() {
@@ -275,11 +417,32 @@ impl SchemaSpec {
             if f.max_len == Some(0) {
                 return err(format!("field `{n}`: max_len must be at least 1"));
             }
+            if f.kind != FieldKind::Numeric && f.encoding.is_some() {
+                return err(format!(
+                    "field `{n}`: encoding is only valid for numeric fields (kind is {:?})",
+                    f.kind
+                )
+                .to_lowercase());
+            }
             if f.kind == FieldKind::Numeric {
-                if f.table.is_some() || f.dim.is_some() || f.min_count != 1 {
+                let embedded = f.encoding.as_ref().map(|e| {
+                    e.validate()
+                        .map(|()| e.embedded_names(n))
+                        .map_err(|m| format!("field `{n}`: {m}"))
+                });
+                let embedded = match embedded {
+                    Some(Err(m)) => return err(m),
+                    Some(Ok(v)) => v,
+                    None => vec![],
+                };
+                if f.table.is_some() || f.min_count != 1 || (f.dim.is_some() && embedded.is_empty())
+                {
                     return err(format!(
-                        "field `{n}`: table, dim and min_count are not valid for numeric fields"
+                        "field `{n}`: table and min_count are not valid for numeric fields (dim only with an embedding encoding)"
                     ));
+                }
+                for e in embedded {
+                    embedded_tables.push((e, n));
                 }
                 continue;
             }
@@ -304,6 +467,13 @@ impl SchemaSpec {
                         ));
                     }
                 }
+            }
+        }
+        for (e, n) in &embedded_tables {
+            if tables.contains_key(e.as_str()) || (e != *n && names.contains(e.as_str())) {
+                return err(format!(
+                    "field `{n}`: its encoding's embedded field `{e}` collides with a field or table of that name"
+                ));
             }
         }
         let mut tnames = BTreeSet::new();
@@ -417,6 +587,65 @@ pub struct FittedField {
     pub stats: Option<NumericStats>,
     /// Training rows (categorical) or values (multi-hot) of this field mapped to OOV.
     pub n_oov_train: u64,
+    /// How this embedded field codes a numeric field's value (bucket and MNSE encodings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<NumericCode>,
+}
+
+/// How an embedded field made from a numeric field turns the raw value `x` into ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NumericCode {
+    /// Equal-frequency buckets: id = 2 + the number of `boundaries` (ascending, fitted on the
+    /// training split) that are `<= x`.
+    Bucket {
+        /// The first value of every bucket but the first.
+        boundaries: Vec<f64>,
+    },
+    /// MNSE: the digits of `floor(x)` (`x >= 0`) in each `(base, width)`, least significant
+    /// first; digit `d` at position `k` (from 0) of the `i`-th base has id
+    /// `2 + Σ_{j<i} base_j·width_j + k·base_i + d`.
+    Digits {
+        /// `(base, width)` pairs this field holds.
+        bases: Vec<(u32, usize)>,
+    },
+}
+
+impl NumericCode {
+    /// Vocabulary size incl. PAD and OOV.
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            NumericCode::Bucket { boundaries } => boundaries.len() + 3,
+            NumericCode::Digits { bases } => {
+                2 + bases.iter().map(|&(b, w)| b as usize * w).sum::<usize>()
+            }
+        }
+    }
+
+    /// The ids of raw value `x` (one for a bucket, Σ widths for MNSE); an error for MNSE on a
+    /// negative value.
+    pub fn ids(&self, x: f64) -> Result<Vec<u32>, String> {
+        match self {
+            NumericCode::Bucket { boundaries } => {
+                Ok(vec![2 + boundaries.partition_point(|b| *b <= x) as u32])
+            }
+            NumericCode::Digits { bases } => {
+                if x < 0.0 {
+                    return Err(format!("MNSE codes non-negative values, got {x}"));
+                }
+                let n = x.floor().min(u64::MAX as f64) as u64;
+                let mut out = Vec::new();
+                let mut off = 2u32;
+                for &(b, w) in bases {
+                    for (k, d) in mnse_digits(n, b, w).into_iter().enumerate() {
+                        out.push(off + k as u32 * b + d);
+                    }
+                    off += b * w as u32;
+                }
+                Ok(out)
+            }
+        }
+    }
 }
 
 /// The fitted schema, frozen after fitting on the training split.

@@ -111,6 +111,13 @@ pub struct CellMetrics {
     pub gauc_mean: Option<f64>,
     /// Mean BCE.
     pub logloss: Option<f64>,
+    /// Calibration: Σ predicted probability / Σ label (PCOC; 1 = calibrated, `null` without
+    /// positives).
+    #[serde(default)]
+    pub pcoc: Option<f64>,
+    /// Mean predicted probability minus the positive rate (`null` when empty).
+    #[serde(default)]
+    pub bias: Option<f64>,
 }
 
 /// Metrics of a slice pooled over cells.
@@ -127,6 +134,9 @@ pub struct SliceMetrics {
     pub gauc: Option<f64>,
     /// Mean BCE over the slice's (row, task) pairs.
     pub logloss: Option<f64>,
+    /// Σ predicted probability / Σ label over the slice's (row, task) pairs (PCOC).
+    #[serde(default)]
+    pub pcoc: Option<f64>,
 }
 
 /// Overall numbers.
@@ -146,6 +156,9 @@ pub struct OverallMetrics {
     pub domain_auc: Option<f64>,
     /// Cells whose AUC is undefined (single class or empty).
     pub n_undefined_cells: usize,
+    /// Σ predicted probability / Σ label over all (row, task) pairs (PCOC).
+    #[serde(default)]
+    pub pcoc: Option<f64>,
 }
 
 /// The sliced evaluation.
@@ -173,6 +186,11 @@ pub struct EvalReport {
     /// reports written before it existed.
     #[serde(default)]
     pub domain_weights: Vec<f64>,
+    /// Run-level figures computed outside [`evaluate`] (e.g. `repeat_exposure_top10`, the
+    /// share of top-10 recommendations that repeat a recent exposure), looked up by name by
+    /// [`EvalReport::metric`] (lower is better).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extra: std::collections::BTreeMap<String, f64>,
 }
 
 /// Mean of the defined values; `None` when none is defined.
@@ -302,9 +320,13 @@ pub fn evaluate(inp: &EvalInput) -> Result<EvalReport, MetricsError> {
             gauc: None,
             gauc_mean: None,
             logloss: None,
+            pcoc: None,
+            bias: None,
         })
         .collect();
     let mut cell_bce_sum = vec![0.0f64; d_n * t_n];
+    let mut cell_p_sum = vec![0.0f64; d_n * t_n];
+    let mut cell_pos = vec![0usize; d_n * t_n];
     let mut tasks = Vec::with_capacity(t_n);
     let mut undefined_cells: Vec<Vec<String>> = vec![Vec::new(); d_n * t_n];
     let mut undefined_tasks = Vec::new();
@@ -318,15 +340,17 @@ pub fn evaluate(inp: &EvalInput) -> Result<EvalReport, MetricsError> {
         let task = &inp.task_names[t];
         let mut task_pos = 0usize;
         let mut task_bce = 0.0f64;
+        let mut task_p = 0.0f64;
         for d in 0..d_n {
             let seg = offsets[d]..offsets[d + 1];
-            let (mut pos, mut bce_sum) = (0usize, 0.0f64);
+            let (mut pos, mut bce_sum, mut p_sum) = (0usize, 0.0f64, 0.0f64);
             for k in seg.clone() {
                 let r = perm[k];
                 let (y, x) = (inp.labels[r * t_n + t], inp.logits[r * t_n + t]);
                 keys[k] = row_key(y, x);
                 pos += (keys[k] & 1) as usize;
                 bce_sum += bce(f64::from(x), f64::from(y));
+                p_sum += 1.0 / (1.0 + (-f64::from(x)).exp());
                 if let Some(g) = inp.group {
                     pairs[k] = (g[r], keys[k]);
                 }
@@ -335,6 +359,11 @@ pub fn evaluate(inp: &EvalInput) -> Result<EvalReport, MetricsError> {
             c.positives = pos;
             c.auc = auc_keys(&mut keys[seg.clone()]);
             c.logloss = (c.n > 0).then(|| bce_sum / c.n as f64);
+            c.pcoc = (pos > 0).then(|| p_sum / pos as f64);
+            c.bias = (c.n > 0).then(|| (p_sum - pos as f64) / c.n as f64);
+            cell_p_sum[d * t_n + t] = p_sum;
+            cell_pos[d * t_n + t] = pos;
+            task_p += p_sum;
             let why = &mut undefined_cells[d * t_n + t];
             let label = format!("domain {} / task {task}", inp.domain_names[d]);
             if c.auc.is_none() {
@@ -377,6 +406,7 @@ pub fn evaluate(inp: &EvalInput) -> Result<EvalReport, MetricsError> {
             auc,
             gauc,
             logloss: (n > 0).then(|| task_bce / n as f64),
+            pcoc: (task_pos > 0).then(|| task_p / task_pos as f64),
         });
     }
 
@@ -400,6 +430,12 @@ pub fn evaluate(inp: &EvalInput) -> Result<EvalReport, MetricsError> {
                 logloss: (pairs_n > 0).then(|| {
                     cell_bce_sum[d * t_n..(d + 1) * t_n].iter().sum::<f64>() / pairs_n as f64
                 }),
+                pcoc: {
+                    let pos: usize = cell_pos[d * t_n..(d + 1) * t_n].iter().sum();
+                    (pos > 0).then(|| {
+                        cell_p_sum[d * t_n..(d + 1) * t_n].iter().sum::<f64>() / pos as f64
+                    })
+                },
             }
         })
         .collect();
@@ -421,6 +457,10 @@ pub fn evaluate(inp: &EvalInput) -> Result<EvalReport, MetricsError> {
         logloss: (total > 0).then(|| cell_bce_sum.iter().sum::<f64>() / total as f64),
         domain_auc,
         n_undefined_cells: cells.iter().filter(|c| c.auc.is_none()).count(),
+        pcoc: {
+            let pos: usize = cell_pos.iter().sum();
+            (pos > 0).then(|| cell_p_sum.iter().sum::<f64>() / pos as f64)
+        },
     };
     Ok(EvalReport {
         n,
@@ -430,6 +470,7 @@ pub fn evaluate(inp: &EvalInput) -> Result<EvalReport, MetricsError> {
         overall,
         undefined,
         domain_weights: weights,
+        extra: Default::default(),
     })
 }
 
@@ -555,6 +596,9 @@ impl EvalReport {
         if let Some(v) = self.major_minor(name) {
             return v;
         }
+        if let Some(v) = self.calibration_or_extra(name) {
+            return v;
+        }
         let unknown = || MetricsError::UnknownMetric {
             name: name.to_string(),
             accepted: format!(
@@ -597,6 +641,38 @@ impl EvalReport {
                 });
         }
         Err(unknown())
+    }
+
+    /// `pcoc` (overall), `pcoc/<task>`, `pcoc/<domain>/<task>`, `bias/<domain>/<task>` and the
+    /// names of [`EvalReport::extra`]; `None` for other names. PCOC is best at 1, so its
+    /// "higher is better" flag (false) is only nominal; these names are for tables, not for
+    /// early stopping.
+    fn calibration_or_extra(&self, name: &str) -> Option<Result<(f64, bool), MetricsError>> {
+        let undefined = || MetricsError::Undefined {
+            name: name.to_string(),
+            why: "no positive labels (PCOC) or no rows in the slice".into(),
+        };
+        let found = |v: Option<f64>| Some(v.map(|v| (v, false)).ok_or_else(undefined));
+        if let Some(v) = self.extra.get(name) {
+            return Some(Ok((*v, false)));
+        }
+        if name == "pcoc" {
+            return found(self.overall.pcoc);
+        }
+        let (kind, rest) = name.split_once('/')?;
+        if kind != "pcoc" && kind != "bias" {
+            return None;
+        }
+        if kind == "pcoc" {
+            if let Some(t) = self.tasks.iter().find(|t| t.name == rest) {
+                return found(t.pcoc);
+            }
+        }
+        let c = self
+            .cells
+            .iter()
+            .find(|c| rest.strip_prefix(c.domain.as_str()) == Some(&format!("/{}", c.task)))?;
+        found(if kind == "pcoc" { c.pcoc } else { c.bias })
     }
 
     /// `major<K>_auc` / `minor<K>_auc` (AREAD's Major5AUC, Minor5AUC, Minor10AUC; see

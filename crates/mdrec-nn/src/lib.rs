@@ -29,6 +29,7 @@ pub mod init;
 pub mod input;
 pub mod layers;
 pub mod loss;
+pub mod ranking;
 
 pub use burn;
 pub use dynamic::{Admission, Eviction, NewRows, TablePolicy, TableStats};

@@ -82,6 +82,15 @@ pub struct TrainConfig {
     /// stream training checkpoints at the end of the first window after that many steps.
     /// One-model settings (`mdmt`) without AREAD's HEMP schedule.
     pub checkpoint_every_steps: Option<usize>,
+    /// An auxiliary in-batch ranking loss added to BCE (`[train.ranking]` `weight = 0.5`,
+    /// `form = "pairwise"` or `"listwise"`; see [`mdrec_nn::ranking`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<mdrec_nn::ranking::RankingLoss>,
+    /// Repetitive Exposure Weight: loss weights on repeated negative impressions, and the
+    /// repeat-exposure rate of top-k test recommendations in the report (`[train.rew]`; see
+    /// [`crate::rew`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rew: Option<crate::rew::RewConfig>,
 }
 
 mdrec_data::string_enum! {
@@ -317,6 +326,17 @@ impl TrainConfig {
     /// and that this build can use `device`. Reads no data.
     pub fn validate(&self) -> Result<(), TrainError> {
         check_positive_count("train.epochs", self.epochs)?;
+        if let Some(r) = &self.ranking {
+            r.validate().map_err(TrainError::Config)?;
+        }
+        if let Some(r) = &self.rew {
+            r.validate().map_err(TrainError::Config)?;
+            if self.mode == TrainMode::Stream {
+                return Err(TrainError::Config(
+                    "train.rew applies to epoch training (train.mode = \"epoch\"), not to stream training".into(),
+                ));
+            }
+        }
         check_positive_count("train.batch_size", self.batch_size)?;
         check_positive_count("train.eval_batch_size", self.eval_batch_size)?;
         if self.checkpoint_every_steps == Some(0) {
@@ -409,6 +429,8 @@ impl Default for TrainConfig {
             mode: TrainMode::Epoch,
             stream: StreamConfig::default(),
             checkpoint_every_steps: None,
+            ranking: None,
+            rew: None,
         }
     }
 }

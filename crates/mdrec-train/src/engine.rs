@@ -17,6 +17,7 @@ use mdrec_data::{Batch, EncodedData};
 use mdrec_models::{DynModel, ModelFactory, ModelState, Probes};
 use mdrec_nn::input;
 use mdrec_nn::loss::{bce_with_logits, element_weights};
+use mdrec_nn::ranking::ranking_loss;
 use mdrec_nn::{EmbeddingStore, ModelContext, ModelInput};
 
 use crate::config::TrainConfig;
@@ -39,6 +40,11 @@ pub struct Engine {
     w_buf: Vec<f32>,
     /// Labels and loss scales (`[B, T]`) for the next step only ([`Engine::train_step_adjusted`]).
     adjust: Option<(Vec<f32>, Vec<f32>)>,
+    /// Per-(row, task) loss weights of the training data (`[n, T]`, REW), applied by
+    /// [`Engine::train_step`] only.
+    row_weights: Option<Vec<f32>>,
+    /// Whether the step being computed is a main training step (row weights apply).
+    weighted_step: bool,
     seed: u64,
     /// Training forward passes so far: each reseeds the device's RNG (dropout) from
     /// `(seed, passes)`, so a resumed run draws what the uninterrupted one drew.
@@ -126,6 +132,8 @@ impl Engine {
             emb_buf: Vec::new(),
             w_buf: Vec::new(),
             adjust: None,
+            row_weights: None,
+            weighted_step: false,
             seed,
             passes: 0,
         })
@@ -180,6 +188,32 @@ impl Engine {
         if let Some((_, scale)) = &adjust {
             self.w_buf.iter_mut().zip(scale).for_each(|(w, s)| *w *= s);
         }
+        if let (Some(rw), true) = (&self.row_weights, self.weighted_step) {
+            if rw.len() != data.len() * t {
+                return Err(TrainError::Tensor(format!(
+                    "row weights: {} weights for {} rows × {t} tasks",
+                    rw.len(),
+                    data.len()
+                )));
+            }
+            for (k, &r) in rows.iter().enumerate() {
+                let src = &rw[r as usize * t..(r as usize + 1) * t];
+                for (w, s) in self.w_buf[k * t..(k + 1) * t].iter_mut().zip(src) {
+                    *w *= s;
+                }
+            }
+        }
+        let rank = self.cfg.ranking.filter(|r| r.weight > 0.0).and_then(|r| {
+            ranking_loss(
+                out.output.logits.clone(),
+                &self.batch.labels,
+                &self.batch.domain,
+                self.ctx.n_domains(),
+                r.form,
+                &self.device,
+            )
+            .map(|l| l * r.weight as f32)
+        });
         let weights = tensor2(self.w_buf.clone(), b, t, &self.device);
         let element = match out.element_loss {
             Some(l) => l,
@@ -188,6 +222,9 @@ impl Engine {
         let mut loss: Tensor<1> = (element * weights).sum();
         if let Some(aux) = out.output.aux_loss {
             loss = loss + aux;
+        }
+        if let Some(rank) = rank {
+            loss = loss + rank;
         }
         let grads = loss.backward();
         let loss_value = loss.into_scalar::<f32>() as f64;
@@ -242,10 +279,19 @@ impl Engine {
             .embedding
             .weight_decay
             .unwrap_or(self.cfg.weight_decay);
-        let (loss_value, mut grads) =
-            self.grads_and_embedding_step(data, rows, emb_lr, emb_wd, probes)?;
+        self.weighted_step = true;
+        let r = self.grads_and_embedding_step(data, rows, emb_lr, emb_wd, probes);
+        self.weighted_step = false;
+        let (loss_value, mut grads) = r?;
         self.model.step(&mut self.optim, self.cfg.lr, &mut grads);
         Ok(loss_value)
+    }
+
+    /// Per-(row, task) loss weights (`[n, T]` row-major) of the training data that
+    /// [`train_step`](Self::train_step) multiplies into every element's loss weight (REW);
+    /// `None` removes them.
+    pub fn set_row_weights(&mut self, weights: Option<Vec<f32>>) {
+        self.row_weights = weights;
     }
 
     /// One step with another dense optimizer (`optim`, learning rate `lr`) and embedding

@@ -21,6 +21,7 @@ pub mod hemp;
 pub mod progress;
 pub mod report;
 pub mod resume;
+pub mod rew;
 pub mod scoring;
 pub mod stream;
 pub mod trainer;

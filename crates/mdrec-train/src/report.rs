@@ -123,20 +123,22 @@ pub fn markdown(r: &RunReport) -> String {
     let _ = writeln!(s, "## Test, per domain × task (AUC and gAUC in %)\n");
     let _ = writeln!(
         s,
-        "| domain | task | n | positives | AUC | gAUC | LogLoss |"
+        "| domain | task | n | positives | AUC | gAUC | LogLoss | PCOC | bias |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for c in &r.test.cells {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             c.domain,
             c.task,
             c.n,
             c.positives,
             pct(c.auc),
             pct(c.gauc),
-            num(c.logloss)
+            num(c.logloss),
+            num(c.pcoc),
+            num(c.bias)
         );
     }
     let o = &r.test.overall;
@@ -157,17 +159,26 @@ pub fn markdown(r: &RunReport) -> String {
     );
     let _ = writeln!(
         s,
-        "\n## Test, per task\n\n| task | n | AUC | gAUC | LogLoss |\n|---|---:|---:|---:|---:|"
+        "| PCOC (Σ predicted / Σ label over rows × tasks) | {} |",
+        num(o.pcoc)
+    );
+    for (k, v) in &r.test.extra {
+        let _ = writeln!(s, "| {k} | {v:.4} |");
+    }
+    let _ = writeln!(
+        s,
+        "\n## Test, per task\n\n| task | n | AUC | gAUC | LogLoss | PCOC |\n|---|---:|---:|---:|---:|---:|"
     );
     for t in &r.test.tasks {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             t.name,
             t.n,
             pct(t.auc),
             pct(t.gauc),
-            num(t.logloss)
+            num(t.logloss),
+            num(t.pcoc)
         );
     }
     if !r.test.undefined.is_empty() {

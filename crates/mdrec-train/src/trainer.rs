@@ -59,7 +59,7 @@ pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
             column: cfg.train.stream.time_column.clone(),
         };
     }
-    Ok(mdrec_data::prepare(&req)?)
+    Ok(mdrec_data::prepare_with(&req, &cfg.dataset.encodings)?)
 }
 
 /// What a finished run produced.
@@ -169,6 +169,20 @@ fn fit(
     } else {
         None
     };
+    if let Some(rew) = cfg.rew.as_ref().filter(|r| r.enabled) {
+        if hemp.is_some() {
+            return Err(TrainError::Config(
+                "train.rew: AREAD's HEMP schedule trains on its own batches; use REW with another model or hemp.enabled = false".into(),
+            ));
+        }
+        let col = rew.item_column(&ctx)?;
+        engine.set_row_weights(Some(crate::rew::rew_weights(
+            train,
+            col,
+            ctx.n_tasks(),
+            rew,
+        )?));
+    }
     let train_counts = train.domain_counts(ctx.n_domains());
     // Fail fast on a misspelt monitor: the accepted names depend on the domains and tasks, so
     // ask a report of this validation split (constant scores, cheap) before training.
@@ -780,8 +794,22 @@ fn run(
     ckpt.write(&out.join("weights.safetensors"), meta)?;
 
     let t_eval = Instant::now();
-    let test = eval_split(&ctx, &test_logits, &prepared.test, &train_counts)?;
+    let mut test = eval_split(&ctx, &test_logits, &prepared.test, &train_counts)?;
     let valid = eval_split(&ctx, &valid_logits, &prepared.valid, &train_counts)?;
+    if let Some(rew) = &cfg.train.rew {
+        let col = rew.item_column(&ctx)?;
+        let (top, all) = crate::rew::repeat_exposure(
+            &prepared.train,
+            &prepared.test,
+            &test_logits,
+            n_t,
+            col,
+            rew,
+        )?;
+        test.extra
+            .insert(format!("repeat_exposure_top{}", rew.top_k), top);
+        test.extra.insert("repeat_exposure_all".into(), all);
+    }
     let report = RunReport {
         model: factory.name().to_string(),
         paper: factory.paper().to_string(),
