@@ -313,6 +313,14 @@ impl DatasetConfig {
             },
             DatasetName::Aliccp => DatasetSource::Aliccp { dir: dir()? },
             DatasetName::Amazon => DatasetSource::Amazon { dir: dir()? },
+            DatasetName::KuaiRandPure => DatasetSource::KuaiRand {
+                dir: dir()?,
+                version: crate::kuairand::KuaiRandVersion::Pure,
+            },
+            DatasetName::KuaiRand1k => DatasetSource::KuaiRand {
+                dir: dir()?,
+                version: crate::kuairand::KuaiRandVersion::OneK,
+            },
             DatasetName::Synthetic => DatasetSource::Synthetic(self.synthetic(seed)),
             DatasetName::SyntheticDelayed => {
                 DatasetSource::SyntheticDelayed(crate::delayed::DelayedConfig {

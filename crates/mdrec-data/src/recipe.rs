@@ -35,6 +35,10 @@ string_enum! {
         Amazon = "amazon",
         /// The synthetic conversion stream with delayed (and burst) reports.
         SyntheticDelayed = "synthetic-delayed",
+        /// KuaiRand-Pure from the official release, M3oE's protocol.
+        KuaiRandPure = "kuairand-pure",
+        /// KuaiRand-1K from the official release, Crocodile's protocol.
+        KuaiRand1k = "kuairand-1k",
     }
 }
 
@@ -106,7 +110,7 @@ const AREAD_SPLITS: &[SplitName] = &[
 ];
 
 /// The dataset table, in [`DatasetName::ALL`] order.
-pub const RECIPES: [Recipe; 6] = [
+pub const RECIPES: [Recipe; 8] = [
     Recipe {
         name: DatasetName::MovieLens1m,
         summary: "MovieLens-1M ratings, click = rating > 3, like = rating > 4",
@@ -175,6 +179,28 @@ pub const RECIPES: [Recipe; 6] = [
         files: "none",
         obtain: "built in",
         cache: CacheHome::None,
+    },
+    Recipe {
+        name: DatasetName::KuaiRandPure,
+        summary: "KuaiRand-Pure short-video logs, M3oE's protocol (tasks click = is_click, long_view)",
+        default_split: SplitName::M3oe,
+        splits: RATIO_SPLITS,
+        domains: "M3oE protocol: the 3 tabs with the most interactions; tasks click, long_view",
+        needs_data_dir: true,
+        files: "log_standard_4_08_to_4_21_pure.csv, log_standard_4_22_to_5_08_pure.csv, log_random_4_22_to_5_08_pure.csv, user_features_pure.csv, video_features_basic_pure.csv (KuaiRand-Pure/data)",
+        obtain: "KuaiRand-Pure.tar.gz from https://zenodo.org/records/10439422 (CC BY-SA 4.0)",
+        cache: CacheHome::DataDir,
+    },
+    Recipe {
+        name: DatasetName::KuaiRand1k,
+        summary: "KuaiRand-1K short-video logs, Crocodile's protocol (task click = is_click)",
+        default_split: SplitName::M3oe,
+        splits: RATIO_SPLITS,
+        domains: "Crocodile protocol: tabs 0, 1, 2, 4, 6; task click",
+        needs_data_dir: true,
+        files: "log_standard_4_08_to_4_21_1k.csv, log_standard_4_22_to_5_08_1k.csv, log_random_4_22_to_5_08_1k.csv, user_features_1k.csv, video_features_basic_1k.csv (KuaiRand-1K/data)",
+        obtain: "KuaiRand-1K.tar.gz from https://zenodo.org/records/10439422 (CC BY-SA 4.0)",
+        cache: CacheHome::DataDir,
     },
 ];
 
@@ -248,6 +274,22 @@ pub(crate) fn resolve(src: &DatasetSource) -> Result<Resolved, DataError> {
         }
         DatasetSource::Aliccp { dir } => resolve_aliccp_amazon(AliccpAmazon::Aliccp, dir),
         DatasetSource::Amazon { dir } => resolve_aliccp_amazon(AliccpAmazon::Amazon, dir),
+        DatasetSource::KuaiRand { dir, version } => {
+            let files = version.files(dir)?;
+            let origin = format!("<embedded {} schema>", version.dataset());
+            Ok(Resolved {
+                spec: SchemaSpec::from_toml_str(version.schema(), &origin)?,
+                origin,
+                files: files.all(),
+                config_json: serde_json::json!({ "kuairand": version.name() }).to_string(),
+                description: format!(
+                    "{} ({}), {}",
+                    version.dataset(),
+                    files.logs[0].parent().unwrap_or(dir).display(),
+                    version.protocol()
+                ),
+            })
+        }
         DatasetSource::Synthetic(cfg) => {
             cfg.validate()?;
             let origin = "<embedded synthetic schema>".to_string();
@@ -333,6 +375,9 @@ pub(crate) fn load_table(src: &DatasetSource) -> Result<RawTable, DataError> {
         DatasetSource::Amazon { dir } => {
             let which = AliccpAmazon::Amazon;
             aliccp_amazon::load(which, &which.file(dir)?)
+        }
+        DatasetSource::KuaiRand { dir, version } => {
+            crate::kuairand::load(*version, &version.files(dir)?)
         }
         DatasetSource::Synthetic(cfg) => Ok(synthetic::generate(cfg).table),
         DatasetSource::SyntheticDelayed(cfg) => Ok(crate::delayed::generate_delayed(cfg).table),

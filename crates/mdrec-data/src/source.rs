@@ -31,6 +31,13 @@ pub enum DatasetSource {
         /// The folder holding AREAD's preprocessed Amazon file.
         dir: PathBuf,
     },
+    /// A KuaiRand release with its paper protocol (see [`crate::kuairand`]).
+    KuaiRand {
+        /// The release's `data` folder (or the folder holding it).
+        dir: PathBuf,
+        /// Pure (M3oE) or 1K (Crocodile).
+        version: crate::kuairand::KuaiRandVersion,
+    },
     /// The synthetic generator.
     Synthetic(SyntheticConfig),
     /// The synthetic delayed-feedback stream (see [`crate::delayed`]).
@@ -53,6 +60,10 @@ impl DatasetSource {
             DatasetSource::MovieLens1m { .. } => DatasetName::MovieLens1m,
             DatasetSource::Aliccp { .. } => DatasetName::Aliccp,
             DatasetSource::Amazon { .. } => DatasetName::Amazon,
+            DatasetSource::KuaiRand { version, .. } => match version {
+                crate::kuairand::KuaiRandVersion::Pure => DatasetName::KuaiRandPure,
+                crate::kuairand::KuaiRandVersion::OneK => DatasetName::KuaiRand1k,
+            },
             DatasetSource::Synthetic(_) => DatasetName::Synthetic,
             DatasetSource::SyntheticDelayed(_) => DatasetName::SyntheticDelayed,
             DatasetSource::Csv { .. } => DatasetName::Csv,
