@@ -226,6 +226,10 @@ impl DatasetConfig {
                     self.name,
                     a.split_summary()
                 ),
+                (SplitName::M3oe, None) if self.name == DatasetName::AliExpress => format!(
+                    "`m3oe` is the MovieLens protocol; dataset {} uses split = \"official\" (its train / test files)",
+                    self.name
+                ),
                 (SplitName::Aread, None) => format!(
                     "`aread` is the protocol of datasets aliccp and amazon, not of `{}`",
                     self.name
@@ -267,6 +271,7 @@ impl DatasetConfig {
                     "dataset.split: split `time` needs dataset.time_column, dataset.valid_from and dataset.test_from".into(),
                 )),
             },
+            SplitName::Official => Ok(crate::aliexpress::aliexpress_split()),
             SplitName::Aread => match self.name.aliccp_amazon() {
                 Some(a) => Ok(a.split()),
                 None => Err(config_err(format!(
@@ -321,6 +326,7 @@ impl DatasetConfig {
                 dir: dir()?,
                 version: crate::kuairand::KuaiRandVersion::OneK,
             },
+            DatasetName::AliExpress => DatasetSource::AliExpress { dir: dir()? },
             DatasetName::Synthetic => DatasetSource::Synthetic(self.synthetic(seed)),
             DatasetName::SyntheticDelayed => {
                 DatasetSource::SyntheticDelayed(crate::delayed::DelayedConfig {

@@ -20,6 +20,7 @@
 //! | [`raw`], [`csv`], [`pq`] | interned string tables; delimited files with a header (RFC 4180 quoting); Parquet records |
 //! | [`movielens`] | MovieLens-1M (age or genre domains) |
 //! | [`aliccp_amazon`] | AliCCP and Amazon in the layout of AREAD's preprocessed files |
+//! | [`aliexpress`] | AliExpress (5 country domains, click and purchase) from the official release |
 //! | [`kuairand`] | KuaiRand-Pure (M3oE protocol) and KuaiRand-1K (Crocodile protocol) from the official release |
 //! | [`synthetic`] | the synthetic generator (optionally long-tailed domains) |
 //! | [`delayed`] | delayed feedback: a synthetic stream with late conversions, waiting policies, training events |
@@ -38,6 +39,7 @@
 mod names;
 
 pub mod aliccp_amazon;
+pub mod aliexpress;
 pub mod augment;
 pub mod batch;
 pub mod cache;

@@ -39,6 +39,8 @@ string_enum! {
         KuaiRandPure = "kuairand-pure",
         /// KuaiRand-1K from the official release, Crocodile's protocol.
         KuaiRand1k = "kuairand-1k",
+        /// AliExpress from the official release: 5 country domains, click and purchase.
+        AliExpress = "aliexpress",
     }
 }
 
@@ -59,6 +61,9 @@ string_enum! {
         /// The AREAD protocol of `aliccp` (column `train_tag`) and `amazon` (timestamp
         /// quantiles 0.9 / 0.95).
         Aread = "aread",
+        /// The dataset's own train / test files (`aliexpress`; validation: the last 10 % of each
+        /// train file).
+        Official = "official",
     }
 }
 
@@ -102,6 +107,11 @@ const RATIO_SPLITS: &[SplitName] = &[
     SplitName::Random,
     SplitName::Time,
 ];
+const OFFICIAL_SPLITS: &[SplitName] = &[
+    SplitName::Official,
+    SplitName::Sequential,
+    SplitName::Random,
+];
 const AREAD_SPLITS: &[SplitName] = &[
     SplitName::Aread,
     SplitName::Sequential,
@@ -110,7 +120,7 @@ const AREAD_SPLITS: &[SplitName] = &[
 ];
 
 /// The dataset table, in [`DatasetName::ALL`] order.
-pub const RECIPES: [Recipe; 8] = [
+pub const RECIPES: [Recipe; 9] = [
     Recipe {
         name: DatasetName::MovieLens1m,
         summary: "MovieLens-1M ratings, click = rating > 3, like = rating > 4",
@@ -202,6 +212,17 @@ pub const RECIPES: [Recipe; 8] = [
         obtain: "KuaiRand-1K.tar.gz from https://zenodo.org/records/10439422 (CC BY-SA 4.0)",
         cache: CacheHome::DataDir,
     },
+    Recipe {
+        name: DatasetName::AliExpress,
+        summary: "AliExpress search logs of 5 countries, tasks click and purchase (conversion)",
+        default_split: SplitName::Official,
+        splits: OFFICIAL_SPLITS,
+        domains: "5 countries (ES, FR, NL, RU, US); tasks click, purchase",
+        needs_data_dir: true,
+        files: "AliExpress_{ES,FR,NL,RU,US}/train.csv and test.csv (.csv.gz also read)",
+        obtain: "https://tianchi.aliyun.com/dataset/74690 (Tianchi account; Tianchi dataset terms)",
+        cache: CacheHome::DataDir,
+    },
 ];
 
 impl DatasetName {
@@ -288,6 +309,17 @@ pub(crate) fn resolve(src: &DatasetSource) -> Result<Resolved, DataError> {
                     files.logs[0].parent().unwrap_or(dir).display(),
                     version.protocol()
                 ),
+            })
+        }
+        DatasetSource::AliExpress { dir } => {
+            let files = crate::aliexpress::aliexpress_files(dir)?;
+            let origin = "<embedded aliexpress schema>".to_string();
+            Ok(Resolved {
+                spec: SchemaSpec::from_toml_str(&crate::aliexpress::aliexpress_schema(), &origin)?,
+                origin,
+                files,
+                config_json: "\"aliexpress\"".to_string(),
+                description: format!("aliexpress ({}), 5 countries", dir.display()),
             })
         }
         DatasetSource::Synthetic(cfg) => {
@@ -379,6 +411,9 @@ pub(crate) fn load_table(src: &DatasetSource) -> Result<RawTable, DataError> {
         DatasetSource::KuaiRand { dir, version } => {
             crate::kuairand::load(*version, &version.files(dir)?)
         }
+        DatasetSource::AliExpress { dir } => {
+            crate::aliexpress::load(&crate::aliexpress::aliexpress_files(dir)?)
+        }
         DatasetSource::Synthetic(cfg) => Ok(synthetic::generate(cfg).table),
         DatasetSource::SyntheticDelayed(cfg) => Ok(crate::delayed::generate_delayed(cfg).table),
         DatasetSource::Csv {
@@ -455,7 +490,7 @@ mod tests {
         let e = "rnd".parse::<SplitName>().unwrap_err().to_string();
         assert_eq!(
             e,
-            "dataset.split: unknown value \"rnd\"; expected one of: m3oe, sequential, random, time, aread"
+            "dataset.split: unknown value \"rnd\"; expected one of: m3oe, sequential, random, time, aread, official"
         );
         let e = "ml1m".parse::<DatasetName>().unwrap_err().to_string();
         assert!(

@@ -38,6 +38,11 @@ pub enum DatasetSource {
         /// Pure (M3oE) or 1K (Crocodile).
         version: crate::kuairand::KuaiRandVersion,
     },
+    /// AliExpress from the official release (see [`crate::aliexpress`]).
+    AliExpress {
+        /// The folder holding the five `AliExpress_<CC>` folders.
+        dir: PathBuf,
+    },
     /// The synthetic generator.
     Synthetic(SyntheticConfig),
     /// The synthetic delayed-feedback stream (see [`crate::delayed`]).
@@ -64,6 +69,7 @@ impl DatasetSource {
                 crate::kuairand::KuaiRandVersion::Pure => DatasetName::KuaiRandPure,
                 crate::kuairand::KuaiRandVersion::OneK => DatasetName::KuaiRand1k,
             },
+            DatasetSource::AliExpress { .. } => DatasetName::AliExpress,
             DatasetSource::Synthetic(_) => DatasetName::Synthetic,
             DatasetSource::SyntheticDelayed(_) => DatasetName::SyntheticDelayed,
             DatasetSource::Csv { .. } => DatasetName::Csv,
