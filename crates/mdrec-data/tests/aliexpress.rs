@@ -30,8 +30,13 @@ fn file_text(seed: usize, n: usize) -> String {
         for k in 0..63 {
             let _ = write!(s, ",{}", ((g * 7 + k) % 10) as f64 / 10.0);
         }
-        let click = g % 3 == 0;
-        let _ = writeln!(s, ",{},{}", u8::from(click), u8::from(click && g % 6 == 0));
+        let click = g.is_multiple_of(3);
+        let _ = writeln!(
+            s,
+            ",{},{}",
+            u8::from(click),
+            u8::from(click && g.is_multiple_of(6))
+        );
     }
     s
 }
@@ -85,8 +90,8 @@ fn five_countries_two_tasks_and_the_official_split() {
         for (seed, n) in [(2 * i, *train), (2 * i + 1, *test)] {
             for r in 0..n {
                 let g = seed * 1000 + r;
-                clicks += usize::from(g % 3 == 0);
-                buys += usize::from(g % 6 == 0);
+                clicks += usize::from(g.is_multiple_of(3));
+                buys += usize::from(g.is_multiple_of(6));
             }
         }
     }

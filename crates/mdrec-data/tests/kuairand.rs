@@ -44,8 +44,8 @@ fn rows(f: usize) -> Vec<Row> {
                 user: g % 20,
                 video: (g * 7) % 30,
                 tab: tab_of(i),
-                click: g % 3 == 0,
-                long_view: g % 4 == 0,
+                click: g.is_multiple_of(3),
+                long_view: g.is_multiple_of(4),
                 time: match f {
                     0 => 1_649_376_000_000 + i as u64 * 1000,
                     1 => 1_650_585_600_000 + i as u64 * 1000,
@@ -104,7 +104,7 @@ fn write_release(dir: &Path, v: &str) {
     }
     std::fs::write(dir.join(format!("user_features_{v}.csv")), s).unwrap();
     let mut s = String::from("video_id,author_id,video_type,upload_dt,upload_type,visible_status,video_duration,server_width,server_height,music_id,music_type,tag\n");
-    for vid in 0..29 {
+    for vid in 0..29usize {
         let tag = match vid % 3 {
             0 => "\"12,65\"".to_string(),
             1 => (vid % 5).to_string(),
@@ -114,7 +114,11 @@ fn write_release(dir: &Path, v: &str) {
             s,
             "{vid},{},{},2020-07-08,ShortImport,1,17200.0,720,1280,989206467,4,{tag}",
             vid % 6,
-            if vid % 4 == 0 { "AD" } else { "NORMAL" }
+            if vid.is_multiple_of(4) {
+                "AD"
+            } else {
+                "NORMAL"
+            }
         );
     }
     std::fs::write(dir.join(format!("video_features_basic_{v}.csv")), s).unwrap();
