@@ -32,7 +32,8 @@ pub struct DatasetConfig {
     /// protocol on MovieLens-1M), `random` (seeded shuffle, cut by `ratios`), `time` (by the
     /// integer column `time_column`: valid from `valid_from`, test from `test_from`), or `aread`
     /// (`aliccp` / `amazon` only, and required there instead of `m3oe`: AliCCP by its
-    /// `train_tag` column, Amazon by `timestamp` quantiles 0.9 / 0.95).
+    /// `train_tag` column, Amazon by `timestamp` quantiles 0.9 / 0.95), or `official`
+    /// (`aliexpress` only, and required there: its own train / test files).
     pub split: SplitName,
     /// Domain definition of `movielens-1m`: `age` (three age groups, the M3oE protocol; the
     /// default) or `genre` (the movie's first genre, 18 long-tailed domains). Other datasets
