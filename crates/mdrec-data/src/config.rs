@@ -32,7 +32,8 @@ pub struct DatasetConfig {
     /// protocol on MovieLens-1M), `random` (seeded shuffle, cut by `ratios`), `time` (by the
     /// integer column `time_column`: valid from `valid_from`, test from `test_from`), or `aread`
     /// (`aliccp` / `amazon` only, and required there instead of `m3oe`: AliCCP by its
-    /// `train_tag` column, Amazon by `timestamp` quantiles 0.9 / 0.95).
+    /// `train_tag` column, Amazon by `timestamp` quantiles 0.9 / 0.95), or `official`
+    /// (`aliexpress` only, and required there: its own train / test files).
     pub split: SplitName,
     /// Domain definition of `movielens-1m`: `age` (three age groups, the M3oE protocol; the
     /// default) or `genre` (the movie's first genre, 18 long-tailed domains). Other datasets
@@ -232,6 +233,10 @@ impl DatasetConfig {
                     self.name,
                     a.split_summary()
                 ),
+                (SplitName::M3oe, None) if self.name == DatasetName::AliExpress => format!(
+                    "`m3oe` is the MovieLens protocol; dataset {} uses split = \"official\" (its train / test files)",
+                    self.name
+                ),
                 (SplitName::Aread, None) => format!(
                     "`aread` is the protocol of datasets aliccp and amazon, not of `{}`",
                     self.name
@@ -273,6 +278,7 @@ impl DatasetConfig {
                     "dataset.split: split `time` needs dataset.time_column, dataset.valid_from and dataset.test_from".into(),
                 )),
             },
+            SplitName::Official => Ok(crate::aliexpress::aliexpress_split()),
             SplitName::Aread => match self.name.aliccp_amazon() {
                 Some(a) => Ok(a.split()),
                 None => Err(config_err(format!(
@@ -320,6 +326,15 @@ impl DatasetConfig {
             DatasetName::MovieLens100k => DatasetSource::MovieLens100k { dir: dir()? },
             DatasetName::Aliccp => DatasetSource::Aliccp { dir: dir()? },
             DatasetName::Amazon => DatasetSource::Amazon { dir: dir()? },
+            DatasetName::KuaiRandPure => DatasetSource::KuaiRand {
+                dir: dir()?,
+                version: crate::kuairand::KuaiRandVersion::Pure,
+            },
+            DatasetName::KuaiRand1k => DatasetSource::KuaiRand {
+                dir: dir()?,
+                version: crate::kuairand::KuaiRandVersion::OneK,
+            },
+            DatasetName::AliExpress => DatasetSource::AliExpress { dir: dir()? },
             DatasetName::Synthetic => DatasetSource::Synthetic(self.synthetic(seed)),
             DatasetName::SyntheticDelayed => {
                 DatasetSource::SyntheticDelayed(crate::delayed::DelayedConfig {

@@ -20,6 +20,8 @@
 //! | [`raw`], [`csv`], [`pq`] | interned string tables; delimited files with a header (RFC 4180 quoting); Parquet records |
 //! | [`movielens`] | MovieLens-1M (age or genre domains) |
 //! | [`aliccp_amazon`] | AliCCP and Amazon in the layout of AREAD's preprocessed files |
+//! | [`aliexpress`] | AliExpress (5 country domains, click and purchase) from the official release |
+//! | [`kuairand`] | KuaiRand-Pure (M3oE protocol) and KuaiRand-1K (Crocodile protocol) from the official release |
 //! | [`synthetic`] | the synthetic generator (optionally long-tailed domains) |
 //! | [`delayed`] | delayed feedback: a synthetic stream with late conversions, waiting policies, training events |
 //! | [`schema`], [`fit`] | declared / fitted schema; fitting on train, the one encoder |
@@ -37,6 +39,7 @@
 mod names;
 
 pub mod aliccp_amazon;
+pub mod aliexpress;
 pub mod augment;
 pub mod batch;
 pub mod cache;
@@ -45,12 +48,14 @@ pub mod csv;
 pub mod delayed;
 pub mod error;
 pub mod fit;
+pub mod kuairand;
 pub mod movielens;
 pub mod pq;
 pub mod prepare;
 pub mod prepared;
 pub mod quantile;
 pub mod raw;
+mod rawfiles;
 pub mod recipe;
 pub mod records;
 pub mod rng;
@@ -67,6 +72,7 @@ pub use config::DatasetConfig;
 pub use csv::{read_csv_files, write_csv, write_csv_rows, write_csv_with, CsvChunks};
 pub use error::DataError;
 pub use fit::{Encoder, Labels, Vocab, Vocabs, OOV, PAD};
+pub use kuairand::KuaiRandVersion;
 pub use movielens::{
     load_movielens_1m, MovieLensDomain, MovieLensOrder, ML1M_GENRES, ML1M_HINT,
     MOVIELENS_1M_GENRE_SCHEMA, MOVIELENS_1M_SCHEMA,

@@ -37,6 +37,12 @@ string_enum! {
         SyntheticDelayed = "synthetic-delayed",
         /// MovieLens-100K with the MovieLens-1M protocol (a small second benchmark).
         MovieLens100k = "movielens-100k" | "ml-100k",
+        /// KuaiRand-Pure from the official release, M3oE's protocol.
+        KuaiRandPure = "kuairand-pure",
+        /// KuaiRand-1K from the official release, Crocodile's protocol.
+        KuaiRand1k = "kuairand-1k",
+        /// AliExpress from the official release: 5 country domains, click and purchase.
+        AliExpress = "aliexpress",
     }
 }
 
@@ -57,6 +63,9 @@ string_enum! {
         /// The AREAD protocol of `aliccp` (column `train_tag`) and `amazon` (timestamp
         /// quantiles 0.9 / 0.95).
         Aread = "aread",
+        /// The dataset's own train / test files (`aliexpress`; validation: the last 10 % of each
+        /// train file).
+        Official = "official",
     }
 }
 
@@ -100,6 +109,11 @@ const RATIO_SPLITS: &[SplitName] = &[
     SplitName::Random,
     SplitName::Time,
 ];
+const OFFICIAL_SPLITS: &[SplitName] = &[
+    SplitName::Official,
+    SplitName::Sequential,
+    SplitName::Random,
+];
 const AREAD_SPLITS: &[SplitName] = &[
     SplitName::Aread,
     SplitName::Sequential,
@@ -108,7 +122,7 @@ const AREAD_SPLITS: &[SplitName] = &[
 ];
 
 /// The dataset table, in [`DatasetName::ALL`] order.
-pub const RECIPES: [Recipe; 7] = [
+pub const RECIPES: [Recipe; 10] = [
     Recipe {
         name: DatasetName::MovieLens1m,
         summary: "MovieLens-1M ratings, click = rating > 3, like = rating > 4",
@@ -187,6 +201,39 @@ pub const RECIPES: [Recipe; 7] = [
         needs_data_dir: true,
         files: "u.data, u.user, u.item (the unzipped ml-100k folder)",
         obtain: ML100K_HINT,
+        cache: CacheHome::DataDir,
+    },
+    Recipe {
+        name: DatasetName::KuaiRandPure,
+        summary: "KuaiRand-Pure short-video logs, M3oE's protocol (tasks click = is_click, long_view)",
+        default_split: SplitName::M3oe,
+        splits: RATIO_SPLITS,
+        domains: "M3oE protocol: the 3 tabs with the most interactions; tasks click, long_view",
+        needs_data_dir: true,
+        files: "log_standard_4_08_to_4_21_pure.csv, log_standard_4_22_to_5_08_pure.csv, log_random_4_22_to_5_08_pure.csv, user_features_pure.csv, video_features_basic_pure.csv (KuaiRand-Pure/data)",
+        obtain: "KuaiRand-Pure.tar.gz from https://zenodo.org/records/10439422 (CC BY-SA 4.0)",
+        cache: CacheHome::DataDir,
+    },
+    Recipe {
+        name: DatasetName::KuaiRand1k,
+        summary: "KuaiRand-1K short-video logs, Crocodile's protocol (task click = is_click)",
+        default_split: SplitName::M3oe,
+        splits: RATIO_SPLITS,
+        domains: "Crocodile protocol: tabs 0, 1, 2, 4, 6; task click",
+        needs_data_dir: true,
+        files: "log_standard_4_08_to_4_21_1k.csv, log_standard_4_22_to_5_08_1k.csv, log_random_4_22_to_5_08_1k.csv, user_features_1k.csv, video_features_basic_1k.csv (KuaiRand-1K/data)",
+        obtain: "KuaiRand-1K.tar.gz from https://zenodo.org/records/10439422 (CC BY-SA 4.0)",
+        cache: CacheHome::DataDir,
+    },
+    Recipe {
+        name: DatasetName::AliExpress,
+        summary: "AliExpress search logs of 5 countries, tasks click and purchase (conversion)",
+        default_split: SplitName::Official,
+        splits: OFFICIAL_SPLITS,
+        domains: "5 countries (ES, FR, NL, RU, US); tasks click, purchase",
+        needs_data_dir: true,
+        files: "AliExpress_{ES,FR,NL,RU,US}/train.csv and test.csv (.csv.gz also read)",
+        obtain: "https://tianchi.aliyun.com/dataset/74690 (Tianchi account; Tianchi dataset terms)",
         cache: CacheHome::DataDir,
     },
 ];
@@ -277,6 +324,33 @@ pub(crate) fn resolve(src: &DatasetSource) -> Result<Resolved, DataError> {
         }
         DatasetSource::Aliccp { dir } => resolve_aliccp_amazon(AliccpAmazon::Aliccp, dir),
         DatasetSource::Amazon { dir } => resolve_aliccp_amazon(AliccpAmazon::Amazon, dir),
+        DatasetSource::KuaiRand { dir, version } => {
+            let files = version.files(dir)?;
+            let origin = format!("<embedded {} schema>", version.dataset());
+            Ok(Resolved {
+                spec: SchemaSpec::from_toml_str(version.schema(), &origin)?,
+                origin,
+                files: files.all(),
+                config_json: serde_json::json!({ "kuairand": version.name() }).to_string(),
+                description: format!(
+                    "{} ({}), {}",
+                    version.dataset(),
+                    files.logs[0].parent().unwrap_or(dir).display(),
+                    version.protocol()
+                ),
+            })
+        }
+        DatasetSource::AliExpress { dir } => {
+            let files = crate::aliexpress::aliexpress_files(dir)?;
+            let origin = "<embedded aliexpress schema>".to_string();
+            Ok(Resolved {
+                spec: SchemaSpec::from_toml_str(&crate::aliexpress::aliexpress_schema(), &origin)?,
+                origin,
+                files,
+                config_json: "\"aliexpress\"".to_string(),
+                description: format!("aliexpress ({}), 5 countries", dir.display()),
+            })
+        }
         DatasetSource::Synthetic(cfg) => {
             cfg.validate()?;
             let origin = "<embedded synthetic schema>".to_string();
@@ -366,6 +440,12 @@ pub(crate) fn load_table(src: &DatasetSource) -> Result<RawTable, DataError> {
             let which = AliccpAmazon::Amazon;
             aliccp_amazon::load(which, &which.file(dir)?)
         }
+        DatasetSource::KuaiRand { dir, version } => {
+            crate::kuairand::load(*version, &version.files(dir)?)
+        }
+        DatasetSource::AliExpress { dir } => {
+            crate::aliexpress::load(&crate::aliexpress::aliexpress_files(dir)?)
+        }
         DatasetSource::Synthetic(cfg) => Ok(synthetic::generate(cfg).table),
         DatasetSource::SyntheticDelayed(cfg) => Ok(crate::delayed::generate_delayed(cfg).table),
         DatasetSource::Csv {
@@ -442,7 +522,7 @@ mod tests {
         let e = "rnd".parse::<SplitName>().unwrap_err().to_string();
         assert_eq!(
             e,
-            "dataset.split: unknown value \"rnd\"; expected one of: m3oe, sequential, random, time, aread"
+            "dataset.split: unknown value \"rnd\"; expected one of: m3oe, sequential, random, time, aread, official"
         );
         let e = "ml1m".parse::<DatasetName>().unwrap_err().to_string();
         assert!(

@@ -38,6 +38,18 @@ pub enum DatasetSource {
         /// The folder holding AREAD's preprocessed Amazon file.
         dir: PathBuf,
     },
+    /// A KuaiRand release with its paper protocol (see [`crate::kuairand`]).
+    KuaiRand {
+        /// The release's `data` folder (or the folder holding it).
+        dir: PathBuf,
+        /// Pure (M3oE) or 1K (Crocodile).
+        version: crate::kuairand::KuaiRandVersion,
+    },
+    /// AliExpress from the official release (see [`crate::aliexpress`]).
+    AliExpress {
+        /// The folder holding the five `AliExpress_<CC>` folders.
+        dir: PathBuf,
+    },
     /// The synthetic generator.
     Synthetic(SyntheticConfig),
     /// The synthetic delayed-feedback stream (see [`crate::delayed`]).
@@ -61,6 +73,11 @@ impl DatasetSource {
             DatasetSource::MovieLens100k { .. } => DatasetName::MovieLens100k,
             DatasetSource::Aliccp { .. } => DatasetName::Aliccp,
             DatasetSource::Amazon { .. } => DatasetName::Amazon,
+            DatasetSource::KuaiRand { version, .. } => match version {
+                crate::kuairand::KuaiRandVersion::Pure => DatasetName::KuaiRandPure,
+                crate::kuairand::KuaiRandVersion::OneK => DatasetName::KuaiRand1k,
+            },
+            DatasetSource::AliExpress { .. } => DatasetName::AliExpress,
             DatasetSource::Synthetic(_) => DatasetName::Synthetic,
             DatasetSource::SyntheticDelayed(_) => DatasetName::SyntheticDelayed,
             DatasetSource::Csv { .. } => DatasetName::Csv,
