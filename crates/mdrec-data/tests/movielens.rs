@@ -216,7 +216,7 @@ fn real_dir() -> Option<PathBuf> {
         }
         None if required => panic!(
             "MDREC_REQUIRE_DATA=1 but MDREC_ML1M_DIR is not set: the MovieLens-1M protocol tests \
-             need the data (../shared/datasets/fetch-movielens-1m DIR prints a folder)"
+             need the data (.ci/run fetches it)"
         ),
         None => {
             eprintln!(
