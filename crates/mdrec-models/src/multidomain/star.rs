@@ -576,9 +576,11 @@ mod tests {
             &mut Probes::new(false),
         );
         let running = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        // (burn keeps running-state updates per thread until a sync; `valid()` folds them)
+        let synced = fresh.valid();
         let (rm, rv) = (
-            running(fresh.pn.running_mean.value()),
-            running(fresh.pn.running_var.value()),
+            running(synced.pn.running_mean.value()),
+            running(synced.pn.running_var.value()),
         );
         for d in 0..2u32 {
             let x = own(d);
