@@ -15,7 +15,7 @@ const PATIENCE: usize = 2;
 fn relabel(data: &mut mdrec_data::EncodedData, flip: bool) {
     for (t, col) in data.labels.iter_mut().enumerate() {
         for (i, y) in col.iter_mut().enumerate() {
-            let rule = (data.cat[0][i] as usize + data.domain[i] as usize + t) % 2 == 0;
+            let rule = (data.cat[0][i] as usize + data.domain[i] as usize + t).is_multiple_of(2);
             *y = (rule != flip) as u8 as f32;
         }
     }
