@@ -2,41 +2,11 @@
 //! code is never reused: `MDREC_DATA_CODE_HASH` (FNV-1a 64 over every file under `src/`, path and
 //! contents, in sorted order) enters every cache key (see `src/cache.rs`).
 
-use std::path::{Path, PathBuf};
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|e| e.expect("directory entry").path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
+include!("fingerprint.rs");
 
 fn main() {
     println!("cargo:rerun-if-changed=src");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut list = Vec::new();
-    files(&root.join("src"), &mut list);
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    for p in &list {
-        let rel = p.strip_prefix(root).expect("under the crate");
-        eat(rel.to_string_lossy().as_bytes());
-        eat(&[0]);
-        eat(&std::fs::read(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display())));
-        eat(&[0]);
-    }
+    println!("cargo:rerun-if-changed=fingerprint.rs");
+    let h = source_fingerprint(Path::new(env!("CARGO_MANIFEST_DIR")));
     println!("cargo:rustc-env=MDREC_DATA_CODE_HASH={h:016x}");
 }

@@ -944,11 +944,10 @@ mod tests {
         let text = "name = \"z\"\nseeds = [1]\nall_models = true\nmetrics = [\"auc\", \"major5\", \"minor10\"]\n\
                     [dataset]\nname = \"synthetic\"\n[[runs]]\nlabel = \"MMoE (8 experts)\"\n\
                     model = { name = \"mmoe\", num_experts = 8 }\n";
-        let path =
-            std::env::temp_dir().join(format!("mdrec-all-models-{}.toml", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("all-models.toml");
         std::fs::write(&path, text).unwrap();
         let spec = BenchSpec::from_file(&path).unwrap();
-        std::fs::remove_file(&path).ok();
         assert_eq!(spec.runs.len(), mdrec_models::MODELS.len());
         assert_eq!(spec.runs[0].label(), "MMoE (8 experts)");
         let names: Vec<&str> = spec.runs[1..]

@@ -108,6 +108,96 @@ fn quoted_commas_escaped_quotes_line_breaks_and_crlf_are_read_exactly() {
     assert!(e.contains("latin1.csv:3: field `b`: invalid utf-8"), "{e}");
 }
 
+/// Rows and errors of a second file carry that file's name and its own line numbers (counted
+/// from its first line, across quoted line breaks and CRLF ends).
+#[test]
+fn a_second_file_and_invalid_utf8_get_their_own_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.csv", "x,y\r\n1,2\r\n3,4\r\n5,6\r\n");
+    let b = write(dir.path(), "b.csv", "x,y\r\n7,\"two\r\nlines\"\r\n8,9\r\n");
+    let t = read_csv_files(&[a.clone(), b.clone()], b',').unwrap();
+    assert_eq!(t.row_file, [0, 0, 0, 1, 1]);
+    assert_eq!(t.row_line, [2, 3, 4, 2, 4]);
+    let name = |p: &Path| p.display().to_string();
+    assert_eq!(t.files, [name(&a), name(&b)]);
+
+    let bad: &[(&str, &[u8], &str)] = &[
+        // invalid UTF-8 on line 4 of the second file, after a quoted CRLF line break
+        (
+            "utf8.csv",
+            b"x,y\r\n7,\"two\r\nlines\"\r\n8,\xe9t\xe9\r\n",
+            "utf8.csv:4: field `y`: invalid utf-8",
+        ),
+        // invalid UTF-8 in the first column, line 3
+        (
+            "utf8x.csv",
+            b"x,y\r\n7,8\r\n\xff,9\r\n",
+            "utf8x.csv:3: field `x`: invalid utf-8",
+        ),
+        // a ragged row on line 5, after a blank line
+        (
+            "ragged.csv",
+            b"x,y\r\n7,8\r\n9,10\r\n\r\n11\r\n",
+            "ragged.csv:5:",
+        ),
+    ];
+    for (file, bytes, want) in bad {
+        let p = dir.path().join(file);
+        std::fs::write(&p, bytes).unwrap();
+        let e = read_csv_files(&[a.clone(), p.clone()], b',')
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "whole file: {e}");
+        assert!(!e.contains("a.csv"), "{e}");
+    }
+}
+
+/// The chunked reader (`mdrec predict` on CSV) names the same lines as the whole-file reader.
+/// It does not yet: it takes the `csv` crate's line count, which lags by one after a CRLF line
+/// end, so the first case reports line 3 for a record on line 4.
+#[test]
+#[ignore = "CsvChunks reports CRLF files' lines one short (issue #24 report)"]
+fn the_chunked_reader_names_the_lines_the_whole_file_reader_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &[u8], &str)] = &[
+        (
+            "utf8.csv",
+            b"x,y\r\n7,\"two\r\nlines\"\r\n8,\xe9t\xe9\r\n",
+            "utf8.csv:4: field `y`: invalid utf-8",
+        ),
+        (
+            "utf8x.csv",
+            b"x,y\r\n7,8\r\n\xff,9\r\n",
+            "utf8x.csv:3: field `x`: invalid utf-8",
+        ),
+        (
+            "ragged.csv",
+            b"x,y\r\n7,8\r\n9,10\r\n\r\n11\r\n",
+            "ragged.csv:5:",
+        ),
+    ];
+    for (file, bytes, want) in cases {
+        let p = dir.path().join(file);
+        std::fs::write(&p, bytes).unwrap();
+        let mut chunks = CsvChunks::open(&p, 1).unwrap();
+        let e = loop {
+            match chunks.next_chunk() {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("{file}: no error"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        assert!(e.contains(want), "chunks: {e}");
+    }
+    let b = write(dir.path(), "b.csv", "x,y\r\n7,\"two\r\nlines\"\r\n8,9\r\n");
+    let mut chunks = CsvChunks::open(&b, 1).unwrap();
+    let mut lines = Vec::new();
+    while let Some(t) = chunks.next_chunk().unwrap() {
+        lines.extend(t.row_line);
+    }
+    assert_eq!(lines, [2, 4]);
+}
+
 #[test]
 fn written_values_with_delimiters_and_quotes_read_back_unchanged() {
     let dir = tempfile::tempdir().unwrap();

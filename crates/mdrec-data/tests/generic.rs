@@ -469,6 +469,51 @@ fn cache_keys_follow_the_data_code_fingerprint() {
     );
     // Other data code -> another key, so its cache file is a miss, never reused.
     assert_ne!(key("0000000000000000"), key(cache::CODE_HASH));
+    // The fingerprint is that of the source this test was built from ...
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let hex = |h: u64| format!("{h:016x}");
+    assert_eq!(hex(fingerprint::source_fingerprint(root)), cache::CODE_HASH);
+    // ... and any change to that source, one byte of a file or a new file, changes it and
+    // with it the cache key.
+    let copy = tempfile::tempdir().unwrap();
+    let src = copy.path().join("src");
+    copy_dir(&root.join("src"), &src);
+    assert_eq!(
+        hex(fingerprint::source_fingerprint(copy.path())),
+        cache::CODE_HASH
+    );
+    let file = src.join("csv.rs");
+    let mut text = std::fs::read(&file).unwrap();
+    let last = text.len() - 1;
+    text[last] ^= 1;
+    std::fs::write(&file, &text).unwrap();
+    let edited = hex(fingerprint::source_fingerprint(copy.path()));
+    assert_ne!(edited, cache::CODE_HASH);
+    assert_ne!(key(&edited), key(cache::CODE_HASH));
+    text[last] ^= 1;
+    std::fs::write(&file, &text).unwrap();
+    std::fs::write(src.join("new.rs"), "").unwrap();
+    assert_ne!(
+        hex(fingerprint::source_fingerprint(copy.path())),
+        cache::CODE_HASH
+    );
+}
+
+mod fingerprint {
+    include!("../fingerprint.rs");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dst = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dst);
+        } else {
+            std::fs::copy(&p, &dst).unwrap();
+        }
+    }
 }
 
 fn auc(scores: &[f64], labels: &[f32]) -> f64 {

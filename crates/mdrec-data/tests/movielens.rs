@@ -197,22 +197,39 @@ fn missing_folder_or_file_explains_how_to_get_the_data() {
     assert!(e.contains("movies.dat") && e.contains("ml-1m.zip"), "{e}");
 }
 
+/// The real MovieLens-1M folder, from `MDREC_ML1M_DIR`. Without it a plain `cargo test` skips
+/// the exact-protocol tests with a note; CI sets `MDREC_REQUIRE_DATA=1` and then a missing
+/// variable fails them. A variable naming a folder without the data always fails.
 fn real_dir() -> Option<PathBuf> {
-    let d = std::env::var("MDREC_ML1M_DIR").unwrap_or_else(|_| "/work/data/ml-1m".into());
-    let d = PathBuf::from(d);
-    if d.join("ratings.dat").is_file() {
-        Some(d)
-    } else {
-        eprintln!(
-            "note: MovieLens-1M not found at {}; skipping (set MDREC_ML1M_DIR)",
-            d.display()
-        );
-        None
+    let required = std::env::var("MDREC_REQUIRE_DATA").is_ok_and(|v| v == "1");
+    match std::env::var_os("MDREC_ML1M_DIR") {
+        Some(d) => {
+            let d = PathBuf::from(d);
+            for f in ["ratings.dat", "users.dat", "movies.dat"] {
+                assert!(
+                    d.join(f).is_file(),
+                    "MDREC_ML1M_DIR={} has no {f}: point it at the ml-1m folder",
+                    d.display()
+                );
+            }
+            Some(d)
+        }
+        None if required => panic!(
+            "MDREC_REQUIRE_DATA=1 but MDREC_ML1M_DIR is not set: the MovieLens-1M protocol tests \
+             need the data (.ci/run fetches it)"
+        ),
+        None => {
+            eprintln!(
+                "note: MDREC_ML1M_DIR is not set; skipping the MovieLens-1M protocol test \
+                 (CI requires it)"
+            );
+            None
+        }
     }
 }
 
 #[test]
-fn ml1m_real_counts_and_cache_timing() {
+fn ml1m_real_counts_and_a_cache_round_trip() {
     let Some(dir) = real_dir() else { return };
     let t0 = Instant::now();
     let p = prepare(&req(&dir)).unwrap();

@@ -1277,6 +1277,103 @@ mod tests {
         );
     }
 
+    /// Sparse Adagrad and sparse Adam with L2 weight decay against PyTorch's formulas written
+    /// out in f64, on a row touched at steps 1, 2 and 4 (a step without the row leaves it and
+    /// its state alone; Adam's bias correction still counts every step of the store).
+    #[test]
+    fn sparse_adagrad_and_sparse_adam_with_weight_decay_follow_the_formulas() {
+        let fields = vec![FieldInfo {
+            name: "f".into(),
+            table: "f".into(),
+            vocab_size: 3,
+            dim: 2,
+            offset: 0,
+            multi_hot: false,
+            column: 0,
+            roles: vec![],
+        }];
+        let batch = |id: u32| Batch {
+            len: 1,
+            cat: vec![id],
+            domain: vec![0],
+            labels: vec![0.0],
+            ..Batch::default()
+        };
+        // (id, gradient of that row) per step
+        let steps = [
+            (1u32, [0.5, -0.2]),
+            (1, [-1.0, 0.3]),
+            (2, [0.7, 0.7]),
+            (1, [0.25, 2.0]),
+        ];
+        let (lr, wd, b1, b2) = (0.1f64, 0.05f64, 0.9f64, 0.999f64);
+        for opt in [SparseOptimizer::Adagrad, SparseOptimizer::Adam] {
+            let eps = if opt == SparseOptimizer::Adagrad {
+                1e-10
+            } else {
+                1e-8
+            };
+            let cfg = EmbeddingConfig {
+                init_std: 1.0,
+                optimizer: opt,
+                eps,
+                ..EmbeddingConfig::default()
+            };
+            let mut store = EmbeddingStore::new(&fields, &cfg, &mut Rng::new(3));
+            let w0: Vec<f64> = store
+                .tables()
+                .next()
+                .unwrap()
+                .3
+                .iter()
+                .map(|&x| x as f64)
+                .collect();
+            let mut w = w0.clone();
+            let (mut s1, mut s2) = (vec![0.0f64; 6], vec![0.0f64; 6]);
+            for (t, (id, g)) in steps.iter().enumerate() {
+                let g32: Vec<f32> = g.iter().map(|&x| x as f32).collect();
+                store.apply_gradient(&batch(*id), &g32, lr, wd);
+                let t = (t + 1) as i32;
+                for (k, &gk) in g.iter().enumerate() {
+                    let i = *id as usize * 2 + k;
+                    let g = gk + wd * w[i];
+                    match opt {
+                        SparseOptimizer::Adagrad => {
+                            s1[i] += g * g;
+                            w[i] -= lr * g / (s1[i].sqrt() + eps);
+                        }
+                        _ => {
+                            s1[i] = b1 * s1[i] + (1.0 - b1) * g;
+                            s2[i] = b2 * s2[i] + (1.0 - b2) * g * g;
+                            w[i] -= lr / (1.0 - b1.powi(t)) * s1[i]
+                                / (s2[i].sqrt() / (1.0 - b2.powi(t)).sqrt() + eps);
+                        }
+                    }
+                }
+            }
+            let got = store.tables().next().unwrap().3.to_vec();
+            for i in 0..6 {
+                assert!(
+                    (got[i] as f64 - w[i]).abs() < 1e-5,
+                    "{opt:?} entry {i}: {got:?} vs {w:?}"
+                );
+            }
+            // Row 0 was never touched; rows 1 and 2 moved, and weight decay made a difference
+            // (the same steps without it end elsewhere).
+            assert_eq!(got[0..2], [w0[0] as f32, w0[1] as f32]);
+            let mut plain = EmbeddingStore::new(&fields, &cfg, &mut Rng::new(3));
+            for (id, g) in &steps {
+                let g32: Vec<f32> = g.iter().map(|&x| x as f32).collect();
+                plain.apply_gradient(&batch(*id), &g32, lr, 0.0);
+            }
+            let p = plain.tables().next().unwrap().3.to_vec();
+            assert!(
+                (p[2] - got[2]).abs() > 1e-4,
+                "{opt:?}: weight decay had no effect"
+            );
+        }
+    }
+
     #[test]
     fn out_of_range_id_is_an_error_naming_the_field() {
         let fields = fields();

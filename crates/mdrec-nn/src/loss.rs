@@ -84,18 +84,21 @@ mod tests {
     }
 
     #[test]
-    fn cell_weights_sum_to_number_of_nonempty_cells() {
-        let mut w = Vec::new();
+    fn every_element_weight_follows_its_reduction() {
+        // Rows' domains: 0, 0, 2, 0, 2 (domain 1 empty); 2 tasks → 10 weights, row-major.
         let dom = [0u32, 0, 2, 0, 2];
+        let mut w = Vec::new();
+        let (a, b) = (1.0 / 3.0, 0.5);
         element_weights(&dom, 3, 2, Reduction::CellMeanSum, &mut w);
-        let s: f32 = w.iter().sum();
-        assert!(
-            (s - 4.0).abs() < 1e-6,
-            "2 nonempty domains x 2 tasks, got {s}"
-        );
-        assert!((w[0] - 1.0 / 3.0).abs() < 1e-7);
-        assert!((w[4] - 0.5).abs() < 1e-7);
+        assert_eq!(w, [a, a, a, a, b, b, a, a, b, b]);
+        // Σ = one per non-empty (domain, task) cell: 2 domains × 2 tasks.
+        assert!((w.iter().sum::<f32>() - 4.0).abs() < 1e-6);
         element_weights(&dom, 3, 2, Reduction::Mean, &mut w);
-        assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(w, [0.1; 10]);
+        element_weights(&dom, 3, 2, Reduction::TaskMeanSum, &mut w);
+        assert_eq!(w, [0.2; 10]);
+        // An empty batch gives no weights and no division by zero.
+        element_weights(&[], 3, 2, Reduction::CellMeanSum, &mut w);
+        assert!(w.is_empty());
     }
 }

@@ -175,3 +175,119 @@ impl Checkpoint {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mdrec_data::rng::Rng;
+    use mdrec_nn::device::cpu;
+    use mdrec_nn::{EmbeddingConfig, ModelContext};
+
+    use super::*;
+
+    /// A tiny MMoE and its tables, built from `seed`.
+    fn parts(seed: u64) -> (Box<dyn DynModel>, EmbeddingStore) {
+        let ctx = ModelContext::uniform(3, 10, 4, 1, 2, 2);
+        let f = mdrec_models::find("mmoe").unwrap();
+        let cfg = f.resolve(&f.tiny_config()).unwrap();
+        let model = f
+            .build(&cfg, &ctx, &mut Rng::new(seed), &cpu().autodiff())
+            .unwrap();
+        let emb = EmbeddingConfig {
+            init_std: 0.5,
+            ..EmbeddingConfig::default()
+        };
+        let store = EmbeddingStore::new(&ctx.store_fields(), &emb, &mut Rng::new(seed));
+        (model, store)
+    }
+
+    fn tables(s: &EmbeddingStore) -> Vec<Vec<f32>> {
+        s.tables().map(|t| t.3.to_vec()).collect()
+    }
+
+    #[test]
+    fn a_written_checkpoint_loads_back_exactly_under_its_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let (a, sa) = parts(1);
+        let (b, sb) = parts(2);
+        let mut w = CheckpointWriter::default();
+        w.add("", a.as_ref(), &sa);
+        w.add("cells.1.0.", b.as_ref(), &sb);
+        let meta = BTreeMap::from([("model".to_string(), "mmoe".to_string())]);
+        w.write(&path, meta.clone()).unwrap();
+        // byte-stable: the same content writes the same file
+        let again = dir.path().join("again.safetensors");
+        w.write(&again, meta.clone()).unwrap();
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            std::fs::read(&again).unwrap()
+        );
+
+        let c = Checkpoint::read(&path).unwrap();
+        assert_eq!(c.metadata, meta);
+        for (prefix, want, want_tables) in [("", &a, tables(&sa)), ("cells.1.0.", &b, tables(&sb))]
+        {
+            let (mut m, mut s) = parts(9);
+            assert_ne!(m.named_tensors(), want.named_tensors());
+            c.load_into(prefix, m.as_mut(), &mut s).unwrap();
+            assert_eq!(m.named_tensors(), want.named_tensors(), "{prefix}");
+            assert_eq!(tables(&s), want_tables, "{prefix}");
+        }
+        // an unknown prefix has no tensors: an error, not a silently fresh model
+        let (mut m, mut s) = parts(9);
+        let e = c
+            .load_into("cells.0.0.", m.as_mut(), &mut s)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("checkpoint: "), "{e}");
+    }
+
+    #[test]
+    fn truncated_foreign_and_incomplete_files_are_errors_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let (a, sa) = parts(1);
+        let mut w = CheckpointWriter::default();
+        w.add("", a.as_ref(), &sa);
+        w.write(&path, BTreeMap::new()).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+
+        let cut = dir.path().join("cut.safetensors");
+        std::fs::write(&cut, &bytes[..bytes.len() - 7]).unwrap();
+        let e = Checkpoint::read(&cut).err().unwrap().to_string();
+        assert!(
+            e.contains("cut.safetensors") && e.contains("truncated"),
+            "{e}"
+        );
+
+        let foreign = dir.path().join("notes.safetensors");
+        std::fs::write(&foreign, "just text").unwrap();
+        let e = Checkpoint::read(&foreign).err().unwrap().to_string();
+        assert!(e.contains("notes.safetensors"), "{e}");
+
+        let e = Checkpoint::read(&dir.path().join("none.safetensors"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("none.safetensors"), "{e}");
+
+        // a model part without its tables names the missing table
+        let mut only_model = CheckpointWriter::default();
+        only_model.add(
+            "",
+            a.as_ref(),
+            &EmbeddingStore::new(&[], &EmbeddingConfig::default(), &mut Rng::new(1)),
+        );
+        let p = dir.path().join("model-only.safetensors");
+        only_model.write(&p, BTreeMap::new()).unwrap();
+        let (mut m, mut s) = parts(9);
+        let e = Checkpoint::read(&p)
+            .unwrap()
+            .load_into("", m.as_mut(), &mut s)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("missing embedding table `embedding.f0`"), "{e}");
+    }
+}

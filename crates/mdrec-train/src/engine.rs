@@ -561,3 +561,170 @@ fn predict_with(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use mdrec_nn::device::cpu;
+    use mdrec_nn::loss::Reduction;
+
+    use super::*;
+
+    /// 60 rows, 3 categorical columns (ids 2..10), one numeric column, 3 domains (domain 2
+    /// holds fewer rows), 2 tasks with different positive rates.
+    fn data() -> EncodedData {
+        let n = 60;
+        let mut rng = Rng::new(4);
+        let cat = (0..3)
+            .map(|_| (0..n).map(|_| 2 + rng.below(8) as u32).collect())
+            .collect();
+        let num = (0..n).map(|_| rng.next_f32()).collect();
+        let domain = (0..n).map(|i| [0, 1, 0, 1, 2][i % 5]).collect();
+        let labels = [0.3, 0.7]
+            .iter()
+            .map(|&p| (0..n).map(|_| (rng.next_f64() < p) as u8 as f32).collect())
+            .collect();
+        EncodedData {
+            n_rows: n,
+            cat,
+            multi: vec![],
+            num: vec![num],
+            domain,
+            labels,
+            group: (0..n as u64).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// MMoE (one tower per (domain, task), no dropout or batch statistics, so the training
+    /// forward equals the inference forward).
+    fn engine(loss: Reduction) -> Engine {
+        let ctx = ModelContext::uniform(3, 10, 4, 1, 3, 2);
+        let cfg = TrainConfig {
+            lr: 0.01,
+            weight_decay: 0.0,
+            loss,
+            ..TrainConfig::default()
+        };
+        let f = mdrec_models::find("mmoe").unwrap();
+        let c = f.resolve(&f.tiny_config()).unwrap();
+        Engine::new(f, &c, ctx, &cfg, 3, &cpu()).unwrap()
+    }
+
+    fn bce(x: f64, y: f64) -> f64 {
+        -(y * (1.0 / (1.0 + (-x).exp())).ln() + (1.0 - y) * (1.0 / (1.0 + x.exp())).ln())
+    }
+
+    #[test]
+    fn the_step_loss_is_the_reduction_of_the_bce_of_each_cell() {
+        let d = data();
+        let rows: Vec<u32> = (0..d.len() as u32).collect();
+        for reduction in [
+            Reduction::CellMeanSum,
+            Reduction::Mean,
+            Reduction::TaskMeanSum,
+        ] {
+            let mut e = engine(reduction);
+            // the logits the step sees: the inference model before the update
+            let logits = e.snapshot().predict(&d, 16, &cpu()).unwrap();
+            // Σ over (domain, task) cells of the mean BCE of the cell's rows, by hand
+            let mut cell = BTreeMap::<(u32, usize), (f64, usize)>::new();
+            for i in 0..d.len() {
+                for t in 0..2 {
+                    let l = bce(logits[i * 2 + t] as f64, d.labels[t][i] as f64);
+                    let c = cell.entry((d.domain[i], t)).or_default();
+                    c.0 += l;
+                    c.1 += 1;
+                }
+            }
+            assert_eq!(cell.len(), 6);
+            let total: f64 = cell.values().map(|c| c.0).sum();
+            let want = match reduction {
+                Reduction::CellMeanSum => cell.values().map(|(s, n)| s / *n as f64).sum(),
+                Reduction::Mean => total / (d.len() * 2) as f64,
+                Reduction::TaskMeanSum => total / d.len() as f64,
+            };
+            let got = e.train_step(&d, &rows).unwrap();
+            assert!(
+                (got - want).abs() < 1e-5 * want.max(1.0),
+                "{reduction:?}: engine {got}, by hand {want}"
+            );
+        }
+    }
+
+    /// Towers `heads.towers.<d·T + t>`: which of them a step changed.
+    fn moved_towers(before: &[(String, Vec<usize>, Vec<f32>)], e: &Engine) -> Vec<usize> {
+        let after = e.model.named_tensors();
+        let mut moved = std::collections::BTreeSet::new();
+        for ((name, _, a), (_, _, b)) in before.iter().zip(&after) {
+            if let Some(rest) = name.strip_prefix("heads.towers.") {
+                if a != b {
+                    moved.insert(rest.split('.').next().unwrap().parse::<usize>().unwrap());
+                }
+            }
+        }
+        moved.into_iter().collect()
+    }
+
+    #[test]
+    fn a_task_label_trains_the_tower_of_its_task_in_its_domain() {
+        let mut d = data();
+        // only rows of domain 1
+        let rows: Vec<u32> = (0..d.len() as u32)
+            .filter(|&i| d.domain[i as usize] == 1)
+            .collect();
+        let n = rows.len();
+        let labels = |d: &EncodedData| -> Vec<f32> {
+            rows.iter()
+                .flat_map(|&i| [d.labels[0][i as usize], d.labels[1][i as usize]])
+                .collect()
+        };
+        // Task 1 unlabelled (zero loss weight): only tower (domain 1, task 0) = 1·2 + 0 learns.
+        let only_task0: Vec<f32> = (0..n).flat_map(|_| [1.0, 0.0]).collect();
+        let mut e = engine(Reduction::CellMeanSum);
+        let before = e.model.named_tensors();
+        e.train_step_adjusted(&d, &rows, labels(&d), only_task0.clone())
+            .unwrap();
+        assert_eq!(moved_towers(&before, &e), [2]);
+        // The same labels in swapped task columns, task 0 unlabelled: tower (1, 1) = 3 learns.
+        d.labels.swap(0, 1);
+        let only_task1: Vec<f32> = (0..n).flat_map(|_| [0.0, 1.0]).collect();
+        let mut e = engine(Reduction::CellMeanSum);
+        let before = e.model.named_tensors();
+        e.train_step_adjusted(&d, &rows, labels(&d), only_task1)
+            .unwrap();
+        assert_eq!(moved_towers(&before, &e), [3]);
+        // Labels drive their own task's output: all-positive task 0 and all-negative task 1
+        // push the two logits apart, and swapping the label columns swaps the directions.
+        for swap in [false, true] {
+            let mut d = data();
+            d.labels = vec![vec![1.0; d.len()], vec![0.0; d.len()]];
+            if swap {
+                d.labels.swap(0, 1);
+            }
+            let mut e = engine(Reduction::CellMeanSum);
+            let mean = |e: &Engine, t: usize| -> f64 {
+                let l = e.snapshot().predict(&d, 64, &cpu()).unwrap();
+                l.iter().skip(t).step_by(2).map(|&x| x as f64).sum::<f64>() / d.len() as f64
+            };
+            let before = [mean(&e, 0), mean(&e, 1)];
+            for _ in 0..5 {
+                e.train_step(&d, &(0..d.len() as u32).collect::<Vec<_>>())
+                    .unwrap();
+            }
+            let up = [mean(&e, 0) > before[0], mean(&e, 1) > before[1]];
+            assert_eq!(
+                up,
+                if swap { [false, true] } else { [true, false] },
+                "swap {swap}"
+            );
+        }
+        // A plain step on every row trains all six towers.
+        let all: Vec<u32> = (0..d.len() as u32).collect();
+        let mut e = engine(Reduction::CellMeanSum);
+        let before = e.model.named_tensors();
+        e.train_step(&d, &all).unwrap();
+        assert_eq!(moved_towers(&before, &e), [0, 1, 2, 3, 4, 5]);
+    }
+}

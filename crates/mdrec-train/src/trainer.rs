@@ -1001,3 +1001,55 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), TrainEr
     let s = serde_json::to_string_pretty(v).expect("serialises");
     std::fs::write(path, s + "\n").map_err(|e| TrainError::io(path, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_become_row_major_rows_of_tasks() {
+        let data = EncodedData {
+            n_rows: 3,
+            labels: vec![vec![1.0, 0.0, 1.0], vec![0.0, 0.0, 1.0]],
+            domain: vec![0, 1, 0],
+            ..Default::default()
+        };
+        assert_eq!(row_major_labels(&data), [1.0, 0.0, 0.0, 0.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn outer_rows_are_a_seeded_per_epoch_draw_of_one_batch() {
+        let a = outer_rows(100, 7, 1, 16);
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, outer_rows(100, 7, 1, 16), "same seed and epoch");
+        assert_ne!(a, outer_rows(100, 7, 2, 16), "another epoch");
+        assert_ne!(a, outer_rows(100, 8, 1, 16), "another seed");
+        // not the training order of that epoch
+        assert_ne!(a[..], epoch_order(100, true, 7, 1)[..16]);
+        let mut distinct = a.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 16);
+        assert!(a.iter().all(|&r| r < 100));
+        // a split smaller than the batch gives all of its rows
+        let mut small = outer_rows(5, 7, 1, 16);
+        small.sort_unstable();
+        assert_eq!(small, [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn metrics_are_created_empty_or_cut_back_to_the_checkpointed_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        std::fs::write(&path, "{\"epoch\":1}\n{\"epoch\":2}\n{\"epoch\":3}\n").unwrap();
+        let mut f = open_metrics(dir.path(), Some(2)).unwrap();
+        writeln!(f, "{{\"epoch\":3,\"resumed\":true}}").unwrap();
+        drop(f);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"epoch\":1}\n{\"epoch\":2}\n{\"epoch\":3,\"resumed\":true}\n"
+        );
+        drop(open_metrics(dir.path(), None).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
+}

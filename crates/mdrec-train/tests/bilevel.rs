@@ -154,11 +154,27 @@ fn bilevel_runs_are_deterministic_and_move_phi_once_per_epoch() {
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap())
                 .collect();
-        (out.report.model_report, lines)
+        // every dense parameter and embedding row the run kept
+        let weights = std::fs::read(dir.path().join("weights.safetensors")).unwrap();
+        (out.report.model_report, lines, weights)
     };
-    let (a, lines) = run("valid");
-    let (b, _) = run("valid");
+    let (a, lines, wa) = run("valid");
+    let (b, lines_b, wb) = run("valid");
     assert_eq!(a, b, "same seed, same φ");
+    assert!(wa == wb, "same seed, different weights.safetensors");
+    // and the same per-epoch metrics (losses, validation metrics, φ), seconds aside
+    let strip = |l: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        l.iter()
+            .map(|v| {
+                let mut v = v.clone();
+                v.as_object_mut()
+                    .unwrap()
+                    .retain(|k, _| !k.contains("seconds") && !k.ends_with("_s"));
+                v
+            })
+            .collect()
+    };
+    assert_eq!(strip(&lines), strip(&lines_b));
     assert_eq!(lines.len(), 3);
     let w: Vec<f64> = lines
         .iter()
@@ -179,6 +195,6 @@ fn bilevel_runs_are_deterministic_and_move_phi_once_per_epoch() {
         "φ must move every epoch: {w:?}"
     );
     // The source split matters: drawing the outer batch from train gives other weights.
-    let (c, _) = run("train");
+    let (c, _, _) = run("train");
     assert_ne!(a, c);
 }

@@ -223,11 +223,70 @@ mod tests {
                 ..Dcnv2::tiny()
             },
         ];
-        for cfg in bad {
-            assert!(matches!(
-                Dcnv2::build(&cfg, &ctx, &mut Rng::new(1), &dev),
-                Err(Invalid(_))
-            ));
+        let want = [
+            "low_rank ≥ 1 and num_experts ≥ 1",
+            "cross_layers must be ≥ 1",
+            "needs non-empty dnn_dims",
+        ];
+        for (cfg, want) in bad.into_iter().zip(want) {
+            let Err(Invalid(e)) = Dcnv2::build(&cfg, &ctx, &mut Rng::new(1), &dev) else {
+                panic!("{want}: built");
+            };
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    /// Host values of a tensor.
+    fn host(t: Tensor<2>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn forward_combines_cross_and_dnn_as_the_structure_says() {
+        let dev = cpu();
+        let ctx = ModelContext::uniform(3, 10, 4, 1, 2, 2);
+        let domain = [0u32, 1, 1, 0, 1];
+        let inp = crate::testing::random_input(&ctx, &domain, 3, &dev);
+        let x0 = inp.flat();
+        for structure in [
+            Structure::Parallel,
+            Structure::Stacked,
+            Structure::CrossnetOnly,
+        ] {
+            for cross in [CrossKind::Mix, CrossKind::Full] {
+                let cfg = Config {
+                    structure,
+                    cross,
+                    ..Dcnv2::tiny()
+                };
+                let m = Dcnv2::build(&cfg, &ctx, &mut Rng::new(1), &dev).unwrap();
+                let mut probes = Probes::new(true);
+                let out = m.forward(&ctx, &inp, &mut probes).logits;
+                assert_eq!(out.dims(), [domain.len(), 2]);
+                // The representation the heads must see, built from the parts by hand.
+                let (xc, gates) = m.cross.forward(x0.clone());
+                assert_eq!(gates.len(), if cross == CrossKind::Mix { 2 } else { 0 });
+                assert_eq!(host(probes.values()["cross"].clone()), host(xc.clone()));
+                // The cross network is not the identity (x_0 would pass a broken one).
+                assert_ne!(host(xc.clone()), host(x0.clone()));
+                let z = match structure {
+                    Structure::Parallel => {
+                        let h = m.dnn.as_ref().unwrap().forward(x0.clone());
+                        Tensor::cat(vec![xc, h], 1)
+                    }
+                    Structure::Stacked => m.dnn.as_ref().unwrap().forward(xc),
+                    Structure::CrossnetOnly => xc,
+                };
+                let want = host(m.heads.forward_shared(&inp, &z));
+                let got = host(out);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() < 1e-5,
+                        "{structure:?}/{cross:?}: {got:?} vs {want:?}"
+                    );
+                }
+                assert!(got.iter().all(|v| v.is_finite()));
+            }
         }
     }
 }

@@ -345,16 +345,42 @@ mod tests {
         let mut probes = Probes::new(true);
         let out = m.forward(&ctx, &inp, &mut probes).logits;
         assert_eq!(out.dims(), [6, 2]);
+        let host = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        // Every term by hand from the input and the parameters: the deep part ...
         let h = m.dnn.forward(inp.flat());
-        let want = m.heads.forward(&inp, |_, _| h.clone())
-            + probes.values()["fm"].clone()
-            + probes.values()["first_order"].clone();
-        let (a, b) = (
-            out.into_data().try_to_vec::<f32>().unwrap(),
-            want.into_data().try_to_vec::<f32>().unwrap(),
-        );
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() < 1e-5);
+        let deep = host(m.heads.forward(&inp, |_, _| h.clone()));
+        let emb = host(inp.emb.clone()); // [6, 3 fields · 4]
+        let flat = host(inp.flat()); // [6, 12 + 1]
+        let lin = m.first.as_ref().unwrap().flat.as_ref().unwrap();
+        let w = host(lin.weight.val()); // [13, 2]
+        let bias = lin
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let got = host(out);
+        for r in 0..6 {
+            // ... the FM term Σ_{i<j} ⟨e_i, e_j⟩ over the three fields ...
+            let e = |f: usize, d: usize| emb[r * 12 + f * 4 + d];
+            let mut fm = 0.0;
+            for i in 0..3 {
+                for j in i + 1..3 {
+                    fm += (0..4).map(|d| e(i, d) * e(j, d)).sum::<f32>();
+                }
+            }
+            for t in 0..2 {
+                // ... and the flat first-order term x·W + b.
+                let first: f32 = bias[t]
+                    + (0..13)
+                        .map(|i| flat[r * 13 + i] * w[i * 2 + t])
+                        .sum::<f32>();
+                let want = deep[r * 2 + t] + fm + first;
+                let g = got[r * 2 + t];
+                assert!((g - want).abs() < 1e-4, "row {r} task {t}: {g} vs {want}");
+            }
         }
     }
 }

@@ -870,7 +870,14 @@ mod tests {
                 assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
             }
         }
-        assert!(CrossNetMix::new(6, 2, 0, 4, &mut rng, &dev).is_err());
+        for (rank, experts) in [(0, 4), (2, 0)] {
+            let err = CrossNetMix::new(6, 2, rank, experts, &mut rng, &dev).unwrap_err();
+            assert!(
+                err.contains("low_rank ≥ 1 and num_experts ≥ 1")
+                    && err.contains(&format!("got {rank} and {experts}")),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -931,7 +938,16 @@ mod tests {
         let err = Cin::new(3, &[5, 4], true, true, Activation::None, &mut rng, &dev).unwrap_err();
         assert!(err.contains("even"), "{err}");
         assert!(Cin::new(3, &[5, 4], false, true, Activation::None, &mut rng, &dev).is_ok());
-        assert!(Cin::new(3, &[], false, true, Activation::None, &mut rng, &dev).is_err());
+        for sizes in [&[][..], &[4, 0]] {
+            let err =
+                Cin::new(3, sizes, false, true, Activation::None, &mut rng, &dev).unwrap_err();
+            assert!(
+                err.contains("non-empty and positive") && err.contains(&format!("{sizes:?}")),
+                "{err}"
+            );
+        }
+        let err = Cin::new(0, &[4], false, true, Activation::None, &mut rng, &dev).unwrap_err();
+        assert!(err.contains("at least one embedded field"), "{err}");
     }
 
     fn attention(rng: &mut Rng) -> InteractingLayer {

@@ -695,6 +695,39 @@ mod tests {
             assert_eq!(out.logits.dims(), [4, 2]);
             let v = out.logits.into_data().try_to_vec::<f32>().unwrap();
             assert!(v.iter().all(|x| x.is_finite()));
+            // PPNet's towers read E (here a fixed O_ep) and the prior: with O_ep held fixed, the
+            // logits depend on a field's embedding exactly when the field is a prior field
+            // (user or item role), not on the domain field or a field without a role.
+            let d_in = ctx.input_dim();
+            let o = init::tensor(
+                init::normal(&mut Rng::new(8), 4 * d_in, 1.0),
+                [4, d_in],
+                &dev,
+            );
+            let pp = |inp: &ModelInput| {
+                m.pp.forward(&ctx, inp, o.clone())
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap()
+            };
+            let base = pp(&inp);
+            for f in 0..4 {
+                let mut e = inp.emb.clone().into_data().try_to_vec::<f32>().unwrap();
+                for r in 0..4 {
+                    for k in 0..4 {
+                        e[r * 16 + f * 4 + k] += 1.5;
+                    }
+                }
+                let mut moved = input(&ctx, &domain, &dev);
+                moved.dense = inp.dense.clone();
+                moved.emb = init::tensor(e, [4, 16], &dev);
+                let changed = pp(&moved) != base;
+                assert_eq!(
+                    changed,
+                    f < 2,
+                    "{layout:?}: field {f} changed the towers: {changed}"
+                );
+            }
         }
     }
 }

@@ -498,4 +498,131 @@ mod tests {
         let var = &map["pn.running_var"].1;
         assert!(var.iter().any(|&v| (v - 1.0).abs() > 0.1));
     }
+
+    /// Column mean and biased variance of a row-major `[n, w]` block, in f64.
+    fn column_stats(v: &[f32], w: usize) -> (Vec<f64>, Vec<f64>) {
+        let n = (v.len() / w) as f64;
+        let mean: Vec<f64> = (0..w)
+            .map(|c| v.iter().skip(c).step_by(w).map(|&x| x as f64).sum::<f64>() / n)
+            .collect();
+        let var = (0..w)
+            .map(|c| {
+                v.iter()
+                    .skip(c)
+                    .step_by(w)
+                    .map(|&x| (x as f64 - mean[c]).powi(2))
+                    .sum::<f64>()
+                    / n
+            })
+            .collect();
+        (mean, var)
+    }
+
+    #[test]
+    fn partitioned_norm_uses_domain_statistics_composed_affine_and_exact_momentum() {
+        let dev = cpu().autodiff();
+        let ctx = ModelContext::uniform(2, 10, 3, 0, 2, 1);
+        let w = ctx.emb_dim();
+        let mut m = Star::build(&Star::tiny(), &ctx, &mut Rng::new(7), &dev).unwrap();
+        // Domain 0 around 3 with spread 2, domain 1 around −1 with spread 0.5, interleaved.
+        let domain = [0u32, 1, 0, 1, 0, 0, 1, 0];
+        let mut rng = Rng::new(11);
+        let mut values = Vec::new();
+        for &d in &domain {
+            let (mu, sd) = if d == 0 { (3.0, 2.0) } else { (-1.0, 0.5) };
+            values.extend(rows(&mut rng, 1, w).iter().map(|x| mu + sd * x));
+        }
+        let own = |d: u32| -> Vec<f32> {
+            domain
+                .iter()
+                .enumerate()
+                .filter(|(_, &x)| x == d)
+                .flat_map(|(i, _)| values[i * w..(i + 1) * w].to_vec())
+                .collect()
+        };
+        let pn_out = |m: &Star, d: &str| {
+            let mut probes = Probes::new(true);
+            m.forward(
+                &ctx,
+                &input(values.clone(), &domain, &ctx, &dev),
+                &mut probes,
+            );
+            let z = probes.values()[d].clone();
+            z.into_data().try_to_vec::<f32>().unwrap()
+        };
+
+        // Fresh affine parameters (γ = γ_d = 1, β = β_d = 0): every domain's normalised rows
+        // have zero mean and unit (biased) variance per column — σ²/(σ² + ε) with the domain's
+        // own σ², which whole-batch statistics would not give.
+        for d in 0..2u32 {
+            let (mean, var) = column_stats(&pn_out(&m, &format!("pn/d{d}")), w);
+            let (_, var_x) = column_stats(&own(d), w);
+            assert!(mean.iter().all(|v| v.abs() < 1e-5), "{d}: {mean:?}");
+            for (v, vx) in var.iter().zip(&var_x) {
+                assert!(
+                    (v - vx / (vx + 1e-5)).abs() < 1e-4,
+                    "{d}: {var:?} vs {var_x:?}"
+                );
+            }
+            assert!(var.iter().all(|v| (v - 1.0).abs() < 1e-2), "{d}: {var:?}");
+        }
+
+        // The running statistics after exactly one training forward from (0, 1): a fresh model,
+        // so the two probing forwards above do not count.
+        let fresh = Star::build(&Star::tiny(), &ctx, &mut Rng::new(7), &dev).unwrap();
+        fresh.forward(
+            &ctx,
+            &input(values.clone(), &domain, &ctx, &dev),
+            &mut Probes::new(false),
+        );
+        let running = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        // (burn keeps running-state updates per thread until a sync; `valid()` folds them)
+        let synced = fresh.valid();
+        let (rm, rv) = (
+            running(synced.pn.running_mean.value()),
+            running(synced.pn.running_var.value()),
+        );
+        for d in 0..2u32 {
+            let x = own(d);
+            let n = (x.len() / w) as f64;
+            let (mean, var) = column_stats(&x, w);
+            for c in 0..w {
+                let i = d as usize * w + c;
+                // momentum 0.1, unbiased variance (PyTorch BatchNorm)
+                let want_m = 0.9 * 0.0 + 0.1 * mean[c];
+                let want_v = 0.9 * 1.0 + 0.1 * var[c] * n / (n - 1.0);
+                assert!((rm[i] as f64 - want_m).abs() < 1e-5, "mean {d}/{c}");
+                assert!((rv[i] as f64 - want_v).abs() < 1e-5, "var {d}/{c}");
+            }
+        }
+
+        // z = (γ ⊙ γ_d) ⊙ x̂ + (β + β_d) with x̂ the per-domain standardised input.
+        let vec_param = |v: f32| init::param(vec![v; w], [w], &dev);
+        m.pn.gamma = vec_param(2.0);
+        m.pn.gamma_d[1] = vec_param(3.0);
+        m.pn.beta = vec_param(0.5);
+        m.pn.beta_d[1] = vec_param(-2.0);
+        let z = pn_out(&m, "pn/d1");
+        let x = own(1);
+        let (mean, var) = column_stats(&x, w);
+        for (i, (&zi, &xi)) in z.iter().zip(&x).enumerate() {
+            let c = i % w;
+            let hat = (xi as f64 - mean[c]) / (var[c] + 1e-5).sqrt();
+            let want = 2.0 * 3.0 * hat + (0.5 - 2.0);
+            assert!(
+                (zi as f64 - want).abs() < 1e-4,
+                "row {} col {c}: {zi} vs {want}",
+                i / w
+            );
+        }
+        // Domain 0 keeps its own (unit) parameters next to the shared ones: γ·1, β + 0.
+        let z = pn_out(&m, "pn/d0");
+        let x = own(0);
+        let (mean, var) = column_stats(&x, w);
+        for (i, (&zi, &xi)) in z.iter().zip(&x).enumerate() {
+            let c = i % w;
+            let want = 2.0 * (xi as f64 - mean[c]) / (var[c] + 1e-5).sqrt() + 0.5;
+            assert!((zi as f64 - want).abs() < 1e-4, "{zi} vs {want}");
+        }
+    }
 }

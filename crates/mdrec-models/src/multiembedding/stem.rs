@@ -534,6 +534,10 @@ mod tests {
         let v = f
             .resolve(&serde_json::json!({"units": "domain", "heads": {"layout": "task"}}))
             .unwrap();
-        assert!(f.context(&v, &ctx).is_err());
+        let e = f.context(&v, &ctx).unwrap_err().to_string();
+        assert!(
+            e.contains("units = \"domain\" / \"domain_task\" needs heads = \"domain_task\""),
+            "{e}"
+        );
     }
 }

@@ -362,7 +362,12 @@ mod tests {
             heads: HeadsConfig::new(HeadLayout::Task, vec![4]),
             ..Ple::tiny()
         };
-        assert!(Ple::build(&cfg, &ctx, &mut Rng::new(1), &dev).is_err());
+        let err = Ple::build(&cfg, &ctx, &mut Rng::new(1), &dev).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("at least 2 heads, got 1 (3 domain(s) × 1 task(s)"),
+            "{err}"
+        );
         // ... and three heads per (domain, task).
         assert!(Ple::build(&Ple::tiny(), &ctx, &mut Rng::new(1), &dev).is_ok());
     }
@@ -371,21 +376,34 @@ mod tests {
     fn rejects_empty_configs() {
         let dev = cpu();
         let ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
-        for cfg in [
-            Config {
-                num_levels: 0,
-                ..Ple::tiny()
-            },
-            Config {
-                specific_experts: 0,
-                shared_experts: 0,
-                ..Ple::tiny()
-            },
+        for (cfg, want) in [
+            (
+                Config {
+                    num_levels: 0,
+                    ..Ple::tiny()
+                },
+                "num_levels must be ≥ 1",
+            ),
+            (
+                Config {
+                    specific_experts: 0,
+                    shared_experts: 0,
+                    ..Ple::tiny()
+                },
+                "specific_experts + shared_experts must be ≥ 1",
+            ),
+            (
+                Config {
+                    expert_dims: vec![],
+                    ..Ple::tiny()
+                },
+                "expert_dims must not be empty",
+            ),
         ] {
-            assert!(matches!(
-                Ple::build(&cfg, &ctx, &mut Rng::new(1), &dev),
-                Err(Invalid(_))
-            ));
+            let Err(Invalid(e)) = Ple::build(&cfg, &ctx, &mut Rng::new(1), &dev) else {
+                panic!("{want}: built");
+            };
+            assert!(e.contains(want), "{e}");
         }
     }
 
