@@ -249,11 +249,41 @@ fn write_rows(
     Ok(())
 }
 
+/// Line ends (`\r`, `\n`) of a byte stream, with their offsets, noted as the bytes are read:
+/// the streaming counterpart of [`Lines`]. The `csv` reader reads ahead of the record it returns,
+/// so the marks of bytes it has read but not yet returned wait in a queue (bounded by its
+/// buffer).
+struct LineEnds<R> {
+    inner: R,
+    /// Bytes read so far.
+    pos: u64,
+    /// Offsets and bytes of the line ends not yet passed by a record start.
+    marks: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(u64, u8)>>>,
+}
+
+impl<R: std::io::Read> std::io::Read for LineEnds<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut marks = self.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (i, &b) in buf[..n].iter().enumerate() {
+            if b == b'\n' || b == b'\r' {
+                marks.push_back((self.pos + i as u64, b));
+            }
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// A comma-separated file read in chunks of at most `chunk_rows` records, so that any number
-/// of rows is read in bounded memory. Errors name the file, the line (as the `csv` crate counts
-/// lines) and the column.
+/// of rows is read in bounded memory. Errors name the file, the line (counted from the bytes,
+/// as the whole-file reader does) and the column.
 pub struct CsvChunks {
-    rd: ::csv::Reader<std::io::BufReader<std::fs::File>>,
+    rd: ::csv::Reader<LineEnds<std::io::BufReader<std::fs::File>>>,
+    /// The line ends [`LineEnds`] noted, shared with the reader.
+    marks: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(u64, u8)>>>,
+    /// Line breaks before the last record start.
+    breaks: u64,
     path: PathBuf,
     name: String,
     header: Vec<String>,
@@ -267,10 +297,15 @@ impl CsvChunks {
     pub fn open(path: &Path, chunk_rows: usize) -> Result<Self, DataError> {
         let name = path.display().to_string();
         let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let marks = std::sync::Arc::default();
         let mut rd = ::csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .from_reader(std::io::BufReader::new(f));
+            .from_reader(LineEnds {
+                inner: std::io::BufReader::new(f),
+                pos: 0,
+                marks: std::sync::Arc::clone(&marks),
+            });
         let mut rec = ::csv::ByteRecord::new();
         if !rd
             .read_byte_record(&mut rec)
@@ -300,6 +335,8 @@ impl CsvChunks {
         }
         Ok(CsvChunks {
             rd,
+            marks,
+            breaks: 0,
             path: path.to_path_buf(),
             name,
             header,
@@ -319,6 +356,25 @@ impl CsvChunks {
         self.rows_read
     }
 
+    /// The 1-based line the record just read starts on: line breaks before its first byte,
+    /// skipping the line ends the `csv` crate's position still points at (the `\n` of a `\r\n`
+    /// and blank lines), which its own line count misses.
+    fn line_of_record(&mut self) -> u64 {
+        let start = self.rec.position().map_or(0, ::csv::Position::byte);
+        let mut marks = self.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut at = start;
+        while let Some(&(off, b)) = marks.front() {
+            if off < start || off == at {
+                at += u64::from(off == at);
+                self.breaks += u64::from(b == b'\n');
+                marks.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.breaks + 1
+    }
+
     /// The next chunk (`None` at the end of the file).
     pub fn next_chunk(&mut self) -> Result<Option<RawTable>, DataError> {
         let ncol = self.header.len();
@@ -335,7 +391,7 @@ impl CsvChunks {
             if !more {
                 break;
             }
-            let ln = self.rec.position().map_or(0, ::csv::Position::line);
+            let ln = self.line_of_record();
             if self.rec.len() != ncol {
                 return Err(DataError::parse(
                     &self.name,

@@ -152,11 +152,9 @@ fn a_second_file_and_invalid_utf8_get_their_own_file_and_line() {
     }
 }
 
-/// The chunked reader (`mdrec predict` on CSV) names the same lines as the whole-file reader.
-/// It does not yet: it takes the `csv` crate's line count, which lags by one after a CRLF line
-/// end, so the first case reports line 3 for a record on line 4.
+/// The chunked reader (`mdrec predict` on CSV) names the same lines as the whole-file reader
+/// (the `csv` crate's own line count lags by one after a CRLF line end).
 #[test]
-#[ignore = "CsvChunks reports CRLF files' lines one short (issue #24 report)"]
 fn the_chunked_reader_names_the_lines_the_whole_file_reader_names() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &[u8], &str)] = &[
