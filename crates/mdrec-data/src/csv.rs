@@ -264,7 +264,10 @@ struct LineEnds<R> {
 impl<R: std::io::Read> std::io::Read for LineEnds<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut marks = self.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut marks = self
+            .marks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (i, &b) in buf[..n].iter().enumerate() {
             if b == b'\n' || b == b'\r' {
                 marks.push_back((self.pos + i as u64, b));
@@ -361,7 +364,10 @@ impl CsvChunks {
     /// and blank lines), which its own line count misses.
     fn line_of_record(&mut self) -> u64 {
         let start = self.rec.position().map_or(0, ::csv::Position::byte);
-        let mut marks = self.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut marks = self
+            .marks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut at = start;
         while let Some(&(off, b)) = marks.front() {
             if off < start || off == at {
