@@ -109,10 +109,13 @@ rule = { gt = 4 }
     };
 }
 
-/// The declared schema of the MovieLens-1M recipe.
-pub const MOVIELENS_1M_SCHEMA: &str = concat!(
-    r#"
-# MovieLens-1M, M3oE protocol: three age domains, click = rating > 3, like = rating > 4.
+/// The age-domain schema shared by MovieLens-1M and -100K (after its comment line).
+macro_rules! ml_age_domain_schema {
+    ($comment:literal) => {
+        concat!(
+            "\n",
+            $comment,
+            r#"
 group = "user_id"
 time = "timestamp"
 
@@ -122,8 +125,8 @@ map = { "0" = 0, "1" = 1, "2" = 2 }
 names = ["age_lt25", "age_25", "age_ge35"]
 
 "#,
-    ml1m_user_fields!(),
-    r#"
+            ml1m_user_fields!(),
+            r#"
 [[fields]]
 name = "genre"
 kind = "categorical"
@@ -136,7 +139,14 @@ kind = "categorical"
 roles = ["domain"]
 
 "#,
-    ml1m_age_and_tasks!()
+            ml1m_age_and_tasks!()
+        )
+    };
+}
+
+/// The declared schema of the MovieLens-1M recipe.
+pub const MOVIELENS_1M_SCHEMA: &str = ml_age_domain_schema!(
+    "# MovieLens-1M, M3oE protocol: three age domains, click = rating > 3, like = rating > 4."
 );
 
 /// The 18 genres of the ml-1m README, in its order; the domain names (and indices) of
@@ -192,33 +202,8 @@ roles = ["domain", "item"]
 /// The declared schema of the MovieLens-100K recipe: the MovieLens-1M protocol on ML-100K's
 /// columns. Three age domains (under 25, 25–34 and 35 or older: the age groups of the ML-1M
 /// codes, here from `age` in years), click = rating > 3, like = rating > 4; the same fields.
-pub const MOVIELENS_100K_SCHEMA: &str = concat!(
-    r#"
-# MovieLens-100K, the M3oE protocol of MovieLens-1M: three age domains, click = rating > 3, like = rating > 4.
-group = "user_id"
-time = "timestamp"
-
-[domain]
-column = "domain"
-map = { "0" = 0, "1" = 1, "2" = 2 }
-names = ["age_lt25", "age_25", "age_ge35"]
-
-"#,
-    ml1m_user_fields!(),
-    r#"
-[[fields]]
-name = "genre"
-kind = "categorical"
-roles = ["item"]
-
-[[fields]]
-name = "domain_indicator"
-column = "domain"
-kind = "categorical"
-roles = ["domain"]
-
-"#,
-    ml1m_age_and_tasks!()
+pub const MOVIELENS_100K_SCHEMA: &str = ml_age_domain_schema!(
+    "# MovieLens-100K, the M3oE protocol of MovieLens-1M: three age domains, click = rating > 3, like = rating > 4."
 );
 
 string_enum! {
