@@ -160,8 +160,8 @@ pub fn exposures(
     let n = data.len();
     let items = &data.cat[item_col];
     let mut by_key: HashMap<(u64, u32), Vec<usize>> = HashMap::new();
-    for i in 0..n {
-        by_key.entry((data.group[i], items[i])).or_default().push(i);
+    for (i, (&group, &item)) in data.group.iter().zip(items).take(n).enumerate() {
+        by_key.entry((group, item)).or_default().push(i);
     }
     let mut out = vec![
         Exposure {
