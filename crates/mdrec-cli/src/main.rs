@@ -12,9 +12,10 @@ use clap::{Args, Parser, Subcommand};
 use mdrec_bench::plot::write_training_curve;
 use mdrec_bench::speed::{run_speed, write_speed_file, SpeedOptions};
 use mdrec_models::MODELS;
-use mdrec_train::progress::Console;
+use mdrec_train::progress::{Console, Progress, Silent};
 use mdrec_train::{prepare_dataset, train_run, RunConfig};
 
+mod distributed;
 mod score;
 mod serve;
 
@@ -496,13 +497,38 @@ fn cmd_export(a: ExportArgs) -> Result<()> {
     score::cmd_export(&cfg, a.split, &a.out)
 }
 
+/// `mdrec train`, as one process or as one rank of a data-parallel group (`mpirun`): a rank
+/// that fails ends the whole group, so no rank waits forever in a collective.
 fn cmd_train(a: TrainArgs) -> Result<()> {
+    let _membership = distributed::join()?;
+    let r = train_command(a);
+    if let (Err(e), Some(g)) = (&r, mdrec_train::dist::group()) {
+        eprintln!("error (rank {} of {}): {e:#}", g.rank(), g.size());
+        g.abort(2);
+    }
+    r
+}
+
+fn train_command(a: TrainArgs) -> Result<()> {
+    // Rank 0 alone reports; the other ranks of a group train silently.
+    let writer = mdrec_train::dist::is_writer();
+    let quiet = a.quiet || !writer;
+    let console = |quiet: bool| -> Box<dyn Progress> {
+        if writer {
+            Box::new(Console::new(quiet))
+        } else {
+            Box::new(Silent)
+        }
+    };
     if let Some(run) = &a.resume {
         let cfg = mdrec_train::read_run_config(run)?;
-        let mut progress = Console::new(a.quiet);
+        let mut progress = console(quiet);
         let prepared = prepare_dataset(&cfg).context("preparing the dataset")?;
         let t0 = Instant::now();
-        let outcome = mdrec_train::resume_run(&cfg, &prepared, run, &mut progress)?;
+        let outcome = mdrec_train::resume_run(&cfg, &prepared, run, progress.as_mut())?;
+        if !writer {
+            return Ok(());
+        }
         eprintln!(
             "resumed and finished in {:.1} s",
             t0.elapsed().as_secs_f64()
@@ -534,7 +560,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     default_data_dir(&mut cfg);
     // Every key is checked before any data is read (or downloaded).
     cfg.resolve()?;
-    fetch_if_missing(&cfg, a.data.source.offline, a.quiet)?;
+    fetch_if_missing(&cfg, a.data.source.offline, quiet)?;
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(
             "{}_{}_{}_s{}",
@@ -544,10 +570,10 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             cfg.train.seed
         ))
     });
-    let mut progress = Console::new(a.quiet);
+    let mut progress = console(quiet);
     let t0 = Instant::now();
     let prepared = prepare_dataset(&cfg).context("preparing the dataset")?;
-    eprintln!(
+    let data_line = format!(
         "data: {} — train/valid/test {} / {} / {} rows, {} domains, {} tasks ({:.1} s{})",
         prepared.source,
         prepared.train.len(),
@@ -566,7 +592,27 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             })
             .unwrap_or("")
     );
-    let outcome = train_run(&cfg, &prepared, &out, &mut progress)?;
+    if writer {
+        eprintln!("{data_line}");
+    }
+    let t_train = Instant::now();
+    let outcome = train_run(&cfg, &prepared, &out, progress.as_mut())?;
+    if !writer {
+        return Ok(());
+    }
+    if let Some(g) = mdrec_train::dist::group() {
+        let t = mdrec_train::dist::traffic();
+        let per_step = |b: u64| b as f64 / t.steps.max(1) as f64 / (1 << 20) as f64;
+        eprintln!(
+            "distributed: {} ranks, {} steps; per step and rank: dense sum {:.3} MiB, embedding gather {:.3} MiB; collectives {:.1} s of {:.1} s",
+            g.size(),
+            t.steps,
+            per_step(t.dense_bytes),
+            per_step(t.embedding_bytes),
+            t.nanos as f64 * 1e-9,
+            t_train.elapsed().as_secs_f64()
+        );
+    }
     write_training_curve(&out)?;
     let r = &outcome.report;
     outln!("{}", mdrec_train::report::markdown(r));

@@ -524,6 +524,12 @@ pub trait DynModel: Send {
     fn step(&mut self, optim: &mut ModuleOptimizer, lr: f64, grads: &mut Gradients);
     /// See [`RecModel::outer_params`].
     fn outer_params(&self) -> Vec<ParamId>;
+    /// Sum the dense gradients in `grads` over a process group (data-parallel training):
+    /// `extra` (e.g. the loss), then every trainable parameter's presence flag and gradient
+    /// (zeros where this process has none) are packed into one buffer in module order, `sum`
+    /// reduces it across the group, and the sums replace the local gradients. A parameter no
+    /// process has a gradient for keeps none, so it gets no optimizer step, as in one process.
+    fn sum_grads(&self, grads: &mut Gradients, extra: &mut [f32], sum: &mut dyn FnMut(&mut [f32]));
     /// Apply one optimizer step to the [outer parameters](RecModel::outer_params) only; every
     /// other parameter is left unchanged. A no-op for a model without outer parameters.
     fn outer_step(&mut self, optim: &mut ModuleOptimizer, lr: f64, grads: &mut Gradients);
@@ -675,6 +681,62 @@ impl ModuleVisitor for Collect {
 /// Every float parameter id, in visiting order.
 struct Ids(Vec<ParamId>);
 
+/// Packs every trainable parameter's gradient into one buffer after a presence flag (1 when
+/// this process has the gradient, else 0 and zeros), removing it from `grads`.
+struct PackGrads<'a> {
+    grads: &'a mut Gradients,
+    buf: Vec<f32>,
+}
+
+impl ModuleVisitor for PackGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val();
+        if !t.is_require_grad() {
+            return;
+        }
+        let n = t.shape().num_elements();
+        match t.grad_remove(self.grads) {
+            Some(g) => {
+                self.buf.push(1.0);
+                let v = g.into_data().convert::<f32>();
+                self.buf
+                    .extend_from_slice(v.as_slice::<f32>().expect("f32 gradient"));
+            }
+            None => {
+                self.buf.push(0.0);
+                self.buf.resize(self.buf.len() + n, 0.0);
+            }
+        }
+    }
+}
+
+/// The inverse of [`PackGrads`] over the summed buffer: a parameter whose summed presence
+/// flag is positive gets the summed gradient.
+struct UnpackGrads<'a> {
+    grads: &'a mut Gradients,
+    buf: &'a [f32],
+    at: usize,
+}
+
+impl ModuleVisitor for UnpackGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val();
+        if !t.is_require_grad() {
+            return;
+        }
+        let shape = t.shape();
+        let n = shape.num_elements();
+        let present = self.buf[self.at] > 0.0;
+        let values = &self.buf[self.at + 1..self.at + 1 + n];
+        self.at += 1 + n;
+        if present {
+            let device = t.device().without_autodiff();
+            let g = Tensor::<D>::from_data(TensorData::new(values.to_vec(), shape), &device);
+            t.grad_replace(self.grads, g);
+        }
+    }
+}
+
 impl ModuleVisitor for Ids {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         self.0.push(param.id);
@@ -821,6 +883,23 @@ impl<M: RecModel> DynModel for Holder<M> {
 
     fn outer_params(&self) -> Vec<ParamId> {
         self.m().outer_params()
+    }
+
+    fn sum_grads(&self, grads: &mut Gradients, extra: &mut [f32], sum: &mut dyn FnMut(&mut [f32])) {
+        let mut pack = PackGrads {
+            grads,
+            buf: extra.to_vec(),
+        };
+        self.m().visit(&mut pack);
+        let mut buf = pack.buf;
+        sum(&mut buf);
+        extra.copy_from_slice(&buf[..extra.len()]);
+        let mut unpack = UnpackGrads {
+            grads,
+            buf: &buf,
+            at: extra.len(),
+        };
+        self.m().visit(&mut unpack);
     }
 
     fn outer_step(&mut self, optim: &mut ModuleOptimizer, lr: f64, grads: &mut Gradients) {

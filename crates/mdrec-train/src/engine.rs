@@ -21,6 +21,7 @@ use mdrec_nn::ranking::ranking_loss;
 use mdrec_nn::{EmbeddingStore, ModelContext, ModelInput};
 
 use crate::config::TrainConfig;
+use crate::dist;
 use crate::TrainError;
 
 /// A model, its embeddings, its optimizer and reusable buffers.
@@ -36,6 +37,8 @@ pub struct Engine {
     device: Device,
     cfg: TrainConfig,
     batch: Batch,
+    /// This process's share of `batch` in data-parallel training ([`crate::dist`]).
+    local: Batch,
     emb_buf: Vec<f32>,
     w_buf: Vec<f32>,
     /// Labels and loss scales (`[B, T]`) for the next step only ([`Engine::train_step_adjusted`]).
@@ -129,6 +132,7 @@ impl Engine {
             device,
             cfg: cfg.clone(),
             batch: Batch::default(),
+            local: Batch::default(),
             emb_buf: Vec::new(),
             w_buf: Vec::new(),
             adjust: None,
@@ -151,13 +155,18 @@ impl Engine {
         rows: &[u32],
         probes: &mut Probes,
     ) -> Result<(f64, Gradients, Tensor<2>), TrainError> {
-        // Dropout draws are a function of (seed, pass): exact resume needs no RNG state.
+        // In data-parallel training a main step computes this process's share of the rows
+        // (other steps, e.g. the bi-level outer step, run whole and identically on every rank).
+        let group = dist::group().filter(|_| self.weighted_step);
+        let split_rank = group.map_or(0, |g| g.rank() as u64);
+        // Dropout draws are a function of (seed, pass, share): exact resume needs no RNG state.
         self.device.clone().without_autodiff().seed(
             self.seed
                 ^ self
                     .passes
                     .wrapping_add(1)
-                    .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ split_rank.wrapping_mul(0xD1B5_4A32_D192_ED03),
         );
         self.passes += 1;
         data.fill_batch(rows, &mut self.batch);
@@ -167,17 +176,7 @@ impl Engine {
         if let Some((labels, _)) = &adjust {
             self.batch.labels.copy_from_slice(labels);
         }
-        let b = self.batch.len;
         let t = self.ctx.n_tasks();
-        let (input, leaf) = make_input_leaf(
-            &self.ctx,
-            &self.store,
-            &self.batch,
-            &mut self.emb_buf,
-            &self.device,
-        )?;
-        let labels = tensor2(self.batch.labels.clone(), b, t, &self.device);
-        let out = self.model.forward_train(&self.ctx, &input, &labels, probes);
         element_weights(
             &self.batch.domain,
             self.ctx.n_domains(),
@@ -203,25 +202,51 @@ impl Engine {
                 }
             }
         }
+        // Loss weights are the global batch's; a share's losses add up to the batch's.
+        let share = match group {
+            Some(g) => dist::share(self.batch.len, g.rank(), g.size()),
+            None => 0..self.batch.len,
+        };
+        let b = share.len();
+        let elems = share.start * t..share.end * t;
+        let batch = if group.is_some() {
+            data.fill_batch(&rows[share.clone()], &mut self.local);
+            self.local
+                .labels
+                .copy_from_slice(&self.batch.labels[elems.clone()]);
+            &self.local
+        } else {
+            &self.batch
+        };
+        let (input, leaf) = make_input_leaf(
+            &self.ctx,
+            &self.store,
+            batch,
+            &mut self.emb_buf,
+            &self.device,
+        )?;
+        let labels = tensor2(batch.labels.clone(), b, t, &self.device);
+        let out = self.model.forward_train(&self.ctx, &input, &labels, probes);
         let rank = self.cfg.ranking.filter(|r| r.weight > 0.0).and_then(|r| {
             ranking_loss(
                 out.output.logits.clone(),
-                &self.batch.labels,
-                &self.batch.domain,
+                &batch.labels,
+                &batch.domain,
                 self.ctx.n_domains(),
                 r.form,
                 &self.device,
             )
             .map(|l| l * r.weight as f32)
         });
-        let weights = tensor2(self.w_buf.clone(), b, t, &self.device);
+        let weights = tensor2(self.w_buf[elems].to_vec(), b, t, &self.device);
         let element = match out.element_loss {
             Some(l) => l,
             None => bce_with_logits(out.output.logits, labels),
         };
         let mut loss: Tensor<1> = (element * weights).sum();
         if let Some(aux) = out.output.aux_loss {
-            loss = loss + aux;
+            // Each process adds its share's auxiliary loss; their mean stands for the batch's.
+            loss = loss + aux / group.map_or(1, |g| g.size()) as f32;
         }
         if let Some(rank) = rank {
             loss = loss + rank;
@@ -324,14 +349,24 @@ impl Engine {
         emb_wd: f64,
         probes: &mut Probes,
     ) -> Result<(f64, Gradients), TrainError> {
-        let (loss_value, mut grads, emb) = self.loss_and_grads(data, rows, probes)?;
+        let (mut loss_value, mut grads, emb) = self.loss_and_grads(data, rows, probes)?;
         let g = emb
             .grad_remove(&mut grads)
             .ok_or_else(|| TrainError::Tensor("embedding leaf received no gradient".into()))?;
-        let g = g
+        let mut g = g
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|e| TrainError::Tensor(format!("{e:?}")))?;
+        if let Some(group) = dist::group().filter(|_| self.weighted_step) {
+            // Every process applies the whole batch's embedding update and the summed dense
+            // gradients, so the replicas stay identical.
+            let mut loss = [loss_value as f32];
+            let model = &self.model;
+            dist::exchange(group.as_ref(), &mut g, |sum| {
+                model.sum_grads(&mut grads, &mut loss, sum)
+            });
+            loss_value = loss[0] as f64;
+        }
         self.store.apply_gradient(&self.batch, &g, emb_lr, emb_wd);
         Ok((loss_value, grads))
     }

@@ -2,10 +2,11 @@
 //!
 //! This crate owns the training loop ([`engine`] for one step, [`trainer`] for epochs, early
 //! stopping with best-weights restore and the training settings), AREAD's mask schedule
-//! ([`hemp`]), the run configuration ([`config`]), checkpoints ([`checkpoint`]), reports
-//! ([`report`]), progress display ([`progress`]) and scoring new records with a finished run
-//! ([`scoring`]). It combines the data path, the embedding
-//! store, a zoo model and the metrics; it never parses raw files itself (that is `mdrec-data`).
+//! ([`hemp`]), data-parallel training across processes ([`dist`]), the run configuration
+//! ([`config`]), checkpoints ([`checkpoint`]), reports ([`report`]), progress display
+//! ([`progress`]) and scoring new records with a finished run ([`scoring`]). It combines the
+//! data path, the embedding store, a zoo model and the metrics; it never parses raw files
+//! itself (that is `mdrec-data`).
 //!
 //! What is built on finished runs (benches over many runs, representation analyses, speed
 //! workloads, charts) lives in `mdrec-bench`, which depends on this crate, never the reverse.
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub mod checkpoint;
 pub mod config;
+pub mod dist;
 pub mod engine;
 pub mod hemp;
 pub mod progress;

@@ -183,6 +183,19 @@ fn fit(
             rew,
         )?));
     }
+    if crate::dist::size() > 1 {
+        if hemp.is_some() {
+            return Err(TrainError::Config(
+                "distributed training: AREAD's HEMP schedule is not data-parallel yet; train it in one process or with model.hemp.enabled = false".into(),
+            ));
+        }
+        if engine.model.named_tensors().len() > engine.model.param_ids().len() {
+            return Err(TrainError::Config(format!(
+                "distributed training: `{}` keeps running statistics (BatchNorm), which the processes do not synchronise yet; use a config without batch normalisation or train in one process",
+                factory.name()
+            )));
+        }
+    }
     let train_counts = train.domain_counts(ctx.n_domains());
     // Fail fast on a misspelt monitor: the accepted names depend on the domains and tasks, so
     // ask a report of this validation split (constant scores, cheap) before training.
@@ -308,6 +321,7 @@ fn fit(
         train_seconds += secs;
         train_rows += done;
         epochs_run = epoch;
+        crate::dist::check_replicas(&engine, &format!("epoch {epoch}"))?;
         let snap = engine.snapshot();
         let logits = snap.predict(valid, cfg.eval_batch_size, device)?;
         let rep = eval_split(&engine.ctx, &logits, valid, &train_counts)?;
@@ -646,7 +660,29 @@ pub(crate) fn open_metrics(out: &Path, keep: Option<usize>) -> Result<std::fs::F
         .map_err(|e| TrainError::io(&path, e))
 }
 
+/// [`run_in`] `out`, or, on a rank other than 0 of a data-parallel group, in a scratch
+/// directory removed afterwards: rank 0 alone writes the run directory.
 fn run(
+    cfg: &RunConfig,
+    prepared: &Prepared,
+    out: &Path,
+    progress: &mut dyn Progress,
+    resume: Option<TrainCheckpoint>,
+) -> Result<RunOutcome, TrainError> {
+    if crate::dist::is_writer() {
+        return run_in(cfg, prepared, out, progress, resume);
+    }
+    let scratch = std::env::temp_dir().join(format!(
+        "mdrec-rank{}-{}",
+        crate::dist::rank(),
+        std::process::id()
+    ));
+    let r = run_in(cfg, prepared, &scratch, progress, resume);
+    let _ = std::fs::remove_dir_all(&scratch);
+    r
+}
+
+fn run_in(
     cfg: &RunConfig,
     prepared: &Prepared,
     out: &Path,

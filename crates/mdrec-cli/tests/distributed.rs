@@ -1,0 +1,236 @@
+//! Data-parallel training under `mpirun` (the `mpi` feature): two ranks train what one process
+//! trains on the same global batch, bit-identically from run to run; and, without the feature,
+//! a launch of several processes is refused instead of training N unrelated copies.
+//!
+//! The tests need Open MPI's `mpirun` on PATH; where it is missing they say so and pass.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn mpirun() -> Option<&'static str> {
+    let ok = Command::new("mpirun")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("skipped: mpirun not found (Debian: apt-get install openmpi-bin libopenmpi-dev)");
+    }
+    ok.then_some("mpirun")
+}
+
+/// `mdrec train` on a small synthetic dataset with global batch 512 (`extra` adds flags).
+fn train_args(out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "train",
+        "--dataset",
+        "synthetic",
+        "--model",
+        "mmoe",
+        "--epochs",
+        "2",
+        "--seed",
+        "5",
+        "--quiet",
+        "--set",
+        "dataset.synthetic_rows=6000",
+        "--set",
+        "train.batch_size=512",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn run_ranks(mpirun: &str, ranks: usize, args: &[String], cwd: &Path) -> Output {
+    Command::new(mpirun)
+        .args(["--allow-run-as-root", "--oversubscribe", "-np"])
+        .arg(ranks.to_string())
+        .arg(env!("CARGO_BIN_EXE_mdrec"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run mpirun")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn several_processes_without_the_mpi_feature_are_refused() {
+    let Some(mpirun) = mpirun() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run_ranks(
+        mpirun,
+        2,
+        &train_args(&tmp.path().join("run"), &[]),
+        tmp.path(),
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("without the `mpi` feature"),
+        "{}",
+        text(&o)
+    );
+    assert!(!tmp.path().join("run").join("report.json").exists());
+}
+
+#[cfg(feature = "mpi")]
+mod with_mpi {
+    use super::*;
+
+    fn report(dir: &Path) -> serde_json::Value {
+        let p = dir.join("report.json");
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| {
+            panic!("{}: {e}", p.display());
+        }))
+        .unwrap()
+    }
+
+    fn auc(r: &serde_json::Value) -> f64 {
+        r["test"]["overall"]["auc_mean_cells"].as_f64().unwrap()
+    }
+
+    #[test]
+    fn two_ranks_train_what_one_process_trains_and_repeat_bit_for_bit() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let one = tmp.path().join("one");
+        let o = Command::new(env!("CARGO_BIN_EXE_mdrec"))
+            .args(train_args(&one, &[]))
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let mut two = Vec::new();
+        for k in 0..2 {
+            let dir = tmp.path().join(format!("two{k}"));
+            let o = run_ranks(mpirun, 2, &train_args(&dir, &[]), tmp.path());
+            assert!(o.status.success(), "{}", text(&o));
+            two.push(dir);
+        }
+        // Rank 0 alone writes: the run directory is complete and no rank left scratch behind.
+        for f in [
+            "report.json",
+            "weights.safetensors",
+            "metrics.jsonl",
+            "config.resolved.json",
+        ] {
+            assert!(two[0].join(f).exists(), "{f}");
+        }
+        let (a1, a2) = (auc(&report(&one)), auc(&report(&two[0])));
+        // Same global batch, same seed: only the order of floating-point sums differs (each
+        // rank sums its share, then the shares are added), so the metrics agree closely.
+        assert!((a1 - a2).abs() < 2e-3, "one process {a1}, two ranks {a2}");
+        assert_eq!(
+            std::fs::read(two[0].join("weights.safetensors")).unwrap(),
+            std::fs::read(two[1].join("weights.safetensors")).unwrap(),
+            "two runs on two ranks differ"
+        );
+        assert_eq!(report(&two[0])["test"], report(&two[1])["test"]);
+    }
+
+    /// The processes `pid` started (its direct children).
+    fn children(pid: u32) -> Vec<u32> {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn a_killed_rank_ends_the_job_and_the_run_resumes_bit_for_bit() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let extra = [
+            "--set",
+            "dataset.synthetic_rows=40000",
+            "--set",
+            "train.batch_size=256",
+            "--set",
+            "train.checkpoint_every_steps=20",
+        ];
+        let whole = tmp.path().join("whole");
+        let o = run_ranks(mpirun, 2, &train_args(&whole, &extra), tmp.path());
+        assert!(o.status.success(), "{}", text(&o));
+
+        let run = tmp.path().join("run");
+        let mut child = Command::new(mpirun)
+            .args(["--allow-run-as-root", "--oversubscribe", "-np", "2"])
+            .arg(env!("CARGO_BIN_EXE_mdrec"))
+            .args(train_args(&run, &extra))
+            .current_dir(tmp.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for the first checkpoint, then kill one rank.
+        let t0 = std::time::Instant::now();
+        let ckpts = run.join("checkpoints");
+        while std::fs::read_dir(&ckpts).map_or(0, |d| d.count()) == 0 {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(120),
+                "no checkpoint written"
+            );
+            assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let ranks = children(child.id());
+        assert_eq!(ranks.len(), 2, "ranks {ranks:?}");
+        Command::new("kill")
+            .args(["-9", &ranks[1].to_string()])
+            .status()
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(!o.status.success(), "the job survived a killed rank");
+        assert!(!run.join("report.json").exists());
+
+        let o = run_ranks(
+            mpirun,
+            2,
+            &[
+                "train".to_string(),
+                "--quiet".to_string(),
+                "--resume".to_string(),
+                run.to_str().unwrap().to_string(),
+            ],
+            tmp.path(),
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(
+            std::fs::read(run.join("weights.safetensors")).unwrap(),
+            std::fs::read(whole.join("weights.safetensors")).unwrap(),
+            "the resumed run differs from the uninterrupted one"
+        );
+        assert_eq!(report(&run)["test"], report(&whole)["test"]);
+    }
+
+    #[test]
+    fn a_model_with_batch_statistics_is_refused_on_every_rank() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let o = run_ranks(
+            mpirun,
+            2,
+            &train_args(
+                &tmp.path().join("run"),
+                &["--set", "model.mlp.norm=\"batch\""],
+            ),
+            tmp.path(),
+        );
+        let t = text(&o);
+        assert!(!o.status.success(), "{t}");
+        assert!(t.contains("running statistics (BatchNorm)"), "{t}");
+    }
+}
