@@ -9,7 +9,7 @@
 #   WORKLOAD=m3oe N=1 ML1M_DIR=ml-1m benches/peers/compare.sh
 #
 # Environment:
-#   WORKLOAD   engine (default), m3oe, ple, star
+#   WORKLOAD   engine (default), m3oe, ple, star, aread
 #   N          runs (default 3)
 #   MDREC_BIN  the mdrec binary (default target/release/mdrec; build it with
 #              `cargo build --release -p mdrec-cli`)
@@ -75,14 +75,14 @@ m3oe)
         --set model.automl=joint --set model.num_shared_experts=4 "${common[@]}")
     twin_cmd=("$PYTHON" "$here/m3oe.py" --data-dir "$ML1M_DIR" "${twin_common[@]}")
     ;;
-ple | star)
+ple | star | aread)
     ml1m_dir
     # mdrec's default training config and the model's default config, batch 1024.
     mdrec_args=(speed --workload dataset --model "$WORKLOAD" --data-dir "$ML1M_DIR" "${common[@]}")
     twin_cmd=("$PYTHON" "$here/zoo.py" --model "$WORKLOAD" --data-dir "$ML1M_DIR" "${twin_common[@]}")
     ;;
 *)
-    die "unknown WORKLOAD '$WORKLOAD'; expected engine, m3oe, ple or star"
+    die "unknown WORKLOAD '$WORKLOAD'; expected engine, m3oe, ple, star or aread"
     ;;
 esac
 

@@ -48,16 +48,21 @@ INFER_BATCH = 8192
 
 
 class MLP(nn.Module):
-    """Hidden layers `Linear -> [LayerNorm] -> ReLU` (mdrec `Mlp`, dropout 0), no output layer."""
+    """Hidden layers `Linear -> [BatchNorm | LayerNorm] -> ReLU -> [Dropout]` (mdrec `Mlp`), no
+    output layer."""
 
-    def __init__(self, in_dim, dims, layer_norm=False):
+    def __init__(self, in_dim, dims, layer_norm=False, batch_norm=False, dropout=0.0):
         super().__init__()
         layers = []
         for d in dims:
             layers.append(nn.Linear(in_dim, d))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(d))
             if layer_norm:
                 layers.append(nn.LayerNorm(d))
             layers.append(nn.ReLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
             in_dim = d
         self.net = nn.Sequential(*layers)
         self.out_dim = in_dim

@@ -21,6 +21,14 @@ Models (one registry entry each; the training and timing loop is `twin.run`):
   with weights W_shared * W_d and biases b_shared + b_d (ReLU between hidden layers, none on the
   output), plus an auxiliary MLP on the domain-indicator embedding 16 -> 32 -> 2 added to the
   logits.
+- `aread` (mdrec `multidomain::aread` defaults, as `mdrec speed` trains it: the HEMP schedule
+  is the trainer's and does not run, so no domain has a mask and the HEI runs once over the
+  whole batch): 4 MMoE experts 113 -> 256 -> 128 -> 64 and 3 softmax gates feeding the 3
+  level-1 experts 64 -> 64 -> 32; 6 level-2 experts 32 -> 32 -> 16 and 12 level-3 experts
+  16 -> 16 -> 8, each with a softmax(Linear(32 -> N_prev)) gate on [domain embedding ; 0];
+  every expert layer Linear -> BatchNorm -> ReLU -> Dropout(0.2); a DCN-v1 cross network (3
+  layers) on x; 12 outputs Linear([cross ; expert] -> 2, no bias) + Linear(x -> 2); the logit
+  of the mean of the 12 sigmoids.
 
     python3 benches/peers/zoo.py --model ple --data-dir ml-1m [--steps 60 --warmup 5]
 """
@@ -31,7 +39,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import twin  # noqa: E402
-from twin import MLP, DomainTaskHeads, Gate, mix, nn, torch  # noqa: E402
+from twin import MLP, DomainTaskHeads, F, Gate, mix, nn, torch  # noqa: E402
 
 
 class PLE(nn.Module):
@@ -140,18 +148,99 @@ class STAR(nn.Module):
         return r.route(domain)
 
 
+class CrossNet(nn.Module):
+    """DCN-v1 cross network `x_{l+1} = x_0 (w_l^T x_l) + b_l + x_l` (mdrec `CrossNet`)."""
+
+    def __init__(self, dim, layers):
+        super().__init__()
+        bound = 1.0 / dim**0.5
+        self.w = nn.ParameterList(
+            nn.Parameter(torch.empty(dim, 1).uniform_(-bound, bound)) for _ in range(layers)
+        )
+        self.b = nn.ParameterList(nn.Parameter(torch.zeros(dim)) for _ in range(layers))
+
+    def forward(self, x0):
+        x = x0
+        for w, b in zip(self.w, self.b):
+            x = x0 * (x @ w) + b.unsqueeze(0) + x
+        return x
+
+
+def logit_of_mean_sigmoid(z):
+    """Logit of the mean of sigmoid(z_j) over the last axis of `[n, T, J]` (mdrec's form)."""
+    if z.shape[2] == 1:
+        return z.squeeze(2)
+    return torch.logsumexp(-F.softplus(-z), 2) - torch.logsumexp(-F.softplus(z), 2)
+
+
+class AREAD(nn.Module):
+    """mdrec `multidomain::aread` at its defaults as `mdrec speed` trains it: no HEMP schedule,
+    so no domain has a mask and the HEI runs as one pass over the whole batch (the warm-up
+    forward); the bagging loss does not apply."""
+
+    def __init__(self, d_in, n_tasks, domain_cols, mmoe_experts=4, expert_dims=(256, 128, 64),
+                 levels=(3, 6, 12), level_dims=((64, 32), (32, 16), (16, 8)), cross_layers=3,
+                 dropout=0.2):
+        super().__init__()
+        self.domain_cols = domain_cols
+        k = domain_cols[1] - domain_cols[0]
+        self.k = k
+
+        def mlp(i, dims):
+            return MLP(i, list(dims), batch_norm=True, dropout=dropout)
+
+        # Used only with masks (HEMP); kept so that the dense Adam sees the same tensors.
+        self.group_emb = nn.Parameter(torch.randn(levels[0], k))
+        self.mmoe_experts = nn.ModuleList(mlp(d_in, expert_dims) for _ in range(mmoe_experts))
+        self.mmoe_gates = nn.ModuleList(Gate(d_in, mmoe_experts) for _ in range(levels[0]))
+        self.levels = nn.ModuleList()
+        self.level_gates = nn.ModuleList()
+        h = expert_dims[-1]
+        for i, (n, dims) in enumerate(zip(levels, level_dims)):
+            self.levels.append(nn.ModuleList(mlp(h, dims) for _ in range(n)))
+            self.level_gates.append(
+                nn.ModuleList(nn.Linear(2 * k, levels[i - 1]) for _ in range(n if i else 0))
+            )
+            h = dims[-1]
+        self.cross = CrossNet(d_in, cross_layers)
+        self.out = nn.ModuleList(
+            nn.Linear(d_in + h, n_tasks, bias=False) for _ in range(levels[-1])
+        )
+        self.lin = nn.Linear(d_in, n_tasks)
+
+    def forward(self, x, r):
+        a, b = self.domain_cols
+        e_dom = x[:, a:b]
+        cn = self.cross(x)
+        lin = self.lin(x)
+        experts = torch.stack([e(x) for e in self.mmoe_experts], 1)
+        q = torch.cat([e_dom, x.new_zeros(x.shape[0], self.k)], 1)
+        prev = [
+            self.levels[0][n](mix(experts, g(x))) for n, g in enumerate(self.mmoe_gates)
+        ]
+        for level, gates in zip(self.levels[1:], self.level_gates[1:]):
+            stacked = torch.stack(prev, 1)
+            prev = [e(mix(stacked, torch.softmax(g(q), 1))) for e, g in zip(level, gates)]
+        z = [out(torch.cat([cn, e], 1)) + lin for out, e in zip(self.out, prev)]
+        return logit_of_mean_sigmoid(torch.stack(z, 2))
+
+
 def build(name, data, dim):
     d_in = dim * len(data.vocab) + data.num.shape[1]
     if name == "ple":
         return PLE(d_in, data.n_domains, data.n_tasks)
     # The domain indicator is the last categorical field (see twin.movielens_1m).
     k = len(data.vocab) - 1
-    return STAR(d_in, data.n_domains, data.n_tasks, (k * dim, (k + 1) * dim))
+    cols = (k * dim, (k + 1) * dim)
+    if name == "star":
+        return STAR(d_in, data.n_domains, data.n_tasks, cols)
+    return AREAD(d_in, data.n_tasks, cols)
 
 
 MODELS = {
     "ple": "PLE (1 level, 1 specific + 2 shared experts 113-64-32, towers 32-16-1)",
     "star": "STAR (PN, star FCN 113-256-128-64-2, aux 16-32-2)",
+    "aread": "AREAD (MMoE 4x 113-256-128-64, HEI 3/6/12, DCN 3 layers, no masks)",
 }
 
 
