@@ -121,7 +121,7 @@ def main():
     model = twin.Twin(net, emb)
     twin.run(
         "m3oe",
-        "m3oe official (star 512, shared 256, 4+3+2 experts of 64, lr 0.01, dense Adam on embeddings)",
+        "m3oe official (star 512, shared 256, 4+3+2 experts of 64, lr 0.01, dense Adam)",
         data,
         model,
         lambda rows: torch.cat(
