@@ -36,6 +36,7 @@ die() {
     exit 2
 }
 
+mkdir -p "$LOG_DIR" || die "cannot create LOG_DIR '$LOG_DIR'"
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer, got '$N'"
 [[ "$STEPS" =~ ^[1-9][0-9]*$ ]] || die "STEPS must be a positive integer, got '$STEPS'"
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || die "WARMUP must be a non-negative integer, got '$WARMUP'"
