@@ -140,6 +140,72 @@ mod with_mpi {
         assert_eq!(report(&two[0])["test"], report(&two[1])["test"]);
     }
 
+    #[test]
+    fn stream_training_with_evicting_tables_follows_one_process_on_two_ranks() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let args = |out: &Path| -> Vec<String> {
+            [
+                "train",
+                "--dataset",
+                "synthetic-delayed",
+                "--model",
+                "mmoe",
+                "--batch-size",
+                "256",
+                "--lr",
+                "0.01",
+                "--quiet",
+                "--set",
+                "dataset.delayed.n_rows=20000",
+                "--set",
+                "train.mode=\"stream\"",
+                "--set",
+                "train.stream.window_seconds=86400",
+                "--set",
+                "train.stream.tables.capacity_fraction=0.5",
+                "--set",
+                "train.stream.delayed.wait={ fixed = { seconds = 21600 } }",
+                "--out",
+                out.to_str().unwrap(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
+        let one = tmp.path().join("one");
+        let o = Command::new(env!("CARGO_BIN_EXE_mdrec"))
+            .args(args(&one))
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let two = tmp.path().join("two");
+        let o = run_ranks(mpirun, 2, &args(&two), tmp.path());
+        assert!(o.status.success(), "{}", text(&o));
+        let (a, b) = (
+            report(&one)["stream"].clone(),
+            report(&two)["stream"].clone(),
+        );
+        assert_eq!(a["windows"], b["windows"]);
+        // Every rank admits and evicts for the whole batch: the tables' histories are equal.
+        for (ta, tb) in a["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(b["tables"].as_array().unwrap())
+        {
+            for k in ["table", "live_rows", "admitted", "evicted"] {
+                assert_eq!(ta[k], tb[k], "{k}");
+            }
+        }
+        let (pa, pb) = (
+            a["progressive_auc"].as_f64().unwrap(),
+            b["progressive_auc"].as_f64().unwrap(),
+        );
+        assert!((pa - pb).abs() < 1e-3, "one process {pa}, two ranks {pb}");
+    }
+
     /// The processes `pid` started (its direct children).
     fn children(pid: u32) -> Vec<u32> {
         std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))

@@ -424,7 +424,9 @@ pub fn train_stream(
                 line.tables.iter().map(|t| t.live_rows).sum::<usize>()
             ));
         }
-        if let Some(repo) = &sc.publish_to {
+        crate::dist::check_replicas(&engine, &format!("window {}", k + 1))?;
+        // Rank 0 alone publishes (the other ranks hold the same model).
+        if let Some(repo) = sc.publish_to.as_ref().filter(|_| crate::dist::is_writer()) {
             if (k + 1) % sc.publish_every_windows == 0 || k + 1 == wins.len() {
                 published.push(publish(repo, out, &engine, &label, prepared)?);
             }
