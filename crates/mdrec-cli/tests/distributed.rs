@@ -138,6 +138,18 @@ mod with_mpi {
             "two runs on two ranks differ"
         );
         assert_eq!(report(&two[0])["test"], report(&two[1])["test"]);
+        // The ranks score shares of the test split and gather them: one process evaluating the
+        // saved weights gets the same metrics.
+        let o = Command::new(env!("CARGO_BIN_EXE_mdrec"))
+            .args(["eval", "--run", two[0].to_str().unwrap()])
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let e: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(two[0].join("eval.json")).unwrap())
+                .unwrap();
+        assert_eq!(e["cells"], report(&two[0])["test"]["cells"]);
     }
 
     #[test]

@@ -556,8 +556,20 @@ impl Snapshot {
         batch_size: usize,
         device: &Device,
     ) -> Result<Vec<f32>, TrainError> {
-        let rows: Vec<u32> = (0..data.len() as u32).collect();
-        predict_with(
+        // In data-parallel training each rank scores its share of the batches (the batches one
+        // process would score, so every logit is the same bits) and the shares are gathered,
+        // so every rank holds every logit.
+        let group = dist::group();
+        let n = data.len();
+        let range = match group {
+            Some(g) => {
+                let batches = dist::share(n.div_ceil(batch_size.max(1)), g.rank(), g.size());
+                (batches.start * batch_size).min(n)..(batches.end * batch_size).min(n)
+            }
+            None => 0..n,
+        };
+        let rows: Vec<u32> = (range.start as u32..range.end as u32).collect();
+        let logits = predict_with(
             &self.ctx,
             self.model.as_ref(),
             &self.store,
@@ -565,7 +577,11 @@ impl Snapshot {
             &rows,
             batch_size,
             device,
-        )
+        )?;
+        Ok(match group {
+            Some(g) => g.gather(&logits),
+            None => logits,
+        })
     }
 }
 
