@@ -83,6 +83,17 @@ fn engine_data(n: usize, fields: usize, vocab: u32, seed: u64) -> EncodedData {
     }
 }
 
+/// Heap allocations and bytes allocated so far by the whole process, if the binary counts
+/// them (the `mdrec` binary's allocator does; see [`count_allocations_with`]).
+pub type AllocationCounter = fn() -> (u64, u64);
+
+static ALLOCATIONS: std::sync::OnceLock<AllocationCounter> = std::sync::OnceLock::new();
+
+/// Let the speed table report heap allocations per training step, read from `counter`.
+pub fn count_allocations_with(counter: AllocationCounter) {
+    let _ = ALLOCATIONS.set(counter);
+}
+
 /// What one workload measures.
 #[derive(Clone, Copy)]
 struct Rates {
@@ -95,6 +106,9 @@ struct Rates {
     /// Data-path rows/s (batch gather + embedding lookup, no tensors): says whether the data
     /// path could ever be the bottleneck.
     data_rate: f64,
+    /// Heap allocations and MiB allocated per timed training step (whole process), when the
+    /// binary counts them.
+    allocs: Option<(f64, f64)>,
 }
 
 /// Times training steps, inference and the data path of `engine` on `data`.
@@ -115,11 +129,19 @@ fn time_engine(
     for i in 0..warmup {
         engine.train_step(data, batches[i % batches.len()])?;
     }
-    let (t0, cpu0) = (Instant::now(), cpu_time::ProcessTime::now());
+    let count = || ALLOCATIONS.get().map(|f| f());
+    let (t0, cpu0, a0) = (Instant::now(), cpu_time::ProcessTime::now(), count());
     for i in 0..steps {
         engine.train_step(data, batches[(warmup + i) % batches.len()])?;
     }
     let wall = t0.elapsed().as_secs_f64();
+    let allocs = a0.zip(count()).map(|((n0, b0), (n1, b1))| {
+        let per_step = steps.max(1) as f64;
+        (
+            (n1 - n0) as f64 / per_step,
+            (b1 - b0) as f64 / per_step / (1 << 20) as f64,
+        )
+    });
     let train = (steps * bs) as f64 / wall;
     let train_cores = cpu0.elapsed().as_secs_f64() / wall;
     let snap = engine.snapshot();
@@ -149,6 +171,7 @@ fn time_engine(
         train_cores,
         infer,
         data_rate,
+        allocs,
     })
 }
 
@@ -199,12 +222,16 @@ pub fn run_speed(a: &SpeedOptions, on_row: &mut dyn FnMut(&str)) -> Result<Strin
     }
     base.train.batch_size = a.batch_size;
     let mut table = String::from(
-        "| workload | batch | threads | train samples/s | train cores busy | inference samples/s | data path rows/s |\n\
-         |---|---:|---:|---:|---:|---:|---:|\n",
+        "| workload | batch | threads | train samples/s | train cores busy | inference samples/s | data path rows/s | allocations / step | MiB allocated / step |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut row = |name: &str, r: Rates| {
+        let (n, mib) = match r.allocs {
+            Some((n, mib)) => (format!("{n:.0}"), format!("{mib:.1}")),
+            None => ("—".to_string(), "—".to_string()),
+        };
         let line = format!(
-            "| {name} | {} | {threads} | {:.0} | {:.2} | {:.0} | {:.0} |\n",
+            "| {name} | {} | {threads} | {:.0} | {:.2} | {:.0} | {:.0} | {n} | {mib} |\n",
             a.batch_size, r.train, r.train_cores, r.infer, r.data_rate
         );
         on_row(&line);

@@ -916,6 +916,17 @@ fn speed_zoo_writes_one_row_per_model_and_the_environment() {
         rows[2].starts_with("| mmoe on synthetic") && rows[3].starts_with("| stem on synthetic")
     );
     assert!(text.contains("git commit:") && text.contains("threads:"));
+    // The binary counts heap allocations: every timed row reports a count and a volume per
+    // training step (a training step allocates, so neither is zero).
+    assert!(rows[0].contains("allocations / step"), "{text}");
+    for r in &rows[1..] {
+        let cells: Vec<&str> = r.split('|').map(str::trim).collect();
+        let n: f64 = cells[8]
+            .parse()
+            .unwrap_or_else(|_| panic!("allocations in {r}"));
+        let mib: f64 = cells[9].parse().unwrap_or_else(|_| panic!("MiB in {r}"));
+        assert!(n >= 1.0 && mib > 0.0, "{r}");
+    }
     // An unknown model is refused before anything is timed.
     let o = mdrec(&[
         "speed",
