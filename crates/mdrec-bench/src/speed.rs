@@ -196,6 +196,19 @@ fn measure(
     time_engine(&mut engine, data, a.batch_size, a.warmup, a.steps)
 }
 
+/// The `domains` workload's rows for model `name`: `(domain count, training samples/s)` in
+/// measured order, each with its epoch time relative to the first count (the first count's
+/// rate over its own: same rows, so time is inversely proportional to the rate).
+fn relative_time_rows(name: &str, rates: &[(usize, f64)]) -> String {
+    let Some(&(_, first)) = rates.first() else {
+        return String::new();
+    };
+    rates
+        .iter()
+        .map(|&(d, rate)| format!("| {name} | {d} | {rate:.0} | {:.2}× |\n", first / rate))
+        .collect()
+}
+
 fn engine_workload(cfg: &mut RunConfig) -> (String, ModelContext, EncodedData) {
     cfg.set_model_name("mmoe");
     cfg.model.insert("num_experts".into(), 6.into());
@@ -299,7 +312,7 @@ pub fn run_speed(a: &SpeedOptions, on_row: &mut dyn FnMut(&str)) -> Result<Strin
             );
             for n in &names {
                 mdrec_models::find(n)?;
-                let mut first = None;
+                let mut rates = Vec::new();
                 for &d in &a.domains {
                     let mut cfg = base.clone();
                     cfg.dataset.name = mdrec_data::DatasetName::Synthetic;
@@ -309,13 +322,9 @@ pub fn run_speed(a: &SpeedOptions, on_row: &mut dyn FnMut(&str)) -> Result<Strin
                     cfg.set_model_name(n);
                     let m = measure(&cfg, &ctx, &p.train, a)?;
                     row(&format!("{n} on {}", p.source), m);
-                    let base_rate = *first.get_or_insert(m.train);
-                    ratios.push_str(&format!(
-                        "| {n} | {d} | {:.0} | {:.2}× |\n",
-                        m.train,
-                        base_rate / m.train
-                    ));
+                    rates.push((d, m.train));
                 }
+                ratios.push_str(&relative_time_rows(n, &rates));
             }
             table.push_str(&ratios);
         }
@@ -339,4 +348,19 @@ pub fn write_speed_file(path: &Path, a: &SpeedOptions, table: &str) -> Result<()
         crate::bench::environment_card()
     );
     std::fs::write(path, text).map_err(|e| TrainError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_time_is_the_first_counts_rate_over_each_rate() {
+        let rows = relative_time_rows("star", &[(3, 1000.0), (18, 400.0), (100, 125.0)]);
+        assert_eq!(
+            rows,
+            "| star | 3 | 1000 | 1.00× |\n| star | 18 | 400 | 2.50× |\n| star | 100 | 125 | 8.00× |\n"
+        );
+        assert_eq!(relative_time_rows("star", &[]), "");
+    }
 }
