@@ -255,12 +255,9 @@ fn hei_alone_trains_without_hemp_and_augmentation_feeds_the_candidates() {
     let msgs = log.0.join("\n");
     assert!(!msgs.contains("hemp:"), "{msgs}");
     let active = out.report.model_report["active_edges"].clone();
-    assert!(
-        active
-            .as_array()
-            .is_none_or(|a| a.iter().all(|n| n.as_u64() == Some(0))),
-        "no masks expected: {active}"
-    );
+    // Without HEMP the model has no masks, so it reports none (a mask report, even of zero
+    // active edges, would mean masks were built).
+    assert!(active.is_null(), "no masks expected: {active}");
     // HEI on AREAD's single-domain batches (the masks-vs-batching ablation): a different run.
     let mut dom = cfg.clone();
     dom.set("train.batching=\"domain\"").unwrap();
