@@ -16,6 +16,19 @@ fn launched_size() -> usize {
         .unwrap_or(1)
 }
 
+/// Refuse a launch of several processes for a command other than `train`: N copies of
+/// `eval`, `bench` or `serve` would each do the whole job (and write the same files).
+pub fn single_process(command: &str) -> Result<()> {
+    let n = launched_size();
+    if n > 1 {
+        anyhow::bail!(
+            "`mdrec {command}` was started as one of {n} processes; only `mdrec train` runs \
+             across processes, run `{command}` without mpirun"
+        );
+    }
+    Ok(())
+}
+
 /// Keeps MPI initialised while training runs (finalised when dropped).
 pub struct Membership {
     #[cfg(feature = "mpi")]

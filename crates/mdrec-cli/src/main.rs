@@ -851,6 +851,13 @@ fn cmd_prepare(a: DataArgs) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Train(_)) {
+        let name = std::env::args().nth(1).unwrap_or_default();
+        if let Err(e) = distributed::single_process(&name) {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    }
     let res = match cli.cmd {
         Cmd::Train(a) => cmd_train(a),
         Cmd::Eval { run, predictions } => cmd_eval(run, predictions),

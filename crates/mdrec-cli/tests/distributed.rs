@@ -65,6 +65,19 @@ fn text(o: &Output) -> String {
     )
 }
 
+#[test]
+fn commands_other_than_train_refuse_several_processes() {
+    let Some(mpirun) = mpirun() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run_ranks(mpirun, 2, &["models".to_string()], tmp.path());
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("only `mdrec train` runs across processes"),
+        "{}",
+        text(&o)
+    );
+}
+
 #[cfg(not(feature = "mpi"))]
 #[test]
 fn several_processes_without_the_mpi_feature_are_refused() {
