@@ -140,11 +140,7 @@ pub fn load(files: &[PathBuf]) -> Result<RawTable, DataError> {
             if is_test {
                 part.push("2");
             }
-            table.row_file.push(fi as u16);
-            table.row_line.push(
-                u32::try_from(line)
-                    .map_err(|_| DataError::parse(&file, line, "line", "too many lines"))?,
-            );
+            table.push_origin(fi as u16, line, &file)?;
             Ok(())
         })?;
         let n = table.n_rows() - start;

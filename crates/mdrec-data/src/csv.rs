@@ -63,18 +63,10 @@ where
             return Err(DataError::parse(&name, 1, "header", "empty file"));
         }
         let head_line = line_of(&rec);
-        let mut head = Vec::with_capacity(rec.len());
-        for (i, f) in rec.iter().enumerate() {
-            let h = std::str::from_utf8(f).map_err(|_| {
-                DataError::parse(
-                    &name,
-                    head_line,
-                    format!("header column {}", i + 1),
-                    "invalid utf-8",
-                )
-            })?;
-            head.push(rename(h));
-        }
+        let head: Vec<String> = header_fields(&name, head_line, &rec)?
+            .into_iter()
+            .map(rename)
+            .collect();
         for (i, h) in head.iter().enumerate() {
             if h.is_empty() {
                 return Err(DataError::parse(
@@ -145,11 +137,7 @@ where
                     Err(m) => return Err(DataError::parse(&name, ln, &head[c], m)),
                 }
             }
-            table.row_file.push(fi16);
-            table.row_line.push(
-                u32::try_from(ln)
-                    .map_err(|_| DataError::parse(&name, ln, "line", "too many lines"))?,
-            );
+            table.push_origin(fi16, ln, &name)?;
         }
     }
     table.columns = builders.into_iter().map(ColumnBuilder::finish).collect();
@@ -189,12 +177,34 @@ impl Lines {
 }
 
 /// A `csv` crate error as a [`DataError`] naming the file and line.
-fn csv_error(path: &Path, name: &str, e: ::csv::Error) -> DataError {
+pub(crate) fn csv_error(path: &Path, name: &str, e: ::csv::Error) -> DataError {
     let line = e.position().map_or(0, ::csv::Position::line);
     match e.into_kind() {
         ::csv::ErrorKind::Io(io) => DataError::io(path, io),
         other => DataError::parse(name, line, "line", format!("{other:?}")),
     }
+}
+
+/// The names of a header record (`line` of file `name`); a name that is not UTF-8 is an error
+/// naming its column.
+pub(crate) fn header_fields<'r>(
+    name: &str,
+    line: u64,
+    rec: &'r ::csv::ByteRecord,
+) -> Result<Vec<&'r str>, DataError> {
+    rec.iter()
+        .enumerate()
+        .map(|(i, f)| {
+            std::str::from_utf8(f).map_err(|_| {
+                DataError::parse(
+                    name,
+                    line,
+                    format!("header column {}", i + 1),
+                    "invalid utf-8",
+                )
+            })
+        })
+        .collect()
 }
 
 /// Writes a raw table as a comma-separated file with a header row.
@@ -316,16 +326,8 @@ impl CsvChunks {
         {
             return Err(DataError::parse(&name, 1, "header", "empty file"));
         }
-        let mut header = Vec::with_capacity(rec.len());
-        for (i, f) in rec.iter().enumerate() {
-            let h = std::str::from_utf8(f).map_err(|_| {
-                DataError::parse(
-                    &name,
-                    1,
-                    format!("header column {}", i + 1),
-                    "invalid utf-8",
-                )
-            })?;
+        let mut header: Vec<String> = Vec::with_capacity(rec.len());
+        for (i, h) in header_fields(&name, 1, &rec)?.into_iter().enumerate() {
             if h.is_empty() || header.iter().any(|x| x == h) {
                 return Err(DataError::parse(
                     &name,
@@ -412,11 +414,7 @@ impl CsvChunks {
                 })?;
                 b.push(v);
             }
-            table.row_file.push(0);
-            table.row_line.push(
-                u32::try_from(ln)
-                    .map_err(|_| DataError::parse(&self.name, ln, "line", "too many lines"))?,
-            );
+            table.push_origin(0, ln, &self.name)?;
         }
         if table.row_line.is_empty() {
             return Ok(None);

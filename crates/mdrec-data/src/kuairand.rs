@@ -523,11 +523,7 @@ pub fn load(version: KuaiRandVersion, files: &KuaiRandFiles) -> Result<RawTable,
                 }
             }
             log_kind.push(kind);
-            table.row_file.push(fi as u16);
-            table.row_line.push(
-                u32::try_from(line)
-                    .map_err(|_| DataError::parse(&file, line, "line", "too many lines"))?,
-            );
+            table.push_origin(fi as u16, line, &file)?;
             Ok(())
         })?;
     }

@@ -88,6 +88,20 @@ pub struct RawTable {
 }
 
 impl RawTable {
+    /// Record where the row just appended came from: file index `file`, 1-based `line` of the
+    /// file `name` (an error names it when the line does not fit the table's `u32`).
+    pub(crate) fn push_origin(
+        &mut self,
+        file: u16,
+        line: u64,
+        name: &str,
+    ) -> Result<(), DataError> {
+        let l = u32::try_from(line)
+            .map_err(|_| DataError::parse(name, line, "line", "too many lines"))?;
+        self.row_file.push(file);
+        self.row_line.push(l);
+        Ok(())
+    }
     /// Number of rows.
     pub fn n_rows(&self) -> usize {
         self.row_line.len()

@@ -41,30 +41,17 @@ pub(crate) fn for_each_row(
         .from_reader(open(path)?);
     let mut rec = ::csv::ByteRecord::new();
     let read = |rd: &mut ::csv::Reader<Box<dyn Read>>, rec: &mut ::csv::ByteRecord| {
-        rd.read_byte_record(rec).map_err(|e| {
-            let line = e.position().map_or(0, ::csv::Position::line);
-            match e.into_kind() {
-                ::csv::ErrorKind::Io(io) => DataError::io(path, io),
-                other => DataError::parse(&name, line, "line", format!("{other:?}")),
-            }
-        })
+        rd.read_byte_record(rec)
+            .map_err(|e| crate::csv::csv_error(path, &name, e))
     };
     if !read(&mut rd, &mut rec)? {
         return Err(DataError::parse(&name, 1, "header", "empty file"));
     }
-    let mut header = Vec::with_capacity(rec.len());
-    for (i, f) in rec.iter().enumerate() {
-        let h = std::str::from_utf8(f).map_err(|_| {
-            DataError::parse(
-                &name,
-                1,
-                format!("header column {}", i + 1),
-                "invalid utf-8",
-            )
-        })?;
-        // a UTF-8 byte-order mark before the first name is not part of it
-        header.push(h.trim_start_matches('\u{feff}').trim().to_string());
-    }
+    // a UTF-8 byte-order mark before the first name is not part of it
+    let header: Vec<String> = crate::csv::header_fields(&name, 1, &rec)?
+        .into_iter()
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
+        .collect();
     let mut idx = Vec::with_capacity(need.len());
     for n in need {
         match header.iter().position(|h| h == n) {

@@ -121,27 +121,7 @@ fn a_second_file_and_invalid_utf8_get_their_own_file_and_line() {
     let name = |p: &Path| p.display().to_string();
     assert_eq!(t.files, [name(&a), name(&b)]);
 
-    let bad: &[(&str, &[u8], &str)] = &[
-        // invalid UTF-8 on line 4 of the second file, after a quoted CRLF line break
-        (
-            "utf8.csv",
-            b"x,y\r\n7,\"two\r\nlines\"\r\n8,\xe9t\xe9\r\n",
-            "utf8.csv:4: field `y`: invalid utf-8",
-        ),
-        // invalid UTF-8 in the first column, line 3
-        (
-            "utf8x.csv",
-            b"x,y\r\n7,8\r\n\xff,9\r\n",
-            "utf8x.csv:3: field `x`: invalid utf-8",
-        ),
-        // a ragged row on line 5, after a blank line
-        (
-            "ragged.csv",
-            b"x,y\r\n7,8\r\n9,10\r\n\r\n11\r\n",
-            "ragged.csv:5:",
-        ),
-    ];
-    for (file, bytes, want) in bad {
+    for (file, bytes, want) in BAD_CRLF_FILES {
         let p = dir.path().join(file);
         std::fs::write(&p, bytes).unwrap();
         let e = read_csv_files(&[a.clone(), p.clone()], b',')
@@ -152,29 +132,34 @@ fn a_second_file_and_invalid_utf8_get_their_own_file_and_line() {
     }
 }
 
+/// Files with CRLF line ends and an error on a known line: `(file name, bytes, expected message)`.
+const BAD_CRLF_FILES: &[(&str, &[u8], &str)] = &[
+    // invalid UTF-8 on line 4, after a quoted CRLF line break
+    (
+        "utf8.csv",
+        b"x,y\r\n7,\"two\r\nlines\"\r\n8,\xe9t\xe9\r\n",
+        "utf8.csv:4: field `y`: invalid utf-8",
+    ),
+    // invalid UTF-8 in the first column, line 3
+    (
+        "utf8x.csv",
+        b"x,y\r\n7,8\r\n\xff,9\r\n",
+        "utf8x.csv:3: field `x`: invalid utf-8",
+    ),
+    // a ragged row on line 5, after a blank line
+    (
+        "ragged.csv",
+        b"x,y\r\n7,8\r\n9,10\r\n\r\n11\r\n",
+        "ragged.csv:5:",
+    ),
+];
+
 /// The chunked reader (`mdrec predict` on CSV) names the same lines as the whole-file reader
 /// (the `csv` crate's own line count lags by one after a CRLF line end).
 #[test]
 fn the_chunked_reader_names_the_lines_the_whole_file_reader_names() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: &[(&str, &[u8], &str)] = &[
-        (
-            "utf8.csv",
-            b"x,y\r\n7,\"two\r\nlines\"\r\n8,\xe9t\xe9\r\n",
-            "utf8.csv:4: field `y`: invalid utf-8",
-        ),
-        (
-            "utf8x.csv",
-            b"x,y\r\n7,8\r\n\xff,9\r\n",
-            "utf8x.csv:3: field `x`: invalid utf-8",
-        ),
-        (
-            "ragged.csv",
-            b"x,y\r\n7,8\r\n9,10\r\n\r\n11\r\n",
-            "ragged.csv:5:",
-        ),
-    ];
-    for (file, bytes, want) in cases {
+    for (file, bytes, want) in BAD_CRLF_FILES {
         let p = dir.path().join(file);
         std::fs::write(&p, bytes).unwrap();
         let mut chunks = CsvChunks::open(&p, 1).unwrap();

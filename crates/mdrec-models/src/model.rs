@@ -886,10 +886,10 @@ impl<M: RecModel> DynModel for Holder<M> {
     }
 
     fn sum_grads(&self, grads: &mut Gradients, extra: &mut [f32], sum: &mut dyn FnMut(&mut [f32])) {
-        let mut pack = PackGrads {
-            grads,
-            buf: extra.to_vec(),
-        };
+        // extra, then per parameter tensor a flag and its values (a few hundred tensors at most)
+        let mut buf = Vec::with_capacity(extra.len() + self.num_params() + 256);
+        buf.extend_from_slice(extra);
+        let mut pack = PackGrads { grads, buf };
         self.m().visit(&mut pack);
         let mut buf = pack.buf;
         sum(&mut buf);

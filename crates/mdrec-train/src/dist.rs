@@ -130,13 +130,22 @@ pub fn check_replicas(engine: &crate::engine::Engine, when: &str) -> Result<(), 
         return Ok(());
     };
     let mut h = Sha256::new();
-    for (name, _, values) in engine.model.named_tensors() {
+    // Values go to the hash in blocks of little-endian bytes (one update per float would
+    // dominate for tables of many rows).
+    let mut bytes = Vec::with_capacity(4 << 12);
+    let mut eat = |name: &str, values: &[f32]| {
         h.update(name.as_bytes());
-        values.iter().for_each(|v| h.update(v.to_le_bytes()));
+        for block in values.chunks(1 << 12) {
+            bytes.clear();
+            bytes.extend(block.iter().flat_map(|v| v.to_le_bytes()));
+            h.update(&bytes);
+        }
+    };
+    for (name, _, values) in engine.model.named_tensors() {
+        eat(&name, &values);
     }
     for (name, _, _, weights) in engine.store.tables() {
-        h.update(name.as_bytes());
-        weights.iter().for_each(|v| h.update(v.to_le_bytes()));
+        eat(name, weights);
     }
     // 8 digest bytes as 16-bit halves, exact in f32.
     let digest = h.finalize();
