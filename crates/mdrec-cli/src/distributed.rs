@@ -2,7 +2,8 @@
 //!
 //! With the `mpi` feature the group is the MPI world (Open MPI through rsmpi): sums are
 //! reduced to rank 0 and broadcast, so every rank receives the same bits and the replicas
-//! never drift apart. Without the feature, a launch by `mpirun` with more than one process is
+//! never drift apart; sharded embedding tables exchange ids, rows and row gradients by
+//! all-to-all-v. Without the feature, a launch by `mpirun` with more than one process is
 //! refused: N independent copies would each train the whole run into the same directory.
 
 use anyhow::Result;
@@ -67,7 +68,7 @@ pub fn join() -> Result<Membership> {
 mod world {
     use mdrec_train::dist::Collective;
     use mpi::collective::SystemOperation;
-    use mpi::datatype::PartitionMut;
+    use mpi::datatype::{Equivalence, Partition, PartitionMut};
     use mpi::topology::{Communicator, SimpleCommunicator};
     use mpi::traits::*;
     use mpi::Count;
@@ -92,6 +93,41 @@ mod world {
 
     fn comm() -> SimpleCommunicator {
         SimpleCommunicator::world()
+    }
+
+    fn displacements(counts: &[Count]) -> Vec<Count> {
+        counts
+            .iter()
+            .scan(0, |at, &c| {
+                let d = *at;
+                *at += c;
+                Some(d)
+            })
+            .collect()
+    }
+
+    /// All-to-all-v: `send[d]` to rank `d`; what each rank sent here, by sender. The counts
+    /// travel first (one all-to-all), then the values (one all-to-all-v).
+    fn exchange<T: Equivalence + Copy + Default>(send: &[Vec<T>]) -> Vec<Vec<T>> {
+        let w = comm();
+        let counts: Vec<Count> = send.iter().map(|v| v.len() as Count).collect();
+        let mut recv_counts = vec![0 as Count; send.len()];
+        w.all_to_all_into(&counts[..], &mut recv_counts[..]);
+        let flat: Vec<T> = send.iter().flatten().copied().collect();
+        let recv_displs = displacements(&recv_counts);
+        let total: Count = recv_counts.iter().sum();
+        let mut out = vec![T::default(); total as usize];
+        {
+            let displs = displacements(&counts);
+            let part = Partition::new(&flat[..], &counts[..], &displs[..]);
+            let mut recv = PartitionMut::new(&mut out[..], &recv_counts[..], &recv_displs[..]);
+            w.all_to_all_varcount_into(&part, &mut recv);
+        }
+        recv_displs
+            .iter()
+            .zip(&recv_counts)
+            .map(|(&d, &c)| out[d as usize..(d + c) as usize].to_vec())
+            .collect()
     }
 
     impl Collective for World {
@@ -121,14 +157,7 @@ mod world {
             let n = local.len() as Count;
             let mut counts = vec![0 as Count; self.size];
             w.all_gather_into(&n, &mut counts[..]);
-            let displs: Vec<Count> = counts
-                .iter()
-                .scan(0, |at, &c| {
-                    let d = *at;
-                    *at += c;
-                    Some(d)
-                })
-                .collect();
+            let displs = displacements(&counts);
             let total: Count = counts.iter().sum();
             let mut out = vec![0.0f32; total as usize];
             {
@@ -136,6 +165,14 @@ mod world {
                 w.all_gather_varcount_into(local, &mut part);
             }
             out
+        }
+
+        fn all_to_all(&self, send: &[Vec<f32>]) -> Vec<Vec<f32>> {
+            exchange(send)
+        }
+
+        fn all_to_all_u32(&self, send: &[Vec<u32>]) -> Vec<Vec<u32>> {
+            exchange(send)
         }
 
         fn barrier(&self) {

@@ -655,7 +655,7 @@ fn train_command(a: TrainArgs) -> Result<()> {
         let t = mdrec_train::dist::traffic();
         let per_step = |b: u64| b as f64 / t.steps.max(1) as f64 / (1 << 20) as f64;
         eprintln!(
-            "distributed: {} ranks, {} steps; per step and rank: dense sum {:.3} MiB, embedding gather {:.3} MiB; collectives {:.1} s of {:.1} s",
+            "distributed: {} ranks, {} steps; per step and rank: dense sum {:.3} MiB, embedding exchange {:.3} MiB; collectives {:.1} s of {:.1} s",
             g.size(),
             t.steps,
             per_step(t.dense_bytes),

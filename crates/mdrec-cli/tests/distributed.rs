@@ -240,36 +240,39 @@ mod with_mpi {
             .collect()
     }
 
-    #[test]
-    fn a_killed_rank_ends_the_job_and_the_run_resumes_bit_for_bit() {
-        let Some(mpirun) = mpirun() else { return };
-        let tmp = tempfile::tempdir().unwrap();
-        let extra = [
-            "--set",
-            "dataset.synthetic_rows=40000",
-            "--set",
-            "train.batch_size=256",
-            "--set",
-            "train.checkpoint_every_steps=20",
-        ];
-        let whole = tmp.path().join("whole");
-        let o = run_ranks(mpirun, 2, &train_args(&whole, &extra), tmp.path());
-        assert!(o.status.success(), "{}", text(&o));
+    /// Flags of the checkpointed runs: 40,000 rows, batch 256, a checkpoint every 20 steps.
+    const CHECKPOINTED: [&str; 6] = [
+        "--set",
+        "dataset.synthetic_rows=40000",
+        "--set",
+        "train.batch_size=256",
+        "--set",
+        "train.checkpoint_every_steps=20",
+    ];
 
-        let run = tmp.path().join("run");
+    /// Starts a 2-rank checkpointed run in `run`, kills one rank once the first checkpoint
+    /// is written, and checks that the whole job ended without a report.
+    fn start_and_kill_a_rank(mpirun: &str, run: &Path, cwd: &Path) {
         let mut child = Command::new(mpirun)
             .args(["--allow-run-as-root", "--oversubscribe", "-np", "2"])
             .arg(env!("CARGO_BIN_EXE_mdrec"))
-            .args(train_args(&run, &extra))
-            .current_dir(tmp.path())
+            .args(train_args(run, &CHECKPOINTED))
+            .current_dir(cwd)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        // Wait for the first checkpoint, then kill one rank.
+        // Wait until both ranks' files of the first checkpoint are there, then kill one rank.
         let t0 = std::time::Instant::now();
         let ckpts = run.join("checkpoints");
-        while std::fs::read_dir(&ckpts).map_or(0, |d| d.count()) == 0 {
+        let complete = || {
+            std::fs::read_dir(&ckpts).map_or(0, |d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            }) >= 2
+        };
+        while !complete() {
             assert!(
                 t0.elapsed() < std::time::Duration::from_secs(120),
                 "no checkpoint written"
@@ -286,25 +289,101 @@ mod with_mpi {
         let o = child.wait_with_output().unwrap();
         assert!(!o.status.success(), "the job survived a killed rank");
         assert!(!run.join("report.json").exists());
+    }
 
-        let o = run_ranks(
-            mpirun,
-            2,
-            &[
-                "train".to_string(),
-                "--quiet".to_string(),
-                "--resume".to_string(),
-                run.to_str().unwrap().to_string(),
-            ],
-            tmp.path(),
-        );
+    fn resume_args(run: &Path) -> Vec<String> {
+        ["train", "--quiet", "--resume", run.to_str().unwrap()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_killed_rank_ends_the_job_and_the_run_resumes_bit_for_bit() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let whole = tmp.path().join("whole");
+        let o = run_ranks(mpirun, 2, &train_args(&whole, &CHECKPOINTED), tmp.path());
         assert!(o.status.success(), "{}", text(&o));
-        assert_eq!(
-            std::fs::read(run.join("weights.safetensors")).unwrap(),
-            std::fs::read(whole.join("weights.safetensors")).unwrap(),
-            "the resumed run differs from the uninterrupted one"
+
+        let run = tmp.path().join("run");
+        start_and_kill_a_rank(mpirun, &run, tmp.path());
+        // Each rank wrote its own file of each checkpoint (its shard of the tables).
+        let names: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .any(|n| n.ends_with(".shard-1-of-2.safetensors")),
+            "{names:?}"
         );
+        let o = run_ranks(mpirun, 2, &resume_args(&run), tmp.path());
+        assert!(o.status.success(), "{}", text(&o));
+        for f in [
+            "weights.safetensors",
+            "weights.shard-0-of-2.safetensors",
+            "weights.shard-1-of-2.safetensors",
+        ] {
+            assert_eq!(
+                std::fs::read(run.join(f)).unwrap(),
+                std::fs::read(whole.join(f)).unwrap(),
+                "{f}: the resumed run differs from the uninterrupted one"
+            );
+        }
         assert_eq!(report(&run)["test"], report(&whole)["test"]);
+    }
+
+    #[test]
+    fn a_sharded_checkpoint_resumes_on_another_number_of_processes() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let whole = tmp.path().join("whole");
+        let o = run_ranks(mpirun, 2, &train_args(&whole, &CHECKPOINTED), tmp.path());
+        assert!(o.status.success(), "{}", text(&o));
+        let want = auc(&report(&whole));
+        for ranks in [1, 3] {
+            let run = tmp.path().join(format!("run{ranks}"));
+            start_and_kill_a_rank(mpirun, &run, tmp.path());
+            let o = if ranks == 1 {
+                Command::new(env!("CARGO_BIN_EXE_mdrec"))
+                    .args(resume_args(&run))
+                    .current_dir(tmp.path())
+                    .output()
+                    .unwrap()
+            } else {
+                run_ranks(mpirun, ranks, &resume_args(&run), tmp.path())
+            };
+            assert!(o.status.success(), "{ranks} processes: {}", text(&o));
+            // The shards were joined and dealt again: the run continued from its checkpoint
+            // (only the order of floating-point sums differs from the uninterrupted run).
+            let got = auc(&report(&run));
+            assert!(
+                (got - want).abs() < 2e-3,
+                "resumed on {ranks}: {got}, uninterrupted on 2: {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn sharded_tables_train_what_replicated_tables_train_bit_for_bit() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let (row, rep) = (tmp.path().join("row"), tmp.path().join("rep"));
+        let o = run_ranks(mpirun, 2, &train_args(&row, &[]), tmp.path());
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(
+            text(&o).contains("sharded row-wise over 2 ranks"),
+            "{}",
+            text(&o)
+        );
+        let flags = ["--set", "train.embedding.sharding=\"replicated\""];
+        let o = run_ranks(mpirun, 2, &train_args(&rep, &flags), tmp.path());
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(!rep.join("weights.shard-0-of-2.safetensors").exists());
+        assert_eq!(report(&row)["test"], report(&rep)["test"]);
+        assert_eq!(report(&row)["params"], report(&rep)["params"]);
     }
 
     #[test]

@@ -25,6 +25,8 @@ use crate::dynamic::{
 };
 use crate::input::FieldInfo;
 
+mod sharded;
+
 /// Row-wise optimizer for embedding tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -77,6 +79,23 @@ pub struct EmbeddingConfig {
     pub eps: f64,
     /// Multi-hot pooling.
     pub pooling: Pooling,
+    /// How tables are laid out across the processes of data-parallel training.
+    pub sharding: Sharding,
+    /// Tables with fewer rows stay whole on every rank under `sharding = "row"`.
+    pub shard_min_rows: usize,
+}
+
+/// Layout of the embedding tables across the processes of data-parallel training (no
+/// effect in one process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Sharding {
+    /// Rows dealt to the ranks by `id mod N`: each rank holds 1/N of every table and its
+    /// optimizer state ([`crate::collective::owner`]).
+    #[default]
+    Row,
+    /// Every rank holds every table.
+    Replicated,
 }
 
 impl Default for EmbeddingConfig {
@@ -91,6 +110,8 @@ impl Default for EmbeddingConfig {
             beta2: 0.999,
             eps: 1e-8,
             pooling: Pooling::Mean,
+            sharding: Sharding::Row,
+            shard_min_rows: 0,
         }
     }
 }
@@ -114,6 +135,11 @@ struct Table {
     grad: Vec<f32>,
     /// The id → row map of a table that grows and shrinks (`None`: row = id).
     dynamic: Option<Dynamic>,
+    /// `(rank, size)` when this process holds only its shard of a table sharded row-wise
+    /// across a process group ([`crate::collective::owner`]); `rows` is then the shard's.
+    shard: Option<(usize, usize)>,
+    /// Rows of the whole table (equal to `rows` unless sharded).
+    global_rows: usize,
 }
 
 impl Table {
@@ -121,15 +147,21 @@ impl Table {
     /// the default row) in a dynamic one; `None` when the id is outside the table.
     #[inline]
     fn resolve(&self, id: u32) -> Option<usize> {
-        match &self.dynamic {
-            None => ((id as usize) < self.rows).then_some(id as usize),
-            Some(d) => d.row(id).map(|r| r as usize),
+        match (&self.dynamic, self.shard) {
+            (None, None) => ((id as usize) < self.rows).then_some(id as usize),
+            (None, Some((rank, size))) => {
+                let (owner, local) = crate::collective::owner(id, size);
+                ((id as usize) < self.global_rows && owner == rank).then_some(local)
+            }
+            (Some(d), _) => d.row(id).map(|r| r as usize),
         }
     }
 
     /// Number of ids the table accepts.
     fn key_space(&self) -> usize {
-        self.dynamic.as_ref().map_or(self.rows, |d| d.row_of.len())
+        self.dynamic
+            .as_ref()
+            .map_or(self.global_rows, |d| d.row_of.len())
     }
 
     /// Number of optimizer moment arrays.
@@ -227,6 +259,32 @@ pub struct StoreState {
     pub window: u64,
     /// One entry per table.
     pub tables: Vec<TableState>,
+    /// Set when this is one process's shard of a store sharded across a group: its sharded
+    /// tables' arrays hold only that process's rows ([`StoreState::merge`] joins the shards).
+    pub shard: Option<ShardInfo>,
+}
+
+/// Which shard of a store sharded row-wise across a process group a [`StoreState`] (or a
+/// weights file) holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// The process's rank.
+    pub rank: usize,
+    /// Processes in the group.
+    pub size: usize,
+    /// The sharded tables (the others are whole on every rank).
+    pub tables: Vec<ShardedTable>,
+}
+
+/// A table sharded row-wise ([`ShardInfo`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardedTable {
+    /// Table name.
+    pub name: String,
+    /// Rows of the whole table.
+    pub rows: usize,
+    /// Row width.
+    pub dim: usize,
 }
 
 /// An embedding id outside its table (a corrupted cache or a schema/data mismatch).
@@ -243,6 +301,17 @@ pub struct IdOutOfRange {
     pub rows: usize,
     /// Row of the batch.
     pub row: usize,
+}
+
+/// Why a lookup failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// An id outside its table.
+    #[error(transparent)]
+    Id(#[from] IdOutOfRange),
+    /// The exchange with the other processes of a group failed (sharded tables).
+    #[error("{0}")]
+    Exchange(String),
 }
 
 impl EmbeddingStore {
@@ -274,6 +343,8 @@ impl EmbeddingStore {
                         touched: Vec::new(),
                         grad: Vec::new(),
                         dynamic: None,
+                        shard: None,
+                        global_rows: 0,
                     });
                     tables.len() - 1
                 }
@@ -302,6 +373,7 @@ impl EmbeddingStore {
                 t.s2 = vec![0.0; n];
             }
             t.slot = vec![UNTOUCHED; t.rows];
+            t.global_rows = t.rows;
         }
         let width = fields.iter().map(|f| f.dim).sum();
         EmbeddingStore {
@@ -330,52 +402,93 @@ impl EmbeddingStore {
         self.step
     }
 
-    /// Total number of embedding parameters.
+    /// Total number of embedding parameters (of the whole tables, also when this process
+    /// holds only its shard of some).
     pub fn num_params(&self) -> usize {
+        self.tables
+            .iter()
+            .map(|t| match t.shard {
+                Some(_) => t.global_rows * t.dim,
+                None => t.weight.len(),
+            })
+            .sum()
+    }
+
+    /// Embedding parameters this process holds (its shards and the whole tables).
+    pub fn held_params(&self) -> usize {
         self.tables.iter().map(|t| t.weight.len()).sum()
     }
 
+    /// Bytes this process holds for its tables' rows and optimizer state.
+    pub fn held_bytes(&self) -> usize {
+        self.tables
+            .iter()
+            .map(|t| 4 * (t.weight.len() + t.s1.len() + t.s2.len()))
+            .sum()
+    }
+
     /// Gather the batch's embeddings into `out` (`[B, width]`, row-major), reusing its buffer.
-    pub fn lookup(&self, batch: &Batch, out: &mut Vec<f32>) -> Result<(), IdOutOfRange> {
-        let b = batch.len;
+    ///
+    /// With tables sharded across a process group ([`shard`](Self::shard)) this is a
+    /// collective: every rank of the group must call it for the same step (an empty batch
+    /// takes part without rows of its own).
+    pub fn lookup(&self, batch: &Batch, out: &mut Vec<f32>) -> Result<(), LookupError> {
         out.clear();
-        out.resize(b * self.width, 0.0);
-        let n_cat = batch.cat.len().checked_div(batch.len).unwrap_or(0);
+        out.resize(batch.len * self.width, 0.0);
+        if self.is_sharded() {
+            return self.lookup_routed(batch, out);
+        }
         for f in &self.fields {
-            let t = &self.tables[f.table];
-            let resolve = |id: u32, row: usize| {
-                t.resolve(id).ok_or_else(|| IdOutOfRange {
-                    field: f.name.clone(),
-                    table: t.name.clone(),
-                    id,
-                    rows: t.key_space(),
-                    row,
-                })
-            };
-            if !f.multi_hot {
-                for r in 0..b {
-                    let row = resolve(batch.cat[r * n_cat + f.column], r)?;
+            self.lookup_field(f, batch, out)?;
+        }
+        Ok(())
+    }
+
+    /// The rows of field `f` for every row of `batch` into `out` (pooled for multi-hot
+    /// fields), from this process's table.
+    fn lookup_field(
+        &self,
+        f: &FieldSlot,
+        batch: &Batch,
+        out: &mut [f32],
+    ) -> Result<(), IdOutOfRange> {
+        let b = batch.len;
+        if b == 0 {
+            return Ok(());
+        }
+        let n_cat = batch.cat.len() / b;
+        let t = &self.tables[f.table];
+        let resolve = |id: u32, row: usize| {
+            t.resolve(id).ok_or_else(|| IdOutOfRange {
+                field: f.name.clone(),
+                table: t.name.clone(),
+                id,
+                rows: t.key_space(),
+                row,
+            })
+        };
+        if !f.multi_hot {
+            for r in 0..b {
+                let row = resolve(batch.cat[r * n_cat + f.column], r)?;
+                let src = &t.weight[row * t.dim..(row + 1) * t.dim];
+                out[r * self.width + f.offset..r * self.width + f.offset + f.dim]
+                    .copy_from_slice(src);
+            }
+        } else {
+            let col = &batch.multi[f.column];
+            for r in 0..b {
+                let ids = &col.values[col.offsets[r] as usize..col.offsets[r + 1] as usize];
+                let dst = &mut out[r * self.width + f.offset..r * self.width + f.offset + f.dim];
+                for &id in ids {
+                    let row = resolve(id, r)?;
                     let src = &t.weight[row * t.dim..(row + 1) * t.dim];
-                    out[r * self.width + f.offset..r * self.width + f.offset + f.dim]
-                        .copy_from_slice(src);
+                    for (d, s) in dst.iter_mut().zip(src) {
+                        *d += s;
+                    }
                 }
-            } else {
-                let col = &batch.multi[f.column];
-                for r in 0..b {
-                    let ids = &col.values[col.offsets[r] as usize..col.offsets[r + 1] as usize];
-                    let dst =
-                        &mut out[r * self.width + f.offset..r * self.width + f.offset + f.dim];
-                    for &id in ids {
-                        let row = resolve(id, r)?;
-                        let src = &t.weight[row * t.dim..(row + 1) * t.dim];
-                        for (d, s) in dst.iter_mut().zip(src) {
-                            *d += s;
-                        }
-                    }
-                    if self.pooling == Pooling::Mean && ids.len() > 1 {
-                        let inv = 1.0 / ids.len() as f32;
-                        dst.iter_mut().for_each(|d| *d *= inv);
-                    }
+                if self.pooling == Pooling::Mean && ids.len() > 1 {
+                    let inv = 1.0 / ids.len() as f32;
+                    dst.iter_mut().for_each(|d| *d *= inv);
                 }
             }
         }
@@ -412,33 +525,21 @@ impl EmbeddingStore {
             batch.len * self.width,
             "embedding gradient has the wrong size"
         );
-        let b = batch.len;
-        let n_cat = batch.cat.len().checked_div(b).unwrap_or(0);
         let width = self.width;
-        for f in &self.fields {
-            let t = &mut self.tables[f.table];
-            if !f.multi_hot {
-                for r in 0..b {
-                    let id = batch.cat[r * n_cat + f.column];
-                    let g = &grad[r * width + f.offset..r * width + f.offset + f.dim];
-                    Self::accumulate(t, id, g, 1.0);
-                }
-            } else {
-                let col = &batch.multi[f.column];
-                for r in 0..b {
-                    let ids = &col.values[col.offsets[r] as usize..col.offsets[r + 1] as usize];
-                    let scale = if self.pooling == Pooling::Mean && !ids.is_empty() {
-                        1.0 / ids.len() as f32
-                    } else {
-                        1.0
-                    };
-                    let g = &grad[r * width + f.offset..r * width + f.offset + f.dim];
-                    for &id in ids {
-                        Self::accumulate(t, id, g, scale);
-                    }
-                }
-            }
+        let (fields, tables) = (&self.fields, &mut self.tables);
+        for f in fields {
+            let t = &mut tables[f.table];
+            for_each_id(self.pooling, f, batch, |r, id, scale| {
+                let g = &grad[r * width + f.offset..r * width + f.offset + f.dim];
+                Self::accumulate(t, id, g, scale);
+            });
         }
+        self.optimizer_step(lr, weight_decay);
+    }
+
+    /// One optimizer step on the rows gradients were accumulated into (every row for
+    /// `adam_dense`); clears the accumulated gradients.
+    pub(crate) fn optimizer_step(&mut self, lr: f64, weight_decay: f64) {
         self.step += 1;
         let step = self.step as i32;
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
@@ -537,15 +638,20 @@ impl EmbeddingStore {
             .ok_or_else(|| {
                 format!("checkpoint has embedding table `{name}` that this model does not have")
             })?;
-        if t.rows != rows || t.dim != dim || values.len() != rows * dim {
+        if t.global_rows != rows || t.dim != dim || values.len() != rows * dim {
             return Err(format!(
                 "embedding table `{name}`: checkpoint has shape [{rows}, {dim}] ({} values), model expects [{}, {}]",
                 values.len(),
-                t.rows,
+                t.global_rows,
                 t.dim
             ));
         }
-        t.weight.copy_from_slice(values);
+        match t.shard {
+            Some((rank, size)) => {
+                t.weight = crate::collective::take_shard(values, dim, rank, size);
+            }
+            None => t.weight.copy_from_slice(values),
+        }
         t.s1.iter_mut().for_each(|x| *x = 0.0);
         t.s2.iter_mut().for_each(|x| *x = 0.0);
         Ok(())
@@ -571,6 +677,9 @@ impl EmbeddingStore {
     /// `Rng::for_stream(seed, "embedding/admission/<table>")`.
     pub fn make_dynamic(&mut self, policy: &TablePolicy, seed: u64) -> Result<(), String> {
         policy.validate()?;
+        if self.is_sharded() {
+            return Err("tables sharded across processes cannot be made dynamic".into());
+        }
         if self.optimizer == SparseOptimizer::AdamDense {
             return Err("train.embedding.optimizer = \"adam_dense\" updates every row at every step, which a table that grows and shrinks cannot do; use adam, adagrad or sgd".into());
         }
@@ -821,12 +930,21 @@ impl EmbeddingStore {
             step: self.step,
             window: self.window,
             tables,
+            shard: self.shard_info(),
         }
     }
 
     /// Restores an [`export_state`](Self::export_state) of a store built the same way (same
     /// tables and widths; dynamic tables made dynamic with the same policy).
+    /// A whole store's state also restores into a sharded store (each process keeps its
+    /// rows: re-sharding); a shard's state must be [merged](StoreState::merge) first.
     pub fn import_state(&mut self, state: &StoreState) -> Result<(), String> {
+        if let Some(s) = &state.shard {
+            return Err(format!(
+                "the saved state is shard {} of {}; join the shards first",
+                s.rank, s.size
+            ));
+        }
         if state.tables.len() != self.tables.len() {
             return Err(format!(
                 "the saved state has {} embedding tables, this model has {}",
@@ -868,7 +986,23 @@ impl EmbeddingStore {
                     ts.name
                 )),
             };
-            let weight = f32s("weight")?;
+            let (mut weight, mut s1, mut s2) = (f32s("weight")?, f32s("s1")?, f32s("s2")?);
+            if let Some((rank, size)) = t.shard {
+                if weight.len() != t.global_rows * t.dim {
+                    return Err(format!(
+                        "saved table `{}` has {} values, the model's table {} rows × {}",
+                        ts.name,
+                        weight.len(),
+                        t.global_rows,
+                        t.dim
+                    ));
+                }
+                for v in [&mut weight, &mut s1, &mut s2] {
+                    if !v.is_empty() {
+                        *v = crate::collective::take_shard(v, t.dim, rank, size);
+                    }
+                }
+            }
             if weight.len() % t.dim != 0 {
                 return Err(format!(
                     "saved table `{}`: {} values is not a multiple of width {}",
@@ -878,7 +1012,6 @@ impl EmbeddingStore {
                 ));
             }
             let rows = weight.len() / t.dim;
-            let (s1, s2) = (f32s("s1")?, f32s("s2")?);
             let moment_ok =
                 |v: &Vec<f32>, used: bool| v.len() == if used { rows * t.dim } else { 0 };
             if !moment_ok(&s1, use_s1) || !moment_ok(&s2, use_s2) {
@@ -959,6 +1092,39 @@ impl EmbeddingStore {
         self.step = state.step;
         self.window = state.window;
         Ok(())
+    }
+}
+
+/// Calls `each(row, id, scale)` for every id of field `f` in `batch`, batch rows in order;
+/// `scale` is the id's share of the field's pooled embedding (1/len under mean pooling).
+fn for_each_id(
+    pooling: Pooling,
+    f: &FieldSlot,
+    batch: &Batch,
+    mut each: impl FnMut(usize, u32, f32),
+) {
+    let b = batch.len;
+    if b == 0 {
+        return;
+    }
+    let n_cat = batch.cat.len() / b;
+    if !f.multi_hot {
+        for r in 0..b {
+            each(r, batch.cat[r * n_cat + f.column], 1.0);
+        }
+    } else {
+        let col = &batch.multi[f.column];
+        for r in 0..b {
+            let ids = &col.values[col.offsets[r] as usize..col.offsets[r + 1] as usize];
+            let scale = if pooling == Pooling::Mean && !ids.is_empty() {
+                1.0 / ids.len() as f32
+            } else {
+                1.0
+            };
+            for &id in ids {
+                each(r, id, scale);
+            }
+        }
     }
 }
 

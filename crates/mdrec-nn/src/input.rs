@@ -20,7 +20,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use mdrec_data::{Batch, FieldKind, FieldRole, Schema};
 
-use crate::embedding::{EmbeddingStore, IdOutOfRange};
+use crate::embedding::{EmbeddingStore, LookupError};
 
 /// One embedded field as a model sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -298,7 +298,7 @@ pub fn make_input(
     batch: &Batch,
     emb_buf: &mut Vec<f32>,
     device: &Device,
-) -> Result<ModelInput, IdOutOfRange> {
+) -> Result<ModelInput, LookupError> {
     make_input_leaf(ctx, store, batch, emb_buf, device).map(|(input, _)| input)
 }
 
@@ -311,7 +311,7 @@ pub fn make_input_leaf(
     batch: &Batch,
     emb_buf: &mut Vec<f32>,
     device: &Device,
-) -> Result<(ModelInput, Tensor<2>), IdOutOfRange> {
+) -> Result<(ModelInput, Tensor<2>), LookupError> {
     store.lookup(batch, emb_buf)?;
     let b = batch.len;
     let mut leaf = tensor2(emb_buf.clone(), b, store.width(), device);

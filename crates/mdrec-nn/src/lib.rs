@@ -7,6 +7,8 @@
 //! - [`embedding`]: our own embedding store. Tables are contiguous row arrays with row-wise
 //!   optimizer state (Adam, Adagrad, SGD); a batch's rows are gathered into one leaf tensor and its
 //!   gradient is scattered back to the touched rows only (sparse updates).
+//! - [`collective`]: the process group of data-parallel training (implemented over MPI by the
+//!   binary) and the row-wise layout of tables sharded across it.
 //! - [`dynamic`]: tables that grow and shrink in stream training: admission, capacity, eviction
 //!   and expiry, with the id → row map that is saved with the weights.
 //! - [`input`]: [`ModelInput`] (what every model receives) and [`ModelContext`] (the shapes a model
@@ -21,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod collective;
 pub mod device;
 pub mod disentangle;
 pub mod dynamic;
@@ -34,7 +37,8 @@ pub mod ranking;
 pub use burn;
 pub use dynamic::{Admission, Eviction, NewRows, TablePolicy, TableStats};
 pub use embedding::{
-    EmbeddingConfig, EmbeddingStore, SparseOptimizer, StateArray, StoreState, TableState,
+    EmbeddingConfig, EmbeddingStore, LookupError, ShardInfo, ShardedTable, SparseOptimizer,
+    StateArray, StoreState, TableState,
 };
 pub use input::{EmbeddingSet, EmbeddingSetSpec, FieldInfo, ModelContext, ModelInput};
 pub use layers::{Activation, Gate, GateKind, Mlp, MlpConfig, Norm};

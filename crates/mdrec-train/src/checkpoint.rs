@@ -15,10 +15,57 @@ use safetensors::tensor::{Dtype, TensorView};
 
 use crate::TrainError;
 
+/// Tensors by name: (dtype, shape, little-endian bytes).
+pub(crate) type Tensors = BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
+
 /// Tensors to be written: name → (dtype, shape, little-endian bytes).
 #[derive(Default)]
 pub struct CheckpointWriter {
-    tensors: BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>,
+    tensors: Tensors,
+    /// This process's rows of sharded tables, for its shard file.
+    shard_tensors: Tensors,
+    /// `(rank, size)` and the sharded tables (tensor name → whole `[rows, dim]`).
+    shards: Option<(usize, usize, BTreeMap<String, [usize; 2]>)>,
+}
+
+/// The shard file of `path` written by `rank` of `size`: `weights.safetensors` →
+/// `weights.shard-<rank>-of-<size>.safetensors`.
+pub fn shard_path(path: &Path, rank: usize, size: usize) -> std::path::PathBuf {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("weights");
+    path.with_file_name(format!("{stem}.shard-{rank}-of-{size}.safetensors"))
+}
+
+/// The safetensors bytes of `tensors` with `meta` (canonical JSON) under one metadata key.
+pub(crate) fn serialize(
+    tensors: &Tensors,
+    key: &str,
+    meta: String,
+    path: &Path,
+) -> Result<Vec<u8>, TrainError> {
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(k, (dtype, shape, bytes))| {
+            (
+                k.clone(),
+                TensorView::new(*dtype, shape.clone(), bytes).expect("consistent tensor view"),
+            )
+        })
+        .collect();
+    // One metadata key holding canonical JSON: safetensors keeps metadata in a HashMap, whose
+    // order would make two identical checkpoints differ byte for byte.
+    let mut m = std::collections::HashMap::new();
+    m.insert(key.to_string(), meta);
+    safetensors::serialize(views, &Some(m))
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let tmp = path.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| TrainError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
 }
 
 fn to_bytes(values: &[f32]) -> Vec<u8> {
@@ -34,11 +81,22 @@ impl CheckpointWriter {
                 (Dtype::F32, shape, to_bytes(&values)),
             );
         }
+        if let Some(info) = store.shard_info() {
+            let (_, _, tables) = self
+                .shards
+                .get_or_insert_with(|| (info.rank, info.size, BTreeMap::new()));
+            for t in &info.tables {
+                tables.insert(format!("{prefix}embedding.{}", t.name), [t.rows, t.dim]);
+            }
+        }
         for (name, rows, dim, values) in store.tables() {
-            self.tensors.insert(
-                format!("{prefix}embedding.{name}"),
-                (Dtype::F32, vec![rows, dim], to_bytes(values)),
-            );
+            let key = format!("{prefix}embedding.{name}");
+            let dst = if store.is_table_sharded(name) {
+                &mut self.shard_tensors
+            } else {
+                &mut self.tensors
+            };
+            dst.insert(key, (Dtype::F32, vec![rows, dim], to_bytes(values)));
             if let Some(map) = store.row_map(name) {
                 let bytes = map.iter().flat_map(|v| v.to_le_bytes()).collect();
                 self.tensors.insert(
@@ -49,32 +107,98 @@ impl CheckpointWriter {
         }
     }
 
-    /// Write the file with `metadata` (e.g. model name, schema hash).
+    /// Write the file with `metadata` (e.g. model name, schema hash); shard files (see
+    /// [`write_with_shards`](Self::write_with_shards)) go beside it.
     pub fn write(&self, path: &Path, metadata: BTreeMap<String, String>) -> Result<(), TrainError> {
-        let views: Vec<(String, TensorView<'_>)> = self
-            .tensors
-            .iter()
-            .map(|(k, (dtype, shape, bytes))| {
-                (
-                    k.clone(),
-                    TensorView::new(*dtype, shape.clone(), bytes).expect("consistent tensor view"),
-                )
-            })
-            .collect();
-        // One metadata key holding canonical JSON: safetensors keeps metadata in a HashMap, whose
-        // order would make two identical checkpoints differ byte for byte.
-        let mut meta = std::collections::HashMap::new();
-        meta.insert(
-            "mdrec".to_string(),
-            serde_json::to_string(&metadata).expect("metadata serialises"),
-        );
-        let bytes = safetensors::serialize(views, &Some(meta))
-            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
-        let tmp = path.with_extension("safetensors.tmp");
-        std::fs::write(&tmp, bytes).map_err(|e| TrainError::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))?;
-        Ok(())
+        let dir = path.parent().unwrap_or(Path::new("."));
+        self.write_with_shards(path, metadata, dir)
     }
+
+    /// Write the file with `metadata`. With sharded tables, this process's rows of them go
+    /// to its shard file ([`shard_path`]) in `shard_dir`, and the main file lists the shards
+    /// (metadata `embedding_shards`); [`Checkpoint::read`] joins them.
+    pub fn write_with_shards(
+        &self,
+        path: &Path,
+        mut metadata: BTreeMap<String, String>,
+        shard_dir: &Path,
+    ) -> Result<(), TrainError> {
+        if let Some((rank, size, tables)) = &self.shards {
+            let shard = shard_dir.join(
+                shard_path(path, *rank, *size)
+                    .file_name()
+                    .unwrap_or_default(),
+            );
+            let meta =
+                serde_json::json!({"rank": rank.to_string(), "size": size.to_string()}).to_string();
+            let bytes = serialize(&self.shard_tensors, "mdrec_shard", meta, &shard)?;
+            write_atomic(&shard, &bytes)?;
+            metadata.insert(
+                "embedding_shards".to_string(),
+                serde_json::json!({"size": size, "tables": tables}).to_string(),
+            );
+        }
+        let meta = serde_json::to_string(&metadata).expect("metadata serialises");
+        let bytes = serialize(&self.tensors, "mdrec", meta, path)?;
+        write_atomic(path, &bytes)
+    }
+}
+
+/// F32 tensors, row maps and the metadata under `key` of one safetensors file.
+#[allow(clippy::type_complexity)]
+fn read_file(
+    path: &Path,
+    key: &str,
+) -> Result<
+    (
+        BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+        BTreeMap<String, Vec<u32>>,
+        BTreeMap<String, String>,
+    ),
+    TrainError,
+> {
+    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+        TrainError::Checkpoint(format!(
+            "{} is not a valid safetensors file (truncated or corrupted?): {e}",
+            path.display()
+        ))
+    })?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
+    let metadata = match meta.metadata().as_ref().and_then(|m| m.get(key)) {
+        Some(json) => serde_json::from_str(json).map_err(|e| {
+            TrainError::Checkpoint(format!("{}: bad mdrec metadata: {e}", path.display()))
+        })?,
+        None => BTreeMap::new(),
+    };
+    let mut tensors = BTreeMap::new();
+    let mut row_maps = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() == Dtype::U32 && name.ends_with(".row_of") {
+            let map = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            row_maps.insert(name, map);
+            continue;
+        }
+        if view.dtype() != Dtype::F32 {
+            return Err(TrainError::Checkpoint(format!(
+                "{}: tensor `{name}` is {:?}, expected F32",
+                path.display(),
+                view.dtype()
+            )));
+        }
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        tensors.insert(name, (view.shape().to_vec(), values));
+    }
+    Ok((tensors, row_maps, metadata))
 }
 
 /// A loaded checkpoint.
@@ -87,48 +211,54 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Read and validate a safetensors file.
+    /// Read and validate a safetensors file (and, when its metadata lists embedding shards,
+    /// the shard files beside it, joined into whole tables).
     pub fn read(path: &Path) -> Result<Self, TrainError> {
-        let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
-            TrainError::Checkpoint(format!(
-                "{} is not a valid safetensors file (truncated or corrupted?): {e}",
-                path.display()
-            ))
-        })?;
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
-        let metadata = match meta.metadata().as_ref().and_then(|m| m.get("mdrec")) {
-            Some(json) => serde_json::from_str(json).map_err(|e| {
-                TrainError::Checkpoint(format!("{}: bad mdrec metadata: {e}", path.display()))
-            })?,
-            None => BTreeMap::new(),
-        };
-        let mut tensors = BTreeMap::new();
-        let mut row_maps = BTreeMap::new();
-        for (name, view) in st.tensors() {
-            if view.dtype() == Dtype::U32 && name.ends_with(".row_of") {
-                let map = view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                row_maps.insert(name, map);
-                continue;
+        let (mut tensors, row_maps, metadata) = read_file(path, "mdrec")?;
+        if let Some(json) = metadata.get("embedding_shards") {
+            #[derive(serde::Deserialize)]
+            struct Shards {
+                size: usize,
+                tables: BTreeMap<String, [usize; 2]>,
             }
-            if view.dtype() != Dtype::F32 {
-                return Err(TrainError::Checkpoint(format!(
-                    "{}: tensor `{name}` is {:?}, expected F32",
-                    path.display(),
-                    view.dtype()
-                )));
+            let bad = |e: String| {
+                TrainError::Checkpoint(format!("{}: embedding shards: {e}", path.display()))
+            };
+            let shards: Shards = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+            let files: Vec<_> = (0..shards.size)
+                .map(|r| {
+                    let p = shard_path(path, r, shards.size);
+                    let (t, _, meta) = read_file(&p, "mdrec_shard")?;
+                    let (want_rank, want_size) = (r.to_string(), shards.size.to_string());
+                    if meta.get("rank") != Some(&want_rank) || meta.get("size") != Some(&want_size)
+                    {
+                        return Err(TrainError::Checkpoint(format!(
+                            "{}: not shard {r} of {} (its metadata says rank {:?} of {:?})",
+                            p.display(),
+                            shards.size,
+                            meta.get("rank"),
+                            meta.get("size")
+                        )));
+                    }
+                    Ok((p, t))
+                })
+                .collect::<Result<_, _>>()?;
+            for (name, [rows, dim]) in &shards.tables {
+                let parts: Vec<&[f32]> = files
+                    .iter()
+                    .map(|(p, t)| {
+                        t.get(name).map(|(_, v)| v.as_slice()).ok_or_else(|| {
+                            TrainError::Checkpoint(format!(
+                                "{}: no tensor `{name}` (shard file of another run?)",
+                                p.display()
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                let whole = mdrec_nn::collective::interleave(&parts, *rows, *dim)
+                    .map_err(|e| bad(format!("`{name}`: {e}")))?;
+                tensors.insert(name.clone(), (vec![*rows, *dim], whole));
             }
-            let values = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            tensors.insert(name, (view.shape().to_vec(), values));
         }
         Ok(Checkpoint {
             tensors,
@@ -289,5 +419,39 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("missing embedding table `embedding.f0`"), "{e}");
+    }
+    #[test]
+    fn shard_files_join_into_whole_tables_and_a_missing_or_foreign_shard_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, whole) = parts(1);
+        // Each "rank" writes its own shard file; rank 0's main file lists the shards.
+        for r in (0..3).rev() {
+            let (_, mut s) = parts(1);
+            s.shard(r, 3, 0);
+            let mut w = CheckpointWriter::default();
+            w.add("", a.as_ref(), &s);
+            w.write(&dir.path().join("w.safetensors"), BTreeMap::new())
+                .unwrap();
+        }
+        let path = dir.path().join("w.safetensors");
+        let (mut m, mut s) = parts(9);
+        Checkpoint::read(&path)
+            .unwrap()
+            .load_into("", m.as_mut(), &mut s)
+            .unwrap();
+        assert_eq!(tables(&s), tables(&whole));
+        assert_eq!(m.named_tensors(), a.named_tensors());
+
+        let two = shard_path(&path, 2, 3);
+        let one = shard_path(&path, 1, 3);
+        std::fs::copy(&one, &two).unwrap();
+        let e = Checkpoint::read(&path).err().unwrap().to_string();
+        assert!(
+            e.contains("w.shard-2-of-3.safetensors") && e.contains("not shard 2"),
+            "{e}"
+        );
+        std::fs::remove_file(&two).unwrap();
+        let e = Checkpoint::read(&path).err().unwrap().to_string();
+        assert!(e.contains("w.shard-2-of-3.safetensors"), "{e}");
     }
 }

@@ -6,118 +6,41 @@
 //! single process and training is unchanged.
 //!
 //! The scheme (see ARCHITECTURE.md, "Distributed training"): every rank holds the whole
-//! model and every embedding table (replicated, not sharded), walks the same seeded batch
-//! order, and computes the forward and backward pass of its contiguous share of each global
-//! batch ([`share`]). Loss weights are computed over the global batch, so the rank losses sum
-//! to the single-process loss. Embedding-row gradients are concatenated in rank order
-//! ([`Collective::gather`]) and every rank applies the global batch's update; dense gradients
-//! are summed ([`Collective::sum`]) with a presence flag per parameter, so a parameter no rank
-//! touched gets no optimizer step, as in one process.
+//! dense model, walks the same seeded batch order, and computes the forward and backward pass
+//! of its contiguous share of each global batch ([`share`]). Loss weights are computed over
+//! the global batch, so the rank losses sum to the single-process loss. Embedding tables are
+//! sharded row-wise across the ranks (`train.embedding.sharding`; the store exchanges ids,
+//! rows and row gradients with the owners, see `mdrec_nn::embedding`) or replicated; either
+//! way every rank's rows receive the global batch's gradients in one process's order. Dense
+//! gradients are summed ([`Collective::sum`]) with a presence flag per parameter, so a
+//! parameter no rank touched gets no optimizer step, as in one process.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-/// The collective operations of data-parallel training. Implementations must give every rank
-/// bit-identical results (e.g. reduce to one rank, then broadcast), so the replicas never
-/// drift apart.
-pub trait Collective: Send + Sync {
-    /// This process's rank, `0..size`.
-    fn rank(&self) -> usize;
-    /// Number of processes.
-    fn size(&self) -> usize;
-    /// Element-wise sum of `buf` over all ranks, written back into `buf` on every rank.
-    fn sum(&self, buf: &mut [f32]);
-    /// Every rank's `local` (lengths may differ), concatenated in rank order, on every rank.
-    fn gather(&self, local: &[f32]) -> Vec<f32>;
-    /// Wait until every rank reaches this point.
-    fn barrier(&self);
-    /// End every process of the group with exit status `code` (a failed rank must not leave
-    /// the others waiting in a collective).
-    fn abort(&self, code: i32) -> !;
-}
-
-static GROUP: OnceLock<Arc<dyn Collective>> = OnceLock::new();
-
-/// Make `group` the process group every later training step uses. A group of one process is
-/// ignored. Errors if a group was already joined.
-pub fn join(group: Arc<dyn Collective>) -> Result<(), String> {
-    if group.size() <= 1 {
-        return Ok(());
-    }
-    GROUP
-        .set(group)
-        .map_err(|_| "a process group was already joined".to_string())
-}
-
-/// The joined group of more than one process, if any.
-pub fn group() -> Option<&'static Arc<dyn Collective>> {
-    GROUP.get()
-}
-
-/// This process's rank (0 without a group).
-pub fn rank() -> usize {
-    group().map_or(0, |g| g.rank())
-}
-
-/// Number of processes (1 without a group).
-pub fn size() -> usize {
-    group().map_or(1, |g| g.size())
-}
+pub use mdrec_nn::collective::{group, join, rank, size, traffic, Collective, Traffic};
 
 /// Whether this process writes the run directory, logs and reports (rank 0).
 pub fn is_writer() -> bool {
     rank() == 0
 }
 
-/// What this process sent into collectives so far (for the end-of-run summary).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Traffic {
-    /// Training steps that communicated.
-    pub steps: u64,
-    /// Bytes of dense gradients (and the loss) this rank contributed to sums.
-    pub dense_bytes: u64,
-    /// Bytes of embedding-row gradients this rank contributed to gathers.
-    pub embedding_bytes: u64,
-    /// Wall time spent inside the collectives, in nanoseconds (includes waiting for slower
-    /// ranks).
-    pub nanos: u64,
-}
-
-static STEPS: AtomicU64 = AtomicU64::new(0);
-static DENSE: AtomicU64 = AtomicU64::new(0);
-static EMBEDDING: AtomicU64 = AtomicU64::new(0);
-static NANOS: AtomicU64 = AtomicU64::new(0);
-
-/// The traffic of the step's collectives so far.
-pub fn traffic() -> Traffic {
-    Traffic {
-        steps: STEPS.load(Ordering::Relaxed),
-        dense_bytes: DENSE.load(Ordering::Relaxed),
-        embedding_bytes: EMBEDDING.load(Ordering::Relaxed),
-        nanos: NANOS.load(Ordering::Relaxed),
-    }
-}
-
-/// One training step's exchange: every rank's embedding-row gradients (`rows`, replaced by
-/// the global batch's) and the dense sums `sum` performs, counted in [`traffic`].
-pub(crate) fn exchange(
-    group: &dyn Collective,
-    rows: &mut Vec<f32>,
-    sum: impl FnOnce(&mut dyn FnMut(&mut [f32])),
-) {
+/// One training step's exchange: the dense sums `sum` performs, counted in [`traffic`] with
+/// the step's embedding exchanges (which the store recorded).
+pub(crate) fn exchange(group: &dyn Collective, sum: impl FnOnce(&mut dyn FnMut(&mut [f32]))) {
     let t0 = Instant::now();
-    EMBEDDING.fetch_add(4 * rows.len() as u64, Ordering::Relaxed);
-    *rows = group.gather(rows);
     let mut dense = 0u64;
     sum(&mut |buf: &mut [f32]| {
         dense += 4 * buf.len() as u64;
         group.sum(buf)
     });
-    DENSE.fetch_add(dense, Ordering::Relaxed);
-    STEPS.fetch_add(1, Ordering::Relaxed);
-    NANOS.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    let (embedding, nanos) = mdrec_nn::collective::take_embedding();
+    mdrec_nn::collective::count(
+        true,
+        dense,
+        embedding,
+        nanos + t0.elapsed().as_nanos() as u64,
+    );
 }
 
 /// Check that every rank holds the same model: a SHA-256 of the engine's dense tensors and
@@ -144,8 +67,11 @@ pub fn check_replicas(engine: &crate::engine::Engine, when: &str) -> Result<(), 
     for (name, _, values) in engine.model.named_tensors() {
         eat(&name, &values);
     }
+    // Sharded tables differ between ranks by design: only whole ones are compared.
     for (name, _, _, weights) in engine.store.tables() {
-        eat(name, weights);
+        if !engine.store.is_table_sharded(name) {
+            eat(name, weights);
+        }
     }
     // 8 digest bytes as 16-bit halves, exact in f32.
     let digest = h.finalize();

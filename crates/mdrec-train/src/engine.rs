@@ -353,22 +353,39 @@ impl Engine {
         let g = emb
             .grad_remove(&mut grads)
             .ok_or_else(|| TrainError::Tensor("embedding leaf received no gradient".into()))?;
-        let mut g = g
+        let g = g
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|e| TrainError::Tensor(format!("{e:?}")))?;
         if let Some(group) = dist::group().filter(|_| self.weighted_step) {
-            // Every process applies the whole batch's embedding update and the summed dense
-            // gradients, so the replicas stay identical.
+            // Every process applies the summed dense gradients and the whole batch's
+            // embedding gradients for the rows it holds, so the replicas stay identical.
             let mut loss = [loss_value as f32];
             let model = &self.model;
-            dist::exchange(group.as_ref(), &mut g, |sum| {
+            self.store
+                .apply_gradient_routed(&self.local, &g, emb_lr, emb_wd)
+                .map_err(TrainError::Tensor)?;
+            dist::exchange(group.as_ref(), |sum| {
                 model.sum_grads(&mut grads, &mut loss, sum)
             });
             loss_value = loss[0] as f64;
+        } else {
+            self.store.apply_gradient(&self.batch, &g, emb_lr, emb_wd);
         }
-        self.store.apply_gradient(&self.batch, &g, emb_lr, emb_wd);
         Ok((loss_value, grads))
+    }
+
+    /// In a process group with `train.embedding.sharding = "row"`, keep only this process's
+    /// rows of every static table of at least `train.embedding.shard_min_rows` rows (the
+    /// others stay whole on every rank); returns the sharded tables' names. A no-op in one
+    /// process.
+    pub fn shard_tables(&mut self) -> Vec<String> {
+        match dist::group() {
+            Some(g) if self.cfg.embedding.sharding == mdrec_nn::embedding::Sharding::Row => self
+                .store
+                .shard(g.rank(), g.size(), self.cfg.embedding.shard_min_rows),
+            _ => Vec::new(),
+        }
     }
 
     /// Whether the model has outer parameters (a bi-level schedule applies).
@@ -517,6 +534,7 @@ impl Engine {
             rows,
             batch_size,
             &self.device,
+            0,
         )
     }
 
@@ -569,6 +587,12 @@ impl Snapshot {
             None => 0..n,
         };
         let rows: Vec<u32> = (range.start as u32..range.end as u32).collect();
+        // Sharded tables answer lookups collectively: every rank takes part in as many
+        // lookups as the rank with the most batches.
+        let rounds = match group {
+            Some(g) if self.store.is_sharded() => n.div_ceil(batch_size.max(1)).div_ceil(g.size()),
+            _ => 0,
+        };
         let logits = predict_with(
             &self.ctx,
             self.model.as_ref(),
@@ -577,7 +601,10 @@ impl Snapshot {
             &rows,
             batch_size,
             device,
+            rounds,
         )?;
+        // Evaluation's exchanges are not training traffic.
+        let _ = mdrec_nn::collective::take_embedding();
         Ok(match group {
             Some(g) => g.gather(&logits),
             None => logits,
@@ -585,7 +612,10 @@ impl Snapshot {
     }
 }
 
-/// Logits `[rows.len(), T]` (row-major) of an inference `model` on `rows` of `data`.
+/// Logits `[rows.len(), T]` (row-major) of an inference `model` on `rows` of `data`. With
+/// sharded tables, `rounds` is the number of lookups every rank of the group makes (rounds
+/// past this rank's batches look up nothing but answer the others).
+#[allow(clippy::too_many_arguments)]
 fn predict_with(
     ctx: &ModelContext,
     model: &dyn DynModel,
@@ -594,11 +624,18 @@ fn predict_with(
     rows: &[u32],
     batch_size: usize,
     device: &Device,
+    rounds: usize,
 ) -> Result<Vec<f32>, TrainError> {
     let device = device.clone().without_autodiff();
     let mut out = Vec::with_capacity(rows.len() * ctx.n_tasks());
     let mut batch = Batch::default();
     let mut buf = Vec::new();
+    let chunks = rows.chunks(batch_size.max(1)).len();
+    for _ in chunks..rounds {
+        store
+            .lookup(&Batch::default(), &mut buf)
+            .map_err(|e| TrainError::Tensor(e.to_string()))?;
+    }
     for chunk in rows.chunks(batch_size.max(1)) {
         data.fill_batch(chunk, &mut batch);
         let input = make_input(ctx, store, &batch, &mut buf, &device)?;

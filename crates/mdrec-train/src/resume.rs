@@ -16,6 +16,11 @@
 //!   values stored as their bit patterns; `passes`, `store_step`, `store_window`; and `sha256`,
 //!   the digest of every tensor's name and bytes.
 //!
+//! With embedding tables sharded across a process group, every rank writes its own file,
+//! `ckpt-<step>.shard-<rank>-of-<size>.safetensors` (its rows of the sharded tables, metadata
+//! `store_shard`); a step is usable when all its ranks' files verify, and is read back with the
+//! shards joined, so any number of processes can continue from it.
+//!
 //! Files are written to a temporary name, synced and renamed, and the last two are kept. On
 //! resume the newest file that parses and whose digest matches is used; a truncated or corrupt
 //! one is skipped with a message naming it and the reason. Dropout draws are seeded by the
@@ -27,7 +32,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use mdrec_nn::{StateArray, StoreState, TableState};
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 use sha2::{Digest, Sha256};
 
 use crate::engine::EngineCheckpoint;
@@ -120,25 +125,18 @@ pub fn write_checkpoint(
         "store_tables".to_string(),
         serde_json::to_string(&tables).expect("tables serialise"),
     );
+    if let Some(info) = &e.store.shard {
+        meta.insert(
+            "store_shard".to_string(),
+            serde_json::to_string(info).expect("shard info serialises"),
+        );
+    }
     meta.insert("sha256".to_string(), digest(&tensors));
-    let views: Vec<(String, TensorView<'_>)> = tensors
-        .iter()
-        .map(|(k, (dtype, shape, bytes))| {
-            (
-                k.clone(),
-                TensorView::new(*dtype, shape.clone(), bytes).expect("consistent tensor view"),
-            )
-        })
-        .collect();
-    let mut m = std::collections::HashMap::new();
-    m.insert(
-        "mdrec_checkpoint".to_string(),
-        serde_json::to_string(&meta).expect("metadata serialises"),
-    );
-    let path = dir.join(format!("ckpt-{step:012}.safetensors"));
-    let bytes = safetensors::serialize(views, &Some(m))
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
-    let tmp = dir.join(format!(".ckpt-{step:012}.tmp"));
+    let shard = e.store.shard.as_ref().map(|i| (i.rank, i.size));
+    let path = dir.join(file_name(step, shard));
+    let meta = serde_json::to_string(&meta).expect("metadata serialises");
+    let bytes = crate::checkpoint::serialize(&tensors, "mdrec_checkpoint", meta, &path)?;
+    let tmp = dir.join(format!(".{}.tmp", file_name(step, shard)));
     {
         let mut f = std::fs::File::create(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
         f.write_all(&bytes).map_err(|e| TrainError::io(&tmp, e))?;
@@ -148,32 +146,102 @@ pub fn write_checkpoint(
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all(); // the rename is durable once the folder is synced
     }
-    let mut all = list_checkpoints(dir)?;
-    all.reverse(); // newest first
-    for old in all.iter().skip(keep.max(1)) {
+    // This process's own files only: under sharding each rank keeps its last `keep`.
+    let mut mine: Vec<PathBuf> = list_checkpoints(dir)?
+        .into_iter()
+        .filter(|(_, s, _)| *s == shard)
+        .map(|(_, _, p)| p)
+        .collect();
+    mine.reverse(); // newest first
+    for old in mine.iter().skip(keep.max(1)) {
         let _ = std::fs::remove_file(old);
     }
     Ok((path, bytes.len()))
 }
 
-/// The checkpoint files of `dir`, oldest first.
-fn list_checkpoints(dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
+/// `ckpt-<step>.safetensors`, or `ckpt-<step>.shard-<rank>-of-<size>.safetensors` for one
+/// rank's checkpoint of a run whose tables are sharded.
+fn file_name(step: u64, shard: Option<(usize, usize)>) -> String {
+    match shard {
+        None => format!("ckpt-{step:012}.safetensors"),
+        Some((r, n)) => format!("ckpt-{step:012}.shard-{r}-of-{n}.safetensors"),
+    }
+}
+
+/// The step and shard of a checkpoint file name ([`file_name`]).
+fn parse_name(name: &str) -> Option<(u64, Option<(usize, usize)>)> {
+    let rest = name.strip_prefix("ckpt-")?.strip_suffix(".safetensors")?;
+    let (step, shard) = match rest.split_once('.') {
+        None => (rest, None),
+        Some((step, shard)) => {
+            let (r, n) = shard.strip_prefix("shard-")?.split_once("-of-")?;
+            (step, Some((r.parse().ok()?, n.parse().ok()?)))
+        }
+    };
+    Some((step.parse().ok()?, shard))
+}
+
+/// The checkpoint files of `dir` with their step and shard, oldest first.
+type Listed = (u64, Option<(usize, usize)>, PathBuf);
+
+fn list_checkpoints(dir: &Path) -> Result<Vec<Listed>, TrainError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(TrainError::io(dir, e)),
     };
-    let mut out: Vec<PathBuf> = entries
+    let mut out: Vec<Listed> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("ckpt-") && n.ends_with(".safetensors"))
+        .filter_map(|p| {
+            let (step, shard) = parse_name(p.file_name()?.to_str()?)?;
+            Some((step, shard, p))
         })
         .collect();
     out.sort();
     Ok(out)
+}
+
+/// One checkpoint of a sharded run from its ranks' files (in rank order): the store's shards
+/// and the sharded tables' extra arrays are joined, the rest is rank 0's (every rank holds
+/// the same dense state and position; its own clock and loss sum are not compared).
+fn merge_shards(parts: Vec<TrainCheckpoint>) -> Result<TrainCheckpoint, String> {
+    let stores: Vec<StoreState> = parts.iter().map(|p| p.engine.store.clone()).collect();
+    let store = StoreState::merge(&stores)?;
+    let info = stores[0].shard.clone().expect("merge checked the shards");
+    let position =
+        |c: &serde_json::Value| ["kind", "epoch", "step", "global_step"].map(|k| c.get(k).cloned());
+    if parts
+        .iter()
+        .any(|p| position(&p.cursor) != position(&parts[0].cursor))
+    {
+        return Err("the ranks' files were written at different positions".into());
+    }
+    let mut it = parts.into_iter();
+    let mut first = it.next().expect("at least one shard");
+    let rest: Vec<TrainCheckpoint> = it.collect();
+    for (name, values) in first.extra.iter_mut() {
+        let Some(t) = info
+            .tables
+            .iter()
+            .find(|t| name.ends_with(&format!("embedding.{}", t.name)))
+        else {
+            continue;
+        };
+        let mut views = vec![values.as_slice()];
+        for p in &rest {
+            views.push(
+                p.extra
+                    .get(name)
+                    .ok_or(format!("a shard lacks `extra.{name}`"))?,
+            );
+        }
+        let whole = mdrec_nn::collective::interleave(&views, t.rows, t.dim)
+            .map_err(|e| format!("extra.{name}: {e}"))?;
+        *values = whole;
+    }
+    first.engine.store = store;
+    Ok(first)
 }
 
 /// Reads and verifies one checkpoint file.
@@ -260,6 +328,10 @@ pub fn read_checkpoint(path: &Path) -> Result<TrainCheckpoint, String> {
                 dim,
             })
             .collect(),
+        shard: match meta.get("store_shard") {
+            Some(j) => Some(serde_json::from_str(j).map_err(|e| format!("store_shard: {e}"))?),
+            None => None,
+        },
     };
     Ok(TrainCheckpoint {
         engine: EngineCheckpoint {
@@ -278,19 +350,62 @@ pub fn read_checkpoint(path: &Path) -> Result<TrainCheckpoint, String> {
 
 /// The newest checkpoint of `dir` that verifies, with its path; each unusable newer one is
 /// reported through `warn` (file and reason). `Ok(None)` when there is none.
+///
+/// A sharded run's checkpoint is the set of its ranks' files of one step; it is usable when
+/// every rank's file is there and verifies, and is returned whole (the shards joined), so any
+/// number of processes can continue from it (each takes its own rows again).
 pub fn read_latest(
     dir: &Path,
     warn: &mut dyn FnMut(String),
 ) -> Result<Option<(TrainCheckpoint, PathBuf)>, TrainError> {
-    let mut all = list_checkpoints(dir)?;
-    all.reverse();
-    for p in all {
-        match read_checkpoint(&p) {
-            Ok(ck) => return Ok(Some((ck, p))),
-            Err(reason) => warn(format!(
-                "checkpoint {} is unusable ({reason}); trying the previous one",
-                p.display()
-            )),
+    let all = list_checkpoints(dir)?;
+    let mut steps: Vec<u64> = all.iter().map(|(s, _, _)| *s).collect();
+    steps.dedup();
+    for &step in steps.iter().rev() {
+        let files: Vec<&Listed> = all.iter().filter(|(s, _, _)| *s == step).collect();
+        if let Some((_, _, p)) = files.iter().find(|(_, shard, _)| shard.is_none()) {
+            match read_checkpoint(p) {
+                Ok(ck) => return Ok(Some((ck, p.clone()))),
+                Err(reason) => warn(format!(
+                    "checkpoint {} is unusable ({reason}); trying the previous one",
+                    p.display()
+                )),
+            }
+        }
+        let mut sizes: Vec<usize> = files
+            .iter()
+            .filter_map(|(_, s, _)| s.map(|s| s.1))
+            .collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        for n in sizes.into_iter().rev() {
+            let set: Vec<&PathBuf> = (0..n)
+                .filter_map(|r| {
+                    files
+                        .iter()
+                        .find(|(_, s, _)| *s == Some((r, n)))
+                        .map(|(_, _, p)| p)
+                })
+                .collect();
+            let first = dir.join(file_name(step, Some((0, n))));
+            if set.len() < n {
+                warn(format!(
+                    "checkpoint of step {step} in {} has {} of its {n} ranks' files (a rank stopped while writing); trying the previous one",
+                    dir.display(),
+                    set.len()
+                ));
+                continue;
+            }
+            let parts: Result<Vec<TrainCheckpoint>, String> = set
+                .iter()
+                .map(|p| read_checkpoint(p).map_err(|e| format!("{}: {e}", p.display())))
+                .collect();
+            match parts.and_then(merge_shards) {
+                Ok(ck) => return Ok(Some((ck, first))),
+                Err(reason) => warn(format!(
+                    "checkpoint of step {step} ({n} ranks' files) is unusable ({reason}); trying the previous one"
+                )),
+            }
         }
     }
     Ok(None)

@@ -157,6 +157,17 @@ fn fit(
     ckpt: Checkpointing,
 ) -> Result<Fitted, TrainError> {
     let mut engine = Engine::new(factory, model_cfg, ctx.clone(), cfg, cfg.seed, device)?;
+    let whole_bytes = engine.store.held_bytes();
+    let sharded = engine.shard_tables();
+    if !sharded.is_empty() {
+        progress.message(&format!(
+            "embedding tables sharded row-wise over {} ranks: {} (train.embedding.sharding); this rank holds {:.1} of {:.1} MiB of rows and optimizer state",
+            crate::dist::size(),
+            sharded.join(", "),
+            engine.store.held_bytes() as f64 / (1 << 20) as f64,
+            whole_bytes as f64 / (1 << 20) as f64
+        ));
+    }
     // AREAD opts into its HEMP schedule (single-domain batches, warm-up, mask updates); its
     // candidates train on the augmented rows when `train.augment` is set.
     let mut hemp = if hemp::applies(&engine) {
@@ -234,6 +245,7 @@ fn fit(
         global_step = n("global_step") as u64;
         if let Some(b) = c.get("best").filter(|b| !b.is_null()) {
             let mut e = Engine::new(factory, model_cfg, ctx.clone(), cfg, cfg.seed, device)?;
+            e.shard_tables();
             load_weights(&mut e, &ck.extra, "best.")?;
             best = Some((
                 from_bits(&b["value"]),
@@ -406,8 +418,12 @@ fn fit(
 
 /// Checkpoint settings of one [`fit`]: where, how often, and the checkpoint to resume from.
 pub(crate) struct Checkpointing {
-    /// `RUN/checkpoints` when checkpoints are written.
+    /// `RUN/checkpoints` when checkpoints are written (a scratch folder on ranks other than
+    /// 0 of a group).
     pub dir: Option<std::path::PathBuf>,
+    /// The run directory's `checkpoints` folder, where every rank writes its file when the
+    /// tables are sharded.
+    pub shared_dir: std::path::PathBuf,
     /// `train.checkpoint_every_steps`.
     pub every: Option<usize>,
     /// The checkpoint to continue from.
@@ -437,6 +453,11 @@ impl Checkpointing {
     ) -> Result<(), TrainError> {
         let Some(dir) = &self.dir else {
             return Ok(());
+        };
+        let dir = if engine.store.is_sharded() {
+            &self.shared_dir
+        } else {
+            dir
         };
         let t0 = Instant::now();
         let ck = TrainCheckpoint {
@@ -670,22 +691,25 @@ fn run(
     resume: Option<TrainCheckpoint>,
 ) -> Result<RunOutcome, TrainError> {
     if crate::dist::is_writer() {
-        return run_in(cfg, prepared, out, progress, resume);
+        return run_in(cfg, prepared, out, out, progress, resume);
     }
     let scratch = std::env::temp_dir().join(format!(
         "mdrec-rank{}-{}",
         crate::dist::rank(),
         std::process::id()
     ));
-    let r = run_in(cfg, prepared, &scratch, progress, resume);
+    let r = run_in(cfg, prepared, &scratch, out, progress, resume);
     let _ = std::fs::remove_dir_all(&scratch);
     r
 }
 
+/// Train into `out`; `home` is the run directory every rank shares (where each rank writes
+/// its shard files when the tables are sharded; `out` itself on rank 0).
 fn run_in(
     cfg: &RunConfig,
     prepared: &Prepared,
     out: &Path,
+    home: &Path,
     progress: &mut dyn Progress,
     resume: Option<TrainCheckpoint>,
 ) -> Result<RunOutcome, TrainError> {
@@ -795,6 +819,7 @@ fn run_in(
             progress,
             Checkpointing {
                 dir: every.map(|_| crate::resume::checkpoint_dir(out)),
+                shared_dir: crate::resume::checkpoint_dir(home),
                 every,
                 resume: resume.take(),
                 metrics_lines_before: 0,
@@ -827,7 +852,7 @@ fn run_in(
     meta.insert("model".to_string(), factory.name().to_string());
     meta.insert("schema_hash".to_string(), prepared.schema.hash.clone());
     meta.insert("setting".to_string(), format!("{setting:?}"));
-    ckpt.write(&out.join("weights.safetensors"), meta)?;
+    ckpt.write_with_shards(&out.join("weights.safetensors"), meta, home)?;
 
     let t_eval = Instant::now();
     let mut test = eval_split(&ctx, &test_logits, &prepared.test, &train_counts)?;

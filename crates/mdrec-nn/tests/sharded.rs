@@ -1,0 +1,296 @@
+//! Tables sharded across a process group train exactly what whole tables train in one
+//! process. The group here is threads of this test process (one per rank) behind the same
+//! [`Collective`] trait the MPI build implements, so the exchange logic is checked without
+//! MPI; `crates/mdrec-cli/tests/distributed.rs` runs it under `mpirun`.
+
+use std::cell::Cell;
+use std::sync::{Arc, Barrier, Mutex};
+
+use mdrec_data::batch::Jagged;
+use mdrec_data::rng::Rng;
+use mdrec_data::Batch;
+use mdrec_nn::collective::{self, Collective};
+use mdrec_nn::{EmbeddingConfig, EmbeddingStore, FieldInfo, SparseOptimizer, StoreState};
+
+thread_local! {
+    static RANK: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A group of threads: each thread sets its rank, and exchanges go through a mailbox.
+struct Threads {
+    size: usize,
+    barrier: Barrier,
+    f32s: Mutex<Vec<Vec<f32>>>,
+    u32s: Mutex<Vec<Vec<u32>>>,
+}
+
+impl Threads {
+    fn exchange<T: Clone>(&self, mail: &Mutex<Vec<Vec<T>>>, send: &[Vec<T>]) -> Vec<Vec<T>> {
+        let (r, n) = (self.rank(), self.size);
+        assert_eq!(send.len(), n);
+        {
+            let mut m = mail.lock().unwrap();
+            for (d, v) in send.iter().enumerate() {
+                m[r * n + d] = v.clone();
+            }
+        }
+        self.barrier.wait();
+        let out = {
+            let m = mail.lock().unwrap();
+            (0..n).map(|s| m[s * n + r].clone()).collect()
+        };
+        self.barrier.wait();
+        out
+    }
+}
+
+impl Collective for Threads {
+    fn rank(&self) -> usize {
+        RANK.with(Cell::get)
+    }
+    fn size(&self) -> usize {
+        self.size
+    }
+    fn sum(&self, buf: &mut [f32]) {
+        let all = self.exchange(&self.f32s, &vec![buf.to_vec(); self.size]);
+        buf.fill(0.0);
+        for v in all {
+            buf.iter_mut().zip(v).for_each(|(b, x)| *b += x);
+        }
+    }
+    fn gather(&self, local: &[f32]) -> Vec<f32> {
+        self.exchange(&self.f32s, &vec![local.to_vec(); self.size])
+            .concat()
+    }
+    fn all_to_all(&self, send: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        self.exchange(&self.f32s, send)
+    }
+    fn all_to_all_u32(&self, send: &[Vec<u32>]) -> Vec<Vec<u32>> {
+        self.exchange(&self.u32s, send)
+    }
+    fn barrier(&self) {
+        self.barrier.wait();
+    }
+    fn abort(&self, code: i32) -> ! {
+        panic!("abort {code}")
+    }
+}
+
+const RANKS: usize = 3;
+
+fn group() -> &'static Threads {
+    static G: std::sync::OnceLock<Arc<Threads>> = std::sync::OnceLock::new();
+    G.get_or_init(|| {
+        let g = Arc::new(Threads {
+            size: RANKS,
+            barrier: Barrier::new(RANKS),
+            f32s: Mutex::new(vec![Vec::new(); RANKS * RANKS]),
+            u32s: Mutex::new(vec![Vec::new(); RANKS * RANKS]),
+        });
+        collective::join(g.clone()).unwrap();
+        // A rank that panics would leave the others waiting at the barrier: end the process
+        // instead, so a failure fails the test rather than hanging it.
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            report(info);
+            std::process::exit(101);
+        }));
+        g
+    })
+}
+
+/// `user` and `friend` share one table; `tags` is multi-hot.
+fn fields() -> Vec<FieldInfo> {
+    let f = |name: &str, table: &str, vocab, offset, multi_hot, column| FieldInfo {
+        name: name.into(),
+        table: table.into(),
+        vocab_size: vocab,
+        dim: 3,
+        offset,
+        multi_hot,
+        column,
+        roles: vec![],
+    };
+    vec![
+        f("user", "user", 11, 0, false, 0),
+        f("friend", "user", 11, 3, false, 1),
+        f("tags", "tags", 6, 6, true, 0),
+    ]
+}
+
+const WIDTH: usize = 9;
+
+fn batch(rng: &mut Rng, len: usize) -> Batch {
+    let cat = (0..len * 2).map(|_| rng.below(11) as u32).collect();
+    let mut offsets = vec![0u32];
+    let mut values = Vec::new();
+    for _ in 0..len {
+        for _ in 0..rng.below(4) {
+            values.push(rng.below(6) as u32);
+        }
+        offsets.push(values.len() as u32);
+    }
+    Batch {
+        len,
+        cat,
+        multi: vec![Jagged { offsets, values }],
+        ..Batch::default()
+    }
+}
+
+/// Rows `range` of `b`.
+fn rows(b: &Batch, range: std::ops::Range<usize>) -> Batch {
+    let n_cat = b.cat.len() / b.len;
+    let col = &b.multi[0];
+    let (lo, hi) = (col.offsets[range.start], col.offsets[range.end]);
+    Batch {
+        len: range.len(),
+        cat: b.cat[range.start * n_cat..range.end * n_cat].to_vec(),
+        multi: vec![Jagged {
+            offsets: col.offsets[range.start..=range.end]
+                .iter()
+                .map(|o| o - lo)
+                .collect(),
+            values: col.values[lo as usize..hi as usize].to_vec(),
+        }],
+        ..Batch::default()
+    }
+}
+
+fn share(n: usize, r: usize) -> std::ops::Range<usize> {
+    (n * r / RANKS)..(n * (r + 1) / RANKS)
+}
+
+/// Trains `steps` batches in one process with whole tables and on the thread group with
+/// tables of at least `min_rows` rows sharded; every rank's lookups must equal its share of
+/// the whole lookup and the joined shards the whole store, bit for bit.
+fn check(optimizer: SparseOptimizer, min_rows: usize, expect_sharded: &[&str]) {
+    group();
+    let cfg = EmbeddingConfig {
+        dim: 3,
+        init_std: 0.1,
+        optimizer,
+        weight_decay: Some(1e-3),
+        ..EmbeddingConfig::default()
+    };
+    let mut rng = Rng::new(7);
+    let batches: Vec<Batch> = (0..5).map(|_| batch(&mut rng, 13)).collect();
+    let grads: Vec<Vec<f32>> = batches
+        .iter()
+        .map(|b| (0..b.len * WIDTH).map(|_| rng.normal() as f32).collect())
+        .collect();
+    let mut whole = EmbeddingStore::new(&fields(), &cfg, &mut Rng::new(3));
+    let mut looked = Vec::new();
+    for (b, gr) in batches.iter().zip(&grads) {
+        let mut out = Vec::new();
+        whole.lookup(b, &mut out).unwrap();
+        looked.push(out);
+        whole.apply_gradient(b, gr, 0.05, 1e-3);
+    }
+    let mut after = Vec::new();
+    whole.lookup(&batches[0], &mut after).unwrap();
+    let states: Vec<(Vec<String>, StoreState)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..RANKS)
+            .map(|r| {
+                let (batches, grads, looked, cfg, after) =
+                    (&batches, &grads, &looked, &cfg, &after);
+                s.spawn(move || {
+                    RANK.with(|c| c.set(r));
+                    let mut store = EmbeddingStore::new(&fields(), cfg, &mut Rng::new(3));
+                    let names = store.shard(r, RANKS, min_rows);
+                    for ((b, gr), want) in batches.iter().zip(grads).zip(looked) {
+                        let rr = share(b.len, r);
+                        let local = rows(b, rr.clone());
+                        let mut out = Vec::new();
+                        store.lookup(&local, &mut out).unwrap();
+                        assert_eq!(out, want[rr.start * WIDTH..rr.end * WIDTH], "rank {r}");
+                        store
+                            .apply_gradient_routed(
+                                &local,
+                                &gr[rr.start * WIDTH..rr.end * WIDTH],
+                                0.05,
+                                1e-3,
+                            )
+                            .unwrap();
+                    }
+                    // A rank with nothing to look up still answers the others.
+                    let mut out = Vec::new();
+                    if r == 0 {
+                        store.lookup(&batches[0], &mut out).unwrap();
+                        assert_eq!(&out, after);
+                    } else {
+                        store.lookup(&Batch::default(), &mut out).unwrap();
+                        assert!(out.is_empty());
+                    }
+                    (names, store.export_state())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        states[0].0, expect_sharded,
+        "{optimizer:?} min_rows {min_rows}"
+    );
+    let parts: Vec<StoreState> = states.into_iter().map(|(_, s)| s).collect();
+    let joined = if expect_sharded.is_empty() {
+        assert!(parts.iter().all(|p| p.shard.is_none()));
+        assert!(parts.iter().all(|p| *p == parts[0]));
+        parts[0].clone()
+    } else {
+        StoreState::merge(&parts).unwrap()
+    };
+    assert_eq!(
+        joined,
+        whole.export_state(),
+        "{optimizer:?} min_rows {min_rows}"
+    );
+}
+
+#[test]
+fn sharded_tables_train_what_whole_tables_train_bit_for_bit() {
+    for opt in [
+        SparseOptimizer::Adam,
+        SparseOptimizer::Adagrad,
+        SparseOptimizer::AdamDense,
+        SparseOptimizer::Sgd,
+    ] {
+        check(opt, 0, &["user", "tags"]);
+    }
+    // Small tables stay whole on every rank; routing their gradients to every rank gives the
+    // same result.
+    check(SparseOptimizer::Adam, 7, &["user"]);
+    check(SparseOptimizer::Adam, 100, &[]);
+}
+
+#[test]
+fn a_whole_state_reshards_into_any_number_of_ranks() {
+    let cfg = EmbeddingConfig {
+        dim: 3,
+        init_std: 0.1,
+        ..EmbeddingConfig::default()
+    };
+    let mut whole = EmbeddingStore::new(&fields(), &cfg, &mut Rng::new(3));
+    let b = batch(&mut Rng::new(1), 9);
+    whole.apply_gradient(&b, &vec![0.5; 9 * WIDTH], 0.1, 0.0);
+    let state = whole.export_state();
+    for size in 2..5 {
+        let parts: Vec<StoreState> = (0..size)
+            .map(|r| {
+                let mut s = EmbeddingStore::new(&fields(), &cfg, &mut Rng::new(99));
+                s.shard(r, size, 0);
+                s.import_state(&state).unwrap();
+                let e = s.export_state();
+                assert_eq!(e.shard.as_ref().unwrap().rank, r);
+                e
+            })
+            .collect();
+        assert_eq!(StoreState::merge(&parts).unwrap(), state, "size {size}");
+        // A shard's own state is refused by a whole store, and a set missing a rank by merge.
+        let mut s = EmbeddingStore::new(&fields(), &cfg, &mut Rng::new(99));
+        let e = s.import_state(&parts[1]).unwrap_err();
+        assert!(e.contains("shard 1 of"), "{e}");
+        let e = StoreState::merge(&parts[1..]).unwrap_err();
+        assert!(!e.is_empty());
+    }
+}
