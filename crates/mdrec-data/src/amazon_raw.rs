@@ -34,7 +34,7 @@
 //! 0.9 / 0.95). AREAD's table: 17,664,862 rows, 25 domains, 12 with under 2 % of the rows.
 //!
 //! Memory: the review files are streamed and only the reviews inside the window are held (user,
-//! item, rating, time, origin: about 24 bytes each plus one entry per distinct user and item);
+//! item, rating, time, origin: 32 bytes each plus one entry per distinct user and item);
 //! the metadata files are streamed after them and only the items those reviews name are held.
 //! A line that is not a JSON object with the used keys is an error naming the file, line and key;
 //! a cut-off gzip stream is a read error on the file.
