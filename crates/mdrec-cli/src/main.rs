@@ -376,7 +376,8 @@ struct DataArgs {
     source: SourceArgs,
     /// `m3oe`/`sequential` (80/10/10 in source order), `random` (seeded 80/10/10), `time`
     /// (needs dataset.time_column, valid_from, test_from in the config), `aread` (aliccp,
-    /// amazon) or `official` (aliexpress); each dataset's default is in `mdrec data list`.
+    /// aliccp-raw-aread, amazon, amazon-raw) or `official` (aliexpress, aliccp-raw-crocodile);
+    /// each dataset's default is in `mdrec data list`.
     #[arg(long)]
     split: Option<mdrec_data::SplitName>,
 }

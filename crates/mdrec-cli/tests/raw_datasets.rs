@@ -16,6 +16,30 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `mdrec train` of MMoE for one epoch on `data` with `dataset_args` into `run`; the run's
+/// fitted schema (`schema.json`).
+fn train_mmoe(dataset_args: &[&str], data: &Path, run: &Path, batch: usize) -> serde_json::Value {
+    let batch = format!("train.batch_size={batch}");
+    let mut args = vec!["train"];
+    args.extend_from_slice(dataset_args);
+    args.extend([
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--model",
+        "mmoe",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--set",
+        &batch,
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let o = mdrec(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&std::fs::read_to_string(run.join("schema.json")).unwrap()).unwrap()
+}
+
 /// A KuaiRand-Pure release: three logs of 200 rows on tabs 0, 1, 2, 4 (tab 2 the smallest),
 /// 30 users, 40 videos, with their feature files.
 fn write_kuairand_pure(dir: &Path) {
@@ -81,25 +105,7 @@ fn train_runs_on_a_kuairand_pure_release() {
     let data = tmp.path().join("KuaiRand-Pure").join("data");
     write_kuairand_pure(&data);
     let run = tmp.path().join("run");
-    let o = mdrec(&[
-        "train",
-        "--dataset",
-        "kuairand-pure",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--model",
-        "mmoe",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--set",
-        "train.batch_size=64",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("schema.json")).unwrap()).unwrap();
+    let schema = train_mmoe(&["--dataset", "kuairand-pure"], &data, &run, 64);
     // tabs 1 (360 rows) and 0 (120) kept; tabs 2 and 4 tie at 60 and the lower tab wins
     assert_eq!(schema["domains"], serde_json::json!(["0", "1", "2"]));
     assert_eq!(schema["tasks"], serde_json::json!(["click", "long_view"]));
@@ -137,6 +143,12 @@ fn data_list_shows_the_raw_layout_recipes() {
         "zenodo.org/records/10439422",
         "| aliexpress |  | official |",
         "tianchi.aliyun.com/dataset/74690",
+        "| aliccp-raw-crocodile |  | official |",
+        "Crocodile protocol: scenarios 1, 2, 3",
+        "| aliccp-raw-aread |  | aread |",
+        "tianchi.aliyun.com/dataset/408",
+        "| amazon-raw |  | aread |",
+        "nijianmo.github.io/amazon",
     ] {
         assert!(s.contains(want), "{want}\n{s}");
     }
@@ -178,4 +190,88 @@ fn aliexpress_needs_its_official_split_and_names_a_missing_file() {
         e.contains("AliExpress_ES/train.csv") && e.contains("tianchi.aliyun.com/dataset/74690"),
         "{e}"
     );
+}
+
+/// An Ali-CCP release in the official layout (no header; `\x01`, `\x02`, `\x03` inside the
+/// feature lists): 90 train and 30 test skeleton rows over scenarios 1, 2, 3, ten md5s each.
+fn write_aliccp(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (part, n) in [("train", 90usize), ("test", 30)] {
+        let mut s = String::new();
+        for i in 0..n {
+            let g = if part == "test" { 1000 + i } else { i };
+            let list = [
+                ("205", g * 7 % 23),
+                ("206", g % 5),
+                ("207", g % 3),
+                ("301", 1 + g % 3),
+                ("508", g % 4),
+            ]
+            .iter()
+            .map(|(f, v)| format!("{f}\x02{v}\x031.0"))
+            .collect::<Vec<_>>()
+            .join("\x01");
+            let click = u8::from((g * 13) % 5 < 2);
+            let _ = writeln!(s, "{},{click},0,{part}{},5,{list}", i + 1, i % 10);
+        }
+        std::fs::write(dir.join(format!("sample_skeleton_{part}.csv")), s).unwrap();
+        let mut s = String::new();
+        for k in 0..10 {
+            let _ = writeln!(
+                s,
+                "{part}{k},3,101\x02{}\x031.0\x01121\x02{}\x031.0\x01122\x02{}\x031.0",
+                k % 6,
+                k % 2,
+                k % 3
+            );
+        }
+        std::fs::write(dir.join(format!("common_features_{part}.csv")), s).unwrap();
+    }
+}
+
+#[test]
+fn train_runs_on_an_aliccp_release_with_crocodiles_protocol() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("aliccp");
+    write_aliccp(&data);
+    let run = tmp.path().join("run");
+    let schema = train_mmoe(
+        &["--dataset", "aliccp-raw-crocodile", "--split", "official"],
+        &data,
+        &run,
+        32,
+    );
+    assert_eq!(schema["domains"], serde_json::json!(["S1", "S2", "S3"]));
+    assert_eq!(schema["tasks"], serde_json::json!(["click"]));
+    assert!(run.join("report.json").is_file());
+}
+
+#[test]
+fn raw_aliccp_and_amazon_name_a_missing_file_and_the_download_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    for (dataset, want) in [
+        ("aliccp-raw-aread", "sample_skeleton_train.csv"),
+        ("amazon-raw", "<Category>.json.gz"),
+    ] {
+        let o = mdrec(&[
+            "train",
+            "--dataset",
+            dataset,
+            "--split",
+            "aread",
+            "--data-dir",
+            dir,
+            "--epochs",
+            "1",
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{dataset}");
+        let e = stderr(&o);
+        let page = if dataset == "amazon-raw" {
+            "nijianmo.github.io/amazon"
+        } else {
+            "tianchi.aliyun.com/dataset/408"
+        };
+        assert!(e.contains(want) && e.contains(page), "{dataset}: {e}");
+    }
 }

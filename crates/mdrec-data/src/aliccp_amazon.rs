@@ -23,7 +23,8 @@
 //! The files are pandas `to_csv` output: comma-separated, a header row, fields optionally in
 //! double quotes (`""` inside quotes is a quote). Malformed input is a [`DataError`] naming the
 //! file, the line and the field. Producing the files from the raw dumps (AREAD's `preprocess.py`)
-//! is not done here.
+//! is not done here; [`crate::aliccp_raw`] and [`crate::amazon_raw`] read the raw releases with
+//! AREAD's protocol themselves (recipes `aliccp-raw-aread`, `amazon-raw`).
 
 use std::path::{Path, PathBuf};
 
@@ -73,15 +74,11 @@ pub const AMAZON_SEQ_LEN: usize = 5;
 /// The Amazon behaviour-sequence columns (Python list literals).
 pub const AMAZON_SEQ_COLUMNS: [&str; 2] = ["user_pos_6month_seq", "user_neg_6month_seq"];
 
-/// The declared schema of the AliCCP recipe (AREAD's categorical columns, label `click`).
-pub const ALICCP_SCHEMA: &str = r#"
-# AliCCP in AREAD's layout: domain = item category (feature 206), label = click.
-group = "userid"
-
-[domain]
-column = "domain"
-
-[[fields]]
+// The AliCCP fields both AliCCP schemas share (AREAD's `aliccp` and the raw-file recipes), in
+// two runs: the user fields and the item id, then the other item and context fields.
+macro_rules! aliccp_user_item_fields {
+    () => {
+        r#"[[fields]]
 name = "userid"
 kind = "categorical"
 roles = ["prior", "user"]
@@ -131,12 +128,12 @@ name = "itemid"
 kind = "categorical"
 roles = ["prior", "item"]
 
-[[fields]]
-name = "domain"
-kind = "categorical"
-roles = ["domain", "item"]
-
-[[fields]]
+"#
+    };
+}
+macro_rules! aliccp_context_fields {
+    () => {
+        r#"[[fields]]
 name = "207"
 kind = "categorical"
 roles = ["item"]
@@ -191,7 +188,30 @@ name = "150_14"
 kind = "categorical"
 roles = ["user"]
 
-[[fields]]
+"#
+    };
+}
+pub(crate) use {aliccp_context_fields, aliccp_user_item_fields};
+
+/// The declared schema of the AliCCP recipe (AREAD's categorical columns, label `click`).
+pub const ALICCP_SCHEMA: &str = concat!(
+    r#"
+# AliCCP in AREAD's layout: domain = item category (feature 206), label = click.
+group = "userid"
+
+[domain]
+column = "domain"
+
+"#,
+    aliccp_user_item_fields!(),
+    r#"[[fields]]
+name = "domain"
+kind = "categorical"
+roles = ["domain", "item"]
+
+"#,
+    aliccp_context_fields!(),
+    r#"[[fields]]
 name = "301"
 kind = "categorical"
 roles = ["context"]
@@ -200,7 +220,8 @@ roles = ["context"]
 name = "click"
 column = "click"
 rule = "binary"
-"#;
+"#
+);
 
 /// The declared schema of the Amazon recipe (AREAD's features, label `label`).
 pub const AMAZON_SCHEMA: &str = r#"

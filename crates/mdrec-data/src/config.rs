@@ -22,18 +22,21 @@ use crate::DataError;
 #[serde(deny_unknown_fields, default)]
 pub struct DatasetConfig {
     /// A dataset of the table (`mdrec data list`): `movielens-1m` (alias `ml-1m`), `synthetic`,
-    /// `csv`, `aliccp` or `amazon` (the last two: the files of the official AREAD code, see
-    /// [`crate::aliccp_amazon`]).
+    /// `csv`, `aliccp` or `amazon` (the files of the official AREAD code, see
+    /// [`crate::aliccp_amazon`]), the official raw releases (`kuairand-pure`, `kuairand-1k`,
+    /// `aliexpress`, `aliccp-raw-crocodile`, `aliccp-raw-aread`, `amazon-raw`), ...
     pub name: DatasetName,
     /// Folder of the raw files (`movielens-1m`: the official `ml-1m` folder; `aliccp` /
-    /// `amazon`: the folder holding AREAD's preprocessed CSV).
+    /// `amazon`: the folder holding AREAD's preprocessed CSV; the raw releases: the folder of
+    /// their files).
     pub data_dir: Option<PathBuf>,
     /// Split: `m3oe` / `sequential` (rows in source order, cut by `ratios`; `m3oe` is the M3oE
     /// protocol on MovieLens-1M), `random` (seeded shuffle, cut by `ratios`), `time` (by the
     /// integer column `time_column`: valid from `valid_from`, test from `test_from`), or `aread`
-    /// (`aliccp` / `amazon` only, and required there instead of `m3oe`: AliCCP by its
-    /// `train_tag` column, Amazon by `timestamp` quantiles 0.9 / 0.95), or `official`
-    /// (`aliexpress` only, and required there: its own train / test files).
+    /// (`aliccp`, `aliccp-raw-aread`, `amazon`, `amazon-raw` only, and required there instead of
+    /// `m3oe`: AliCCP by its `train_tag` column, Amazon by `timestamp` quantiles 0.9 / 0.95), or
+    /// `official` (`aliexpress`, `aliccp-raw-crocodile` only, and required there: their own
+    /// train / test files).
     pub split: SplitName,
     /// Domain definition of `movielens-1m`: `age` (three age groups, the M3oE protocol; the
     /// default) or `genre` (the movie's first genre, 18 long-tailed domains). Other datasets
@@ -233,12 +236,16 @@ impl DatasetConfig {
                     self.name,
                     a.split_summary()
                 ),
-                (SplitName::M3oe, None) if self.name == DatasetName::AliExpress => format!(
-                    "`m3oe` is the MovieLens protocol; dataset {} uses split = \"official\" (its train / test files)",
-                    self.name
-                ),
+                (SplitName::M3oe, None)
+                    if self.name.recipe().default_split == SplitName::Official =>
+                {
+                    format!(
+                        "`m3oe` is the MovieLens protocol; dataset {} uses split = \"official\" (its train / test files)",
+                        self.name
+                    )
+                }
                 (SplitName::Aread, None) => format!(
-                    "`aread` is the protocol of datasets aliccp and amazon, not of `{}`",
+                    "`aread` is the protocol of datasets aliccp, aliccp-raw-aread, amazon and amazon-raw, not of `{}`",
                     self.name
                 ),
                 _ => format!("dataset {} does not accept it", self.name),
@@ -278,11 +285,13 @@ impl DatasetConfig {
                     "dataset.split: split `time` needs dataset.time_column, dataset.valid_from and dataset.test_from".into(),
                 )),
             },
+            // every recipe with an official split (aliexpress, aliccp-raw-crocodile) writes it to
+            // the column `part`
             SplitName::Official => Ok(crate::aliexpress::aliexpress_split()),
             SplitName::Aread => match self.name.aliccp_amazon() {
                 Some(a) => Ok(a.split()),
                 None => Err(config_err(format!(
-                    "dataset.split: `aread` is the protocol of datasets aliccp and amazon, not of `{}`",
+                    "dataset.split: `aread` is the protocol of datasets aliccp, aliccp-raw-aread, amazon and amazon-raw, not of `{}`",
                     self.name
                 ))),
             },
@@ -335,6 +344,15 @@ impl DatasetConfig {
                 version: crate::kuairand::KuaiRandVersion::OneK,
             },
             DatasetName::AliExpress => DatasetSource::AliExpress { dir: dir()? },
+            DatasetName::AliccpRawCrocodile => DatasetSource::AliccpRaw {
+                dir: dir()?,
+                protocol: crate::aliccp_raw::AliccpProtocol::Crocodile,
+            },
+            DatasetName::AliccpRawAread => DatasetSource::AliccpRaw {
+                dir: dir()?,
+                protocol: crate::aliccp_raw::AliccpProtocol::Aread,
+            },
+            DatasetName::AmazonRaw => DatasetSource::AmazonRaw { dir: dir()? },
             DatasetName::Synthetic => DatasetSource::Synthetic(self.synthetic(seed)),
             DatasetName::SyntheticDelayed => {
                 DatasetSource::SyntheticDelayed(crate::delayed::DelayedConfig {

@@ -1,7 +1,7 @@
 //! `mdrec-data`: the data path of mdrec, from raw logs to mini-batches.
 //!
 //! ```text
-//! source (MovieLens-1M files | AREAD AliCCP / Amazon files | CSV + TOML schema | synthetic)
+//! source (MovieLens files | official raw releases | AREAD AliCCP / Amazon files | CSV + TOML schema | synthetic)
 //!   -> RawTable            interned string columns, every row knows its file and line
 //!   -> split row indices   sequential / random (cumulative floor) / by time / time quantiles
 //!   -> fit on TRAIN only   vocabularies (0 = PAD, 1 = OOV, kept values sorted -> 2..),
@@ -20,6 +20,8 @@
 //! | [`raw`], [`csv`], [`pq`] | interned string tables; delimited files with a header (RFC 4180 quoting); Parquet records |
 //! | [`movielens`] | MovieLens-1M (age or genre domains) |
 //! | [`aliccp_amazon`] | AliCCP and Amazon in the layout of AREAD's preprocessed files |
+//! | [`aliccp_raw`] | AliCCP from the official raw files (Crocodile's 3 scenario domains or AREAD's 30 categories) |
+//! | [`amazon_raw`] | Amazon Review 2018 from the official per-category files, AREAD's preprocessing |
 //! | [`aliexpress`] | AliExpress (5 country domains, click and purchase) from the official release |
 //! | [`kuairand`] | KuaiRand-Pure (M3oE protocol) and KuaiRand-1K (Crocodile protocol) from the official release |
 //! | [`synthetic`] | the synthetic generator (optionally long-tailed domains) |
@@ -39,7 +41,9 @@
 mod names;
 
 pub mod aliccp_amazon;
+pub mod aliccp_raw;
 pub mod aliexpress;
+pub mod amazon_raw;
 pub mod augment;
 pub mod batch;
 pub mod cache;
@@ -66,6 +70,7 @@ pub mod store;
 pub mod synthetic;
 
 pub use aliccp_amazon::{AliccpAmazon, ALICCP_FILE, AMAZON_DOMAINS, AMAZON_FILE};
+pub use aliccp_raw::AliccpProtocol;
 pub use augment::{augment, AugmentConfig, Augmentation, ColdRule, PopularityScope};
 pub use batch::{Batch, Jagged};
 pub use config::DatasetConfig;

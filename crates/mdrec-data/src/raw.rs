@@ -57,7 +57,12 @@ impl ColumnBuilder {
     }
     /// Appends one value.
     pub fn push(&mut self, v: &str) {
-        let code = match self.index.get(v) {
+        let code = self.intern(v);
+        self.col.codes.push(code);
+    }
+    /// The code of `v`, added to the distinct values if new (no row is appended).
+    pub fn intern(&mut self, v: &str) -> u32 {
+        match self.index.get(v) {
             Some(&c) => c,
             None => {
                 let c = self.col.dict.len() as u32;
@@ -65,8 +70,23 @@ impl ColumnBuilder {
                 self.index.insert(v.to_string(), c);
                 c
             }
-        };
+        }
+    }
+    /// The code of `v` if it has been seen.
+    pub fn code_of(&self, v: &str) -> Option<u32> {
+        self.index.get(v).copied()
+    }
+    /// Appends a row holding the value of code `code` (from [`Self::intern`]).
+    pub fn push_code(&mut self, code: u32) {
         self.col.codes.push(code);
+    }
+    /// The distinct value of code `code`.
+    pub fn value(&self, code: u32) -> &str {
+        &self.col.dict[code as usize]
+    }
+    /// The number of distinct values.
+    pub fn n_values(&self) -> usize {
+        self.col.dict.len()
     }
     /// The finished column.
     pub fn finish(self) -> RawColumn {

@@ -1,7 +1,8 @@
 //! Streaming helpers for the readers of official raw layouts ([`crate::kuairand`],
-//! [`crate::aliexpress`]): a delimited file read record by record in bounded memory (the `csv`
-//! crate over a buffered reader, optionally through gzip), and a key join that adds the columns of
-//! a side file (user or item features) to a [`RawTable`] per distinct key value.
+//! [`crate::aliexpress`], [`crate::aliccp_raw`], [`crate::amazon_raw`]): a delimited file read
+//! record by record in bounded memory (the `csv` crate over a buffered reader, optionally through
+//! gzip), a text file read line by line, a key join that adds the columns of a side file (user or
+//! item features) to a [`RawTable`] per distinct key value, and row reordering and filtering.
 //!
 //! Errors name the file, the 1-based line (as the `csv` crate counts lines) and the column.
 
@@ -94,6 +95,59 @@ pub(crate) fn for_each_row(
         n += 1;
     }
     Ok(n)
+}
+
+/// Reads a text file line by line (through gzip when the name ends in `.gz`) for the layouts
+/// that are not delimited files with a header (AliCCP's skeleton, JSON lines). `line(no, text)`
+/// gets each non-empty line without its `\n` / `\r\n` and its 1-based number. A line that is not
+/// UTF-8 is an error naming the file and line; a read error (a cut-off gzip stream) names the
+/// file. Returns the number of lines passed to `line`.
+pub(crate) fn for_each_line(
+    path: &Path,
+    mut line: impl FnMut(u64, &str) -> Result<(), DataError>,
+) -> Result<u64, DataError> {
+    use std::io::BufRead;
+    let name = path.display().to_string();
+    let mut rd = BufReader::with_capacity(1 << 20, open(path)?);
+    let mut buf = Vec::new();
+    let (mut no, mut n) = (0u64, 0u64);
+    loop {
+        buf.clear();
+        let got = rd
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| DataError::io(path, e))?;
+        if got == 0 {
+            break;
+        }
+        no += 1;
+        while matches!(buf.last(), Some(b'\n' | b'\r')) {
+            buf.pop();
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        let text = std::str::from_utf8(&buf)
+            .map_err(|_| DataError::parse(&name, no, "line", "invalid utf-8"))?;
+        line(no, text)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Keeps the rows of `table` whose `keep` flag is set (in order).
+pub(crate) fn retain_rows(table: &mut RawTable, keep: &[bool]) {
+    fn pick<T: Copy>(v: &[T], keep: &[bool]) -> Vec<T> {
+        v.iter()
+            .zip(keep)
+            .filter(|(_, &k)| k)
+            .map(|(&x, _)| x)
+            .collect()
+    }
+    for c in &mut table.columns {
+        c.codes = pick(&c.codes, keep);
+    }
+    table.row_line = pick(&table.row_line, keep);
+    table.row_file = pick(&table.row_file, keep);
 }
 
 /// Parses an integer field, or an error naming the file, line and field.

@@ -43,6 +43,12 @@ string_enum! {
         KuaiRand1k = "kuairand-1k",
         /// AliExpress from the official release: 5 country domains, click and purchase.
         AliExpress = "aliexpress",
+        /// AliCCP from the official raw files, Crocodile's protocol (3 scenario domains).
+        AliccpRawCrocodile = "aliccp-raw-crocodile",
+        /// AliCCP from the official raw files, AREAD's protocol (30 item-category domains).
+        AliccpRawAread = "aliccp-raw-aread",
+        /// Amazon Review 2018 from the official per-category files, AREAD's preprocessing.
+        AmazonRaw = "amazon-raw",
     }
 }
 
@@ -60,11 +66,11 @@ string_enum! {
         /// By the integer column `dataset.time_column`: valid from `valid_from`, test from
         /// `test_from`.
         Time = "time",
-        /// The AREAD protocol of `aliccp` (column `train_tag`) and `amazon` (timestamp
-        /// quantiles 0.9 / 0.95).
+        /// The AREAD protocol of `aliccp` / `aliccp-raw-aread` (column `train_tag`) and
+        /// `amazon` / `amazon-raw` (timestamp quantiles 0.9 / 0.95).
         Aread = "aread",
-        /// The dataset's own train / test files (`aliexpress`; validation: the last 10 % of each
-        /// train file).
+        /// The dataset's own train / test files (`aliexpress`, `aliccp-raw-crocodile`;
+        /// validation: the last 10 % of each train file), column `part`.
         Official = "official",
     }
 }
@@ -122,7 +128,7 @@ const AREAD_SPLITS: &[SplitName] = &[
 ];
 
 /// The dataset table, in [`DatasetName::ALL`] order.
-pub const RECIPES: [Recipe; 10] = [
+pub const RECIPES: [Recipe; 13] = [
     Recipe {
         name: DatasetName::MovieLens1m,
         summary: "MovieLens-1M ratings, click = rating > 3, like = rating > 4",
@@ -236,6 +242,39 @@ pub const RECIPES: [Recipe; 10] = [
         obtain: "https://tianchi.aliyun.com/dataset/74690 (Tianchi account; Tianchi dataset terms)",
         cache: CacheHome::DataDir,
     },
+    Recipe {
+        name: DatasetName::AliccpRawCrocodile,
+        summary: "Ali-CCP from the raw files, Crocodile's protocol (task click; buy kept as a column)",
+        default_split: SplitName::Official,
+        splits: OFFICIAL_SPLITS,
+        domains: "Crocodile protocol: scenarios 1, 2, 3 (feature 301) as S1, S2, S3; task click",
+        needs_data_dir: true,
+        files: "sample_skeleton_{train,test}.csv, common_features_{train,test}.csv (.csv.gz also read)",
+        obtain: "sample_train.tar.gz, sample_test.tar.gz from https://tianchi.aliyun.com/dataset/408 (Tianchi account; Tianchi dataset terms)",
+        cache: CacheHome::DataDir,
+    },
+    Recipe {
+        name: DatasetName::AliccpRawAread,
+        summary: "Ali-CCP from the raw files, AREAD's protocol (frequency >= 15, 30 categories, click)",
+        default_split: SplitName::Aread,
+        splits: AREAD_SPLITS,
+        domains: "AREAD protocol: the 30 largest item categories (feature 206) with >= 75 users and items; task click",
+        needs_data_dir: true,
+        files: "sample_skeleton_{train,test}.csv, common_features_{train,test}.csv (.csv.gz also read)",
+        obtain: "sample_train.tar.gz, sample_test.tar.gz from https://tianchi.aliyun.com/dataset/408 (Tianchi account; Tianchi dataset terms)",
+        cache: CacheHome::DataDir,
+    },
+    Recipe {
+        name: DatasetName::AmazonRaw,
+        summary: "Amazon Review 2018 from the per-category files, AREAD's preprocessing (12 months, 3-core, label = rating above the user's mean)",
+        default_split: SplitName::Aread,
+        splits: AREAD_SPLITS,
+        domains: "AREAD protocol: 25 main categories (metadata main_cat)",
+        needs_data_dir: true,
+        files: "<Category>.json.gz and meta_<Category>.json.gz per category",
+        obtain: "https://nijianmo.github.io/amazon/index.html (per-category data; research use, cite Ni et al. 2019)",
+        cache: CacheHome::DataDir,
+    },
 ];
 
 impl DatasetName {
@@ -254,8 +293,8 @@ impl DatasetName {
     /// The AREAD dataset this is, if any.
     pub fn aliccp_amazon(self) -> Option<AliccpAmazon> {
         match self {
-            DatasetName::Aliccp => Some(AliccpAmazon::Aliccp),
-            DatasetName::Amazon => Some(AliccpAmazon::Amazon),
+            DatasetName::Aliccp | DatasetName::AliccpRawAread => Some(AliccpAmazon::Aliccp),
+            DatasetName::Amazon | DatasetName::AmazonRaw => Some(AliccpAmazon::Amazon),
             _ => None,
         }
     }
@@ -349,6 +388,37 @@ pub(crate) fn resolve(src: &DatasetSource) -> Result<Resolved, DataError> {
                 files,
                 config_json: "\"aliexpress\"".to_string(),
                 description: format!("aliexpress ({}), 5 countries", dir.display()),
+            })
+        }
+        DatasetSource::AliccpRaw { dir, protocol } => {
+            let files = crate::aliccp_raw::aliccp_files(dir)?;
+            let origin = format!("<embedded {} schema>", protocol.dataset());
+            Ok(Resolved {
+                spec: SchemaSpec::from_toml_str(protocol.schema(), &origin)?,
+                origin,
+                files: files.all(),
+                config_json: serde_json::json!({ "aliccp_raw": protocol.name() }).to_string(),
+                description: format!(
+                    "{} ({}), {}",
+                    protocol.dataset(),
+                    dir.display(),
+                    protocol.protocol()
+                ),
+            })
+        }
+        DatasetSource::AmazonRaw { dir } => {
+            let files = crate::amazon_raw::amazon_raw_files(dir)?;
+            let origin = "<embedded amazon-raw schema>".to_string();
+            Ok(Resolved {
+                spec: SchemaSpec::from_toml_str(aliccp_amazon::AMAZON_SCHEMA, &origin)?,
+                origin,
+                files: files.all(),
+                config_json: "\"amazon_raw\"".to_string(),
+                description: format!(
+                    "amazon-raw ({}), {} categories, AREAD preprocessing",
+                    dir.display(),
+                    files.reviews.len()
+                ),
             })
         }
         DatasetSource::Synthetic(cfg) => {
@@ -445,6 +515,12 @@ pub(crate) fn load_table(src: &DatasetSource) -> Result<RawTable, DataError> {
         }
         DatasetSource::AliExpress { dir } => {
             crate::aliexpress::load(&crate::aliexpress::aliexpress_files(dir)?)
+        }
+        DatasetSource::AliccpRaw { dir, protocol } => {
+            crate::aliccp_raw::load(*protocol, &crate::aliccp_raw::aliccp_files(dir)?)
+        }
+        DatasetSource::AmazonRaw { dir } => {
+            crate::amazon_raw::load(&crate::amazon_raw::amazon_raw_files(dir)?)
         }
         DatasetSource::Synthetic(cfg) => Ok(synthetic::generate(cfg).table),
         DatasetSource::SyntheticDelayed(cfg) => Ok(crate::delayed::generate_delayed(cfg).table),

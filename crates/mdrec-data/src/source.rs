@@ -45,6 +45,19 @@ pub enum DatasetSource {
         /// Pure (M3oE) or 1K (Crocodile).
         version: crate::kuairand::KuaiRandVersion,
     },
+    /// AliCCP from the official raw files with a paper's protocol (see [`crate::aliccp_raw`]).
+    AliccpRaw {
+        /// The folder holding `sample_skeleton_*.csv` and `common_features_*.csv`.
+        dir: PathBuf,
+        /// Crocodile (3 scenarios) or AREAD (30 categories).
+        protocol: crate::aliccp_raw::AliccpProtocol,
+    },
+    /// Amazon Review 2018 from the official per-category files, AREAD's preprocessing (see
+    /// [`crate::amazon_raw`]).
+    AmazonRaw {
+        /// The folder holding `<Category>.json.gz` and `meta_<Category>.json.gz`.
+        dir: PathBuf,
+    },
     /// AliExpress from the official release (see [`crate::aliexpress`]).
     AliExpress {
         /// The folder holding the five `AliExpress_<CC>` folders.
@@ -78,6 +91,11 @@ impl DatasetSource {
                 crate::kuairand::KuaiRandVersion::OneK => DatasetName::KuaiRand1k,
             },
             DatasetSource::AliExpress { .. } => DatasetName::AliExpress,
+            DatasetSource::AliccpRaw { protocol, .. } => match protocol {
+                crate::aliccp_raw::AliccpProtocol::Crocodile => DatasetName::AliccpRawCrocodile,
+                crate::aliccp_raw::AliccpProtocol::Aread => DatasetName::AliccpRawAread,
+            },
+            DatasetSource::AmazonRaw { .. } => DatasetName::AmazonRaw,
             DatasetSource::Synthetic(_) => DatasetName::Synthetic,
             DatasetSource::SyntheticDelayed(_) => DatasetName::SyntheticDelayed,
             DatasetSource::Csv { .. } => DatasetName::Csv,

@@ -162,7 +162,7 @@ fn validation_names_the_key() {
         ("files = [\"a.csv\"]", "dataset.files applies to csv only"),
         (
             "split = \"aread\"",
-            "`aread` is the protocol of datasets aliccp and amazon, not of `synthetic`",
+            "`aread` is the protocol of datasets aliccp, aliccp-raw-aread, amazon and amazon-raw, not of `synthetic`",
         ),
         (&format!("{ml}split = \"aread\""), "not of `movielens-1m`"),
     ] {
