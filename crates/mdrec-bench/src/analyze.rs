@@ -1,5 +1,6 @@
 //! Representation analyses of trained runs (`mdrec analyze`): the measurements behind
-//! multi-embedding models and Crocodile. Sources: Guo et al., "On the Embedding Collapse when
+//! multi-embedding models and Crocodile, and the analysis tools of Pan et al. §7 (feature
+//! correlation, dimensional collapse of every field, interest entanglement across runs). Sources: Guo et al., "On the Embedding Collapse when
 //! Scaling up Recommendation Models" (ICML 2024, arXiv:2310.04400) for information abundance;
 //! Pan et al., "Ads Recommendation in a Collapsed and Entangled World" (KDD 2024,
 //! arXiv:2403.00793) and its analysis code (`junwei-pan/RecScope`) for singular spectra and
@@ -13,12 +14,16 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `ia.csv`, `ia_frequency.svg` | Information Abundance (IA = Σσ/max σ of the row-normalised matrix, RecScope) of each embedding table of the user and item fields, overall and per item-frequency group (`groups` equal-size buckets of train frequency, 0 = most frequent) |
-//! | `spectrum.csv`, `spectrum_<field>.svg` | singular spectrum `log10(σ_i / σ_1)` of the un-normalised table (as in Pan et al. and Crocodile Fig. 4) |
+//! | `ia.csv`, `ia_frequency.svg` | Information Abundance (IA = Σσ/max σ of the row-normalised matrix, RecScope) of every embedding table of every embedded field (Pan et al. §7.2: "the embedding matrix of each field"; the ids seen in training), overall and, for the item field, per item-frequency group (`groups` equal-size buckets of train frequency, 0 = most frequent) |
+//! | `spectrum.csv`, `spectrum_<field>.svg` | singular spectrum `log10(σ_i / σ_1)` of every field's un-normalised tables (as in Pan et al. and Crocodile Fig. 4) |
+//! | `ia_projected.csv`, `ia_projected_<run>.svg` | IA of each field's embeddings after each expert's first layer: `E_f · W[rows of f]`, the block of the layer's weight that multiplies field `f` (RecScope's "IA after projection") |
+//! | `mi.csv`, `mi_<run>.svg` | mutual information (nats, plug-in; Miller–Madow corrected; normalised by H(label)) between every embedded field and every task's label, overall and per domain, on the training split (Pan et al. §7.1, Eq. 7; see [`crate::mutual_info`]) |
+//! | `mi_behaviour.csv`, `mi_behaviour_<run>_<task>.svg`, `mi_position_<run>.svg` | Eq. 8: MI between "the user's behaviour at position p has category c_i" and the label, on targets of category c_t; heat map at position 1, and MI by position for c_i = c_t vs c_i ≠ c_t |
 //! | `experts.csv` | IA and mean norm of each expert's outputs on the analysed test rows (Crocodile Fig. 2a) |
 //! | `utilisation.csv`, `utilisation_<run>.svg` | mean gate weight of each expert per (domain, task) head; AREAD: per (domain, level), after the domain's mask |
 //! | `di.csv`, `di.svg` | Diversity Index DI^AF and DI^SF per ordered domain pair (Crocodile Eq. 1–2) |
 //! | `entanglement.csv`, `entanglement_<run>.svg` | user–item distance histograms, all pairs vs conflict pairs, per pair of tables (Pan et al.) |
+//! | `entangle_refs.csv`, `entangle_refs_<run>.svg` | with two `entangle_refs`: the pairs close under reference A's embeddings and far under B's (e.g. single-task models of two tasks), their distances under every table of each reference and each analysed run (Pan et al. §5 Fig. 3, §7.3), with the conflict pairs' mean percentile rank among all pairs |
 //! | `mask_overlap.csv`, `mask_overlap_<run>_<block>.svg` | AREAD: Mask Overlap Ratio (Jaccard of active edges, from the AREAD paper's analysis) between every pair of domains, per block of edges between levels |
 //! | `summary.json` | every number above, machine-readable |
 //!
@@ -34,17 +39,38 @@
 //! - **Entanglement conflict pairs**: for tables (a, b) of one run, pairs with distance ≤ 40th
 //!   percentile under a and > 60th under b (RecScope mode 0), among test pairs whose user and item
 //!   are both above the 60th percentile of train frequency.
+//! - **Cross-run conflict pairs**: the same rule with a = reference A's and b = reference B's
+//!   first (user, item) tables, on the first `rows` test rows of A's data. Every measured run must
+//!   have the same user and item vocabularies (checked), so ids mean the same movie and user. A
+//!   reference is a one-model run or one model of a multi-model run (`RUN#click` of a `setting =
+//!   "mdl"` run is the single-task model of `click`). The paper's panel (c)/(f) is the measured
+//!   run's shared table; a multi-embedding run (STEM) is measured under each of its tables.
+//!   Swap the references for the other direction (far under A, close under B).
+//! - **IA after expert projection**: an expert is any parameter `…<expert>[.mlp].layers.0.linear.weight`
+//!   outside gates, towers and heads whose input width is a table's side-by-side embeddings plus
+//!   the numeric inputs (`Σ dim_f + n_numeric`, what [`mdrec_nn::ModelInput::flat`] and
+//!   `set_flat` give). The model's wiring of experts to tables is internal, so with several
+//!   tables of one width (STEM, ME-MMoE) every table is projected by every such expert and the
+//!   `table` column says which; only the pairs the model wires are meaningful (STEM:
+//!   `shared.*` ← the base table, `specific.<u>.*` ← `@u<u>`). Experts whose first layer reads
+//!   something else (interaction outputs, DCN cross layers, later PLE levels) are not measured;
+//!   the bias is left out (a shift, not a direction).
+//! - **Behaviour–target MI** (Eq. 8): see [`crate::mutual_info`]; rows without `positions`
+//!   earlier behaviours are left out, and the category field defaults to the first item field
+//!   other than the item id (MovieLens-1M: `genre`, the movie's first genre).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use mdrec_data::{Batch, EncodedData, FieldRole};
+use mdrec_data::{Batch, EncodedData, FieldRole, Prepared};
 use mdrec_models::{ProbeKey, Probes};
 use mdrec_nn::device::DeviceKind;
-use mdrec_nn::ModelContext;
+use mdrec_nn::{FieldInfo, ModelContext};
 use mdrec_train::engine::{make_input, Snapshot};
 use mdrec_train::load_run;
 use serde::Serialize;
+
+use crate::mutual_info::{self, BehaviourMi, FieldMi};
 
 use crate::plot::{heatmap, line_chart, write_svg};
 use crate::TrainError;
@@ -66,6 +92,14 @@ pub struct AnalyzeOptions {
     pub user_field: Option<String>,
     /// Item field (default: the first field with roles `item` and `prior`, else `item`).
     pub item_field: Option<String>,
+    /// Item-category field of the behaviour–target MI (default: the first field with role
+    /// `item` other than the item field).
+    pub category_field: Option<String>,
+    /// Behaviour positions of the behaviour–target MI (1 = the most recent).
+    pub mi_positions: usize,
+    /// Two references (`RUN`, or `RUN#PART` for one model of a multi-model run) whose
+    /// conflicting user–item pairs are measured on every analysed run; empty for none.
+    pub entangle_refs: Vec<String>,
 }
 
 impl Default for AnalyzeOptions {
@@ -78,6 +112,9 @@ impl Default for AnalyzeOptions {
             di_task: None,
             user_field: None,
             item_field: None,
+            category_field: None,
+            mi_positions: 10,
+            entangle_refs: Vec::new(),
         }
     }
 }
@@ -97,6 +134,43 @@ pub struct IaRow {
     pub rows: usize,
     /// Information abundance.
     pub ia: f64,
+}
+
+/// IA of one field's embeddings after one expert's first layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectedIaRow {
+    /// Run label.
+    pub run: String,
+    /// The expert (its parameter path, e.g. `experts.2`, `specific.0.0`).
+    pub expert: String,
+    /// Field.
+    pub field: String,
+    /// Embedding table projected.
+    pub table: String,
+    /// Rows (ids seen in training).
+    pub rows: usize,
+    /// IA of the projected rows (rows L2-normalised).
+    pub ia: f64,
+}
+
+/// The reference conflict pairs' distances under one table of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct CrossEntanglement {
+    /// The measured run (a reference itself, or an analysed run).
+    pub run: String,
+    /// `A vs B`: the references that chose the conflict pairs.
+    pub refs: String,
+    /// The user table the distances use (with the item table of the same set).
+    pub table: String,
+    /// Mean percentile rank (0–1) of the conflict pairs' distances among all pairs' distances:
+    /// below 0.5 the table keeps them close (as reference A does), above 0.5 apart (as B does).
+    pub conflict_rank: Option<f64>,
+    /// Bin edges (39 equal-width bins).
+    pub edges: Vec<f64>,
+    /// All analysed pairs per bin.
+    pub all: Vec<usize>,
+    /// Conflict pairs per bin.
+    pub conflict: Vec<usize>,
 }
 
 /// Per-expert statistics.
@@ -175,6 +249,14 @@ pub struct Analysis {
     pub entanglement: Vec<Entanglement>,
     /// AREAD's Mask Overlap Ratio per run and block.
     pub mask_overlap: Vec<MaskOverlap>,
+    /// IA of each field's embeddings after each expert's first layer.
+    pub projected_ia: Vec<ProjectedIaRow>,
+    /// `(run, MI)` of every field and task's label, overall and per domain (training split).
+    pub mi: Vec<(String, FieldMi)>,
+    /// `(run, Eq. 8 row)`: behaviour category and position vs the label on targets of a category.
+    pub behaviour_mi: Vec<(String, BehaviourMi)>,
+    /// Reference conflict pairs measured on each run's tables.
+    pub cross_entanglement: Vec<CrossEntanglement>,
     /// Things that could not be computed and why.
     pub notes: Vec<String>,
 }
@@ -376,21 +458,27 @@ pub fn analyze(
             opts.tau_bottom, opts.tau_top
         )));
     }
-    if opts.groups == 0 || opts.rows == 0 {
+    if opts.groups == 0 || opts.rows == 0 || opts.mi_positions == 0 {
         return Err(TrainError::Config(
-            "analyze: groups and rows must be ≥ 1".into(),
+            "analyze: groups, rows and mi_positions must be ≥ 1".into(),
         ));
     }
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     let mut a = Analysis::default();
+    let refs = entangle_refs(&opts.entangle_refs, opts, &mut a)?;
     for dir in runs {
-        analyze_one(dir, opts, &mut a)?;
+        analyze_one(dir, opts, refs.as_ref(), &mut a)?;
     }
     write_outputs(out, &a)?;
     Ok(a)
 }
 
-fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<(), TrainError> {
+fn analyze_one(
+    dir: &Path,
+    opts: &AnalyzeOptions,
+    refs: Option<&EntangleRefs>,
+    a: &mut Analysis,
+) -> Result<(), TrainError> {
     let label = run_label(dir);
     let loaded = load_run(dir)?;
     let trained = &loaded.trained;
@@ -408,32 +496,23 @@ fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<()
     let user = pick_field(ctx, &opts.user_field, FieldRole::User, "user")?;
     let item = pick_field(ctx, &opts.item_field, FieldRole::Item, "item")?;
 
-    // Train frequency of every id of the user and item fields.
-    let freq = |fi: usize| -> Vec<u64> {
-        let f = &ctx.fields[fi];
-        let mut c = vec![0u64; f.vocab_size];
-        for &id in &train.cat[f.column] {
-            if (id as usize) < c.len() {
-                c[id as usize] += 1;
-            }
-        }
-        c
-    };
-    let (user_freq, item_freq) = (freq(user), freq(item));
+    // Train frequency of every id of every field (a multi-hot field counts each listed id).
+    let freqs: Vec<Vec<u64>> = ctx.fields.iter().map(|f| id_counts(f, train)).collect();
+    let (user_freq, item_freq) = (&freqs[user], &freqs[item]);
 
-    // IA and spectra of the user and item tables.
-    for &fi in &[user, item] {
-        let field = ctx.fields[fi].name.clone();
-        let counts = if fi == user { &user_freq } else { &item_freq };
+    // IA and spectra of every field's tables (ids seen in training, most frequent first); the
+    // item field also per frequency group.
+    for (fi, f) in ctx.fields.iter().enumerate() {
+        let counts = &freqs[fi];
         let mut ids: Vec<u32> = (2..counts.len() as u32)
             .filter(|&i| counts[i as usize] > 0)
             .collect();
         ids.sort_by_key(|&i| (std::cmp::Reverse(counts[i as usize]), i));
-        for (table, _rows, dim, w) in field_tables(snap, &field) {
+        for (table, _rows, dim, w) in field_tables(snap, &f.name) {
             let m = gather(w, dim, &ids);
             a.ia.push(IaRow {
                 run: label.clone(),
-                field: field.clone(),
+                field: f.name.clone(),
                 table: table.clone(),
                 group: "all".into(),
                 rows: ids.len(),
@@ -443,7 +522,7 @@ fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<()
             let top = s.first().copied().unwrap_or(1.0).max(1e-30);
             a.spectra.push((
                 label.clone(),
-                field.clone(),
+                f.name.clone(),
                 table.clone(),
                 s.iter().map(|x| x / top).collect(),
             ));
@@ -453,7 +532,7 @@ fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<()
                     let m = gather(w, dim, chunk);
                     a.ia.push(IaRow {
                         run: label.clone(),
-                        field: field.clone(),
+                        field: f.name.clone(),
                         table: table.clone(),
                         group: g.to_string(),
                         rows: chunk.len(),
@@ -462,6 +541,43 @@ fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<()
                 }
             }
         }
+        projected_ia(&label, snap, f, &ids, a);
+    }
+    if !a.projected_ia.iter().any(|r| r.run == label) {
+        a.notes.push(format!("{label}: no expert first layer reads the embeddings of one table side by side (a `…layers.0.linear.weight` with Σ field widths + numeric inputs rows), so no IA after expert projection"));
+    }
+
+    // Feature–label mutual information on the training split. A category field named on the
+    // command line must exist (a typo is an error, not a note).
+    if let Some(n) = &opts.category_field {
+        if !ctx.fields.iter().any(|f| &f.name == n) {
+            return Err(TrainError::Config(format!(
+                "analyze: {label}: no embedded field `{n}` (--category-field); fields: {}",
+                ctx.fields
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    a.mi.extend(
+        mutual_info::field_label_mi(&ctx.fields, train, &ctx.domains, &ctx.tasks)
+            .into_iter()
+            .map(|m| (label.clone(), m)),
+    );
+    match behaviour_spec(ctx, &loaded.prepared, user, item, opts) {
+        Ok(spec) => match mutual_info::behaviour_mi(&spec, train, &ctx.tasks) {
+            Ok(rows) => a
+                .behaviour_mi
+                .extend(rows.into_iter().map(|m| (label.clone(), m))),
+            Err(e) => a
+                .notes
+                .push(format!("{label}: no behaviour–target MI (Eq. 8): {e}")),
+        },
+        Err(e) => a
+            .notes
+            .push(format!("{label}: no behaviour–target MI (Eq. 8): {e}")),
     }
 
     // Per-domain masks (AREAD): the model reports the overlap ratio per block of edges.
@@ -653,41 +769,10 @@ fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<()
     }
 
     // Interest entanglement between the run's tables.
-    let ut = field_tables(snap, &ctx.fields[user].name);
-    let it = field_tables(snap, &ctx.fields[item].name);
-    let pairs: Vec<usize> = {
-        let uf: Vec<f64> = test.cat[ctx.fields[user].column]
-            .iter()
-            .map(|&u| user_freq[u as usize] as f64)
-            .collect();
-        let vf: Vec<f64> = test.cat[ctx.fields[item].column]
-            .iter()
-            .map(|&v| item_freq[v as usize] as f64)
-            .collect();
-        let (u60, v60) = (percentile(&uf, 0.6), percentile(&vf, 0.6));
-        (0..n).filter(|&r| uf[r] > u60 && vf[r] > v60).collect()
-    };
-    let dists: Vec<(String, Vec<f64>)> = ut
-        .iter()
-        .zip(&it)
-        .filter(|(u, v)| u.2 == v.2)
-        .map(|((un, _, dim, uw), (_, _, _, vw))| {
-            let d = pairs
-                .iter()
-                .map(|&r| {
-                    let (uid, vid) = (
-                        test.cat[ctx.fields[user].column][r] as usize,
-                        test.cat[ctx.fields[item].column][r] as usize,
-                    );
-                    (0..*dim)
-                        .map(|k| ((uw[uid * dim + k] - vw[vid * dim + k]) as f64).powi(2))
-                        .sum::<f64>()
-                        .sqrt()
-                })
-                .collect();
-            (un.clone(), d)
-        })
-        .collect();
+    let (uname, iname) = (&ctx.fields[user].name, &ctx.fields[item].name);
+    let rows = frequent_pairs(&test, ctx, user, item, user_freq, item_freq);
+    let pairs = id_pairs(&test, ctx, user, item, &rows);
+    let dists = pair_distances(snap, uname, iname, &pairs);
     if pairs.is_empty() {
         a.notes.push(format!("{label}: no analysed test pair has both its user and its item above the 60th percentile of train frequency (e.g. test users unseen in training); no entanglement histogram"));
     } else if dists.len() < 2 {
@@ -695,33 +780,442 @@ fn analyze_one(dir: &Path, opts: &AnalyzeOptions, a: &mut Analysis) -> Result<()
     }
     for (x, (ta, da)) in dists.iter().enumerate().filter(|_| !pairs.is_empty()) {
         for (tb, db) in dists.iter().skip(x + 1) {
-            let (a40, b60) = (percentile(da, 0.4), percentile(db, 0.6));
-            let conflict: Vec<f64> = (0..da.len())
-                .filter(|&r| da[r] <= a40 && db[r] > b60)
-                .map(|r| da[r])
-                .collect();
-            let (lo, hi) = da
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
-            let bins = 39;
-            let width = ((hi - lo) / bins as f64).max(1e-12);
-            let hist = |v: &[f64]| {
-                let mut c = vec![0usize; bins];
-                for &x in v {
-                    c[(((x - lo) / width) as usize).min(bins - 1)] += 1;
-                }
-                c
-            };
-            let edges = (0..=bins).map(|b| lo + width * b as f64).collect();
-            a.entanglement.push((
-                label.clone(),
-                ta.clone(),
-                tb.clone(),
-                edges,
-                hist(da),
-                hist(&conflict),
-            ));
+            let conflict = conflicts(da, db);
+            let (edges, all, con) = histogram(da, &conflict);
+            a.entanglement
+                .push((label.clone(), ta.clone(), tb.clone(), edges, all, con));
         }
+    }
+
+    // The conflict pairs of the reference runs, measured on this run's tables.
+    if let Some(r) = refs {
+        measure_on(r, &label, snap, &loaded.prepared, a)?;
+    }
+    Ok(())
+}
+
+/// How often each id of field `f` occurs in `data` (every listed id of a multi-hot field).
+fn id_counts(f: &FieldInfo, data: &EncodedData) -> Vec<u64> {
+    let mut c = vec![0u64; f.vocab_size];
+    let ids: &[u32] = if f.multi_hot {
+        &data.multi[f.column].values
+    } else {
+        &data.cat[f.column]
+    };
+    for &id in ids {
+        if (id as usize) < c.len() {
+            c[id as usize] += 1;
+        }
+    }
+    c
+}
+
+/// The rows of `test` whose user and item are both above the 60th percentile of train frequency
+/// (RecScope's selection of analysed pairs).
+fn frequent_pairs(
+    test: &EncodedData,
+    ctx: &ModelContext,
+    user: usize,
+    item: usize,
+    user_freq: &[u64],
+    item_freq: &[u64],
+) -> Vec<usize> {
+    let freq_of = |fi: usize, freq: &[u64]| -> Vec<f64> {
+        test.cat[ctx.fields[fi].column]
+            .iter()
+            .map(|&u| freq.get(u as usize).copied().unwrap_or(0) as f64)
+            .collect()
+    };
+    let (uf, vf) = (freq_of(user, user_freq), freq_of(item, item_freq));
+    let (u60, v60) = (percentile(&uf, 0.6), percentile(&vf, 0.6));
+    (0..test.len())
+        .filter(|&r| uf[r] > u60 && vf[r] > v60)
+        .collect()
+}
+
+/// `(user id, item id)` of `rows` of `data`.
+fn id_pairs(
+    data: &EncodedData,
+    ctx: &ModelContext,
+    user: usize,
+    item: usize,
+    rows: &[usize],
+) -> Vec<(u32, u32)> {
+    let (uc, ic) = (ctx.fields[user].column, ctx.fields[item].column);
+    rows.iter()
+        .map(|&r| (data.cat[uc][r], data.cat[ic][r]))
+        .collect()
+}
+
+/// `‖u − v‖₂` of every pair under every (user table, item table) of one width of `snap`, named
+/// by the user table.
+fn pair_distances(
+    snap: &Snapshot,
+    user_field: &str,
+    item_field: &str,
+    pairs: &[(u32, u32)],
+) -> Vec<(String, Vec<f64>)> {
+    let ut = field_tables(snap, user_field);
+    let it = field_tables(snap, item_field);
+    ut.iter()
+        .zip(&it)
+        .filter(|(u, v)| u.2 == v.2)
+        .map(|((un, urows, dim, uw), (_, vrows, _, vw))| {
+            let d = pairs
+                .iter()
+                .map(|&(u, v)| {
+                    let (u, v) = (u as usize, v as usize);
+                    if u >= *urows || v >= *vrows {
+                        return f64::NAN;
+                    }
+                    (0..*dim)
+                        .map(|k| ((uw[u * dim + k] - vw[v * dim + k]) as f64).powi(2))
+                        .sum::<f64>()
+                        .sqrt()
+                })
+                .collect();
+            (un.clone(), d)
+        })
+        .collect()
+}
+
+/// The pairs close under `a` and far under `b`: distance ≤ 40th percentile of `a`'s and > 60th
+/// percentile of `b`'s (RecScope mode 0).
+fn conflicts(da: &[f64], db: &[f64]) -> Vec<bool> {
+    let (a40, b60) = (percentile(da, 0.4), percentile(db, 0.6));
+    da.iter()
+        .zip(db)
+        .map(|(&x, &y)| x <= a40 && y > b60)
+        .collect()
+}
+
+/// 39 equal-width bins over the range of `all` (RecScope's histogram): the edges, the counts of
+/// all values and of the values where `selected`.
+fn histogram(all: &[f64], selected: &[bool]) -> (Vec<f64>, Vec<usize>, Vec<usize>) {
+    let bins = 39;
+    let (lo, hi) = all
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::MAX, f64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    let (lo, hi) = if lo <= hi { (lo, hi) } else { (0.0, 0.0) };
+    let width = ((hi - lo) / bins as f64).max(1e-12);
+    let (mut ca, mut cs) = (vec![0usize; bins], vec![0usize; bins]);
+    for (&x, &s) in all.iter().zip(selected) {
+        if !x.is_finite() {
+            continue;
+        }
+        let b = (((x - lo) / width) as usize).min(bins - 1);
+        ca[b] += 1;
+        if s {
+            cs[b] += 1;
+        }
+    }
+    let edges = (0..=bins).map(|b| lo + width * b as f64).collect();
+    (edges, ca, cs)
+}
+
+/// Mean percentile rank (0–1, ties counted half) of the selected values among all values.
+fn mean_rank(all: &[f64], selected: &[bool]) -> Option<f64> {
+    let mut sorted: Vec<f64> = all.iter().copied().filter(|v| v.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len() as f64;
+    let ranks: Vec<f64> = all
+        .iter()
+        .zip(selected)
+        .filter(|(x, &s)| s && x.is_finite())
+        .map(|(&x, _)| {
+            let below = sorted.partition_point(|&v| v < x) as f64;
+            let upto = sorted.partition_point(|&v| v <= x) as f64;
+            (below + 0.5 * (upto - below)) / n
+        })
+        .collect();
+    (!ranks.is_empty()).then(|| ranks.iter().sum::<f64>() / ranks.len() as f64)
+}
+
+/// Where Eq. 8 finds its users, times and categories in a run's data.
+fn behaviour_spec<'a>(
+    ctx: &'a ModelContext,
+    prepared: &Prepared,
+    user: usize,
+    item: usize,
+    opts: &AnalyzeOptions,
+) -> Result<mutual_info::BehaviourSpec<'a>, String> {
+    let category = match &opts.category_field {
+        Some(n) => ctx
+            .fields
+            .iter()
+            .find(|f| &f.name == n)
+            .ok_or_else(|| format!("no embedded field `{n}` (--category-field)"))?,
+        None => ctx
+            .fields
+            .iter()
+            .enumerate()
+            .find(|&(i, f)| i != item && f.has_role(FieldRole::Item))
+            .map(|(_, f)| f)
+            .ok_or("no item field besides the item id to take categories from; name one with --category-field")?,
+    };
+    let vocab = prepared.vocabs.tables.get(&category.table);
+    let names = (0..category.vocab_size as u32)
+        .map(|id| vocab.and_then(|v| v.value(id)).map(str::to_string))
+        .collect();
+    Ok(mutual_info::BehaviourSpec {
+        user: &ctx.fields[user],
+        category,
+        category_names: names,
+        positions: opts.mi_positions,
+    })
+}
+
+/// IA of field `f`'s embeddings (rows `ids` of each of its tables) after the first layer of
+/// every expert that reads a table's embeddings side by side: the rows of that layer's weight
+/// that multiply the field (RecScope's "IA after projection").
+fn projected_ia(label: &str, snap: &Snapshot, f: &FieldInfo, ids: &[u32], a: &mut Analysis) {
+    // (table, offset of the field in the table's input, width of that input)
+    let mut inputs = vec![(f.table.clone(), f.offset, snap.ctx.emb_dim())];
+    for s in &snap.ctx.sets {
+        if let Some(sf) = s.fields.iter().find(|x| x.name == f.name) {
+            inputs.push((sf.table.clone(), sf.offset, s.width()));
+        }
+    }
+    let tables: BTreeMap<&str, (usize, usize, &[f32])> = snap
+        .store
+        .tables()
+        .map(|(t, rows, dim, w)| (t, (rows, dim, w)))
+        .collect();
+    for (name, shape, w) in snap.model.named_tensors() {
+        let Some(expert) = expert_first_layer(&name) else {
+            continue;
+        };
+        let [rows_in, h] = shape[..] else { continue };
+        for (table, offset, width) in &inputs {
+            let Some(&(t_rows, dim, emb)) = tables.get(table.as_str()) else {
+                continue;
+            };
+            if rows_in != width + snap.ctx.n_numeric || dim != f.dim || offset + dim > rows_in {
+                continue;
+            }
+            let ids: Vec<u32> = ids
+                .iter()
+                .copied()
+                .filter(|&i| (i as usize) < t_rows)
+                .collect();
+            let mut m = vec![0f32; ids.len() * h];
+            for (r, &id) in ids.iter().enumerate() {
+                let e = &emb[id as usize * dim..(id as usize + 1) * dim];
+                let out = &mut m[r * h..(r + 1) * h];
+                for (k, &x) in e.iter().enumerate() {
+                    let wr = &w[(offset + k) * h..(offset + k + 1) * h];
+                    for (o, &wv) in out.iter_mut().zip(wr) {
+                        *o += x * wv;
+                    }
+                }
+            }
+            a.projected_ia.push(ProjectedIaRow {
+                run: label.to_string(),
+                expert: expert.clone(),
+                field: f.name.clone(),
+                table: table.clone(),
+                rows: ids.len(),
+                ia: information_abundance(&m, ids.len(), h),
+            });
+        }
+    }
+}
+
+/// The expert named by the first layer `name` of its MLP (`…<expert>[.mlp].layers.0.linear.weight`),
+/// gates, towers and heads excluded.
+fn expert_first_layer(name: &str) -> Option<String> {
+    let stem = name.strip_suffix(".layers.0.linear.weight")?;
+    let stem = stem.strip_suffix(".mlp").unwrap_or(stem);
+    let stem = stem.strip_prefix("model.").unwrap_or(stem);
+    let excluded = ["gate", "gates", "tower", "towers", "heads", "head"];
+    if stem.split('.').any(|seg| excluded.contains(&seg)) {
+        return None;
+    }
+    Some(stem.to_string())
+}
+
+/// The user–item pairs in conflict between two reference models, to be measured on other runs.
+pub struct EntangleRefs {
+    /// `A vs B` (the references' labels).
+    pub label: String,
+    /// User and item field names.
+    fields: (String, String),
+    /// Vocabularies of the user and item tables (ids must mean the same in a measured run).
+    vocabs: (Vec<String>, Vec<String>),
+    /// The analysed pairs.
+    pairs: Vec<(u32, u32)>,
+    /// Whether each pair is in conflict.
+    conflict: Vec<bool>,
+}
+
+/// A reference `RUN` (a one-model run) or `RUN#PART` (one model of a multi-model run, e.g. the
+/// per-task model `click` of a `setting = "mdl"` run): its loaded run and the snapshot index.
+fn load_ref(spec: &str) -> Result<(String, mdrec_train::LoadedRun, usize), TrainError> {
+    let (path, part) = match spec.rsplit_once('#') {
+        Some((p, part)) if !Path::new(spec).exists() => (p, Some(part)),
+        _ => (spec, None),
+    };
+    let loaded = load_run(Path::new(path))?;
+    let models = &loaded.trained.models;
+    let idx = match part {
+        Some(part) => models.iter().position(|(n, _)| n == part).ok_or_else(|| {
+            TrainError::Config(format!(
+                "analyze: --entangle-ref {spec}: {path} has no model `{part}`; it has: {}",
+                models
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?,
+        None if models.len() == 1 => 0,
+        None => {
+            return Err(TrainError::Config(format!(
+                "analyze: --entangle-ref {spec}: the run trained {} models; pick one as {path}#PART (PART one of: {})",
+                models.len(),
+                models
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    };
+    let label = match part {
+        Some(p) => format!("{}#{p}", run_label(Path::new(path))),
+        None => run_label(Path::new(path)),
+    };
+    Ok((label, loaded, idx))
+}
+
+fn vocab_of(prepared: &Prepared, f: &FieldInfo) -> Vec<String> {
+    prepared
+        .vocabs
+        .tables
+        .get(&f.table)
+        .map(|v| v.values.clone())
+        .unwrap_or_default()
+}
+
+/// Pick the conflict pairs of two references (Pan et al. §5, Fig. 3 and §7.3): among the first
+/// `rows` test pairs of reference A whose user and item are both frequent, those whose distance
+/// is ≤ the 40th percentile under A's embeddings and > the 60th percentile under B's. Both
+/// references are then measured like any other run (into `a`).
+fn entangle_refs(
+    specs: &[String],
+    opts: &AnalyzeOptions,
+    a: &mut Analysis,
+) -> Result<Option<EntangleRefs>, TrainError> {
+    let [sa, sb] = match specs {
+        [] => return Ok(None),
+        [x, y] => [x, y],
+        _ => {
+            return Err(TrainError::Config(format!(
+                "analyze: give --entangle-ref exactly twice (two single-task references), got {}",
+                specs.len()
+            )))
+        }
+    };
+    let (la, ra, ia) = load_ref(sa)?;
+    let (lb, rb, ib) = load_ref(sb)?;
+    let ctx = &ra.trained.ctx;
+    let user = pick_field(ctx, &opts.user_field, FieldRole::User, "user")?;
+    let item = pick_field(ctx, &opts.item_field, FieldRole::Item, "item")?;
+    let (uf, vf) = (&ctx.fields[user], &ctx.fields[item]);
+    let prep = &ra.prepared;
+    let n = prep.test.len().min(opts.rows);
+    let test = prep.test.subset(&(0..n as u32).collect::<Vec<_>>());
+    let rows = frequent_pairs(
+        &test,
+        ctx,
+        user,
+        item,
+        &id_counts(uf, &prep.train),
+        &id_counts(vf, &prep.train),
+    );
+    let pairs = id_pairs(&test, ctx, user, item, &rows);
+    let vocabs = (vocab_of(prep, uf), vocab_of(prep, vf));
+    let mut refs = EntangleRefs {
+        label: format!("{la} vs {lb}"),
+        fields: (uf.name.clone(), vf.name.clone()),
+        vocabs,
+        pairs,
+        conflict: Vec::new(),
+    };
+    check_ids(&refs, &rb.prepared, &rb.trained.ctx, sb)?;
+    let base = |snap: &Snapshot, who: &str| -> Result<Vec<f64>, TrainError> {
+        pair_distances(snap, &uf.name, &vf.name, &refs.pairs)
+            .into_iter()
+            .next()
+            .map(|(_, d)| d)
+            .ok_or_else(|| {
+                TrainError::Config(format!(
+                    "analyze: --entangle-ref {who}: no user and item tables of one width"
+                ))
+            })
+    };
+    let da = base(&ra.trained.models[ia].1, sa)?;
+    let db = base(&rb.trained.models[ib].1, sb)?;
+    refs.conflict = conflicts(&da, &db);
+    if refs.pairs.is_empty() {
+        a.notes.push(format!("{}: no analysed test pair of {la} has both its user and its item above the 60th percentile of train frequency; no cross-run entanglement", refs.label));
+    }
+    measure_on(&refs, &la, &ra.trained.models[ia].1, prep, a)?;
+    measure_on(&refs, &lb, &rb.trained.models[ib].1, &rb.prepared, a)?;
+    Ok(Some(refs))
+}
+
+/// `Err` unless the user and item ids of `prepared` mean what they mean in the references.
+fn check_ids(
+    refs: &EntangleRefs,
+    prepared: &Prepared,
+    ctx: &ModelContext,
+    who: &str,
+) -> Result<(), TrainError> {
+    for (name, vocab) in [
+        (&refs.fields.0, &refs.vocabs.0),
+        (&refs.fields.1, &refs.vocabs.1),
+    ] {
+        let same = ctx
+            .fields
+            .iter()
+            .find(|f| &f.name == name)
+            .map(|f| &vocab_of(prepared, f) == vocab);
+        if same != Some(true) {
+            return Err(TrainError::Config(format!(
+                "analyze: {who}: field `{name}` {} than in the --entangle-ref runs {}; cross-run entanglement needs runs on the same data",
+                if same.is_none() { "is missing, unlike" } else { "has another vocabulary" },
+                refs.label
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Distances of the reference conflict pairs under every (user, item) table pair of `snap`.
+fn measure_on(
+    refs: &EntangleRefs,
+    label: &str,
+    snap: &Snapshot,
+    prepared: &Prepared,
+    a: &mut Analysis,
+) -> Result<(), TrainError> {
+    check_ids(refs, prepared, &snap.ctx, label)?;
+    if refs.pairs.is_empty() {
+        return Ok(());
+    }
+    for (table, d) in pair_distances(snap, &refs.fields.0, &refs.fields.1, &refs.pairs) {
+        let (edges, all, conflict) = histogram(&d, &refs.conflict);
+        a.cross_entanglement.push(CrossEntanglement {
+            run: label.to_string(),
+            refs: refs.label.clone(),
+            table,
+            conflict_rank: mean_rank(&d, &refs.conflict),
+            edges,
+            all,
+            conflict,
+        });
     }
     Ok(())
 }
@@ -1006,8 +1500,222 @@ fn write_outputs(out: &Path, a: &Analysis) -> Result<(), TrainError> {
             ),
         )?;
     }
+    write_collapse_and_mi(out, a)?;
+    write_cross_entanglement(out, a)?;
     let summary = serde_json::to_string_pretty(a).expect("serialises");
     write_file(&out.join("summary.json"), &(summary + "\n"))
+}
+
+/// The distinct values of `key` over `items`, in first-seen order.
+fn distinct<T, K: PartialEq + Clone>(items: &[T], key: impl Fn(&T) -> K) -> Vec<K> {
+    let mut out: Vec<K> = Vec::new();
+    for i in items {
+        let k = key(i);
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+/// A heat map of `value(row, col)` over the distinct row and column keys of `items` (NaN where
+/// no item has the pair).
+fn keyed_heatmap<T>(
+    path: &Path,
+    title: &str,
+    items: &[&T],
+    row: impl Fn(&T) -> String,
+    col: impl Fn(&T) -> String,
+    value: impl Fn(&T) -> f64,
+) -> Result<(), TrainError> {
+    let rows = distinct(items, |t| row(t));
+    let cols = distinct(items, |t| col(t));
+    let mut m = vec![vec![f64::NAN; cols.len()]; rows.len()];
+    for t in items {
+        let r = rows.iter().position(|x| *x == row(t)).expect("listed");
+        let c = cols.iter().position(|x| *x == col(t)).expect("listed");
+        m[r][c] = value(t);
+    }
+    write_svg(path, heatmap(title, &rows, &cols, &m))
+}
+
+/// `ia_projected.*`, `mi.*`, `mi_behaviour.*`, `mi_position_*.svg`.
+fn write_collapse_and_mi(out: &Path, a: &Analysis) -> Result<(), TrainError> {
+    csv(
+        &out.join("ia_projected.csv"),
+        "run,expert,field,table,rows,ia",
+        &a.projected_ia,
+        |r| {
+            format!(
+                "{},{},{},{},{},{:.6}",
+                r.run, r.expert, r.field, r.table, r.rows, r.ia
+            )
+        },
+    )?;
+    for run in distinct(&a.projected_ia, |r| r.run.clone()) {
+        let items: Vec<&ProjectedIaRow> = a.projected_ia.iter().filter(|r| r.run == run).collect();
+        keyed_heatmap(
+            &out.join(format!("ia_projected_{}.svg", file_part(&run))),
+            &format!("{run}: IA of each field after each expert's first layer"),
+            &items,
+            |r| format!("{} ← {}", r.expert, r.table),
+            |r| r.field.clone(),
+            |r| r.ia,
+        )?;
+    }
+    csv(
+        &out.join("mi.csv"),
+        "run,field,task,domain,rows,values,mi_nats,mi_mm_nats,nmi,h_label_nats",
+        &a.mi,
+        |(run, m)| {
+            let s = &m.stats;
+            format!(
+                "{run},{},{},{},{},{},{:.8},{:.8},{:.8},{:.8}",
+                m.field, m.task, m.domain, s.n, s.values, s.mi, s.mi_mm, s.nmi, s.h_y
+            )
+        },
+    )?;
+    for run in distinct(&a.mi, |m| m.0.clone()) {
+        let items: Vec<&(String, FieldMi)> = a.mi.iter().filter(|m| m.0 == run).collect();
+        keyed_heatmap(
+            &out.join(format!("mi_{}.svg", file_part(&run))),
+            &format!("{run}: MI(field; label), Miller–Madow corrected, 10⁻³ nats (train split)"),
+            &items,
+            |m| m.1.field.clone(),
+            |m| format!("{}/{}", m.1.task, m.1.domain),
+            |m| m.1.stats.mi_mm * 1e3,
+        )?;
+    }
+    csv(
+        &out.join("mi_behaviour.csv"),
+        "run,task,target_category,behaviour_category,position,rows,hits,mi_nats,mi_mm_nats",
+        &a.behaviour_mi,
+        |(run, m)| {
+            format!(
+                "{run},{},{},{},{},{},{},{:.8},{:.8}",
+                m.task, m.target, m.behaviour, m.position, m.rows, m.hits, m.mi, m.mi_mm
+            )
+        },
+    )?;
+    for run in distinct(&a.behaviour_mi, |m| m.0.clone()) {
+        let of_run: Vec<&BehaviourMi> = a
+            .behaviour_mi
+            .iter()
+            .filter(|m| m.0 == run)
+            .map(|m| &m.1)
+            .collect();
+        let mut series = Vec::new();
+        for task in distinct(&of_run, |m| m.task.clone()) {
+            let first: Vec<&&BehaviourMi> = of_run
+                .iter()
+                .filter(|m| m.task == task && m.position == 1)
+                .collect();
+            keyed_heatmap(
+                &out.join(format!(
+                    "mi_behaviour_{}_{}.svg",
+                    file_part(&run),
+                    file_part(&task)
+                )),
+                &format!("{run}, {task}: MI(most recent behaviour in column category; label) on targets of the row category, 10⁻³ nats"),
+                &first,
+                |m| m.target.clone(),
+                |m| m.behaviour.clone(),
+                |m| m.mi * 1e3,
+            )?;
+            for (name, same) in [("same category", true), ("other categories", false)] {
+                let positions = distinct(&of_run, |m| m.position);
+                let points = positions
+                    .iter()
+                    .map(|&p| {
+                        let v: Vec<f64> = of_run
+                            .iter()
+                            .filter(|m| m.task == task && m.position == p)
+                            .filter(|m| (m.target == m.behaviour) == same)
+                            .map(|m| m.mi * 1e3)
+                            .collect();
+                        (p as f64, v.iter().sum::<f64>() / v.len().max(1) as f64)
+                    })
+                    .collect();
+                series.push((format!("{task}: {name}"), points));
+            }
+        }
+        write_svg(
+            &out.join(format!("mi_position_{}.svg", file_part(&run))),
+            line_chart(
+                &format!("{run}: behaviour–target MI by position, mean over target categories"),
+                "behaviour position (1 = most recent)",
+                "MI, 10⁻³ nats",
+                &series,
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// `entangle_refs.csv` and `entangle_refs_<run>.svg`.
+fn write_cross_entanglement(out: &Path, a: &Analysis) -> Result<(), TrainError> {
+    if a.cross_entanglement.is_empty() {
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for e in &a.cross_entanglement {
+        for b in 0..e.all.len() {
+            rows.push(format!(
+                "{},{},{},{},{:.6},{:.6},{},{}",
+                e.run,
+                e.refs,
+                e.table,
+                opt(e.conflict_rank),
+                e.edges[b],
+                e.edges[b + 1],
+                e.all[b],
+                e.conflict[b]
+            ));
+        }
+    }
+    csv(
+        &out.join("entangle_refs.csv"),
+        "run,refs,table,conflict_rank,bin_lo,bin_hi,all_pairs,conflict_pairs",
+        &rows,
+        |r| r.clone(),
+    )?;
+    for run in distinct(&a.cross_entanglement, |e| e.run.clone()) {
+        let mut series = Vec::new();
+        for e in a.cross_entanglement.iter().filter(|e| e.run == run) {
+            let (na, nc) = (
+                e.all.iter().sum::<usize>().max(1) as f64,
+                e.conflict.iter().sum::<usize>().max(1) as f64,
+            );
+            let mid = |b: usize| (e.edges[b] + e.edges[b + 1]) / 2.0;
+            series.push((
+                format!("{}: all pairs", e.table),
+                (0..e.all.len())
+                    .map(|b| (mid(b), e.all[b] as f64 / na))
+                    .collect(),
+            ));
+            series.push((
+                format!(
+                    "{}: conflict pairs (mean rank {})",
+                    e.table,
+                    e.conflict_rank.map_or("-".into(), |r| format!("{r:.2}"))
+                ),
+                (0..e.conflict.len())
+                    .map(|b| (mid(b), e.conflict[b] as f64 / nc))
+                    .collect(),
+            ));
+        }
+        let refs = &a.cross_entanglement[0].refs;
+        write_svg(
+            &out.join(format!("entangle_refs_{}.svg", file_part(&run))),
+            line_chart(
+                &format!("{run}: user–item distance of the conflict pairs of {refs}"),
+                "‖u − v‖₂",
+                "share of pairs",
+                &series,
+            ),
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

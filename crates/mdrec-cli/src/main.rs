@@ -138,8 +138,10 @@ enum Cmd {
     /// and time; prints latency percentiles, requests/s and candidates/s as a Markdown table.
     Loadgen(LoadgenArgs),
     /// Representation analyses of trained runs: information abundance and singular spectra of
-    /// the user/item tables (per item-frequency group), expert IA and utilisation, Diversity
-    /// Index over domain conflicts, interest-entanglement histograms (CSV + SVG + JSON).
+    /// every field's tables (per item-frequency group) and after each expert's first layer,
+    /// feature–label mutual information, expert IA and utilisation, Diversity Index over domain
+    /// conflicts, interest-entanglement histograms, within a run and across runs (CSV + SVG +
+    /// JSON).
     Analyze {
         /// Run directories written by `mdrec train` (repeat the flag to compare runs).
         #[arg(long, required = true)]
@@ -168,6 +170,19 @@ enum Cmd {
         /// Item field (default: the field with roles item + prior).
         #[arg(long)]
         item_field: Option<String>,
+        /// Item-category field of the behaviour–target mutual information (default: the first
+        /// item field other than the item id).
+        #[arg(long)]
+        category_field: Option<String>,
+        /// Behaviour positions of the behaviour–target mutual information (1 = most recent).
+        #[arg(long, default_value_t = 10)]
+        mi_positions: usize,
+        /// Reference for cross-run interest entanglement, given twice: `RUN` (a one-model run)
+        /// or `RUN#PART` (one model of a multi-model run, e.g. `RUN#click` of a `setting =
+        /// "mdl"` run). Pairs close under the first and far under the second are measured on
+        /// every `--run`.
+        #[arg(long, value_name = "RUN[#PART]")]
+        entangle_ref: Vec<String>,
     },
     /// List the models in the zoo.
     Models,
@@ -682,6 +697,19 @@ fn cmd_analyze(
     for r in a.ia.iter().filter(|r| r.group == "all") {
         outln!("| {} | {} | {} | {:.2} |", r.run, r.field, r.table, r.ia);
     }
+    if !a.cross_entanglement.is_empty() {
+        outln!("\n| run | table | conflict pairs of | mean distance rank of conflict pairs |\n|---|---|---|---:|");
+        for e in &a.cross_entanglement {
+            outln!(
+                "| {} | {} | {} | {} |",
+                e.run,
+                e.table,
+                e.refs,
+                e.conflict_rank
+                    .map_or("-".to_string(), |r| format!("{r:.3}"))
+            );
+        }
+    }
     for n in &a.notes {
         outln!("note: {n}");
     }
@@ -878,6 +906,9 @@ fn main() -> ExitCode {
             di_task,
             user_field,
             item_field,
+            category_field,
+            mi_positions,
+            entangle_ref,
         } => cmd_analyze(
             run,
             out,
@@ -889,6 +920,9 @@ fn main() -> ExitCode {
                 di_task,
                 user_field,
                 item_field,
+                category_field,
+                mi_positions,
+                entangle_refs: entangle_ref,
             },
         ),
         Cmd::Models => {

@@ -887,6 +887,209 @@ fn analyze_writes_ia_spectra_di_and_entanglement_for_multi_embedding_runs() {
     assert!(stderr(&o).contains("one-model run"), "{}", stderr(&o));
 }
 
+/// `mdrec train` of a small synthetic MMoE run with a random split and extra `--set`s.
+fn train_small(out: &Path, sets: &[&str]) {
+    let mut args = vec![
+        "train",
+        "--dataset",
+        "synthetic",
+        "--model",
+        "mmoe",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--set",
+        "dataset.synthetic_rows=3000",
+        "--set",
+        "train.batch_size=256",
+        "--set",
+        "dataset.split=random",
+    ];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    args.extend(["--out", out.to_str().unwrap()]);
+    let o = mdrec(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// `run,…` rows of a CSV file written by analyze, split on commas.
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn analyze_measures_every_field_mutual_information_and_cross_run_entanglement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mtl, refs) = (tmp.path().join("mmoe"), tmp.path().join("mdl"));
+    train_small(&mtl, &[]);
+    train_small(&refs, &["train.setting=\"mdl\""]);
+    let out = tmp.path().join("analysis");
+    let (ref_a, ref_b) = (
+        format!("{}#click", refs.display()),
+        format!("{}#like", refs.display()),
+    );
+    let o = mdrec(&[
+        "analyze",
+        "--run",
+        mtl.to_str().unwrap(),
+        "--rows",
+        "600",
+        "--mi-positions",
+        "3",
+        "--entangle-ref",
+        &ref_a,
+        "--entangle-ref",
+        &ref_b,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // IA and spectra of every field, not only user and item.
+    let ia = csv_rows(&out.join("ia.csv"));
+    for f in ["user_group", "item_cat", "tags", "domain_indicator"] {
+        let row = ia
+            .iter()
+            .find(|r| r[1] == f && r[3] == "all")
+            .unwrap_or_else(|| panic!("ia.csv lacks {f}: {ia:?}"));
+        let v: f64 = row[5].parse().unwrap();
+        assert!((1.0..=16.0 + 1e-9).contains(&v), "{row:?}");
+        assert!(out.join(format!("spectrum_{f}.svg")).is_file());
+    }
+    // IA after each of MMoE's four experts' first layer, for every field; a field with n ids
+    // spans at most n directions.
+    let proj = csv_rows(&out.join("ia_projected.csv"));
+    let experts: std::collections::BTreeSet<&str> = proj.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(
+        experts.into_iter().collect::<Vec<_>>(),
+        ["experts.0", "experts.1", "experts.2", "experts.3"]
+    );
+    for r in &proj {
+        let (rows, v): (f64, f64) = (r[4].parse().unwrap(), r[5].parse().unwrap());
+        assert!(v >= 1.0 - 1e-9 && v <= rows.min(128.0) + 1e-6, "{r:?}");
+    }
+    assert!(proj.iter().any(|r| r[2] == "item_cat"));
+    assert!(out.join("ia_projected_mmoe.svg").is_file());
+
+    // Mutual information: every field × task × (all + 3 domains); the domain indicator says
+    // nothing within one domain.
+    let mi = csv_rows(&out.join("mi.csv"));
+    assert_eq!(mi.len(), 6 * 2 * 4, "{mi:?}");
+    for r in mi
+        .iter()
+        .filter(|r| r[1] == "domain_indicator" && r[3] != "all")
+    {
+        assert_eq!(r[6].parse::<f64>().unwrap(), 0.0, "{r:?}");
+    }
+    let nmi_max = mi
+        .iter()
+        .map(|r| r[8].parse::<f64>().unwrap())
+        .fold(0.0, f64::max);
+    assert!(nmi_max > 0.0 && nmi_max <= 1.0, "{nmi_max}");
+    assert!(out.join("mi_mmoe.svg").is_file());
+    let beh = csv_rows(&out.join("mi_behaviour.csv"));
+    let positions: std::collections::BTreeSet<&str> = beh.iter().map(|r| r[4].as_str()).collect();
+    assert_eq!(positions.into_iter().collect::<Vec<_>>(), ["1", "2", "3"]);
+    assert!(out.join("mi_position_mmoe.svg").is_file());
+
+    // Cross-run entanglement: the conflict pairs sit in the bottom 40 % of reference A's
+    // distances and the top 40 % of B's; the MMoE run is measured too.
+    let ent = csv_rows(&out.join("entangle_refs.csv"));
+    let rank = |run: &str| -> f64 {
+        ent.iter()
+            .find(|r| r[0] == run)
+            .unwrap_or_else(|| panic!("no {run} in {ent:?}"))[3]
+            .parse()
+            .unwrap()
+    };
+    assert!(rank("mdl#click") <= 0.4, "{}", rank("mdl#click"));
+    assert!(rank("mdl#like") > 0.6, "{}", rank("mdl#like"));
+    let r = rank("mmoe");
+    assert!((0.0..=1.0).contains(&r));
+    let conflicts: usize = ent
+        .iter()
+        .filter(|r| r[0] == "mmoe")
+        .map(|r| r[7].parse::<usize>().unwrap())
+        .sum();
+    assert!(conflicts > 0, "{ent:?}");
+    assert!(out.join("entangle_refs_mmoe.svg").is_file());
+
+    // A multi-model reference must name its part; a wrong part is named with the choices.
+    for (arg, want) in [
+        (refs.display().to_string(), "pick one"),
+        (format!("{}#ctr", refs.display()), "no model `ctr`"),
+    ] {
+        let o = mdrec(&[
+            "analyze",
+            "--run",
+            mtl.to_str().unwrap(),
+            "--entangle-ref",
+            &arg,
+            "--entangle-ref",
+            &ref_b,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(want) && stderr(&o).contains("click"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // One reference alone, or a category field that does not exist: an error that says so.
+    let mtl_s = mtl.to_str().unwrap();
+    let out_s = out.to_str().unwrap();
+    for (args, want) in [
+        (
+            vec![
+                "analyze",
+                "--run",
+                mtl_s,
+                "--entangle-ref",
+                &ref_a,
+                "--out",
+                out_s,
+            ],
+            "exactly twice",
+        ),
+        (
+            vec![
+                "analyze",
+                "--run",
+                mtl_s,
+                "--category-field",
+                "genres",
+                "--out",
+                out_s,
+            ],
+            "no embedded field `genres` (--category-field)",
+        ),
+        (
+            vec![
+                "analyze",
+                "--run",
+                mtl_s,
+                "--mi-positions",
+                "0",
+                "--out",
+                out_s,
+            ],
+            "mi_positions must be ≥ 1",
+        ),
+    ] {
+        let o = mdrec(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{want}: {}", stderr(&o));
+    }
+}
+
 #[test]
 fn speed_zoo_writes_one_row_per_model_and_the_environment() {
     let tmp = tempfile::tempdir().unwrap();
