@@ -481,6 +481,7 @@ mod tests {
             group: vec![0; n],
             time,
             label_time: vec![vec![]],
+            weight: vec![],
         }
     }
 

@@ -29,7 +29,7 @@ use crate::DataError;
 pub const MAGIC: &[u8; 8] = b"MDRECDC\0";
 /// Cache file layout version (header and body framing); bump when the layout changes. Changes
 /// to how data is encoded are covered by [`CODE_HASH`].
-pub const CACHE_VERSION: u32 = 2;
+pub const CACHE_VERSION: u32 = 3;
 /// Fingerprint of this crate's source at build time (see `build.rs`): any change to the data
 /// code makes old cache files misses, so they are rebuilt rather than trusted.
 pub const CODE_HASH: &str = env!("MDREC_DATA_CODE_HASH");

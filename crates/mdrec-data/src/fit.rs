@@ -670,6 +670,9 @@ impl Encoder {
             if let Some(tc) = &spec.time {
                 o.time = int_column(t, origin, tc, "time", rows, false)?;
             }
+            if let Some(wc) = &spec.weight {
+                o.weight = weight_column(t, origin, wc, rows)?;
+            }
             for task in &spec.tasks {
                 o.label_time.push(match &task.label_time {
                     Some(c) => int_column(
@@ -686,6 +689,34 @@ impl Encoder {
         }
         Ok(o)
     }
+}
+
+/// The sample weights of column `name` at `rows`: each a finite number ≥ 0; anything else is an
+/// error naming the row.
+fn weight_column(
+    t: &RawTable,
+    origin: &str,
+    name: &str,
+    rows: &[u32],
+) -> Result<Vec<f32>, DataError> {
+    let col = t.require(name, origin, "weight")?;
+    let mut cache: Vec<Option<f32>> = vec![None; col.dict.len()];
+    let mut out = Vec::with_capacity(rows.len());
+    for &r in rows {
+        let c = col.codes[r as usize];
+        let w = cached(&mut cache, c, || {
+            let v = col.dict[c as usize].trim();
+            match v.parse::<f32>() {
+                Ok(w) if w.is_finite() && w >= 0.0 => Ok(w),
+                _ => Err(format!(
+                    "sample weight must be a finite number >= 0, got `{v}`"
+                )),
+            }
+        })
+        .map_err(|m| t.error_at(r as usize, name, m))?;
+        out.push(*w);
+    }
+    Ok(out)
 }
 
 /// The integer values of column `name` at `rows`; with `empty_is_never`, an empty cell is

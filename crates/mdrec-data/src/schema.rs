@@ -34,6 +34,11 @@ pub struct SchemaSpec {
     /// its windows on it. Read only with labels (training data), like the task columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
+    /// Per-row sample weight column: a finite number ≥ 0 that multiplies every task's loss on
+    /// the row in training (evaluation metrics stay unweighted). Read only with labels
+    /// (training data), like the task columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<String>,
 }
 
 /// One feature field.

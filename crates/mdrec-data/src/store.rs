@@ -29,6 +29,8 @@ pub struct EncodedData {
     /// Per task: when each row's positive label became known ([`NEVER`] for none); an empty
     /// column for a task without a `label_time` column.
     pub label_time: Vec<Vec<i64>>,
+    /// Sample weight per row (empty when the schema declares no `weight` column).
+    pub weight: Vec<f32>,
 }
 
 /// The label time of a row whose positive never arrived.
@@ -152,6 +154,7 @@ impl EncodedData {
             group: rows.iter().map(|&r| self.group[r as usize]).collect(),
             time: pick_opt(&self.time, rows),
             label_time: self.label_time.iter().map(|c| pick_opt(c, rows)).collect(),
+            weight: pick_opt(&self.weight, rows),
         }
     }
 
@@ -214,6 +217,7 @@ impl EncodedData {
                 .zip(&other.label_time)
                 .map(|(a, b)| [a.as_slice(), b.as_slice()].concat())
                 .collect(),
+            weight: [self.weight.as_slice(), other.weight.as_slice()].concat(),
         }
     }
 
@@ -247,6 +251,7 @@ impl EncodedData {
         for c in &self.label_time {
             put_i64s(out, c);
         }
+        put_f32s(out, &self.weight);
     }
 
     /// Decodes what [`EncodedData::write_to`] wrote; `None` on any inconsistency.
@@ -293,6 +298,7 @@ impl EncodedData {
         for _ in 0..n_lt {
             label_time.push(r.i64s()?);
         }
+        let weight = r.f32s()?;
         let optional = |c: &Vec<i64>| c.is_empty() || c.len() == n_rows;
         let ok = cat.iter().all(|c| c.len() == n_rows)
             && num.iter().all(|c| c.len() == n_rows)
@@ -300,7 +306,8 @@ impl EncodedData {
             && domain.len() == n_rows
             && group.len() == n_rows
             && optional(&time)
-            && label_time.iter().all(optional);
+            && label_time.iter().all(optional)
+            && (weight.is_empty() || weight.len() == n_rows);
         ok.then_some(EncodedData {
             n_rows,
             cat,
@@ -311,12 +318,13 @@ impl EncodedData {
             group,
             time,
             label_time,
+            weight,
         })
     }
 }
 
 /// `column[rows]`, or an empty column when `column` is empty (an absent optional column).
-fn pick_opt(column: &[i64], rows: &[u32]) -> Vec<i64> {
+fn pick_opt<T: Copy>(column: &[T], rows: &[u32]) -> Vec<T> {
     if column.is_empty() {
         Vec::new()
     } else {
@@ -472,6 +480,7 @@ mod tests {
             group: vec![7, 8, 9],
             time: vec![30, 10, 20],
             label_time: vec![vec![31, NEVER, 25], vec![]],
+            weight: vec![1.0, 0.5, 2.0],
         }
     }
 

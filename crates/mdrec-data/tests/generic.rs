@@ -576,3 +576,27 @@ fn bayes_auc_is_well_above_chance() {
     let dc = p.train.domain_counts(3);
     assert!(dc[0] > dc[1] && dc[1] > dc[2]);
 }
+
+#[test]
+fn a_weight_column_is_read_per_split_and_bad_weights_name_their_row() {
+    let spec = format!("weight = \"w\"\n{SPEC}");
+    let mut c = base();
+    c.push(("w", vec!["1", "0.5", "2", "0", "1.25", "3", "7", "1e-3"]));
+    let p = run(c.clone(), &spec).unwrap();
+    assert_eq!(p.train.weight, [1.0, 0.5, 2.0, 0.0, 1.25, 3.0]);
+    assert_eq!(p.valid.weight, [7.0]);
+    assert_eq!(p.test.weight, [1e-3]);
+    // Without the key the column is not read and no weights are kept.
+    assert!(run(c.clone(), SPEC).unwrap().train.weight.is_empty());
+    for (bad, line) in [("-1", 3), ("NaN", 3), ("inf", 3), ("", 3), ("x", 3)] {
+        let mut c = c.clone();
+        c[6].1[1] = bad;
+        let e = run(c, &spec).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("mem.csv:{line}: field `w`: sample weight must be")),
+            "{bad}: {e}"
+        );
+    }
+    let e = run(base(), &spec).unwrap_err().to_string();
+    assert!(e.contains("column `w` not found"), "{e}");
+}

@@ -313,7 +313,8 @@ impl Engine {
     }
 
     /// Per-(row, task) loss weights (`[n, T]` row-major) of the training data that
-    /// [`train_step`](Self::train_step) multiplies into every element's loss weight (REW);
+    /// [`train_step`](Self::train_step) multiplies into every element's loss weight (the
+    /// schema's sample weights, REW);
     /// `None` removes them.
     pub fn set_row_weights(&mut self, weights: Option<Vec<f32>>) {
         self.row_weights = weights;
@@ -554,6 +555,17 @@ pub struct EngineState {
     optim: ModuleOptimizer,
     outer_optim: ModuleOptimizer,
     store: EmbeddingStore,
+}
+
+/// The per-(row, task) loss weights (`[n, T]`) of `data`'s sample-weight column (the
+/// schema's `weight`): each row's weight for every task; `None` without the column.
+pub fn column_weights(data: &EncodedData, n_tasks: usize) -> Option<Vec<f32>> {
+    (!data.weight.is_empty()).then(|| {
+        data.weight
+            .iter()
+            .flat_map(|&w| std::iter::repeat_n(w, n_tasks))
+            .collect()
+    })
 }
 
 /// Frozen weights: an inference copy of the model and a copy of the tables.

@@ -256,6 +256,7 @@ pub fn train_stream(
         .store
         .make_dynamic(&sc.tables, tc.seed)
         .map_err(|e| TrainError::Config(e.to_string()))?;
+    engine.set_row_weights(crate::engine::column_weights(data, n_t));
     let label = factory.name().to_string();
     let total_rows: usize = wins.iter().map(|w| w.len()).sum();
     progress.start_epoch(&label, 1, total_rows);

@@ -180,6 +180,12 @@ fn fit(
     } else {
         None
     };
+    let mut row_weights = crate::engine::column_weights(train, ctx.n_tasks());
+    if row_weights.is_some() && hemp.is_some() {
+        return Err(TrainError::Config(
+            "the schema's weight column: AREAD's HEMP schedule trains on its own batches; drop the weight column or set hemp.enabled = false".into(),
+        ));
+    }
     if let Some(rew) = cfg.rew.as_ref().filter(|r| r.enabled) {
         if hemp.is_some() {
             return Err(TrainError::Config(
@@ -187,13 +193,14 @@ fn fit(
             ));
         }
         let col = rew.item_column(&ctx)?;
-        engine.set_row_weights(Some(crate::rew::rew_weights(
-            train,
-            col,
-            ctx.n_tasks(),
-            rew,
-        )?));
+        let rew = crate::rew::rew_weights(train, col, ctx.n_tasks(), rew)?;
+        row_weights = Some(match row_weights {
+            // REW's weights and the sample weights multiply.
+            Some(w) => w.iter().zip(rew).map(|(a, b)| a * b).collect(),
+            None => rew,
+        });
     }
+    engine.set_row_weights(row_weights);
     if crate::dist::size() > 1 {
         if hemp.is_some() {
             return Err(TrainError::Config(
