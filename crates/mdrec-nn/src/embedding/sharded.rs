@@ -15,8 +15,10 @@
 //!    accumulates the whole batch in, so the sums, and the optimizer steps on them, are the
 //!    same bits as with replicated tables.
 //!
-//! Ids and rows travel once per occurrence (no deduplication): a batch that repeats a hot id
-//! sends its row more than once. Dynamic tables (stream training) are not sharded.
+//! A lookup asks each owner for each distinct id of a field once per step (a hot id's row
+//! travels once, however often the share repeats it). Gradients travel once per occurrence:
+//! summing a row's gradients before sending would change the order of the sums, and with it
+//! the bits. Dynamic tables (stream training) are not sharded.
 
 use super::*;
 use crate::collective::{self, owner, shard_rows, take_shard, Collective};
@@ -120,26 +122,34 @@ impl EmbeddingStore {
             .filter(|f| self.tables[f.table].shard.is_some())
             .collect();
         let n = sharded.len();
+        // Per owner: a count per sharded field, then the field's distinct ids in first-seen
+        // order. `slots[k]` holds, per occurrence of field k in `for_each_id` order, the
+        // index of its id among those the owner is asked for the field.
         let mut ask: Vec<Vec<u32>> = vec![vec![0; n]; size];
+        let mut slots: Vec<Vec<u32>> = Vec::with_capacity(n);
+        let mut index: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
         for f in &self.fields {
             let t = &self.tables[f.table];
             if t.shard.is_none() {
                 self.lookup_field(f, batch, out)?;
                 continue;
             }
-            let k = sharded
-                .iter()
-                .position(|s| std::ptr::eq(*s, f))
-                .expect("listed");
+            let k = slots.len();
+            let mut slot = Vec::new();
             let mut bad = None;
+            index.clear();
             for_each_id(self.pooling, f, batch, |r, id, _| {
                 if (id as usize) >= t.global_rows {
                     bad.get_or_insert((r, id));
                     return;
                 }
                 let (o, _) = owner(id, size);
-                ask[o][k] += 1;
-                ask[o].push(id);
+                let j = *index.entry(id).or_insert_with(|| {
+                    ask[o][k] += 1;
+                    ask[o].push(id);
+                    ask[o][k] - 1
+                });
+                slot.push(j);
             });
             if let Some((row, id)) = bad {
                 return Err(LookupError::Id(IdOutOfRange {
@@ -150,6 +160,7 @@ impl EmbeddingStore {
                     row,
                 }));
             }
+            slots.push(slot);
         }
         let asked = g.all_to_all_u32(&ask);
         let mut answer = Vec::with_capacity(size);
@@ -177,16 +188,19 @@ impl EmbeddingStore {
             .filter(|&d| d != layout.0)
             .map(|d| 4 * (ask[d].len() + answer[d].len()))
             .sum();
-        let mut at = vec![0usize; size];
-        for f in &sharded {
+        // Where field k's rows start in each owner's answer.
+        let mut base = vec![0usize; size];
+        for (k, f) in sharded.iter().enumerate() {
             let mut short = None;
+            let mut next = slots[k].iter();
             for_each_id(self.pooling, f, batch, |r, id, _| {
                 let (o, _) = owner(id, size);
-                let Some(src) = got[o].get(at[o]..at[o] + f.dim) else {
+                let j = *next.next().expect("one slot per occurrence") as usize;
+                let at = base[o] + j * f.dim;
+                let Some(src) = got[o].get(at..at + f.dim) else {
                     short.get_or_insert(o);
                     return;
                 };
-                at[o] += f.dim;
                 let dst = &mut out[r * self.width + f.offset..r * self.width + f.offset + f.dim];
                 if f.multi_hot {
                     dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
@@ -199,6 +213,9 @@ impl EmbeddingStore {
                     "embedding exchange: rank {o} answered fewer rows of field `{}` than asked",
                     f.name
                 )));
+            }
+            for (b, a) in base.iter_mut().zip(&ask) {
+                *b += a[k] as usize * f.dim;
             }
             if f.multi_hot && self.pooling == Pooling::Mean && batch.len > 0 {
                 let col = &batch.multi[f.column];
