@@ -46,6 +46,12 @@ pub struct RunSpec {
     /// Published numbers to print beside ours, by metric name (e.g. `"auc/age_25/click"`).
     #[serde(default)]
     pub reference: BTreeMap<String, f64>,
+    /// A grid: `"<section>.<key>"` (section `model`, `train` or `dataset`; nested keys with
+    /// dots, e.g. `"model.hemp.update_steps"`) → the values to try. The entry expands into one
+    /// run per combination (keys in name order, values in the order given), labelled
+    /// `<label> key=value, …`; `reference` numbers are not carried into the expanded runs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sweep: BTreeMap<String, Vec<serde_json::Value>>,
 }
 
 /// A bench spec.
@@ -106,6 +112,30 @@ impl RunSpec {
     }
 }
 
+/// Sets the dotted `path` (e.g. `hemp.update_steps`) of `map` to `value`, creating tables.
+fn set_path(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    path: &str,
+    value: serde_json::Value,
+) {
+    match path.split_once('.') {
+        None => {
+            map.insert(path.to_string(), value);
+        }
+        Some((head, rest)) => {
+            let slot = map
+                .entry(head.to_string())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if !slot.is_object() {
+                *slot = serde_json::Value::Object(Default::default());
+            }
+            if let serde_json::Value::Object(inner) = slot {
+                set_path(inner, rest, value);
+            }
+        }
+    }
+}
+
 fn merge(base: &mut serde_json::Value, over: &serde_json::Map<String, serde_json::Value>) {
     if let serde_json::Value::Object(b) = base {
         for (k, v) in over {
@@ -128,8 +158,74 @@ impl BenchSpec {
         let mut spec: BenchSpec = toml::from_str(&text)
             .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
         spec.expand_all_models();
+        spec.expand_sweeps()
+            .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
         spec.validate(&path.display().to_string())?;
         Ok(spec)
+    }
+
+    /// Replaces every run with a `sweep` by one run per combination of its values.
+    pub fn expand_sweeps(&mut self) -> Result<(), String> {
+        let mut runs = Vec::with_capacity(self.runs.len());
+        for run in std::mem::take(&mut self.runs) {
+            if run.sweep.is_empty() {
+                runs.push(run);
+                continue;
+            }
+            let label = run.label();
+            let mut combos: Vec<Vec<(&str, &serde_json::Value)>> = vec![Vec::new()];
+            for (key, values) in &run.sweep {
+                if values.is_empty() {
+                    return Err(format!("run `{label}`: sweep key `{key}` has no values"));
+                }
+                combos = combos
+                    .into_iter()
+                    .flat_map(|c| {
+                        values.iter().map(move |v| {
+                            let mut c = c.clone();
+                            c.push((key.as_str(), v));
+                            c
+                        })
+                    })
+                    .collect();
+            }
+            for combo in combos {
+                let mut r = RunSpec {
+                    sweep: BTreeMap::new(),
+                    reference: BTreeMap::new(),
+                    ..run.clone()
+                };
+                let mut parts = Vec::with_capacity(combo.len());
+                for (key, value) in combo {
+                    let (section, path) = key.split_once('.').unwrap_or((key, ""));
+                    let map = match section {
+                        "model" => &mut r.model,
+                        "train" => &mut r.train,
+                        "dataset" => &mut r.dataset,
+                        _ => {
+                            return Err(format!(
+                                "run `{label}`: sweep key `{key}` must start with model., train. or dataset."
+                            ))
+                        }
+                    };
+                    if path.is_empty() || path == "name" && section == "model" {
+                        return Err(format!(
+                            "run `{label}`: sweep key `{key}` names no key of [{section}] that can vary"
+                        ));
+                    }
+                    set_path(map, path, value.clone());
+                    let shown = match value {
+                        serde_json::Value::String(s) => s.clone(),
+                        v => v.to_string(),
+                    };
+                    parts.push(format!("{path}={shown}"));
+                }
+                r.label = Some(format!("{label} {}", parts.join(", ")));
+                runs.push(r);
+            }
+        }
+        self.runs = runs;
+        Ok(())
     }
 
     /// With `all_models`, append a default run for every registered model not named by a run.
@@ -157,6 +253,7 @@ impl BenchSpec {
                     train: Default::default(),
                     dataset: Default::default(),
                     reference: Default::default(),
+                    sweep: Default::default(),
                 });
             }
         }
@@ -913,7 +1010,12 @@ mod tests {
                 let spec =
                     BenchSpec::from_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
                 for r in &spec.runs {
-                    spec.config(r, spec.seeds[0]).unwrap();
+                    let cfg = spec.config(r, spec.seeds[0]).unwrap();
+                    // the model's own keys (a misspelt sweep key fails here)
+                    mdrec_models::find(cfg.model_name())
+                        .unwrap()
+                        .resolve(&cfg.model_overrides())
+                        .unwrap_or_else(|e| panic!("{}: {}: {e}", p.display(), r.label()));
                 }
                 n += 1;
             }
@@ -976,5 +1078,53 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("major<K>"));
+    }
+    #[test]
+    fn a_sweep_expands_into_one_labelled_run_per_combination() {
+        let text = r#"
+name = "t"
+seeds = [1]
+[dataset]
+name = "synthetic"
+[[runs]]
+label = "fixed"
+model = { name = "mmoe" }
+[[runs]]
+model = { name = "m3oe", hemp = { a = 1 } }
+reference = { auc = 0.5 }
+sweep = { "train.lr" = [0.001, 0.01], "model.num_shared_experts" = [1, 2], "model.hemp.b" = ["x"] }
+"#;
+        let mut spec: BenchSpec = toml::from_str(text).unwrap();
+        spec.expand_sweeps().unwrap();
+        let labels: Vec<String> = spec.runs.iter().map(RunSpec::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "fixed",
+                "m3oe hemp.b=x, num_shared_experts=1, lr=0.001",
+                "m3oe hemp.b=x, num_shared_experts=1, lr=0.01",
+                "m3oe hemp.b=x, num_shared_experts=2, lr=0.001",
+                "m3oe hemp.b=x, num_shared_experts=2, lr=0.01",
+            ]
+        );
+        let last = &spec.runs[4];
+        assert_eq!(last.train["lr"], 0.01);
+        assert_eq!(last.model["num_shared_experts"], 2);
+        assert_eq!(last.model["hemp"], serde_json::json!({"a": 1, "b": "x"}));
+        assert!(last.reference.is_empty() && last.sweep.is_empty());
+
+        for (bad, msg) in [
+            (r#"{ "lr" = [1] }"#, "must start with"),
+            (r#"{ "train.lr" = [] }"#, "has no values"),
+            (r#"{ "model.name" = ["mmoe"] }"#, "names no key"),
+        ] {
+            let t = text.replace(
+                &text[text.find("sweep = ").unwrap()..text.rfind('\n').unwrap()],
+                &format!("sweep = {bad}"),
+            );
+            let mut spec: BenchSpec = toml::from_str(&t).unwrap();
+            let e = spec.expand_sweeps().unwrap_err();
+            assert!(e.contains(msg) && e.contains("run `m3oe`"), "{e}");
+        }
     }
 }
