@@ -40,6 +40,13 @@
 //! paper's `[100, 64]` (also for `epnet_s`; SWR's EPNet-S uses a BN tower `[128, 64, 32]`, AREAD
 //! `(256, 128, 64, 32)` with BN and dropout 0.2 — `tower_dims` and `mlp` give either).
 //!
+//! Ablation switches (the paper's Fig. 5): `gate.general_input` — what `stopgrad(E)` becomes
+//! in both gates' inputs: kept without gradient (default), with gradient, or removed;
+//! `ep_granularity` — bit-wise `δ_domain` (default) or vector-wise, one scale per field
+//! broadcast over its dimensions (the paper's "vector-wise product is optional");
+//! `gate.init` / `tower_init` — PyTorch's default initialisation (default) or Xavier, which
+//! the paper uses.
+//!
 //! Probes: `ep_gate` (`δ_domain`, `[B, D_in]`).
 //!
 //! # Shapes
@@ -63,6 +70,53 @@ use crate::model::{
     model_config, Built, Invalid, ModelConfig, ModelOutput, Probes, RecModel, ZooModel,
 };
 
+/// What the general embedding `E` (or `O_ep`) adds to a gate's input (the paper's Fig. 5d
+/// compares the three).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneralInput {
+    /// `E` concatenated without back-propagation into it (Eq. 5 and 8, the paper's best).
+    #[default]
+    StopGradient,
+    /// `E` concatenated with back-propagation: the gates also train the embeddings.
+    Backprop,
+    /// No general input: a gate reads its prior fields only.
+    None,
+}
+
+impl GeneralInput {
+    /// The general part of a gate input, or `None` when the gate does not read it.
+    fn apply(self, e: Tensor<2>) -> Option<Tensor<2>> {
+        match self {
+            GeneralInput::StopGradient => Some(e.detach()),
+            GeneralInput::Backprop => Some(e),
+            GeneralInput::None => None,
+        }
+    }
+
+    /// Its width in a gate input of general width `d`.
+    fn width(self, d: usize) -> usize {
+        if self == GeneralInput::None {
+            0
+        } else {
+            d
+        }
+    }
+}
+
+/// How EPNet's scales apply to the general embedding (Eq. 6; the paper calls the vector-wise
+/// product an option for inputs with many fields and wide embeddings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EpGranularity {
+    /// One scale per element of `E` (bit-wise, Eq. 6 as written).
+    #[default]
+    Bit,
+    /// One scale per field, shared by the field's embedding dimensions (each numeric input is
+    /// a field of width 1).
+    Vector,
+}
+
 /// Options of every Gate NU of a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -71,6 +125,10 @@ pub struct GateNuConfig {
     pub hidden: Option<usize>,
     /// Output scale γ: δ ∈ (0, γ).
     pub gamma: f64,
+    /// The general input of every gate (EPNet's `E`, PPNet's `O`).
+    pub general_input: GeneralInput,
+    /// Initialisation of the gates' Linear layers (the paper trains with Xavier).
+    pub init: WeightInit,
 }
 
 impl Default for GateNuConfig {
@@ -78,6 +136,8 @@ impl Default for GateNuConfig {
         GateNuConfig {
             hidden: None,
             gamma: 2.0,
+            general_input: GeneralInput::StopGradient,
+            init: WeightInit::TorchDefault,
         }
     }
 }
@@ -113,8 +173,8 @@ impl GateNu {
     ) -> Self {
         let hidden = cfg.hidden.unwrap_or(out_dim);
         GateNu {
-            l1: linear(in_dim, hidden, WeightInit::TorchDefault, rng, device),
-            l2: linear(hidden, out_dim, WeightInit::TorchDefault, rng, device),
+            l1: linear(in_dim, hidden, cfg.init, rng, device),
+            l2: linear(hidden, out_dim, cfg.init, rng, device),
             gamma: cfg.gamma,
         }
     }
@@ -138,12 +198,19 @@ pub struct EpNet {
     gate: GateNu,
     /// The domain-side prior `E(F_d)`: the `domain`/`context` fields, else a learned table.
     domain_emb: DomainEmbedding,
+    #[module(skip)]
+    general_input: GeneralInput,
+    /// Vector-wise: the width of each field of `E` (the numeric inputs last, width 1 each);
+    /// empty for bit-wise scales.
+    #[module(skip)]
+    groups: Vec<usize>,
 }
 
 impl EpNet {
     fn new(
         gate: &GateNuConfig,
         domain_emb_dim: usize,
+        granularity: EpGranularity,
         ctx: &ModelContext,
         rng: &mut Rng,
         device: &Device,
@@ -157,9 +224,40 @@ impl EpNet {
             device,
         )?;
         let d_in = ctx.input_dim();
+        let groups: Vec<usize> = match granularity {
+            EpGranularity::Bit => Vec::new(),
+            EpGranularity::Vector => {
+                let mut fields: Vec<(usize, usize)> =
+                    ctx.fields.iter().map(|f| (f.offset, f.dim)).collect();
+                fields.sort_unstable();
+                let contiguous = fields
+                    .iter()
+                    .try_fold(0, |at, &(o, d)| (o == at).then_some(at + d))
+                    == Some(ctx.emb_dim());
+                if !contiguous {
+                    return Err(Invalid(
+                        "ep_granularity = \"vector\": the fields do not tile the embedding input"
+                            .into(),
+                    ));
+                }
+                fields
+                    .iter()
+                    .map(|&(_, d)| d)
+                    .chain(std::iter::repeat_n(1, ctx.n_numeric))
+                    .collect()
+            }
+        };
+        let out = if groups.is_empty() {
+            d_in
+        } else {
+            groups.len()
+        };
+        let in_dim = domain_emb.dim() + gate.general_input.width(d_in);
         Ok(EpNet {
-            gate: GateNu::new(domain_emb.dim() + d_in, d_in, gate, rng, device),
+            gate: GateNu::new(in_dim, out, gate, rng, device),
             domain_emb,
+            general_input: gate.general_input,
+            groups,
         })
     }
 
@@ -176,11 +274,21 @@ impl EpNet {
     /// # Shapes
     /// - result `[B, D_in]`
     pub fn gate(&self, ctx: &ModelContext, input: &ModelInput) -> Tensor<2> {
-        let x = Tensor::cat(
-            vec![self.domain_prior(ctx, input), input.flat().detach()],
+        let mut parts = vec![self.domain_prior(ctx, input)];
+        parts.extend(self.general_input.apply(input.flat()));
+        let delta = self.gate.forward(Tensor::cat(parts, 1));
+        if self.groups.is_empty() {
+            return delta;
+        }
+        let n = delta.dims()[0];
+        Tensor::cat(
+            self.groups
+                .iter()
+                .enumerate()
+                .map(|(g, &w)| delta.clone().narrow(1, g, 1).expand([n, w]))
+                .collect(),
             1,
-        );
-        self.gate.forward(x)
+        )
     }
 
     /// `O_ep = δ_domain ⊗ E`.
@@ -243,6 +351,8 @@ pub struct PpNet {
     #[module(skip)]
     prior_fields: Vec<usize>,
     #[module(skip)]
+    general_input: GeneralInput,
+    #[module(skip)]
     layout: HeadLayout,
 }
 
@@ -250,6 +360,7 @@ impl PpNet {
     fn new(
         gate: &GateNuConfig,
         heads: &HeadsConfig,
+        tower_init: WeightInit,
         ctx: &ModelContext,
         rng: &mut Rng,
         device: &Device,
@@ -262,7 +373,13 @@ impl PpNet {
             .iter()
             .map(|&i| ctx.fields[i].dim)
             .sum::<usize>()
-            + d_in;
+            + gate.general_input.width(d_in);
+        if p == 0 {
+            return Err(Invalid(
+                "PPNet with gate.general_input = \"none\" needs a field with role user, item or author"
+                    .into(),
+            ));
+        }
         let t_n = ctx.n_tasks();
         let widths: Vec<usize> = std::iter::once(d_in)
             .chain(heads.tower_dims.iter().copied())
@@ -277,7 +394,7 @@ impl PpNet {
                             .enumerate()
                             .map(|(l, &w)| {
                                 let out = widths.get(l + 1).copied().unwrap_or(1);
-                                linear(w, out, WeightInit::TorchDefault, rng, device)
+                                linear(w, out, tower_init, rng, device)
                             })
                             .collect()
                     })
@@ -296,6 +413,7 @@ impl PpNet {
         Ok(PpNet {
             groups,
             prior_fields,
+            general_input: gate.general_input,
             layout: heads.layout,
         })
     }
@@ -303,11 +421,11 @@ impl PpNet {
     /// # Shapes
     /// - o: `[B, D_in]` (E or O_ep) → logits `[B, T]`
     fn forward(&self, ctx: &ModelContext, input: &ModelInput, o: Tensor<2>) -> Tensor<2> {
-        let sg = o.clone().detach();
-        let prior = match fields_cat(ctx, input, &self.prior_fields) {
-            Some(e) => Tensor::cat(vec![e, sg], 1),
-            None => sg,
-        };
+        let parts: Vec<Tensor<2>> = fields_cat(ctx, input, &self.prior_fields)
+            .into_iter()
+            .chain(self.general_input.apply(o.clone()))
+            .collect();
+        let prior = Tensor::cat(parts, 1);
         match self.layout {
             HeadLayout::DomainTask => input.route(|d| {
                 self.groups[d].forward(input.rows_of(o.clone(), d), input.rows_of(prior.clone(), d))
@@ -324,6 +442,8 @@ model_config! {
         gate: GateNuConfig = GateNuConfig::default(),
         /// Width of the learned per-domain embedding used when the schema has no `domain` field.
         domain_emb_dim: usize = 8,
+        /// Bit-wise (one scale per element) or vector-wise (one per field) EPNet scales.
+        ep_granularity: EpGranularity = EpGranularity::Bit,
         /// Output heads: tower layout and tower hidden widths.
         heads: HeadsConfig = HeadsConfig::new(HeadLayout::DomainTask, vec![100, 64]) => HeadsConfig::new(HeadLayout::DomainTask, vec![8]),
         /// Hidden-layer options of the towers.
@@ -344,7 +464,14 @@ impl ZooModel for Epnet {
     type Config = EpnetConfig;
 
     fn build(cfg: &EpnetConfig, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
-        let ep = EpNet::new(&cfg.gate, cfg.domain_emb_dim, ctx, rng, device)?;
+        let ep = EpNet::new(
+            &cfg.gate,
+            cfg.domain_emb_dim,
+            cfg.ep_granularity,
+            ctx,
+            rng,
+            device,
+        )?;
         let heads = Heads::new(&cfg.heads, ctx, ctx.input_dim(), &cfg.mlp, rng, device);
         Ok(Epnet { ep, heads })
     }
@@ -368,6 +495,8 @@ pub struct EpnetSConfig {
     pub gate: GateNuConfig,
     /// Width of the learned per-domain embedding used when the schema has no `domain` field.
     pub domain_emb_dim: usize,
+    /// Bit-wise (one scale per element) or vector-wise (one per field) EPNet scales.
+    pub ep_granularity: EpGranularity,
     /// Hidden widths of the one shared tower (before its `Linear(h, T)` output).
     pub tower_dims: Vec<usize>,
     /// Hidden-layer options of the tower.
@@ -380,6 +509,7 @@ impl Default for EpnetSConfig {
         EpnetSConfig {
             gate: e.gate,
             domain_emb_dim: e.domain_emb_dim,
+            ep_granularity: e.ep_granularity,
             tower_dims: e.heads.tower_dims,
             mlp: e.mlp,
         }
@@ -422,7 +552,14 @@ impl ZooModel for EpnetS {
         rng: &mut Rng,
         device: &Device,
     ) -> Built<Self> {
-        let ep = EpNet::new(&cfg.gate, cfg.domain_emb_dim, ctx, rng, device)?;
+        let ep = EpNet::new(
+            &cfg.gate,
+            cfg.domain_emb_dim,
+            cfg.ep_granularity,
+            ctx,
+            rng,
+            device,
+        )?;
         let tower = Mlp::new(ctx.input_dim(), &cfg.tower_dims, &cfg.mlp, rng, device);
         let out = linear(
             tower.out_dim(),
@@ -454,6 +591,8 @@ model_config! {
         gate: GateNuConfig = GateNuConfig::default(),
         /// Output heads: tower layout and tower hidden widths.
         heads: HeadsConfig = HeadsConfig::new(HeadLayout::Task, vec![100, 64]) => HeadsConfig::new(HeadLayout::Task, vec![8]),
+        /// Initialisation of the gated towers' Linear layers (the paper trains with Xavier).
+        tower_init: WeightInit = WeightInit::TorchDefault,
     }
 }
 
@@ -469,7 +608,7 @@ impl ZooModel for Ppnet {
     type Config = PpnetConfig;
 
     fn build(cfg: &PpnetConfig, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
-        let pp = PpNet::new(&cfg.gate, &cfg.heads, ctx, rng, device)?;
+        let pp = PpNet::new(&cfg.gate, &cfg.heads, cfg.tower_init, ctx, rng, device)?;
         Ok(Ppnet { pp })
     }
 }
@@ -492,8 +631,12 @@ model_config! {
         gate: GateNuConfig = GateNuConfig::default(),
         /// Width of the learned per-domain embedding used when the schema has no `domain` field.
         domain_emb_dim: usize = 8,
+        /// Bit-wise (one scale per element) or vector-wise (one per field) EPNet scales.
+        ep_granularity: EpGranularity = EpGranularity::Bit,
         /// Output heads: tower layout and tower hidden widths.
         heads: HeadsConfig = HeadsConfig::new(HeadLayout::Task, vec![100, 64]) => HeadsConfig::new(HeadLayout::Task, vec![8]),
+        /// Initialisation of the gated towers' Linear layers (the paper trains with Xavier).
+        tower_init: WeightInit = WeightInit::TorchDefault,
     }
 }
 
@@ -515,8 +658,15 @@ impl ZooModel for Pepnet {
         rng: &mut Rng,
         device: &Device,
     ) -> Built<Self> {
-        let ep = EpNet::new(&cfg.gate, cfg.domain_emb_dim, ctx, rng, device)?;
-        let pp = PpNet::new(&cfg.gate, &cfg.heads, ctx, rng, device)?;
+        let ep = EpNet::new(
+            &cfg.gate,
+            cfg.domain_emb_dim,
+            cfg.ep_granularity,
+            ctx,
+            rng,
+            device,
+        )?;
+        let pp = PpNet::new(&cfg.gate, &cfg.heads, cfg.tower_init, ctx, rng, device)?;
         Ok(Pepnet { ep, pp })
     }
 }
@@ -729,5 +879,119 @@ mod tests {
                 );
             }
         }
+    }
+    /// Fig. 5d's three gate inputs: with back-propagation the gate loss reaches `E`, with stop
+    /// gradient it does not, and without a general input the gate is narrower and ignores `E`.
+    #[test]
+    fn general_input_switch_controls_what_the_gates_read_and_train() {
+        let dev = cpu().autodiff();
+        let mut ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
+        ctx.fields[0].roles = vec![FieldRole::User];
+        let inp = input(&ctx, &[1, 0, 1, 1, 0], &dev);
+        let with = |general_input| PepnetConfig {
+            gate: GateNuConfig {
+                general_input,
+                ..GateNuConfig::default()
+            },
+            ..Pepnet::tiny()
+        };
+        let reaches_e = |cfg: &PepnetConfig| {
+            let m = Pepnet::build(cfg, &ctx, &mut Rng::new(3), &dev).unwrap();
+            let grads = m.ep.gate(&ctx, &inp).sum().backward();
+            inp.emb.grad(&grads).is_some_and(|g| {
+                g.into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap()
+                    .iter()
+                    .any(|&v| v != 0.0)
+            })
+        };
+        assert!(!reaches_e(&with(GeneralInput::StopGradient)));
+        assert!(reaches_e(&with(GeneralInput::Backprop)));
+        assert!(!reaches_e(&with(GeneralInput::None)));
+        let d_in = ctx.input_dim();
+        let n = |cfg: &PepnetConfig| {
+            Pepnet::build(cfg, &ctx, &mut Rng::new(3), &dev)
+                .unwrap()
+                .ep
+                .gate
+                .num_params()
+        };
+        // The first gate layer loses its D_in general inputs (hidden width = D_in).
+        assert_eq!(
+            n(&with(GeneralInput::StopGradient)) - n(&with(GeneralInput::None)),
+            d_in * d_in
+        );
+        // PPNet without prior fields and without general input has nothing to read.
+        let ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
+        let e = Pepnet::build(&with(GeneralInput::None), &ctx, &mut Rng::new(3), &dev)
+            .err()
+            .unwrap();
+        assert!(e.0.contains("general_input"), "{}", e.0);
+    }
+
+    /// Vector-wise EPNet: one scale per field, shared by the field's dimensions; each numeric
+    /// input is a field of width 1.
+    #[test]
+    fn vector_wise_epnet_shares_one_scale_per_field() {
+        let dev = cpu();
+        let ctx = ModelContext::uniform(3, 10, 4, 2, 2, 2);
+        let cfg = EpnetConfig {
+            ep_granularity: EpGranularity::Vector,
+            ..Epnet::tiny()
+        };
+        let m = Epnet::build(&cfg, &ctx, &mut Rng::new(4), &dev).unwrap();
+        assert_eq!(m.ep.groups, [4, 4, 4, 1, 1]);
+        let mut inp = input(&ctx, &[0, 1, 1], &dev);
+        inp.dense = Some(init::tensor(vec![0.5; 6], [3, 2], &dev));
+        let delta = m.ep.gate(&ctx, &inp);
+        assert_eq!(delta.dims(), [3, 14]);
+        let v = delta.into_data().try_to_vec::<f32>().unwrap();
+        for row in v.chunks(14) {
+            for field in [&row[0..4], &row[4..8], &row[8..12]] {
+                assert!(field.iter().all(|&x| x == field[0]), "{row:?}");
+            }
+            assert!(row.iter().all(|&x| x > 0.0 && x < 2.0));
+        }
+        // Bit-wise: one gate output per element of E.
+        let bit = Epnet::build(&Epnet::tiny(), &ctx, &mut Rng::new(4), &dev).unwrap();
+        assert_eq!(bit.ep.gate(&ctx, &inp).dims(), [3, 14]);
+        assert!(m.ep.gate.num_params() < bit.ep.gate.num_params());
+    }
+
+    #[test]
+    fn xavier_initialisation_reaches_gates_and_gated_towers() {
+        let dev = cpu();
+        let ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
+        let xavier = PepnetConfig {
+            gate: GateNuConfig {
+                init: WeightInit::XavierUniform,
+                ..GateNuConfig::default()
+            },
+            tower_init: WeightInit::XavierUniform,
+            ..Pepnet::tiny()
+        };
+        let a = Pepnet::build(&Pepnet::tiny(), &ctx, &mut Rng::new(6), &dev).unwrap();
+        let b = Pepnet::build(&xavier, &ctx, &mut Rng::new(6), &dev).unwrap();
+        // U(±1/√fan_in) vs U(±√(6/(fan_in+fan_out))): 12 → 8 here, bounds 0.289 and 0.548.
+        let max = |l: &Linear| {
+            l.weight
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .fold(0.0f32, |m, x| m.max(x.abs()))
+        };
+        let (ta, tb) = (&a.pp.groups[0].layers[0][0], &b.pp.groups[0].layers[0][0]);
+        let [fan_in, fan_out] = ta.weight.dims();
+        let (torch, xavier) = (
+            1.0 / (fan_in as f32).sqrt(),
+            (6.0 / (fan_in + fan_out) as f32).sqrt(),
+        );
+        assert!(max(ta) <= torch && max(tb) <= xavier && max(tb) > torch);
+        let (ga, gb) = (&a.ep.gate.l1, &b.ep.gate.l1);
+        let [fan_in, _] = ga.weight.dims();
+        assert!(max(ga) <= 1.0 / (fan_in as f32).sqrt() && max(gb) > max(ga));
     }
 }
