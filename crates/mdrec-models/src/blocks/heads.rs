@@ -1,4 +1,9 @@
 //! Output heads shared by the zoo: one tower per (domain, task) or one per task.
+//!
+//! A model may also group its tasks ([`Heads::new_grouped`]): the tasks of a group share one
+//! tower (its hidden layers) with one output unit per task, and a head is then a (row group,
+//! task group) pair. With every task in a group of its own this is the plain layout, built with
+//! the same parameters in the same order.
 
 use burn::module::Module;
 use burn::nn::Linear;
@@ -73,13 +78,25 @@ impl Tower {
         rng: &mut Rng,
         device: &Device,
     ) -> Self {
+        Self::with_outputs(in_dim, dims, 1, cfg, rng, device)
+    }
+
+    /// A tower with `n_out` output units (one per task of a task group).
+    pub fn with_outputs(
+        in_dim: usize,
+        dims: &[usize],
+        n_out: usize,
+        cfg: &MlpConfig,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Self {
         let mlp = Mlp::new(in_dim, dims, cfg, rng, device);
-        let out = linear(mlp.out_dim(), 1, WeightInit::TorchDefault, rng, device);
+        let out = linear(mlp.out_dim(), n_out, WeightInit::TorchDefault, rng, device);
         Tower { mlp, out }
     }
 
     /// # Shapes
-    /// - x: `[N, in_dim]` → `[N, 1]`
+    /// - x: `[N, in_dim]` → `[N, n_out]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         self.out.forward(self.mlp.forward(x))
     }
@@ -93,6 +110,9 @@ pub struct Heads {
     layout: HeadLayout,
     #[module(skip)]
     n_tasks: usize,
+    /// Tasks of each task group (one tower per row group and task group).
+    #[module(skip)]
+    task_groups: Vec<Vec<usize>>,
 }
 
 impl Heads {
@@ -106,20 +126,76 @@ impl Heads {
         rng: &mut Rng,
         device: &Device,
     ) -> Self {
+        let singles: Vec<Vec<usize>> = (0..ctx.n_tasks()).map(|t| vec![t]).collect();
+        Self::new_grouped(cfg, ctx, &singles, in_dim, mlp, rng, device)
+    }
+
+    /// Towers for task groups: `task_groups[q]` lists the tasks (indices into `ctx.tasks`)
+    /// that share tower `q` of each row group; every task must be in exactly one group
+    /// (checked by the caller). Built in (row group, task group) order.
+    pub fn new_grouped(
+        cfg: &HeadsConfig,
+        ctx: &ModelContext,
+        task_groups: &[Vec<usize>],
+        in_dim: usize,
+        mlp: &MlpConfig,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Self {
         let n_tasks = ctx.n_tasks();
-        let towers = (0..cfg.n_groups(ctx) * n_tasks)
-            .map(|_| Tower::new(in_dim, &cfg.tower_dims, mlp, rng, device))
+        debug_assert_eq!(task_groups.iter().map(Vec::len).sum::<usize>(), n_tasks);
+        let towers = (0..cfg.n_groups(ctx))
+            .flat_map(|_| task_groups.iter())
+            .map(|q| Tower::with_outputs(in_dim, &cfg.tower_dims, q.len(), mlp, rng, device))
             .collect();
         Heads {
             towers,
             layout: cfg.layout,
             n_tasks,
+            task_groups: task_groups.to_vec(),
         }
     }
 
     /// Number of row groups: domains for [`HeadLayout::DomainTask`], 1 otherwise.
     pub fn n_groups(&self) -> usize {
-        self.towers.len() / self.n_tasks
+        self.towers.len() / self.task_groups.len()
+    }
+
+    /// Number of task groups (the number of tasks unless the heads were built grouped); a
+    /// gated model needs `n_groups() · n_task_groups()` gates.
+    pub fn n_task_groups(&self) -> usize {
+        self.task_groups.len()
+    }
+
+    /// Logits of one row group from its task-group towers, in task order.
+    fn group_logits(&self, g: usize, mut x: impl FnMut(usize) -> Tensor<2>) -> Tensor<2> {
+        let n_q = self.task_groups.len();
+        let outs: Vec<Tensor<2>> = (0..n_q)
+            .map(|q| self.towers[g * n_q + q].forward(x(q)))
+            .collect();
+        if n_q == self.n_tasks {
+            // One task per group: groups are in task order unless the caller permuted them.
+            if self
+                .task_groups
+                .iter()
+                .enumerate()
+                .all(|(q, ts)| ts[0] == q)
+            {
+                return Tensor::cat(outs, 1);
+            }
+        }
+        let mut cols: Vec<Option<Tensor<2>>> = vec![None; self.n_tasks];
+        for (q, o) in outs.into_iter().enumerate() {
+            for (c, &t) in self.task_groups[q].iter().enumerate() {
+                cols[t] = Some(o.clone().narrow(1, c, 1));
+            }
+        }
+        Tensor::cat(
+            cols.into_iter()
+                .map(|c| c.expect("every task is in a group"))
+                .collect(),
+            1,
+        )
     }
 
     /// The layout.
@@ -130,7 +206,8 @@ impl Heads {
     /// Logits of every row and task.
     ///
     /// `x(group, task)` returns the tower input for the rows of `group` — `Some(domain)` (the
-    /// domain's rows, in batch order) or `None` (all rows) — and the given task.
+    /// domain's rows, in batch order) or `None` (all rows) — and the given task (the task group
+    /// for heads built with [`new_grouped`](Self::new_grouped)).
     ///
     /// # Shapes
     /// - `x(..)`: `[n_group, in_dim]` → result `[B, T]`
@@ -139,20 +216,9 @@ impl Heads {
         input: &ModelInput,
         mut x: impl FnMut(Option<usize>, usize) -> Tensor<2>,
     ) -> Tensor<2> {
-        let t_n = self.n_tasks;
         match self.layout {
-            HeadLayout::DomainTask => input.route(|d| {
-                let cols: Vec<Tensor<2>> = (0..t_n)
-                    .map(|t| self.towers[d * t_n + t].forward(x(Some(d), t)))
-                    .collect();
-                Tensor::cat(cols, 1)
-            }),
-            HeadLayout::Task => {
-                let cols: Vec<Tensor<2>> = (0..t_n)
-                    .map(|t| self.towers[t].forward(x(None, t)))
-                    .collect();
-                Tensor::cat(cols, 1)
-            }
+            HeadLayout::DomainTask => input.route(|d| self.group_logits(d, |q| x(Some(d), q))),
+            HeadLayout::Task => self.group_logits(0, |q| x(None, q)),
         }
     }
 
@@ -170,7 +236,9 @@ impl Heads {
 
     /// MMoE-style heads: head (group `g`, task `t`) mixes `experts` with the softmax gate
     /// `gates[g · T + t]` applied to `gate_in`, both on the group's rows, and feeds the mixture
-    /// to its tower. Records `gate/<domain>/<task>` (`gate/all/<task>` for task heads).
+    /// to its tower. Records `gate/<domain>/<task>` (`gate/all/<task>` for task heads). With
+    /// task groups, `t` is the task group (`T` their number) and the gate is recorded under
+    /// each task of the group.
     ///
     /// # Shapes
     /// - gate_in `[B, G_in]`, experts `[B, E, H]` → logits `[B, T]`
@@ -183,7 +251,7 @@ impl Heads {
         experts: &Tensor<3>,
         probes: &mut Probes,
     ) -> Tensor<2> {
-        let t_n = self.n_tasks;
+        let t_n = self.task_groups.len();
         self.forward(input, |group, t| {
             let (x, es, g) = match group {
                 Some(d) => (
@@ -194,15 +262,17 @@ impl Heads {
                 None => (gate_in.clone(), experts.clone(), 0),
             };
             let gate = gates[g * t_n + t].forward(x);
-            probes.record(
-                || {
-                    crate::ProbeKey::head_gate(
-                        group.map(|d| ctx.domains[d].as_str()),
-                        &ctx.tasks[t],
-                    )
-                },
-                || gate.clone(),
-            );
+            for &task in &self.task_groups[t] {
+                probes.record(
+                    || {
+                        crate::ProbeKey::head_gate(
+                            group.map(|d| ctx.domains[d].as_str()),
+                            &ctx.tasks[task],
+                        )
+                    },
+                    || gate.clone(),
+                );
+            }
             mix(es, gate)
         })
     }

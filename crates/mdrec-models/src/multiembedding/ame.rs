@@ -12,6 +12,17 @@
 //! `extra_table_dims` adds one table per entry, every field at that width (embedding sets
 //! `ame1`, `ame2`, … of the embedding store). Default 16 (schema) + 32 + 64.
 //!
+//! Task groups (`task_groups`, paper §5.1: "we group conversion types into groups and treat each
+//! group as a task", ~30 towers for >100 conversion types): the tasks of one group share one
+//! gate and one tower per row group (domain, or all rows with `heads.layout = "task"`). The
+//! paper does not say how a group's tower predicts its several tasks; we give the shared tower
+//! one output unit per task of the group \[INFERRED\] (hidden layers shared, `Linear(h, |q|)`
+//! output), so every task keeps its own logit and loss. The embedding tables stay decoupled from
+//! the groups (the paper's point: a fixed number of tables whatever the number of groups), so a
+//! group has no table of its own; the gate routes it between the tables. Empty (default): every
+//! task is its own group — the earlier behaviour, with the same parameters drawn in the same
+//! order.
+//!
 //! Deviations from reference: per-head (domain, task) gates and towers instead of per task;
 //! numeric inputs are appended to every table's expert input; QunBB's duplicated shared expert
 //! does not arise (no shared table).
@@ -50,6 +61,9 @@ model_config! {
         gate_input: AmeGateInput = AmeGateInput::All,
         /// Gate form.
         gate: GateKind = GateKind::Linear,
+        /// Task groups by task name; the tasks of a group share a gate and a tower (empty: one
+        /// group per task).
+        task_groups: Vec<Vec<String>> = vec![],
         /// Output heads: tower layout and tower hidden widths.
         heads: HeadsConfig = HeadsConfig::new(HeadLayout::DomainTask, vec![32]) => HeadsConfig::new(HeadLayout::DomainTask, vec![4]),
         /// Hidden-layer options for experts and towers.
@@ -90,6 +104,36 @@ impl Ame {
     }
 }
 
+/// Task indices of each task group (one group per task when `task_groups` is empty).
+fn task_groups(cfg: &Config, ctx: &ModelContext) -> Result<Vec<Vec<usize>>, Invalid> {
+    if cfg.task_groups.is_empty() {
+        return Ok((0..ctx.n_tasks()).map(|t| vec![t]).collect());
+    }
+    let groups = cfg
+        .task_groups
+        .iter()
+        .map(|g| {
+            g.iter()
+                .map(|name| {
+                    ctx.tasks.iter().position(|t| t == name).ok_or_else(|| {
+                        Invalid(format!(
+                            "task_groups names `{name}`, which is not a task (tasks: {})",
+                            ctx.tasks.join(", ")
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<usize>, Invalid>>()
+        })
+        .collect::<Result<Vec<_>, Invalid>>()?;
+    if let Some(t) = (0..ctx.n_tasks()).find(|t| !groups.iter().flatten().any(|x| x == t)) {
+        return Err(Invalid(format!(
+            "task_groups has no group for task `{}`",
+            ctx.tasks[t]
+        )));
+    }
+    Ok(groups)
+}
+
 impl ZooModel for Ame {
     const NAME: &'static str = "ame";
     const PAPER: &'static str =
@@ -106,6 +150,17 @@ impl ZooModel for Ame {
             || cfg.expert_dims.is_empty()
         {
             return Err(Invalid("AME needs ≥ 1 extra table (extra_table_dims), experts_per_table ≥ 1 and non-empty expert_dims".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for g in &cfg.task_groups {
+            if g.is_empty() {
+                return Err(Invalid("task_groups has an empty group".into()));
+            }
+            if let Some(t) = g.iter().find(|t| !seen.insert(t.as_str())) {
+                return Err(Invalid(format!(
+                    "task_groups names task `{t}` more than once"
+                )));
+            }
         }
         Ok(())
     }
@@ -139,12 +194,13 @@ impl ZooModel for Ame {
             })
             .collect();
         let h = experts[0].out_dim();
-        let heads = Heads::new(&cfg.heads, ctx, h, &cfg.mlp, rng, device);
+        let task_groups = task_groups(cfg, ctx)?;
+        let heads = Heads::new_grouped(&cfg.heads, ctx, &task_groups, h, &cfg.mlp, rng, device);
         let gate_in = match cfg.gate_input {
             AmeGateInput::All => widths.iter().sum::<usize>() - ctx.n_numeric * (widths.len() - 1),
             AmeGateInput::Largest => widths[largest],
         };
-        let gates = (0..heads.n_groups() * ctx.n_tasks())
+        let gates = (0..heads.n_groups() * heads.n_task_groups())
             .map(|_| Gate::new(gate_in, experts.len(), cfg.gate, rng, device))
             .collect();
         Ok(Ame {
@@ -254,6 +310,97 @@ mod tests {
         };
         assert!(same("expert/0/0") && same("expert/1/1"));
         assert!(!same("expert/2/0") && !same("expert/2/1"));
+    }
+
+    #[test]
+    fn task_groups_share_a_gate_and_a_tower() {
+        let base = ModelContext::uniform(3, 10, 4, 1, 2, 3);
+        let f = find("ame").unwrap();
+        let dev = cpu();
+        let build = |over: serde_json::Value| {
+            let v = f.resolve(&over).unwrap();
+            let ctx = f.context(&v, &base).unwrap();
+            let cfg: Config = serde_json::from_value(v).unwrap();
+            (Ame::build(&cfg, &ctx, &mut Rng::new(3), &dev), ctx)
+        };
+        let tiny = f.tiny_config();
+        let with = |groups: serde_json::Value| {
+            let mut v = tiny.clone();
+            v["task_groups"] = groups;
+            v
+        };
+        let (single, ctx) = build(tiny.clone());
+        let single = single.unwrap();
+        // The default (one group per task) is the explicit singleton grouping, parameter for
+        // parameter.
+        let (explicit, _) = build(with(serde_json::json!([["t0"], ["t1"], ["t2"]])));
+        let explicit = explicit.unwrap();
+        let mut x = ModelInput::new(
+            tensor(
+                (0..5 * 12).map(|v| (v as f32 * 0.37).sin()).collect(),
+                [5, 12],
+                &dev,
+            ),
+            Some(tensor(vec![0.3, -0.2, 0.1, 0.0, 0.5], [5, 1], &dev)),
+            vec![0, 1, 0, 1, 1],
+            2,
+        );
+        x.sets = ctx
+            .sets
+            .iter()
+            .map(|s| tensor(vec![0.05; 5 * s.width()], [5, s.width()], &dev))
+            .collect();
+        let host = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        let run = |m: &Ame, p: &mut Probes| host(m.forward(&ctx, &x, p).logits);
+        let (mut p0, mut p1) = (Probes::new(false), Probes::new(false));
+        assert_eq!(run(&single, &mut p0), run(&explicit, &mut p1));
+        // Tasks t0 and t2 in one group: one gate and one tower with 2 outputs per domain.
+        let (grouped, _) = build(with(serde_json::json!([["t0", "t2"], ["t1"]])));
+        let grouped = grouped.unwrap();
+        assert_eq!(single.gates.len(), 2 * 3);
+        assert_eq!(grouped.gates.len(), 2 * 2);
+        assert_eq!(grouped.heads.n_task_groups(), 2);
+        // Per domain, grouping removes one tower's hidden layers (the output units are kept:
+        // 2 + 1 outputs instead of 3 × 1) and one gate.
+        let cfg: Config = serde_json::from_value(tiny.clone()).unwrap();
+        let h = *cfg.expert_dims.last().unwrap();
+        let hidden = Mlp::new(h, &cfg.heads.tower_dims, &cfg.mlp, &mut Rng::new(1), &dev);
+        assert_eq!(
+            single.heads.num_params() - grouped.heads.num_params(),
+            2 * hidden.num_params()
+        );
+        assert_eq!(
+            single.gates.iter().map(|g| g.num_params()).sum::<usize>()
+                - grouped.gates.iter().map(|g| g.num_params()).sum::<usize>(),
+            2 * single.gates[0].num_params()
+        );
+        let mut p = Probes::new(true);
+        let logits = grouped.forward(&ctx, &x, &mut p).logits;
+        assert_eq!(logits.dims(), [5, 3]);
+        let g = |k: &str| host(p.values()[k].clone());
+        assert_eq!(g("gate/d0/t0"), g("gate/d0/t2"));
+        assert_ne!(g("gate/d0/t0"), g("gate/d0/t1"));
+        // Bad groupings are errors.
+        for (groups, want) in [
+            (serde_json::json!([["t0", "t9"], ["t1", "t2"]]), "`t9`"),
+            (
+                serde_json::json!([["t0"], ["t1"]]),
+                "no group for task `t2`",
+            ),
+        ] {
+            let e = build(with(groups)).0.err().unwrap().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        for (groups, want) in [
+            (
+                serde_json::json!([["t0", "t1"], ["t1", "t2"]]),
+                "more than once",
+            ),
+            (serde_json::json!([[], ["t0", "t1", "t2"]]), "empty group"),
+        ] {
+            let e = f.resolve(&with(groups)).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[test]

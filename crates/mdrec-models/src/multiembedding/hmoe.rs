@@ -13,22 +13,57 @@
 //!   - `dnn`: the flat table (+ numeric inputs);
 //!   - `ipnn`: the flat table and the inner products `⟨e_i, e_j⟩` of every field pair;
 //!   - `dcnv2`: a full-rank DCN-V2 cross network on the flat table (+ numeric);
-//!   - `gwpfm` (Eq. 4): every field's embedding is split into `G` parts (`G` = number of field
-//!     groups, the QunBB simplification P = G); `Σ_{i<j} v_{i,G(j)} ⊙ v_{j,G(i)} · r_{G(i),G(j)}`
-//!     with a learned group-pair weight `r` (init 1) → a `k/G`-vector;
+//!   - `gwpfm` (Eq. 4, see [GwPFM](#gwpfm) below) → a `k`-vector;
 //!   - `proj` (Eq. 5, the collapse-resilient interaction): `(e_i M_{ij}) ⊙ e_j` for every field
 //!     pair with a learned `k × k` projection per pair, concatenated.
 //!
-//!   Field groups (`gwpfm`): fields with roles `item`/`author` form the item group, the others
-//!   the user/context group (the paper's deployment: user+context | ad), unless `field_groups`
-//!   names a group for each field.
 //! - **Combination** (`combine`): `gate` (default: per head `softmax(Linear(all tables))` over
 //!   the experts, MMoE-style), `weights` (one learned scalar per expert, shared by all heads) or
 //!   `sum`.
 //! - Towers per head ([`Heads`]).
 //!
-//! Deviations from reference: per-(domain, task) heads; GwPFM uses P = G parts (QunBB), not the
-//! paper's two parts with dozens of groups; numeric inputs go to `dnn` and `dcnv2` only.
+//! # GwPFM
+//! Pan et al. §4.3, Eq. 4:
+//!
+//! ```text
+//! Φ = ⊕_{i<j} x_i x_j · e_{i,P(j)} ⊙ e_{j,P(i)} · r_{G(i),G(j)}
+//! ```
+//!
+//! `⊕` is the element-wise sum over feature pairs, so `Φ` is a `k`-vector (it feeds the expert's
+//! MLP); `P(i)` is the field *part* and `G(i)` the field *group* of feature `i`, and `r` is a
+//! learned weight per ordered group pair (`[G, G]`, init 1; entry `(G(i), G(j))` for `i < j` in
+//! field order). Parts and groups are independent: every feature has `P` embeddings, each of the
+//! full width `k` of the expert's table, and `G` may be larger or smaller than `P` (config
+//! `gwpfm`: `parts`, `field_parts`, `field_groups`, `numeric`).
+//!
+//! Inferred choices (the paper gives the equation and the deployment, not these details):
+//! - **Storage of the parts.** Part 0 of a field is its embedding in the expert's table (so
+//!   an expert that shares the table, e.g. the flat DNN of the Moments deployment, reads part 0);
+//!   parts 1..P are extra embedding sets `hm<table>gw<e>p<p>` of the same widths, used by this
+//!   expert only.
+//! - **Default parts** (`field_parts` empty): the deployment's two parts — fields with roles
+//!   `item`/`author` (the ad side) in part 1, all others (user and context) in part 0; with
+//!   `parts = 1` every field is in part 0 (a field-group-weighted FM). Other `parts` need
+//!   `field_parts`.
+//! - **Default groups** (`field_groups` empty): the deployment puts every ad-side field in one
+//!   group and splits the user/context fields into groups "by expert knowledge". Lacking that,
+//!   every user/context field is its own group and the ad-side fields share one (the finest
+//!   split that rule allows).
+//! - **Feature values `x_i`.** Categorical fields have `x_i = 1`; a pooled multi-hot field
+//!   enters as its pooled embedding with `x_i = 1`. The model's inputs carry each numeric field's
+//!   value as a column of `dense` but no embedding for it, so with `numeric = true` (default)
+//!   each numeric column `n` gets `P` learned embeddings `e_{n,p}` (init N(0, 1e-4²), like the
+//!   embedding store) and enters `Φ` as `x_n e_{n,P(·)}`, after the embedded fields in field
+//!   order; numeric columns are in part 0 and each in a group of its own after the fields'
+//!   groups (the context carries no names for numeric columns, so they cannot be named in
+//!   `field_parts`/`field_groups`).
+//!
+//! This replaces the earlier `P = G` simplification of QunBB's port (one embedding of width `k`
+//! cut into `G` slices of width `k/G`, output width `k/G`), which is not a special case of Eq. 4
+//! with full-width parts.
+//!
+//! Deviations from reference: per-(domain, task) heads; numeric inputs go to `dnn`, `dcnv2` and
+//! (as above) `gwpfm` only.
 //!
 //! Probes: `expert/<e>` (`[B, H]`), `gate/<domain>/<task>` (`[n_d, E]`).
 
@@ -99,8 +134,8 @@ pub struct Config {
     pub expert_dims: Vec<usize>,
     /// DCN-V2 cross layers.
     pub cross_layers: usize,
-    /// GwPFM field groups by field name (empty: item/author fields vs the rest).
-    pub field_groups: BTreeMap<String, usize>,
+    /// GwPFM options (parts, groups, numeric features).
+    pub gwpfm: GwpfmConfig,
     /// Combination of expert outputs.
     pub combine: Combine,
     /// Output heads: tower layout and tower hidden widths.
@@ -124,10 +159,35 @@ impl Default for Config {
             ],
             expert_dims: vec![64],
             cross_layers: 2,
-            field_groups: BTreeMap::new(),
+            gwpfm: GwpfmConfig::default(),
             combine: Combine::Gate,
             heads: HeadsConfig::new(HeadLayout::DomainTask, vec![32]),
             mlp: MlpConfig::default(),
+        }
+    }
+}
+
+/// GwPFM options (config key `gwpfm` of [`Config`]); see the [module docs](self#gwpfm).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GwpfmConfig {
+    /// Number of field parts `P`: every feature has `P` embeddings of the table's width.
+    pub parts: usize,
+    /// Part of each field by name (empty: item/author fields in part 1, the rest in part 0).
+    pub field_parts: BTreeMap<String, usize>,
+    /// Group of each field by name (empty: one group per non-item field, one for item/author).
+    pub field_groups: BTreeMap<String, usize>,
+    /// Numeric inputs enter the FM term as `x_n · e_{n,p}` with learned embeddings.
+    pub numeric: bool,
+}
+
+impl Default for GwpfmConfig {
+    fn default() -> Self {
+        GwpfmConfig {
+            parts: 2,
+            field_parts: BTreeMap::new(),
+            field_groups: BTreeMap::new(),
+            numeric: true,
         }
     }
 }
@@ -139,6 +199,8 @@ pub struct Interaction {
     cross: Option<CrossNetV2>,
     /// GwPFM group-pair weights `r: [G, G]`.
     gw: Option<Param<Tensor<2>>>,
+    /// GwPFM part embeddings of the numeric inputs, `[n_numeric, P, k]`.
+    gw_num: Option<Param<Tensor<3>>>,
     /// One `k × k` projection per field pair, stacked `[P, k, k]`.
     proj: Option<Param<Tensor<3>>>,
     #[module(skip)]
@@ -150,6 +212,7 @@ impl Interaction {
         Interaction {
             cross: None,
             gw: None,
+            gw_num: None,
             proj: None,
             kind,
         }
@@ -163,6 +226,9 @@ pub struct Expert {
     mlp: Mlp,
     #[module(skip)]
     table: usize,
+    /// GwPFM: set index of parts 1..P.
+    #[module(skip)]
+    part_sets: Vec<usize>,
 }
 
 /// Heterogeneous experts on multiple tables.
@@ -178,11 +244,12 @@ pub struct Hmoe {
     /// Fields of each table (offsets within the table's tensor).
     #[module(skip)]
     table_fields: Vec<Vec<FieldInfo>>,
-    /// GwPFM group of each field.
+    /// GwPFM part of each field, then of each numeric input (when they take part).
+    #[module(skip)]
+    parts: Vec<usize>,
+    /// GwPFM group of each field, then of each numeric input.
     #[module(skip)]
     groups: Vec<usize>,
-    #[module(skip)]
-    n_groups: usize,
     #[module(skip)]
     combine: Combine,
 }
@@ -191,6 +258,81 @@ const SET_PREFIX: &str = "hm";
 
 fn set_name(p: usize) -> String {
     format!("{SET_PREFIX}{p}")
+}
+
+/// The embedding set of part `p ≥ 1` of GwPFM expert `e` on table `t`.
+fn part_set_name(t: usize, e: usize, p: usize) -> String {
+    format!("{SET_PREFIX}{t}gw{e}p{p}")
+}
+
+/// Part and group of every embedded field, then of every numeric input when they enter the FM
+/// term; the number of parts and groups.
+fn gwpfm_layout(
+    cfg: &GwpfmConfig,
+    ctx: &ModelContext,
+) -> Result<(Vec<usize>, Vec<usize>), Invalid> {
+    let p_n = cfg.parts;
+    if p_n == 0 {
+        return Err(Invalid::new("gwpfm.parts must be ≥ 1"));
+    }
+    let ad_side = |f: &FieldInfo| f.has_role(FieldRole::Item) || f.has_role(FieldRole::Author);
+    let by_name = |map: &BTreeMap<String, usize>, what: &str| -> Result<Vec<usize>, Invalid> {
+        if let Some(k) = map
+            .keys()
+            .find(|k| !ctx.fields.iter().any(|f| &f.name == *k))
+        {
+            return Err(Invalid::new(format!(
+                "gwpfm.{what} names `{k}`, which is not an embedded field"
+            )));
+        }
+        ctx.fields
+            .iter()
+            .map(|f| {
+                map.get(&f.name).copied().ok_or_else(|| {
+                    Invalid::new(format!("gwpfm.{what} has no entry for field `{}`", f.name))
+                })
+            })
+            .collect()
+    };
+    let mut parts: Vec<usize> = if !cfg.field_parts.is_empty() {
+        by_name(&cfg.field_parts, "field_parts")?
+    } else if p_n <= 2 {
+        ctx.fields
+            .iter()
+            .map(|f| usize::from(p_n == 2 && ad_side(f)))
+            .collect()
+    } else {
+        return Err(Invalid::new(format!(
+            "gwpfm.parts = {p_n} needs gwpfm.field_parts (the default split has 2 parts)"
+        )));
+    };
+    if let Some(&p) = parts.iter().find(|&&p| p >= p_n) {
+        return Err(Invalid::new(format!(
+            "gwpfm.field_parts uses part {p}, but gwpfm.parts = {p_n}"
+        )));
+    }
+    let mut groups: Vec<usize> = if cfg.field_groups.is_empty() {
+        let mut next = 0;
+        let user: Vec<Option<usize>> = ctx
+            .fields
+            .iter()
+            .map(|f| {
+                (!ad_side(f)).then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect();
+        user.into_iter().map(|g| g.unwrap_or(next)).collect()
+    } else {
+        by_name(&cfg.field_groups, "field_groups")?
+    };
+    if cfg.numeric {
+        let g0 = groups.iter().max().map_or(0, |g| g + 1);
+        parts.extend(std::iter::repeat_n(0, ctx.n_numeric));
+        groups.extend(g0..g0 + ctx.n_numeric);
+    }
+    Ok((parts, groups))
 }
 
 fn pairs(f: usize) -> Vec<(usize, usize)> {
@@ -205,6 +347,15 @@ impl Hmoe {
             0 => input.emb.clone(),
             _ => input.sets[self.table_sets[t - 1]].clone(),
         }
+    }
+
+    /// Every table (not the GwPFM part sets) and the numeric inputs, `[B, Σ_t F·k_t + n_numeric]`.
+    fn gate_input(&self, input: &ModelInput) -> Tensor<2> {
+        let mut xs: Vec<Tensor<2>> = (0..self.table_fields.len())
+            .map(|t| self.table_emb(input, t))
+            .collect();
+        xs.extend(input.dense.iter().cloned());
+        Tensor::cat(xs, 1)
     }
 
     fn with_dense(input: &ModelInput, x: Tensor<2>) -> Tensor<2> {
@@ -237,18 +388,39 @@ impl Hmoe {
                 Tensor::cat(vec![emb, Tensor::cat(inner, 1)], 1)
             }
             ExpertKind::Gwpfm => {
-                let r = it.gw.as_ref().expect("built with group weights");
-                let x = stack_fields(emb, fields); // [B, F, G·k']
-                let [b, f, w] = x.dims();
-                let g = self.n_groups;
-                let kp = w / g;
-                let x = x.reshape([b, f, g, kp]);
-                let r = r.val();
+                let r = it.gw.as_ref().expect("built with group weights").val();
+                // [B, F, P, k]: part 0 is the expert's table, parts 1.. its own sets.
+                let mut x = Tensor::stack(
+                    std::iter::once(stack_fields(emb, fields))
+                        .chain(
+                            e.part_sets
+                                .iter()
+                                .map(|&s| stack_fields(input.sets[s].clone(), fields)),
+                        )
+                        .collect(),
+                    2,
+                );
+                if let (Some(num), Some(d)) = (&it.gw_num, &input.dense) {
+                    // x_n · e_{n,p}: [B, N, 1, 1] · [1, N, P, k].
+                    let [n, p, k] = num.dims();
+                    let xn = d.clone().reshape([input.batch_size, n, 1, 1])
+                        * num.val().reshape([1, n, p, k]);
+                    x = Tensor::cat(vec![x, xn], 1);
+                }
+                let [b, f, _, k] = x.dims();
                 let mut acc: Option<Tensor<2>> = None;
                 for (i, j) in pairs(f) {
                     let (gi, gj) = (self.groups[i], self.groups[j]);
-                    let vi = x.clone().narrow(1, i, 1).narrow(2, gj, 1).reshape([b, kp]);
-                    let vj = x.clone().narrow(1, j, 1).narrow(2, gi, 1).reshape([b, kp]);
+                    let vi = x
+                        .clone()
+                        .narrow(1, i, 1)
+                        .narrow(2, self.parts[j], 1)
+                        .reshape([b, k]);
+                    let vj = x
+                        .clone()
+                        .narrow(1, j, 1)
+                        .narrow(2, self.parts[i], 1)
+                        .reshape([b, k]);
                     let w_ij = r.clone().narrow(0, gi, 1).narrow(1, gj, 1).reshape([1, 1]);
                     let term = vi * vj * w_ij;
                     acc = Some(match acc {
@@ -256,7 +428,7 @@ impl Hmoe {
                         None => term,
                     });
                 }
-                acc.expect("GwPFM needs ≥ 2 fields (checked when building)")
+                acc.expect("GwPFM needs ≥ 2 features (checked when building)")
             }
             ExpertKind::Proj => {
                 let m = it.proj.as_ref().expect("built with projections");
@@ -296,7 +468,23 @@ impl ZooModel for Hmoe {
     type Config = Config;
 
     fn embedding_sets(cfg: &Config, _ctx: &ModelContext) -> Result<Vec<EmbeddingSetSpec>, Invalid> {
-        Ok(EmbeddingSetSpec::tables(SET_PREFIX, &cfg.extra_table_dims))
+        let mut sets = EmbeddingSetSpec::tables(SET_PREFIX, &cfg.extra_table_dims);
+        // GwPFM parts 1..P: copies of the expert's table (same widths).
+        for (e, spec) in cfg.experts.iter().enumerate() {
+            if spec.kind != ExpertKind::Gwpfm {
+                continue;
+            }
+            let dim = match spec.table {
+                0 => None,
+                t => cfg.extra_table_dims.get(t - 1).copied(),
+            };
+            sets.extend((1..cfg.gwpfm.parts).map(|p| EmbeddingSetSpec {
+                name: part_set_name(spec.table, e, p),
+                dim,
+                roles: vec![],
+            }));
+        }
+        Ok(sets)
     }
 
     fn build(cfg: &Config, ctx: &ModelContext, rng: &mut Rng, device: &Device) -> Built<Self> {
@@ -315,32 +503,14 @@ impl ZooModel for Hmoe {
         let mut table_fields = vec![ctx.fields.clone()];
         table_fields.extend(table_sets.iter().map(|&k| ctx.sets[k].fields.clone()));
         let n_fields = ctx.fields.len();
-        // GwPFM groups.
-        let groups: Vec<usize> = if cfg.field_groups.is_empty() {
-            ctx.fields
-                .iter()
-                .map(|f| (f.has_role(FieldRole::Item) || f.has_role(FieldRole::Author)) as usize)
-                .collect()
+        let has_gwpfm = cfg.experts.iter().any(|e| e.kind == ExpertKind::Gwpfm);
+        let (parts, groups) = if has_gwpfm {
+            gwpfm_layout(&cfg.gwpfm, ctx)?
         } else {
-            if let Some(k) = cfg
-                .field_groups
-                .keys()
-                .find(|k| !ctx.fields.iter().any(|f| &f.name == *k))
-            {
-                return Err(Invalid::new(format!(
-                    "field_groups names `{k}`, which is not an embedded field"
-                )));
-            }
-            ctx.fields
-                .iter()
-                .map(|f| {
-                    cfg.field_groups.get(&f.name).copied().ok_or_else(|| {
-                        Invalid::new(format!("field_groups has no group for field `{}`", f.name))
-                    })
-                })
-                .collect::<Result<_, _>>()?
+            (vec![], vec![])
         };
         let n_groups = groups.iter().max().map_or(1, |g| g + 1);
+        let n_num_fm = if cfg.gwpfm.numeric { ctx.n_numeric } else { 0 };
         let mut experts = Vec::with_capacity(cfg.experts.len());
         for (e, spec) in cfg.experts.iter().enumerate() {
             if spec.table >= n_tables {
@@ -373,10 +543,9 @@ impl ZooModel for Hmoe {
                 }
                 ExpertKind::Gwpfm => {
                     let k = need_k("GwPFM")?;
-                    if n_fields < 2 || k % n_groups != 0 {
+                    if n_fields + n_num_fm < 2 {
                         return Err(Invalid::new(format!(
-                            "GwPFM (expert {e}) needs ≥ 2 fields and a table width divisible by the {n_groups} field groups; table {} has width {k}",
-                            spec.table
+                            "GwPFM (expert {e}) needs ≥ 2 features (embedded fields and numeric inputs)"
                         )));
                     }
                     let r = mdrec_nn::init::param(
@@ -384,12 +553,21 @@ impl ZooModel for Hmoe {
                         [n_groups, n_groups],
                         device,
                     );
+                    let p_n = cfg.gwpfm.parts;
+                    let num = (n_num_fm > 0).then(|| {
+                        mdrec_nn::init::param(
+                            mdrec_nn::init::normal(rng, n_num_fm * p_n * k, 1e-4),
+                            [n_num_fm, p_n, k],
+                            device,
+                        )
+                    });
                     (
                         Interaction {
                             gw: Some(r),
+                            gw_num: num,
                             ..Interaction::of(spec.kind)
                         },
-                        k / n_groups,
+                        k,
                     )
                 }
                 ExpertKind::Proj => {
@@ -414,10 +592,20 @@ impl ZooModel for Hmoe {
                     )
                 }
             };
+            let part_sets = match spec.kind {
+                ExpertKind::Gwpfm => (1..cfg.gwpfm.parts)
+                    .map(|p| {
+                        ctx.set_index(&part_set_name(spec.table, e, p))
+                            .expect("context carries the GwPFM part sets")
+                    })
+                    .collect(),
+                _ => vec![],
+            };
             experts.push(Expert {
                 interaction,
                 mlp: Mlp::new(width, &cfg.expert_dims, &cfg.mlp, rng, device),
                 table: spec.table,
+                part_sets,
             });
         }
         let h = experts[0].mlp.out_dim();
@@ -442,8 +630,8 @@ impl ZooModel for Hmoe {
             heads,
             table_sets,
             table_fields,
+            parts,
             groups,
-            n_groups,
             combine: cfg.combine,
         })
     }
@@ -466,7 +654,7 @@ impl RecModel for Hmoe {
                 ctx,
                 input,
                 &self.gates,
-                &input.flat_all(),
+                &self.gate_input(input),
                 &stacked,
                 probes,
             ),
@@ -524,27 +712,144 @@ mod tests {
     }
 
     #[test]
-    fn gwpfm_matches_the_formula() {
-        // Fields f0, f1 in group 0 (user side), f2 in group 1 (item); k = 4 → 2 parts of 2.
-        let (m, ctx) = setup(serde_json::json!({"experts": [{"kind": "gwpfm", "table": 0}]}));
-        let e: Vec<f32> = (0..12).map(|i| (i as f32 - 5.0) * 0.3).collect();
-        let x = input(e.clone(), &ctx);
+    fn gwpfm_matches_a_hand_computed_value() {
+        // Fields f0, f1 (user side) and f2 (item), k = 2, one numeric input; defaults: P = 2
+        // (f0, f1, numeric in part 0; f2 in part 1), groups f0→0, f1→1, f2→2, numeric→3.
+        let mut base = ModelContext::uniform(3, 10, 2, 1, 1, 1);
+        base.fields[2].roles = vec![FieldRole::Item];
+        let f = find("hmoe").unwrap();
+        let v = f
+            .resolve(&serde_json::json!({
+                "extra_table_dims": [],
+                "experts": [{"kind": "gwpfm", "table": 0}]
+            }))
+            .unwrap();
+        let ctx = f.context(&v, &base).unwrap();
+        let cfg: Config = serde_json::from_value(v).unwrap();
+        let dev = cpu();
+        let mut m = Hmoe::build(&cfg, &ctx, &mut Rng::new(3), &dev).unwrap();
+        assert_eq!(m.parts, [0, 0, 1, 0]);
+        assert_eq!(m.groups, [0, 1, 2, 3]);
+        // r = 1 except r[0,1] = 2, r[0,2] = 0.5, r[1,2] = 3, r[0,3] = -1, r[2,3] = 2.
+        let mut r = vec![1.0f32; 16];
+        for (a, b, w) in [
+            (0, 1, 2.0),
+            (0, 2, 0.5),
+            (1, 2, 3.0),
+            (0, 3, -1.0),
+            (2, 3, 2.0),
+        ] {
+            r[a * 4 + b] = w;
+        }
+        let it = &mut m.experts[0].interaction;
+        it.gw = Some(mdrec_nn::init::param(r, [4, 4], &dev));
+        // Numeric embeddings: part 0 [1, -1], part 1 [0, 4].
+        it.gw_num = Some(mdrec_nn::init::param(
+            vec![1.0, -1.0, 0.0, 4.0],
+            [1, 2, 2],
+            &dev,
+        ));
+        // Part 0 (table 0): e0 = [1, 2], e1 = [3, -1], e2 = [0.5, 2];
+        // part 1 (own set): e0 = [2, 0], e1 = [1, 1], e2 = [-1, 3]; numeric x = 2.
+        let mut x = ModelInput::new(
+            tensor(vec![1.0, 2.0, 3.0, -1.0, 0.5, 2.0], [1, 6], &dev),
+            Some(tensor(vec![2.0], [1, 1], &dev)),
+            vec![0],
+            1,
+        );
+        assert_eq!(ctx.sets.len(), 1);
+        assert_eq!(ctx.sets[0].name, "hm0gw0p1");
+        x.sets = vec![tensor(vec![2.0, 0.0, 1.0, 1.0, -1.0, 3.0], [1, 6], &dev)];
         let got = m
             .interact(&m.experts[0], &x)
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();
-        // v_{i,g} = e_i[2g..2g+2]; r = 1. Σ_{i<j} v_{i,G(j)} ⊙ v_{j,G(i)}.
-        let g = [0usize, 0, 1];
-        let v = |i: usize, part: usize, c: usize| e[i * 4 + part * 2 + c];
-        let mut want = [0.0f32; 2];
-        for (i, j) in [(0, 1), (0, 2), (1, 2)] {
-            for (c, w) in want.iter_mut().enumerate() {
-                *w += v(i, g[j], c) * v(j, g[i], c);
-            }
-        }
-        for c in 0..2 {
-            assert!((got[c] - want[c]).abs() < 1e-5, "{got:?} vs {want:?}");
+        // By hand, x_i x_j · e_{i,P(j)} ⊙ e_{j,P(i)} · r[G(i),G(j)]:
+        // (0,1) [1,2]⊙[3,-1]·2 = [6,-4]      (0,2) [2,0]⊙[0.5,2]·0.5 = [0.5,0]
+        // (1,2) [1,1]⊙[0.5,2]·3 = [1.5,6]    (0,n) [1,2]⊙2[1,-1]·(-1) = [-2,4]
+        // (1,n) [3,-1]⊙2[1,-1]·1 = [6,2]     (2,n) [0.5,2]⊙2[0,4]·2 = [0,32]
+        // Σ = [12, 40].
+        assert_eq!(got.len(), 2);
+        assert!(
+            (got[0] - 12.0).abs() < 1e-5 && (got[1] - 40.0).abs() < 1e-5,
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn gwpfm_parts_are_full_width_and_independent_of_groups() {
+        // 4 fields of width 4, 2 numeric inputs; P = 3 parts and G = 2 groups by config.
+        let base = ModelContext::uniform(4, 10, 4, 2, 2, 1);
+        let f = find("hmoe").unwrap();
+        let build = |gw: serde_json::Value| {
+            let v = f
+                .resolve(&serde_json::json!({
+                    "extra_table_dims": [6],
+                    "experts": [{"kind": "gwpfm", "table": 1}],
+                    "expert_dims": [5],
+                    "gwpfm": gw
+                }))
+                .unwrap();
+            let ctx = f.context(&v, &base).unwrap();
+            let cfg: Config = serde_json::from_value(v.clone()).unwrap();
+            (Hmoe::build(&cfg, &ctx, &mut Rng::new(1), &cpu()), ctx)
+        };
+        let parts = serde_json::json!({"f0": 0, "f1": 1, "f2": 2, "f3": 2});
+        let groups = serde_json::json!({"f0": 0, "f1": 0, "f2": 1, "f3": 1});
+        let (m, ctx) = build(serde_json::json!({
+            "parts": 3, "field_parts": parts, "field_groups": groups
+        }));
+        let m = m.unwrap();
+        // Parts 1 and 2 are copies of table 1 at its full width 6 (4 fields × 6).
+        let names: Vec<&str> = ctx.sets.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["hm1", "hm1gw0p1", "hm1gw0p2"]);
+        assert!(ctx.sets.iter().all(|s| s.width() == 24));
+        // Numeric inputs: part 0, a group each after the fields' 2.
+        assert_eq!(m.parts, [0, 1, 2, 2, 0, 0]);
+        assert_eq!(m.groups, [0, 0, 1, 1, 2, 3]);
+        let it = &m.experts[0].interaction;
+        assert_eq!(it.gw.as_ref().unwrap().dims(), [4, 4]);
+        assert_eq!(it.gw_num.as_ref().unwrap().dims(), [2, 3, 6]);
+        // Dense parameters: r (16) + numeric parts (2·3·6) + MLP 6→5 (35) + gate(s) + heads.
+        let (plain, _) = build(serde_json::json!({
+            "parts": 3, "field_parts": parts, "field_groups": groups, "numeric": false
+        }));
+        let plain = plain.unwrap();
+        assert!(plain.experts[0].interaction.gw_num.is_none());
+        assert_eq!(
+            plain.experts[0].interaction.gw.as_ref().unwrap().dims(),
+            [2, 2]
+        );
+        // Gates read tables 0 and 1 and the numeric inputs either way; the difference is GwPFM's.
+        assert_eq!(m.num_params() - plain.num_params(), (16 - 4) + 2 * 3 * 6);
+        // The interaction is a k-vector (the table's width, not k/G or k/P).
+        let dev = cpu();
+        let mut x = ModelInput::new(
+            tensor(vec![0.1; 3 * 16], [3, 16], &dev),
+            Some(tensor(vec![0.5; 6], [3, 2], &dev)),
+            vec![0, 1, 0],
+            2,
+        );
+        x.sets = ctx
+            .sets
+            .iter()
+            .map(|s| tensor(vec![0.2; 3 * s.width()], [3, s.width()], &dev))
+            .collect();
+        assert_eq!(m.interact(&m.experts[0], &x).dims(), [3, 6]);
+        let mut p = Probes::new(false);
+        assert_eq!(m.forward(&ctx, &x, &mut p).logits.dims(), [3, 1]);
+        // Bad part settings are errors.
+        for (gw, want) in [
+            (serde_json::json!({"parts": 3}), "needs gwpfm.field_parts"),
+            (
+                serde_json::json!({"parts": 2, "field_parts": parts}),
+                "part 2",
+            ),
+            (serde_json::json!({"parts": 0}), "parts must be"),
+        ] {
+            let e = build(gw).0.err().unwrap().to_string();
+            assert!(e.contains(want), "{e}");
         }
     }
 
