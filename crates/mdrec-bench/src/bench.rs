@@ -682,7 +682,7 @@ fn write_tables(spec: &BenchSpec, out: &Path) -> Result<String, TrainError> {
         "Dataset `{}` ({} split), seeds {:?}. Test metrics, mean ± std over seeds; AUC and gAUC in %. \
          **Best** in bold, <u>second</u> underlined, `*` = best differs from second by Welch's t-test \
          p < 0.05. Rows marked (paper) are published numbers.\n",
-        spec.dataset.name, spec.dataset.split, spec.seeds
+        spec.dataset.name, spec.dataset.split(), spec.seeds
     );
     let short = |c: &str| {
         c.replace("auc_task_pooled_mean", "AUC (task-pooled)")

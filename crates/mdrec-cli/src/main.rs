@@ -451,7 +451,7 @@ fn data_config(src: &SourceArgs, split: Option<mdrec_data::SplitName>) -> Result
         cfg.dataset.data_dir = Some(d.clone());
     }
     if let Some(s) = split {
-        cfg.dataset.split = s;
+        cfg.dataset.split = Some(s);
     }
     if let Some(s) = src.seed {
         cfg.train.seed = s;
@@ -633,7 +633,7 @@ fn train_command(a: TrainArgs) -> Result<()> {
             "{}_{}_{}_s{}",
             cfg.model_name(),
             cfg.dataset.name,
-            cfg.dataset.split,
+            cfg.dataset.split(),
             cfg.train.seed
         ))
     });

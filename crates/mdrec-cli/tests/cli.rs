@@ -243,7 +243,10 @@ fn invalid_dataset_values_exit_2_naming_the_key_before_reading_data() {
             "dataset.row_order: unknown value \"pandas\"; expected one of: merged, ratings",
         ),
         (vec!["--set", "dataset.ratios=[0.5, 0.5, 0.5]"], "dataset.ratios"),
-        (vec!["--dataset", "aliccp", "--data-dir", "/nonexistent/a"], "split = \"aread\""),
+        (
+            vec!["--dataset", "aliccp", "--data-dir", "/nonexistent/a", "--split", "m3oe"],
+            "split = \"aread\"",
+        ),
     ] {
         let mut a = vec!["train", "--epochs", "1"];
         a.extend(&args);
@@ -252,6 +255,25 @@ fn invalid_dataset_values_exit_2_naming_the_key_before_reading_data() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
         assert!(e.contains(want), "{args:?}: {e}");
         assert!(!e.contains("data: "), "{args:?} read data: {e}");
+    }
+    // Without --split a dataset takes its own protocol: AliCCP's `aread` split passes the
+    // check and the reader asks for its files.
+    for (dataset, file) in [
+        ("aliccp", "missing aliccp file"),
+        ("aliexpress", "train.csv"),
+    ] {
+        let o = mdrec(&[
+            "train",
+            "--dataset",
+            dataset,
+            "--data-dir",
+            "/nonexistent/a",
+        ]);
+        let e = stderr(&o);
+        assert!(
+            !e.contains("dataset.split") && e.contains(file),
+            "{dataset}: {e}"
+        );
     }
 }
 

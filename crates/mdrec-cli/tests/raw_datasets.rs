@@ -155,7 +155,7 @@ fn data_list_shows_the_raw_layout_recipes() {
 }
 
 #[test]
-fn aliexpress_needs_its_official_split_and_names_a_missing_file() {
+fn aliexpress_refuses_the_movielens_split_and_names_a_missing_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_str().unwrap();
     let o = mdrec(&[
@@ -164,6 +164,8 @@ fn aliexpress_needs_its_official_split_and_names_a_missing_file() {
         "aliexpress",
         "--data-dir",
         dir,
+        "--split",
+        "m3oe",
         "--epochs",
         "1",
     ]);
@@ -173,12 +175,11 @@ fn aliexpress_needs_its_official_split_and_names_a_missing_file() {
         "{}",
         stderr(&o)
     );
+    // Without --split: its own `official` protocol, which reads the files.
     let o = mdrec(&[
         "train",
         "--dataset",
         "aliexpress",
-        "--split",
-        "official",
         "--data-dir",
         dir,
         "--epochs",

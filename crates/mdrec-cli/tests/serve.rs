@@ -56,6 +56,19 @@ impl Served {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log once it holds every string of `want` (the server may answer a request before
+    /// the reader thread has its log line), or as it is after 30 s.
+    fn log_with(&self, want: &[&str]) -> String {
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log();
+            if want.iter().all(|w| log.contains(w)) || std::time::Instant::now() > until {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// One HTTP/1.1 request (`Connection: close`); returns the status and the body.
     fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         let mut c = TcpStream::connect(&self.addr).unwrap();
@@ -349,7 +362,7 @@ fn a_new_version_is_swapped_in_under_load_and_a_corrupt_one_is_refused() {
         msg.contains("ranker/3") && msg.contains("weights.safetensors"),
         "{e}"
     );
-    let log = sv.log();
+    let log = sv.log_with(&["cannot load", "ranker/3"]);
     assert!(
         log.contains("cannot load") && log.contains("ranker/3"),
         "{log}"

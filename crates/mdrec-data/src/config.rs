@@ -36,8 +36,8 @@ pub struct DatasetConfig {
     /// (`aliccp`, `aliccp-raw-aread`, `amazon`, `amazon-raw` only, and required there instead of
     /// `m3oe`: AliCCP by its `train_tag` column, Amazon by `timestamp` quantiles 0.9 / 0.95), or
     /// `official` (`aliexpress`, `aliccp-raw-crocodile` only, and required there: their own
-    /// train / test files).
-    pub split: SplitName,
+    /// train / test files). Unset: the dataset's own protocol ([`split`](Self::split)).
+    pub split: Option<SplitName>,
     /// Domain definition of `movielens-1m`: `age` (three age groups, the M3oE protocol; the
     /// default) or `genre` (the movie's first genre, 18 long-tailed domains). Other datasets
     /// reject it.
@@ -85,7 +85,7 @@ impl Default for DatasetConfig {
         DatasetConfig {
             name: DatasetName::Synthetic,
             data_dir: None,
-            split: SplitName::M3oe,
+            split: None,
             ratios: [0.8, 0.1, 0.1],
             time_column: None,
             valid_from: None,
@@ -109,6 +109,13 @@ fn config_err(msg: String) -> DataError {
 }
 
 impl DatasetConfig {
+    /// The split protocol: `split` when set, else the dataset's default (`m3oe` for
+    /// MovieLens and user CSV, `aread` for AliCCP and Amazon, `official` where the release
+    /// ships its own train / test files).
+    pub fn split(&self) -> SplitName {
+        self.split.unwrap_or(self.name.recipe().default_split)
+    }
+
     /// Checks every key that can be checked without reading a file: options that do not apply
     /// to the dataset, a split the dataset does not accept, missing keys of the split or the
     /// dataset, ratios, time bounds and synthetic sizes. Errors name the key.
@@ -174,7 +181,8 @@ impl DatasetConfig {
                 ));
             }
         }
-        let time = self.split == SplitName::Time;
+        let split = self.split();
+        let time = split == SplitName::Time;
         for (key, set) in [
             ("time_column", self.time_column.is_some()),
             ("valid_from", self.valid_from.is_some()),
@@ -183,12 +191,12 @@ impl DatasetConfig {
             if set && !time {
                 return Err(config_err(format!(
                     "dataset.{key} applies to split = \"time\" only, not to `{}`",
-                    self.split
+                    split
                 )));
             }
         }
         if matches!(
-            self.split,
+            split,
             SplitName::M3oe | SplitName::Sequential | SplitName::Random
         ) {
             check_ratios(&self.ratios).map_err(|e| config_err(format!("dataset.ratios: {e}")))?;
@@ -229,8 +237,9 @@ impl DatasetConfig {
     /// The split this section asks for.
     pub fn split_spec(&self, seed: u64) -> Result<SplitSpec, DataError> {
         let recipe = self.name.recipe();
-        if !recipe.splits.contains(&self.split) {
-            let why = match (self.split, self.name.aliccp_amazon()) {
+        let split = self.split();
+        if !recipe.splits.contains(&split) {
+            let why = match (split, self.name.aliccp_amazon()) {
                 (SplitName::M3oe, Some(a)) => format!(
                     "`m3oe` is the MovieLens protocol; dataset {} uses split = \"aread\" ({})",
                     self.name,
@@ -260,7 +269,7 @@ impl DatasetConfig {
                     .join(", ")
             )));
         }
-        match self.split {
+        match split {
             SplitName::M3oe | SplitName::Sequential => Ok(SplitSpec::Sequential {
                 ratios: self.ratios,
             }),
@@ -396,6 +405,7 @@ impl DatasetConfig {
     /// changes must not change what a recorded run claims it was trained on.
     pub fn resolved(&self) -> DatasetConfig {
         let mut d = self.clone();
+        d.split = Some(self.split());
         if d.name == DatasetName::MovieLens1m {
             d.domain.get_or_insert_default();
             d.row_order.get_or_insert_default();

@@ -141,6 +141,7 @@ fn missing_files_and_bad_rows_are_named() {
     let cfg = DatasetConfig {
         name: DatasetName::AliExpress,
         data_dir: Some(tmp.path().to_path_buf()),
+        split: Some(SplitName::M3oe),
         ..DatasetConfig::default()
     };
     let e = cfg.validate().unwrap_err().to_string();

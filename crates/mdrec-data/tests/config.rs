@@ -17,7 +17,9 @@ fn invalid(toml_text: &str) -> String {
 
 #[test]
 fn serialized_form_is_unchanged() {
-    let v = serde_json::to_value(DatasetConfig::default()).unwrap();
+    // Resolved (what a run directory records), the split is spelled out; unset, it is null and
+    // means the dataset's own protocol.
+    let v = serde_json::to_value(DatasetConfig::default().resolved()).unwrap();
     assert_eq!(
         v,
         serde_json::json!({
@@ -90,10 +92,17 @@ fn alias_gets_the_same_defaults_as_the_name() {
             row_order: MovieLensOrder::Merged
         }
     );
-    // other datasets keep their options unset
+    // other datasets keep their options unset; the split is spelled out
     assert_eq!(
         DatasetConfig::default().resolved(),
-        DatasetConfig::default()
+        DatasetConfig {
+            split: Some(SplitName::M3oe),
+            ..DatasetConfig::default()
+        }
+    );
+    assert_eq!(
+        serde_json::to_value(DatasetConfig::default()).unwrap()["split"],
+        serde_json::Value::Null
     );
 }
 
@@ -169,11 +178,26 @@ fn validation_names_the_key() {
         let e = invalid(cfg);
         assert!(e.contains(want), "{cfg}: {e}");
     }
-    let e = invalid("name = \"aliccp\"\ndata_dir = \"/x\"");
+    let e = invalid("name = \"aliccp\"\ndata_dir = \"/x\"\nsplit = \"m3oe\"");
     assert!(
         e.contains("dataset.split") && e.contains("split = \"aread\"") && e.contains("train_tag"),
         "{e}"
     );
+    // Unset, the split is the dataset's own protocol.
+    for (name, split) in [
+        ("aliccp", SplitName::Aread),
+        ("amazon", SplitName::Aread),
+        ("aliexpress", SplitName::Official),
+        ("movielens-1m", SplitName::M3oe),
+    ] {
+        let c = parse(&format!("name = \"{name}\"\ndata_dir = \"/x\"")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            (c.split(), c.resolved().split),
+            (split, Some(split)),
+            "{name}"
+        );
+    }
 }
 
 #[test]

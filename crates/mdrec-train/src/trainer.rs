@@ -882,7 +882,7 @@ fn run_in(
         model: factory.name().to_string(),
         paper: factory.paper().to_string(),
         dataset: cfg.dataset.name.to_string(),
-        split: cfg.dataset.split.to_string(),
+        split: cfg.dataset.split().to_string(),
         source: prepared.source.clone(),
         seed: cfg.train.seed,
         setting,
