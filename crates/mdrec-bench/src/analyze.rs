@@ -1220,19 +1220,21 @@ fn measure_on(
     Ok(())
 }
 
+/// Writes `rows` under `header` (comma-separated column names) with the csv crate, so a value
+/// holding a comma or a quote (a run label, a field name) is quoted.
 fn csv<T>(
     path: &Path,
     header: &str,
     rows: &[T],
-    line: impl Fn(&T) -> String,
+    line: impl Fn(&T) -> Vec<String>,
 ) -> Result<(), TrainError> {
-    let mut s = String::from(header);
-    s.push('\n');
+    let err = |e: csv::Error| TrainError::io(path, std::io::Error::other(e));
+    let mut w = csv::Writer::from_path(path).map_err(err)?;
+    w.write_record(header.split(',')).map_err(err)?;
     for r in rows {
-        s.push_str(&line(r));
-        s.push('\n');
+        w.write_record(line(r)).map_err(err)?;
     }
-    std::fs::write(path, s).map_err(|e| TrainError::io(path, e))
+    w.flush().map_err(|e| TrainError::io(path, e))
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -1255,12 +1257,13 @@ fn write_outputs(out: &Path, a: &Analysis) -> Result<(), TrainError> {
         for (i, row) in m.iter().enumerate() {
             for (j, v) in row.iter().enumerate() {
                 let name = |k: usize| names.get(k).cloned().unwrap_or_else(|| k.to_string());
-                overlap_rows.push(format!(
-                    "{run},{block},{},{},{}",
+                overlap_rows.push(vec![
+                    run.to_string(),
+                    block.to_string(),
                     name(i),
                     name(j),
-                    opt(v.is_finite().then_some(*v))
-                ));
+                    opt(v.is_finite().then_some(*v)),
+                ]);
             }
         }
         write_svg(
@@ -1290,16 +1293,26 @@ fn write_outputs(out: &Path, a: &Analysis) -> Result<(), TrainError> {
         "run,field,table,group,rows,ia",
         &a.ia,
         |r| {
-            format!(
-                "{},{},{},{},{},{:.6}",
-                r.run, r.field, r.table, r.group, r.rows, r.ia
-            )
+            vec![
+                r.run.to_string(),
+                r.field.to_string(),
+                r.table.to_string(),
+                r.group.to_string(),
+                r.rows.to_string(),
+                format!("{:.6}", r.ia),
+            ]
         },
     )?;
     let mut spec_rows = Vec::new();
     for (run, field, table, s) in &a.spectra {
         for (i, v) in s.iter().enumerate() {
-            spec_rows.push(format!("{run},{field},{table},{i},{v:.8}"));
+            spec_rows.push(vec![
+                run.to_string(),
+                field.to_string(),
+                table.to_string(),
+                i.to_string(),
+                format!("{v:.8}"),
+            ]);
         }
     }
     csv(
@@ -1359,12 +1372,24 @@ fn write_outputs(out: &Path, a: &Analysis) -> Result<(), TrainError> {
         &out.join("experts.csv"),
         "run,expert,ia,mean_norm",
         &a.experts,
-        |r| format!("{},{},{:.6},{:.6}", r.run, r.expert, r.ia, r.mean_norm),
+        |r| {
+            vec![
+                r.run.to_string(),
+                r.expert.to_string(),
+                format!("{:.6}", r.ia),
+                format!("{:.6}", r.mean_norm),
+            ]
+        },
     )?;
     let mut util_rows = Vec::new();
     for (run, head, w) in &a.utilisation {
         for (e, v) in w.iter().enumerate() {
-            util_rows.push(format!("{run},{head},{e},{v:.6}"));
+            util_rows.push(vec![
+                run.to_string(),
+                head.to_string(),
+                e.to_string(),
+                format!("{v:.6}"),
+            ]);
         }
     }
     csv(
@@ -1402,15 +1427,14 @@ fn write_outputs(out: &Path, a: &Analysis) -> Result<(), TrainError> {
         "run,domain_i,domain_j,conflicts,di_af,di_sf",
         &a.di,
         |r| {
-            format!(
-                "{},{},{},{},{},{}",
-                r.run,
-                r.domain_i,
-                r.domain_j,
-                r.conflicts,
+            vec![
+                r.run.to_string(),
+                r.domain_i.to_string(),
+                r.domain_j.to_string(),
+                r.conflicts.to_string(),
                 opt(r.di_af),
-                opt(r.di_sf)
-            )
+                opt(r.di_sf),
+            ]
         },
     )?;
     let mut di_series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
@@ -1452,13 +1476,15 @@ fn write_outputs(out: &Path, a: &Analysis) -> Result<(), TrainError> {
     let mut ent_rows = Vec::new();
     for (run, ta, tb, edges, all, con) in &a.entanglement {
         for b in 0..all.len() {
-            ent_rows.push(format!(
-                "{run},{ta},{tb},{:.6},{:.6},{},{}",
-                edges[b],
-                edges[b + 1],
-                all[b],
-                con[b]
-            ));
+            ent_rows.push(vec![
+                run.to_string(),
+                ta.to_string(),
+                tb.to_string(),
+                format!("{:.6}", edges[b]),
+                format!("{:.6}", edges[b + 1]),
+                all[b].to_string(),
+                con[b].to_string(),
+            ]);
         }
     }
     csv(
@@ -1546,10 +1572,14 @@ fn write_collapse_and_mi(out: &Path, a: &Analysis) -> Result<(), TrainError> {
         "run,expert,field,table,rows,ia",
         &a.projected_ia,
         |r| {
-            format!(
-                "{},{},{},{},{},{:.6}",
-                r.run, r.expert, r.field, r.table, r.rows, r.ia
-            )
+            vec![
+                r.run.to_string(),
+                r.expert.to_string(),
+                r.field.to_string(),
+                r.table.to_string(),
+                r.rows.to_string(),
+                format!("{:.6}", r.ia),
+            ]
         },
     )?;
     for run in distinct(&a.projected_ia, |r| r.run.clone()) {
@@ -1569,10 +1599,16 @@ fn write_collapse_and_mi(out: &Path, a: &Analysis) -> Result<(), TrainError> {
         &a.mi,
         |(run, m)| {
             let s = &m.stats;
-            format!(
-                "{run},{},{},{},{},{},{:.8},{:.8},{:.8},{:.8}",
-                m.field, m.task, m.domain, s.n, s.values, s.mi, s.mi_mm, s.nmi, s.h_y
-            )
+            let mut row = vec![
+                run.to_string(),
+                m.field.to_string(),
+                m.task.to_string(),
+                m.domain.to_string(),
+                s.n.to_string(),
+                s.values.to_string(),
+            ];
+            row.extend([s.mi, s.mi_mm, s.nmi, s.h_y].map(|x| format!("{x:.8}")));
+            row
         },
     )?;
     for run in distinct(&a.mi, |m| m.0.clone()) {
@@ -1591,10 +1627,17 @@ fn write_collapse_and_mi(out: &Path, a: &Analysis) -> Result<(), TrainError> {
         "run,task,target_category,behaviour_category,position,rows,hits,mi_nats,mi_mm_nats",
         &a.behaviour_mi,
         |(run, m)| {
-            format!(
-                "{run},{},{},{},{},{},{},{:.8},{:.8}",
-                m.task, m.target, m.behaviour, m.position, m.rows, m.hits, m.mi, m.mi_mm
-            )
+            vec![
+                run.to_string(),
+                m.task.to_string(),
+                m.target.to_string(),
+                m.behaviour.to_string(),
+                m.position.to_string(),
+                m.rows.to_string(),
+                m.hits.to_string(),
+                format!("{:.8}", m.mi),
+                format!("{:.8}", m.mi_mm),
+            ]
         },
     )?;
     for run in distinct(&a.behaviour_mi, |m| m.0.clone()) {
@@ -1660,17 +1703,16 @@ fn write_cross_entanglement(out: &Path, a: &Analysis) -> Result<(), TrainError> 
     let mut rows = Vec::new();
     for e in &a.cross_entanglement {
         for b in 0..e.all.len() {
-            rows.push(format!(
-                "{},{},{},{},{:.6},{:.6},{},{}",
-                e.run,
-                e.refs,
-                e.table,
+            rows.push(vec![
+                e.run.to_string(),
+                e.refs.to_string(),
+                e.table.to_string(),
                 opt(e.conflict_rank),
-                e.edges[b],
-                e.edges[b + 1],
-                e.all[b],
-                e.conflict[b]
-            ));
+                format!("{:.6}", e.edges[b]),
+                format!("{:.6}", e.edges[b + 1]),
+                e.all[b].to_string(),
+                e.conflict[b].to_string(),
+            ]);
         }
     }
     csv(

@@ -875,29 +875,36 @@ fn write_tables(spec: &BenchSpec, out: &Path) -> Result<String, TrainError> {
     }
     write_text(&out.join("table.md"), &md)?;
     write_text(&out.join("speed.md"), &speed)?;
-    // CSV of every run.
-    let mut csv = format!(
-        "label,model,seed,epochs_run,train_samples_per_s,{}\n",
-        cols.join(",")
-    );
+    // CSV of every run (the csv crate quotes labels such as a sweep's `lr=0.01, k=2`).
+    let csv_path = out.join("runs.csv");
+    let csv_err = |e: csv::Error| TrainError::io(&csv_path, std::io::Error::other(e));
+    let mut csv = csv::Writer::from_path(&csv_path).map_err(csv_err)?;
+    let head = [
+        "label",
+        "model",
+        "seed",
+        "epochs_run",
+        "train_samples_per_s",
+    ];
+    csv.write_record(head.iter().copied().chain(cols.iter().map(String::as_str)))
+        .map_err(csv_err)?;
     for (label, reps) in &reports {
         for r in reps {
-            let vs: Vec<String> = cols
-                .iter()
-                .map(|c| value(r, c).map(|v| format!("{v:.6}")).unwrap_or_default())
-                .collect();
-            let _ = writeln!(
-                csv,
-                "{label},{},{},{},{:.0},{}",
-                r.model,
-                r.seed,
-                r.epochs_run,
-                r.timing.train_samples_per_s,
-                vs.join(",")
+            let mut record = vec![
+                label.clone(),
+                r.model.clone(),
+                r.seed.to_string(),
+                r.epochs_run.to_string(),
+                format!("{:.0}", r.timing.train_samples_per_s),
+            ];
+            record.extend(
+                cols.iter()
+                    .map(|c| value(r, c).map(|v| format!("{v:.6}")).unwrap_or_default()),
             );
+            csv.write_record(&record).map_err(csv_err)?;
         }
     }
-    write_text(&out.join("runs.csv"), &csv)?;
+    csv.flush().map_err(|e| TrainError::io(&csv_path, e))?;
     let summary = serde_json::json!({ "name": spec.name, "columns": cols, "rows": rows, "relaimpr": relaimpr_out, "vs_base": vs_base });
     write_text(
         &out.join("summary.json"),
