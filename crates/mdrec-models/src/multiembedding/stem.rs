@@ -26,6 +26,43 @@
 //!     still computed (the contract is logits for every task), but are meant to be dropped at
 //!     inference: evaluate the main tasks.
 //!
+//! # STEM-AL: the paper and the deployed form
+//! Paper (§5.2, Figure 4): one main task A and auxiliary tasks B. Two embedding tables and two
+//! interaction experts. The *main table* is used only by task A's tower: it is forwarded to and
+//! optimised by task A alone. The *shared table* is forwarded to and optimised by the towers of
+//! both tasks. The auxiliary tower is removed at inference. No stop-gradient is named: the
+//! separation is structural (no auxiliary tower reads the main table).
+//!
+//! Deployment Details (§5.2): STEM-AL improves the pCTR of one scenario with samples from other
+//! domains: Applet pCTR is the main task and Moments pCTR (later Moments and Channel pCTR) the
+//! auxiliary task(s). So in the deployed form the *domains* are the auxiliary tasks. Config:
+//! - `main_domains = []` (default): the multi-task form above, as before. Head (d, t) of a main
+//!   task reads task t's mixture in every domain.
+//! - `main_domains = ["…"]`: the deployed form. The main units are the (main domain, main task)
+//!   cells (`main_tasks`, default the first task). Each owns a table and specific experts. Every
+//!   other (domain, task) cell is an auxiliary task that reads only the shared table. Each head is
+//!   trained on the rows of its own domain, so the auxiliary towers learn from the other domains'
+//!   samples and the main table is trained only by the target domain's main-task loss.
+//!
+//! Our choices where the paper is silent:
+//! - [INFERRED] Several main domains or main tasks give one main table per main cell. The paper
+//!   has a single main task; with several, sharing one main table between them would entangle
+//!   them again, which is what STEM-AL exists to prevent.
+//! - [INFERRED] Each auxiliary cell has its own gate over the shared experts (the paper's
+//!   "interaction expert" of the shared table) and its own tower. The paper gives every task its
+//!   own tower and does not say whether Moments and Channel share anything beyond the shared table.
+//! - [INFERRED] The auxiliary cells have no embedding tables of their own: the paper has two tables,
+//!   main and shared, even with two auxiliary domains. (QunBB's port gives each auxiliary group
+//!   its own table. That table then plays the shared role.)
+//! - [INFERRED] How the main tower combines the main and the shared experts is not given. We use
+//!   the same gate as the multi-task form: a gate reading the main table, over the main cell's
+//!   specific experts and the shared experts.
+//! - [INFERRED] The loss weights the auxiliary cells like any other head (the paper gives no
+//!   auxiliary loss weight). Dropping the auxiliary towers at inference is the evaluator's job:
+//!   read the target domain's metrics (per-domain AUC).
+//! - [INFERRED] `units` stays `"task"`; `main_domains` alone switches to per-cell units, and it
+//!   needs `heads = "domain_task"` (a cell's tower sees only its own domain's rows).
+//!
 //! Deviations from reference: one extraction layer (STEM's default `num_layers = 1`); the per-task
 //! towers become per-head towers ([`Heads`]); numeric inputs are appended to every table's
 //! input; the FuxiCTR embedding regulariser is the run's `train.embedding.weight_decay`.
@@ -79,6 +116,12 @@ model_config! {
         units: Units = Units::Task,
         /// Tasks that own a table with `variant = "stem_al"` (default: the first task).
         main_tasks: Vec<String> = vec![],
+        /// `variant = "stem_al"` only: the target domains of the deployed form (Pan et al.
+        /// §5.2, "Deployment Details"). Empty (default): every domain's `main_tasks` heads read
+        /// the main table. Otherwise only the cells (main domain, main task) own tables, and
+        /// every other (domain, task) cell is an auxiliary task of its own (needs
+        /// `heads = "domain_task"`).
+        main_domains: Vec<String> = vec![],
         /// Specific experts per unit.
         specific_experts: usize = 1,
         /// Shared experts.
@@ -127,52 +170,122 @@ pub struct StemNet {
     /// Set index of each unit's table.
     #[module(skip)]
     unit_sets: Vec<usize>,
-    /// STEM-AL: unit of each task (`None` for auxiliary tasks).
+    /// STEM-AL: index into the mixtures (units, then auxiliary gates) read by head (d, t),
+    /// at `d · n_tasks + t` (empty for the other variants).
     #[module(skip)]
-    task_unit: Vec<Option<usize>>,
+    head_mix: Vec<usize>,
     #[module(skip)]
     n_tasks: usize,
 }
 
-/// Number of units and, for STEM-AL, the unit of each task.
-fn unit_plan(cfg: &Config, ctx: &ModelContext) -> Result<(usize, Vec<Option<usize>>), Invalid> {
+/// What owns a table and, for STEM-AL, which mixture each head reads.
+struct Plan {
+    /// Units owning a table.
+    n_units: usize,
+    /// STEM-AL: auxiliary gates (after the units' gates).
+    n_aux: usize,
+    /// STEM-AL: mixture of head (d, t) at `d · T + t` (see [`StemNet::head_mix`]).
+    head_mix: Vec<usize>,
+}
+
+/// Resolves the names in `wanted` (default: the first of `all`) to indices.
+fn pick(wanted: &[String], all: &[String], what: &str) -> Result<Vec<usize>, Invalid> {
+    if wanted.is_empty() {
+        return Ok(if all.is_empty() { vec![] } else { vec![0] });
+    }
+    let mut idx = wanted
+        .iter()
+        .map(|w| {
+            all.iter().position(|a| a == w).ok_or_else(|| {
+                Invalid::new(format!(
+                    "main {what} `{w}` is not a {what} of the data ({what}s: {})",
+                    all.join(", ")
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    idx.sort_unstable();
+    idx.dedup();
+    Ok(idx)
+}
+
+/// STEM-AL: main units are the main tasks (every domain's head of a main task reads its table)
+/// or, with `main_domains`, the (main domain, main task) cells; every other task (cell) gets an
+/// auxiliary gate over the shared experts.
+fn stem_al_plan(cfg: &Config, ctx: &ModelContext) -> Result<Plan, Invalid> {
     let (s, t) = (ctx.n_domains(), ctx.n_tasks());
-    if cfg.variant == Variant::StemAl {
-        if cfg.units != Units::Task {
-            return Err(Invalid::new("stem_al needs units = \"task\""));
-        }
-        let main: Vec<String> = if cfg.main_tasks.is_empty() {
-            ctx.tasks.iter().take(1).cloned().collect()
-        } else {
-            cfg.main_tasks.clone()
-        };
-        if let Some(bad) = main.iter().find(|m| !ctx.tasks.contains(m)) {
-            return Err(Invalid::new(format!(
-                "main task `{bad}` is not a task of the data (tasks: {})",
-                ctx.tasks.join(", ")
-            )));
-        }
-        if main.len() == t {
+    if cfg.units != Units::Task {
+        return Err(Invalid::new("stem_al needs units = \"task\""));
+    }
+    let main_t = pick(&cfg.main_tasks, &ctx.tasks, "task")?;
+    let mut head_mix = vec![0; s * t];
+    if cfg.main_domains.is_empty() {
+        if main_t.len() == t {
             return Err(Invalid::new(
                 "stem_al needs at least one auxiliary task: every task is in main_tasks",
             ));
         }
-        let mut next = 0;
-        let plan = ctx
-            .tasks
-            .iter()
-            .map(|task| {
-                main.contains(task).then(|| {
-                    next += 1;
-                    next - 1
-                })
-            })
-            .collect();
-        return Ok((main.len(), plan));
+        // Units in task order, then one auxiliary gate per other task, in task order.
+        let (mut unit, mut aux) = (0, main_t.len());
+        for task in 0..t {
+            let m = if main_t.contains(&task) {
+                unit += 1;
+                unit - 1
+            } else {
+                aux += 1;
+                aux - 1
+            };
+            for d in 0..s {
+                head_mix[d * t + task] = m;
+            }
+        }
+        return Ok(Plan {
+            n_units: main_t.len(),
+            n_aux: t - main_t.len(),
+            head_mix,
+        });
     }
-    if !cfg.main_tasks.is_empty() {
+    if cfg.heads.layout != HeadLayout::DomainTask {
         return Err(Invalid::new(
-            "main_tasks applies only to variant = \"stem_al\"",
+            "stem_al with main_domains needs heads = \"domain_task\"",
+        ));
+    }
+    let main_d = pick(&cfg.main_domains, &ctx.domains, "domain")?;
+    let n_units = main_d.len() * main_t.len();
+    if n_units == s * t {
+        return Err(Invalid::new(
+            "stem_al needs at least one auxiliary (domain, task) cell: every domain is in \
+             main_domains and every task in main_tasks",
+        ));
+    }
+    // Main cells first, then the auxiliary cells, both in (domain, task) order.
+    let (mut unit, mut aux) = (0, n_units);
+    for d in 0..s {
+        for task in 0..t {
+            head_mix[d * t + task] = if main_d.contains(&d) && main_t.contains(&task) {
+                unit += 1;
+                unit - 1
+            } else {
+                aux += 1;
+                aux - 1
+            };
+        }
+    }
+    Ok(Plan {
+        n_units,
+        n_aux: s * t - n_units,
+        head_mix,
+    })
+}
+
+fn unit_plan(cfg: &Config, ctx: &ModelContext) -> Result<Plan, Invalid> {
+    let (s, t) = (ctx.n_domains(), ctx.n_tasks());
+    if cfg.variant == Variant::StemAl {
+        return stem_al_plan(cfg, ctx);
+    }
+    if !cfg.main_tasks.is_empty() || !cfg.main_domains.is_empty() {
+        return Err(Invalid::new(
+            "main_tasks and main_domains apply only to variant = \"stem_al\"",
         ));
     }
     let n = match (cfg.units, cfg.heads.layout) {
@@ -185,7 +298,11 @@ fn unit_plan(cfg: &Config, ctx: &ModelContext) -> Result<(usize, Vec<Option<usiz
         (Units::Domain, HeadLayout::DomainTask) => s,
         (Units::DomainTask, HeadLayout::DomainTask) => s * t,
     };
-    Ok((n, vec![None; t]))
+    Ok(Plan {
+        n_units: n,
+        n_aux: 0,
+        head_mix: vec![],
+    })
 }
 
 fn unit_set_name(u: usize) -> String {
@@ -193,7 +310,7 @@ fn unit_set_name(u: usize) -> String {
 }
 
 fn embedding_sets_of(cfg: &Config, ctx: &ModelContext) -> Result<Vec<EmbeddingSetSpec>, Invalid> {
-    let (n, _) = unit_plan(cfg, ctx)?;
+    let n = unit_plan(cfg, ctx)?.n_units;
     Ok((0..n)
         .map(|u| EmbeddingSetSpec::copy(unit_set_name(u)))
         .collect())
@@ -211,7 +328,11 @@ impl StemNet {
                 "me_ple and stem_al need shared_experts ≥ 1 (the shared table feeds them)",
             ));
         }
-        let (n_units, task_unit) = unit_plan(cfg, ctx)?;
+        let Plan {
+            n_units,
+            n_aux,
+            head_mix,
+        } = unit_plan(cfg, ctx)?;
         if cfg.variant == Variant::MePle && n_units < 2 {
             return Err(Invalid::new(
                 "me_ple needs at least two units (a single head has nothing to separate)",
@@ -247,10 +368,7 @@ impl StemNet {
             }
         };
         let mut gates: Vec<UnitGate> = (0..n_units).map(|_| gate(n_gate_experts, rng)).collect();
-        let n_aux = task_unit.iter().filter(|u| u.is_none()).count();
-        if cfg.variant == Variant::StemAl {
-            gates.extend((0..n_aux).map(|_| gate(cfg.shared_experts, rng)));
-        }
+        gates.extend((0..n_aux).map(|_| gate(cfg.shared_experts, rng)));
         let heads = Heads::new(&cfg.heads, ctx, h, &cfg.mlp, rng, device);
         Ok(StemNet {
             specific,
@@ -260,7 +378,7 @@ impl StemNet {
             variant: cfg.variant,
             units: cfg.units,
             unit_sets,
-            task_unit,
+            head_mix,
             n_tasks: ctx.n_tasks(),
         })
     }
@@ -346,24 +464,9 @@ impl RecModel for StemNet {
             probes.record(|| crate::ProbeKey::Gate(format!("aux{a}")), || g.clone());
             mixtures.push(mix(Tensor::stack(shared.clone(), 1), g));
         }
-        let n_units = tables.len();
-        let aux_index: Vec<Option<usize>> = {
-            let mut next = n_units;
-            self.task_unit
-                .iter()
-                .map(|u| {
-                    u.is_none().then(|| {
-                        next += 1;
-                        next - 1
-                    })
-                })
-                .collect()
-        };
         let logits = self.heads.forward(input, |group, t| {
             let m = match self.variant {
-                Variant::StemAl => self.task_unit[t]
-                    .or(aux_index[t])
-                    .expect("every task has a unit or an auxiliary gate"),
+                Variant::StemAl => self.head_mix[group.unwrap_or(0) * self.n_tasks + t],
                 _ => self.unit_of(group, t),
             };
             match group {
@@ -514,6 +617,73 @@ mod tests {
     }
 
     #[test]
+    fn stem_al_main_domains_gives_each_auxiliary_cell_a_gate_and_keeps_one_main_table() {
+        let ad = cpu().autodiff();
+        let ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
+        let (plain, plain_ctx) = build("stem_al", serde_json::json!({}), &ctx, &ad);
+        let (m, ctx) = build(
+            "stem_al",
+            serde_json::json!({"main_domains": ["d1"]}),
+            &ctx,
+            &ad,
+        );
+        // One main table either way: task t0 (all domains), or the cell (d1, t0).
+        assert_eq!(plain_ctx.sets.len(), 1);
+        assert_eq!(ctx.sets.len(), 1);
+        // Auxiliary gates: one per other task (1) vs one per other cell (3), each a
+        // `Linear(F·k → shared_experts)` = (12 + 1) · 2 parameters; nothing else differs.
+        assert_eq!(m.gates.len(), 4);
+        assert_eq!(plain.gates.len(), 2);
+        assert_eq!(m.num_params() - plain.num_params(), 2 * (12 + 1) * 2);
+        assert_eq!(m.head_mix, vec![1, 2, 0, 3]);
+        let (x, _) = input(&ctx, &[0, 0, 1, 1], &ad);
+        let mut p = Probes::new(true);
+        let out = m.forward(&ctx, &x, &mut p);
+        assert_eq!(out.logits.dims(), [4, 2]);
+        let v = p.values();
+        assert_eq!(
+            v["gate/0"].dims(),
+            [4, 3],
+            "main cell: own specific + 2 shared"
+        );
+        for a in 0..3 {
+            assert_eq!(
+                v[&format!("gate/aux{a}")].dims(),
+                [4, 2],
+                "shared experts only"
+            );
+        }
+        assert!(!v.contains_key("gate/aux3"));
+    }
+
+    #[test]
+    fn stem_al_main_domains_main_table_is_trained_by_the_target_cell_only() {
+        let ad = cpu().autodiff();
+        let ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
+        let (m, ctx) = build(
+            "stem_al",
+            serde_json::json!({"main_domains": ["d1"]}),
+            &ctx,
+            &ad,
+        );
+        let (x, leaves) = input(&ctx, &[0, 0, 1, 1], &ad);
+        // (rows, task) of each head → whether its loss reaches the main table.
+        for (rows, task, main) in [(2, 0, true), (2, 1, false), (0, 0, false), (0, 1, false)] {
+            let out = m.forward(&ctx, &x, &mut Probes::new(false));
+            let g = out
+                .logits
+                .narrow(0, rows, 2)
+                .narrow(1, task, 1)
+                .sum()
+                .backward();
+            let to_main = grad_norm(&leaves[0], &g);
+            assert_eq!(to_main > 0.0, main, "head (d{}, t{task})", rows / 2);
+            // Every head trains the shared table.
+            assert!(grad_norm(&x.emb, &g) > 0.0, "head (d{}, t{task})", rows / 2);
+        }
+    }
+
+    #[test]
     fn bad_unit_plans_are_errors() {
         let ctx = ModelContext::uniform(3, 10, 4, 0, 2, 2);
         let f = find("stem_al").unwrap();
@@ -530,7 +700,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`nope`"));
+        let v = f
+            .resolve(&serde_json::json!({"main_domains": ["nope"]}))
+            .unwrap();
+        let e = f.context(&v, &ctx).unwrap_err().to_string();
+        assert!(e.contains("main domain `nope`"), "{e}");
+        let v = f
+            .resolve(&serde_json::json!({"main_domains": ["d0", "d1"], "main_tasks": ["t0", "t1"]}))
+            .unwrap();
+        let e = f.context(&v, &ctx).unwrap_err().to_string();
+        assert!(e.contains("auxiliary (domain, task) cell"), "{e}");
+        let v = f
+            .resolve(&serde_json::json!({"main_domains": ["d0"], "heads": {"layout": "task"}}))
+            .unwrap();
+        let e = f.context(&v, &ctx).unwrap_err().to_string();
+        assert!(e.contains("needs heads = \"domain_task\""), "{e}");
         let f = find("stem").unwrap();
+        let v = f
+            .resolve(&serde_json::json!({"main_domains": ["d0"]}))
+            .unwrap();
+        let e = f.context(&v, &ctx).unwrap_err().to_string();
+        assert!(e.contains("only to variant = \"stem_al\""), "{e}");
         let v = f
             .resolve(&serde_json::json!({"units": "domain", "heads": {"layout": "task"}}))
             .unwrap();
