@@ -78,6 +78,10 @@ impl Collective for Threads {
 
 const RANKS: usize = 3;
 
+/// The tests of this file that exchange take turns: they share the group and the traffic
+/// counters.
+static EXCHANGING: Mutex<()> = Mutex::new(());
+
 fn group() -> &'static Threads {
     static G: std::sync::OnceLock<Arc<Threads>> = std::sync::OnceLock::new();
     G.get_or_init(|| {
@@ -249,6 +253,7 @@ fn check(optimizer: SparseOptimizer, min_rows: usize, expect_sharded: &[&str]) {
 
 #[test]
 fn sharded_tables_train_what_whole_tables_train_bit_for_bit() {
+    let _turn = EXCHANGING.lock().unwrap_or_else(|e| e.into_inner());
     for opt in [
         SparseOptimizer::Adam,
         SparseOptimizer::Adagrad,
@@ -293,4 +298,46 @@ fn a_whole_state_reshards_into_any_number_of_ranks() {
         let e = StoreState::merge(&parts[1..]).unwrap_err();
         assert!(!e.is_empty());
     }
+}
+
+/// A lookup asks each owner for each distinct id of a field once: every row of every share has
+/// user 4 (owner: rank 1) and friend 5 (owner: rank 2), no tags.
+#[test]
+fn a_lookup_asks_for_each_distinct_id_of_a_field_once() {
+    let _turn = EXCHANGING.lock().unwrap_or_else(|e| e.into_inner());
+    group();
+    let cfg = EmbeddingConfig {
+        dim: 3,
+        ..EmbeddingConfig::default()
+    };
+    let share = Batch {
+        len: 2,
+        cat: vec![4, 5, 4, 5],
+        multi: vec![Jagged {
+            offsets: vec![0, 0, 0],
+            values: vec![],
+        }],
+        ..Batch::default()
+    };
+    collective::take_embedding();
+    std::thread::scope(|s| {
+        for r in 0..RANKS {
+            let (share, cfg) = (&share, &cfg);
+            s.spawn(move || {
+                RANK.with(|c| c.set(r));
+                let mut store = EmbeddingStore::new(&fields(), cfg, &mut Rng::new(3));
+                store.shard(r, RANKS, 0);
+                let mut out = Vec::new();
+                store.lookup(share, &mut out).unwrap();
+                assert_eq!(out.len(), 2 * WIDTH);
+            });
+        }
+    });
+    // Bytes each rank sends to the others: 3 field counts to every other rank, plus one id per
+    // (field, owner) it needs and 3 floats per id it answers. Rank 0: user 4 → rank 1, friend
+    // 5 → rank 2: 2 · (3 + 1) u32. Ranks 1 and 2: counts to both others, one id to the other
+    // owner, and one row answered to each other rank: (3 + 3) + (3 + 1 + 3) values. Once per
+    // occurrence it would be 200 bytes.
+    let (bytes, _) = collective::take_embedding();
+    assert_eq!(bytes, 4 * (8 + 13 + 13));
 }
