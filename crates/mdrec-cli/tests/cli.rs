@@ -257,24 +257,19 @@ fn invalid_dataset_values_exit_2_naming_the_key_before_reading_data() {
         assert!(!e.contains("data: "), "{args:?} read data: {e}");
     }
     // Without --split a dataset takes its own protocol: AliCCP's `aread` split passes the
-    // check and the reader asks for its files.
-    for (dataset, file) in [
-        ("aliccp", "missing aliccp file"),
-        ("aliexpress", "train.csv"),
-    ] {
-        let o = mdrec(&[
-            "train",
-            "--dataset",
-            dataset,
-            "--data-dir",
-            "/nonexistent/a",
-        ]);
-        let e = stderr(&o);
-        assert!(
-            !e.contains("dataset.split") && e.contains(file),
-            "{dataset}: {e}"
-        );
-    }
+    // check and the reader asks for its files (the raw recipes: tests/raw_datasets.rs).
+    let o = mdrec(&[
+        "train",
+        "--dataset",
+        "aliccp",
+        "--data-dir",
+        "/nonexistent/a",
+    ]);
+    let e = stderr(&o);
+    assert!(
+        !e.contains("dataset.split") && e.contains("missing aliccp file"),
+        "aliccp: {e}"
+    );
 }
 
 /// Every invalid training or model value stops the run before data is read: the data folder
@@ -831,25 +826,7 @@ fn misspelt_monitor_is_a_config_error() {
 fn analyze_writes_ia_spectra_di_and_entanglement_for_multi_embedding_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let me = tmp.path().join("stem");
-    let o = mdrec(&[
-        "train",
-        "--dataset",
-        "synthetic",
-        "--model",
-        "stem",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--set",
-        "dataset.synthetic_rows=3000",
-        "--set",
-        "train.batch_size=256",
-        "--set",
-        "dataset.split=random",
-        "--out",
-        me.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    train_small(&me, "stem", &[]);
     let out = tmp.path().join("analysis");
     let o = mdrec(&[
         "analyze",
@@ -909,14 +886,14 @@ fn analyze_writes_ia_spectra_di_and_entanglement_for_multi_embedding_runs() {
     assert!(stderr(&o).contains("one-model run"), "{}", stderr(&o));
 }
 
-/// `mdrec train` of a small synthetic MMoE run with a random split and extra `--set`s.
-fn train_small(out: &Path, sets: &[&str]) {
+/// `mdrec train` of a small synthetic `model` run with a random split and extra `--set`s.
+fn train_small(out: &Path, model: &str, sets: &[&str]) {
     let mut args = vec![
         "train",
         "--dataset",
         "synthetic",
         "--model",
-        "mmoe",
+        model,
         "--epochs",
         "1",
         "--quiet",
@@ -949,8 +926,8 @@ fn csv_rows(path: &Path) -> Vec<Vec<String>> {
 fn analyze_measures_every_field_mutual_information_and_cross_run_entanglement() {
     let tmp = tempfile::tempdir().unwrap();
     let (mtl, refs) = (tmp.path().join("mmoe"), tmp.path().join("mdl"));
-    train_small(&mtl, &[]);
-    train_small(&refs, &["train.setting=\"mdl\""]);
+    train_small(&mtl, "mmoe", &[]);
+    train_small(&refs, "mmoe", &["train.setting=\"mdl\""]);
     let out = tmp.path().join("analysis");
     let (ref_a, ref_b) = (
         format!("{}#click", refs.display()),

@@ -259,13 +259,12 @@ fn raw_aliccp_and_amazon_name_a_missing_file_and_the_download_page() {
             "train",
             "--dataset",
             dataset,
-            "--split",
-            "aread",
             "--data-dir",
             dir,
             "--epochs",
             "1",
         ]);
+        // (no --split: their own `aread` protocol)
         assert_eq!(o.status.code(), Some(2), "{dataset}");
         let e = stderr(&o);
         let page = if dataset == "amazon-raw" {
