@@ -19,6 +19,7 @@ use mdrec_data::{epoch_order, EncodedData};
 use mdrec_nn::device::DeviceKind;
 use mdrec_nn::ModelContext;
 use mdrec_train::engine::Engine;
+use mdrec_train::progress::Silent;
 use mdrec_train::{context_from_schema, prepare_dataset, RunConfig};
 
 use crate::TrainError;
@@ -111,13 +112,15 @@ struct Rates {
     allocs: Option<(f64, f64)>,
 }
 
-/// Times training steps, inference and the data path of `engine` on `data`.
+/// Times training steps, inference and the data path of `engine` on `data` (no data path
+/// when `train_only`: replicas other than 0, which take part in the collective inference).
 fn time_engine(
     engine: &mut Engine,
     data: &EncodedData,
     bs: usize,
     warmup: usize,
     steps: usize,
+    train_only: bool,
 ) -> Result<Rates, TrainError> {
     let order = epoch_order(data.len(), true, 1, 1);
     let batches: Vec<&[u32]> = order.chunks(bs).filter(|c| c.len() == bs).collect();
@@ -154,6 +157,15 @@ fn time_engine(
         &DeviceKind::Cpu.device().map_err(TrainError::Config)?,
     )?;
     let infer = n_inf as f64 / t1.elapsed().as_secs_f64();
+    if train_only {
+        return Ok(Rates {
+            train,
+            train_cores,
+            infer,
+            data_rate: 0.0,
+            allocs,
+        });
+    }
     let mut batch = mdrec_data::Batch::default();
     let mut buf = Vec::new();
     let t2 = Instant::now();
@@ -185,15 +197,38 @@ fn measure(
     let device = DeviceKind::Cpu.device().map_err(TrainError::Config)?;
     let factory = mdrec_models::find(cfg.model_name())?;
     let model_cfg = factory.resolve(&cfg.model_overrides())?;
-    let mut engine = Engine::new(
-        factory,
-        &model_cfg,
-        ctx.clone(),
-        &cfg.train,
-        cfg.train.seed,
-        &device,
-    )?;
-    time_engine(&mut engine, data, a.batch_size, a.warmup, a.steps)
+    let timed = |train: &mdrec_train::TrainConfig, train_only: bool| {
+        let mut engine = Engine::new(
+            factory,
+            &model_cfg,
+            ctx.clone(),
+            train,
+            cfg.train.seed,
+            &device,
+        )?;
+        time_engine(
+            &mut engine,
+            data,
+            a.batch_size,
+            a.warmup,
+            a.steps,
+            train_only,
+        )
+    };
+    match cfg.train.replicas {
+        0 | 1 => timed(&cfg.train, false),
+        n => {
+            // Every replica trains the same global batches (each computes its share) and scores
+            // its share of the inference rows; the figures are replica 0's. The tables stay
+            // whole on every replica (the same training bits as row sharding), so the data
+            // path is replica 0's own lookups.
+            let mut train = cfg.train.clone();
+            train.embedding.sharding = mdrec_nn::embedding::Sharding::Replicated;
+            mdrec_train::dist::replicated(n, &mut Silent, |_| {
+                timed(&train, mdrec_train::dist::rank() != 0)
+            })
+        }
+    }
 }
 
 /// The `domains` workload's rows for model `name`: `(domain count, training samples/s)` in
@@ -242,6 +277,10 @@ pub fn run_speed(a: &SpeedOptions, on_row: &mut dyn FnMut(&str)) -> Result<Strin
         let (n, mib) = match r.allocs {
             Some((n, mib)) => (format!("{n:.0}"), format!("{mib:.1}")),
             None => ("—".to_string(), "—".to_string()),
+        };
+        let name = match base.train.replicas {
+            0 | 1 => name.to_string(),
+            n => format!("{name}, {n} replicas"),
         };
         let line = format!(
             "| {name} | {} | {threads} | {:.0} | {:.2} | {:.0} | {:.0} | {n} | {mib} |\n",

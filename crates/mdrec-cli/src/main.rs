@@ -662,23 +662,9 @@ fn train_command(a: TrainArgs) -> Result<()> {
     if writer {
         eprintln!("{data_line}");
     }
-    let t_train = Instant::now();
     let outcome = train_run(&cfg, &prepared, &out, progress.as_mut())?;
     if !writer {
         return Ok(());
-    }
-    if let Some(g) = mdrec_train::dist::group() {
-        let t = mdrec_train::dist::traffic();
-        let per_step = |b: u64| b as f64 / t.steps.max(1) as f64 / (1 << 20) as f64;
-        eprintln!(
-            "distributed: {} ranks, {} steps; per step and rank: dense sum {:.3} MiB, embedding exchange {:.3} MiB; collectives {:.1} s of {:.1} s",
-            g.size(),
-            t.steps,
-            per_step(t.dense_bytes),
-            per_step(t.embedding_bytes),
-            t.nanos as f64 * 1e-9,
-            t_train.elapsed().as_secs_f64()
-        );
     }
     write_training_curve(&out)?;
     let r = &outcome.report;

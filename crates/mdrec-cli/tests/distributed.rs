@@ -151,6 +151,30 @@ mod with_mpi {
             "two runs on two ranks differ"
         );
         assert_eq!(report(&two[0])["test"], report(&two[1])["test"]);
+        // Two replica threads of one process are the same scheme: the same bits as two ranks
+        // (a sum of two shares is the same in either order).
+        let threads = tmp.path().join("threads");
+        let o = Command::new(env!("CARGO_BIN_EXE_mdrec"))
+            .args(train_args(&threads, &["--set", "train.replicas=2"]))
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(
+            std::fs::read(two[0].join("weights.safetensors")).unwrap(),
+            std::fs::read(threads.join("weights.safetensors")).unwrap(),
+            "2 replica threads and 2 ranks differ"
+        );
+        // Replicas inside an MPI group are refused.
+        let nested = tmp.path().join("nested");
+        let o = run_ranks(
+            mpirun,
+            2,
+            &train_args(&nested, &["--set", "train.replicas=2"]),
+            tmp.path(),
+        );
+        assert!(!o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("one replica per process"), "{}", text(&o));
         // The ranks score shares of the test split and gather them: one process evaluating the
         // saved weights gets the same metrics.
         let o = Command::new(env!("CARGO_BIN_EXE_mdrec"))

@@ -157,8 +157,9 @@ fn killed_runs_resume_bit_for_bit() {
     // deepfm: dropout + BatchNorm; m3oe bilevel: the outer Adam step of every epoch; both keep
     // the best epoch (the first on this data), so a kill after epoch 1 resumes with a best
     // snapshot, an outer optimizer with state and `metrics.jsonl` lines to keep; mmoe as a
-    // stream with bounded tables.
-    let cases: [(&str, &[&str], bool); 3] = [
+    // stream with bounded tables; mmoe as two replica threads (each writes its shard of the
+    // tables into every checkpoint).
+    let cases: [(&str, &[&str], bool); 4] = [
         (
             "deepfm",
             &["--model", "deepfm", "--epochs", "3", "--patience", "5"],
@@ -192,6 +193,20 @@ fn killed_runs_resume_bit_for_bit() {
             ],
             false,
         ),
+        (
+            "mmoe-replicas",
+            &[
+                "--model",
+                "mmoe",
+                "--epochs",
+                "3",
+                "--patience",
+                "5",
+                "--set",
+                "train.replicas=2",
+            ],
+            true,
+        ),
     ];
     let mut rng = Lcg(0x5EED);
     for (name, extra, after_epoch_1) in cases {
@@ -206,7 +221,11 @@ fn killed_runs_resume_bit_for_bit() {
         };
         let delay = rng.below(if after_epoch_1 { 100 } else { 400 });
         let victim = tmp.path().join(format!("{name}-killed"));
-        let ready = |s: &[u64]| s.iter().any(|&x| x >= min_step);
+        // Replicas write one file per replica and step; replica 1 cannot be a checkpoint
+        // behind replica 0 (every step waits for both), so two files at or after `min_step`
+        // mean a complete step there.
+        let files = if name.ends_with("replicas") { 2 } else { 1 };
+        let ready = |s: &[u64]| s.iter().filter(|&&x| x >= min_step).count() >= files;
         if !kill_when(extra, &victim, ready, delay) {
             // finished before the kill: retry killing at once
             std::fs::remove_dir_all(&victim).unwrap();

@@ -1,106 +1,53 @@
 //! Tables sharded across a process group train exactly what whole tables train in one
-//! process. The group here is threads of this test process (one per rank) behind the same
-//! [`Collective`] trait the MPI build implements, so the exchange logic is checked without
-//! MPI; `crates/mdrec-cli/tests/distributed.rs` runs it under `mpirun`.
+//! process. The group here is replica threads of this test process ([`Replicas`], one per
+//! rank, what `train.replicas` trains on) behind the same `Collective` trait the MPI build
+//! implements, so the exchange logic is checked without MPI;
+//! `crates/mdrec-cli/tests/distributed.rs` runs it under `mpirun`.
 
-use std::cell::Cell;
-use std::sync::{Arc, Barrier, Mutex};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use mdrec_data::batch::Jagged;
 use mdrec_data::rng::Rng;
 use mdrec_data::Batch;
-use mdrec_nn::collective::{self, Collective};
+use mdrec_nn::collective::{self, with_group, Replicas};
 use mdrec_nn::{EmbeddingConfig, EmbeddingStore, FieldInfo, SparseOptimizer, StoreState};
-
-thread_local! {
-    static RANK: Cell<usize> = const { Cell::new(0) };
-}
-
-/// A group of threads: each thread sets its rank, and exchanges go through a mailbox.
-struct Threads {
-    size: usize,
-    barrier: Barrier,
-    f32s: Mutex<Vec<Vec<f32>>>,
-    u32s: Mutex<Vec<Vec<u32>>>,
-}
-
-impl Threads {
-    fn exchange<T: Clone>(&self, mail: &Mutex<Vec<Vec<T>>>, send: &[Vec<T>]) -> Vec<Vec<T>> {
-        let (r, n) = (self.rank(), self.size);
-        assert_eq!(send.len(), n);
-        {
-            let mut m = mail.lock().unwrap();
-            for (d, v) in send.iter().enumerate() {
-                m[r * n + d] = v.clone();
-            }
-        }
-        self.barrier.wait();
-        let out = {
-            let m = mail.lock().unwrap();
-            (0..n).map(|s| m[s * n + r].clone()).collect()
-        };
-        self.barrier.wait();
-        out
-    }
-}
-
-impl Collective for Threads {
-    fn rank(&self) -> usize {
-        RANK.with(Cell::get)
-    }
-    fn size(&self) -> usize {
-        self.size
-    }
-    fn sum(&self, buf: &mut [f32]) {
-        let all = self.exchange(&self.f32s, &vec![buf.to_vec(); self.size]);
-        buf.fill(0.0);
-        for v in all {
-            buf.iter_mut().zip(v).for_each(|(b, x)| *b += x);
-        }
-    }
-    fn gather(&self, local: &[f32]) -> Vec<f32> {
-        self.exchange(&self.f32s, &vec![local.to_vec(); self.size])
-            .concat()
-    }
-    fn all_to_all(&self, send: &[Vec<f32>]) -> Vec<Vec<f32>> {
-        self.exchange(&self.f32s, send)
-    }
-    fn all_to_all_u32(&self, send: &[Vec<u32>]) -> Vec<Vec<u32>> {
-        self.exchange(&self.u32s, send)
-    }
-    fn barrier(&self) {
-        self.barrier.wait();
-    }
-    fn abort(&self, code: i32) -> ! {
-        panic!("abort {code}")
-    }
-}
 
 const RANKS: usize = 3;
 
-/// The tests of this file that exchange take turns: they share the group and the traffic
-/// counters.
-static EXCHANGING: Mutex<()> = Mutex::new(());
-
-fn group() -> &'static Threads {
-    static G: std::sync::OnceLock<Arc<Threads>> = std::sync::OnceLock::new();
-    G.get_or_init(|| {
-        let g = Arc::new(Threads {
-            size: RANKS,
-            barrier: Barrier::new(RANKS),
-            f32s: Mutex::new(vec![Vec::new(); RANKS * RANKS]),
-            u32s: Mutex::new(vec![Vec::new(); RANKS * RANKS]),
-        });
-        collective::join(g.clone()).unwrap();
-        // A rank that panics would leave the others waiting at the barrier: end the process
-        // instead, so a failure fails the test rather than hanging it.
-        let report = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            report(info);
-            std::process::exit(101);
-        }));
-        g
-    })
+/// `f(rank)` on each of `RANKS` replica threads of a fresh group, results in rank order. A
+/// rank that panics releases the others from their collectives (so a failure fails the test
+/// rather than hanging it) and its panic is re-raised.
+fn on_ranks<T: Send>(f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let g = Replicas::new(RANKS);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..RANKS)
+            .map(|r| {
+                let (g, f) = (&g, &f);
+                s.spawn(move || {
+                    let out = catch_unwind(AssertUnwindSafe(|| with_group(g.member(r), || f(r))));
+                    if out.is_err() {
+                        g.fail(r);
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // The panic that failed first, not a rank released by it.
+    let mut ok = Vec::new();
+    let mut released = None;
+    for r in results {
+        match r {
+            Ok(v) => ok.push(v),
+            Err(p) if p.is::<collective::ReplicaFailed>() => released = Some(p),
+            Err(p) => resume_unwind(p),
+        }
+    }
+    if let Some(p) = released {
+        resume_unwind(p);
+    }
+    ok
 }
 
 /// `user` and `friend` share one table; `tags` is multi-hot.
@@ -169,7 +116,6 @@ fn share(n: usize, r: usize) -> std::ops::Range<usize> {
 /// tables of at least `min_rows` rows sharded; every rank's lookups must equal its share of
 /// the whole lookup and the joined shards the whole store, bit for bit.
 fn check(optimizer: SparseOptimizer, min_rows: usize, expect_sharded: &[&str]) {
-    group();
     let cfg = EmbeddingConfig {
         dim: 3,
         init_std: 0.1,
@@ -193,44 +139,29 @@ fn check(optimizer: SparseOptimizer, min_rows: usize, expect_sharded: &[&str]) {
     }
     let mut after = Vec::new();
     whole.lookup(&batches[0], &mut after).unwrap();
-    let states: Vec<(Vec<String>, StoreState)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..RANKS)
-            .map(|r| {
-                let (batches, grads, looked, cfg, after) =
-                    (&batches, &grads, &looked, &cfg, &after);
-                s.spawn(move || {
-                    RANK.with(|c| c.set(r));
-                    let mut store = EmbeddingStore::new(&fields(), cfg, &mut Rng::new(3));
-                    let names = store.shard(r, RANKS, min_rows);
-                    for ((b, gr), want) in batches.iter().zip(grads).zip(looked) {
-                        let rr = share(b.len, r);
-                        let local = rows(b, rr.clone());
-                        let mut out = Vec::new();
-                        store.lookup(&local, &mut out).unwrap();
-                        assert_eq!(out, want[rr.start * WIDTH..rr.end * WIDTH], "rank {r}");
-                        store
-                            .apply_gradient_routed(
-                                &local,
-                                &gr[rr.start * WIDTH..rr.end * WIDTH],
-                                0.05,
-                                1e-3,
-                            )
-                            .unwrap();
-                    }
-                    // A rank with nothing to look up still answers the others.
-                    let mut out = Vec::new();
-                    if r == 0 {
-                        store.lookup(&batches[0], &mut out).unwrap();
-                        assert_eq!(&out, after);
-                    } else {
-                        store.lookup(&Batch::default(), &mut out).unwrap();
-                        assert!(out.is_empty());
-                    }
-                    (names, store.export_state())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let states: Vec<(Vec<String>, StoreState)> = on_ranks(|r| {
+        let mut store = EmbeddingStore::new(&fields(), &cfg, &mut Rng::new(3));
+        let names = store.shard(r, RANKS, min_rows);
+        for ((b, gr), want) in batches.iter().zip(&grads).zip(&looked) {
+            let rr = share(b.len, r);
+            let local = rows(b, rr.clone());
+            let mut out = Vec::new();
+            store.lookup(&local, &mut out).unwrap();
+            assert_eq!(out, want[rr.start * WIDTH..rr.end * WIDTH], "rank {r}");
+            store
+                .apply_gradient_routed(&local, &gr[rr.start * WIDTH..rr.end * WIDTH], 0.05, 1e-3)
+                .unwrap();
+        }
+        // A rank with nothing to look up still answers the others.
+        let mut out = Vec::new();
+        if r == 0 {
+            store.lookup(&batches[0], &mut out).unwrap();
+            assert_eq!(out, after);
+        } else {
+            store.lookup(&Batch::default(), &mut out).unwrap();
+            assert!(out.is_empty());
+        }
+        (names, store.export_state())
     });
     assert_eq!(
         states[0].0, expect_sharded,
@@ -253,7 +184,6 @@ fn check(optimizer: SparseOptimizer, min_rows: usize, expect_sharded: &[&str]) {
 
 #[test]
 fn sharded_tables_train_what_whole_tables_train_bit_for_bit() {
-    let _turn = EXCHANGING.lock().unwrap_or_else(|e| e.into_inner());
     for opt in [
         SparseOptimizer::Adam,
         SparseOptimizer::Adagrad,
@@ -304,8 +234,6 @@ fn a_whole_state_reshards_into_any_number_of_ranks() {
 /// user 4 (owner: rank 1) and friend 5 (owner: rank 2), no tags.
 #[test]
 fn a_lookup_asks_for_each_distinct_id_of_a_field_once() {
-    let _turn = EXCHANGING.lock().unwrap_or_else(|e| e.into_inner());
-    group();
     let cfg = EmbeddingConfig {
         dim: 3,
         ..EmbeddingConfig::default()
@@ -319,25 +247,18 @@ fn a_lookup_asks_for_each_distinct_id_of_a_field_once() {
         }],
         ..Batch::default()
     };
-    collective::take_embedding();
-    std::thread::scope(|s| {
-        for r in 0..RANKS {
-            let (share, cfg) = (&share, &cfg);
-            s.spawn(move || {
-                RANK.with(|c| c.set(r));
-                let mut store = EmbeddingStore::new(&fields(), cfg, &mut Rng::new(3));
-                store.shard(r, RANKS, 0);
-                let mut out = Vec::new();
-                store.lookup(share, &mut out).unwrap();
-                assert_eq!(out.len(), 2 * WIDTH);
-            });
-        }
+    let sent: Vec<u64> = on_ranks(|r| {
+        let mut store = EmbeddingStore::new(&fields(), &cfg, &mut Rng::new(3));
+        store.shard(r, RANKS, 0);
+        let mut out = Vec::new();
+        store.lookup(&share, &mut out).unwrap();
+        assert_eq!(out.len(), 2 * WIDTH);
+        collective::take_embedding().0
     });
     // Bytes each rank sends to the others: 3 field counts to every other rank, plus one id per
     // (field, owner) it needs and 3 floats per id it answers. Rank 0: user 4 → rank 1, friend
     // 5 → rank 2: 2 · (3 + 1) u32. Ranks 1 and 2: counts to both others, one id to the other
     // owner, and one row answered to each other rank: (3 + 3) + (3 + 1 + 3) values. Once per
     // occurrence it would be 200 bytes.
-    let (bytes, _) = collective::take_embedding();
-    assert_eq!(bytes, 4 * (8 + 13 + 13));
+    assert_eq!(sent, vec![4 * 8, 4 * 13, 4 * 13]);
 }

@@ -55,6 +55,12 @@ pub struct TrainConfig {
     pub max_steps_per_epoch: Option<usize>,
     /// `cpu` or `cuda`.
     pub device: DeviceName,
+    /// Data-parallel replicas on threads of this process (default 1). Each replica computes
+    /// its contiguous share of every batch, as a rank of `mpirun` does (same scheme, same
+    /// numbers as that many processes), so N replicas keep up to N cores busy where one
+    /// replica's step leaves cores idle. The value is part of the run's numerics (the sums
+    /// of the shares), not a machine setting: it is never derived from the core count.
+    pub replicas: usize,
     /// Learning rate of the outer (bi-level) Adam step on a model's outer parameters (M3oE
     /// `automl = "bilevel"`; official `learning_rate_darts`). Its weight decay is `weight_decay`.
     pub automl_lr: f64,
@@ -339,6 +345,13 @@ impl TrainConfig {
         }
         check_positive_count("train.batch_size", self.batch_size)?;
         check_positive_count("train.eval_batch_size", self.eval_batch_size)?;
+        check_positive_count("train.replicas", self.replicas)?;
+        if self.replicas > 64 {
+            return Err(TrainError::Config(format!(
+                "train.replicas = {} is more replica threads than mdrec supports (64)",
+                self.replicas
+            )));
+        }
         if self.checkpoint_every_steps == Some(0) {
             return Err(TrainError::Config(
                 "train.checkpoint_every_steps must be at least 1 (leave it out for no checkpoints)"
@@ -422,6 +435,7 @@ impl Default for TrainConfig {
             setting: None,
             max_steps_per_epoch: None,
             device: DeviceName::Cpu,
+            replicas: 1,
             automl_lr: 1e-3,
             automl_batch_source: AutomlBatchSource::Valid,
             augment: None,

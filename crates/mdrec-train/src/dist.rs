@@ -1,9 +1,10 @@
-//! Data-parallel training across processes: the collective operations a training step needs
-//! and the one process group a run trains in.
+//! Data-parallel training across processes or replica threads: the collective operations a
+//! training step needs, the group a run trains in, and the runner of `train.replicas`.
 //!
 //! The `mdrec` binary implements [`Collective`] over MPI (its `mpi` feature) and
-//! [`join`]s the group before training; without a group every function here describes a
-//! single process and training is unchanged.
+//! [`join`]s the group before training; `train.replicas = N` runs N replicas on threads of one
+//! process ([`replicated`]) with the same scheme. Without a group every function here
+//! describes a single process and training is unchanged.
 //!
 //! The scheme (see ARCHITECTURE.md, "Distributed training"): every rank holds the whole
 //! dense model, walks the same seeded batch order, and computes the forward and backward pass
@@ -16,9 +17,117 @@
 //! parameter no rank touched gets no optimizer step, as in one process.
 
 use std::ops::Range;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 pub use mdrec_nn::collective::{group, join, rank, size, traffic, Collective, Traffic};
+use mdrec_nn::collective::{with_group, ReplicaFailed, ReplicaLeft, Replicas};
+
+use crate::progress::{Progress, Silent};
+use crate::TrainError;
+
+/// Run `body` as `n` data-parallel replicas on threads of this process (`train.replicas`):
+/// replica 0 on the calling thread with `progress` (it writes the run directory), the others
+/// on their own threads, silent. Returns replica 0's result. A replica that fails releases the
+/// others from their collectives; the error returned is the lowest failing replica's (a panic
+/// is re-raised on this thread).
+pub fn replicated<R: Send>(
+    n: usize,
+    progress: &mut dyn Progress,
+    body: impl Fn(&mut dyn Progress) -> Result<R, TrainError> + Sync,
+) -> Result<R, TrainError> {
+    if group().is_some() {
+        return Err(TrainError::Config(format!(
+            "train.replicas = {n} in a process group (mpirun): use one replica per process and \
+             as many processes as replicas"
+        )));
+    }
+    let replicas = Replicas::new(n);
+    // `Err(None)`: left because another replica failed.
+    type Outcome<R> = Result<R, Option<Failure>>;
+    enum Failure {
+        Error(TrainError),
+        Panic(Box<dyn std::any::Any + Send>),
+    }
+    let one = |rank: usize, progress: &mut dyn Progress| -> Outcome<R> {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            with_group(replicas.member(rank), || body(progress))
+        }));
+        match r {
+            Ok(Ok(v)) => {
+                replicas.leave(rank);
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                replicas.fail(rank);
+                Err(Some(Failure::Error(e)))
+            }
+            Err(p) if p.is::<ReplicaFailed>() => Err(None),
+            Err(p) if p.is::<ReplicaLeft>() => {
+                let l = p.downcast_ref::<ReplicaLeft>().copied();
+                let l = l.expect("checked above");
+                replicas.fail(rank);
+                Err(Some(Failure::Error(TrainError::Tensor(format!(
+                    "train.replicas: replica {} waited in a collective after replica {} had finished (the replicas' collective calls differ: a bug)",
+                    l.waiting, l.left
+                )))))
+            }
+            Err(p) => {
+                replicas.fail(rank);
+                Err(Some(Failure::Panic(p)))
+            }
+        }
+    };
+    let outcomes: Vec<Outcome<R>> = std::thread::scope(|s| {
+        let mut others = Vec::new();
+        for rank in 1..n {
+            let one = &one;
+            let spawned = std::thread::Builder::new()
+                .name(format!("replica-{rank}"))
+                // The calling thread's default, so a replica has the stack one process has.
+                .stack_size(8 << 20)
+                .spawn_scoped(s, move || one(rank, &mut Silent));
+            match spawned {
+                Ok(h) => others.push(h),
+                Err(e) => {
+                    replicas.fail(0);
+                    return vec![Err(Some(Failure::Error(TrainError::Config(format!(
+                        "train.replicas: could not start replica thread {rank}: {e}"
+                    )))))];
+                }
+            }
+        }
+        let mut all = vec![one(0, progress)];
+        all.extend(
+            others
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| Err(Some(Failure::Panic(p))))),
+        );
+        all
+    });
+    let (mut result, mut error) = (None, None);
+    for (rank, o) in outcomes.into_iter().enumerate() {
+        match o {
+            Ok(v) if rank == 0 => result = Some(v),
+            Ok(_) | Err(None) => {}
+            Err(Some(Failure::Panic(p))) => resume_unwind(p),
+            Err(Some(Failure::Error(e))) if error.is_none() => {
+                error = Some(match rank {
+                    0 => e,
+                    _ => TrainError::Config(format!("replica {rank} of {n}: {e}")),
+                })
+            }
+            Err(Some(Failure::Error(_))) => {}
+        }
+    }
+    match (error, result) {
+        (Some(e), _) => Err(e),
+        (None, Some(v)) => Ok(v),
+        (None, None) => Err(TrainError::Config(
+            "train.replicas: the replicas stopped without a result".into(),
+        )),
+    }
+}
 
 /// Whether this process writes the run directory, logs and reports (rank 0).
 pub fn is_writer() -> bool {
@@ -41,6 +150,21 @@ pub(crate) fn exchange(group: &dyn Collective, sum: impl FnOnce(&mut dyn FnMut(&
         embedding,
         nanos + t0.elapsed().as_nanos() as u64,
     );
+}
+
+/// The end-of-run line of a group of `size` ranks that trained for `seconds`: this rank's
+/// steps, bytes sent per step into the dense sums and the embedding exchanges, and the time
+/// spent inside collectives (waiting for slower ranks included).
+pub fn summary(size: usize, seconds: f64) -> String {
+    let t = traffic();
+    let per_step = |b: u64| b as f64 / t.steps.max(1) as f64 / (1 << 20) as f64;
+    format!(
+        "distributed: {size} ranks, {} steps; per step and rank: dense sum {:.3} MiB, embedding exchange {:.3} MiB; collectives {:.1} s of {seconds:.1} s",
+        t.steps,
+        per_step(t.dense_bytes),
+        per_step(t.embedding_bytes),
+        t.nanos as f64 * 1e-9,
+    )
 }
 
 /// Check that every rank holds the same model: a SHA-256 of the engine's dense tensors and

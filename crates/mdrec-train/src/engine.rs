@@ -57,6 +57,7 @@ pub struct Engine {
 /// Everything an [`Engine`] needs to continue exactly where it was: the dense tensors with
 /// their parameter ids, both optimizers' states (burnpack bytes), the embedding store's full
 /// state and the pass counter.
+#[derive(Clone)]
 pub struct EngineCheckpoint {
     /// `(dotted name, shape, values)` of every float parameter and buffer.
     pub model: Vec<(String, Vec<usize>, Vec<f32>)>,
@@ -158,7 +159,7 @@ impl Engine {
         // In data-parallel training a main step computes this process's share of the rows
         // (other steps, e.g. the bi-level outer step, run whole and identically on every rank).
         let group = dist::group().filter(|_| self.weighted_step);
-        let split_rank = group.map_or(0, |g| g.rank() as u64);
+        let split_rank = group.as_ref().map_or(0, |g| g.rank() as u64);
         // Dropout draws are a function of (seed, pass, share): exact resume needs no RNG state.
         self.device.clone().without_autodiff().seed(
             self.seed
@@ -203,7 +204,7 @@ impl Engine {
             }
         }
         // Loss weights are the global batch's; a share's losses add up to the batch's.
-        let share = match group {
+        let share = match &group {
             Some(g) => dist::share(self.batch.len, g.rank(), g.size()),
             None => 0..self.batch.len,
         };
@@ -591,7 +592,7 @@ impl Snapshot {
         // so every rank holds every logit.
         let group = dist::group();
         let n = data.len();
-        let range = match group {
+        let range = match &group {
             Some(g) => {
                 let batches = dist::share(n.div_ceil(batch_size.max(1)), g.rank(), g.size());
                 (batches.start * batch_size).min(n)..(batches.end * batch_size).min(n)
@@ -601,7 +602,7 @@ impl Snapshot {
         let rows: Vec<u32> = (range.start as u32..range.end as u32).collect();
         // Sharded tables answer lookups collectively: every rank takes part in as many
         // lookups as the rank with the most batches.
-        let rounds = match group {
+        let rounds = match &group {
             Some(g) if self.store.is_sharded() => n.div_ceil(batch_size.max(1)).div_ceil(g.size()),
             _ => 0,
         };

@@ -39,6 +39,7 @@ use crate::engine::EngineCheckpoint;
 use crate::TrainError;
 
 /// One checkpoint: the engine, the loop's cursor and the loop's extra arrays.
+#[derive(Clone)]
 pub struct TrainCheckpoint {
     /// The engine's state.
     pub engine: EngineCheckpoint,

@@ -204,12 +204,12 @@ fn fit(
     if crate::dist::size() > 1 {
         if hemp.is_some() {
             return Err(TrainError::Config(
-                "distributed training: AREAD's HEMP schedule is not data-parallel yet; train it in one process or with model.hemp.enabled = false".into(),
+                "distributed training: AREAD's HEMP schedule is not data-parallel yet; train it as one replica in one process (train.replicas = 1, no mpirun) or with model.hemp.enabled = false".into(),
             ));
         }
         if engine.model.named_tensors().len() > engine.model.param_ids().len() {
             return Err(TrainError::Config(format!(
-                "distributed training: `{}` keeps running statistics (BatchNorm), which the processes do not synchronise yet; use a config without batch normalisation or train in one process",
+                "distributed training: `{}` keeps running statistics (BatchNorm), which the ranks do not synchronise yet; use a config without batch normalisation or train one replica in one process (train.replicas = 1, no mpirun)",
                 factory.name()
             )));
         }
@@ -505,17 +505,19 @@ fn load_weights(
         .model
         .load_named(&tensors)
         .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-    let tables: Vec<(String, usize, usize)> = engine
+    let tables: Vec<(String, usize)> = engine
         .store
         .tables()
-        .map(|(n, r, d, _)| (n.to_string(), r, d))
+        .map(|(n, _, d, _)| (n.to_string(), d))
         .collect();
-    for (name, rows, dim) in tables {
+    for (name, dim) in tables {
         let k = format!("{prefix}embedding.{name}");
         let v = extra.get(&k).ok_or_else(|| missing(&k))?;
+        // The checkpoint holds whole tables (shards are joined when read); a sharded table
+        // keeps its own rows of them.
         engine
             .store
-            .load_table(&name, rows, dim, v)
+            .load_table(&name, v.len() / dim.max(1), dim, v)
             .map_err(TrainError::Checkpoint)?;
     }
     Ok(())
@@ -688,8 +690,7 @@ pub(crate) fn open_metrics(out: &Path, keep: Option<usize>) -> Result<std::fs::F
         .map_err(|e| TrainError::io(&path, e))
 }
 
-/// [`run_in`] `out`, or, on a rank other than 0 of a data-parallel group, in a scratch
-/// directory removed afterwards: rank 0 alone writes the run directory.
+/// [`run_rank`] in this process, or as `train.replicas` replica threads of it.
 fn run(
     cfg: &RunConfig,
     prepared: &Prepared,
@@ -697,17 +698,39 @@ fn run(
     progress: &mut dyn Progress,
     resume: Option<TrainCheckpoint>,
 ) -> Result<RunOutcome, TrainError> {
-    if crate::dist::is_writer() {
-        return run_in(cfg, prepared, out, out, progress, resume);
+    match cfg.train.replicas {
+        0 | 1 => run_rank(cfg, prepared, out, progress, resume),
+        n => crate::dist::replicated(n, progress, |progress| {
+            run_rank(cfg, prepared, out, progress, resume.clone())
+        }),
     }
-    let scratch = std::env::temp_dir().join(format!(
-        "mdrec-rank{}-{}",
-        crate::dist::rank(),
-        std::process::id()
-    ));
-    let r = run_in(cfg, prepared, &scratch, out, progress, resume);
-    let _ = std::fs::remove_dir_all(&scratch);
-    r
+}
+
+/// [`run_in`] `out`, or, on a rank other than 0 of a data-parallel group, in a scratch
+/// directory removed afterwards: rank 0 alone writes the run directory (and reports the
+/// group's traffic).
+fn run_rank(
+    cfg: &RunConfig,
+    prepared: &Prepared,
+    out: &Path,
+    progress: &mut dyn Progress,
+    resume: Option<TrainCheckpoint>,
+) -> Result<RunOutcome, TrainError> {
+    if crate::dist::is_writer() {
+        let t0 = Instant::now();
+        let r = run_in(cfg, prepared, out, out, progress, resume);
+        if let (Ok(_), Some(g)) = (&r, crate::dist::group()) {
+            progress.message(&crate::dist::summary(g.size(), t0.elapsed().as_secs_f64()));
+        }
+        return r;
+    }
+    // A fresh folder per rank and run (replica threads share the process id), removed when
+    // dropped.
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("mdrec-rank{}-", crate::dist::rank()))
+        .tempdir()
+        .map_err(|e| TrainError::io(&std::env::temp_dir(), e))?;
+    run_in(cfg, prepared, scratch.path(), out, progress, resume)
 }
 
 /// Train into `out`; `home` is the run directory every rank shares (where each rank writes

@@ -22,9 +22,10 @@
 
 use super::*;
 use crate::collective::{self, owner, shard_rows, take_shard, Collective};
+use std::sync::Arc;
 
 /// The group a sharded store exchanges with, checked against the store's shard layout.
-fn group_of(shard: (usize, usize)) -> Result<&'static dyn Collective, String> {
+fn group_of(shard: (usize, usize)) -> Result<Arc<dyn Collective>, String> {
     let g = collective::group().ok_or_else(|| {
         format!(
             "embedding tables are sharded over {} processes, but this process is not in a group",
@@ -40,7 +41,7 @@ fn group_of(shard: (usize, usize)) -> Result<&'static dyn Collective, String> {
             g.size()
         ));
     }
-    Ok(g.as_ref())
+    Ok(g)
 }
 
 /// Splits a received message into its per-field counts and its ids, checking that they agree.

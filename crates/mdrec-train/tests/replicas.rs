@@ -1,0 +1,120 @@
+//! `train.replicas`: data-parallel replicas on threads of one process train what one replica
+//! trains on the same global batch (up to the order of floating-point sums), repeat bit for
+//! bit, and give the same bits whether the tables are sharded across the replicas or whole
+//! on each.
+
+use mdrec_data::Prepared;
+use mdrec_train::progress::Silent;
+use mdrec_train::{prepare_dataset, train_run, RunConfig};
+
+fn config(model: &str, extra: &[&str]) -> RunConfig {
+    let mut cfg = RunConfig::default();
+    cfg.set_model_name(model);
+    for s in [
+        "dataset.synthetic_rows=4000",
+        "train.epochs=2",
+        "train.max_steps_per_epoch=8",
+        "train.batch_size=250",
+        "train.lr=0.01",
+    ]
+    .iter()
+    .chain(extra)
+    {
+        cfg.set(s).unwrap();
+    }
+    cfg
+}
+
+/// Test logits and the saved weights' bytes of a run of `cfg` with `replicas` replicas.
+fn run(cfg: &RunConfig, prepared: &Prepared, replicas: usize) -> (Vec<f32>, Vec<u8>) {
+    let mut cfg = cfg.clone();
+    cfg.train.replicas = replicas;
+    let dir = tempfile::tempdir().unwrap();
+    let out = train_run(&cfg, prepared, dir.path(), &mut Silent).unwrap();
+    let weights = std::fs::read(dir.path().join("weights.safetensors")).unwrap();
+    (out.test_logits, weights)
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn replicas_train_what_one_replica_trains_and_repeat_bit_for_bit() {
+    // mmoe: plain; m3oe bilevel: the outer step runs whole on every replica; ple: per-domain
+    // routing (a replica's share may lack a domain).
+    for (model, extra) in [
+        ("mmoe", &[][..]),
+        ("m3oe", &["model.automl=\"bilevel\""][..]),
+        ("ple", &[][..]),
+    ] {
+        let cfg = config(model, extra);
+        let prepared = prepare_dataset(&cfg).unwrap();
+        let (one, _) = run(&cfg, &prepared, 1);
+        let (two, w2) = run(&cfg, &prepared, 2);
+        let (again, w2b) = run(&cfg, &prepared, 2);
+        assert_eq!(two, again, "{model}: two runs with 2 replicas differ");
+        assert_eq!(w2, w2b, "{model}: saved weights differ");
+        // 250 rows split 125 / 125 (and 84 / 83 / 83 below): only the order of the sums differs.
+        let d = max_diff(&one, &two);
+        assert!(d < 1e-3, "{model}: 1 vs 2 replicas differ by {d}");
+        assert!(
+            d > 0.0 || model == "m3oe",
+            "{model}: suspiciously identical"
+        );
+        let (three, _) = run(&cfg, &prepared, 3);
+        let d = max_diff(&one, &three);
+        assert!(d < 1e-3, "{model}: 1 vs 3 replicas differ by {d}");
+    }
+}
+
+#[test]
+fn sharded_and_whole_tables_give_the_same_bits_across_replicas() {
+    let row = config("mmoe", &["train.embedding.sharding=\"row\""]);
+    let whole = config("mmoe", &["train.embedding.sharding=\"replicated\""]);
+    let prepared = prepare_dataset(&row).unwrap();
+    assert_eq!(run(&row, &prepared, 2).0, run(&whole, &prepared, 2).0);
+}
+
+#[test]
+fn settings_of_several_models_and_stream_training_run_as_replicas() {
+    for extra in [
+        &["train.setting=\"mdl\""][..],
+        &[
+            "train.mode=\"stream\"",
+            "train.stream.window_rows=1000",
+            "train.stream.tables.capacity_fraction=0.5",
+        ][..],
+    ] {
+        let cfg = config("mmoe", extra);
+        let prepared = prepare_dataset(&cfg).unwrap();
+        let (one, _) = run(&cfg, &prepared, 1);
+        let (two, _) = run(&cfg, &prepared, 2);
+        let d = max_diff(&one, &two);
+        assert!(d < 1e-3, "{extra:?}: 1 vs 2 replicas differ by {d}");
+    }
+}
+
+#[test]
+fn a_refused_config_ends_every_replica_with_its_error() {
+    // deepfm keeps BatchNorm running statistics, which the replicas do not synchronise.
+    let cfg = config("deepfm", &[]);
+    let prepared = prepare_dataset(&cfg).unwrap();
+    let mut cfg = cfg;
+    cfg.train.replicas = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let e = train_run(&cfg, &prepared, dir.path(), &mut Silent)
+        .err()
+        .expect("deepfm with BatchNorm is refused under replicas")
+        .to_string();
+    assert!(e.contains("BatchNorm"), "{e}");
+    assert!(e.contains("train.replicas = 1"), "{e}");
+    let mut bad = RunConfig::default();
+    assert!(bad.set("train.replicas=0").is_ok());
+    let e = bad.resolve().err().unwrap().to_string();
+    assert!(e.contains("train.replicas must be at least 1"), "{e}");
+}
