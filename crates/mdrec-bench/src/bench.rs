@@ -16,13 +16,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 use mdrec_metrics::{relaimpr, welch_t_test};
 use serde::{Deserialize, Serialize};
 
 use mdrec_train::config::{DatasetConfig, RunConfig};
-use mdrec_train::progress::Progress;
+use mdrec_train::progress::{Progress, Silent};
 use mdrec_train::report::RunReport;
 use mdrec_train::trainer::{prepare_dataset, resolve_config, train_run};
 
@@ -458,10 +460,13 @@ pub fn plan_bench<'a>(spec: &'a BenchSpec, out: &Path) -> Result<BenchPlan<'a>, 
     })
 }
 
-/// Run every missing (run, seed) of `spec` into `out`, then write the tables.
+/// Run every missing (run, seed) of `spec` into `out`, `jobs` runs at a time, then write the
+/// tables. Runs are independent, so `jobs` changes no number, only how many cores the bench
+/// keeps busy (and the samples/s each report records, since concurrent runs share the cores).
 pub fn run_bench(
     spec: &BenchSpec,
     out: &Path,
+    jobs: usize,
     progress: &mut dyn Progress,
 ) -> Result<BenchOutcome, TrainError> {
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
@@ -470,44 +475,126 @@ pub fn run_bench(
         complete: skipped,
         todo,
     } = plan_bench(spec, out)?;
+    let jobs = jobs.clamp(1, todo.len().max(1));
     progress.message(&format!(
-        "bench {}: {} runs, {} already complete, {} to train",
+        "bench {}: {} runs, {} already complete, {} to train{}",
         spec.name,
         total,
         skipped,
-        todo.len()
+        todo.len(),
+        if jobs > 1 {
+            format!(", {jobs} at a time")
+        } else {
+            String::new()
+        }
     ));
     let t0 = Instant::now();
-    let mut prepared_for: Option<((u64, String), mdrec_data::Prepared)> = None;
-    for (i, (run, seed)) in todo.iter().enumerate() {
-        let label = run.label();
-        let eta = if i == 0 {
+    let announce = |progress: &mut dyn Progress, i: usize, started: usize| {
+        let label = todo[i].0.label();
+        let eta = if started == 0 {
             "unknown".to_string()
         } else {
-            let per = t0.elapsed().as_secs_f64() / i as f64;
-            format!("~{:.0} min", per * (todo.len() - i) as f64 / 60.0)
+            let per = t0.elapsed().as_secs_f64() / started as f64;
+            format!("~{:.0} min", per * (todo.len() - started) as f64 / 60.0)
         };
         progress.message(&format!(
-            "[{}/{}] {label} seed {seed} (remaining after this: {}, eta {eta})",
+            "[{}/{}] {label} seed {} (remaining after this: {}, eta {eta})",
             i + 1,
             todo.len(),
+            todo[i].1,
             todo.len() - i - 1
         ));
-        let cfg = spec.config(run, *seed)?;
-        // The data may depend on the seed (random split, synthetic data): prepare per seed, as a
-        // standalone `mdrec train --seed S` would; the cache makes this cheap.
+    };
+    // One prepared dataset per (seed, dataset section): the data may depend on the seed
+    // (random split, synthetic data), as for a standalone `mdrec train --seed S`; the cache
+    // makes this cheap. Prepared one at a time (the cache is written by one writer).
+    let prepared = Mutex::new(Vec::<((u64, String), Arc<mdrec_data::Prepared>)>::new());
+    let prepare = |cfg: &RunConfig, seed: u64| -> Result<Arc<mdrec_data::Prepared>, TrainError> {
         let key = (
-            *seed,
+            seed,
             serde_json::to_string(&cfg.dataset).expect("dataset serialises"),
         );
-        if prepared_for.as_ref().map(|(k, _)| k) != Some(&key) {
-            prepared_for = Some((key, prepare_dataset(&cfg)?));
+        let mut cache = prepared.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, p)) = cache.iter().find(|(k, _)| *k == key) {
+            return Ok(p.clone());
         }
-        let prepared = &prepared_for.as_ref().expect("prepared").1;
-        let dir = run_dir(out, &label, *seed);
+        let p = Arc::new(prepare_dataset(cfg)?);
+        // Runs come grouped by label with every seed: keep as many as there are seeds.
+        if cache.len() >= spec.seeds.len().max(jobs) {
+            cache.remove(0);
+        }
+        cache.push((key, p.clone()));
+        Ok(p)
+    };
+    let train_one = |i: usize, progress: &mut dyn Progress| -> Result<(), TrainError> {
+        let (run, seed) = todo[i];
+        let cfg = spec.config(run, seed)?;
+        let data = prepare(&cfg, seed)?;
+        let dir = run_dir(out, &run.label(), seed);
         let _ = std::fs::remove_dir_all(&dir);
-        train_run(&cfg, prepared, &dir, progress)?;
-        write_training_curve(&dir)?;
+        train_run(&cfg, &data, &dir, progress)?;
+        write_training_curve(&dir)
+    };
+    if jobs == 1 {
+        for i in 0..todo.len() {
+            announce(progress, i, i);
+            train_one(i, progress)?;
+        }
+    } else {
+        // Workers take the next run; this thread prints their starts and ends. The first
+        // error stops the workers from taking new runs (runs already started finish).
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = mpsc::channel::<(usize, Option<Result<(f64, String), TrainError>>)>();
+        let mut first_error = None;
+        std::thread::scope(|s| {
+            for _ in 0..jobs {
+                let tx = tx.clone();
+                let (next, stop, train_one, todo) = (&next, &stop, &train_one, &todo);
+                s.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= todo.len() || stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let _ = tx.send((i, None));
+                    let t = Instant::now();
+                    let r = train_one(i, &mut Silent).map(|()| {
+                        let auc = load_report(&run_dir(out, &todo[i].0.label(), todo[i].1))
+                            .and_then(|r| r.test.overall.auc_mean_cells)
+                            .map(|a| format!(", test auc_mean_cells {a:.5}"))
+                            .unwrap_or_default();
+                        (t.elapsed().as_secs_f64(), auc)
+                    });
+                    if r.is_err() {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    let _ = tx.send((i, Some(r)));
+                });
+            }
+            drop(tx);
+            let mut started = 0;
+            for (i, msg) in rx {
+                match msg {
+                    None => {
+                        announce(progress, i, started);
+                        started += 1;
+                    }
+                    Some(Ok((secs, auc))) => progress.message(&format!(
+                        "done [{}/{}] {} seed {} in {secs:.1} s{auc}",
+                        i + 1,
+                        todo.len(),
+                        todo[i].0.label(),
+                        todo[i].1
+                    )),
+                    Some(Err(e)) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        });
+        if let Some(e) = first_error {
+            return Err(e);
+        }
     }
     let table = write_tables(spec, out)?;
     Ok(BenchOutcome {

@@ -213,6 +213,10 @@ enum Cmd {
         /// Train nothing: check the completed runs against the spec and list what is left.
         #[arg(long)]
         plan: bool,
+        /// Runs trained at the same time (each on its own thread; no number changes, only
+        /// how many cores the bench keeps busy). 2 on a 2-core machine.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
     },
 }
 
@@ -745,7 +749,11 @@ fn cmd_bench(
     seeds: Option<Vec<u64>>,
     quiet: bool,
     plan: bool,
+    jobs: usize,
 ) -> Result<()> {
+    if jobs == 0 {
+        anyhow::bail!("--jobs must be at least 1");
+    }
     let mut spec = mdrec_bench::bench::BenchSpec::from_file(&spec)?;
     if let Some(d) = data_dir {
         spec.dataset.data_dir = Some(d);
@@ -770,7 +778,7 @@ fn cmd_bench(
         return Ok(());
     }
     let mut progress = Console::new(quiet);
-    let o = mdrec_bench::bench::run_bench(&spec, &out, &mut progress)?;
+    let o = mdrec_bench::bench::run_bench(&spec, &out, jobs, &mut progress)?;
     outln!("{}", o.table);
     eprintln!(
         "trained {} runs, {} already complete; tables in {}",
@@ -951,7 +959,8 @@ fn main() -> ExitCode {
             seeds,
             quiet,
             plan,
-        } => cmd_bench(spec, out, data_dir, seeds, quiet, plan),
+            jobs,
+        } => cmd_bench(spec, out, data_dir, seeds, quiet, plan, jobs),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

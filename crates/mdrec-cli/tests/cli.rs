@@ -589,6 +589,33 @@ reference = { auc_mean_cells = 0.71 }
         .unwrap()
         .contains("git commit"));
 
+    // Two runs at a time train the same models: same weights, same table.
+    let out2 = tmp.path().join("out2");
+    let mut jobs = args.to_vec();
+    jobs[4] = out2.to_str().unwrap();
+    jobs.extend(["--jobs", "2"]);
+    let o = mdrec(&jobs);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("2 at a time"), "{}", stderr(&o));
+    for run in ["mmoe/s1", "mmoe/s2", "SB-MTL/s1", "SB-MTL/s2"] {
+        let files = |dir: &std::path::Path| -> Vec<Vec<u8>> {
+            let mut names: Vec<_> = std::fs::read_dir(dir.join(run))
+                .unwrap()
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+                .collect();
+            names.sort();
+            names.iter().map(|p| std::fs::read(p).unwrap()).collect()
+        };
+        let (a, b) = (files(&out), files(&out2));
+        assert!(!a.is_empty() && a == b, "{run}: --jobs 2 trained other weights");
+    }
+    assert_eq!(
+        std::fs::read_to_string(out2.join("table.md")).unwrap(),
+        table
+    );
+
     // "Interrupt": one run is missing. Re-running trains only that one and gives the same table.
     std::fs::remove_dir_all(out.join("SB-MTL").join("s2")).unwrap();
     let o = mdrec(&args);
