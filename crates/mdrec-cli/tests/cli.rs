@@ -609,7 +609,10 @@ reference = { auc_mean_cells = 0.71 }
             names.iter().map(|p| std::fs::read(p).unwrap()).collect()
         };
         let (a, b) = (files(&out), files(&out2));
-        assert!(!a.is_empty() && a == b, "{run}: --jobs 2 trained other weights");
+        assert!(
+            !a.is_empty() && a == b,
+            "{run}: --jobs 2 trained other weights"
+        );
     }
     assert_eq!(
         std::fs::read_to_string(out2.join("table.md")).unwrap(),

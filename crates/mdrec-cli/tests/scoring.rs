@@ -86,6 +86,23 @@ fn predict_on_exported_synthetic_records_equals_eval() {
         "500",
     ]));
     assert_same_predictions(&pqpred, &evalp);
+    // and as Arrow IPC
+    let (ipc, ipcpred) = (tmp.path().join("test.arrow"), tmp.path().join("ipc.csv"));
+    let mut a = vec!["data", "export", "--split", "test", "--out", s(&ipc)];
+    a.extend(synth);
+    ok(mdrec(&a));
+    ok(mdrec(&[
+        "predict",
+        "--run",
+        s(&run),
+        "--input",
+        s(&ipc),
+        "--out",
+        s(&ipcpred),
+        "--chunk-rows",
+        "333",
+    ]));
+    assert_same_predictions(&ipcpred, &evalp);
 }
 
 #[test]

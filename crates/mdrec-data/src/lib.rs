@@ -52,6 +52,7 @@ pub mod csv;
 pub mod delayed;
 pub mod error;
 pub mod fit;
+pub mod ipc;
 pub mod kuairand;
 pub mod movielens;
 pub mod pq;
@@ -77,12 +78,15 @@ pub use config::DatasetConfig;
 pub use csv::{read_csv_files, write_csv, write_csv_rows, write_csv_with, CsvChunks};
 pub use error::DataError;
 pub use fit::{Encoder, Labels, Vocab, Vocabs, OOV, PAD};
+pub use ipc::{is_arrow, write_ipc_rows, IpcChunks};
 pub use kuairand::KuaiRandVersion;
 pub use movielens::{
     load_movielens_1m, MovieLensDomain, MovieLensOrder, ML1M_GENRES, ML1M_HINT,
     MOVIELENS_1M_GENRE_SCHEMA, MOVIELENS_1M_SCHEMA,
 };
-pub use pq::{is_parquet, read_parquet_files, write_parquet_rows, ParquetChunks, RecordChunks};
+pub use pq::{
+    is_columnar, is_parquet, read_columnar_files, write_parquet_rows, ParquetChunks, RecordChunks,
+};
 pub use prepare::{apply_encodings, prepare, prepare_table, prepare_with, PrepareRequest};
 pub use prepared::{write_schema_json, CacheInfo, Prepared};
 pub use quantile::{quantile, sorted_quantile};

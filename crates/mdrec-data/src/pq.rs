@@ -3,6 +3,10 @@
 //! path reads (integers and floats in Rust's `Display` form, null as the empty string), so a
 //! Parquet file and the CSV of the same records encode alike. Errors name the file, the record
 //! (1-based, counted over the whole file) and the column.
+//!
+//! Also the pieces every columnar format shares (Parquet here, Arrow IPC in `crate::ipc`): the
+//! [`Columnar`] reader trait, [`read_columnar_files`] and [`RecordChunks`] (any record file by
+//! extension).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -64,6 +68,41 @@ fn cell(f: &Field) -> Result<String, String> {
     })
 }
 
+/// A columnar record file read in chunks (Parquet, Arrow IPC).
+pub trait Columnar {
+    /// Column names.
+    fn header(&self) -> &[String];
+
+    /// Appends up to `max_rows` records to `builders` (one per column) and to `table`'s row
+    /// origins (file index `file`); returns how many were read.
+    fn read_into(
+        &mut self,
+        builders: &mut [ColumnBuilder],
+        table: &mut RawTable,
+        file: u16,
+        max_rows: usize,
+    ) -> Result<usize, DataError>;
+}
+
+/// The next chunk of up to `chunk_rows` records of `c`, the file `name`, as a raw table
+/// (`None` at the end).
+pub(crate) fn next_chunk_of(
+    c: &mut dyn Columnar,
+    name: &str,
+    chunk_rows: usize,
+) -> Result<Option<RawTable>, DataError> {
+    let mut builders: Vec<ColumnBuilder> = c.header().iter().map(ColumnBuilder::new).collect();
+    let mut table = RawTable {
+        files: vec![name.to_string()],
+        ..RawTable::default()
+    };
+    if c.read_into(&mut builders, &mut table, 0, chunk_rows)? == 0 {
+        return Ok(None);
+    }
+    table.columns = builders.into_iter().map(ColumnBuilder::finish).collect();
+    Ok(Some(table))
+}
+
 impl ParquetChunks {
     /// Opens `path` and reads its schema.
     pub fn open(path: &Path, chunk_rows: usize) -> Result<Self, DataError> {
@@ -93,20 +132,16 @@ impl ParquetChunks {
 
     /// The next chunk (`None` at the end of the file).
     pub fn next_chunk(&mut self) -> Result<Option<RawTable>, DataError> {
-        let mut builders: Vec<ColumnBuilder> = self.header.iter().map(ColumnBuilder::new).collect();
-        let mut table = RawTable {
-            files: vec![self.name.clone()],
-            ..RawTable::default()
-        };
-        if self.read_into(&mut builders, &mut table, 0, self.chunk_rows)? == 0 {
-            return Ok(None);
-        }
-        table.columns = builders.into_iter().map(ColumnBuilder::finish).collect();
-        Ok(Some(table))
+        let (name, n) = (self.name.clone(), self.chunk_rows);
+        next_chunk_of(self, &name, n)
+    }
+}
+
+impl Columnar for ParquetChunks {
+    fn header(&self) -> &[String] {
+        &self.header
     }
 
-    /// Appends up to `max_rows` records to `builders` (one per column) and to `table`'s row
-    /// origins (file index `file`); returns how many were read.
     fn read_into(
         &mut self,
         builders: &mut [ColumnBuilder],
@@ -146,16 +181,32 @@ impl ParquetChunks {
     }
 }
 
-/// Reads one or more Parquet files (same columns) into one raw table, row group by row group;
-/// the `[dataset] name = "csv"` source reads its `files` this way when they are Parquet.
-pub fn read_parquet_files(files: &[std::path::PathBuf]) -> Result<RawTable, DataError> {
+/// Opens a columnar record file by extension (Arrow IPC for `crate::ipc::is_arrow`, else
+/// Parquet).
+fn open_columnar(path: &Path, chunk_rows: usize) -> Result<Box<dyn Columnar>, DataError> {
+    Ok(if crate::ipc::is_arrow(path) {
+        Box::new(crate::ipc::IpcChunks::open(path, chunk_rows)?)
+    } else {
+        Box::new(ParquetChunks::open(path, chunk_rows)?)
+    })
+}
+
+/// True when `path` names a columnar record file (Parquet or Arrow IPC).
+pub fn is_columnar(path: &Path) -> bool {
+    is_parquet(path) || crate::ipc::is_arrow(path)
+}
+
+/// Reads one or more columnar files (Parquet and/or Arrow IPC, same columns) into one raw
+/// table, a row group or record batch at a time; the `[dataset] name = "csv"` source reads its
+/// `files` this way when they are not CSV.
+pub fn read_columnar_files(files: &[std::path::PathBuf]) -> Result<RawTable, DataError> {
     let mut header: Option<Vec<String>> = None;
     let mut builders: Vec<ColumnBuilder> = Vec::new();
     let mut table = RawTable::default();
     for (fi, path) in files.iter().enumerate() {
         let fi16 =
             u16::try_from(fi).map_err(|_| DataError::Config("too many data files".into()))?;
-        let mut chunks = ParquetChunks::open(path, 65_536)?;
+        let mut chunks = open_columnar(path, 65_536)?;
         match &header {
             None => {
                 builders = chunks.header().iter().map(ColumnBuilder::new).collect();
@@ -230,12 +281,14 @@ pub fn write_parquet_rows(
     Ok(())
 }
 
-/// Records of a CSV or Parquet file (by extension), read in chunks.
+/// Records of a CSV, Parquet or Arrow IPC file (by extension), read in chunks.
 pub enum RecordChunks {
     /// A CSV file.
     Csv(crate::csv::CsvChunks),
     /// A Parquet file.
     Parquet(ParquetChunks),
+    /// An Arrow IPC file or stream.
+    Arrow(crate::ipc::IpcChunks),
 }
 
 /// True when `path` names a Parquet file (`.parquet` or `.pq`).
@@ -245,10 +298,12 @@ pub fn is_parquet(path: &Path) -> bool {
 }
 
 impl RecordChunks {
-    /// Opens a CSV (with a header row) or Parquet file.
+    /// Opens a CSV (with a header row), Parquet or Arrow IPC file.
     pub fn open(path: &Path, chunk_rows: usize) -> Result<Self, DataError> {
         Ok(if is_parquet(path) {
             RecordChunks::Parquet(ParquetChunks::open(path, chunk_rows)?)
+        } else if crate::ipc::is_arrow(path) {
+            RecordChunks::Arrow(crate::ipc::IpcChunks::open(path, chunk_rows)?)
         } else {
             RecordChunks::Csv(crate::csv::CsvChunks::open(path, chunk_rows)?)
         })
@@ -259,6 +314,7 @@ impl RecordChunks {
         match self {
             RecordChunks::Csv(c) => c.next_chunk(),
             RecordChunks::Parquet(p) => p.next_chunk(),
+            RecordChunks::Arrow(a) => a.next_chunk(),
         }
     }
 }

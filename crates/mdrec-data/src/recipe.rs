@@ -160,7 +160,7 @@ pub const RECIPES: [Recipe; 13] = [
         domains: "as the schema's [domain] section declares",
         needs_data_dir: false,
         files:
-            "dataset.schema (TOML) and dataset.files (CSV with RFC 4180 quoting, or all .parquet)",
+            "dataset.schema (TOML) and dataset.files (CSV with RFC 4180 quoting, or all Parquet / Arrow IPC)",
         obtain: "your own data",
         cache: CacheHome::WorkingDir,
     },
@@ -527,12 +527,12 @@ pub(crate) fn load_table(src: &DatasetSource) -> Result<RawTable, DataError> {
         DatasetSource::Csv {
             files, delimiter, ..
         } => {
-            let parquet = files.iter().filter(|f| crate::pq::is_parquet(f)).count();
-            match parquet {
+            let columnar = files.iter().filter(|f| crate::pq::is_columnar(f)).count();
+            match columnar {
                 0 => csv::read_csv_files(files, *delimiter),
-                n if n == files.len() => crate::pq::read_parquet_files(files),
+                n if n == files.len() => crate::pq::read_columnar_files(files),
                 _ => Err(DataError::Config(
-                    "dataset.files: mixes Parquet and CSV files; convert them to one format".into(),
+                    "dataset.files: mixes CSV with Parquet or Arrow IPC files; convert them to one kind".into(),
                 )),
             }
         }

@@ -47,7 +47,7 @@ crate::names::string_enum! {
 }
 
 /// Writes the raw records of one split of the dataset `cfg` names to `path` (Parquet for a
-/// `.parquet` name, else CSV), in split
+/// `.parquet` name, Arrow IPC for `.arrow` / `.feather` / `.ipc`, else CSV), in split
 /// order: for MovieLens-1M the record columns plus `timestamp` and `rating`, for every other
 /// dataset its source columns. Returns the number of rows written.
 pub fn export_split(
@@ -72,6 +72,8 @@ pub fn export_split(
     };
     if crate::pq::is_parquet(path) {
         crate::pq::write_parquet_rows(&table, &names, rows, path)?;
+    } else if crate::ipc::is_arrow(path) {
+        crate::ipc::write_ipc_rows(&table, &names, rows, path)?;
     } else {
         crate::csv::write_csv_rows(&table, &names, rows, path)?;
     }

@@ -409,7 +409,7 @@ fn csv_roundtrip_equals_synthetic_and_cache_keys_follow_content() {
 }
 
 #[test]
-fn parquet_files_prepare_exactly_as_their_csv() {
+fn parquet_and_arrow_files_prepare_exactly_as_their_csv() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = SyntheticConfig::tiny();
     let d = generate(&cfg);
@@ -448,8 +448,20 @@ fn parquet_files_prepare_exactly_as_their_csv() {
         (&from_csv.train, &from_csv.valid, &from_csv.test),
         (&from_pq.train, &from_pq.valid, &from_pq.test)
     );
+    // Arrow IPC, alone or after a Parquet file (same columns): the same data
+    let (c, d2) = (dir.path().join("a.arrow"), dir.path().join("b.feather"));
+    write_ipc_rows(&d.table, &names, &(0..cut).collect::<Vec<_>>(), &c).unwrap();
+    write_ipc_rows(&d.table, &names, &(cut..n).collect::<Vec<_>>(), &d2).unwrap();
+    for files in [vec![c.clone(), d2.clone()], vec![a.clone(), d2.clone()]] {
+        let p = prepare(&req(files.clone())).unwrap();
+        assert_eq!(
+            (&from_csv.train, &from_csv.valid, &from_csv.test),
+            (&p.train, &p.valid, &p.test),
+            "{files:?}"
+        );
+    }
     let e = prepare(&req(vec![a, csv])).unwrap_err().to_string();
-    assert!(e.contains("mixes Parquet and CSV"), "{e}");
+    assert!(e.contains("mixes CSV with Parquet or Arrow IPC"), "{e}");
 }
 
 #[test]
