@@ -69,40 +69,26 @@ fn predict_on_exported_synthetic_records_equals_eval() {
     ]));
     assert_same_predictions(&pred, &evalp);
     assert_eq!(predictions(&pred).0, "row,domain,click,like");
-    // the same records as Parquet score the same
-    let (pq, pqpred) = (tmp.path().join("test.parquet"), tmp.path().join("pq.csv"));
-    let mut a = vec!["data", "export", "--split", "test", "--out", s(&pq)];
-    a.extend(synth);
-    ok(mdrec(&a));
-    ok(mdrec(&[
-        "predict",
-        "--run",
-        s(&run),
-        "--input",
-        s(&pq),
-        "--out",
-        s(&pqpred),
-        "--chunk-rows",
-        "500",
-    ]));
-    assert_same_predictions(&pqpred, &evalp);
-    // and as Arrow IPC
-    let (ipc, ipcpred) = (tmp.path().join("test.arrow"), tmp.path().join("ipc.csv"));
-    let mut a = vec!["data", "export", "--split", "test", "--out", s(&ipc)];
-    a.extend(synth);
-    ok(mdrec(&a));
-    ok(mdrec(&[
-        "predict",
-        "--run",
-        s(&run),
-        "--input",
-        s(&ipc),
-        "--out",
-        s(&ipcpred),
-        "--chunk-rows",
-        "333",
-    ]));
-    assert_same_predictions(&ipcpred, &evalp);
+    // the same records as Parquet and as Arrow IPC score the same
+    for (ext, chunk_rows) in [("parquet", "500"), ("arrow", "333")] {
+        let input = tmp.path().join(format!("test.{ext}"));
+        let out = tmp.path().join(format!("{ext}.csv"));
+        let mut a = vec!["data", "export", "--split", "test", "--out", s(&input)];
+        a.extend(synth);
+        ok(mdrec(&a));
+        ok(mdrec(&[
+            "predict",
+            "--run",
+            s(&run),
+            "--input",
+            s(&input),
+            "--out",
+            s(&out),
+            "--chunk-rows",
+            chunk_rows,
+        ]));
+        assert_same_predictions(&out, &evalp);
+    }
 }
 
 #[test]
