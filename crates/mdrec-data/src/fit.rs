@@ -362,13 +362,6 @@ fn derived_fields(
                 _ => counts.push((x, 1)),
             }
         }
-        let n = vals.len().max(1) as f64;
-        let mean = vals.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-        let var = vals
-            .iter()
-            .map(|&x| (f64::from(x) - mean).powi(2))
-            .sum::<f64>()
-            / n;
         let base = FittedField {
             name: feat.name.clone(),
             kind: FieldKind::Numeric,
@@ -376,12 +369,9 @@ fn derived_fields(
             vocab_size: 0,
             dim: None,
             roles: vec![],
-            stats: Some(NumericStats {
-                min: counts.first().map_or(0.0, |c| c.0),
-                max: counts.last().map_or(0.0, |c| c.0),
-                mean,
-                std: var.sqrt(),
-            }),
+            // no transform reads them, and many long decimals would put the schema's hash at
+            // the mercy of JSON float parsing
+            stats: None,
             n_oov_train: 0,
             code: None,
         };

@@ -67,14 +67,23 @@ pub fn apply_encodings(
 
 /// The schema `spec` with the `[dataset]` config's pre-trained parts set: `pretrained`
 /// (categorical field name -> vectors), `similarity` and `semantic_id` replace the schema's.
-/// An error names a field that is not a categorical field of the schema.
+/// `{seed}` in a vector file's path (and ids path) becomes `seed`, the run's seed, so that
+/// each seed's random split can read vectors derived from its own training split. An error
+/// names a field that is not a categorical field of the schema.
 pub fn apply_pretrained(
     spec: &SchemaSpec,
     origin: &str,
     ds: &crate::DatasetConfig,
+    seed: u64,
 ) -> Result<SchemaSpec, DataError> {
     let mut spec = spec.clone();
+    let with_seed = |p: &std::path::Path| -> PathBuf {
+        PathBuf::from(p.to_string_lossy().replace("{seed}", &seed.to_string()))
+    };
     for (name, p) in &ds.pretrained {
+        let mut p = p.clone();
+        p.path = with_seed(&p.path);
+        p.ids = p.ids.as_deref().map(with_seed);
         let known: Vec<&str> = spec
             .fields
             .iter()
@@ -91,7 +100,7 @@ pub fn apply_pretrained(
                     "dataset.pretrained.{name}: no categorical field `{name}` in the schema of {origin}; categorical fields: {known}"
                 ))
             })?;
-        f.pretrained = Some(p.clone());
+        f.pretrained = Some(p);
     }
     if ds.similarity.is_some() {
         spec.similarity = ds.similarity.clone();
@@ -104,13 +113,17 @@ pub fn apply_pretrained(
 }
 
 /// [`prepare`] with the source's schema changed by the `[dataset]` config: numeric encodings
-/// ([`apply_encodings`]) and pre-trained vectors ([`apply_pretrained`]).
-pub fn prepare_for(req: &PrepareRequest, ds: &crate::DatasetConfig) -> Result<Prepared, DataError> {
+/// ([`apply_encodings`]) and pre-trained vectors ([`apply_pretrained`]; `seed` is the run's).
+pub fn prepare_for(
+    req: &PrepareRequest,
+    ds: &crate::DatasetConfig,
+    seed: u64,
+) -> Result<Prepared, DataError> {
     let mut r = recipe::resolve(&req.source)?;
     if !ds.encodings.is_empty() {
         r.spec = apply_encodings(&r.spec, &r.origin, &ds.encodings)?;
     }
-    r.spec = apply_pretrained(&r.spec, &r.origin, ds)?;
+    r.spec = apply_pretrained(&r.spec, &r.origin, ds, seed)?;
     prepare_resolved(req, r)
 }
 

@@ -440,6 +440,9 @@ fn pretrained_fields_feed_dense_similarity_and_semantic_id_features() {
             "item.sid0"
         ]
     );
+    // the fitted schema survives its JSON file (scorers check its hash)
+    let back: Schema = serde_json::from_str(&p.schema.to_json_pretty()).unwrap();
+    assert_eq!(back.compute_hash(), p.schema.hash);
     // the schema pins the files' digests
     let pin = p.schema.spec.fields[0].pretrained.as_ref().unwrap();
     assert_eq!(pin.sha256.as_ref().unwrap().len(), 64);
@@ -527,4 +530,26 @@ fn missing_ids_are_zero_or_an_error_with_require_all() {
             .to_string();
         assert!(e.contains(want), "{e} !~ {want}");
     }
+}
+
+#[test]
+fn dataset_config_sets_pretrained_fields_with_the_run_seed_in_paths() {
+    let spec = SchemaSpec::from_toml_str(SPEC, "s.toml").unwrap();
+    let mut ds = DatasetConfig::default();
+    ds.pretrained.insert(
+        "item".into(),
+        pspec(std::path::Path::new("v/s{seed}/item.csv")),
+    );
+    let out = apply_pretrained(&spec, "s.toml", &ds, 7).unwrap();
+    let p = out.fields[1].pretrained.as_ref().unwrap();
+    assert_eq!(p.path, std::path::Path::new("v/s7/item.csv"));
+    ds.pretrained
+        .insert("y".into(), pspec(std::path::Path::new("v.csv")));
+    let e = apply_pretrained(&spec, "s.toml", &ds, 7)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("dataset.pretrained.y") && e.contains("categorical fields: user, item"),
+        "{e}"
+    );
 }
