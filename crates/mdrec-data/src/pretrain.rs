@@ -86,19 +86,44 @@ pub struct Pretrained {
     pub rows_used: usize,
 }
 
-/// A truncated SVD `A ≈ U diag(σ) Vᵀ` of a sparse `rows × cols` matrix given as
-/// `(row, col, value)` entries (duplicates add up), by the randomized range finder with
-/// `power_iters` subspace iterations; returns `(U [rows, k], σ, V [cols, k])`, σ descending.
+/// A truncated SVD `A ≈ U diag(σ) Vᵀ`: `u [rows, k]`, `s` (σ, descending), `v [cols, k]`.
+#[derive(Debug, Clone)]
+pub struct Svd {
+    /// Left singular vectors, one column each.
+    pub u: DMatrix<f64>,
+    /// Singular values, descending.
+    pub s: Vec<f64>,
+    /// Right singular vectors, one column each.
+    pub v: DMatrix<f64>,
+}
+
+/// Sizes of [`randomized_svd`].
+#[derive(Debug, Clone, Copy)]
+pub struct SvdOptions {
+    /// Components kept.
+    pub k: usize,
+    /// Extra columns of the random test matrix.
+    pub oversample: usize,
+    /// Subspace iterations.
+    pub power_iters: usize,
+}
+
+/// The truncated SVD of a sparse `rows × cols` matrix given as `(row, col, value)` entries
+/// (duplicates add up), by the randomized range finder with `power_iters` subspace iterations
+/// (`progress` gets each iteration's number).
 pub fn randomized_svd(
     rows: usize,
     cols: usize,
     entries: &[(u32, u32, f64)],
-    k: usize,
-    oversample: usize,
-    power_iters: usize,
+    opts: SvdOptions,
     rng: &mut Rng,
     mut progress: impl FnMut(usize),
-) -> Result<(DMatrix<f64>, Vec<f64>, DMatrix<f64>), String> {
+) -> Result<Svd, String> {
+    let SvdOptions {
+        k,
+        oversample,
+        power_iters,
+    } = opts;
     let l = (k + oversample).min(rows).min(cols);
     if k == 0 || k > l {
         return Err(format!(
@@ -159,7 +184,7 @@ pub fn randomized_svd(
             u[(r, j)] = sign * u_full[(r, o)];
         }
     }
-    Ok((u, s, v))
+    Ok(Svd { u, s, v })
 }
 
 /// The id field of a role: the named field, or the categorical field with the role and the
@@ -274,16 +299,14 @@ pub fn pretrain(
     }
     let mut rng = Rng::for_stream(cfg.seed, "pretrain/svd");
     let iters = cfg.power_iters;
-    let (u, s, v) = randomized_svd(
-        rows,
-        cols,
-        &entries,
-        cfg.dim,
-        cfg.oversample,
-        iters,
-        &mut rng,
-        |i| progress(&format!("pretrain: subspace iteration {i}/{iters}")),
-    )
+    let opts = SvdOptions {
+        k: cfg.dim,
+        oversample: cfg.oversample,
+        power_iters: iters,
+    };
+    let Svd { u, s, v } = randomized_svd(rows, cols, &entries, opts, &mut rng, |i| {
+        progress(&format!("pretrain: subspace iteration {i}/{iters}"))
+    })
     .map_err(|m| DataError::Config(format!("pretrain: {m}")))?;
     let total: f64 = entries.iter().map(|e| e.2 * e.2).sum();
     let energy = s.iter().map(|x| x * x).sum::<f64>() / total;

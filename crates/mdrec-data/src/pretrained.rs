@@ -827,6 +827,9 @@ pub fn pin(spec: &SchemaSpec) -> Result<SchemaSpec, DataError> {
     Ok(out)
 }
 
+/// A field's raw column and, per dict code, the value's vector (`None`: missing).
+type PerCode<'a> = (&'a crate::RawColumn, Vec<Option<&'a [f32]>>);
+
 /// One numeric feature derived from pre-trained vectors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DerivedFeature {
@@ -973,17 +976,16 @@ impl Derived {
         rows: &[u32],
     ) -> Result<Vec<f32>, DataError> {
         // per dict code of a field's column: its vector (None = missing)
-        let per_code =
-            |field: &str| -> Result<(&crate::RawColumn, Vec<Option<&[f32]>>), DataError> {
-                let f = spec
-                    .fields
-                    .iter()
-                    .find(|f| f.name == field)
-                    .ok_or_else(|| DataError::schema(origin, format!("no field `{field}`")))?;
-                let col = t.require(f.column(), origin, &format!("field `{field}`"))?;
-                let v = &self.vectors[field];
-                Ok((col, col.dict.iter().map(|d| v.get(d)).collect()))
-            };
+        let per_code = |field: &str| -> Result<PerCode<'_>, DataError> {
+            let f = spec
+                .fields
+                .iter()
+                .find(|f| f.name == field)
+                .ok_or_else(|| DataError::schema(origin, format!("no field `{field}`")))?;
+            let col = t.require(f.column(), origin, &format!("field `{field}`"))?;
+            let v = &self.vectors[field];
+            Ok((col, col.dict.iter().map(|d| v.get(d)).collect()))
+        };
         fn at<'v>(col: &crate::RawColumn, vecs: &[Option<&'v [f32]>], r: u32) -> Option<&'v [f32]> {
             vecs[col.codes[r as usize] as usize]
         }

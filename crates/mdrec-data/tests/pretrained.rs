@@ -1,7 +1,9 @@
 //! Pre-trained vectors, similarity encoding and semantic IDs (§3.2, §3.3 of Pan et al., KDD
 //! 2024), and `mdrec data pretrain`'s truncated SVD.
 
-use mdrec_data::pretrain::{pretrain, randomized_svd, PretrainConfig, PretrainValue};
+use mdrec_data::pretrain::{
+    pretrain, randomized_svd, PretrainConfig, PretrainValue, Svd, SvdOptions,
+};
 use mdrec_data::pretrained::{
     cosine, read, similarity_level, Lsh, PretrainedSpec, SemanticIdSpec, Vectors,
 };
@@ -59,7 +61,12 @@ fn svd_recovers_known_singular_values_and_vectors() {
         }
     }
     let mut rng = Rng::for_stream(3, "test");
-    let (u, s, v) = randomized_svd(5, 4, &entries, 2, 1, 2, &mut rng, |_| {}).unwrap();
+    let opts = |k, oversample, power_iters| SvdOptions {
+        k,
+        oversample,
+        power_iters,
+    };
+    let Svd { u, s, v } = randomized_svd(5, 4, &entries, opts(2, 1, 2), &mut rng, |_| {}).unwrap();
     assert!(
         (s[0] - 5.0).abs() < 1e-9 && (s[1] - 2.0).abs() < 1e-9,
         "{s:?}"
@@ -89,7 +96,7 @@ fn svd_recovers_known_singular_values_and_vectors() {
         assert!((rec - a).abs() < 1e-9);
     }
     // too wide a request is an error, not a panic
-    assert!(randomized_svd(5, 4, &entries, 5, 0, 1, &mut rng, |_| {}).is_err());
+    assert!(randomized_svd(5, 4, &entries, opts(5, 0, 1), &mut rng, |_| {}).is_err());
 }
 
 const SPEC: &str = r#"
