@@ -478,29 +478,15 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// The encoder of a fitted schema.
+    /// The encoder of a fitted schema (reading its pre-trained vectors, if any; a failure is
+    /// reported by [`Encoder::encode`]).
     pub fn new(schema: Schema, vocabs: Vocabs) -> Self {
-        let index = vocabs
-            .tables
-            .iter()
-            .map(|(name, v)| {
-                let idx = v
-                    .values
-                    .iter()
-                    .enumerate()
-                    .map(|(i, x)| (x.clone(), i as u32 + 2))
-                    .collect();
-                (name.clone(), idx)
-            })
-            .collect();
         let derived = Derived::load(&schema.spec)
             .map(|d| d.map(Arc::new))
             .map_err(|e| e.to_string());
         Encoder {
-            schema,
-            vocabs,
-            index,
             derived,
+            ..Self::with_derived(schema, vocabs, None)
         }
     }
 

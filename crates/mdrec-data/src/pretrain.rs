@@ -187,6 +187,15 @@ pub fn randomized_svd(
     Ok(Svd { u, s, v })
 }
 
+/// The categorical fields of a prepared dataset, in column order.
+fn categorical(p: &Prepared) -> Vec<&crate::FittedField> {
+    p.schema
+        .fields
+        .iter()
+        .filter(|f| f.kind == FieldKind::Categorical)
+        .collect()
+}
+
 /// The id field of a role: the named field, or the categorical field with the role and the
 /// largest vocabulary.
 fn id_field(
@@ -195,12 +204,7 @@ fn id_field(
     role: FieldRole,
     flag: &str,
 ) -> Result<(usize, String), DataError> {
-    let cats: Vec<_> = p
-        .schema
-        .fields
-        .iter()
-        .filter(|f| f.kind == FieldKind::Categorical)
-        .collect();
+    let cats = categorical(p);
     let pick = match name {
         Some(n) => cats.iter().position(|f| f.name == n).ok_or_else(|| {
             DataError::Config(format!(
@@ -250,12 +254,7 @@ pub fn pretrain(
             "the user and item fields are both `{user_field}`"
         )));
     }
-    let cats: Vec<_> = p
-        .schema
-        .fields
-        .iter()
-        .filter(|f| f.kind == FieldKind::Categorical)
-        .collect();
+    let cats = categorical(p);
     let vocab = |i: usize| &p.vocabs.tables[&cats[i].table];
     let (uv, iv) = (vocab(uc), vocab(ic));
     let tr = &p.train;
