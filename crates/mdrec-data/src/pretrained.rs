@@ -230,7 +230,13 @@ pub fn validate(spec: &SchemaSpec) -> Result<(), String> {
             ))
         }
     };
-    let taken = |n: &str| spec.fields.iter().any(|f| f.name == n);
+    // a derived feature's name and its embedded fields' names (= table names) must not be a
+    // field's or a table's name
+    let clash = |feature: &str, e: &NumericEncoding| {
+        std::iter::once(feature.to_string())
+            .chain(e.embedded_names(feature))
+            .find(|n| spec.fields.iter().any(|f| f.name == *n || f.table() == n))
+    };
     if let Some(s) = &spec.similarity {
         need("similarity.user", &s.user)?;
         need("similarity.item", &s.item)?;
@@ -238,10 +244,9 @@ pub fn validate(spec: &SchemaSpec) -> Result<(), String> {
             return Err("similarity.levels must be at least 1".into());
         }
         check_encoding(&s.encoding, "similarity")?;
-        if taken(s.name()) {
+        if let Some(n) = clash(s.name(), &s.encoding) {
             return Err(format!(
-                "similarity: its feature name `{}` is a field's name; set similarity.name",
-                s.name()
+                "similarity: its feature `{n}` has the name of a field or table; set similarity.name"
             ));
         }
     }
@@ -260,6 +265,11 @@ pub fn validate(spec: &SchemaSpec) -> Result<(), String> {
             ));
         }
         check_encoding(&s.encoding, "semantic_id")?;
+        if let Some(n) = s.names().iter().find_map(|f| clash(f, &s.encoding)) {
+            return Err(format!(
+                "semantic_id: its feature `{n}` has the name of a field or table"
+            ));
+        }
     }
     Ok(())
 }

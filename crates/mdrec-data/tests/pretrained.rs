@@ -530,6 +530,14 @@ fn missing_ids_are_zero_or_an_error_with_require_all() {
             with_vectors(dir.path(), "") + "[semantic_id]\nfield = \"item\"\nbits = 0\n",
             "semantic_id.bits must be in 1..=16",
         ),
+        (
+            with_vectors(dir.path(), "").replace(
+                "[[tasks]]",
+                "[[fields]]\nname = \"x\"\nkind = \"categorical\"\ntable = \"similarity.mnse3\"\n[[tasks]]",
+            )
+                + "[similarity]\nuser = \"user\"\nitem = \"item\"\n",
+            "similarity: its feature `similarity.mnse3` has the name of a field or table",
+        ),
     ];
     for (s, want) in cases {
         let e = SchemaSpec::from_toml_str(&s, "s.toml")
