@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fails, mdrec, ok, predictions, s};
+use common::{assert_same_predictions, fails, mdrec, ok, s};
 
 #[test]
 fn pretrain_train_and_predict_with_pretrained_vectors() {
@@ -96,15 +96,7 @@ name = "mmoe"
         "--predictions",
         s(&evalp),
     ]));
-    let ((ha, ra), (hb, rb)) = (predictions(&pred), predictions(&evalp));
-    assert_eq!(ha, hb);
-    assert_eq!(ra.len(), rb.len());
-    for (x, y) in ra.iter().zip(&rb) {
-        for (p, q) in x[2..].iter().zip(&y[2..]) {
-            let (p, q): (f64, f64) = (p.parse().unwrap(), q.parse().unwrap());
-            assert!((p - q).abs() <= 1e-6, "{x:?} vs {y:?}");
-        }
-    }
+    assert_same_predictions(&pred, &evalp);
     // the vectors changed after training: scoring refuses them, naming the file
     let text = std::fs::read_to_string(&items).unwrap();
     std::fs::write(&items, text.replacen(",", ",1", 2)).unwrap();
