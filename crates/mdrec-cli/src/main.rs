@@ -266,6 +266,9 @@ enum DataCmd {
     List,
     /// Write the raw records of one split as CSV (what `mdrec predict` and `mdrec serve` read).
     Export(ExportArgs),
+    /// User and item vectors from the TRAINING split only (truncated randomized SVD of the
+    /// user–item matrix), written as pre-trained vector files (`pretrained = { path = ... }`).
+    Pretrain(PretrainArgs),
     /// Download a freely downloadable dataset (movielens-1m, movielens-100k) into the cache,
     /// checksummed, and print its folder; other datasets print where to obtain them.
     Fetch {
@@ -364,6 +367,39 @@ struct ExportArgs {
     #[arg(long = "set")]
     set: Vec<String>,
     /// Output file: Parquet for a `.parquet` name, else CSV.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct PretrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Any dataset config value, e.g. `--set dataset.synthetic_rows=3000`.
+    #[arg(long = "set")]
+    set: Vec<String>,
+    /// Vector width.
+    #[arg(long, default_value_t = 32)]
+    dim: usize,
+    /// Extra random columns of the range finder.
+    #[arg(long, default_value_t = 10)]
+    oversample: usize,
+    /// Subspace (power) iterations.
+    #[arg(long, default_value_t = 4)]
+    power_iters: usize,
+    /// What a matrix entry counts: `implicit` (training rows of the pair) or `positive:<task>`.
+    #[arg(long, default_value = "implicit")]
+    value: mdrec_data::pretrain::PretrainValue,
+    /// The user field (default: the categorical field with role `user` and the largest vocabulary).
+    #[arg(long)]
+    user_field: Option<String>,
+    /// The item field (default: the categorical field with role `item` and the largest vocabulary).
+    #[arg(long)]
+    item_field: Option<String>,
+    /// Output format: `safetensors`, `csv` or `npy` (npy also writes `<field>.ids.txt`).
+    #[arg(long, default_value = "safetensors")]
+    format: String,
+    /// Output folder: `<user field>.<ext>` and `<item field>.<ext>` go there.
     #[arg(long)]
     out: PathBuf,
 }
@@ -566,6 +602,70 @@ fn cmd_export(a: ExportArgs) -> Result<()> {
     cfg.dataset.validate()?;
     fetch_if_missing(&cfg, a.source.offline, false)?;
     score::cmd_export(&cfg, a.split, &a.out)
+}
+
+fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
+    use mdrec_data::pretrain::{pretrain, PretrainConfig};
+    let ext = match a.format.as_str() {
+        f @ ("safetensors" | "csv" | "npy") => f,
+        f => anyhow::bail!("--format {f}: expected safetensors, csv or npy"),
+    };
+    let mut cfg = data_config(&a.data.source, a.data.split)?;
+    for s in &a.set {
+        cfg.set(s)?;
+    }
+    default_data_dir(&mut cfg);
+    cfg.dataset.validate()?;
+    fetch_if_missing(&cfg, a.data.source.offline, false)?;
+    let t0 = Instant::now();
+    let p = prepare_dataset(&cfg)?;
+    eprintln!(
+        "pretrain: {} prepared ({} training rows; validation and test rows are not read)",
+        p.source,
+        p.train.len()
+    );
+    let pc = PretrainConfig {
+        dim: a.dim,
+        oversample: a.oversample,
+        power_iters: a.power_iters,
+        seed: cfg.train.seed,
+        value: a.value,
+        user_field: a.user_field,
+        item_field: a.item_field,
+    };
+    let r = pretrain(&p, &pc, |m| eprintln!("{m}"))?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let mut written = Vec::new();
+    for (field, v) in [(&r.user_field, &r.users), (&r.item_field, &r.items)] {
+        let path = a.out.join(format!("{field}.{ext}"));
+        match ext {
+            "safetensors" => v.write_safetensors(&path)?,
+            "csv" => v.write_csv(&path)?,
+            _ => v.write_npy(&path, &a.out.join(format!("{field}.ids.txt")))?,
+        }
+        written.push(path.display().to_string());
+    }
+    let top: Vec<String> = r
+        .singular
+        .iter()
+        .take(5)
+        .map(|s| format!("{s:.1}"))
+        .collect();
+    outln!(
+        "pretrain: {} {} vectors and {} {} vectors of dim {} from {} training rows ({} entries); top singular values {}; {:.1} % of the squared norm; {:.1} s; wrote {}",
+        r.users.len(),
+        r.user_field,
+        r.items.len(),
+        r.item_field,
+        a.dim,
+        r.rows_used,
+        r.entries,
+        top.join(", "),
+        100.0 * r.energy,
+        t0.elapsed().as_secs_f64(),
+        written.join(", ")
+    );
+    Ok(())
 }
 
 /// `mdrec train`, as one process or as one rank of a data-parallel group (`mpirun`): a rank
@@ -929,6 +1029,9 @@ fn main() -> ExitCode {
         Cmd::Data {
             cmd: DataCmd::Export(a),
         } => cmd_export(a),
+        Cmd::Data {
+            cmd: DataCmd::Pretrain(a),
+        } => cmd_pretrain(a),
         Cmd::Data {
             cmd: DataCmd::Fetch { name, dir, quiet },
         } => cmd_fetch(name, dir, quiet),

@@ -4,27 +4,10 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::{
-    export_movielens_test, fails, mdrec, movielens_fixture, ok, predictions, s, train_movielens,
+    assert_same_predictions, export_movielens_test, fails, mdrec, movielens_fixture, ok,
+    predictions, s, train_movielens,
 };
-
-fn assert_same_predictions(a: &Path, b: &Path) {
-    let (ha, ra) = predictions(a);
-    let (hb, rb) = predictions(b);
-    assert_eq!(ha, hb);
-    assert_eq!(ra.len(), rb.len());
-    assert!(!ra.is_empty());
-    for (x, y) in ra.iter().zip(&rb) {
-        assert_eq!(x[..2], y[..2], "row and domain");
-        for (p, q) in x[2..].iter().zip(&y[2..]) {
-            let (p, q): (f64, f64) = (p.parse().unwrap(), q.parse().unwrap());
-            assert!((0.0..=1.0).contains(&p));
-            assert!((p - q).abs() <= 1e-6, "{x:?} vs {y:?}");
-        }
-    }
-}
 
 #[test]
 fn predict_on_exported_synthetic_records_equals_eval() {

@@ -78,6 +78,19 @@ pub struct DatasetConfig {
     /// (see [`crate::NumericEncoding`]).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub encodings: std::collections::BTreeMap<String, crate::NumericEncoding>,
+    /// Pre-trained vectors of categorical fields of the dataset's schema, by field name,
+    /// replacing the schema's: e.g. `[dataset.pretrained]`
+    /// `user_id = { path = "users.safetensors" }` (see [`crate::pretrained`]).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub pretrained: std::collections::BTreeMap<String, crate::pretrained::PretrainedSpec>,
+    /// Similarity encoding of two pre-trained fields, replacing the schema's (see
+    /// [`crate::pretrained::SimilaritySpec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<crate::pretrained::SimilaritySpec>,
+    /// Semantic IDs of a pre-trained field, replacing the schema's (see
+    /// [`crate::pretrained::SemanticIdSpec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semantic_id: Option<crate::pretrained::SemanticIdSpec>,
 }
 
 impl Default for DatasetConfig {
@@ -100,6 +113,9 @@ impl Default for DatasetConfig {
             row_order: None,
             delayed: None,
             encodings: Default::default(),
+            pretrained: Default::default(),
+            similarity: None,
+            semantic_id: None,
         }
     }
 }

@@ -10,13 +10,15 @@
 //! distinct raw value (the interned dictionary of a [`RawColumn`]) and then gathered per row.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::pretrained::Derived;
 use crate::raw::{sort_values, RawColumn, RawTable};
 use crate::schema::{
-    mnse_width, FieldKind, FieldSpec, FittedField, MnsePool, NumericCode, NumericEncoding,
-    NumericStats, Schema, SchemaSpec, Transform,
+    mnse_width, FieldKind, FittedField, MnsePool, NumericCode, NumericEncoding, NumericStats,
+    Schema, SchemaSpec, Transform,
 };
 use crate::store::EncodedData;
 use crate::{DataError, Jagged};
@@ -145,6 +147,16 @@ pub fn fit(
     t: &RawTable,
     train: &[u32],
 ) -> Result<(Schema, Vocabs), DataError> {
+    fit_derived(spec, origin, t, train).map(|(s, v, _)| (s, v))
+}
+
+/// [`fit`], also returning the loaded pre-trained vectors (when the spec has any).
+fn fit_derived(
+    spec: &SchemaSpec,
+    origin: &str,
+    t: &RawTable,
+    train: &[u32],
+) -> Result<(Schema, Vocabs, Option<Arc<Derived>>), DataError> {
     // ---- domain
     let dcol = t.require(&spec.domain.column, origin, "domain")?;
     let (domain_map, domain_names) = match &spec.domain.map {
@@ -305,10 +317,21 @@ pub fn fit(
             code: None,
         };
         if numeric {
-            fields.extend(encoded_fields(f, &base, values));
+            fields.extend(encoded_fields(&f.name, f.encoding.as_ref(), &base, values));
         } else {
             fields.push(base);
         }
+    }
+    let derived = Derived::load(spec)?.map(Arc::new);
+    if let Some(d) = &derived {
+        for (name, n, missing) in d.coverage(spec, t, origin, train)? {
+            if missing > 0 {
+                eprintln!(
+                    "pretrained: field `{name}`: {missing} of {n} training values have no vector (zero vector)"
+                );
+            }
+        }
+        fields.extend(derived_fields(d, spec, origin, t, train)?);
     }
     let schema = Schema::new(
         spec.clone(),
@@ -316,7 +339,50 @@ pub fn fit(
         domain_names,
         spec.tasks.iter().map(|t| t.name.clone()).collect(),
     );
-    Ok((schema, vocabs))
+    Ok((schema, vocabs, derived))
+}
+
+/// The fitted fields of the features derived from pre-trained vectors, fitted on `train`.
+fn derived_fields(
+    d: &Derived,
+    spec: &SchemaSpec,
+    origin: &str,
+    t: &RawTable,
+    train: &[u32],
+) -> Result<Vec<FittedField>, DataError> {
+    let mut out = Vec::new();
+    for (k, feat) in d.features.iter().enumerate() {
+        let vals = d.values(spec, k, t, origin, train)?;
+        let mut sorted: Vec<f64> = vals.iter().map(|&x| f64::from(x)).collect();
+        sorted.sort_by(f64::total_cmp);
+        let mut counts: Vec<(f64, u64)> = Vec::new();
+        for x in sorted {
+            match counts.last_mut() {
+                Some((y, c)) if *y == x => *c += 1,
+                _ => counts.push((x, 1)),
+            }
+        }
+        let base = FittedField {
+            name: feat.name.clone(),
+            kind: FieldKind::Numeric,
+            table: String::new(),
+            vocab_size: 0,
+            dim: None,
+            roles: vec![],
+            // no transform reads them, and many long decimals would put the schema's hash at
+            // the mercy of JSON float parsing
+            stats: None,
+            n_oov_train: 0,
+            code: None,
+        };
+        out.extend(encoded_fields(
+            &feat.name,
+            feat.encoding.as_ref(),
+            &base,
+            &counts,
+        ));
+    }
+    Ok(out)
 }
 
 /// Boundaries of equal-frequency buckets over the distinct training values `values`
@@ -339,7 +405,12 @@ pub fn bucket_boundaries(values: &[(f64, u64)], buckets: usize) -> Vec<f64> {
 
 /// The fitted fields of numeric field `f` (`base` is its scalar form): itself, one
 /// categorical bucket field, or the MNSE multi-hot field(s).
-fn encoded_fields(f: &FieldSpec, base: &FittedField, values: &[(f64, u64)]) -> Vec<FittedField> {
+fn encoded_fields(
+    name: &str,
+    encoding: Option<&NumericEncoding>,
+    base: &FittedField,
+    values: &[(f64, u64)],
+) -> Vec<FittedField> {
     let embedded = |name: String, kind: FieldKind, code: NumericCode| FittedField {
         table: name.clone(),
         name,
@@ -348,10 +419,10 @@ fn encoded_fields(f: &FieldSpec, base: &FittedField, values: &[(f64, u64)]) -> V
         code: Some(code),
         ..base.clone()
     };
-    match &f.encoding {
+    match encoding {
         None | Some(NumericEncoding::Scalar) => vec![base.clone()],
         Some(NumericEncoding::Bucket { buckets }) => vec![embedded(
-            f.name.clone(),
+            name.to_string(),
             FieldKind::Categorical,
             NumericCode::Bucket {
                 boundaries: bucket_boundaries(values, *buckets),
@@ -363,7 +434,7 @@ fn encoded_fields(f: &FieldSpec, base: &FittedField, values: &[(f64, u64)]) -> V
                 .iter()
                 .map(|&b| (b, width.unwrap_or_else(|| mnse_width(max, b))))
                 .collect();
-            let names = e.embedded_names(&f.name);
+            let names = e.embedded_names(name);
             match pool {
                 MnsePool::Concat => names
                     .into_iter()
@@ -401,11 +472,26 @@ pub struct Encoder {
     vocabs: Vocabs,
     /// Table name -> (raw value -> id).
     index: BTreeMap<String, HashMap<String, u32>>,
+    /// The schema's pre-trained vectors (`Ok(None)` without any; `Err` when they could not be
+    /// read, reported by [`Encoder::encode`]).
+    derived: Result<Option<Arc<Derived>>, String>,
 }
 
 impl Encoder {
-    /// The encoder of a fitted schema.
+    /// The encoder of a fitted schema (reading its pre-trained vectors, if any; a failure is
+    /// reported by [`Encoder::encode`]).
     pub fn new(schema: Schema, vocabs: Vocabs) -> Self {
+        let derived = Derived::load(&schema.spec)
+            .map(|d| d.map(Arc::new))
+            .map_err(|e| e.to_string());
+        Encoder {
+            derived,
+            ..Self::with_derived(schema, vocabs, None)
+        }
+    }
+
+    /// An encoder with pre-trained vectors already loaded.
+    fn with_derived(schema: Schema, vocabs: Vocabs, derived: Option<Arc<Derived>>) -> Self {
         let index = vocabs
             .tables
             .iter()
@@ -423,6 +509,7 @@ impl Encoder {
             schema,
             vocabs,
             index,
+            derived: Ok(derived),
         }
     }
 
@@ -636,6 +723,48 @@ impl Encoder {
             }
         }
 
+        // ---- features derived from pre-trained vectors (their fitted fields come last)
+        let rest: Vec<&FittedField> = fitted.collect();
+        let derived = self
+            .derived
+            .as_ref()
+            .map_err(|e| DataError::Config(e.clone()))?;
+        match derived {
+            None if !rest.is_empty() => {
+                return Err(DataError::schema(
+                    origin,
+                    format!("{} fitted fields have no declared field", rest.len()),
+                ))
+            }
+            None => {}
+            Some(d) => {
+                let mut rest = rest.into_iter();
+                for (k, feat) in d.features.iter().enumerate() {
+                    let n_fitted = match &feat.encoding {
+                        Some(e) if !e.embedded_names(&feat.name).is_empty() => {
+                            e.embedded_names(&feat.name).len()
+                        }
+                        _ => 1,
+                    };
+                    let ffs: Vec<&FittedField> = rest.by_ref().take(n_fitted).collect();
+                    if ffs.len() != n_fitted || ffs.iter().any(|f| !f.name.starts_with(&feat.name))
+                    {
+                        return Err(DataError::schema(
+                            origin,
+                            format!(
+                                "the fitted schema does not match the pre-trained feature `{}`",
+                                feat.name
+                            ),
+                        ));
+                    }
+                    let vals = d.values(spec, k, t, origin, rows)?;
+                    push_values(&mut o, &ffs, &vals).map_err(|m| {
+                        DataError::schema(origin, format!("feature `{}`: {m}", feat.name))
+                    })?;
+                }
+            }
+        }
+
         // ---- group keys
         o.group = match group_column(spec).map(|g| (g, t.column(g))) {
             Some((_, Some(col))) => {
@@ -689,6 +818,42 @@ impl Encoder {
         }
         Ok(o)
     }
+}
+
+/// Encodes the per-row values `vals` of one derived numeric feature into its fitted fields:
+/// a code (bucket, MNSE) gives ids, no code one dense input.
+fn push_values(o: &mut EncodedData, ffs: &[&FittedField], vals: &[f32]) -> Result<(), String> {
+    for ff in ffs {
+        let Some(code) = &ff.code else {
+            o.num.push(vals.to_vec());
+            continue;
+        };
+        let mut cache: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut ids_of = |x: f32| -> Result<Vec<u32>, String> {
+            if let Some(v) = cache.get(&x.to_bits()) {
+                return Ok(v.clone());
+            }
+            let v = code.ids(f64::from(x))?;
+            cache.insert(x.to_bits(), v.clone());
+            Ok(v)
+        };
+        if ff.kind == FieldKind::Categorical {
+            let v: Result<Vec<u32>, String> = vals.iter().map(|&x| Ok(ids_of(x)?[0])).collect();
+            o.cat.push(v?);
+        } else {
+            let mut j = Jagged {
+                offsets: Vec::with_capacity(vals.len() + 1),
+                values: Vec::new(),
+            };
+            j.offsets.push(0);
+            for &x in vals {
+                j.values.extend_from_slice(&ids_of(x)?);
+                j.offsets.push(j.values.len() as u32);
+            }
+            o.multi.push(j);
+        }
+    }
+    Ok(())
 }
 
 /// The sample weights of column `name` at `rows`: each a finite number ≥ 0; anything else is an
@@ -762,8 +927,8 @@ pub fn fit_encode(
     if train.is_empty() {
         return Err(DataError::Config("the training split is empty".into()));
     }
-    let (schema, vocabs) = fit(spec, origin, t, train)?;
-    let enc = Encoder::new(schema, vocabs);
+    let (schema, vocabs, derived) = fit_derived(spec, origin, t, train)?;
+    let enc = Encoder::with_derived(schema, vocabs, derived);
     let tr = enc.encode(origin, t, train, Labels::Read)?;
     let dc = tr.domain_counts(enc.schema.n_domains());
     if let Some(i) = dc.iter().position(|&c| c == 0) {

@@ -58,6 +58,8 @@ pub mod movielens;
 pub mod pq;
 pub mod prepare;
 pub mod prepared;
+pub mod pretrain;
+pub mod pretrained;
 pub mod quantile;
 pub mod raw;
 mod rawfiles;
@@ -87,7 +89,10 @@ pub use movielens::{
 pub use pq::{
     is_columnar, is_parquet, read_columnar_files, write_parquet_rows, ParquetChunks, RecordChunks,
 };
-pub use prepare::{apply_encodings, prepare, prepare_table, prepare_with, PrepareRequest};
+pub use prepare::{
+    apply_encodings, apply_pretrained, prepare, prepare_for, prepare_table, prepare_with,
+    PrepareRequest,
+};
 pub use prepared::{write_schema_json, CacheInfo, Prepared};
 pub use quantile::{quantile, sorted_quantile};
 pub use raw::{ColumnBuilder, RawColumn, RawTable};

@@ -65,6 +65,68 @@ pub fn apply_encodings(
     Ok(spec)
 }
 
+/// The schema `spec` with the `[dataset]` config's pre-trained parts set: `pretrained`
+/// (categorical field name -> vectors), `similarity` and `semantic_id` replace the schema's.
+/// `{seed}` in a vector file's path (and ids path) becomes `seed`, the run's seed, so that
+/// each seed's random split can read vectors derived from its own training split. An error
+/// names a field that is not a categorical field of the schema.
+pub fn apply_pretrained(
+    spec: &SchemaSpec,
+    origin: &str,
+    ds: &crate::DatasetConfig,
+    seed: u64,
+) -> Result<SchemaSpec, DataError> {
+    let mut spec = spec.clone();
+    let with_seed = |p: &std::path::Path| -> PathBuf {
+        PathBuf::from(p.to_string_lossy().replace("{seed}", &seed.to_string()))
+    };
+    for (name, p) in &ds.pretrained {
+        let mut p = p.clone();
+        p.path = with_seed(&p.path);
+        p.ids = p.ids.as_deref().map(with_seed);
+        let known: Vec<&str> = spec
+            .fields
+            .iter()
+            .filter(|f| f.kind == FieldKind::Categorical)
+            .map(|f| f.name.as_str())
+            .collect();
+        let known = known.join(", ");
+        let f = spec
+            .fields
+            .iter_mut()
+            .find(|f| &f.name == name && f.kind == FieldKind::Categorical)
+            .ok_or_else(|| {
+                DataError::Config(format!(
+                    "dataset.pretrained.{name}: no categorical field `{name}` in the schema of {origin}; categorical fields: {known}"
+                ))
+            })?;
+        f.pretrained = Some(p);
+    }
+    if ds.similarity.is_some() {
+        spec.similarity = ds.similarity.clone();
+    }
+    if ds.semantic_id.is_some() {
+        spec.semantic_id = ds.semantic_id.clone();
+    }
+    spec.validate(origin)?;
+    Ok(spec)
+}
+
+/// [`prepare`] with the source's schema changed by the `[dataset]` config: numeric encodings
+/// ([`apply_encodings`]) and pre-trained vectors ([`apply_pretrained`]; `seed` is the run's).
+pub fn prepare_for(
+    req: &PrepareRequest,
+    ds: &crate::DatasetConfig,
+    seed: u64,
+) -> Result<Prepared, DataError> {
+    let mut r = recipe::resolve(&req.source)?;
+    if !ds.encodings.is_empty() {
+        r.spec = apply_encodings(&r.spec, &r.origin, &ds.encodings)?;
+    }
+    r.spec = apply_pretrained(&r.spec, &r.origin, ds, seed)?;
+    prepare_resolved(req, r)
+}
+
 /// [`prepare`] with the encodings of some numeric fields of the source's schema replaced
 /// (`dataset.encodings`, see [`apply_encodings`]).
 pub fn prepare_with(
@@ -74,6 +136,14 @@ pub fn prepare_with(
     let mut r = recipe::resolve(&req.source)?;
     if !encodings.is_empty() {
         r.spec = apply_encodings(&r.spec, &r.origin, encodings)?;
+    }
+    prepare_resolved(req, r)
+}
+
+fn prepare_resolved(req: &PrepareRequest, mut r: recipe::Resolved) -> Result<Prepared, DataError> {
+    if r.spec.fields.iter().any(|f| f.pretrained.is_some()) {
+        // pinned digests make the cache key follow the files' bytes
+        r.spec = crate::pretrained::pin(&r.spec)?;
     }
     let mut cache_target: Option<(PathBuf, [u8; 32], Option<String>)> = None;
     if let Some(dir) = &req.cache_dir {
@@ -131,6 +201,13 @@ pub fn prepare_table(
     source: &str,
 ) -> Result<Prepared, DataError> {
     spec.validate(origin)?;
+    let pinned;
+    let spec = if spec.fields.iter().any(|f| f.pretrained.is_some()) {
+        pinned = crate::pretrained::pin(spec)?;
+        &pinned
+    } else {
+        spec
+    };
     let splits = split_rows(table, split)?;
     let (schema, vocabs, [train, valid, test]) = fit_encode(spec, origin, table, &splits)?;
     Ok(Prepared {

@@ -39,6 +39,12 @@ pub struct SchemaSpec {
     /// (training data), like the task columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<String>,
+    /// Similarity encoding of two fields' pre-trained vectors (see [`crate::pretrained`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<crate::pretrained::SimilaritySpec>,
+    /// Semantic IDs: LSH codes of a field's pre-trained vectors (see [`crate::pretrained`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semantic_id: Option<crate::pretrained::SemanticIdSpec>,
 }
 
 /// One feature field.
@@ -78,6 +84,10 @@ pub struct FieldSpec {
     /// Roles of the field for models (e.g. `["prior", "user"]`).
     #[serde(default)]
     pub roles: Vec<FieldRole>,
+    /// Fixed pre-trained vectors keyed by this categorical field's raw value (see
+    /// [`crate::pretrained`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<crate::pretrained::PretrainedSpec>,
 }
 
 impl FieldSpec {
@@ -210,7 +220,7 @@ impl NumericEncoding {
         }
     }
 
-    fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         match self {
             NumericEncoding::Scalar => Ok(()),
             NumericEncoding::Bucket { buckets } => {
@@ -528,7 +538,7 @@ impl SchemaSpec {
                 return err("group must not be empty".into());
             }
         }
-        Ok(())
+        crate::pretrained::validate(self).or_else(err)
     }
 }
 

@@ -59,7 +59,7 @@ pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
             column: cfg.train.stream.time_column.clone(),
         };
     }
-    Ok(mdrec_data::prepare_with(&req, &cfg.dataset.encodings)?)
+    Ok(mdrec_data::prepare_for(&req, &cfg.dataset, cfg.train.seed)?)
 }
 
 /// What a finished run produced.

@@ -85,6 +85,24 @@ pub fn predictions(path: &Path) -> (String, Vec<Vec<String>>) {
     (header, rows)
 }
 
+/// Two predictions files (`mdrec predict`, `mdrec eval --predictions`) hold the same rows,
+/// domains and probabilities (to 1e-6).
+pub fn assert_same_predictions(a: &Path, b: &Path) {
+    let (ha, ra) = predictions(a);
+    let (hb, rb) = predictions(b);
+    assert_eq!(ha, hb);
+    assert_eq!(ra.len(), rb.len());
+    assert!(!ra.is_empty());
+    for (x, y) in ra.iter().zip(&rb) {
+        assert_eq!(x[..2], y[..2], "row and domain");
+        for (p, q) in x[2..].iter().zip(&y[2..]) {
+            let (p, q): (f64, f64) = (p.parse().unwrap(), q.parse().unwrap());
+            assert!((0.0..=1.0).contains(&p));
+            assert!((p - q).abs() <= 1e-6, "{x:?} vs {y:?}");
+        }
+    }
+}
+
 /// Trains `model` for one epoch on the MovieLens-1M folder `ml` into `out`.
 pub fn train_movielens(ml: &Path, model: &str, seed: &str, out: &Path) {
     ok(mdrec(&[
