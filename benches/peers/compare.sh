@@ -16,6 +16,8 @@
 #   PYTHON     an interpreter with torch (default python3)
 #   STEPS      timed training steps (default 60); WARMUP untimed steps (default 5)
 #   THREADS    the twin's torch.set_num_threads (default 2)
+#   REPLICAS   mdrec's train.replicas (default 1): data-parallel replica threads in the one
+#              process (each computes its share of every batch; same global batch as the twin)
 #   ML1M_DIR   the unzipped ml-1m folder (MovieLens workloads; default: `mdrec data fetch
 #              movielens-1m`, which downloads it into mdrec's cache once)
 #   LOG_DIR    where each program's full output is kept (default: a new temporary folder)
@@ -29,6 +31,7 @@ PYTHON="${PYTHON:-python3}"
 STEPS="${STEPS:-60}"
 WARMUP="${WARMUP:-5}"
 THREADS="${THREADS:-2}"
+REPLICAS="${REPLICAS:-1}"
 LOG_DIR="${LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/mdrec-peers.XXXXXX")}"
 
 die() {
@@ -40,6 +43,7 @@ mkdir -p "$LOG_DIR" || die "cannot create LOG_DIR '$LOG_DIR'"
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer, got '$N'"
 [[ "$STEPS" =~ ^[1-9][0-9]*$ ]] || die "STEPS must be a positive integer, got '$STEPS'"
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || die "WARMUP must be a non-negative integer, got '$WARMUP'"
+[[ "$REPLICAS" =~ ^[1-9][0-9]*$ ]] || die "REPLICAS must be a positive integer, got '$REPLICAS'"
 [[ -x "$MDREC_BIN" ]] || die "no mdrec binary at '$MDREC_BIN': build it with \`cargo build --release -p mdrec-cli\` or set MDREC_BIN"
 if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
     cat >&2 <<EOF
@@ -62,9 +66,10 @@ ml1m_dir() {
 
 common=(--steps "$STEPS" --warmup "$WARMUP")
 twin_common=("${common[@]}" --threads "$THREADS")
+mdrec_replicas=(--set "train.replicas=$REPLICAS")
 case "$WORKLOAD" in
 engine)
-    mdrec_args=(speed --workload engine "${common[@]}")
+    mdrec_args=(speed --workload engine "${common[@]}" "${mdrec_replicas[@]}")
     twin_cmd=("$PYTHON" "$here/engine.py" "${twin_common[@]}")
     ;;
 m3oe)
@@ -73,13 +78,13 @@ m3oe)
     # 4 shared experts, fusion weights trained jointly (split m3oe, merged order: the defaults).
     mdrec_args=(speed --workload dataset --model m3oe --data-dir "$ML1M_DIR" --batch-size 40960
         --set train.lr=0.01 --set train.embedding.optimizer=adam_dense
-        --set model.automl=joint --set model.num_shared_experts=4 "${common[@]}")
+        --set model.automl=joint --set model.num_shared_experts=4 "${common[@]}" "${mdrec_replicas[@]}")
     twin_cmd=("$PYTHON" "$here/m3oe.py" --data-dir "$ML1M_DIR" "${twin_common[@]}")
     ;;
 ple | star | aread)
     ml1m_dir
     # mdrec's default training config and the model's default config, batch 1024.
-    mdrec_args=(speed --workload dataset --model "$WORKLOAD" --data-dir "$ML1M_DIR" "${common[@]}")
+    mdrec_args=(speed --workload dataset --model "$WORKLOAD" --data-dir "$ML1M_DIR" "${common[@]}" "${mdrec_replicas[@]}")
     twin_cmd=("$PYTHON" "$here/zoo.py" --model "$WORKLOAD" --data-dir "$ML1M_DIR" "${twin_common[@]}")
     ;;
 *)
@@ -142,7 +147,7 @@ median() {
 
 torch_version=$("$PYTHON" -c 'import torch; print(torch.__version__)')
 echo
-echo "### ${WORKLOAD}: mdrec vs PyTorch ${torch_version} twin (${STEPS} timed steps after ${WARMUP} warm-up; twin threads ${THREADS}; $(nproc) cores)"
+echo "### ${WORKLOAD}: mdrec (${REPLICAS} replica(s)) vs PyTorch ${torch_version} twin (${STEPS} timed steps after ${WARMUP} warm-up; twin threads ${THREADS}; $(nproc) cores)"
 echo
 echo "| run | mdrec train/s | twin train/s | train ratio | mdrec inference/s | twin inference/s | inference ratio | mdrec cores busy | twin cores busy |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
