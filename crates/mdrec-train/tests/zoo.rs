@@ -73,6 +73,74 @@ fn mean_bce(logits: &[f32], data: &EncodedData) -> f64 {
 fn every_model_conforms() {
     let data = learnable(1536, 11);
     let ctx = ModelContext::uniform(FIELDS, VOCAB, 4, 1, DOMAINS, TASKS);
+    conforms(&ctx, &data);
+}
+
+/// Slots of the behaviour sequence the sequence test adds: field 0 is the target item.
+const SLOTS: usize = 3;
+
+/// [`learnable`] plus a behaviour sequence of `SLOTS` slots over field 0's table (items,
+/// positions and interval buckets, right-padded), the labels nudged up when the target item is
+/// in the history; `encoder` encodes it.
+fn with_sequence(
+    n: usize,
+    seed: u64,
+    encoder: mdrec_data::SeqEncoder,
+) -> (ModelContext, EncodedData) {
+    let mut data = learnable(n, seed);
+    let mut rng = Rng::for_stream(seed, "zoo/sequence");
+    let mut slots: Vec<Vec<u32>> = vec![Vec::with_capacity(n); 3 * SLOTS];
+    for i in 0..n {
+        let len = rng.below(SLOTS as u64 + 1) as usize;
+        for k in 0..SLOTS {
+            let real = k < len;
+            let id = 2 + rng.below(VOCAB as u64 - 2) as u32;
+            slots[k].push(if real { id } else { 0 });
+            slots[SLOTS + k].push(if real { 2 + k as u32 } else { 0 });
+            let dt = 2 + rng.below(mdrec_data::INTERVAL_BUCKETS as u64) as u32;
+            slots[2 * SLOTS + k].push(if real { dt } else { 0 });
+        }
+        if (0..len).any(|k| slots[k][i] == data.cat[0][i]) {
+            for t in 0..TASKS {
+                data.labels[t][i] = 1.0;
+            }
+        }
+    }
+    data.cat.extend(slots);
+    let mut ctx = ModelContext::uniform(FIELDS + 3 * SLOTS, VOCAB, 4, 1, DOMAINS, TASKS);
+    for (j, f) in ctx.fields.iter_mut().enumerate().skip(FIELDS) {
+        let (part, k) = ((j - FIELDS) / SLOTS, (j - FIELDS) % SLOTS);
+        f.name = format!("hist.{part}.{k}");
+        f.table = ["f0", "hist.pos", "hist.dt"][part].to_string();
+        f.vocab_size = [VOCAB, SLOTS + 2, mdrec_data::INTERVAL_BUCKETS as usize + 2][part];
+    }
+    let slot = |part: usize| (0..SLOTS).map(|k| FIELDS + part * SLOTS + k).collect();
+    ctx.sequences = vec![mdrec_nn::SequenceInfo {
+        name: "hist".into(),
+        encoder,
+        items: slot(0),
+        positions: slot(1),
+        intervals: slot(2),
+        target: Some(0),
+        roles: vec![mdrec_data::FieldRole::User],
+    }];
+    (ctx, data)
+}
+
+#[test]
+fn every_model_conforms_with_a_tim_sequence() {
+    let (ctx, data) = with_sequence(1536, 12, mdrec_data::SeqEncoder::Tim);
+    conforms(&ctx, &data);
+}
+
+#[test]
+fn every_model_conforms_with_a_din_sequence() {
+    let (ctx, data) = with_sequence(1536, 13, mdrec_data::SeqEncoder::Din);
+    conforms(&ctx, &data);
+}
+
+/// The conformance checks of every model on `ctx` and `data`.
+fn conforms(ctx: &ModelContext, data: &EncodedData) {
     let cfg = TrainConfig {
         lr: 0.01,
         batch_size: 128,
