@@ -89,7 +89,7 @@ fn with_sequence(
 ) -> (ModelContext, EncodedData) {
     let mut data = learnable(n, seed);
     let mut rng = Rng::for_stream(seed, "zoo/sequence");
-    let mut slots: Vec<Vec<u32>> = vec![Vec::with_capacity(n); 3 * SLOTS];
+    let mut slots: Vec<Vec<u32>> = (0..3 * SLOTS).map(|_| Vec::with_capacity(n)).collect();
     for i in 0..n {
         let len = rng.below(SLOTS as u64 + 1) as usize;
         for k in 0..SLOTS {
@@ -162,7 +162,7 @@ fn conforms(ctx: &ModelContext, data: &EncodedData) {
             .unwrap_or_else(|e| panic!("{name}: build failed: {e}"));
 
         let before_snap = engine.snapshot();
-        let before = before_snap.predict(&data, 500, &dev).unwrap();
+        let before = before_snap.predict(data, 500, &dev).unwrap();
         assert_eq!(
             before.len(),
             data.len() * TASKS,
@@ -172,7 +172,7 @@ fn conforms(ctx: &ModelContext, data: &EncodedData) {
             before.iter().all(|x| x.is_finite()),
             "{name}: non-finite logits"
         );
-        let loss_before = mean_bce(&before, &data);
+        let loss_before = mean_bce(&before, data);
 
         let order: Vec<u32> = (0..data.len() as u32).collect();
         for step in 0..40 {
@@ -181,12 +181,12 @@ fn conforms(ctx: &ModelContext, data: &EncodedData) {
                 .nth(step % (data.len() / cfg.batch_size))
                 .unwrap();
             engine
-                .train_step(&data, chunk)
+                .train_step(data, chunk)
                 .unwrap_or_else(|e| panic!("{name}: step failed: {e}"));
         }
         let snap = engine.snapshot();
-        let after = snap.predict(&data, 500, &dev).unwrap();
-        let loss_after = mean_bce(&after, &data);
+        let after = snap.predict(data, 500, &dev).unwrap();
+        let loss_after = mean_bce(&after, data);
         assert!(
             loss_after < loss_before - 0.02,
             "{name}: loss did not fall ({loss_before:.4} → {loss_after:.4})"
@@ -203,7 +203,7 @@ fn conforms(ctx: &ModelContext, data: &EncodedData) {
             .unwrap()
             .load_into("", fresh.model.as_mut(), &mut fresh.store)
             .unwrap();
-        let reloaded = fresh.snapshot().predict(&data, 500, &dev).unwrap();
+        let reloaded = fresh.snapshot().predict(data, 500, &dev).unwrap();
         assert_eq!(
             after, reloaded,
             "{name}: checkpoint round trip changed the logits"
