@@ -673,12 +673,16 @@ fn overfitting_csv(dir: &Path) -> std::path::PathBuf {
     }
     let data = dir.join("clicks.csv");
     std::fs::write(&data, text).unwrap();
+    csv_config(dir, &schema, &data, "sequential")
+}
+
+/// `dir/exp.toml`: a `csv` dataset of one file with `schema` and `split`.
+fn csv_config(dir: &Path, schema: &Path, data: &Path, split: &str) -> std::path::PathBuf {
     let cfg = dir.join("exp.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[dataset]\nname = \"csv\"\nschema = {:?}\nfiles = [{:?}]\nsplit = \"sequential\"\n",
-            schema, data
+            "[dataset]\nname = \"csv\"\nschema = {schema:?}\nfiles = [{data:?}]\nsplit = \"{split}\"\n"
         ),
     )
     .unwrap();
@@ -1346,15 +1350,7 @@ rule = "binary"
     }
     let data = dir.join("seq.csv");
     std::fs::write(&data, text).unwrap();
-    let cfg = dir.join("exp.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[dataset]\nname = \"csv\"\nschema = {:?}\nfiles = [{:?}]\nsplit = \"random\"\n",
-            schema, data
-        ),
-    )
-    .unwrap();
+    let cfg = csv_config(dir, &schema, &data, "random");
     let run = dir.join("run");
     let o = mdrec(&[
         "train",
