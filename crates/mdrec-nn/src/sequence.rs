@@ -20,16 +20,18 @@
 //! - `din` (Zhou et al., "Deep Interest Network for Click-Through Rate Prediction", KDD 2018):
 //!   `Σ m_i a_i e_i` with `a_i = MLP([e_i, v_t, e_i − v_t, e_i ⊙ v_t])`, the attention unit an
 //!   MLP of widths 80 and 40 with sigmoid activations and a linear output (the widths and
-//!   activations of the authors' `DeepInterestNetwork/din/model.py`), its weights not
-//!   normalised (the paper: no softmax, to keep the intensity of interests).
+//!   activations of the attention function in the authors' `DeepInterestNetwork`,
+//!   `din/model.py`), its weights not normalised: the paper drops the softmax to keep the
+//!   intensity of interests; the authors' code scales the masked scores by `1/√d` and
+//!   softmax-normalises them. We follow the paper.
 //! - `tim` (Eq. 1 of Pan et al., "Ads Recommendation in a Collapsed and Entangled World",
 //!   KDD 2024; Zhou et al., "Temporal Interest Network for User Response Prediction", WWW 2024):
 //!   `ẽ_i = e_i + p_pos(i) + p_dt(i)` (semantic embedding plus both target-aware temporal
 //!   encodings, as the paper deploys them), `ṽ_t = v_t`, and
 //!   `u = Σ α_i (ẽ_i ⊙ ṽ_t)` with the target-aware attention
 //!   `α = softmax over the non-padded i of ẽ_i · ṽ_t / √d` (0 for an empty history). Eq. 1
-//!   leaves α's form to the TIN paper; the scaled dot product is our choice and is documented
-//!   in `docs/models.md`. The temporal embeddings live in the embedding store, so they get the
+//!   leaves α's form to the TIN paper; the scaled dot product is our choice (see
+//!   `docs/tencent-ads.md`). The temporal embeddings live in the embedding store, so they get the
 //!   same sparse updates as every other table.
 //!
 //! An extra embedding set (multi-embedding models) that copies a sequence's slots and its
