@@ -24,6 +24,7 @@
 //! | `di.csv`, `di.svg` | Diversity Index DI^AF and DI^SF per ordered domain pair (Crocodile Eq. 1–2) |
 //! | `entanglement.csv`, `entanglement_<run>.svg` | user–item distance histograms, all pairs vs conflict pairs, per pair of tables (Pan et al.) |
 //! | `entangle_refs.csv`, `entangle_refs_<run>.svg` | with two `entangle_refs`: the pairs close under reference A's embeddings and far under B's (e.g. single-task models of two tasks), their distances under every table of each reference and each analysed run (Pan et al. §5 Fig. 3, §7.3), with the conflict pairs' mean percentile rank among all pairs |
+//! | `tim_temporal.csv`, `tim_temporal_<run>.svg` | TIM sequences: the L2 norm of every learned recency-rank and time-interval-bucket embedding seen in training (Pan et al. §3.1 report stronger decay for time intervals than for positions). A sequence's slot fields are analysed once, at their first slot, with the ids of every slot |
 //! | `mask_overlap.csv`, `mask_overlap_<run>_<block>.svg` | AREAD: Mask Overlap Ratio (Jaccard of active edges, from the AREAD paper's analysis) between every pair of domains, per block of edges between levels |
 //! | `summary.json` | every number above, machine-readable |
 //!
@@ -62,7 +63,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use mdrec_data::{Batch, EncodedData, FieldRole, Prepared};
+use mdrec_data::{Batch, EncodedData, FieldRole, Prepared, SeqEncoder};
 use mdrec_models::{ProbeKey, Probes};
 use mdrec_nn::device::DeviceKind;
 use mdrec_nn::{FieldInfo, ModelContext};
@@ -134,6 +135,24 @@ pub struct IaRow {
     pub rows: usize,
     /// Information abundance.
     pub ia: f64,
+}
+
+/// One learned temporal embedding of a TIM sequence (Pan et al. §3.1: the time-interval
+/// embeddings decay more strongly than the relative-position ones).
+#[derive(Debug, Clone, Serialize)]
+pub struct TemporalRow {
+    /// Run label.
+    pub run: String,
+    /// Sequence field.
+    pub sequence: String,
+    /// `position` (recency rank, 0 = most recent) or `interval` (bucket `floor(log2 Δt)`).
+    pub kind: String,
+    /// The rank or bucket.
+    pub index: usize,
+    /// Training occurrences (behaviours at that rank or in that bucket).
+    pub count: u64,
+    /// L2 norm of the embedding.
+    pub norm: f64,
 }
 
 /// IA of one field's embeddings after one expert's first layer.
@@ -251,6 +270,8 @@ pub struct Analysis {
     pub mask_overlap: Vec<MaskOverlap>,
     /// IA of each field's embeddings after each expert's first layer.
     pub projected_ia: Vec<ProjectedIaRow>,
+    /// TIM's learned temporal embeddings: one row per recency rank and interval bucket.
+    pub temporal: Vec<TemporalRow>,
     /// `(run, MI)` of every field and task's label, overall and per domain (training split).
     pub mi: Vec<(String, FieldMi)>,
     /// `(run, Eq. 8 row)`: behaviour category and position vs the label on targets of a category.
@@ -497,12 +518,33 @@ fn analyze_one(
     let item = pick_field(ctx, &opts.item_field, FieldRole::Item, "item")?;
 
     // Train frequency of every id of every field (a multi-hot field counts each listed id).
-    let freqs: Vec<Vec<u64>> = ctx.fields.iter().map(|f| id_counts(f, train)).collect();
+    let mut freqs: Vec<Vec<u64>> = ctx.fields.iter().map(|f| id_counts(f, train)).collect();
+    // A sequence's slots read three tables (behaviours, ranks, intervals): each is analysed
+    // once, at its first slot, with the ids seen at every slot.
+    let mut first_slots = Vec::new();
+    for sq in &ctx.sequences {
+        for part in [&sq.items, &sq.positions, &sq.intervals] {
+            let Some((&first, rest)) = part.split_first() else {
+                continue;
+            };
+            first_slots.push(first);
+            for &j in rest {
+                let add = std::mem::take(&mut freqs[j]);
+                for (x, y) in freqs[first].iter_mut().zip(add) {
+                    *x += y;
+                }
+            }
+        }
+    }
+    temporal_embeddings(&label, snap, ctx, &freqs, a);
     let (user_freq, item_freq) = (&freqs[user], &freqs[item]);
 
     // IA and spectra of every field's tables (ids seen in training, most frequent first); the
     // item field also per frequency group.
     for (fi, f) in ctx.fields.iter().enumerate() {
+        if ctx.is_slot(fi) && !first_slots.contains(&fi) {
+            continue;
+        }
         let counts = &freqs[fi];
         let mut ids: Vec<u32> = (2..counts.len() as u32)
             .filter(|&i| counts[i as usize] > 0)
@@ -1022,6 +1064,52 @@ fn projected_ia(label: &str, snap: &Snapshot, f: &FieldInfo, ids: &[u32], a: &mu
     }
 }
 
+/// The norm of every learned recency-rank and time-interval embedding of each TIM sequence
+/// (ids seen in training; `freqs` summed over the slots at each sequence's first slot).
+fn temporal_embeddings(
+    label: &str,
+    snap: &Snapshot,
+    ctx: &ModelContext,
+    freqs: &[Vec<u64>],
+    a: &mut Analysis,
+) {
+    for sq in ctx
+        .sequences
+        .iter()
+        .filter(|s| s.encoder == SeqEncoder::Tim)
+    {
+        for (kind, part) in [("position", &sq.positions), ("interval", &sq.intervals)] {
+            let Some(&first) = part.first() else { continue };
+            let f = &ctx.fields[first];
+            let Some((_, rows, dim, w)) = field_tables(snap, &f.name)
+                .into_iter()
+                .find(|t| t.0 == f.table)
+            else {
+                continue;
+            };
+            for id in 2..rows {
+                let count = freqs[first].get(id).copied().unwrap_or(0);
+                if count == 0 {
+                    continue;
+                }
+                let row = &w[id * dim..(id + 1) * dim];
+                a.temporal.push(TemporalRow {
+                    run: label.to_string(),
+                    sequence: sq.name.clone(),
+                    kind: kind.to_string(),
+                    index: id - 2,
+                    count,
+                    norm: row
+                        .iter()
+                        .map(|&x| f64::from(x).powi(2))
+                        .sum::<f64>()
+                        .sqrt(),
+                });
+            }
+        }
+    }
+}
+
 /// The expert named by the first layer `name` of its MLP (`…<expert>[.mlp].layers.0.linear.weight`),
 /// gates, towers and heads excluded.
 fn expert_first_layer(name: &str) -> Option<String> {
@@ -1528,6 +1616,7 @@ fn write_outputs(out: &Path, a: &Analysis) -> Result<(), TrainError> {
     }
     write_collapse_and_mi(out, a)?;
     write_cross_entanglement(out, a)?;
+    write_temporal(out, a)?;
     let summary = serde_json::to_string_pretty(a).expect("serialises");
     write_file(&out.join("summary.json"), &(summary + "\n"))
 }
@@ -1688,6 +1777,49 @@ fn write_collapse_and_mi(out: &Path, a: &Analysis) -> Result<(), TrainError> {
                 &format!("{run}: behaviour–target MI by position, mean over target categories"),
                 "behaviour position (1 = most recent)",
                 "MI, 10⁻³ nats",
+                &series,
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// `tim_temporal.csv` and `tim_temporal_<run>.svg` (norm by rank and by interval bucket).
+fn write_temporal(out: &Path, a: &Analysis) -> Result<(), TrainError> {
+    if a.temporal.is_empty() {
+        return Ok(());
+    }
+    csv(
+        &out.join("tim_temporal.csv"),
+        "run,sequence,kind,index,count,norm",
+        &a.temporal,
+        |r| {
+            vec![
+                r.run.clone(),
+                r.sequence.clone(),
+                r.kind.clone(),
+                r.index.to_string(),
+                r.count.to_string(),
+                format!("{:.6}", r.norm),
+            ]
+        },
+    )?;
+    for run in distinct(&a.temporal, |r| r.run.clone()) {
+        let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        for r in a.temporal.iter().filter(|r| r.run == run) {
+            let name = format!("{} {}", r.sequence, r.kind);
+            let point = (r.index as f64, r.norm);
+            match series.iter_mut().find(|s| s.0 == name) {
+                Some(s) => s.1.push(point),
+                None => series.push((name, vec![point])),
+            }
+        }
+        write_svg(
+            &out.join(format!("tim_temporal_{}.svg", file_part(&run))),
+            line_chart(
+                &format!("{run}: TIM temporal embeddings"),
+                "recency rank (0 = most recent) / interval bucket floor(log2 Δt)",
+                "L2 norm",
                 &series,
             ),
         )?;

@@ -703,12 +703,16 @@ fn overfitting_csv(dir: &Path) -> std::path::PathBuf {
     }
     let data = dir.join("clicks.csv");
     std::fs::write(&data, text).unwrap();
+    csv_config(dir, &schema, &data, "sequential")
+}
+
+/// `dir/exp.toml`: a `csv` dataset of one file with `schema` and `split`.
+fn csv_config(dir: &Path, schema: &Path, data: &Path, split: &str) -> std::path::PathBuf {
     let cfg = dir.join("exp.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[dataset]\nname = \"csv\"\nschema = {:?}\nfiles = [{:?}]\nsplit = \"sequential\"\n",
-            schema, data
+            "[dataset]\nname = \"csv\"\nschema = {schema:?}\nfiles = [{data:?}]\nsplit = \"{split}\"\n"
         ),
     )
     .unwrap();
@@ -1309,4 +1313,128 @@ fn a_closed_stdout_ends_the_command_quietly() {
         .expect("run mdrec");
     assert!(o.status.success(), "{:?}: {}", o.status, stderr(&o));
     assert!(stderr(&o).is_empty(), "not quiet: {}", stderr(&o));
+}
+
+/// A CSV dataset with a TIM behaviour sequence: `mdrec train` reads it, `mdrec predict` scores
+/// records with the same lists, and `mdrec analyze` reports the learned temporal embeddings
+/// once per table (not once per slot).
+#[test]
+fn a_tim_sequence_trains_predicts_and_analyzes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let schema = dir.join("schema.toml");
+    std::fs::write(
+        &schema,
+        r#"
+time = "ts"
+group = "user"
+[domain]
+column = "scene"
+[[fields]]
+name = "user"
+kind = "categorical"
+roles = ["user"]
+[[fields]]
+name = "item"
+kind = "categorical"
+roles = ["item"]
+[[fields]]
+name = "hist"
+kind = "sequence"
+table = "item"
+max_len = 4
+time_column = "hist_ts"
+encoder = "tim"
+roles = ["user"]
+[[tasks]]
+name = "click"
+column = "click"
+rule = "binary"
+"#,
+    )
+    .unwrap();
+    // click when the item is in the history: TIM can learn it
+    let mut text = String::from("user,item,scene,ts,hist,hist_ts,click\n");
+    let mut recs = text.clone();
+    for i in 0..1200u64 {
+        let item = (i * 7) % 13;
+        let len = i % 5;
+        let hist: Vec<String> = (0..len).map(|k| ((i + 3 * k) % 13).to_string()).collect();
+        let times: Vec<String> = (0..len)
+            .map(|k| (1000 + i - 40 * (len - k)).to_string())
+            .collect();
+        let click = hist.contains(&item.to_string());
+        let line = format!(
+            "u{},{item},{},{},{},{},{}\n",
+            i % 17,
+            if i % 2 == 0 { "feed" } else { "search" },
+            1000 + i,
+            hist.join("|"),
+            times.join("|"),
+            u8::from(click)
+        );
+        if i < 3 {
+            recs.push_str(&line);
+        }
+        text.push_str(&line);
+    }
+    let data = dir.join("seq.csv");
+    std::fs::write(&data, text).unwrap();
+    let cfg = csv_config(dir, &schema, &data, "random");
+    let run = dir.join("run");
+    let o = mdrec(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--model",
+        "mmoe",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--set",
+        "train.batch_size=128",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recs_path = dir.join("recs.csv");
+    std::fs::write(&recs_path, recs).unwrap();
+    let o = mdrec(&[
+        "predict",
+        "--run",
+        run.to_str().unwrap(),
+        "--input",
+        recs_path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 4);
+    let out = dir.join("analysis");
+    let o = mdrec(&[
+        "analyze",
+        "--run",
+        run.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--rows",
+        "200",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = csv_rows(&out.join("tim_temporal.csv"));
+    let kinds = |k: &str| rows.iter().filter(|r| r[1] == "hist" && r[2] == k).count();
+    assert_eq!(kinds("position"), 4, "{rows:?}");
+    assert!(kinds("interval") >= 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r[5].parse::<f64>().unwrap() > 0.0));
+    let svg = std::fs::read_dir(&out).unwrap().any(|e| {
+        let n = e.unwrap().file_name().to_string_lossy().into_owned();
+        n.starts_with("tim_temporal_") && n.ends_with(".svg")
+    });
+    assert!(svg, "no tim_temporal_<run>.svg");
+    // one IA row per table of the sequence, at its first slot
+    let ia = csv_rows(&out.join("ia.csv"));
+    let fields: Vec<&str> = ia.iter().map(|r| r[1].as_str()).collect();
+    assert!(
+        fields.contains(&"hist.0") && fields.contains(&"hist.dt.0"),
+        "{fields:?}"
+    );
+    assert!(!fields.contains(&"hist.1"), "{fields:?}");
 }

@@ -47,6 +47,16 @@ pub struct DatasetConfig {
     /// official M3oE run's published numbers come from) or `ratings` (`ratings.dat` order, what
     /// the M3oE script's merges give with pandas >= 2.2). Other datasets reject it.
     pub row_order: Option<MovieLensOrder>,
+    /// `movielens-1m` only: each rating's previous `history` rated movies of its user, strictly
+    /// earlier in time, as two sequence fields (`history`: movie ids, `history_genre`: their
+    /// first genres) with their timestamps (`history_time`) against the rating's `timestamp`
+    /// (see [`crate::movielens::add_history`]). 0 (the default) adds nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<usize>,
+    /// How the history sequences reach the model: `mean` (default), `din` or `tim`
+    /// ([`crate::SeqEncoder`]); needs `history`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_encoder: Option<crate::SeqEncoder>,
     /// Train / valid / test fractions for `m3oe`, `sequential` and `random`.
     pub ratios: [f64; 3],
     /// Column of the `time` split.
@@ -111,6 +121,8 @@ impl Default for DatasetConfig {
             synthetic_domain_skew: None,
             domain: None,
             row_order: None,
+            history: None,
+            history_encoder: None,
             delayed: None,
             encodings: Default::default(),
             pretrained: Default::default(),
@@ -153,6 +165,19 @@ impl DatasetConfig {
             self.row_order.is_some(),
             DatasetName::MovieLens1m,
         )?;
+        only("history", self.history.is_some(), DatasetName::MovieLens1m)?;
+        if self.history_encoder.is_some() && self.history.unwrap_or(0) == 0 {
+            return Err(config_err(
+                "dataset.history_encoder needs dataset.history (a history length of at least 1)"
+                    .into(),
+            ));
+        }
+        if self.history.is_some_and(|n| n > 1000) {
+            return Err(config_err(format!(
+                "dataset.history must be at most 1000, got {}",
+                self.history.unwrap_or(0)
+            )));
+        }
         only(
             "synthetic_rows",
             self.synthetic_rows.is_some(),
@@ -356,6 +381,8 @@ impl DatasetConfig {
                 dir: dir()?,
                 domain: self.domain.unwrap_or_default(),
                 row_order: self.row_order.unwrap_or_default(),
+                history: self.history.unwrap_or(0),
+                history_encoder: self.history_encoder.unwrap_or_default(),
             },
             DatasetName::MovieLens100k => DatasetSource::MovieLens100k { dir: dir()? },
             DatasetName::Aliccp => DatasetSource::Aliccp { dir: dir()? },

@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::pretrained::Derived;
 use crate::raw::{sort_values, RawColumn, RawTable};
 use crate::schema::{
-    mnse_width, FieldKind, FittedField, MnsePool, NumericCode, NumericEncoding, NumericStats,
-    Schema, SchemaSpec, Transform,
+    interval_bucket, mnse_width, FieldKind, FieldSpec, FittedField, MnsePool, NumericCode,
+    NumericEncoding, NumericStats, Padding, Schema, SchemaSpec, SeqEncoder, SeqPart, SeqSlot,
+    Transform, INTERVAL_BUCKETS,
 };
 use crate::store::EncodedData;
 use crate::{DataError, Jagged};
@@ -114,6 +115,16 @@ fn tokens<'a>(v: &'a str, sep: &str, max_len: Option<usize>) -> Result<Vec<&'a s
     }
     if let Some(m) = max_len {
         t.truncate(m);
+    }
+    Ok(t)
+}
+
+/// The ids of a sequence's raw list, oldest first, keeping the `max_len` most recent (the
+/// last ones); `Err` on empty tokens.
+fn seq_tokens<'a>(v: &'a str, sep: &str, max_len: Option<usize>) -> Result<Vec<&'a str>, String> {
+    let mut t = tokens(v, sep, None)?;
+    if let Some(m) = max_len {
+        t.drain(..t.len().saturating_sub(m));
     }
     Ok(t)
 }
@@ -268,9 +279,13 @@ fn fit_derived(
             .or_insert_with(|| (f.min_count, HashMap::new()));
         for (c, &n) in used() {
             let v = col.dict[c].as_str();
-            if f.kind == FieldKind::MultiHot {
-                let tk = tokens(v, f.sep(), f.max_len)
-                    .map_err(|m| t.error_at(first_train_row(c), f.column(), m))?;
+            if matches!(f.kind, FieldKind::MultiHot | FieldKind::Sequence) {
+                let tk = if f.kind == FieldKind::Sequence {
+                    seq_tokens(v, f.sep(), f.max_len)
+                } else {
+                    tokens(v, f.sep(), f.max_len)
+                }
+                .map_err(|m| t.error_at(first_train_row(c), f.column(), m))?;
                 for tok in tk {
                     *entry.1.entry(tok).or_insert(0) += n;
                 }
@@ -315,9 +330,12 @@ fn fit_derived(
             stats,
             n_oov_train: 0,
             code: None,
+            seq: None,
         };
         if numeric {
             fields.extend(encoded_fields(&f.name, f.encoding.as_ref(), &base, values));
+        } else if f.kind == FieldKind::Sequence {
+            fields.extend(sequence_fields(f, &base));
         } else {
             fields.push(base);
         }
@@ -374,6 +392,7 @@ fn derived_fields(
             stats: None,
             n_oov_train: 0,
             code: None,
+            seq: None,
         };
         out.extend(encoded_fields(
             &feat.name,
@@ -383,6 +402,34 @@ fn derived_fields(
         ));
     }
     Ok(out)
+}
+
+/// The categorical slot fields of sequence field `f` (`base` is its fitted form), in the
+/// order of [`FieldSpec::slot_names`].
+fn sequence_fields(f: &FieldSpec, base: &FittedField) -> Vec<FittedField> {
+    let l = f.max_len.unwrap_or(0);
+    f.slot_names()
+        .into_iter()
+        .map(|(name, part, slot)| {
+            let (table, vocab_size) = match part {
+                SeqPart::Item => (base.table.clone(), base.vocab_size),
+                SeqPart::Position => (format!("{}.pos", f.name), l + 2),
+                SeqPart::Interval => (format!("{}.dt", f.name), INTERVAL_BUCKETS as usize + 2),
+            };
+            FittedField {
+                name,
+                kind: FieldKind::Categorical,
+                table,
+                vocab_size,
+                seq: Some(SeqSlot {
+                    sequence: f.name.clone(),
+                    part,
+                    slot,
+                }),
+                ..base.clone()
+            }
+        })
+        .collect()
 }
 
 /// Boundaries of equal-frequency buckets over the distinct training values `values`
@@ -528,10 +575,20 @@ impl Encoder {
     pub fn input_columns(&self) -> Vec<&str> {
         let spec = &self.schema.spec;
         let mut out: Vec<&str> = Vec::new();
+        let seq_columns = spec
+            .fields
+            .iter()
+            .filter(|f| f.time_column.is_some())
+            .flat_map(|f| {
+                [f.time_column.as_deref(), f.target_time_column(spec)]
+                    .into_iter()
+                    .flatten()
+            });
         for c in spec
             .fields
             .iter()
             .map(|f| f.column())
+            .chain(seq_columns)
             .chain([spec.domain.column.as_str()])
         {
             if !out.contains(&c) {
@@ -539,6 +596,125 @@ impl Encoder {
             }
         }
         out
+    }
+
+    /// Encodes sequence field `f` of `rows` into its slot columns (appended to `cat` in the
+    /// order of [`FieldSpec::slot_names`]). Errors name the row's file, line and column: an
+    /// empty list entry, a timestamp list of another length than the ids, a timestamp or target
+    /// time that is not an integer, and a behaviour not strictly earlier than its target.
+    fn encode_sequence(
+        &self,
+        origin: &str,
+        t: &RawTable,
+        rows: &[u32],
+        f: &FieldSpec,
+        cat: &mut Vec<Vec<u32>>,
+    ) -> Result<(), DataError> {
+        let spec = &self.schema.spec;
+        let l = f.max_len.unwrap_or(0);
+        let n = rows.len();
+        let what = format!("field `{}`", f.name);
+        let col = t.require(f.column(), origin, &what)?;
+        let times = match &f.time_column {
+            Some(c) => Some((c.as_str(), t.require(c, origin, &what)?)),
+            None => None,
+        };
+        let target = match (&times, f.target_time_column(spec)) {
+            (Some(_), Some(c)) => Some((c, t.require(c, origin, &what)?)),
+            _ => None,
+        };
+        let idx = &self.index[f.table()];
+        let tim = f.encoder == Some(SeqEncoder::Tim);
+        let left = f.padding.unwrap_or_default() == Padding::Left;
+        let mut id_cache: Vec<Option<(Vec<u32>, usize)>> = vec![None; col.dict.len()];
+        let mut time_cache: Vec<Option<Vec<i64>>> =
+            vec![None; times.map_or(0, |(_, c)| c.dict.len())];
+        let mut target_cache: Vec<Option<i64>> =
+            vec![None; target.map_or(0, |(_, c)| c.dict.len())];
+        let parts = if tim { 3 } else { 1 };
+        let mut out: Vec<Vec<u32>> = (0..parts * l).map(|_| Vec::with_capacity(n)).collect();
+        for &r in rows {
+            let ri = r as usize;
+            let c = col.codes[ri];
+            let (ids, n_all) = cached(&mut id_cache, c, || {
+                let raw = &col.dict[c as usize];
+                let ids = seq_tokens(raw, f.sep(), f.max_len)?
+                    .iter()
+                    .map(|v| idx.get(*v).copied().unwrap_or(OOV))
+                    .collect();
+                Ok((ids, tokens(raw, f.sep(), None)?.len()))
+            })
+            .map_err(|m| t.error_at(ri, f.column(), m))?;
+            let k = ids.len();
+            // recency rank of slot s, `None` for padding
+            let rank = |s: usize| -> Option<usize> {
+                if left {
+                    (s >= l - k).then(|| l - 1 - s)
+                } else {
+                    (s < k).then_some(s)
+                }
+            };
+            // index into `ids` (oldest first) of the behaviour of recency rank q
+            let of_rank = |q: usize| k - 1 - q;
+            for (s, o) in out[..l].iter_mut().enumerate() {
+                o.push(rank(s).map_or(PAD, |q| ids[of_rank(q)]));
+            }
+            let (Some((tcol_name, tcol)), Some((gcol_name, gcol))) = (times, target) else {
+                continue;
+            };
+            let tc = tcol.codes[ri];
+            let all_ts = cached(&mut time_cache, tc, || {
+                tokens(&tcol.dict[tc as usize], f.sep(), None)?
+                    .iter()
+                    .map(|x| {
+                        x.trim().parse::<i64>().map_err(|_| {
+                            format!("sequence `{}`: timestamp `{x}` is not an integer", f.name)
+                        })
+                    })
+                    .collect()
+            })
+            .map_err(|m| t.error_at(ri, tcol_name, m))?;
+            if all_ts.len() != *n_all {
+                return Err(t.error_at(
+                    ri,
+                    tcol_name,
+                    format!(
+                        "sequence `{}`: {} timestamps for {n_all} ids",
+                        f.name,
+                        all_ts.len()
+                    ),
+                ));
+            }
+            let ts = &all_ts[n_all - k..];
+            let gc = gcol.codes[ri];
+            let now = *cached(&mut target_cache, gc, || {
+                let v = &gcol.dict[gc as usize];
+                v.trim().parse::<i64>().map_err(|_| {
+                    format!("sequence `{}`: target time `{v}` is not an integer", f.name)
+                })
+            })
+            .map_err(|m| t.error_at(ri, gcol_name, m))?;
+            if let Some(&late) = all_ts.iter().find(|&&x| x >= now) {
+                return Err(t.error_at(
+                    ri,
+                    tcol_name,
+                    format!(
+                        "sequence `{}`: a behaviour at time {late} is not before the target's time {now} (history must be strictly earlier)",
+                        f.name
+                    ),
+                ));
+            }
+            if tim {
+                for s in 0..l {
+                    let q = rank(s);
+                    out[l + s].push(q.map_or(PAD, |q| 2 + q as u32));
+                    out[2 * l + s]
+                        .push(q.map_or(PAD, |q| 2 + interval_bucket(now - ts[of_rank(q)])));
+                }
+            }
+        }
+        cat.extend(out);
+        Ok(())
     }
 
     /// Encodes `rows` of `t`: unknown categorical values map to OOV; an unknown domain, a
@@ -619,9 +795,14 @@ impl Encoder {
             let n_fitted = match &f.encoding {
                 Some(e @ NumericEncoding::Mnse { .. })
                 | Some(e @ NumericEncoding::Bucket { .. }) => e.embedded_names(&f.name).len(),
+                _ if f.kind == FieldKind::Sequence => f.slot_names().len(),
                 _ => 1,
             };
             let ffs: Vec<&FittedField> = fitted.by_ref().take(n_fitted).collect();
+            if f.kind == FieldKind::Sequence {
+                self.encode_sequence(origin, t, rows, f, &mut o.cat)?;
+                continue;
+            }
             let ff = ffs.first().copied().ok_or_else(|| {
                 DataError::schema(origin, format!("field `{}` has no fitted field", f.name))
             })?;
@@ -720,6 +901,8 @@ impl Encoder {
                     }
                     o.num.push(vals);
                 }
+                // encoded above, before the field's column is read
+                FieldKind::Sequence => {}
             }
         }
 
@@ -959,7 +1142,8 @@ pub fn fit_encode(
             FieldKind::MultiHot => multi
                 .next()
                 .map_or(0, |j| j.values.iter().filter(|&&x| x == OOV).count()),
-            FieldKind::Numeric => 0,
+            // sequence fields are fitted as categorical slot fields
+            FieldKind::Numeric | FieldKind::Sequence => 0,
         } as u64;
     }
     let schema = Schema::new(schema.spec, fields, schema.domains, schema.tasks);

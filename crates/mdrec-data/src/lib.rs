@@ -83,8 +83,8 @@ pub use fit::{Encoder, Labels, Vocab, Vocabs, OOV, PAD};
 pub use ipc::{is_arrow, write_ipc_rows, IpcChunks};
 pub use kuairand::KuaiRandVersion;
 pub use movielens::{
-    load_movielens_1m, MovieLensDomain, MovieLensOrder, ML1M_GENRES, ML1M_HINT,
-    MOVIELENS_1M_GENRE_SCHEMA, MOVIELENS_1M_SCHEMA,
+    add_history, load_movielens_1m, MovieLensDomain, MovieLensOrder, HISTORY_COLUMNS, ML1M_GENRES,
+    ML1M_HINT, MOVIELENS_1M_GENRE_SCHEMA, MOVIELENS_1M_SCHEMA,
 };
 pub use pq::{
     is_columnar, is_parquet, read_columnar_files, write_parquet_rows, ParquetChunks, RecordChunks,
@@ -100,8 +100,9 @@ pub use recipe::{DatasetName, Recipe, SplitName, RECIPES};
 pub use records::{export_split, ColumnType, ExportSplit, RecordColumn, RecordFormat};
 pub use rng::Rng;
 pub use schema::{
-    mnse_digits, mnse_width, DomainSpec, FieldKind, FieldRole, FieldSpec, FittedField, LabelRule,
-    MnsePool, NumericCode, NumericEncoding, NumericStats, Schema, SchemaSpec, TaskSpec, Transform,
+    interval_bucket, mnse_digits, mnse_width, DomainSpec, FieldKind, FieldRole, FieldSpec,
+    FittedField, LabelRule, MnsePool, NumericCode, NumericEncoding, NumericStats, Padding, Schema,
+    SchemaSpec, SeqEncoder, SeqPart, SeqSlot, TaskSpec, Transform, INTERVAL_BUCKETS,
 };
 pub use source::DatasetSource;
 pub use split::{split_rows, SplitSpec};

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::names::string_enum;
-use crate::raw::{RawColumn, RawTable};
+use crate::raw::{ColumnBuilder, RawColumn, RawTable};
 use crate::DataError;
 
 /// How to obtain MovieLens-1M.
@@ -429,6 +429,100 @@ struct Parsed {
     movies: HashMap<u64, (String, String)>,
     /// The users and movies file names, for messages.
     names: [&'static str; 2],
+}
+
+/// Names of the history columns [`add_history`] adds: the ids, the first genres and the
+/// timestamps of the previous ratings, each a `|`-separated list, oldest first.
+pub const HISTORY_COLUMNS: [&str; 3] = ["history", "history_genre", "history_time"];
+
+/// Adds the behaviour history of every rating (`dataset.history = n`) as three list columns
+/// ([`HISTORY_COLUMNS`]), computed from the table's own `user_id`, `movie_id`, `genre` and
+/// `timestamp` columns, so a served request can carry the same lists.
+///
+/// A rating's history is the user's ratings with a timestamp strictly smaller than its own (a
+/// rating at the same second is not history, whichever comes first in the file), ordered by
+/// (timestamp, movie id) ascending, of which the last `n` are kept: the `n` most recent, ties
+/// in time broken by the smaller movie id being older. The order does not depend on the row
+/// order of the table. Only ids, genres and times enter the lists, never ratings.
+pub fn add_history(t: &mut RawTable, n: usize) -> Result<(), DataError> {
+    let origin = "<movielens history>";
+    let user = t.require("user_id", origin, "history")?;
+    let movie = t.require("movie_id", origin, "history")?;
+    let genre = t.require("genre", origin, "history")?;
+    let time = t.require("timestamp", origin, "history")?;
+    let ints = |c: &RawColumn, what: &str| -> Result<Vec<u64>, DataError> {
+        c.dict
+            .iter()
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    DataError::schema(origin, format!("{what} `{v}` is not an integer"))
+                })
+            })
+            .collect()
+    };
+    let (mid, ts) = (ints(movie, "movie_id")?, ints(time, "timestamp")?);
+    let rows = t.n_rows();
+    let key = |r: usize| (ts[time.codes[r] as usize], mid[movie.codes[r] as usize]);
+    // rows of each user (by user code), sorted by (timestamp, movie id, row)
+    let mut by_user: Vec<Vec<u32>> = vec![Vec::new(); user.dict.len()];
+    for r in 0..rows {
+        by_user[user.codes[r] as usize].push(r as u32);
+    }
+    let mut cols = HISTORY_COLUMNS.map(ColumnBuilder::new);
+    let mut codes: [Vec<u32>; 3] = std::array::from_fn(|_| vec![0; rows]);
+    let mut buf = [String::new(), String::new(), String::new()];
+    for list in &mut by_user {
+        list.sort_by_key(|&r| (key(r as usize), r));
+        let mut start = 0; // first index of the current timestamp
+        for i in 0..list.len() {
+            let r = list[i] as usize;
+            if key(list[start] as usize).0 != key(r).0 {
+                start = i;
+            }
+            let hist = &list[start.saturating_sub(n)..start];
+            for b in &mut buf {
+                b.clear();
+            }
+            for (j, &h) in hist.iter().enumerate() {
+                let h = h as usize;
+                let sep = if j > 0 { "|" } else { "" };
+                let vals = [movie.get(h), genre.get(h), time.get(h)];
+                for (b, v) in buf.iter_mut().zip(vals) {
+                    b.push_str(sep);
+                    b.push_str(v);
+                }
+            }
+            for k in 0..3 {
+                codes[k][r] = cols[k].intern(&buf[k]);
+            }
+        }
+    }
+    for (mut c, cs) in cols.into_iter().zip(codes) {
+        for code in cs {
+            c.push_code(code);
+        }
+        t.columns.push(c.finish());
+    }
+    Ok(())
+}
+
+/// The sequence fields of the history columns ([`add_history`]) for a MovieLens schema: the
+/// movie ids (sharing `movie_id`'s table) and the first genres (sharing the table of
+/// `genre_table`), `n` slots each, timed by `history_time` against the rating's `timestamp`,
+/// encoded by `encoder`.
+pub fn history_fields_toml(n: usize, genre_table: &str, encoder: crate::SeqEncoder) -> String {
+    let enc = match encoder {
+        crate::SeqEncoder::Mean => "mean",
+        crate::SeqEncoder::Din => "din",
+        crate::SeqEncoder::Tim => "tim",
+    };
+    let mut s = String::new();
+    for (name, table) in [("history", "movie_id"), ("history_genre", genre_table)] {
+        s.push_str(&format!(
+            "\n[[fields]]\nname = \"{name}\"\nkind = \"sequence\"\ntable = \"{table}\"\nmax_len = {n}\ntime_column = \"history_time\"\nencoder = \"{enc}\"\nroles = [\"user\"]\n"
+        ));
+    }
+    s
 }
 
 /// A column from per-row integer values, interned in first-seen order.

@@ -318,6 +318,8 @@ pub(crate) fn resolve(src: &DatasetSource) -> Result<Resolved, DataError> {
             dir,
             domain,
             row_order,
+            history,
+            history_encoder,
         } => {
             let files = movielens::movielens_files(dir)?;
             let (origin, mut config_json, description) = match domain {
@@ -341,9 +343,29 @@ pub(crate) fn resolve(src: &DatasetSource) -> Result<Resolved, DataError> {
                 })
                 .to_string();
             }
-            let description = format!("{description}, {} row order", row_order.name());
+            let mut description = format!("{description}, {} row order", row_order.name());
+            let mut schema = domain.schema().to_string();
+            if *history > 0 {
+                // the history fields are part of the spec (and so of the cache key); the source
+                // identity says how the columns were made
+                let genre_table = match domain {
+                    MovieLensDomain::Age => "genre",
+                    MovieLensDomain::Genre => "domain_indicator",
+                };
+                schema.push_str(&movielens::history_fields_toml(
+                    *history,
+                    genre_table,
+                    *history_encoder,
+                ));
+                config_json = serde_json::json!({
+                    "movielens-1m": { "domain": domain.name(), "row_order": row_order.name(),
+                        "history": history }
+                })
+                .to_string();
+                description = format!("{description}, history {history}");
+            }
             Ok(Resolved {
-                spec: SchemaSpec::from_toml_str(domain.schema(), &origin)?,
+                spec: SchemaSpec::from_toml_str(&schema, &origin)?,
                 origin,
                 files: files.to_vec(),
                 config_json,
@@ -496,8 +518,17 @@ fn resolve_aliccp_amazon(
 /// Reads a source's rows.
 pub(crate) fn load_table(src: &DatasetSource) -> Result<RawTable, DataError> {
     match src {
-        DatasetSource::MovieLens1m { dir, row_order, .. } => {
-            movielens::load_movielens_1m(dir, *row_order)
+        DatasetSource::MovieLens1m {
+            dir,
+            row_order,
+            history,
+            ..
+        } => {
+            let mut t = movielens::load_movielens_1m(dir, *row_order)?;
+            if *history > 0 {
+                movielens::add_history(&mut t, *history)?;
+            }
+            Ok(t)
         }
         DatasetSource::MovieLens100k { dir } => {
             movielens::load_movielens_100k(dir, MovieLensOrder::Merged)

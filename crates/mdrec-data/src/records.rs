@@ -138,17 +138,29 @@ impl RecordFormat {
             } else {
                 (AgeRule::Years, Text)
             };
+            let mut columns = vec![
+                col("user_id", Int, false),
+                col("movie_id", Int, false),
+                col("gender", Text, false),
+                col("age", Int, false),
+                col("occupation", occupation, false),
+                col("zip", Text, false),
+                col("genres", Text, false),
+                col("timestamp", Int, true),
+            ];
+            // a run with `dataset.history` also reads the history lists, timed against the
+            // record's `timestamp`, which it then needs
+            for c in encoder.input_columns() {
+                match columns.iter_mut().find(|x| x.name == c) {
+                    Some(x) => x.optional = false,
+                    None if crate::movielens::HISTORY_COLUMNS.contains(&c) => {
+                        columns.push(col(c, Text, false))
+                    }
+                    None => {}
+                }
+            }
             return RecordFormat {
-                columns: vec![
-                    col("user_id", Int, false),
-                    col("movie_id", Int, false),
-                    col("gender", Text, false),
-                    col("age", Int, false),
-                    col("occupation", occupation, false),
-                    col("zip", Text, false),
-                    col("genres", Text, false),
-                    col("timestamp", Int, true),
-                ],
+                columns,
                 movielens: Some(rule),
             };
         }

@@ -70,9 +70,30 @@ pub struct FieldSpec {
     /// Multi-hot separator, default `"|"`.
     #[serde(default)]
     pub sep: Option<String>,
-    /// Multi-hot truncation: keep the first `max_len` values of a row.
+    /// Multi-hot truncation: keep the first `max_len` values of a row. Sequence fields: the
+    /// number of behaviour slots (required); a longer list keeps its `max_len` most recent.
     #[serde(default)]
     pub max_len: Option<usize>,
+    /// Sequence fields: column of the behaviours' integer timestamps, a list aligned with the
+    /// ids (same separator and length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_column: Option<String>,
+    /// Sequence fields: integer column holding the target's time (same clock as
+    /// `time_column`); defaults to the schema's `time`. Read for every row, records to score
+    /// included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_time: Option<String>,
+    /// Sequence fields: where the padding goes, `"right"` (default) or `"left"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub padding: Option<Padding>,
+    /// Sequence fields: how the model's input layer encodes the behaviours, `"mean"` (default),
+    /// `"din"` or `"tim"` (see [`SeqEncoder`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<SeqEncoder>,
+    /// Sequence fields: the categorical field holding the target item (DIN and TIM attend to
+    /// it); defaults to the categorical field that reads the sequence's table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// Numeric transform, default `"none"`.
     #[serde(default)]
     pub transform: Option<Transform>,
@@ -103,6 +124,33 @@ impl FieldSpec {
     pub fn sep(&self) -> &str {
         self.sep.as_deref().unwrap_or("|")
     }
+    /// The names of the fitted slot fields of a sequence field, in fitted order: the items
+    /// `<name>.0 …`, then (TIM) the positions `<name>.pos.0 …` and intervals `<name>.dt.0 …`.
+    pub fn slot_names(&self) -> Vec<(String, SeqPart, usize)> {
+        let l = self.max_len.unwrap_or(0);
+        let mut parts = vec![SeqPart::Item];
+        if self.encoder == Some(SeqEncoder::Tim) {
+            parts.extend([SeqPart::Position, SeqPart::Interval]);
+        }
+        let n = &self.name;
+        parts
+            .into_iter()
+            .flat_map(|p| {
+                (0..l).map(move |k| {
+                    let name = match p {
+                        SeqPart::Item => format!("{n}.{k}"),
+                        SeqPart::Position => format!("{n}.pos.{k}"),
+                        SeqPart::Interval => format!("{n}.dt.{k}"),
+                    };
+                    (name, p, k)
+                })
+            })
+            .collect()
+    }
+    /// The target-time column of a sequence field (`target_time`, else the schema's `time`).
+    pub fn target_time_column<'a>(&'a self, spec: &'a SchemaSpec) -> Option<&'a str> {
+        self.target_time.as_deref().or(spec.time.as_deref())
+    }
 }
 
 /// Kind of a feature field.
@@ -115,6 +163,68 @@ pub enum FieldKind {
     MultiHot,
     /// One real number per row.
     Numeric,
+    /// A user's behaviour sequence: a list of ids, oldest first, with optional aligned
+    /// timestamps. Fitted as `max_len` categorical slot fields (see [`SeqSlot`]).
+    Sequence,
+}
+
+/// Where a sequence field puts its padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Padding {
+    /// Slots hold the behaviours most recent first, then PAD: `[b_newest, …, b_oldest, PAD…]`.
+    #[default]
+    Right,
+    /// PAD first, then the behaviours oldest first: `[PAD…, b_oldest, …, b_newest]`.
+    Left,
+}
+
+/// How the input layer encodes a sequence field (`mdrec_nn::sequence`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeqEncoder {
+    /// Mean of the behaviour embeddings (padding excluded), as multi-hot pooling.
+    #[default]
+    Mean,
+    /// DIN target attention (Zhou et al., KDD 2018).
+    Din,
+    /// TIM, the Temporal Interest Module (Eq. 1 of Pan et al., KDD 2024; Zhou et al., WWW 2024):
+    /// needs `time_column`.
+    Tim,
+}
+
+/// What a categorical slot field fitted from a sequence field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeqPart {
+    /// The behaviour's id (the sequence's table, PAD for an empty slot).
+    Item,
+    /// Its recency rank: id `2 + k` for the k-th most recent behaviour (table `<name>.pos`).
+    Position,
+    /// Its time-interval bucket to the target ([`interval_bucket`], table `<name>.dt`).
+    Interval,
+}
+
+/// The slot of a sequence field that a fitted categorical field holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqSlot {
+    /// The sequence field's name.
+    pub sequence: String,
+    /// What the slot holds.
+    pub part: SeqPart,
+    /// The slot's index, `0..max_len`.
+    pub slot: usize,
+}
+
+/// Buckets of the time interval between a behaviour and its target.
+pub const INTERVAL_BUCKETS: u32 = 32;
+
+/// The interval bucket of `dt = target time − behaviour time` (`dt ≥ 1`, any clock unit):
+/// `floor(log2(dt))`, capped at `INTERVAL_BUCKETS − 1`; its id is `2 +` the bucket. With Unix
+/// seconds, bucket 16 is about 18 hours to 36 hours, bucket 24 about 6.5 to 13 months.
+pub fn interval_bucket(dt: i64) -> u32 {
+    debug_assert!(dt >= 1);
+    (63 - dt.max(1).leading_zeros()).min(INTERVAL_BUCKETS - 1)
 }
 
 /// Role of a field, used by models that treat some fields specially.
@@ -361,6 +471,56 @@ fn line_of(s: &str, offset: usize) -> usize {
 }
 
 impl SchemaSpec {
+    fn validate_sequence(&self, f: &FieldSpec) -> Result<(), String> {
+        match f.max_len {
+            None => return Err("a sequence field needs max_len (its number of slots)".into()),
+            Some(l) if l > 4096 => return Err(format!("max_len {l} is above 4096")),
+            _ => {}
+        }
+        if f.encoder == Some(SeqEncoder::Tim) && f.time_column.is_none() {
+            return Err("encoder = \"tim\" needs time_column (its time-interval encoding)".into());
+        }
+        if f.time_column.is_some() && f.target_time_column(self).is_none() {
+            return Err(
+                "time_column needs the target's time: set target_time or the schema's time".into(),
+            );
+        }
+        if let Some(t) = &f.target {
+            match self.fields.iter().find(|g| &g.name == t) {
+                Some(g) if g.kind == FieldKind::Categorical && g.encoding.is_none() => {
+                    if g.dim != f.dim {
+                        return Err(format!(
+                            "target `{t}` has dim {:?}, the sequence {:?}; DIN and TIM need one width",
+                            g.dim, f.dim
+                        ));
+                    }
+                }
+                _ => return Err(format!("target `{t}` is not a categorical field")),
+            }
+        }
+        let attends = matches!(f.encoder, Some(SeqEncoder::Din | SeqEncoder::Tim));
+        if attends && self.sequence_target(f).is_none() {
+            return Err(format!(
+                "encoder `{}` attends to a target item: set target (a categorical field) or share table `{}` with one",
+                if f.encoder == Some(SeqEncoder::Din) { "din" } else { "tim" },
+                f.table()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The categorical field a sequence field attends to: `target`, else the categorical
+    /// field reading the sequence's table (`None` when there is none).
+    pub fn sequence_target(&self, f: &FieldSpec) -> Option<&FieldSpec> {
+        match &f.target {
+            Some(t) => self.fields.iter().find(|g| &g.name == t),
+            None => self
+                .fields
+                .iter()
+                .find(|g| g.kind == FieldKind::Categorical && g.table() == f.table()),
+        }
+    }
+
     /// Parses and validates a TOML schema; `origin` names it in errors (usually the file name).
     pub fn from_toml_str(s: &str, origin: &str) -> Result<Self, DataError> {
         let spec: SchemaSpec = toml::from_str(s).map_err(|e| {
@@ -421,10 +581,30 @@ impl SchemaSpec {
                 )
                 .to_lowercase());
             }
-            if f.kind != FieldKind::MultiHot && (f.sep.is_some() || f.max_len.is_some()) {
+            let list = matches!(f.kind, FieldKind::MultiHot | FieldKind::Sequence);
+            if !list && (f.sep.is_some() || f.max_len.is_some()) {
                 return err(format!(
-                    "field `{n}`: sep and max_len are only valid for multi_hot fields"
+                    "field `{n}`: sep and max_len are only valid for multi_hot and sequence fields"
                 ));
+            }
+            if f.kind != FieldKind::Sequence
+                && (f.time_column.is_some()
+                    || f.target_time.is_some()
+                    || f.padding.is_some()
+                    || f.encoder.is_some()
+                    || f.target.is_some())
+            {
+                return err(format!(
+                    "field `{n}`: time_column, target_time, padding, encoder and target are only valid for sequence fields"
+                ));
+            }
+            if f.kind == FieldKind::Sequence {
+                if let Err(m) = self.validate_sequence(f) {
+                    return err(format!("field `{n}`: {m}"));
+                }
+                for (s, _, _) in f.slot_names() {
+                    embedded_tables.push((s, n));
+                }
             }
             if f.sep.as_deref() == Some("") {
                 return err(format!("field `{n}`: sep must not be empty"));
@@ -605,6 +785,9 @@ pub struct FittedField {
     /// How this embedded field codes a numeric field's value (bucket and MNSE encodings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<NumericCode>,
+    /// The sequence slot this categorical field holds (fields fitted from a sequence field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<SeqSlot>,
 }
 
 /// How an embedded field made from a numeric field turns the raw value `x` into ids.

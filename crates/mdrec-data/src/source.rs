@@ -20,6 +20,11 @@ pub enum DatasetSource {
         /// Row order (what the sequential split cuts): the pandas < 2.2 merge order (default,
         /// the official M3oE run's) or `ratings.dat` order.
         row_order: MovieLensOrder,
+        /// Behaviour history length (`dataset.history`; 0 = none, see
+        /// [`crate::movielens::add_history`]).
+        history: usize,
+        /// How the history sequences are encoded (`dataset.history_encoder`).
+        history_encoder: crate::SeqEncoder,
     },
     /// The official MovieLens-100K folder (`u.data`, `u.user`, `u.item`), read with the
     /// MovieLens-1M protocol (three age domains).

@@ -89,7 +89,9 @@ fn alias_gets_the_same_defaults_as_the_name() {
         DatasetSource::MovieLens1m {
             dir: "/nonexistent-ml".into(),
             domain: MovieLensDomain::Age,
-            row_order: MovieLensOrder::Merged
+            row_order: MovieLensOrder::Merged,
+            history: 0,
+            history_encoder: Default::default(),
         }
     );
     // other datasets keep their options unset; the split is spelled out

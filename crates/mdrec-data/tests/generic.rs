@@ -612,3 +612,207 @@ fn a_weight_column_is_read_per_split_and_bad_weights_name_their_row() {
     let e = run(base(), &spec).unwrap_err().to_string();
     assert!(e.contains("column `w` not found"), "{e}");
 }
+
+// ---- sequence fields
+
+const SEQ_SPEC: &str = r#"
+time = "t"
+[domain]
+column = "d"
+[[fields]]
+name = "item"
+kind = "categorical"
+roles = ["item"]
+[[fields]]
+name = "hist"
+kind = "sequence"
+table = "item"
+max_len = 3
+time_column = "hist_t"
+encoder = "tim"
+roles = ["user"]
+[[tasks]]
+name = "y"
+column = "y"
+rule = "binary"
+"#;
+
+// 8 rows, lists oldest first; train 0..6, valid 6, test 7
+fn seq_cols() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        ("item", vec!["a", "b", "c", "a", "b", "c", "a", "zz"]),
+        (
+            "hist",
+            vec!["", "a", "a|b", "a|b|c", "c|a|b|c", "b", "c", "a|b"],
+        ),
+        (
+            "hist_t",
+            vec!["", "5", "5|6", "5|6|7", "1|5|6|7", "1", "1", "1|200"],
+        ),
+        (
+            "t",
+            vec!["10", "10", "10", "10", "1000000", "2", "3", "300"],
+        ),
+        ("d", vec!["0", "1", "0", "1", "0", "1", "0", "1"]),
+        ("y", vec!["1", "0", "0", "1", "1", "0", "1", "0"]),
+    ]
+}
+
+/// Column `name` of the fitted categorical fields, for row `r`.
+fn cat_of(p: &Prepared, name: &str, r: usize) -> u32 {
+    let cats = p.schema.categorical_fields();
+    let j = cats.iter().position(|f| f.name == name).unwrap();
+    p.train.cat[j][r]
+}
+
+#[test]
+fn a_sequence_field_becomes_slots_most_recent_first_with_positions_and_intervals() {
+    let p = run(seq_cols(), SEQ_SPEC).unwrap();
+    let names: Vec<&str> = p
+        .schema
+        .categorical_fields()
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "item",
+            "hist.0",
+            "hist.1",
+            "hist.2",
+            "hist.pos.0",
+            "hist.pos.1",
+            "hist.pos.2",
+            "hist.dt.0",
+            "hist.dt.1",
+            "hist.dt.2"
+        ]
+    );
+    let v = &p.vocabs.tables["item"];
+    let id = |x: &str| v.id_of(x);
+    let slots = |r: usize, part: &str| -> Vec<u32> {
+        (0..3)
+            .map(|k| cat_of(&p, &format!("hist{part}.{k}"), r))
+            .collect()
+    };
+    // row 3: a@5 b@6 c@7, target at 10 -> most recent first, intervals 3, 4, 5
+    assert_eq!(slots(3, ""), [id("c"), id("b"), id("a")]);
+    assert_eq!(slots(3, ".pos"), [2, 3, 4]);
+    let b = |dt: i64| 2 + interval_bucket(dt);
+    assert_eq!(slots(3, ".dt"), [b(3), b(4), b(5)]);
+    assert_eq!((b(3), b(4), b(5)), (3, 4, 4)); // floor(log2): 1, 2, 2
+                                               // row 4: four behaviours, max_len 3 keeps the three most recent (c@1 is dropped)
+    assert_eq!(slots(4, ""), [id("c"), id("b"), id("a")]);
+    // row 1: one behaviour, right padding
+    assert_eq!(slots(1, ""), [id("a"), PAD, PAD]);
+    assert_eq!(slots(1, ".pos"), [2, PAD, PAD]);
+    assert_eq!(slots(1, ".dt"), [b(5), PAD, PAD]);
+    // row 0: empty history
+    assert_eq!(slots(0, ""), [PAD, PAD, PAD]);
+    // the item table counts behaviours too, and the pos / dt tables have fixed sizes
+    let f = |n: &str| p.schema.fields.iter().find(|f| f.name == n).unwrap();
+    assert_eq!(f("hist.0").table, "item");
+    assert_eq!(f("hist.pos.1").vocab_size, 5);
+    assert_eq!(f("hist.dt.2").vocab_size, INTERVAL_BUCKETS as usize + 2);
+    assert_eq!(
+        f("hist.dt.2").seq,
+        Some(SeqSlot {
+            sequence: "hist".into(),
+            part: SeqPart::Interval,
+            slot: 2
+        })
+    );
+    // left padding: [PAD, oldest, …, newest]; the positions still count from the newest
+    let left = run(
+        seq_cols(),
+        &SEQ_SPEC.replace("encoder = \"tim\"", "encoder = \"tim\"\npadding = \"left\""),
+    )
+    .unwrap();
+    let lslots = |r: usize, part: &str| -> Vec<u32> {
+        (0..3)
+            .map(|k| cat_of(&left, &format!("hist{part}.{k}"), r))
+            .collect()
+    };
+    assert_eq!(lslots(1, ""), [PAD, PAD, id("a")]);
+    assert_eq!(lslots(2, ""), [PAD, id("a"), id("b")]);
+    assert_eq!(lslots(2, ".pos"), [PAD, 3, 2]);
+    // mean / din: no position or interval slots
+    let mean = run(
+        seq_cols(),
+        &SEQ_SPEC.replace("encoder = \"tim\"", "encoder = \"mean\""),
+    )
+    .unwrap();
+    assert_eq!(mean.schema.categorical_fields().len(), 4);
+}
+
+#[test]
+fn malformed_sequences_are_errors_naming_file_line_and_column() {
+    let bad = |col: usize, row: usize, v: &'static str| {
+        let mut c = seq_cols();
+        c[col].1[row] = v;
+        run(c, SEQ_SPEC).unwrap_err().to_string()
+    };
+    assert!(
+        bad(1, 2, "a||b").starts_with("mem.csv:4: field `hist`: empty value"),
+        "{}",
+        bad(1, 2, "a||b")
+    );
+    let e = bad(2, 2, "5");
+    assert_eq!(
+        e,
+        "mem.csv:4: field `hist_t`: sequence `hist`: 1 timestamps for 2 ids"
+    );
+    let e = bad(2, 3, "5|6.5|7");
+    assert_eq!(
+        e,
+        "mem.csv:5: field `hist_t`: sequence `hist`: timestamp `6.5` is not an integer"
+    );
+    let e = bad(3, 6, "soon");
+    assert_eq!(
+        e,
+        "mem.csv:8: field `t`: sequence `hist`: target time `soon` is not an integer"
+    );
+    // a behaviour at the target's own time is not history: an error, never a silent drop
+    let e = bad(2, 1, "10");
+    assert!(
+        e.starts_with("mem.csv:3: field `hist_t`: sequence `hist`: a behaviour at time 10 is not before the target's time 10"),
+        "{e}"
+    );
+    // schema checks
+    for (from, to, want) in [
+        ("max_len = 3\n", "", "needs max_len"),
+        ("time_column = \"hist_t\"\n", "", "tim\" needs time_column"),
+        (
+            "table = \"item\"\n",
+            "",
+            "encoder `tim` attends to a target item",
+        ),
+        (
+            "roles = [\"item\"]",
+            "roles = [\"item\"]\npadding = \"left\"",
+            "only valid for sequence fields",
+        ),
+    ] {
+        let spec = SEQ_SPEC.replacen(from, to, 1);
+        let e = SchemaSpec::from_toml_str(&spec, "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{from} -> {to}: {e}");
+    }
+}
+
+#[test]
+fn sequence_encoding_of_served_records_matches_training() {
+    // the same encoder turns a record with the same lists into the same slots
+    let p = run(seq_cols(), SEQ_SPEC).unwrap();
+    let enc = Encoder::new(p.schema.clone(), p.vocabs.clone());
+    assert!(enc.input_columns().contains(&"hist_t"));
+    assert!(enc.input_columns().contains(&"t"));
+    let t = table(&seq_cols());
+    let again = enc.encode("mem", &t, &[3], Labels::Skip).unwrap();
+    let j = p.schema.categorical_fields().len();
+    for c in 0..j {
+        assert_eq!(again.cat[c][0], p.train.cat[c][3]);
+    }
+}

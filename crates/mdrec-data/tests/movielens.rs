@@ -30,6 +30,8 @@ fn req(dir: &Path) -> PrepareRequest {
             dir: dir.to_path_buf(),
             domain: MovieLensDomain::Age,
             row_order: MovieLensOrder::Merged,
+            history: 0,
+            history_encoder: Default::default(),
         },
         split: SplitSpec::Sequential {
             ratios: [0.8, 0.1, 0.1],
@@ -348,6 +350,8 @@ fn genre_req(dir: &Path) -> PrepareRequest {
             dir: dir.to_path_buf(),
             domain: MovieLensDomain::Genre,
             row_order: MovieLensOrder::Merged,
+            history: 0,
+            history_encoder: Default::default(),
         },
         split: SplitSpec::Sequential {
             ratios: [0.8, 0.1, 0.1],
@@ -454,4 +458,155 @@ fn ml1m_real_genre_domain_counts() {
         "ml-1m genre domains: {small} of 18 under 2 % of rows; train counts {:?}",
         p.train.domain_counts(18)
     );
+}
+
+// ---- behaviour history (`dataset.history`)
+
+/// Ratings with ties in time: user 1 rates 20 and 10 at 100, 30 at 105, 40 at 105, 50 at 200.
+const TIED: &str = "1::20::5::100\n2::10::3::101\n1::10::4::100\n1::30::1::105\n1::40::2::105\n1::50::4::200\n2::20::4::104\n";
+const TIED_MOVIES: &str = "10::A (1995)::Drama\n20::B (1995)::Comedy|Drama\n30::C (1995)::Action\n40::D (1995)::Horror\n50::E (1995)::Drama\n";
+
+/// `(user, movie) -> (history, history_genre, history_time, timestamp)` of a table.
+fn histories(t: &RawTable) -> std::collections::BTreeMap<(String, String), [String; 4]> {
+    let col = |n: &str| t.column(n).unwrap();
+    (0..t.n_rows())
+        .map(|r| {
+            let get = |n: &str| col(n).get(r).to_string();
+            (
+                (get("user_id"), get("movie_id")),
+                [
+                    get("history"),
+                    get("history_genre"),
+                    get("history_time"),
+                    get("timestamp"),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// Every history entry is strictly earlier than its rating, and the lists are aligned.
+fn assert_no_leak(t: &RawTable, n: usize) -> usize {
+    let (h, ht, ts) = (
+        t.column("history").unwrap(),
+        t.column("history_time").unwrap(),
+        t.column("timestamp").unwrap(),
+    );
+    let mut entries = 0;
+    for r in 0..t.n_rows() {
+        let now: u64 = ts.get(r).parse().unwrap();
+        let ids: Vec<&str> = h.get(r).split('|').filter(|x| !x.is_empty()).collect();
+        let times: Vec<u64> = ht
+            .get(r)
+            .split('|')
+            .filter(|x| !x.is_empty())
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert_eq!(ids.len(), times.len(), "row {r}");
+        assert!(ids.len() <= n, "row {r}");
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "row {r}: oldest first"
+        );
+        assert!(
+            times.iter().all(|&x| x < now),
+            "row {r}: history {times:?} not strictly before {now}"
+        );
+        entries += ids.len();
+    }
+    entries
+}
+
+#[test]
+fn history_is_strictly_earlier_ties_broken_by_movie_id_and_independent_of_row_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    std::fs::write(tmp.path().join("ratings.dat"), TIED).unwrap();
+    std::fs::write(tmp.path().join("movies.dat"), TIED_MOVIES).unwrap();
+    let mut merged = load_movielens_1m(tmp.path(), MovieLensOrder::Merged).unwrap();
+    add_history(&mut merged, 2).unwrap();
+    let h = histories(&merged);
+    let at = |u: &str, m: &str| h[&(u.to_string(), m.to_string())].clone();
+    // 20 and 10 share second 100: neither is the other's history
+    assert_eq!(at("1", "20")[0], "");
+    assert_eq!(at("1", "10")[0], "");
+    // 30 and 40 at 105: both see 10 and 20 (10 older: same time, smaller id), not each other
+    assert_eq!(at("1", "30")[..3], ["10|20", "Drama|Comedy", "100|100"]);
+    assert_eq!(at("1", "40")[0], "10|20");
+    // 50 at 200: the two most recent of four, ordered (time, movie id)
+    assert_eq!(at("1", "50")[..3], ["30|40", "Action|Horror", "105|105"]);
+    assert_eq!(at("2", "20")[..3], ["10", "Drama", "101"]);
+    assert_eq!(assert_no_leak(&merged, 2), 7);
+    // the same lists whatever the row order
+    let mut ratings = load_movielens_1m(tmp.path(), MovieLensOrder::Ratings).unwrap();
+    add_history(&mut ratings, 2).unwrap();
+    assert_ne!(merged.row_line, ratings.row_line);
+    assert_eq!(histories(&ratings), h);
+}
+
+#[test]
+fn history_option_adds_sequence_fields_and_enters_the_cache_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let cache = tmp.path().join("cache");
+    let mut r = req(tmp.path());
+    r.cache_dir = Some(cache.clone());
+    let plain = prepare(&r).unwrap();
+    if let DatasetSource::MovieLens1m {
+        history,
+        history_encoder,
+        ..
+    } = &mut r.source
+    {
+        *history = 2;
+        *history_encoder = SeqEncoder::Tim;
+    }
+    let with = prepare(&r).unwrap();
+    assert!(!with.cache.as_ref().unwrap().hit, "history changes the key");
+    assert!(prepare(&r).unwrap().cache.unwrap().hit);
+    // the same rows and labels; the schema gains the history slots
+    assert_eq!(with.train.labels, plain.train.labels);
+    let names: Vec<&str> = with.schema.fields.iter().map(|f| f.name.as_str()).collect();
+    for n in [
+        "history.0",
+        "history.1",
+        "history.pos.0",
+        "history.dt.1",
+        "history_genre.0",
+    ] {
+        assert!(names.contains(&n), "{n} in {names:?}");
+    }
+    let f = |n: &str| with.schema.fields.iter().find(|f| f.name == n).unwrap();
+    assert_eq!(f("history.0").table, "movie_id");
+    assert_eq!(f("history_genre.1").table, "genre");
+    // history 0 is the plain recipe, bit for bit
+    if let DatasetSource::MovieLens1m { history, .. } = &mut r.source {
+        *history = 0;
+    }
+    let again = prepare(&r).unwrap();
+    assert_eq!(again.schema, plain.schema);
+    assert_eq!(again.train, plain.train);
+    // config checks
+    let cfg = |s: &str| -> Result<(), String> {
+        let c: DatasetConfig = toml::from_str(s).map_err(|e| e.to_string())?;
+        c.validate().map_err(|e| e.to_string())
+    };
+    let e = cfg("name = \"synthetic\"\nhistory = 3").unwrap_err();
+    assert!(
+        e.contains("dataset.history applies to movielens-1m only"),
+        "{e}"
+    );
+    let e =
+        cfg("name = \"movielens-1m\"\ndata_dir = \"x\"\nhistory_encoder = \"tim\"").unwrap_err();
+    assert!(e.contains("needs dataset.history"), "{e}");
+}
+
+#[test]
+fn ml1m_real_history_never_leaks() {
+    let Some(dir) = real_dir() else { return };
+    let mut t = load_movielens_1m(&dir, MovieLensOrder::Merged).unwrap();
+    add_history(&mut t, 20).unwrap();
+    let entries = assert_no_leak(&t, 20);
+    // most ratings have a full history; none is longer than asked
+    assert!(entries > 15 * t.n_rows(), "{entries} history entries");
 }

@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ModuleDisplay, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use mdrec_data::rng::Rng;
@@ -399,7 +399,7 @@ pub enum ModelError {
 }
 
 /// The forward pass every model implements.
-pub trait RecModel: Module + Send + 'static {
+pub trait RecModel: Module + ModuleDisplay + Send + 'static {
     /// Logits for every row and task; named intermediate values go to `probes` when
     /// `probes.enabled()`.
     ///
@@ -920,7 +920,7 @@ impl<M: RecModel> DynModel for Holder<M> {
     }
 
     fn num_params(&self) -> usize {
-        self.m().num_params()
+        Module::num_params(self.m())
     }
 
     fn report(&self) -> serde_json::Value {
@@ -1113,3 +1113,50 @@ macro_rules! zoo_variant {
     };
 }
 pub(crate) use zoo_variant;
+
+/// A model behind the input layer's sequence encoders ([`mdrec_nn::SequenceEncoders`]): the
+/// registry wraps every model this way when the data has sequence fields, so each model gets
+/// them without code of its own. The model is built for, and receives, the encoders' inner
+/// context; its parameters are named `inner.…`, the encoders' `seq.…`.
+#[derive(Module, Debug)]
+pub struct Sequenced<M: RecModel> {
+    /// The encoders.
+    pub seq: mdrec_nn::SequenceEncoders,
+    /// The model.
+    pub inner: M,
+}
+
+impl<M: RecModel> RecModel for Sequenced<M> {
+    fn forward(&self, _ctx: &ModelContext, input: &ModelInput, probes: &mut Probes) -> ModelOutput {
+        let x = self.seq.encode(input);
+        self.inner.forward(self.seq.inner_context(), &x, probes)
+    }
+
+    fn report(&self) -> serde_json::Value {
+        self.inner.report()
+    }
+
+    fn forward_train(
+        &self,
+        _ctx: &ModelContext,
+        input: &ModelInput,
+        labels: &Tensor<2>,
+        probes: &mut Probes,
+    ) -> TrainOutput {
+        let x = self.seq.encode(input);
+        self.inner
+            .forward_train(self.seq.inner_context(), &x, labels, probes)
+    }
+
+    fn outer_params(&self) -> Vec<ParamId> {
+        self.inner.outer_params()
+    }
+
+    fn hemp(&self) -> Option<&Aread> {
+        self.inner.hemp()
+    }
+
+    fn hemp_mut(&mut self) -> Option<&mut Aread> {
+        self.inner.hemp_mut()
+    }
+}

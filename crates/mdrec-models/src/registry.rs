@@ -4,9 +4,9 @@ use std::marker::PhantomData;
 
 use burn::tensor::Device;
 use mdrec_data::rng::Rng;
-use mdrec_nn::ModelContext;
+use mdrec_nn::{ModelContext, SequenceEncoders};
 
-use crate::model::{DynModel, Holder, Invalid, ModelError, Setting, ZooModel};
+use crate::model::{DynModel, Holder, Invalid, ModelError, Sequenced, Setting, ZooModel};
 
 /// A model kind with its config erased to JSON.
 pub trait ModelFactory: Sync {
@@ -128,8 +128,16 @@ impl<M: ZooModel> ModelFactory for Entry<M> {
     ) -> Result<Box<dyn DynModel>, ModelError> {
         let cfg = Self::parse(cfg)?;
         M::validate(&cfg).map_err(Self::label)?;
-        let m = M::build(&cfg, ctx, rng, device).map_err(Self::label)?;
-        Ok(Box::new(Holder { model: Some(m) }))
+        if ctx.sequences.is_empty() {
+            let m = M::build(&cfg, ctx, rng, device).map_err(Self::label)?;
+            return Ok(Box::new(Holder { model: Some(m) }));
+        }
+        // the encoders (DIN draws its attention units), then the model on their inner context
+        let seq = SequenceEncoders::new(ctx, rng, device).map_err(|m| Self::label(Invalid(m)))?;
+        let inner = M::build(&cfg, seq.inner_context(), rng, device).map_err(Self::label)?;
+        Ok(Box::new(Holder {
+            model: Some(Sequenced { seq, inner }),
+        }))
     }
 }
 

@@ -18,7 +18,7 @@
 //! `ModelInput::emb`, so a model that asks for no sets sees nothing new.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use mdrec_data::{Batch, FieldKind, FieldRole, Schema};
+use mdrec_data::{Batch, FieldKind, FieldRole, Schema, SeqPart};
 
 use crate::embedding::{EmbeddingStore, LookupError};
 
@@ -56,6 +56,41 @@ pub struct ModelContext {
     pub tasks: Vec<String>,
     /// Extra embedding sets the model asked for (empty for most models).
     pub sets: Vec<EmbeddingSet>,
+    /// Behaviour sequences: each a group of slot fields of `fields` that
+    /// [`crate::sequence::SequenceEncoders`] turns into one field before the model sees it
+    /// (empty without sequence fields).
+    pub sequences: Vec<SequenceInfo>,
+}
+
+/// A sequence field as the input layer sees it: its slot fields (indices into
+/// [`ModelContext::fields`], slot order) and how it is encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequenceInfo {
+    /// The sequence field's name.
+    pub name: String,
+    /// Its encoder.
+    pub encoder: mdrec_data::SeqEncoder,
+    /// The behaviour-id slots (PAD = 0 marks padding).
+    pub items: Vec<usize>,
+    /// The recency-rank slots (TIM only).
+    pub positions: Vec<usize>,
+    /// The time-interval-bucket slots (TIM only).
+    pub intervals: Vec<usize>,
+    /// The target item's field, if any (DIN and TIM need one).
+    pub target: Option<usize>,
+    /// The sequence's roles.
+    pub roles: Vec<FieldRole>,
+}
+
+impl SequenceInfo {
+    /// Every slot field of the sequence.
+    pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
+        self.items
+            .iter()
+            .chain(&self.positions)
+            .chain(&self.intervals)
+            .copied()
+    }
 }
 
 /// A model's request for one extra embedding set.
@@ -158,8 +193,18 @@ impl ModelContext {
             }
             let mut fields = Vec::new();
             let mut offset = 0;
-            for f in &self.fields {
-                if !spec.roles.is_empty() && !f.roles.iter().any(|r| spec.roles.contains(r)) {
+            let selected = |i: usize| {
+                spec.roles.is_empty() || self.fields[i].roles.iter().any(|r| spec.roles.contains(r))
+            };
+            for (i, f) in self.fields.iter().enumerate() {
+                // a sequence's slots go into the set only with everything its encoder reads
+                let incomplete = self.sequences.iter().any(|s| {
+                    s.slots().any(|j| j == i)
+                        && !(s.slots().all(selected)
+                            && (s.encoder == mdrec_data::SeqEncoder::Mean
+                                || s.target.is_some_and(selected)))
+                });
+                if !selected(i) || incomplete {
                     continue;
                 }
                 let dim = spec.dim.unwrap_or(f.dim);
@@ -186,6 +231,11 @@ impl ModelContext {
             sets,
             ..self.clone()
         })
+    }
+
+    /// Whether field `i` is a slot of a sequence.
+    pub fn is_slot(&self, i: usize) -> bool {
+        self.sequences.iter().any(|s| s.slots().any(|j| j == i))
     }
 
     /// Every field the embedding store serves, at its offset in the store's row: the base fields,
@@ -244,8 +294,10 @@ impl ModelContext {
                 offset += dim;
             }
         }
+        let sequences = sequences_of(schema, &fields);
         ModelContext {
             fields,
+            sequences,
             n_numeric: schema
                 .fields
                 .iter()
@@ -285,8 +337,45 @@ impl ModelContext {
             domains: (0..n_domains).map(|d| format!("d{d}")).collect(),
             tasks: (0..n_tasks).map(|t| format!("t{t}")).collect(),
             sets: vec![],
+            sequences: vec![],
         }
     }
+}
+
+/// The sequences of a fitted schema over the context's `fields` (which hold every fitted
+/// categorical field, slots included, under its fitted name).
+fn sequences_of(schema: &Schema, fields: &[FieldInfo]) -> Vec<SequenceInfo> {
+    let index = |name: &str| fields.iter().position(|f| f.name == name);
+    let mut out: Vec<SequenceInfo> = Vec::new();
+    for f in schema
+        .spec
+        .fields
+        .iter()
+        .filter(|f| f.kind == FieldKind::Sequence)
+    {
+        let mut s = SequenceInfo {
+            name: f.name.clone(),
+            encoder: f.encoder.unwrap_or_default(),
+            items: vec![],
+            positions: vec![],
+            intervals: vec![],
+            target: schema.spec.sequence_target(f).and_then(|t| index(&t.name)),
+            roles: f.roles.clone(),
+        };
+        for ff in &schema.fields {
+            let Some(slot) = ff.seq.as_ref().filter(|x| x.sequence == f.name) else {
+                continue;
+            };
+            let Some(i) = index(&ff.name) else { continue };
+            match slot.part {
+                SeqPart::Item => s.items.push(i),
+                SeqPart::Position => s.positions.push(i),
+                SeqPart::Interval => s.intervals.push(i),
+            }
+        }
+        out.push(s);
+    }
+    out
 }
 
 /// The model input of a batch on `device`, its embeddings looked up in `store` (`emb_buf` is
@@ -342,8 +431,33 @@ pub fn make_input_leaf(
         domain: batch.domain.clone(),
         routing: Routing::new(&batch.domain, ctx.n_domains(), device),
         sets,
+        seq_masks: seq_masks(ctx, batch, device),
     };
     Ok((input, leaf))
+}
+
+/// One `[B, max_len]` mask per sequence: 1 where the slot holds a behaviour, 0 for PAD.
+pub fn seq_masks(ctx: &ModelContext, batch: &Batch, device: &Device) -> Vec<Tensor<2>> {
+    let b = batch.len;
+    let n_cat = batch.cat.len().checked_div(b).unwrap_or(0);
+    ctx.sequences
+        .iter()
+        .map(|s| {
+            let l = s.items.len();
+            let mut m = Vec::with_capacity(b * l);
+            for r in 0..b {
+                m.extend(s.items.iter().map(|&i| {
+                    let id = batch.cat[r * n_cat + ctx.fields[i].column];
+                    if id == mdrec_data::PAD {
+                        0.0
+                    } else {
+                        1.0
+                    }
+                }));
+            }
+            tensor2(m, b, l, device)
+        })
+        .collect()
 }
 
 fn tensor2(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
@@ -413,6 +527,9 @@ pub struct ModelInput {
     /// The extra embedding sets, `sets[k]: [B, ModelContext::sets[k].width()]` (empty unless
     /// the model asked for sets).
     pub sets: Vec<Tensor<2>>,
+    /// Per sequence of [`ModelContext::sequences`], `[B, max_len]`: 1 for a behaviour, 0 for
+    /// padding (empty without sequences; the encoders consume them).
+    pub seq_masks: Vec<Tensor<2>>,
 }
 
 impl ModelInput {
@@ -432,6 +549,7 @@ impl ModelInput {
             dense,
             domain,
             sets: vec![],
+            seq_masks: vec![],
         }
     }
 
@@ -559,6 +677,7 @@ mod tests {
             domain: domain.clone(),
             routing: Routing::new(&domain, 3, &dev),
             sets: vec![],
+            seq_masks: vec![],
         };
         // Each domain adds 100·d to its rows: the result must be x + 100·domain, in batch order.
         let out = input.route(|d| input.rows_of(x.clone(), d).add_scalar(100.0 * d as f32));

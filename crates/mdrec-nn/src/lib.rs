@@ -33,6 +33,7 @@ pub mod input;
 pub mod layers;
 pub mod loss;
 pub mod ranking;
+pub mod sequence;
 
 pub use burn;
 pub use dynamic::{Admission, Eviction, NewRows, TablePolicy, TableStats};
@@ -40,5 +41,8 @@ pub use embedding::{
     EmbeddingConfig, EmbeddingStore, LookupError, ShardInfo, ShardedTable, SparseOptimizer,
     StateArray, StoreState, TableState,
 };
-pub use input::{EmbeddingSet, EmbeddingSetSpec, FieldInfo, ModelContext, ModelInput};
+pub use input::{
+    EmbeddingSet, EmbeddingSetSpec, FieldInfo, ModelContext, ModelInput, SequenceInfo,
+};
 pub use layers::{Activation, Gate, GateKind, Mlp, MlpConfig, Norm};
+pub use sequence::SequenceEncoders;

@@ -73,6 +73,74 @@ fn mean_bce(logits: &[f32], data: &EncodedData) -> f64 {
 fn every_model_conforms() {
     let data = learnable(1536, 11);
     let ctx = ModelContext::uniform(FIELDS, VOCAB, 4, 1, DOMAINS, TASKS);
+    conforms(&ctx, &data);
+}
+
+/// Slots of the behaviour sequence the sequence test adds: field 0 is the target item.
+const SLOTS: usize = 3;
+
+/// [`learnable`] plus a behaviour sequence of `SLOTS` slots over field 0's table (items,
+/// positions and interval buckets, right-padded), the labels nudged up when the target item is
+/// in the history; `encoder` encodes it.
+fn with_sequence(
+    n: usize,
+    seed: u64,
+    encoder: mdrec_data::SeqEncoder,
+) -> (ModelContext, EncodedData) {
+    let mut data = learnable(n, seed);
+    let mut rng = Rng::for_stream(seed, "zoo/sequence");
+    let mut slots: Vec<Vec<u32>> = (0..3 * SLOTS).map(|_| Vec::with_capacity(n)).collect();
+    for i in 0..n {
+        let len = rng.below(SLOTS as u64 + 1) as usize;
+        for k in 0..SLOTS {
+            let real = k < len;
+            let id = 2 + rng.below(VOCAB as u64 - 2) as u32;
+            slots[k].push(if real { id } else { 0 });
+            slots[SLOTS + k].push(if real { 2 + k as u32 } else { 0 });
+            let dt = 2 + rng.below(mdrec_data::INTERVAL_BUCKETS as u64) as u32;
+            slots[2 * SLOTS + k].push(if real { dt } else { 0 });
+        }
+        if (0..len).any(|k| slots[k][i] == data.cat[0][i]) {
+            for t in 0..TASKS {
+                data.labels[t][i] = 1.0;
+            }
+        }
+    }
+    data.cat.extend(slots);
+    let mut ctx = ModelContext::uniform(FIELDS + 3 * SLOTS, VOCAB, 4, 1, DOMAINS, TASKS);
+    for (j, f) in ctx.fields.iter_mut().enumerate().skip(FIELDS) {
+        let (part, k) = ((j - FIELDS) / SLOTS, (j - FIELDS) % SLOTS);
+        f.name = format!("hist.{part}.{k}");
+        f.table = ["f0", "hist.pos", "hist.dt"][part].to_string();
+        f.vocab_size = [VOCAB, SLOTS + 2, mdrec_data::INTERVAL_BUCKETS as usize + 2][part];
+    }
+    let slot = |part: usize| (0..SLOTS).map(|k| FIELDS + part * SLOTS + k).collect();
+    ctx.sequences = vec![mdrec_nn::SequenceInfo {
+        name: "hist".into(),
+        encoder,
+        items: slot(0),
+        positions: slot(1),
+        intervals: slot(2),
+        target: Some(0),
+        roles: vec![mdrec_data::FieldRole::User],
+    }];
+    (ctx, data)
+}
+
+#[test]
+fn every_model_conforms_with_a_tim_sequence() {
+    let (ctx, data) = with_sequence(1536, 12, mdrec_data::SeqEncoder::Tim);
+    conforms(&ctx, &data);
+}
+
+#[test]
+fn every_model_conforms_with_a_din_sequence() {
+    let (ctx, data) = with_sequence(1536, 13, mdrec_data::SeqEncoder::Din);
+    conforms(&ctx, &data);
+}
+
+/// The conformance checks of every model on `ctx` and `data`.
+fn conforms(ctx: &ModelContext, data: &EncodedData) {
     let cfg = TrainConfig {
         lr: 0.01,
         batch_size: 128,
@@ -94,7 +162,7 @@ fn every_model_conforms() {
             .unwrap_or_else(|e| panic!("{name}: build failed: {e}"));
 
         let before_snap = engine.snapshot();
-        let before = before_snap.predict(&data, 500, &dev).unwrap();
+        let before = before_snap.predict(data, 500, &dev).unwrap();
         assert_eq!(
             before.len(),
             data.len() * TASKS,
@@ -104,7 +172,7 @@ fn every_model_conforms() {
             before.iter().all(|x| x.is_finite()),
             "{name}: non-finite logits"
         );
-        let loss_before = mean_bce(&before, &data);
+        let loss_before = mean_bce(&before, data);
 
         let order: Vec<u32> = (0..data.len() as u32).collect();
         for step in 0..40 {
@@ -113,12 +181,12 @@ fn every_model_conforms() {
                 .nth(step % (data.len() / cfg.batch_size))
                 .unwrap();
             engine
-                .train_step(&data, chunk)
+                .train_step(data, chunk)
                 .unwrap_or_else(|e| panic!("{name}: step failed: {e}"));
         }
         let snap = engine.snapshot();
-        let after = snap.predict(&data, 500, &dev).unwrap();
-        let loss_after = mean_bce(&after, &data);
+        let after = snap.predict(data, 500, &dev).unwrap();
+        let loss_after = mean_bce(&after, data);
         assert!(
             loss_after < loss_before - 0.02,
             "{name}: loss did not fall ({loss_before:.4} → {loss_after:.4})"
@@ -135,7 +203,7 @@ fn every_model_conforms() {
             .unwrap()
             .load_into("", fresh.model.as_mut(), &mut fresh.store)
             .unwrap();
-        let reloaded = fresh.snapshot().predict(&data, 500, &dev).unwrap();
+        let reloaded = fresh.snapshot().predict(data, 500, &dev).unwrap();
         assert_eq!(
             after, reloaded,
             "{name}: checkpoint round trip changed the logits"

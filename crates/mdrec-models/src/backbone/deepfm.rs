@@ -273,6 +273,7 @@ mod tests {
             domain: domain.clone(),
             routing: Routing::new(&domain, ctx.n_domains(), device),
             sets,
+            seq_masks: vec![],
         }
     }
 

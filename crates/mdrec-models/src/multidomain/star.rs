@@ -347,6 +347,7 @@ mod tests {
             domain: domain.to_vec(),
             routing: Routing::new(domain, ctx.n_domains(), device),
             sets: vec![],
+            seq_masks: vec![],
         }
     }
 
