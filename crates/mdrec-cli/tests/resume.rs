@@ -157,8 +157,9 @@ fn killed_runs_resume_bit_for_bit() {
     // deepfm: dropout + BatchNorm; m3oe bilevel: the outer Adam step of every epoch; both keep
     // the best epoch (the first on this data), so a kill after epoch 1 resumes with a best
     // snapshot, an outer optimizer with state and `metrics.jsonl` lines to keep; mmoe as a
-    // stream with bounded tables; mmoe as two replica threads (each writes its shard of the
-    // tables into every checkpoint).
+    // stream with bounded tables; deepfm as two replica threads (each writes its shard of the
+    // tables into every checkpoint; BatchNorm statistics are averaged before each one; each
+    // thread draws its own dropout masks).
     let cases: [(&str, &[&str], bool); 4] = [
         (
             "deepfm",
@@ -194,10 +195,10 @@ fn killed_runs_resume_bit_for_bit() {
             false,
         ),
         (
-            "mmoe-replicas",
+            "deepfm-replicas",
             &[
                 "--model",
-                "mmoe",
+                "deepfm",
                 "--epochs",
                 "3",
                 "--patience",

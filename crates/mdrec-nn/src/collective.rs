@@ -32,6 +32,11 @@ pub trait Collective: Send + Sync {
     /// End every process of the group with exit status `code` (a failed rank must not leave
     /// the others waiting in a collective).
     fn abort(&self, code: i32) -> !;
+    /// Whether the ranks are threads of one process ([`Replicas`]): they then share the
+    /// process's globals, such as burn's random generator.
+    fn threads(&self) -> bool {
+        false
+    }
 }
 
 static GROUP: OnceLock<Arc<dyn Collective>> = OnceLock::new();
@@ -350,6 +355,9 @@ impl Collective for Replica {
     }
     fn barrier(&self) {
         self.group.wait(self.rank);
+    }
+    fn threads(&self) -> bool {
+        true
     }
     fn abort(&self, _code: i32) -> ! {
         self.group.fail(self.rank);

@@ -6,7 +6,7 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear,
 };
 use burn::tensor::activation::{relu, sigmoid, softmax};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use mdrec_data::rng::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -159,9 +159,50 @@ impl Mlp {
                 h = ln.forward(h);
             }
             h = l.activation.apply(h);
-            h = l.dropout.forward(h);
+            h = dropout(&l.dropout, h);
         }
         h
+    }
+}
+
+thread_local! {
+    /// The dropout masks' random stream of a replica thread ([`seed_replica_dropout`]).
+    static REPLICA_DROPOUT: std::cell::RefCell<Option<Rng>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Make this thread's [`dropout`] draw its masks from a stream seeded by `seed` (`Some`), or
+/// from burn's generator (`None`). burn's generator is one per process: replica threads that
+/// drew from it at the same time would get each other's numbers in a scheduling-dependent
+/// order, so the trainer seeds a stream per replica thread before each training pass.
+pub fn seed_replica_dropout(seed: Option<u64>) {
+    REPLICA_DROPOUT.with(|r| *r.borrow_mut() = seed.map(Rng::new));
+}
+
+/// `d.forward(x)`, except on a replica thread ([`seed_replica_dropout`]), where the kept
+/// elements (probability `1 − p`, scaled by `1 / (1 − p)`) come from the thread's own stream.
+pub fn dropout<const D: usize>(d: &Dropout, x: Tensor<D>) -> Tensor<D> {
+    if !d.training.is_enabled() || !x.device().is_autodiff() || d.prob == 0.0 {
+        return x;
+    }
+    let keep = 1.0 - d.prob;
+    let mask = REPLICA_DROPOUT.with(|r| {
+        r.borrow_mut().as_mut().map(|rng| {
+            let n = x.shape().num_elements();
+            let m: Vec<f32> = (0..n)
+                .map(|_| {
+                    if rng.next_f64() < keep {
+                        (1.0 / keep) as f32
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            Tensor::<D>::from_data(TensorData::new(m, x.shape()), &x.device())
+        })
+    });
+    match mask {
+        Some(m) => x * m,
+        None => d.forward(x),
     }
 }
 

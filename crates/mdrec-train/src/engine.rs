@@ -161,13 +161,17 @@ impl Engine {
         let group = dist::group().filter(|_| self.weighted_step);
         let split_rank = group.as_ref().map_or(0, |g| g.rank() as u64);
         // Dropout draws are a function of (seed, pass, share): exact resume needs no RNG state.
-        self.device.clone().without_autodiff().seed(
-            self.seed
-                ^ self
-                    .passes
-                    .wrapping_add(1)
-                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                ^ split_rank.wrapping_mul(0xD1B5_4A32_D192_ED03),
+        let pass_seed = self.seed
+            ^ self
+                .passes
+                .wrapping_add(1)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ split_rank.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        self.device.clone().without_autodiff().seed(pass_seed);
+        // Replica threads share burn's one generator: each draws from its own stream instead.
+        // (Every pass of a replica thread, the outer bi-level step included.)
+        mdrec_nn::layers::seed_replica_dropout(
+            dist::group().filter(|g| g.threads()).map(|_| pass_seed),
         );
         self.passes += 1;
         data.fill_batch(rows, &mut self.batch);
@@ -388,6 +392,67 @@ impl Engine {
                 .shard(g.rank(), g.size(), self.cfg.embedding.shard_min_rows),
             _ => Vec::new(),
         }
+    }
+
+    /// In a data-parallel group, make the model's buffers (BatchNorm running statistics, STAR's
+    /// partitioned-normalisation statistics, AdaSparse's annealed α) equal on every rank: an
+    /// element the ranks hold with the same bits keeps them, any other becomes the mean over
+    /// the ranks, summed in rank order. Each rank normalises its share with the share's own
+    /// batch statistics (as PyTorch DDP without SyncBatchNorm), so the running statistics drift
+    /// apart between syncs; they update linearly, so averaging them before they are read
+    /// (evaluation, checkpoints, the replica check) gives what averaging at every step would.
+    /// A no-op in one process or for a model without buffers.
+    pub fn sync_buffers(&mut self) -> Result<(), TrainError> {
+        let Some(group) = dist::group() else {
+            return Ok(());
+        };
+        let params: std::collections::BTreeSet<String> =
+            self.model.param_ids().into_iter().map(|(n, _)| n).collect();
+        let mut tensors = self.model.named_tensors();
+        let buffers: Vec<usize> = (0..tensors.len())
+            .filter(|&i| !params.contains(&tensors[i].0))
+            .collect();
+        if buffers.is_empty() {
+            return Ok(());
+        }
+        let local: Vec<f32> = buffers
+            .iter()
+            .flat_map(|&i| tensors[i].2.iter().copied())
+            .collect();
+        let all = group.gather(&local);
+        let n = group.size();
+        if all.len() != local.len() * n {
+            return Err(TrainError::Tensor(format!(
+                "distributed training: buffer sync received {} values from {n} ranks, expected {}",
+                all.len(),
+                local.len() * n
+            )));
+        }
+        let mut at = 0;
+        for &i in &buffers {
+            for v in tensors[i].2.iter_mut() {
+                let first = all[at];
+                if (1..n).any(|r| all[r * local.len() + at].to_bits() != first.to_bits()) {
+                    let sum = (0..n).fold(0.0f32, |s, r| s + all[r * local.len() + at]);
+                    *v = sum / n as f32;
+                } else {
+                    *v = first;
+                }
+                at += 1;
+            }
+        }
+        let ids: std::collections::BTreeMap<String, u64> =
+            self.model.param_ids().into_iter().collect();
+        let named: std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)> = tensors
+            .into_iter()
+            .map(|(n, shape, v)| (n, (shape, v)))
+            .collect();
+        self.model
+            .load_named(&named)
+            .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        // Loading may draw new parameter ids; the optimizer state is keyed by the old ones.
+        self.model.set_param_ids(&ids);
+        Ok(())
     }
 
     /// Whether the model has outer parameters (a bi-level schedule applies).

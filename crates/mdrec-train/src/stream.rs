@@ -425,6 +425,7 @@ pub fn train_stream(
                 line.tables.iter().map(|t| t.live_rows).sum::<usize>()
             ));
         }
+        engine.sync_buffers()?;
         crate::dist::check_replicas(&engine, &format!("window {}", k + 1))?;
         // Rank 0 alone publishes (the other ranks hold the same model).
         if let Some(repo) = sc.publish_to.as_ref().filter(|_| crate::dist::is_writer()) {

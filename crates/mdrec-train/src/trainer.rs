@@ -201,18 +201,10 @@ fn fit(
         });
     }
     engine.set_row_weights(row_weights);
-    if crate::dist::size() > 1 {
-        if hemp.is_some() {
-            return Err(TrainError::Config(
-                "distributed training: AREAD's HEMP schedule is not data-parallel yet; train it as one replica in one process (train.replicas = 1, no mpirun) or with model.hemp.enabled = false".into(),
-            ));
-        }
-        if engine.model.named_tensors().len() > engine.model.param_ids().len() {
-            return Err(TrainError::Config(format!(
-                "distributed training: `{}` keeps running statistics (BatchNorm), which the ranks do not synchronise yet; use a config without batch normalisation or train one replica in one process (train.replicas = 1, no mpirun)",
-                factory.name()
-            )));
-        }
+    if crate::dist::size() > 1 && hemp.is_some() {
+        return Err(TrainError::Config(
+            "distributed training: AREAD's HEMP schedule is not data-parallel yet; train it as one replica in one process (train.replicas = 1, no mpirun) or with model.hemp.enabled = false".into(),
+        ));
     }
     let train_counts = train.domain_counts(ctx.n_domains());
     // Fail fast on a misspelt monitor: the accepted names depend on the domains and tasks, so
@@ -317,6 +309,7 @@ fn fit(
                 if let Some((_, _, snap)) = &best {
                     save_weights(&mut extra, snap, "best.");
                 }
+                engine.sync_buffers()?;
                 ckpt.write(&engine, cursor, extra, global_step, progress)?;
             }
         }
@@ -340,6 +333,7 @@ fn fit(
         train_seconds += secs;
         train_rows += done;
         epochs_run = epoch;
+        engine.sync_buffers()?;
         crate::dist::check_replicas(&engine, &format!("epoch {epoch}"))?;
         let snap = engine.snapshot();
         let logits = snap.predict(valid, cfg.eval_batch_size, device)?;

@@ -593,7 +593,7 @@ impl InteractingLayer {
             scores = scores.div_scalar((dh as f32).sqrt());
         }
         let weights = softmax(scores, 3);
-        let attended = self.dropout.forward(weights.clone()).matmul(v); // [B, H, F, d']
+        let attended = mdrec_nn::layers::dropout(&self.dropout, weights.clone()).matmul(v); // [B, H, F, d']
         let mut out: Tensor<3> = attended.swap_dims(1, 2).reshape([b, f, h * dh]);
         if let Some(r) = &self.wres {
             out = out + r.forward(flat).reshape([b, f, h * dh]);
