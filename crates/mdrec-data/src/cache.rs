@@ -13,6 +13,12 @@
 //! A file whose key differs is a miss. A truncated or corrupted file (length or checksum
 //! mismatch, undecodable body) is reported to the caller and rebuilt, never trusted.
 //! Writes go to a temporary file that is renamed into place.
+//!
+//! The folder is bounded: after a write, the least recently used `*.mdrec-cache` files (a hit
+//! refreshes a file's modification time) are removed until the folder's cache files total at
+//! most [`max_cache_bytes`] (4 GiB, or `MDREC_CACHE_MAX_GB`); the file just written is kept.
+//! Every change of the data code or the config makes new files, so without a bound the folder
+//! only grows.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -130,9 +136,58 @@ pub fn load(path: &Path, key: &[u8; 32]) -> Result<Option<Prepared>, String> {
     if Sha256::digest(body).as_slice() != sum {
         return Err("checksum mismatch (corrupted file)".into());
     }
-    decode_body(body)
-        .ok_or_else(|| "undecodable body".to_string())
-        .map(Some)
+    let p = decode_body(body).ok_or_else(|| "undecodable body".to_string())?;
+    // Recently used for the eviction order (best effort: a read-only folder still hits).
+    if let Ok(f) = std::fs::File::options().append(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+    Ok(Some(p))
+}
+
+/// The bound on a cache folder's `*.mdrec-cache` files: `MDREC_CACHE_MAX_GB` (a positive
+/// number of GiB) or 4 GiB.
+pub fn max_cache_bytes() -> Result<u64, DataError> {
+    match std::env::var("MDREC_CACHE_MAX_GB") {
+        Err(_) => Ok(4 << 30),
+        Ok(v) => match v.trim().parse::<f64>() {
+            Ok(g) if g.is_finite() && g > 0.0 => Ok((g * (1u64 << 30) as f64) as u64),
+            _ => Err(DataError::Config(format!(
+                "MDREC_CACHE_MAX_GB must be a positive number of GiB, got `{v}`"
+            ))),
+        },
+    }
+}
+
+/// Removes the least recently modified `*.mdrec-cache` files of `dir` (never `keep`) until
+/// they total at most `max_bytes`; returns the removed paths. Files that vanish meanwhile
+/// (another process evicting) are skipped.
+pub fn evict(dir: &Path, keep: &Path, max_bytes: u64) -> Result<Vec<PathBuf>, DataError> {
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let Ok(e) = e else { continue };
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "mdrec-cache") {
+            continue;
+        }
+        let Ok(m) = e.metadata() else { continue };
+        files.push((m.modified().unwrap_or(std::time::UNIX_EPOCH), m.len(), path));
+    }
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort();
+    let mut removed = Vec::new();
+    for (_, len, path) in files {
+        if total <= max_bytes {
+            break;
+        }
+        if path == keep {
+            continue;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            total -= len;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
 }
 
 fn decode_body(body: &[u8]) -> Option<Prepared> {
@@ -186,5 +241,38 @@ pub fn store(path: &Path, key: &[u8; 32], p: &Prepared) -> Result<(), DataError>
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, &out).map_err(|e| DataError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))?;
+    if let Some(dir) = path.parent() {
+        evict(dir, path, max_cache_bytes()?)?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eviction_removes_the_least_recently_used_files_and_keeps_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = std::time::SystemTime::now() - std::time::Duration::from_secs(1000);
+        let file = |name: &str, len: usize, age: u64| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, vec![0u8; len]).unwrap();
+            let f = std::fs::File::options().append(true).open(&p).unwrap();
+            f.set_modified(t0 + std::time::Duration::from_secs(age))
+                .unwrap();
+            p
+        };
+        let old = file("a.mdrec-cache", 100, 1);
+        let mid = file("b.mdrec-cache", 100, 2);
+        let new = file("c.mdrec-cache", 100, 3);
+        let other = file("data.csv", 1000, 0);
+        // the oldest file is the one just written: kept; the next oldest goes
+        let removed = evict(dir.path(), &old, 200).unwrap();
+        assert_eq!(removed, vec![mid.clone()]);
+        assert!(old.exists() && new.exists() && other.exists());
+        assert!(evict(dir.path(), &new, 200).unwrap().is_empty());
+        assert_eq!(evict(dir.path(), &new, 0).unwrap(), vec![old]);
+        assert!(new.exists() && other.exists());
+    }
 }
