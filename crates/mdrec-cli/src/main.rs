@@ -130,6 +130,25 @@ enum Cmd {
         /// Rows read, encoded and scored at a time (bounds memory).
         #[arg(long, default_value_t = 65_536)]
         chunk_rows: usize,
+        /// Add a `<task>_var` column per task: the logit variance of the run's last-layer
+        /// Laplace approximation (needs `mdrec uncertainty --run RUN` first).
+        #[arg(long)]
+        variance: bool,
+        /// Add a `<task>_ts` column per task: a Thompson sample σ(f̂), f̂ ~ N(logit, variance),
+        /// seeded by SEED and the row number (needs `mdrec uncertainty --run RUN` first).
+        #[arg(long, value_name = "SEED")]
+        thompson: Option<u64>,
+    },
+    /// Fit the logit uncertainty of a trained run (§6.4): a last-layer Laplace approximation of
+    /// each output tower over the run's training rows, written to the run's
+    /// `uncertainty.safetensors` for `mdrec predict --variance/--thompson`.
+    Uncertainty {
+        /// Run directory written by `mdrec train`.
+        #[arg(long)]
+        run: PathBuf,
+        /// Prior precision λ of the last layer's weights (Λ = λI + Σ p(1−p) h̃h̃ᵀ).
+        #[arg(long, default_value_t = mdrec_train::uncertainty::DEFAULT_PRIOR_PRECISION)]
+        prior_precision: f64,
     },
     /// Serve trained runs over HTTP with the Open Inference Protocol (KServe v2): dynamic
     /// batching, versions with hot reload from a model repository, Prometheus metrics.
@@ -989,7 +1008,19 @@ fn main() -> ExitCode {
             input,
             out,
             chunk_rows,
-        } => score::cmd_predict(&run, &input, out.as_deref(), chunk_rows),
+            variance,
+            thompson,
+        } => score::cmd_predict(
+            &run,
+            &input,
+            out.as_deref(),
+            chunk_rows,
+            score::Exploration { variance, thompson },
+        ),
+        Cmd::Uncertainty {
+            run,
+            prior_precision,
+        } => score::cmd_uncertainty(&run, prior_precision),
         Cmd::Analyze {
             run,
             out,

@@ -67,15 +67,83 @@ pub fn cmd_export(cfg: &RunConfig, split: ExportSplit, out: &Path) -> Result<()>
 
 /// `mdrec predict`: rows are read `chunk_rows` at a time, so memory is bounded by one chunk
 /// (its raw strings, encoded columns and probabilities), whatever the input's length.
-pub fn cmd_predict(run: &Path, input: &Path, out: Option<&Path>, chunk_rows: usize) -> Result<()> {
+/// The exploration columns `mdrec predict` adds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Exploration {
+    /// `<task>_var`: logit variances.
+    pub variance: bool,
+    /// `<task>_ts`: Thompson samples with this seed.
+    pub thompson: Option<u64>,
+}
+
+/// `mdrec uncertainty`: fits the last-layer Laplace approximation of a run on its training
+/// rows and writes the run's `uncertainty.safetensors`.
+pub fn cmd_uncertainty(run: &Path, prior_precision: f64) -> Result<()> {
+    use mdrec_train::uncertainty::{Posterior, FILE};
+    let loaded =
+        mdrec_train::load_run(run).with_context(|| format!("loading run {}", run.display()))?;
+    let t = &loaded.trained;
+    let post = Posterior::fit(
+        t,
+        &loaded.prepared.train,
+        prior_precision,
+        &loaded.prepared.schema.hash,
+        t.cfg.train.eval_batch_size,
+    )?;
+    let path = run.join(FILE);
+    post.save(&path)?;
+    for h in &post.heads {
+        let diag = (0..h.cov.nrows()).map(|i| h.cov[(i, i)]).sum::<f64>() / h.cov.nrows() as f64;
+        eprintln!(
+            "tower {} output {} (task {}, {}): {} training rows, width {}, mean posterior variance per weight {diag:.3e}",
+            h.tower,
+            h.col,
+            t.ctx.tasks.get(h.task).map_or("?", String::as_str),
+            h.domain
+                .and_then(|d| t.ctx.domains.get(d))
+                .map_or("all rows", String::as_str),
+            h.rows,
+            h.cov.nrows() - 1,
+        );
+    }
+    eprintln!(
+        "wrote {} ({} heads, prior precision {prior_precision})",
+        path.display(),
+        post.heads.len()
+    );
+    Ok(())
+}
+
+pub fn cmd_predict(
+    run: &Path,
+    input: &Path,
+    out: Option<&Path>,
+    chunk_rows: usize,
+    explore: Exploration,
+) -> Result<()> {
     let scorer = RunScorer::load(run).with_context(|| format!("loading run {}", run.display()))?;
+    let posterior = if explore.variance || explore.thompson.is_some() {
+        Some(scorer.posterior(run)?)
+    } else {
+        None
+    };
     let mut chunks = RecordChunks::open(input, chunk_rows)?;
     let origin = input.display().to_string();
     let mut file = out.map(AtomicFile::create).transpose()?;
     let mut stdout = std::io::stdout().lock();
     let mut first = 0usize;
     while let Some(mut t) = chunks.next_chunk()? {
-        let scored = scorer.score(&mut t, &origin)?;
+        let scored = match &posterior {
+            Some(p) => scorer.score_explore(
+                &mut t,
+                &origin,
+                p,
+                explore.variance,
+                explore.thompson,
+                first,
+            )?,
+            None => scorer.score(&mut t, &origin)?,
+        };
         let w: &mut dyn Write = match file.as_mut() {
             Some(f) => f.writer(),
             None => &mut stdout,
@@ -110,6 +178,7 @@ pub fn write_eval_predictions(
     let scored = Scored {
         domains: domains.to_vec(),
         probs: logits.iter().map(|&x| probability(x)).collect(),
+        ..Default::default()
     };
     let mut f = AtomicFile::create(path)?;
     write_predictions(f.writer(), schema, 0, &scored, true).context("writing predictions")?;
