@@ -139,6 +139,35 @@ enum Cmd {
         #[arg(long, value_name = "SEED")]
         thompson: Option<u64>,
     },
+    /// Seeded offline replay of exploration on a run's test split (needs `mdrec uncertainty`):
+    /// each round draws users (the schema's gAUC group), and greedy, Thompson and random policies each pick k of the
+    /// user's held-out candidates; prints reward and cold-item picks per policy.
+    Replay {
+        /// Run directory written by `mdrec train` (with `uncertainty.safetensors`).
+        #[arg(long)]
+        run: PathBuf,
+        /// Task whose label is the reward (default: the first task).
+        #[arg(long)]
+        task: Option<String>,
+        /// Rounds.
+        #[arg(long, default_value_t = 100)]
+        rounds: usize,
+        /// Users drawn per round (with replacement, among users with more than k candidates).
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// Picks per user and round.
+        #[arg(long, default_value_t = 3)]
+        k: usize,
+        /// An item is cold with at most this many training rows.
+        #[arg(long, default_value_t = 20)]
+        cold_max: usize,
+        /// Categorical field of the item id.
+        #[arg(long, default_value = "movie_id")]
+        item_field: String,
+        /// Seed of the user draws and the samples.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Fit the logit uncertainty of a trained run (§6.4): a last-layer Laplace approximation of
     /// each output tower over the run's training rows, written to the run's
     /// `uncertainty.safetensors` for `mdrec predict --variance/--thompson`.
@@ -1021,6 +1050,27 @@ fn main() -> ExitCode {
             run,
             prior_precision,
         } => score::cmd_uncertainty(&run, prior_precision),
+        Cmd::Replay {
+            run,
+            task,
+            rounds,
+            users,
+            k,
+            cold_max,
+            item_field,
+            seed,
+        } => score::cmd_replay(
+            &run,
+            task.as_deref(),
+            &item_field,
+            cold_max,
+            mdrec_train::uncertainty::ReplayOptions {
+                rounds,
+                users,
+                k,
+                seed,
+            },
+        ),
         Cmd::Analyze {
             run,
             out,

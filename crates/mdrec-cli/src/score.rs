@@ -114,6 +114,105 @@ pub fn cmd_uncertainty(run: &Path, prior_precision: f64) -> Result<()> {
     Ok(())
 }
 
+/// `mdrec replay`: the seeded exploration replay of [`mdrec_train::uncertainty::replay`] on a
+/// run's test split, printed as a Markdown table.
+pub fn cmd_replay(
+    run: &Path,
+    task: Option<&str>,
+    item_field: &str,
+    cold_max: usize,
+    opt: mdrec_train::uncertainty::ReplayOptions,
+) -> Result<()> {
+    use mdrec_train::uncertainty::{replay, Candidate, Posterior};
+    let loaded =
+        mdrec_train::load_run(run).with_context(|| format!("loading run {}", run.display()))?;
+    let (t, prep) = (&loaded.trained, &loaded.prepared);
+    let post = Posterior::load(run, &prep.schema.hash)?;
+    let ctx = &t.ctx;
+    let task_ix = match task {
+        None => 0,
+        Some(name) => ctx.tasks.iter().position(|x| x == name).with_context(|| {
+            format!(
+                "--task {name}: not a task of the run; tasks: {}",
+                ctx.tasks.join(", ")
+            )
+        })?,
+    };
+    let ic = {
+        let name = item_field;
+        ctx.fields
+            .iter()
+            .find(|f| f.name == name && !f.multi_hot)
+            .map(|f| f.column)
+            .with_context(|| {
+                format!(
+                    "--item-field {name}: no categorical field of that name; fields: {}",
+                    ctx.fields
+                        .iter()
+                        .map(|f| f.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?
+    };
+    if prep.test.group.iter().all(|&g| g == 0) {
+        bail!("the run's schema has no `group` column (the user key of gAUC): the replay needs one to group candidates by user");
+    }
+    let mut train_count: std::collections::HashMap<u32, usize> = Default::default();
+    for &item in &prep.train.cat[ic] {
+        *train_count.entry(item).or_default() += 1;
+    }
+    let test = &prep.test;
+    let (logits, var) = post.mean_var(t, test, t.cfg.train.eval_batch_size)?;
+    let n_t = ctx.n_tasks();
+    let cands: Vec<Candidate> = (0..test.len())
+        .map(|r| {
+            let item = test.cat[ic][r];
+            Candidate {
+                user: test.group[r],
+                item,
+                reward: test.labels[task_ix][r],
+                logit: logits[r * n_t + task_ix],
+                var: var[r * n_t + task_ix],
+                cold: train_count.get(&item).copied().unwrap_or(0) <= cold_max,
+            }
+        })
+        .collect();
+    let cold = cands.iter().filter(|c| c.cold).count();
+    println!(
+        "replay of {} on {} test rows ({} with a cold item, ≤ {cold_max} training rows), task {}, {} rounds × {} users × k = {}, seed {}\n",
+        run.display(),
+        cands.len(),
+        cold,
+        ctx.tasks[task_ix],
+        opt.rounds,
+        opt.users,
+        opt.k,
+        opt.seed
+    );
+    println!("| policy | picks | cumulative reward | reward per pick | cold picks | cold share | distinct items |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, o) in replay(&cands, opt) {
+        let per = |x: f64| {
+            if o.picks == 0 {
+                0.0
+            } else {
+                x / o.picks as f64
+            }
+        };
+        println!(
+            "| {name} | {} | {:.0} | {:.4} | {} | {:.4} | {} |",
+            o.picks,
+            o.reward,
+            per(o.reward),
+            o.cold_picks,
+            per(o.cold_picks as f64),
+            o.distinct_items
+        );
+    }
+    Ok(())
+}
+
 pub fn cmd_predict(
     run: &Path,
     input: &Path,

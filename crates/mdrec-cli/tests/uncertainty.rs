@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fails, mdrec, ok, predictions, s};
+use common::{fails, mdrec, movielens_fixture, ok, predictions, s, train_movielens};
 
 const SYNTH: [&str; 2] = ["--set", "dataset.synthetic_rows=3000"];
 
@@ -133,4 +133,44 @@ fn a_model_without_heads_is_a_clear_error() {
         "{err}"
     );
     assert!(!run.join("uncertainty.safetensors").exists());
+}
+
+#[test]
+fn replay_is_seeded_and_needs_the_fitted_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ml = tmp.path().join("ml-1m");
+    movielens_fixture(&ml);
+    let run = tmp.path().join("run");
+    train_movielens(&ml, "mmoe", "1", &run);
+    let replay = |extra: &[&str]| {
+        let mut a = vec![
+            "replay",
+            "--run",
+            s(&run),
+            "--rounds",
+            "5",
+            "--users",
+            "10",
+            "--k",
+            "2",
+        ];
+        a.extend(extra);
+        mdrec(&a)
+    };
+    let err = fails(replay(&[]));
+    assert!(err.contains("uncertainty.safetensors"), "{err}");
+    ok(mdrec(&["uncertainty", "--run", s(&run)]));
+    let out = String::from_utf8(ok(replay(&["--seed", "4"])).stdout).unwrap();
+    for policy in ["| greedy | 100 |", "| thompson | 100 |", "| random | 100 |"] {
+        assert!(out.contains(policy), "{out}");
+    }
+    let again = String::from_utf8(ok(replay(&["--seed", "4"])).stdout).unwrap();
+    assert_eq!(out, again);
+    let err = fails(replay(&["--task", "nope"]));
+    assert!(
+        err.contains("--task nope") && err.contains("click"),
+        "{err}"
+    );
+    let err = fails(replay(&["--item-field", "nope"]));
+    assert!(err.contains("movie_id"), "{err}");
 }
