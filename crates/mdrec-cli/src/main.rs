@@ -130,6 +130,54 @@ enum Cmd {
         /// Rows read, encoded and scored at a time (bounds memory).
         #[arg(long, default_value_t = 65_536)]
         chunk_rows: usize,
+        /// Add a `<task>_var` column per task: the logit variance of the run's last-layer
+        /// Laplace approximation (needs `mdrec uncertainty --run RUN` first).
+        #[arg(long)]
+        variance: bool,
+        /// Add a `<task>_ts` column per task: a Thompson sample σ(f̂), f̂ ~ N(logit, variance),
+        /// seeded by SEED and the row number (needs `mdrec uncertainty --run RUN` first).
+        #[arg(long, value_name = "SEED")]
+        thompson: Option<u64>,
+    },
+    /// Seeded offline replay of exploration on a run's test split (needs `mdrec uncertainty`):
+    /// each round draws users (the schema's gAUC group), and greedy, Thompson and random policies each pick k of the
+    /// user's held-out candidates; prints reward and cold-item picks per policy.
+    Replay {
+        /// Run directory written by `mdrec train` (with `uncertainty.safetensors`).
+        #[arg(long)]
+        run: PathBuf,
+        /// Task whose label is the reward (default: the first task).
+        #[arg(long)]
+        task: Option<String>,
+        /// Rounds.
+        #[arg(long, default_value_t = 100)]
+        rounds: usize,
+        /// Users drawn per round (with replacement, among users with more than k candidates).
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// Picks per user and round.
+        #[arg(long, default_value_t = 3)]
+        k: usize,
+        /// An item is cold with at most this many training rows.
+        #[arg(long, default_value_t = 20)]
+        cold_max: usize,
+        /// Categorical field of the item id.
+        #[arg(long, default_value = "movie_id")]
+        item_field: String,
+        /// Seed of the user draws and the samples.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Fit the logit uncertainty of a trained run (§6.4): a last-layer Laplace approximation of
+    /// each output tower over the run's training rows, written to the run's
+    /// `uncertainty.safetensors` for `mdrec predict --variance/--thompson`.
+    Uncertainty {
+        /// Run directory written by `mdrec train`.
+        #[arg(long)]
+        run: PathBuf,
+        /// Prior precision λ of the last layer's weights (Λ = λI + Σ p(1−p) h̃h̃ᵀ).
+        #[arg(long, default_value_t = mdrec_train::uncertainty::DEFAULT_PRIOR_PRECISION)]
+        prior_precision: f64,
     },
     /// Serve trained runs over HTTP with the Open Inference Protocol (KServe v2): dynamic
     /// batching, versions with hot reload from a model repository, Prometheus metrics.
@@ -989,7 +1037,40 @@ fn main() -> ExitCode {
             input,
             out,
             chunk_rows,
-        } => score::cmd_predict(&run, &input, out.as_deref(), chunk_rows),
+            variance,
+            thompson,
+        } => score::cmd_predict(
+            &run,
+            &input,
+            out.as_deref(),
+            chunk_rows,
+            score::Exploration { variance, thompson },
+        ),
+        Cmd::Uncertainty {
+            run,
+            prior_precision,
+        } => score::cmd_uncertainty(&run, prior_precision),
+        Cmd::Replay {
+            run,
+            task,
+            rounds,
+            users,
+            k,
+            cold_max,
+            item_field,
+            seed,
+        } => score::cmd_replay(
+            &run,
+            task.as_deref(),
+            &item_field,
+            cold_max,
+            mdrec_train::uncertainty::ReplayOptions {
+                rounds,
+                users,
+                k,
+                seed,
+            },
+        ),
         Cmd::Analyze {
             run,
             out,

@@ -19,6 +19,9 @@ use mdrec_train::{RunScorer, TrainError};
 pub struct ServedRun {
     scorer: Mutex<RunScorer>,
     meta: ModelMeta,
+    /// The run's fitted uncertainty (`uncertainty.safetensors`), when it has one: the
+    /// outputs then add `<task>_var`, the logit variance of each task.
+    posterior: Option<mdrec_train::uncertainty::Posterior>,
 }
 
 impl ServedRun {
@@ -39,15 +42,25 @@ impl ServedRun {
                 optional: c.optional,
             })
             .collect();
+        let posterior = if dir.join(mdrec_train::uncertainty::FILE).exists() {
+            Some(scorer.posterior(dir)?)
+        } else {
+            None
+        };
+        let mut outputs = scorer.schema().tasks.clone();
+        if posterior.is_some() {
+            outputs.extend(scorer.schema().tasks.iter().map(|t| format!("{t}_var")));
+        }
         let meta = ModelMeta {
             inputs,
-            outputs: scorer.schema().tasks.clone(),
+            outputs,
             domains: scorer.schema().domains.clone(),
             platform: format!("mdrec-{}", scorer.trained().cfg.model_name()),
         };
         Ok(ServedRun {
             scorer: Mutex::new(scorer),
             meta,
+            posterior,
         })
     }
 }
@@ -91,11 +104,17 @@ impl Scorer for ServedRun {
             .scorer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let scored = scorer.score(&mut t, "request").map_err(request_error)?;
-        let n_t = self.meta.outputs.len();
-        let tasks = (0..n_t)
-            .map(|k| scored.probs.iter().skip(k).step_by(n_t).copied().collect())
-            .collect();
+        let scored = match &self.posterior {
+            Some(p) => scorer.score_explore(&mut t, "request", p, true, None, 0),
+            None => scorer.score(&mut t, "request"),
+        }
+        .map_err(request_error)?;
+        let n_t = scorer.schema().n_tasks();
+        let column = |v: &[f32], k: usize| v.iter().skip(k).step_by(n_t).copied().collect();
+        let mut tasks: Vec<Vec<f32>> = (0..n_t).map(|k| column(&scored.probs, k)).collect();
+        if let Some(var) = &scored.var {
+            tasks.extend((0..n_t).map(|k| column(var, k)));
+        }
         Ok(Scores { tasks })
     }
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -170,17 +170,28 @@ fn assert_outputs(resp: &serde_json::Value, want: &[Vec<f64>]) {
     }
 }
 
-#[test]
-fn served_probabilities_equal_predict_and_bad_requests_get_json_errors() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ml = tmp.path().join("ml-1m");
+/// The output names of a model's metadata.
+fn output_names(meta: &serde_json::Value) -> Vec<&str> {
+    meta["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect()
+}
+
+/// An mmoe run `ranker` on the MovieLens fixture under `dir`, its exported test records and
+/// their `mdrec predict` file; with `uncertainty`, fitted by `mdrec uncertainty` and predicted
+/// with `--variance`.
+fn ranker(dir: &Path, uncertainty: bool) -> (PathBuf, PathBuf, PathBuf) {
+    let ml = dir.join("ml-1m");
     movielens_fixture(&ml);
-    let run = tmp.path().join("ranker");
+    let run = dir.join("ranker");
     train_movielens(&ml, "mmoe", "1", &run);
-    let csv = tmp.path().join("test.csv");
+    let csv = dir.join("test.csv");
     export_movielens_test(&ml, &csv);
-    let pred = tmp.path().join("pred.csv");
-    ok(mdrec(&[
+    let pred = dir.join("pred.csv");
+    let mut a = vec![
         "predict",
         "--run",
         s(&run),
@@ -188,20 +199,26 @@ fn served_probabilities_equal_predict_and_bad_requests_get_json_errors() {
         s(&csv),
         "--out",
         s(&pred),
-    ]));
+    ];
+    if uncertainty {
+        ok(mdrec(&["uncertainty", "--run", s(&run)]));
+        a.push("--variance");
+    }
+    ok(mdrec(&a));
+    (run, csv, pred)
+}
+
+#[test]
+fn served_probabilities_equal_predict_and_bad_requests_get_json_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (run, csv, pred) = ranker(tmp.path(), false);
 
     let sv = Served::start(&["--run", s(&run), "--max-body-bytes", "200000"]);
     assert_eq!(sv.http("GET", "/v2/health/live", "").0, 200);
     assert_eq!(sv.http("GET", "/v2/health/ready", "").0, 200);
     let (_, meta) = sv.json("GET", "/v2/models/ranker", "");
     assert_eq!(meta["platform"], "mdrec-mmoe");
-    let outs: Vec<&str> = meta["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(outs, ["click", "like"]);
+    assert_eq!(output_names(&meta), ["click", "like"]);
 
     // served = predict, for 1 and for 50 rows
     for n in [1, 50] {
@@ -248,6 +265,28 @@ fn served_probabilities_equal_predict_and_bad_requests_get_json_errors() {
         m.contains("mdrec_requests_total{model=\"ranker\",status=\"200\",version=\"1\"} 2"),
         "{m}"
     );
+}
+
+#[test]
+fn a_run_with_fitted_uncertainty_serves_variances_equal_to_predict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (run, csv, pred) = ranker(tmp.path(), true);
+    let sv = Served::start(&["--run", s(&run)]);
+    let (_, meta) = sv.json("GET", "/v2/models/ranker", "");
+    assert_eq!(
+        output_names(&meta),
+        ["click", "like", "click_var", "like_var"]
+    );
+    let (st, resp) = sv.json(
+        "POST",
+        "/v2/models/ranker/infer",
+        &request(&sv, "ranker", &csv, 20),
+    );
+    assert_eq!(st, 200, "{resp}");
+    let want = expected(&pred, 20);
+    assert_eq!(want.len(), 4);
+    assert!(want[2].iter().all(|&v| v > 0.0));
+    assert_outputs(&resp, &want);
 }
 
 /// The request with the first row's age code replaced by 17 (not an ML-1M age code).

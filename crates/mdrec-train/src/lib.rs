@@ -27,6 +27,7 @@ pub mod rew;
 pub mod scoring;
 pub mod stream;
 pub mod trainer;
+pub mod uncertainty;
 
 pub use config::{DatasetConfig, RunConfig, TrainConfig};
 pub use scoring::{probability, write_predictions, RunScorer, Scored};

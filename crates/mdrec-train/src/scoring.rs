@@ -24,6 +24,10 @@ pub struct Scored {
     pub domains: Vec<u32>,
     /// Probabilities, row-major `[n, T]`.
     pub probs: Vec<f32>,
+    /// Logit variances, row-major `[n, T]` (`mdrec predict --variance`).
+    pub var: Option<Vec<f32>>,
+    /// Thompson samples σ(f̂), row-major `[n, T]` (`mdrec predict --thompson`).
+    pub ts: Option<Vec<f32>>,
 }
 
 /// A trained run ready to score raw records.
@@ -105,6 +109,36 @@ impl RunScorer {
         Ok(Scored {
             domains: data.domain,
             probs,
+            ..Default::default()
+        })
+    }
+
+    /// The run's fitted uncertainty ([`crate::uncertainty::FILE`] in `run`).
+    pub fn posterior(&self, run: &Path) -> Result<crate::uncertainty::Posterior, TrainError> {
+        crate::uncertainty::Posterior::load(run, &self.schema().hash)
+    }
+
+    /// [`score`](Self::score) with the logit variances of `posterior` (when `variance`) and
+    /// Thompson samples seeded by `thompson` (rows numbered from `first_row`).
+    pub fn score_explore(
+        &self,
+        t: &mut RawTable,
+        origin: &str,
+        posterior: &crate::uncertainty::Posterior,
+        variance: bool,
+        thompson: Option<u64>,
+        first_row: usize,
+    ) -> Result<Scored, TrainError> {
+        let data = self.encode(t, origin)?;
+        let (logits, var) = posterior.mean_var(&self.trained, &data, self.batch_size)?;
+        let n_t = self.schema().n_tasks();
+        let ts =
+            thompson.map(|seed| crate::uncertainty::thompson(&logits, &var, n_t, seed, first_row));
+        Ok(Scored {
+            domains: data.domain,
+            probs: logits.iter().map(|&x| probability(x)).collect(),
+            var: variance.then_some(var),
+            ts,
         })
     }
 }
@@ -123,6 +157,16 @@ pub fn write_predictions(
         for t in &schema.tasks {
             write!(w, ",{t}")?;
         }
+        if scored.var.is_some() {
+            for t in &schema.tasks {
+                write!(w, ",{t}_var")?;
+            }
+        }
+        if scored.ts.is_some() {
+            for t in &schema.tasks {
+                write!(w, ",{t}_ts")?;
+            }
+        }
         writeln!(w)?;
     }
     let n_t = schema.tasks.len();
@@ -140,6 +184,11 @@ pub fn write_predictions(
         }
         for x in p {
             write!(w, ",{x:.9e}")?;
+        }
+        for extra in [&scored.var, &scored.ts].into_iter().flatten() {
+            for x in &extra[i * n_t..(i + 1) * n_t] {
+                write!(w, ",{x:.9e}")?;
+            }
         }
         writeln!(w)?;
     }

@@ -1004,6 +1004,23 @@ impl TrainedModels {
         })
     }
 
+    /// The model when one model scores every row and task (a one-part setting), else `None`.
+    pub fn single(&self) -> Option<&Snapshot> {
+        match (self.parts.as_slice(), self.models.as_slice()) {
+            ([part], [(_, snap)])
+                if part.domain.is_none() && part.tasks.len() == self.ctx.n_tasks() =>
+            {
+                Some(snap)
+            }
+            _ => None,
+        }
+    }
+
+    /// The device the models run on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Logits `[n, T]` (row-major) for every row of `data`: each part scores its own rows.
     pub fn logits(&self, data: &EncodedData, batch_size: usize) -> Result<Vec<f32>, TrainError> {
         let n_t = self.ctx.n_tasks();

@@ -100,6 +100,52 @@ impl Tower {
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         self.out.forward(self.mlp.forward(x))
     }
+
+    /// The output and the last hidden layer (the input of the `Linear(h, n_out)` output).
+    ///
+    /// # Shapes
+    /// - x: `[N, in_dim]` → (`[N, n_out]`, `[N, h]`)
+    pub fn forward_with_hidden(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        let h = self.mlp.forward(x);
+        (self.out.forward(h.clone()), h)
+    }
+}
+
+/// One tower's evaluation recorded by [`capture_towers`].
+#[derive(Debug, Clone)]
+pub struct TowerCall {
+    /// Index of the tower in its [`Heads`] (row group · task groups + task group).
+    pub tower: usize,
+    /// The rows the tower ran on: `Some(domain)` (the domain's rows in batch order) or `None`
+    /// (every row).
+    pub domain: Option<usize>,
+    /// The task of each output column.
+    pub tasks: Vec<usize>,
+    /// The tower's last hidden layer, `[n_rows, h]`.
+    pub hidden: Tensor<2>,
+    /// The tower's logits, `[n_rows, tasks.len()]`.
+    pub logits: Tensor<2>,
+}
+
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Vec<TowerCall>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (a model's forward pass on this thread) and returns, with its result, every
+/// tower evaluation of every [`Heads`] it made, in order. This is how a post-hoc method reads
+/// the last hidden layer of the towers (the last-layer Laplace approximation of
+/// `mdrec uncertainty`) without a change to any model's `forward`. Calls do not nest: an inner
+/// capture takes the tower calls made inside it.
+pub fn capture_towers<R>(f: impl FnOnce() -> R) -> (R, Vec<TowerCall>) {
+    let outer = CAPTURE.with(|c| c.borrow_mut().replace(Vec::new()));
+    let r = f();
+    let calls = CAPTURE.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
+    (r, calls.unwrap_or_default())
+}
+
+fn capturing() -> bool {
+    CAPTURE.with(|c| c.borrow().is_some())
 }
 
 /// The towers of a model and the routing of rows to them.
@@ -171,7 +217,26 @@ impl Heads {
     fn group_logits(&self, g: usize, mut x: impl FnMut(usize) -> Tensor<2>) -> Tensor<2> {
         let n_q = self.task_groups.len();
         let outs: Vec<Tensor<2>> = (0..n_q)
-            .map(|q| self.towers[g * n_q + q].forward(x(q)))
+            .map(|q| {
+                let tower = &self.towers[g * n_q + q];
+                if !capturing() {
+                    return tower.forward(x(q));
+                }
+                let (logits, hidden) = tower.forward_with_hidden(x(q));
+                let call = TowerCall {
+                    tower: g * n_q + q,
+                    domain: (self.layout == HeadLayout::DomainTask).then_some(g),
+                    tasks: self.task_groups[q].clone(),
+                    hidden,
+                    logits: logits.clone(),
+                };
+                CAPTURE.with(|c| {
+                    if let Some(calls) = c.borrow_mut().as_mut() {
+                        calls.push(call);
+                    }
+                });
+                logits
+            })
             .collect();
         if n_q == self.n_tasks {
             // One task per group: groups are in task order unless the caller permuted them.
