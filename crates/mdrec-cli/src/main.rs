@@ -364,6 +364,12 @@ struct ServeArgs {
     /// Scoring threads per served version.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Add a `<task>_ts` output per task: a Thompson sample σ(f̂), f̂ ~ N(logit, variance) of the
+    /// run's last-layer Laplace approximation (needs `mdrec uncertainty --run RUN` first). Row
+    /// `r` in the order a version scores its rows draws what `predict --thompson SEED` draws for
+    /// row `r` of a file.
+    #[arg(long, value_name = "SEED")]
+    thompson: Option<u64>,
 }
 
 #[derive(Args)]
@@ -1134,6 +1140,7 @@ fn main() -> ExitCode {
                 poll_interval_ms: a.poll_ms,
                 workers: a.workers,
             },
+            a.thompson,
         ),
         Cmd::Loadgen(a) => cmd_loadgen(a),
         Cmd::Bench {

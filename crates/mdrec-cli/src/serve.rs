@@ -4,6 +4,7 @@
 //! [`RunLoader`] loads run directories as versions.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
@@ -22,11 +23,18 @@ pub struct ServedRun {
     /// The run's fitted uncertainty (`uncertainty.safetensors`), when it has one: the
     /// outputs then add `<task>_var`, the logit variance of each task.
     posterior: Option<mdrec_train::uncertainty::Posterior>,
+    /// `--thompson SEED`: the outputs then also add `<task>_ts`, a Thompson sample σ(f̂),
+    /// f̂ ~ N(logit, variance). Rows are numbered in the order this version scores them (from 0,
+    /// counted in `rows_scored`), and row `r` draws from the stream `predict --thompson SEED`
+    /// gives row `r` of a file: a sequential client sees `predict`'s samples.
+    thompson: Option<u64>,
+    rows_scored: AtomicUsize,
 }
 
 impl ServedRun {
-    /// Loads a run directory.
-    pub fn load(dir: &Path) -> Result<Self, TrainError> {
+    /// Loads a run directory; `thompson` adds Thompson-sample outputs (an error when the run has
+    /// no fitted uncertainty).
+    pub fn load(dir: &Path, thompson: Option<u64>) -> Result<Self, TrainError> {
         let scorer = RunScorer::load(dir)?;
         let inputs = scorer
             .format()
@@ -44,12 +52,23 @@ impl ServedRun {
             .collect();
         let posterior = if dir.join(mdrec_train::uncertainty::FILE).exists() {
             Some(scorer.posterior(dir)?)
+        } else if thompson.is_some() {
+            return Err(TrainError::Config(format!(
+                "{}: --thompson needs the run's fitted uncertainty ({}); run `mdrec uncertainty --run {}` first",
+                dir.display(),
+                mdrec_train::uncertainty::FILE,
+                dir.display()
+            )));
         } else {
             None
         };
-        let mut outputs = scorer.schema().tasks.clone();
+        let tasks = &scorer.schema().tasks;
+        let mut outputs = tasks.clone();
         if posterior.is_some() {
-            outputs.extend(scorer.schema().tasks.iter().map(|t| format!("{t}_var")));
+            outputs.extend(tasks.iter().map(|t| format!("{t}_var")));
+        }
+        if thompson.is_some() {
+            outputs.extend(tasks.iter().map(|t| format!("{t}_ts")));
         }
         let meta = ModelMeta {
             inputs,
@@ -61,6 +80,8 @@ impl ServedRun {
             scorer: Mutex::new(scorer),
             meta,
             posterior,
+            thompson,
+            rows_scored: AtomicUsize::new(0),
         })
     }
 }
@@ -104,27 +125,34 @@ impl Scorer for ServedRun {
             .scorer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Rows are numbered while the scorer is held, so they follow the scoring order.
+        let first_row = match self.thompson {
+            Some(_) => self.rows_scored.fetch_add(n, Ordering::Relaxed),
+            None => 0,
+        };
         let scored = match &self.posterior {
-            Some(p) => scorer.score_explore(&mut t, "request", p, true, None, 0),
+            Some(p) => scorer.score_explore(&mut t, "request", p, true, self.thompson, first_row),
             None => scorer.score(&mut t, "request"),
         }
         .map_err(request_error)?;
         let n_t = scorer.schema().n_tasks();
         let column = |v: &[f32], k: usize| v.iter().skip(k).step_by(n_t).copied().collect();
         let mut tasks: Vec<Vec<f32>> = (0..n_t).map(|k| column(&scored.probs, k)).collect();
-        if let Some(var) = &scored.var {
-            tasks.extend((0..n_t).map(|k| column(var, k)));
+        for extra in [&scored.var, &scored.ts].into_iter().flatten() {
+            tasks.extend((0..n_t).map(|k| column(extra, k)));
         }
         Ok(Scores { tasks })
     }
 }
 
-/// Loads run directories as served versions.
-pub struct RunLoader;
+/// Loads run directories as served versions (with Thompson-sample outputs under `thompson`).
+pub struct RunLoader {
+    pub thompson: Option<u64>,
+}
 
 impl Loader for RunLoader {
     fn load(&self, dir: &Path) -> Result<Arc<dyn Scorer>, String> {
-        ServedRun::load(dir)
+        ServedRun::load(dir, self.thompson)
             .map(|r| Arc::new(r) as Arc<dyn Scorer>)
             .map_err(|e| format!("{e:#}"))
     }
@@ -136,6 +164,7 @@ pub fn cmd_serve(
     names: Vec<String>,
     repo: Option<PathBuf>,
     cfg: ServeConfig,
+    thompson: Option<u64>,
 ) -> Result<()> {
     let source = match repo {
         Some(dir) => {
@@ -178,7 +207,7 @@ pub fn cmd_serve(
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let server = Server::start(cfg, source, Arc::new(RunLoader))
+        let server = Server::start(cfg, source, Arc::new(RunLoader { thompson }))
             .await
             .map_err(anyhow::Error::msg)?;
         eprintln!(
@@ -211,7 +240,7 @@ fn json_value(ty: Datatype, v: &str, column: &str) -> Result<serde_json::Value> 
 /// An infer request body with the first `rows` records of `input`, every input column the run
 /// reads, typed as its metadata says.
 pub fn request_body(run: &Path, input: &Path, rows: usize) -> Result<Vec<u8>> {
-    let served = ServedRun::load(run)?;
+    let served = ServedRun::load(run, None)?;
     let mut chunks = RecordChunks::open(input, rows)?;
     let Some(t) = chunks.next_chunk()? else {
         bail!("{}: no records after the header", input.display());

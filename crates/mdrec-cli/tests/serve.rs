@@ -182,7 +182,7 @@ fn output_names(meta: &serde_json::Value) -> Vec<&str> {
 
 /// An mmoe run `ranker` on the MovieLens fixture under `dir`, its exported test records and
 /// their `mdrec predict` file; with `uncertainty`, fitted by `mdrec uncertainty` and predicted
-/// with `--variance`.
+/// with `--variance --thompson 3`.
 fn ranker(dir: &Path, uncertainty: bool) -> (PathBuf, PathBuf, PathBuf) {
     let ml = dir.join("ml-1m");
     movielens_fixture(&ml);
@@ -202,7 +202,7 @@ fn ranker(dir: &Path, uncertainty: bool) -> (PathBuf, PathBuf, PathBuf) {
     ];
     if uncertainty {
         ok(mdrec(&["uncertainty", "--run", s(&run)]));
-        a.push("--variance");
+        a.extend(["--variance", "--thompson", "3"]);
     }
     ok(mdrec(&a));
     (run, csv, pred)
@@ -268,25 +268,83 @@ fn served_probabilities_equal_predict_and_bad_requests_get_json_errors() {
 }
 
 #[test]
-fn a_run_with_fitted_uncertainty_serves_variances_equal_to_predict() {
+fn a_run_with_fitted_uncertainty_serves_variances_and_thompson_samples_equal_to_predict() {
     let tmp = tempfile::tempdir().unwrap();
     let (run, csv, pred) = ranker(tmp.path(), true);
-    let sv = Served::start(&["--run", s(&run)]);
+    let sv = Served::start(&["--run", s(&run), "--thompson", "3"]);
     let (_, meta) = sv.json("GET", "/v2/models/ranker", "");
     assert_eq!(
         output_names(&meta),
-        ["click", "like", "click_var", "like_var"]
+        [
+            "click",
+            "like",
+            "click_var",
+            "like_var",
+            "click_ts",
+            "like_ts"
+        ]
     );
-    let (st, resp) = sv.json(
-        "POST",
-        "/v2/models/ranker/infer",
-        &request(&sv, "ranker", &csv, 20),
-    );
-    assert_eq!(st, 200, "{resp}");
+    let body = request(&sv, "ranker", &csv, 20);
+    let (st, first) = sv.json("POST", "/v2/models/ranker/infer", &body);
+    assert_eq!(st, 200, "{first}");
     let want = expected(&pred, 20);
-    assert_eq!(want.len(), 4);
+    assert_eq!(want.len(), 6);
     assert!(want[2].iter().all(|&v| v > 0.0));
-    assert_outputs(&resp, &want);
+    assert_outputs(&first, &want);
+    // The same rows again are rows 20..40 of the version's stream: the same probabilities and
+    // variances, fresh samples.
+    let (st, again) = sv.json("POST", "/v2/models/ranker/infer", &body);
+    assert_eq!(st, 200, "{again}");
+    let data = |r: &serde_json::Value, k: usize| r["outputs"][k]["data"].clone();
+    for k in 0..4 {
+        assert_eq!(data(&again, k), data(&first, k));
+    }
+    assert_ne!(data(&again, 4), data(&first, 4));
+    // A served sample is σ(μ + σ z): within 8 standard deviations of the mean.
+    for (k, ts) in data(&again, 4).as_array().unwrap().iter().enumerate() {
+        let (p, var) = (want[0][k], want[2][k]);
+        let (mu, f) = (
+            (p / (1.0 - p)).ln(),
+            ts.as_f64().unwrap() / (1.0 - ts.as_f64().unwrap()),
+        );
+        assert!((f.ln() - mu).abs() <= 8.0 * var.sqrt() + 1e-4, "row {k}");
+    }
+}
+
+#[test]
+fn thompson_samples_need_a_fitted_uncertainty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ml = tmp.path().join("ml-1m");
+    movielens_fixture(&ml);
+    let run = tmp.path().join("plain");
+    train_movielens(&ml, "mmoe", "1", &run);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mdrec"))
+        .args(["serve", "--run", s(&run), "--thompson", "1"])
+        .args(["--addr", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("mdrec serve --thompson started without a fitted uncertainty");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success());
+    assert!(err.contains("mdrec uncertainty --run"), "{err}");
 }
 
 /// The request with the first row's age code replaced by 17 (not an ML-1M age code).
