@@ -126,7 +126,8 @@ pub struct SimilaritySpec {
     /// `0..=levels` before it is encoded (default 100).
     #[serde(default = "default_levels")]
     pub levels: u32,
-    /// How the level reaches the model (a numeric encoding; default MNSE, bases 2, 3, 10).
+    /// How the level reaches the model (a numeric encoding; default MNSE, bases 2, 3, 10;
+    /// `scalar`: one dense input, the level divided by `levels`, in [0, 1]).
     #[serde(default = "default_encoding")]
     pub encoding: NumericEncoding,
 }
@@ -1010,12 +1011,18 @@ impl Derived {
                 let s = spec.similarity.as_ref().expect("similarity feature");
                 let (uc, uv) = per_code(&s.user)?;
                 let (ic, iv) = per_code(&s.item)?;
+                // As a scalar the level is scaled into [0, 1]; encoded, it stays an integer.
+                let scale = match s.encoding {
+                    NumericEncoding::Scalar => f64::from(s.levels),
+                    _ => 1.0,
+                };
                 let mut cache: HashMap<(u32, u32), f32> = HashMap::new();
                 rows.iter()
                     .map(|&r| {
                         let key = (uc.codes[r as usize], ic.codes[r as usize]);
                         *cache.entry(key).or_insert_with(|| {
-                            similarity_level(at(uc, &uv, r), at(ic, &iv, r), s.levels) as f32
+                            (similarity_level(at(uc, &uv, r), at(ic, &iv, r), s.levels) / scale)
+                                as f32
                         })
                     })
                     .collect()

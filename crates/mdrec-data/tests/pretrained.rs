@@ -501,6 +501,30 @@ fn pretrained_fields_feed_dense_similarity_and_semantic_id_features() {
 }
 
 #[test]
+fn a_scalar_similarity_is_the_level_scaled_into_zero_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = with_vectors(dir.path(), "")
+        + "[similarity]\nuser = \"user\"\nitem = \"item\"\nlevels = 10\nencoding = { kind = \"scalar\" }\n";
+    let t = interactions("i1");
+    let p = prep(&t, &spec).unwrap();
+    let names: Vec<&str> = p.schema.fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names.last(), Some(&"similarity"));
+    let tr = &p.train;
+    let users = read(&pspec(&dir.path().join("user.safetensors")))
+        .unwrap()
+        .0;
+    let items = read(&pspec(&dir.path().join("item.csv"))).unwrap().0;
+    let sim = tr.num.last().unwrap();
+    for r in 0..tr.n_rows {
+        let u = t.columns[0].dict[t.columns[0].codes[r] as usize].clone();
+        let i = t.columns[1].dict[t.columns[1].codes[r] as usize].clone();
+        let level = similarity_level(users.get(&u), items.get(&i), 10);
+        assert_eq!(sim[r], (level / 10.0) as f32, "row {r}");
+        assert!((0.0..=1.0).contains(&sim[r]));
+    }
+}
+
+#[test]
 fn missing_ids_are_zero_or_an_error_with_require_all() {
     let dir = tempfile::tempdir().unwrap();
     // item i5 occurs in training but has no vector
