@@ -665,6 +665,9 @@ impl Snapshot {
             None => 0..n,
         };
         let rows: Vec<u32> = (range.start as u32..range.end as u32).collect();
+        if group.is_none() {
+            return self.predict_threaded(data, &rows, batch_size, device);
+        }
         // Sharded tables answer lookups collectively: every rank takes part in as many
         // lookups as the rank with the most batches.
         let rounds = match &group {
@@ -686,6 +689,76 @@ impl Snapshot {
         Ok(match group {
             Some(g) => g.gather(&logits),
             None => logits,
+        })
+    }
+}
+
+impl Snapshot {
+    /// [`predict`](Self::predict) outside a group: the batches are split into one contiguous
+    /// run per core, each scored on its own thread by its own copy of the inference model (a
+    /// model is not `Sync`; the tables are shared). One process's matrix products already use
+    /// every core, but the rest of a forward pass (copies, elementwise ops) runs on one, so
+    /// threads keep the cores busy. Every batch is scored exactly as on one thread, so the
+    /// logits are the same bits whatever the thread count.
+    fn predict_threaded(
+        &self,
+        data: &EncodedData,
+        rows: &[u32],
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<Vec<f32>, TrainError> {
+        let bs = batch_size.max(1);
+        let batches = rows.len().div_ceil(bs);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(batches);
+        if threads <= 1 {
+            return predict_with(
+                &self.ctx,
+                self.model.as_ref(),
+                &self.store,
+                data,
+                rows,
+                bs,
+                device,
+                0,
+            );
+        }
+        let parts: Vec<&[u32]> = (0..threads)
+            .map(|k| {
+                let b = dist::share(batches, k, threads);
+                &rows[(b.start * bs).min(rows.len())..(b.end * bs).min(rows.len())]
+            })
+            .collect();
+        let models: Vec<Box<dyn DynModel>> = (1..threads).map(|_| self.model.valid()).collect();
+        let (ctx, store) = (&self.ctx, &self.store);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = parts[1..]
+                .iter()
+                .zip(models)
+                .map(|(part, model)| {
+                    scope.spawn(move || {
+                        predict_with(ctx, model.as_ref(), store, data, part, bs, device, 0)
+                    })
+                })
+                .collect();
+            let mut out = predict_with(
+                &self.ctx,
+                self.model.as_ref(),
+                &self.store,
+                data,
+                parts[0],
+                bs,
+                device,
+                0,
+            )?;
+            for h in handles {
+                let part = h
+                    .join()
+                    .map_err(|_| TrainError::Tensor("an inference thread panicked".into()))??;
+                out.extend_from_slice(&part);
+            }
+            Ok(out)
         })
     }
 }
@@ -815,6 +888,35 @@ mod tests {
             assert!(
                 (got - want).abs() < 1e-5 * want.max(1.0),
                 "{reduction:?}: engine {got}, by hand {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn threaded_inference_gives_the_bits_of_one_thread() {
+        let d = data();
+        let mut e = engine(Reduction::CellMeanSum);
+        let rows: Vec<u32> = (0..d.len() as u32).collect();
+        e.train_step(&d, &rows).unwrap();
+        let snap = e.snapshot();
+        for bs in [7, 16, 60, 100] {
+            let one = predict_with(
+                &snap.ctx,
+                snap.model.as_ref(),
+                &snap.store,
+                &d,
+                &rows,
+                bs,
+                &cpu(),
+                0,
+            )
+            .unwrap();
+            let got = snap.predict(&d, bs, &cpu()).unwrap();
+            assert_eq!(got.len(), d.len() * 2);
+            assert_eq!(
+                got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                one.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "batch size {bs}"
             );
         }
     }
