@@ -515,12 +515,13 @@ fn a_scalar_similarity_is_the_level_scaled_into_zero_one() {
         .0;
     let items = read(&pspec(&dir.path().join("item.csv"))).unwrap().0;
     let sim = tr.num.last().unwrap();
-    for r in 0..tr.n_rows {
+    assert_eq!(sim.len(), tr.n_rows);
+    for (r, &x) in sim.iter().enumerate() {
         let u = t.columns[0].dict[t.columns[0].codes[r] as usize].clone();
         let i = t.columns[1].dict[t.columns[1].codes[r] as usize].clone();
         let level = similarity_level(users.get(&u), items.get(&i), 10);
-        assert_eq!(sim[r], (level / 10.0) as f32, "row {r}");
-        assert!((0.0..=1.0).contains(&sim[r]));
+        assert_eq!(x, (level / 10.0) as f32, "row {r}");
+        assert!((0.0..=1.0).contains(&x));
     }
 }
 
