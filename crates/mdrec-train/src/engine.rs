@@ -709,21 +709,11 @@ impl Snapshot {
     ) -> Result<Vec<f32>, TrainError> {
         let bs = batch_size.max(1);
         let batches = rows.len().div_ceil(bs);
+        // One thread (no copy, nothing spawned) for a single batch or a single core.
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
-            .min(batches);
-        if threads <= 1 {
-            return predict_with(
-                &self.ctx,
-                self.model.as_ref(),
-                &self.store,
-                data,
-                rows,
-                bs,
-                device,
-                0,
-            );
-        }
+            .min(batches)
+            .max(1);
         let parts: Vec<&[u32]> = (0..threads)
             .map(|k| {
                 let b = dist::share(batches, k, threads);
