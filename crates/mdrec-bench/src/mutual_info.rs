@@ -470,18 +470,18 @@ mod tests {
         let n = label.len();
         EncodedData {
             n_rows: n,
-            cat,
+            cat: cat.into_iter().map(Into::into).collect(),
             multi: vec![Jagged {
                 offsets: (0..=n as u32).collect(),
                 values: vec![2; n],
             }],
             num: vec![],
-            domain,
-            labels: vec![label],
-            group: vec![0; n],
-            time,
-            label_time: vec![vec![]],
-            weight: vec![],
+            domain: domain.into(),
+            labels: vec![label.into()],
+            group: vec![0; n].into(),
+            time: time.into(),
+            label_time: vec![vec![].into()],
+            weight: vec![].into(),
         }
     }
 

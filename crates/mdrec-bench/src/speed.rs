@@ -79,7 +79,7 @@ fn engine_data(n: usize, fields: usize, vocab: u32, seed: u64) -> EncodedData {
         labels: vec![(0..n)
             .map(|_| (rng.next_f32() < 0.3) as u8 as f32)
             .collect()],
-        group: vec![0; n],
+        group: vec![0; n].into(),
         ..Default::default()
     }
 }

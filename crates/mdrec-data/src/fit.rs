@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::col::Col;
 use crate::pretrained::Derived;
 use crate::raw::{sort_values, RawColumn, RawTable};
 use crate::schema::{
@@ -608,7 +609,7 @@ impl Encoder {
         t: &RawTable,
         rows: &[u32],
         f: &FieldSpec,
-        cat: &mut Vec<Vec<u32>>,
+        cat: &mut Vec<Col<u32>>,
     ) -> Result<(), DataError> {
         let spec = &self.schema.spec;
         let l = f.max_len.unwrap_or(0);
@@ -713,7 +714,7 @@ impl Encoder {
                 }
             }
         }
-        cat.extend(out);
+        cat.extend(out.into_iter().map(Col::from));
         Ok(())
     }
 
@@ -764,7 +765,7 @@ impl Encoder {
         // ---- tasks
         for task in &spec.tasks {
             if labels == Labels::Skip {
-                o.labels.push(vec![0.0; n]);
+                o.labels.push(vec![0.0; n].into());
                 continue;
             }
             let col = t.require(&task.column, origin, &format!("task `{}`", task.name))?;
@@ -785,7 +786,7 @@ impl Encoder {
                 .map_err(|m| t.error_at(r as usize, &task.column, m))?;
                 lab.push(*y);
             }
-            o.labels.push(lab);
+            o.labels.push(lab.into());
         }
 
         // ---- fields (a numeric field with an embedding encoding has one or more fitted
@@ -825,7 +826,7 @@ impl Encoder {
                         for &r in rows {
                             v.push(ids_of(r)?[0]);
                         }
-                        o.cat.push(v);
+                        o.cat.push(v.into());
                     } else {
                         let mut j = Jagged {
                             offsets: Vec::with_capacity(n + 1),
@@ -899,7 +900,7 @@ impl Encoder {
                         .map_err(at(r))?;
                         vals.push(*y);
                     }
-                    o.num.push(vals);
+                    o.num.push(vals.into());
                 }
                 // encoded above, before the field's column is read
                 FieldKind::Sequence => {}
@@ -972,18 +973,18 @@ impl Encoder {
             }
             Some((g, None)) if labels == Labels::Read => {
                 t.require(g, origin, "group")?;
-                vec![0; n]
+                vec![0; n].into()
             }
-            _ => vec![0; n],
+            _ => vec![0; n].into(),
         };
 
         // ---- event and label times (training data only)
         if labels == Labels::Read {
             if let Some(tc) = &spec.time {
-                o.time = int_column(t, origin, tc, "time", rows, false)?;
+                o.time = int_column(t, origin, tc, "time", rows, false)?.into();
             }
             if let Some(wc) = &spec.weight {
-                o.weight = weight_column(t, origin, wc, rows)?;
+                o.weight = weight_column(t, origin, wc, rows)?.into();
             }
             for task in &spec.tasks {
                 o.label_time.push(match &task.label_time {
@@ -994,8 +995,9 @@ impl Encoder {
                         &format!("label_time of task `{}`", task.name),
                         rows,
                         true,
-                    )?,
-                    None => Vec::new(),
+                    )?
+                    .into(),
+                    None => Col::default(),
                 });
             }
         }
@@ -1008,7 +1010,7 @@ impl Encoder {
 fn push_values(o: &mut EncodedData, ffs: &[&FittedField], vals: &[f32]) -> Result<(), String> {
     for ff in ffs {
         let Some(code) = &ff.code else {
-            o.num.push(vals.to_vec());
+            o.num.push(vals.to_vec().into());
             continue;
         };
         let mut cache: HashMap<u32, Vec<u32>> = HashMap::new();
@@ -1022,7 +1024,7 @@ fn push_values(o: &mut EncodedData, ffs: &[&FittedField], vals: &[f32]) -> Resul
         };
         if ff.kind == FieldKind::Categorical {
             let v: Result<Vec<u32>, String> = vals.iter().map(|&x| Ok(ids_of(x)?[0])).collect();
-            o.cat.push(v?);
+            o.cat.push(v?.into());
         } else {
             let mut j = Jagged {
                 offsets: Vec::with_capacity(vals.len() + 1),

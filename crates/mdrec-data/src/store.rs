@@ -4,6 +4,7 @@
 //! into a reusable [`Batch`] in the row-major layout the tensor side expects.
 
 use crate::batch::Jagged;
+use crate::col::Col;
 use crate::rng::Rng;
 use crate::Batch;
 
@@ -13,24 +14,24 @@ pub struct EncodedData {
     /// Number of rows.
     pub n_rows: usize,
     /// One column per categorical field (schema order of categorical fields).
-    pub cat: Vec<Vec<u32>>,
+    pub cat: Vec<Col<u32>>,
     /// One jagged column per multi-hot field (offsets len `n_rows + 1`).
     pub multi: Vec<Jagged>,
     /// One column per numeric field, already transformed.
-    pub num: Vec<Vec<f32>>,
+    pub num: Vec<Col<f32>>,
     /// Domain index per row.
-    pub domain: Vec<u32>,
+    pub domain: Col<u32>,
     /// One column per task, values 0.0 / 1.0.
-    pub labels: Vec<Vec<f32>>,
+    pub labels: Vec<Col<f32>>,
     /// Group key per row (0 when the schema has no group).
-    pub group: Vec<u64>,
+    pub group: Col<u64>,
     /// Event time per row (empty when the schema declares no `time` column).
-    pub time: Vec<i64>,
+    pub time: Col<i64>,
     /// Per task: when each row's positive label became known ([`NEVER`] for none); an empty
     /// column for a task without a `label_time` column.
-    pub label_time: Vec<Vec<i64>>,
+    pub label_time: Vec<Col<i64>>,
     /// Sample weight per row (empty when the schema declares no `weight` column).
-    pub weight: Vec<f32>,
+    pub weight: Col<f32>,
 }
 
 /// The label time of a row whose positive never arrived.
@@ -124,8 +125,8 @@ impl EncodedData {
 
     /// A new split made of the given rows, in the given order.
     pub fn subset(&self, rows: &[u32]) -> EncodedData {
-        let pick32 = |c: &Vec<u32>| rows.iter().map(|&r| c[r as usize]).collect::<Vec<u32>>();
-        let pickf = |c: &Vec<f32>| rows.iter().map(|&r| c[r as usize]).collect::<Vec<f32>>();
+        let pick32 = |c: &Col<u32>| rows.iter().map(|&r| c[r as usize]).collect::<Col<u32>>();
+        let pickf = |c: &Col<f32>| rows.iter().map(|&r| c[r as usize]).collect::<Col<f32>>();
         let multi = self
             .multi
             .iter()
@@ -171,8 +172,8 @@ impl EncodedData {
                 && self.labels.len() == other.labels.len(),
             "EncodedData::concat: different column layouts"
         );
-        let join = |a: &Vec<u32>, b: &Vec<u32>| [a.as_slice(), b.as_slice()].concat();
-        let joinf = |a: &Vec<f32>, b: &Vec<f32>| [a.as_slice(), b.as_slice()].concat();
+        let join = |a: &Col<u32>, b: &Col<u32>| Col::from([&a[..], &b[..]].concat());
+        let joinf = |a: &Col<f32>, b: &Col<f32>| Col::from([&a[..], &b[..]].concat());
         let multi = self
             .multi
             .iter()
@@ -209,15 +210,21 @@ impl EncodedData {
                 .zip(&other.labels)
                 .map(|(a, b)| joinf(a, b))
                 .collect(),
-            group: [self.group.as_slice(), other.group.as_slice()].concat(),
-            time: [self.time.as_slice(), other.time.as_slice()].concat(),
+            group: [self.group.as_slice(), other.group.as_slice()]
+                .concat()
+                .into(),
+            time: [self.time.as_slice(), other.time.as_slice()]
+                .concat()
+                .into(),
             label_time: self
                 .label_time
                 .iter()
                 .zip(&other.label_time)
-                .map(|(a, b)| [a.as_slice(), b.as_slice()].concat())
+                .map(|(a, b)| Col::from([a.as_slice(), b.as_slice()].concat()))
                 .collect(),
-            weight: [self.weight.as_slice(), other.weight.as_slice()].concat(),
+            weight: [self.weight.as_slice(), other.weight.as_slice()]
+                .concat()
+                .into(),
         }
     }
 
@@ -260,7 +267,7 @@ impl EncodedData {
         let n_cat = r.u64()? as usize;
         let mut cat = Vec::new();
         for _ in 0..n_cat {
-            cat.push(r.u32s()?);
+            cat.push(Col::from(r.u32s()?));
         }
         let n_multi = r.u64()? as usize;
         let mut multi = Vec::new();
@@ -278,13 +285,13 @@ impl EncodedData {
         let n_num = r.u64()? as usize;
         let mut num = Vec::new();
         for _ in 0..n_num {
-            num.push(r.f32s()?);
+            num.push(Col::from(r.f32s()?));
         }
         let domain = r.u32s()?;
         let n_lab = r.u64()? as usize;
         let mut labels = Vec::new();
         for _ in 0..n_lab {
-            labels.push(r.f32s()?);
+            labels.push(Col::from(r.f32s()?));
         }
         let n_group = r.u64()? as usize;
         let bytes = r.take(n_group.checked_mul(8)?)?;
@@ -292,14 +299,14 @@ impl EncodedData {
             .chunks_exact(8)
             .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
             .collect();
-        let time = r.i64s()?;
+        let time = Col::from(r.i64s()?);
         let n_lt = r.u64()? as usize;
         let mut label_time = Vec::new();
         for _ in 0..n_lt {
-            label_time.push(r.i64s()?);
+            label_time.push(Col::from(r.i64s()?));
         }
         let weight = r.f32s()?;
-        let optional = |c: &Vec<i64>| c.is_empty() || c.len() == n_rows;
+        let optional = |c: &Col<i64>| c.is_empty() || c.len() == n_rows;
         let ok = cat.iter().all(|c| c.len() == n_rows)
             && num.iter().all(|c| c.len() == n_rows)
             && labels.iter().all(|c| c.len() == n_rows)
@@ -313,20 +320,20 @@ impl EncodedData {
             cat,
             multi,
             num,
-            domain,
+            domain: domain.into(),
             labels,
-            group,
+            group: group.into(),
             time,
             label_time,
-            weight,
+            weight: weight.into(),
         })
     }
 }
 
 /// `column[rows]`, or an empty column when `column` is empty (an absent optional column).
-fn pick_opt<T: Copy>(column: &[T], rows: &[u32]) -> Vec<T> {
+fn pick_opt<T: bytemuck::Pod>(column: &[T], rows: &[u32]) -> Col<T> {
     if column.is_empty() {
-        Vec::new()
+        Col::default()
     } else {
         rows.iter().map(|&r| column[r as usize]).collect()
     }
@@ -469,18 +476,18 @@ mod tests {
     fn sample() -> EncodedData {
         EncodedData {
             n_rows: 3,
-            cat: vec![vec![2, 3, 4], vec![5, 6, 7]],
+            cat: vec![vec![2, 3, 4].into(), vec![5, 6, 7].into()],
             multi: vec![Jagged {
                 offsets: vec![0, 2, 2, 3],
                 values: vec![10, 11, 12],
             }],
-            num: vec![vec![0.5, 1.5, 2.5]],
-            domain: vec![0, 1, 0],
-            labels: vec![vec![1.0, 0.0, 1.0], vec![0.0, 0.0, 1.0]],
-            group: vec![7, 8, 9],
-            time: vec![30, 10, 20],
-            label_time: vec![vec![31, NEVER, 25], vec![]],
-            weight: vec![1.0, 0.5, 2.0],
+            num: vec![vec![0.5, 1.5, 2.5].into()],
+            domain: vec![0, 1, 0].into(),
+            labels: vec![vec![1.0, 0.0, 1.0].into(), vec![0.0, 0.0, 1.0].into()],
+            group: vec![7, 8, 9].into(),
+            time: vec![30, 10, 20].into(),
+            label_time: vec![vec![31, NEVER, 25].into(), vec![].into()],
+            weight: vec![1.0, 0.5, 2.0].into(),
         }
     }
 
@@ -543,7 +550,7 @@ mod tests {
     fn domain_batches_hold_one_domain_and_cover_every_row_once() {
         let d = EncodedData {
             n_rows: 7,
-            domain: vec![0, 1, 0, 0, 1, 2, 0],
+            domain: vec![0, 1, 0, 0, 1, 2, 0].into(),
             ..EncodedData::default()
         };
         let b = domain_batches(&d, 3, 2, 9, 0);

@@ -957,7 +957,7 @@ mod tests {
         // push the two logits apart, and swapping the label columns swaps the directions.
         for swap in [false, true] {
             let mut d = data();
-            d.labels = vec![vec![1.0; d.len()], vec![0.0; d.len()]];
+            d.labels = vec![vec![1.0; d.len()].into(), vec![0.0; d.len()].into()];
             if swap {
                 d.labels.swap(0, 1);
             }

@@ -107,7 +107,7 @@ impl RunScorer {
             *p = probability(*p);
         }
         Ok(Scored {
-            domains: data.domain,
+            domains: data.domain.into_vec(),
             probs,
             ..Default::default()
         })
@@ -135,7 +135,7 @@ impl RunScorer {
         let ts =
             thompson.map(|seed| crate::uncertainty::thompson(&logits, &var, n_t, seed, first_row));
         Ok(Scored {
-            domains: data.domain,
+            domains: data.domain.into_vec(),
             probs: logits.iter().map(|&x| probability(x)).collect(),
             var: variance.then_some(var),
             ts,

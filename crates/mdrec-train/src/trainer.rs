@@ -1112,8 +1112,8 @@ mod tests {
     fn labels_become_row_major_rows_of_tasks() {
         let data = EncodedData {
             n_rows: 3,
-            labels: vec![vec![1.0, 0.0, 1.0], vec![0.0, 0.0, 1.0]],
-            domain: vec![0, 1, 0],
+            labels: vec![vec![1.0, 0.0, 1.0].into(), vec![0.0, 0.0, 1.0].into()],
+            domain: vec![0, 1, 0].into(),
             ..Default::default()
         };
         assert_eq!(row_major_labels(&data), [1.0, 0.0, 0.0, 0.0, 1.0, 1.0]);

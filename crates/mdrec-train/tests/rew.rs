@@ -19,7 +19,7 @@ fn data(rows: &[(u64, u32, i64, f32, f32)]) -> EncodedData {
     EncodedData {
         n_rows: rows.len(),
         cat: vec![rows.iter().map(|r| r.1).collect()],
-        domain: vec![0; rows.len()],
+        domain: vec![0; rows.len()].into(),
         labels: vec![
             rows.iter().map(|r| r.3).collect(),
             rows.iter().map(|r| r.4).collect(),

@@ -32,7 +32,8 @@ fn config(batch_size: usize) -> RunConfig {
 /// (`None`: no weight column).
 fn logits(cfg: &RunConfig, prepared: &Prepared, weight: Option<f32>) -> Vec<f32> {
     let mut p = prepared.clone();
-    p.train.weight = weight.map_or_else(Vec::new, |w| vec![w; p.train.len()]);
+    p.train.weight =
+        mdrec_data::Col::Owned(weight.map_or_else(Vec::new, |w| vec![w; p.train.len()]));
     let dir = tempfile::tempdir().unwrap();
     train_run(cfg, &p, dir.path(), &mut Quiet)
         .unwrap()

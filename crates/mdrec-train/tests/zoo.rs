@@ -47,10 +47,10 @@ fn learnable(n: usize, seed: u64) -> EncodedData {
         .collect();
     EncodedData {
         n_rows: n,
-        cat,
+        cat: cat.into_iter().map(Into::into).collect(),
         multi: vec![],
-        num: vec![num],
-        domain,
+        num: vec![mdrec_data::Col::Owned(num)],
+        domain: mdrec_data::Col::Owned(domain),
         labels,
         group: (0..n as u64).map(|i| i % 50).collect(),
         ..Default::default()
@@ -106,7 +106,7 @@ fn with_sequence(
             }
         }
     }
-    data.cat.extend(slots);
+    data.cat.extend(slots.into_iter().map(Into::into));
     let mut ctx = ModelContext::uniform(FIELDS + 3 * SLOTS, VOCAB, 4, 1, DOMAINS, TASKS);
     for (j, f) in ctx.fields.iter_mut().enumerate().skip(FIELDS) {
         let (part, k) = ((j - FIELDS) / SLOTS, (j - FIELDS) % SLOTS);
