@@ -101,6 +101,12 @@ pub struct DatasetConfig {
     /// [`crate::pretrained::SemanticIdSpec`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub semantic_id: Option<crate::pretrained::SemanticIdSpec>,
+    /// `csv` only: prepare the files out of core (two passes over them in chunks, the encoded
+    /// columns written to a store in the cache folder and read through memory maps, see
+    /// [`crate::ooc`]) for data whose encoded columns do not fit in memory. Training then
+    /// shuffles block-wise ([`crate::block_order`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub out_of_core: bool,
 }
 
 impl Default for DatasetConfig {
@@ -128,6 +134,7 @@ impl Default for DatasetConfig {
             pretrained: Default::default(),
             similarity: None,
             semantic_id: None,
+            out_of_core: false,
         }
     }
 }

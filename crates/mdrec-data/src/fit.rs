@@ -159,18 +159,183 @@ pub fn fit(
     t: &RawTable,
     train: &[u32],
 ) -> Result<(Schema, Vocabs), DataError> {
-    fit_derived(spec, origin, t, train).map(|(s, v, _)| (s, v))
+    fit_derived(spec, origin, &FitRows::Table { t, train }).map(|(s, v, _)| (s, v))
+}
+
+/// Where a raw value was first seen: file (index into the files list) and 1-based line.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    file: u32,
+    line: u64,
+}
+
+/// The distinct training values of one raw column with their counts, accumulated over chunks
+/// of rows (the out-of-core path, [`crate::ooc`]), and where each was first seen.
+#[derive(Debug, Default)]
+struct StreamedColumn {
+    index: HashMap<String, u32>,
+    dict: Vec<String>,
+    counts: Vec<u64>,
+    seen: Vec<Seen>,
+}
+
+/// What fitting needs of the training rows, gathered chunk by chunk: for each column the
+/// schema fits on (the domain column and every field's column), its distinct training values
+/// and their counts. Memory grows with the distinct values, not with the rows.
+#[derive(Debug, Default)]
+pub struct StreamedCounts {
+    files: Vec<String>,
+    columns: BTreeMap<String, StreamedColumn>,
+}
+
+impl StreamedCounts {
+    /// Counts for the columns `spec` fits on.
+    pub fn new(spec: &SchemaSpec) -> Self {
+        let mut columns = BTreeMap::new();
+        columns.insert(spec.domain.column.clone(), StreamedColumn::default());
+        for f in &spec.fields {
+            columns.insert(f.column().to_string(), StreamedColumn::default());
+        }
+        StreamedCounts {
+            files: Vec::new(),
+            columns,
+        }
+    }
+
+    /// Adds the training rows `train` of the chunk `t`; an error names a missing column.
+    pub fn add(&mut self, origin: &str, t: &RawTable, train: &[u32]) -> Result<(), DataError> {
+        for (name, acc) in &mut self.columns {
+            let col = t.require(name, origin, "schema")?;
+            let counts = code_counts(col, train);
+            for (code, &n) in counts.iter().enumerate().filter(|(_, &n)| n > 0) {
+                let v = &col.dict[code];
+                let i = match acc.index.get(v.as_str()) {
+                    Some(&i) => i as usize,
+                    None => {
+                        let r = col.first_row_in(train, code as u32).unwrap_or_default();
+                        let file = t.file_of(r);
+                        let fi = match self.files.iter().position(|f| f == file) {
+                            Some(i) => i,
+                            None => {
+                                self.files.push(file.to_string());
+                                self.files.len() - 1
+                            }
+                        };
+                        acc.index.insert(v.clone(), acc.dict.len() as u32);
+                        acc.dict.push(v.clone());
+                        acc.counts.push(0);
+                        acc.seen.push(Seen {
+                            file: fi as u32,
+                            line: u64::from(t.row_line[r]),
+                        });
+                        acc.dict.len() - 1
+                    }
+                };
+                acc.counts[i] += n;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rows a schema is fitted on: an in-memory table's training rows, or counts streamed
+/// from chunks.
+pub(crate) enum FitRows<'a> {
+    /// Rows `train` of table `t`.
+    Table {
+        /// The table.
+        t: &'a RawTable,
+        /// Its training rows.
+        train: &'a [u32],
+    },
+    /// Counts gathered chunk by chunk.
+    Streamed(&'a StreamedCounts),
+}
+
+/// The distinct training values of one column and their counts.
+struct TrainValues<'a> {
+    dict: &'a [String],
+    counts: std::borrow::Cow<'a, [u64]>,
+    rows: &'a FitRows<'a>,
+    column: &'a RawColumn,
+    seen: &'a [Seen],
+}
+
+impl<'a> FitRows<'a> {
+    fn values(
+        &'a self,
+        name: &str,
+        origin: &str,
+        what: &str,
+    ) -> Result<TrainValues<'a>, DataError> {
+        static EMPTY: RawColumn = RawColumn {
+            name: String::new(),
+            dict: Vec::new(),
+            codes: Vec::new(),
+        };
+        match self {
+            FitRows::Table { t, train } => {
+                let col = t.require(name, origin, what)?;
+                Ok(TrainValues {
+                    dict: &col.dict,
+                    counts: code_counts(col, train).into(),
+                    rows: self,
+                    column: col,
+                    seen: &[],
+                })
+            }
+            FitRows::Streamed(s) => {
+                let c = s.columns.get(name).ok_or_else(|| {
+                    DataError::schema(origin, format!("{what}: column `{name}` not found"))
+                })?;
+                Ok(TrainValues {
+                    dict: &c.dict,
+                    counts: c.counts.as_slice().into(),
+                    rows: self,
+                    column: &EMPTY,
+                    seen: &c.seen,
+                })
+            }
+        }
+    }
+}
+
+impl TrainValues<'_> {
+    /// The distinct values that occur in training, with their codes and counts.
+    fn used(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(c, &n)| (c, n))
+    }
+
+    /// A parse error at the first training row holding value `code` of column `field`.
+    fn error(&self, code: usize, field: &str, msg: impl Into<String>) -> DataError {
+        match self.rows {
+            FitRows::Table { t, train } => t.error_at(
+                self.column
+                    .first_row_in(train, code as u32)
+                    .unwrap_or_default(),
+                field,
+                msg,
+            ),
+            FitRows::Streamed(s) => {
+                let at = self.seen[code];
+                DataError::parse(&s.files[at.file as usize], at.line, field, msg)
+            }
+        }
+    }
 }
 
 /// [`fit`], also returning the loaded pre-trained vectors (when the spec has any).
 fn fit_derived(
     spec: &SchemaSpec,
     origin: &str,
-    t: &RawTable,
-    train: &[u32],
+    rows: &FitRows<'_>,
 ) -> Result<(Schema, Vocabs, Option<Arc<Derived>>), DataError> {
     // ---- domain
-    let dcol = t.require(&spec.domain.column, origin, "domain")?;
+    let dcol = rows.values(&spec.domain.column, origin, "domain")?;
     let (domain_map, domain_names) = match &spec.domain.map {
         Some(map) => {
             let n = map.values().max().map_or(0, |m| *m as usize + 1);
@@ -191,11 +356,10 @@ fn fit_derived(
             (map.clone(), names)
         }
         None => {
-            let counts = code_counts(dcol, train);
             let mut vals: Vec<String> = dcol
                 .dict
                 .iter()
-                .zip(&counts)
+                .zip(dcol.counts.iter())
                 .filter(|(_, c)| **c > 0)
                 .map(|(v, _)| v.clone())
                 .collect();
@@ -230,16 +394,12 @@ fn fit_derived(
     // distinct training values of each numeric field with their counts, ascending
     let mut numeric_values: Vec<Vec<(f64, u64)>> = Vec::with_capacity(spec.fields.len());
     for f in &spec.fields {
-        let col = t.require(f.column(), origin, &format!("field `{}`", f.name))?;
-        let counts = code_counts(col, train);
-        let used = || counts.iter().enumerate().filter(|(_, &n)| n > 0);
-        let first_train_row = |c: usize| col.first_row_in(train, c as u32).unwrap_or_default();
+        let col = rows.values(f.column(), origin, &format!("field `{}`", f.name))?;
         if f.kind == FieldKind::Numeric {
             let (mut min, mut max, mut sum, mut n) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0.0);
             let mut xs = Vec::new();
-            for (c, &k) in used() {
-                let x = parse_number(&col.dict[c])
-                    .map_err(|m| t.error_at(first_train_row(c), f.column(), m))?;
+            for (c, k) in col.used() {
+                let x = parse_number(&col.dict[c]).map_err(|m| col.error(c, f.column(), m))?;
                 min = min.min(x);
                 max = max.max(x);
                 sum += x * k as f64;
@@ -259,9 +419,11 @@ fn fit_derived(
                 std: var.sqrt(),
             }));
             if let (Some(NumericEncoding::Mnse { .. }), true) = (&f.encoding, min < 0.0) {
-                let c = used().find(|(c, _)| parse_number(&col.dict[*c]).is_ok_and(|x| x < 0.0));
-                return Err(t.error_at(
-                    c.map_or(0, |(c, _)| first_train_row(c)),
+                let c = col
+                    .used()
+                    .find(|(c, _)| parse_number(&col.dict[*c]).is_ok_and(|x| x < 0.0));
+                return Err(col.error(
+                    c.map_or(0, |(c, _)| c),
                     f.column(),
                     format!(
                         "field `{}`: MNSE codes non-negative values, the training split holds {min}",
@@ -278,7 +440,7 @@ fn fit_derived(
         let entry = table_counts
             .entry(f.table())
             .or_insert_with(|| (f.min_count, HashMap::new()));
-        for (c, &n) in used() {
+        for (c, n) in col.used() {
             let v = col.dict[c].as_str();
             if matches!(f.kind, FieldKind::MultiHot | FieldKind::Sequence) {
                 let tk = if f.kind == FieldKind::Sequence {
@@ -286,7 +448,7 @@ fn fit_derived(
                 } else {
                     tokens(v, f.sep(), f.max_len)
                 }
-                .map_err(|m| t.error_at(first_train_row(c), f.column(), m))?;
+                .map_err(|m| col.error(c, f.column(), m))?;
                 for tok in tk {
                     *entry.1.entry(tok).or_insert(0) += n;
                 }
@@ -343,6 +505,12 @@ fn fit_derived(
     }
     let derived = Derived::load(spec)?.map(Arc::new);
     if let Some(d) = &derived {
+        let FitRows::Table { t, train } = *rows else {
+            return Err(DataError::schema(
+                origin,
+                "pre-trained vectors (pretrained, similarity, semantic_id) need the rows in memory; the out-of-core path (dataset.out_of_core) does not fit them",
+            ));
+        };
         for (name, n, missing) in d.coverage(spec, t, origin, train)? {
             if missing > 0 {
                 eprintln!(
@@ -1099,6 +1267,102 @@ fn int_column(
     Ok(out)
 }
 
+/// What the checks of an encoded training split need, summed over its parts: rows per domain,
+/// positives per task and OOV ids per categorical and multi-hot column.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TrainSummary {
+    rows: usize,
+    domain_counts: Vec<usize>,
+    positives: Vec<usize>,
+    oov_cat: Vec<u64>,
+    oov_multi: Vec<u64>,
+}
+
+impl TrainSummary {
+    /// Adds the rows of `part` (a training split or a chunk of one).
+    pub(crate) fn add(&mut self, part: &EncodedData, n_domains: usize) {
+        fn add_to<T: std::ops::AddAssign + Copy>(acc: &mut Vec<T>, xs: impl Iterator<Item = T>) {
+            for (i, x) in xs.enumerate() {
+                match acc.get_mut(i) {
+                    Some(a) => *a += x,
+                    None => acc.push(x),
+                }
+            }
+        }
+        self.rows += part.len();
+        add_to(
+            &mut self.domain_counts,
+            part.domain_counts(n_domains).into_iter(),
+        );
+        add_to(
+            &mut self.positives,
+            part.labels
+                .iter()
+                .map(|l| l.iter().filter(|&&y| y > 0.5).count()),
+        );
+        add_to(
+            &mut self.oov_cat,
+            part.cat
+                .iter()
+                .map(|c| c.iter().filter(|&&x| x == OOV).count() as u64),
+        );
+        add_to(
+            &mut self.oov_multi,
+            part.multi
+                .iter()
+                .map(|j| j.values.iter().filter(|&&x| x == OOV).count() as u64),
+        );
+    }
+
+    /// Checks that every domain and both classes of every task occur in the training split,
+    /// and returns `schema` with each field's `n_oov_train` filled in.
+    pub(crate) fn finish(&self, schema: Schema) -> Result<Schema, DataError> {
+        let n = schema.n_domains();
+        let dc = (0..n).map(|d| self.domain_counts.get(d).copied().unwrap_or(0));
+        if let Some(i) = dc.clone().position(|c| c == 0) {
+            return Err(DataError::EmptyDomain {
+                domain: schema.domains[i].clone(),
+                index: i,
+            });
+        }
+        for (i, task) in schema.spec.tasks.iter().enumerate() {
+            let pos = self.positives.get(i).copied().unwrap_or(0);
+            if pos == 0 || pos == self.rows {
+                return Err(DataError::SingleClass {
+                    task: task.name.clone(),
+                    value: if pos == 0 { 0.0 } else { 1.0 },
+                });
+            }
+        }
+        let (mut cat, mut multi) = (self.oov_cat.iter(), self.oov_multi.iter());
+        let mut fields = schema.fields;
+        for ff in &mut fields {
+            ff.n_oov_train = match ff.kind {
+                FieldKind::Categorical => cat.next().copied().unwrap_or(0),
+                FieldKind::MultiHot => multi.next().copied().unwrap_or(0),
+                // sequence fields are fitted as categorical slot fields
+                FieldKind::Numeric | FieldKind::Sequence => 0,
+            };
+        }
+        Ok(Schema::new(
+            schema.spec,
+            fields,
+            schema.domains,
+            schema.tasks,
+        ))
+    }
+}
+
+/// Fits the schema on counts gathered chunk by chunk (the out-of-core path); `n_oov_train` is
+/// left at 0 ([`TrainSummary::finish`] fills it in).
+pub(crate) fn fit_streamed(
+    spec: &SchemaSpec,
+    origin: &str,
+    counts: &StreamedCounts,
+) -> Result<(Schema, Vocabs), DataError> {
+    fit_derived(spec, origin, &FitRows::Streamed(counts)).map(|(s, v, _)| (s, v))
+}
+
 /// Fits the schema on `splits[0]` (train) and encodes all three splits with the fitted
 /// [`Encoder`]; checks that every domain and both classes of every task occur in train.
 pub fn fit_encode(
@@ -1112,42 +1376,14 @@ pub fn fit_encode(
     if train.is_empty() {
         return Err(DataError::Config("the training split is empty".into()));
     }
-    let (schema, vocabs, derived) = fit_derived(spec, origin, t, train)?;
+    let (schema, vocabs, derived) = fit_derived(spec, origin, &FitRows::Table { t, train })?;
     let enc = Encoder::with_derived(schema, vocabs, derived);
     let tr = enc.encode(origin, t, train, Labels::Read)?;
-    let dc = tr.domain_counts(enc.schema.n_domains());
-    if let Some(i) = dc.iter().position(|&c| c == 0) {
-        return Err(DataError::EmptyDomain {
-            domain: enc.schema.domains[i].clone(),
-            index: i,
-        });
-    }
-    for (task, lab) in spec.tasks.iter().zip(&tr.labels) {
-        let pos = lab.iter().filter(|&&y| y > 0.5).count();
-        if pos == 0 || pos == lab.len() {
-            return Err(DataError::SingleClass {
-                task: task.name.clone(),
-                value: if pos == 0 { 0.0 } else { 1.0 },
-            });
-        }
-    }
+    let mut summary = TrainSummary::default();
+    summary.add(&tr, enc.schema.n_domains());
+    let schema = summary.finish(enc.schema.clone())?;
     let va = enc.encode(origin, t, &splits[1], Labels::Read)?;
     let te = enc.encode(origin, t, &splits[2], Labels::Read)?;
-    let Encoder { schema, vocabs, .. } = enc;
-    let (mut cat, mut multi) = (tr.cat.iter(), tr.multi.iter());
-    let mut fields = schema.fields;
-    for ff in &mut fields {
-        ff.n_oov_train = match ff.kind {
-            FieldKind::Categorical => cat
-                .next()
-                .map_or(0, |c| c.iter().filter(|&&x| x == OOV).count()),
-            FieldKind::MultiHot => multi
-                .next()
-                .map_or(0, |j| j.values.iter().filter(|&&x| x == OOV).count()),
-            // sequence fields are fitted as categorical slot fields
-            FieldKind::Numeric | FieldKind::Sequence => 0,
-        } as u64;
-    }
-    let schema = Schema::new(schema.spec, fields, schema.domains, schema.tasks);
+    let vocabs = enc.vocabs;
     Ok((schema, vocabs, [tr, va, te]))
 }

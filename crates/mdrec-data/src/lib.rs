@@ -56,6 +56,7 @@ pub mod fit;
 pub mod ipc;
 pub mod kuairand;
 pub mod movielens;
+pub mod ooc;
 pub mod pq;
 pub mod prepare;
 pub mod prepared;
@@ -108,5 +109,8 @@ pub use schema::{
 };
 pub use source::DatasetSource;
 pub use split::{split_rows, SplitSpec};
-pub use store::{domain_batches, epoch_order, EncodedData, NEVER};
+pub use store::{
+    block_order, domain_batches, epoch_order, EncodedData, NEVER, SHUFFLE_BLOCK_ROWS,
+    SHUFFLE_WINDOW_BLOCKS,
+};
 pub use synthetic::{generate, synthetic_schema_toml, SyntheticConfig, SyntheticData};

@@ -124,6 +124,15 @@ pub fn prepare_for(
         r.spec = apply_encodings(&r.spec, &r.origin, &ds.encodings)?;
     }
     r.spec = apply_pretrained(&r.spec, &r.origin, ds, seed)?;
+    if ds.out_of_core {
+        let DatasetSource::Csv { delimiter, .. } = &req.source else {
+            return Err(DataError::Config(format!(
+                "dataset.out_of_core: only for the `csv` dataset (your CSV, Parquet or Arrow IPC files), not `{}`",
+                req.source.name()
+            )));
+        };
+        return crate::ooc::prepare(&r, &req.split, req.cache_dir.as_deref(), *delimiter);
+    }
     prepare_resolved(req, r)
 }
 

@@ -91,6 +91,28 @@ impl EncodedData {
         out.rows.extend_from_slice(rows);
     }
 
+    /// True when the columns are views of mapped files (the out-of-core store).
+    pub fn is_mapped(&self) -> bool {
+        self.domain.is_mapped()
+    }
+
+    /// Drops the pages of mapped columns from this process's resident set (see
+    /// [`Col::release`]); later reads fault them back in from the page cache or the disk.
+    pub fn release(&self) {
+        let all = 0..self.n_rows;
+        for c in &self.cat {
+            c.release(all.clone());
+        }
+        for c in self.num.iter().chain(&self.labels).chain([&self.weight]) {
+            c.release(all.clone());
+        }
+        for c in self.label_time.iter().chain([&self.time]) {
+            c.release(all.clone());
+        }
+        self.domain.release(all.clone());
+        self.group.release(all);
+    }
+
     /// Number of rows per domain.
     pub fn domain_counts(&self, n_domains: usize) -> Vec<usize> {
         let mut c = vec![0usize; n_domains];
@@ -439,6 +461,38 @@ pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize) -> Vec<u32>
     v
 }
 
+/// Rows per block of [`block_order`]: a block's values are contiguous in every column file.
+pub const SHUFFLE_BLOCK_ROWS: usize = 4096;
+/// Blocks per window of [`block_order`] (256 blocks of 4,096 rows: about a million rows).
+pub const SHUFFLE_WINDOW_BLOCKS: usize = 256;
+
+/// The training order of one epoch over a split read from mapped column files (the
+/// out-of-core store): the rows are cut into blocks of `block` consecutive rows, the blocks are
+/// shuffled with `Rng::for_stream(seed, "shuffle/{epoch}/blocks")`, consecutive runs of
+/// `window` shuffled blocks form windows, and the rows inside window `w` are shuffled with
+/// `Rng::for_stream(seed, "shuffle/{epoch}/window/{w}")`.
+///
+/// Guarantees: every row once per epoch; the block order is a uniform random permutation;
+/// within a window the order is a uniform permutation of its rows; rows of different windows
+/// keep their windows' order (two rows closer than a block apart in the file land in the same
+/// window). A window reads `window` contiguous runs of `block` values per column, so the reads
+/// stay sequential in the large and the resident part of the files stays near one window.
+pub fn block_order(n: usize, block: usize, window: usize, seed: u64, epoch: usize) -> Vec<u32> {
+    let block = block.max(1);
+    let mut blocks: Vec<u32> = (0..n.div_ceil(block) as u32).collect();
+    Rng::for_stream(seed, &format!("shuffle/{epoch}/blocks")).shuffle(&mut blocks);
+    let mut order = Vec::with_capacity(n);
+    for (w, group) in blocks.chunks(window.max(1)).enumerate() {
+        let start = order.len();
+        for &b in group {
+            let a = b as usize * block;
+            order.extend(a as u32..(a + block).min(n) as u32);
+        }
+        Rng::for_stream(seed, &format!("shuffle/{epoch}/window/{w}")).shuffle(&mut order[start..]);
+    }
+    order
+}
+
 /// AREAD's single-domain batches of one epoch (its `run.py` sampler, used by the HEMP schedule
 /// and by `train.batching = "domain"`): every batch holds rows of one domain. Domain `d`'s
 /// training rows are shuffled with `Rng::for_stream(seed, "hemp/rows/{epoch}/{d}")` and cut into
@@ -471,6 +525,27 @@ pub fn domain_batches(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn block_order_visits_every_row_once_and_keeps_windows_of_blocks_together() {
+        let (n, block, window) = (10_007, 16, 8);
+        let a = block_order(n, block, window, 5, 1);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert!(sorted.iter().copied().eq(0..n as u32), "a permutation");
+        assert_eq!(a, block_order(n, block, window, 5, 1), "seeded");
+        assert_ne!(a, block_order(n, block, window, 5, 2), "another epoch");
+        // each window holds `window` whole blocks (whole-block n, so that windows align)
+        let b = block_order(10_000, block, window, 5, 1);
+        for w in b.chunks(block * window) {
+            let mut blocks: Vec<usize> = w.iter().map(|&r| r as usize / block).collect();
+            blocks.sort_unstable();
+            blocks.dedup();
+            assert!(blocks.len() <= window);
+        }
+        // and is shuffled inside: not block-sequential
+        assert_ne!(a[1], a[0] + 1);
+    }
+
     use super::*;
 
     fn sample() -> EncodedData {

@@ -91,6 +91,10 @@ struct EpochLine {
     model_report: serde_json::Value,
 }
 
+/// Rows of a window of [`mdrec_data::block_order`]: out of core, the training split's mapped
+/// pages are released from the resident set after each.
+const WINDOW_ROWS: usize = mdrec_data::SHUFFLE_BLOCK_ROWS * mdrec_data::SHUFFLE_WINDOW_BLOCKS;
+
 /// The rows of the outer step of `epoch`: the first `batch_size` rows of a seeded shuffle of
 /// the `source` split.
 fn outer_rows(n: usize, seed: u64, epoch: usize, batch_size: usize) -> Vec<u32> {
@@ -207,6 +211,7 @@ fn fit(
         ));
     }
     let train_counts = train.domain_counts(ctx.n_domains());
+    train.release();
     // Fail fast on a misspelt monitor: the accepted names depend on the domains and tasks, so
     // ask a report of this validation split (constant scores, cheap) before training.
     let probe = eval_split(
@@ -262,7 +267,18 @@ fn fit(
         let steps: Vec<&[u32]> = match &domain_batches {
             Some(b) => b.iter().map(Vec::as_slice).collect(),
             None => {
-                order = epoch_order(train.len(), true, cfg.seed, epoch);
+                // out of core: block-wise, so that the pages in use stay near one window
+                order = if train.is_mapped() {
+                    mdrec_data::block_order(
+                        train.len(),
+                        mdrec_data::SHUFFLE_BLOCK_ROWS,
+                        mdrec_data::SHUFFLE_WINDOW_BLOCKS,
+                        cfg.seed,
+                        epoch,
+                    )
+                } else {
+                    epoch_order(train.len(), true, cfg.seed, epoch)
+                };
                 order.chunks(cfg.batch_size).collect()
             }
         };
@@ -288,6 +304,10 @@ fn fit(
             };
             loss_sum += l;
             done += rows.len();
+            if train.is_mapped() && done / WINDOW_ROWS != (done - rows.len()) / WINDOW_ROWS {
+                // a window is done: its pages leave the resident set
+                train.release();
+            }
             progress.step(done, loss_sum / (i + 1) as f64);
             global_step += 1;
             if ckpt.due(global_step) {
@@ -337,6 +357,7 @@ fn fit(
         crate::dist::check_replicas(&engine, &format!("epoch {epoch}"))?;
         let snap = engine.snapshot();
         let logits = snap.predict(valid, cfg.eval_batch_size, device)?;
+        valid.release();
         let rep = eval_split(&engine.ctx, &logits, valid, &train_counts)?;
         let (value, higher) = match rep.metric(&cfg.monitor) {
             Ok((v, higher)) => (Some(v), higher),

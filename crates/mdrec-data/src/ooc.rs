@@ -1,0 +1,499 @@
+//! The out-of-core path (`dataset.out_of_core = true`): prepares your files (CSV, Parquet,
+//! Arrow IPC) when their encoded columns do not fit in memory, and opens the result as mapped
+//! column files.
+//!
+//! Two passes over the files, chunk by chunk ([`CHUNK_ROWS`] rows, never the whole table):
+//!
+//! 1. each row's split is decided on its own (below); the training rows' distinct values of
+//!    every fitted column are counted ([`crate::fit::StreamedCounts`]), and the schema is fitted
+//!    on those counts — the same vocabularies, numeric statistics and bucket boundaries as the
+//!    in-memory path would fit on the same training rows;
+//! 2. every chunk is encoded with the fitted [`Encoder`] and its columns are appended to one
+//!    file per column and split, while the training split's checks (every domain present, both
+//!    classes of every task) and OOV counts are summed.
+//!
+//! The store is the folder `<cache_dir>/<key>.mdrec-store` (the key as for the in-memory cache,
+//! [`crate::cache::cache_key`], over the schema, split, source and the files' bytes), written
+//! under a temporary name and renamed into place when complete:
+//!
+//! ```text
+//! meta.json                       format version, schema, vocabularies, source, rows per split
+//! {train,valid,test}.domain       u32 per row            .group    u64 per row
+//! {split}.cat{i}  u32             {split}.num{i}  f32    {split}.label{i}  f32
+//! {split}.time    i64 (or empty)  {split}.label_time{i} i64 (or empty)  {split}.weight f32 (or empty)
+//! ```
+//!
+//! Opening maps every file and views it as a column ([`Col`]): nothing is read until a batch
+//! needs it, and the kernel keeps only the pages in use. A file whose length is not its rows
+//! times its value size (or zero for an absent optional column) makes the store invalid: it is
+//! reported and rebuilt, never trusted. Values are not checksummed on open (that would read
+//! every byte); the rename makes a store either complete or absent.
+//!
+//! Splits, decided row by row: `random` puts global row `i` (counted over the files in order)
+//! in train, valid or test by a uniform draw from `Rng::new(seed' + i)` against the ratios
+//! (`seed'` derived from the split seed), so the split sizes follow the ratios in expectation
+//! rather than exactly; `time` compares the row's time column with the bounds, as in memory.
+//! Sequential, quantile and stream splits need every row before the first is placed and are
+//! refused.
+//!
+//! Limits: multi-hot fields (their offsets would need a second file layout), pre-trained vector
+//! features, and string group keys (encoded per chunk, their ranks would differ between
+//! chunks) are refused with a message; the in-memory path handles them. Comma-delimited CSV
+//! only. Numeric fields keep their distinct training values (exact quantiles), so a numeric
+//! column with hundreds of millions of distinct values costs memory in pass 1.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytemuck::Pod;
+use serde::{Deserialize, Serialize};
+
+use crate::col::Col;
+use crate::fit::{fit_streamed, Encoder, Labels, StreamedCounts, TrainSummary, Vocabs};
+use crate::pq::RecordChunks;
+use crate::prepared::{CacheInfo, Prepared};
+use crate::raw::RawTable;
+use crate::recipe::Resolved;
+use crate::rng::Rng;
+use crate::schema::{FieldKind, Schema};
+use crate::split::{split_rows, SplitSpec};
+use crate::store::EncodedData;
+use crate::DataError;
+
+/// Rows per chunk read from the files.
+pub const CHUNK_ROWS: usize = 1 << 16;
+/// Layout version of a store folder.
+pub const STORE_VERSION: u32 = 1;
+const SPLITS: [&str; 3] = ["train", "valid", "test"];
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    version: u32,
+    source: String,
+    schema: Schema,
+    vocabs: Vocabs,
+    rows: [usize; 3],
+    /// Columns of each kind: categorical, numeric, labels.
+    n_cat: usize,
+    n_num: usize,
+    n_labels: usize,
+}
+
+/// Prepares the resolved source `r` out of core under `cache_dir` (or opens its store).
+pub(crate) fn prepare(
+    r: &Resolved,
+    split: &SplitSpec,
+    cache_dir: Option<&Path>,
+    delimiter: u8,
+) -> Result<Prepared, DataError> {
+    let cache_dir = cache_dir.ok_or_else(|| {
+        DataError::Config(
+            "dataset.out_of_core: the store is written to the cache folder; set dataset.cache_dir"
+                .into(),
+        )
+    })?;
+    check_supported(r, split, delimiter)?;
+    let key = crate::cache::cache_key(
+        &r.spec,
+        split,
+        &format!("{{\"out_of_core\":{}}}", r.config_json),
+        &r.files,
+    )?;
+    let dir = cache_dir.join(format!("{}.mdrec-store", crate::schema::hex(&key)));
+    let mut rebuilt_reason = None;
+    if dir.exists() {
+        match open(&dir) {
+            Ok(mut p) => {
+                p.cache = Some(CacheInfo {
+                    path: dir,
+                    hit: true,
+                    rebuilt_reason: None,
+                });
+                return Ok(p);
+            }
+            Err(e) => {
+                eprintln!(
+                    "warning: {}: {e}; removing the store and rebuilding",
+                    dir.display()
+                );
+                std::fs::remove_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
+                rebuilt_reason = Some(e.to_string());
+            }
+        }
+    }
+    std::fs::create_dir_all(cache_dir).map_err(|e| DataError::io(cache_dir, e))?;
+    let tmp = cache_dir.join(format!(
+        "{}.mdrec-store.tmp-{}",
+        crate::schema::hex(&key),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    let built = build(r, split, &tmp);
+    if let Err(e) = built {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if let Err(e) = std::fs::rename(&tmp, &dir) {
+        // another process finished the same store first: use theirs
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !dir.exists() {
+            return Err(DataError::io(&dir, e));
+        }
+    }
+    let mut p = open(&dir)?;
+    p.cache = Some(CacheInfo {
+        path: dir,
+        hit: false,
+        rebuilt_reason,
+    });
+    Ok(p)
+}
+
+fn check_supported(r: &Resolved, split: &SplitSpec, delimiter: u8) -> Result<(), DataError> {
+    let refuse = |what: String| {
+        DataError::Config(format!(
+            "dataset.out_of_core: {what}; prepare this dataset in memory (out_of_core = false)"
+        ))
+    };
+    if let Some(f) = r.spec.fields.iter().find(|f| f.kind == FieldKind::MultiHot) {
+        return Err(refuse(format!(
+            "multi-hot field `{}` is not supported out of core",
+            f.name
+        )));
+    }
+    match split {
+        SplitSpec::Random { .. } | SplitSpec::ByTime { .. } => {}
+        other => {
+            let name = match other {
+                SplitSpec::Sequential { .. } => "sequential",
+                SplitSpec::TimeQuantiles { .. } => "time-quantile",
+                _ => "stream",
+            };
+            return Err(refuse(format!(
+                "the {name} split needs every row before placing the first; use split = \"random\" or \"time\""
+            )));
+        }
+    }
+    let csv = r.files.iter().any(|f| !crate::pq::is_columnar(f));
+    if csv && delimiter != b',' {
+        return Err(refuse(format!(
+            "CSV files are read comma-delimited, the config says `{}`",
+            delimiter as char
+        )));
+    }
+    if r.files.is_empty() {
+        return Err(DataError::Config(
+            "dataset.out_of_core: no data files given".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Splits of the rows of a chunk whose first row is global row `first`.
+fn split_chunk(split: &SplitSpec, t: &RawTable, first: u64) -> Result<[Vec<u32>; 3], DataError> {
+    match split {
+        SplitSpec::Random { ratios, seed } => {
+            let base = Rng::for_stream(*seed, "split/rows").next_u64();
+            let mut out: [Vec<u32>; 3] = Default::default();
+            for r in 0..t.n_rows() {
+                let u = Rng::new(base.wrapping_add(first + r as u64)).next_f64();
+                let s = if u < ratios[0] {
+                    0
+                } else if u < ratios[0] + ratios[1] {
+                    1
+                } else {
+                    2
+                };
+                out[s].push(r as u32);
+            }
+            Ok(out)
+        }
+        // row by row already
+        SplitSpec::ByTime { .. } => split_rows(t, split),
+        _ => Err(DataError::Config(
+            "dataset.out_of_core: unsupported split".into(),
+        )),
+    }
+}
+
+/// Calls `f(chunk, first global row)` for every chunk of the files, printing progress.
+fn for_each_chunk(
+    files: &[PathBuf],
+    pass: &str,
+    mut f: impl FnMut(&RawTable, u64) -> Result<(), DataError>,
+) -> Result<u64, DataError> {
+    let t0 = Instant::now();
+    let mut rows = 0u64;
+    let mut last = Instant::now();
+    for file in files {
+        let mut chunks = RecordChunks::open(file, CHUNK_ROWS)?;
+        while let Some(chunk) = chunks.next_chunk()? {
+            f(&chunk, rows)?;
+            rows += chunk.n_rows() as u64;
+            if last.elapsed().as_secs_f64() > 10.0 {
+                last = Instant::now();
+                let s = t0.elapsed().as_secs_f64();
+                eprintln!(
+                    "out-of-core {pass}: {rows} rows in {s:.0} s ({:.0} rows/s)",
+                    rows as f64 / s
+                );
+            }
+        }
+    }
+    let s = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "out-of-core {pass}: done, {rows} rows in {s:.1} s ({:.0} rows/s)",
+        rows as f64 / s.max(1e-9)
+    );
+    Ok(rows)
+}
+
+fn build(r: &Resolved, split: &SplitSpec, dir: &Path) -> Result<(), DataError> {
+    let origin = r.origin.as_str();
+    // ---- pass 1: counts of the training rows' values, then the fit
+    let mut counts = StreamedCounts::new(&r.spec);
+    let group = r.spec.group.as_deref().map(|g| {
+        r.spec
+            .fields
+            .iter()
+            .find(|f| f.name == g)
+            .map_or(g, |f| f.column())
+            .to_string()
+    });
+    for_each_chunk(&r.files, "pass 1/2 (fit)", |t, first| {
+        if let Some(g) = &group {
+            if let Some(col) = t.column(g) {
+                if let Some((c, v)) = col
+                    .dict
+                    .iter()
+                    .enumerate()
+                    .find(|(_, v)| v.parse::<u64>().is_err())
+                {
+                    let row = col.first_row_with(c as u32).unwrap_or_default();
+                    return Err(t.error_at(
+                        row,
+                        g,
+                        format!("group key `{v}` is not a non-negative integer; out of core, group keys must be integers"),
+                    ));
+                }
+            }
+        }
+        let [train, _, _] = split_chunk(split, t, first)?;
+        counts.add(origin, t, &train)
+    })?;
+    let (schema, vocabs) = fit_streamed(&r.spec, origin, &counts)?;
+    drop(counts);
+    let enc = Encoder::new(schema, vocabs);
+    let n_domains = enc.schema().n_domains();
+
+    // ---- pass 2: encode and append
+    let mut writers: Vec<SplitWriter> = SPLITS.iter().map(|s| SplitWriter::new(dir, s)).collect();
+    let mut summary = TrainSummary::default();
+    let mut shape = None;
+    for_each_chunk(&r.files, "pass 2/2 (encode)", |t, first| {
+        let rows = split_chunk(split, t, first)?;
+        for (s, rows) in rows.iter().enumerate() {
+            let d = enc.encode(origin, t, rows, Labels::Read)?;
+            if s == 0 {
+                summary.add(&d, n_domains);
+            }
+            shape.get_or_insert((d.cat.len(), d.num.len(), d.labels.len()));
+            writers[s].append(&d)?;
+        }
+        Ok(())
+    })?;
+    let mut rows = [0usize; 3];
+    for (s, w) in writers.into_iter().enumerate() {
+        rows[s] = w.finish()?;
+    }
+    if rows[0] == 0 {
+        return Err(DataError::Config("the training split is empty".into()));
+    }
+    let schema = summary.finish(enc.schema().clone())?;
+    let (n_cat, n_num, n_labels) = shape.unwrap_or_default();
+    let meta = Meta {
+        version: STORE_VERSION,
+        source: format!("{} (out of core)", r.description),
+        schema,
+        vocabs: enc.vocabs().clone(),
+        rows,
+        n_cat,
+        n_num,
+        n_labels,
+    };
+    let path = dir.join("meta.json");
+    let json = serde_json::to_vec(&meta).map_err(|e| DataError::Config(e.to_string()))?;
+    std::fs::write(&path, json).map_err(|e| DataError::io(&path, e))
+}
+
+/// The column files of one split, appended chunk by chunk.
+struct SplitWriter {
+    dir: PathBuf,
+    split: &'static str,
+    files: Vec<(PathBuf, std::io::BufWriter<std::fs::File>)>,
+    rows: usize,
+}
+
+impl SplitWriter {
+    fn new(dir: &Path, split: &'static str) -> Self {
+        SplitWriter {
+            dir: dir.to_path_buf(),
+            split,
+            files: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    fn append(&mut self, d: &EncodedData) -> Result<(), DataError> {
+        let cols = columns(d);
+        if self.files.is_empty() {
+            for (name, _) in &cols {
+                let path = self.dir.join(format!("{}.{name}", self.split));
+                let f = std::fs::File::create(&path).map_err(|e| DataError::io(&path, e))?;
+                self.files
+                    .push((path, std::io::BufWriter::with_capacity(1 << 20, f)));
+            }
+        }
+        for ((path, w), (_, bytes)) in self.files.iter_mut().zip(cols) {
+            w.write_all(bytes).map_err(|e| DataError::io(&*path, e))?;
+        }
+        self.rows += d.len();
+        Ok(())
+    }
+
+    fn finish(self) -> Result<usize, DataError> {
+        for (path, w) in self.files {
+            let f = w
+                .into_inner()
+                .map_err(|e| DataError::io(&path, e.into_error()))?;
+            f.sync_all().map_err(|e| DataError::io(&path, e))?;
+        }
+        Ok(self.rows)
+    }
+}
+
+/// The columns of `d` as (file name suffix, bytes), in one fixed order.
+fn columns(d: &EncodedData) -> Vec<(String, &[u8])> {
+    let mut out: Vec<(String, &[u8])> = vec![
+        ("domain".into(), bytemuck::cast_slice(&d.domain[..])),
+        ("group".into(), bytemuck::cast_slice(&d.group[..])),
+        ("time".into(), bytemuck::cast_slice(&d.time[..])),
+        ("weight".into(), bytemuck::cast_slice(&d.weight[..])),
+    ];
+    out.extend(
+        d.cat
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("cat{i}"), bytemuck::cast_slice(&c[..]))),
+    );
+    out.extend(
+        d.num
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("num{i}"), bytemuck::cast_slice(&c[..]))),
+    );
+    out.extend(
+        d.labels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("label{i}"), bytemuck::cast_slice(&c[..]))),
+    );
+    out.extend(
+        d.label_time
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("label_time{i}"), bytemuck::cast_slice(&c[..]))),
+    );
+    out
+}
+
+/// Opens a store folder written by [`prepare`]: every column a view of its mapped file.
+pub fn open(dir: &Path) -> Result<Prepared, DataError> {
+    let bad = |msg: String| DataError::Cache {
+        path: dir.to_path_buf(),
+        msg,
+    };
+    let path = dir.join("meta.json");
+    let bytes = std::fs::read(&path).map_err(|e| bad(format!("meta.json: {e}")))?;
+    let meta: Meta = serde_json::from_slice(&bytes).map_err(|e| bad(format!("meta.json: {e}")))?;
+    if meta.version != STORE_VERSION {
+        return Err(bad(format!(
+            "store layout version {} (this build reads {STORE_VERSION})",
+            meta.version
+        )));
+    }
+    let mut splits = Vec::with_capacity(3);
+    for (s, name) in SPLITS.iter().enumerate() {
+        let n = meta.rows[s];
+        splits.push(EncodedData {
+            n_rows: n,
+            cat: (0..meta.n_cat)
+                .map(|i| map_col(dir, name, &format!("cat{i}"), n, false))
+                .collect::<Result<_, _>>()?,
+            multi: Vec::new(),
+            num: (0..meta.n_num)
+                .map(|i| map_col(dir, name, &format!("num{i}"), n, false))
+                .collect::<Result<_, _>>()?,
+            domain: map_col(dir, name, "domain", n, false)?,
+            labels: (0..meta.n_labels)
+                .map(|i| map_col(dir, name, &format!("label{i}"), n, false))
+                .collect::<Result<_, _>>()?,
+            group: map_col(dir, name, "group", n, false)?,
+            time: map_col(dir, name, "time", n, true)?,
+            label_time: (0..meta.n_labels)
+                .map(|i| map_col(dir, name, &format!("label_time{i}"), n, true))
+                .collect::<Result<_, _>>()?,
+            weight: map_col(dir, name, "weight", n, true)?,
+        });
+    }
+    let [train, valid, test]: [EncodedData; 3] =
+        splits.try_into().map_err(|_| bad("three splits".into()))?;
+    Ok(Prepared {
+        schema: meta.schema,
+        vocabs: meta.vocabs,
+        train,
+        valid,
+        test,
+        source: meta.source,
+        cache: None,
+    })
+}
+
+/// Maps `{split}.{name}` of `dir` as a column of `n` values (`optional`: or of none).
+fn map_col<T: Pod>(
+    dir: &Path,
+    split: &str,
+    name: &str,
+    n: usize,
+    optional: bool,
+) -> Result<Col<T>, DataError> {
+    let path = dir.join(format!("{split}.{name}"));
+    let bad = |msg: String| DataError::Cache {
+        path: path.clone(),
+        msg,
+    };
+    let f = std::fs::File::open(&path).map_err(|e| bad(format!("cannot open: {e}")))?;
+    let len = f
+        .metadata()
+        .map_err(|e| bad(format!("cannot stat: {e}")))?
+        .len();
+    let want = (n * std::mem::size_of::<T>()) as u64;
+    if len == 0 && (optional || n == 0) {
+        return Ok(Col::default());
+    }
+    if len != want {
+        return Err(bad(format!(
+            "{len} bytes, expected {want} ({n} values of {} bytes): truncated or foreign",
+            std::mem::size_of::<T>()
+        )));
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: the store's files are written once, before the folder is renamed into place, and
+    // never modified afterwards; a process that truncated one under us would be a bug outside
+    // this program's control (as with any memory-mapped file).
+    let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| bad(format!("cannot map: {e}")))?;
+    Col::mapped(Arc::new(map), 0, n).ok_or_else(|| bad("misaligned mapping".into()))
+}

@@ -1,0 +1,195 @@
+//! The out-of-core path (`dataset.out_of_core`): the same fit and encoding as in memory, a
+//! store that reopens as mapped columns, a damaged store rebuilt, refusals named.
+
+use std::path::{Path, PathBuf};
+
+use mdrec_data::{
+    generate, ooc, prepare_for, write_csv, DatasetConfig, DatasetName, Prepared, SplitName,
+    SyntheticConfig,
+};
+
+/// Synthetic rows (more than two chunks of the out-of-core reader) in two CSV files, and a
+/// schema without the multi-hot `tags` field.
+fn fixture(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
+    let cfg = SyntheticConfig {
+        n_rows: ooc::CHUNK_ROWS * 2 + 9_000,
+        ..SyntheticConfig::default()
+    };
+    let data = generate(&cfg);
+    let schema = data.schema_toml.replace(
+        "\n[[fields]]\nname = \"tags\"\nkind = \"multi_hot\"\nmax_len = 4\nroles = [\"item\"]\n",
+        "",
+    );
+    assert!(!schema.contains("multi_hot"));
+    let schema_path = dir.join("schema.toml");
+    std::fs::write(&schema_path, schema).unwrap();
+    // two files: rows split in the middle of a chunk
+    let t = &data.table;
+    let cut = ooc::CHUNK_ROWS + 123;
+    let mut files = Vec::new();
+    for (i, rows) in [0..cut, cut..t.n_rows()].into_iter().enumerate() {
+        let mut part = t.clone();
+        for c in &mut part.columns {
+            c.codes = c.codes[rows.clone()].to_vec();
+        }
+        part.row_file = part.row_file[rows.clone()].to_vec();
+        part.row_line = part.row_line[rows.clone()].to_vec();
+        let p = dir.join(format!("part{i}.csv"));
+        write_csv(&part, &p).unwrap();
+        files.push(p);
+    }
+    (schema_path, files)
+}
+
+fn config(schema: &Path, files: &[PathBuf], cache: &Path, out_of_core: bool) -> DatasetConfig {
+    DatasetConfig {
+        name: DatasetName::Csv,
+        schema: Some(schema.to_path_buf()),
+        files: files.to_vec(),
+        cache_dir: Some(cache.to_path_buf()),
+        split: Some(SplitName::Time),
+        time_column: Some("timestamp".into()),
+        valid_from: Some(112_000),
+        test_from: Some(126_000),
+        out_of_core,
+        ..DatasetConfig::default()
+    }
+}
+
+/// `cfg` with another split (and no time bounds).
+fn with_split(cfg: &DatasetConfig, split: SplitName) -> DatasetConfig {
+    DatasetConfig {
+        split: Some(split),
+        time_column: None,
+        valid_from: None,
+        test_from: None,
+        ..cfg.clone()
+    }
+}
+
+fn run(cfg: &DatasetConfig) -> Result<Prepared, mdrec_data::DataError> {
+    prepare_for(&cfg.request(7)?, cfg, 7)
+}
+
+#[test]
+fn out_of_core_fits_and_encodes_what_memory_does_and_reopens_mapped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (schema, files) = fixture(tmp.path());
+    let mem = run(&config(&schema, &files, &tmp.path().join("c1"), false)).unwrap();
+    let ooc_cfg = config(&schema, &files, &tmp.path().join("c2"), true);
+    let built = run(&ooc_cfg).unwrap();
+    let info = built.cache.clone().unwrap();
+    assert!(!info.hit && info.path.extension().unwrap() == "mdrec-store");
+    assert!(built.train.is_mapped() && built.test.is_mapped());
+    let n = |p: &Prepared| [p.train.len(), p.valid.len(), p.test.len()];
+    assert!(n(&mem).iter().all(|&x| x > 1000), "{:?}", n(&mem));
+    assert_eq!(n(&built), n(&mem));
+    assert_eq!(built.schema, mem.schema, "same fit, OOV counts included");
+    assert_eq!(built.vocabs, mem.vocabs);
+    assert_eq!(built.train, mem.train);
+    assert_eq!(built.valid, mem.valid);
+    assert_eq!(built.test, mem.test);
+    // a second prepare opens the store
+    let again = run(&ooc_cfg).unwrap();
+    assert!(again.cache.as_ref().unwrap().hit);
+    assert_eq!(again.test, mem.test);
+    // a truncated column file: reported, rebuilt, never trusted
+    let f = info.path.join("train.cat0");
+    let len = std::fs::metadata(&f).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_len(len - 4)
+        .unwrap();
+    let e = ooc::open(&info.path).err().unwrap().to_string();
+    assert!(e.contains("train.cat0") && e.contains("truncated"), "{e}");
+    let rebuilt = run(&ooc_cfg).unwrap();
+    let c = rebuilt.cache.as_ref().unwrap();
+    assert!(!c.hit && c.rebuilt_reason.as_deref().unwrap().contains("train.cat0"));
+    assert_eq!(rebuilt.train, mem.train);
+}
+
+#[test]
+fn the_random_split_is_drawn_row_by_row_from_the_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (schema, files) = fixture(tmp.path());
+    let mut cfg = with_split(
+        &config(&schema, &files, &tmp.path().join("a"), true),
+        SplitName::Random,
+    );
+    cfg.ratios = [0.8, 0.1, 0.1];
+    let a = run(&cfg).unwrap();
+    let total = (a.train.len() + a.valid.len() + a.test.len()) as f64;
+    assert_eq!(total as usize, ooc::CHUNK_ROWS * 2 + 9_000);
+    let share = a.valid.len() as f64 / total;
+    assert!((share - 0.1).abs() < 0.01, "valid share {share}");
+    cfg.cache_dir = Some(tmp.path().join("b"));
+    let b = run(&cfg).unwrap();
+    assert_eq!(a.test, b.test, "same seed, same split");
+    let mut other = cfg.clone();
+    other.cache_dir = Some(tmp.path().join("c"));
+    let c = prepare_for(&other.request(8).unwrap(), &other, 8).unwrap();
+    assert_ne!(a.test.len(), 0);
+    assert_ne!(a.test, c.test, "another seed, another split");
+}
+
+#[test]
+fn what_out_of_core_cannot_do_is_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (schema, files) = fixture(tmp.path());
+    let cache = tmp.path().join("c");
+    let cfg = with_split(
+        &config(&schema, &files, &cache, true),
+        SplitName::Sequential,
+    );
+    let e = run(&cfg).unwrap_err().to_string();
+    assert!(e.contains("out_of_core") && e.contains("sequential"), "{e}");
+
+    let with_tags = tmp.path().join("tags.toml");
+    let s = std::fs::read_to_string(&schema).unwrap();
+    std::fs::write(
+        &with_tags,
+        format!("{s}\n[[fields]]\nname = \"tags\"\nkind = \"multi_hot\"\nmax_len = 4\n"),
+    )
+    .unwrap();
+    let cfg = config(&with_tags, &files, &cache, true);
+    let e = run(&cfg).unwrap_err().to_string();
+    assert!(e.contains("multi-hot field `tags`"), "{e}");
+
+    let cfg = DatasetConfig {
+        name: DatasetName::Synthetic,
+        out_of_core: true,
+        cache_dir: Some(cache.clone()),
+        ..DatasetConfig::default()
+    };
+    let e = run(&cfg).unwrap_err().to_string();
+    assert!(e.contains("only for the `csv` dataset"), "{e}");
+
+    // a bad value is named by file, line and field
+    let mut cfg = config(&schema, &files, &cache, true);
+    let bad = tmp.path().join("bad.csv");
+    let text = std::fs::read_to_string(&files[1]).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let price = header.iter().position(|h| *h == "price").unwrap();
+    let mut cells: Vec<String> = lines[40_000].split(',').map(str::to_string).collect();
+    cells[price] = "cheap".into();
+    lines[40_000] = cells.join(",");
+    std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
+    cfg.files = vec![files[0].clone(), bad];
+    let e = run(&cfg).unwrap_err().to_string();
+    assert!(
+        e.contains("bad.csv:40001") && e.contains("price"),
+        "the error names the file, line and field: {e}"
+    );
+    // nothing half-written is left behind
+    let left: Vec<_> = std::fs::read_dir(tmp.path().join("c"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.iter().all(|n| !n.to_string_lossy().contains(".tmp-")),
+        "{left:?}"
+    );
+}
