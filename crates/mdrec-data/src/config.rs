@@ -173,6 +173,7 @@ impl DatasetConfig {
             DatasetName::MovieLens1m,
         )?;
         only("history", self.history.is_some(), DatasetName::MovieLens1m)?;
+        only("out_of_core", self.out_of_core, DatasetName::Csv)?;
         if self.history_encoder.is_some() && self.history.unwrap_or(0) == 0 {
             return Err(config_err(
                 "dataset.history_encoder needs dataset.history (a history length of at least 1)"

@@ -204,15 +204,28 @@ impl StreamedCounts {
 
     /// Adds the training rows `train` of the chunk `t`; an error names a missing column.
     pub fn add(&mut self, origin: &str, t: &RawTable, train: &[u32]) -> Result<(), DataError> {
+        // per chunk code: training rows holding it, and the first of them
+        let mut counts: Vec<u64> = Vec::new();
+        let mut first: Vec<u32> = Vec::new();
         for (name, acc) in &mut self.columns {
             let col = t.require(name, origin, "schema")?;
-            let counts = code_counts(col, train);
+            counts.clear();
+            counts.resize(col.dict.len(), 0);
+            first.clear();
+            first.resize(col.dict.len(), 0);
+            for &r in train {
+                let c = col.codes[r as usize] as usize;
+                if counts[c] == 0 {
+                    first[c] = r;
+                }
+                counts[c] += 1;
+            }
             for (code, &n) in counts.iter().enumerate().filter(|(_, &n)| n > 0) {
                 let v = &col.dict[code];
                 let i = match acc.index.get(v.as_str()) {
                     Some(&i) => i as usize,
                     None => {
-                        let r = col.first_row_in(train, code as u32).unwrap_or_default();
+                        let r = first[code] as usize;
                         let file = t.file_of(r);
                         let fi = match self.files.iter().position(|f| f == file) {
                             Some(i) => i,

@@ -219,7 +219,9 @@ fn split_chunk(split: &SplitSpec, t: &RawTable, first: u64) -> Result<[Vec<u32>;
     }
 }
 
-/// Calls `f(chunk, first global row)` for every chunk of the files, printing progress.
+/// Calls `f(chunk, first global row)` for every chunk of the files, in order, printing
+/// progress. A second thread reads and parses the next chunks while `f` works on this one (at
+/// most two chunks wait), so both cores are busy.
 fn for_each_chunk(
     files: &[PathBuf],
     pass: &str,
@@ -228,9 +230,35 @@ fn for_each_chunk(
     let t0 = Instant::now();
     let mut rows = 0u64;
     let mut last = Instant::now();
-    for file in files {
-        let mut chunks = RecordChunks::open(file, CHUNK_ROWS)?;
-        while let Some(chunk) = chunks.next_chunk()? {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RawTable, DataError>>(2);
+        scope.spawn(move || {
+            for file in files {
+                let mut chunks = match RecordChunks::open(file, CHUNK_ROWS) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                loop {
+                    match chunks.next_chunk() {
+                        Ok(Some(chunk)) => {
+                            if tx.send(Ok(chunk)).is_err() {
+                                return; // the consumer stopped on an error
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        for chunk in rx {
+            let chunk = chunk?;
             f(&chunk, rows)?;
             rows += chunk.n_rows() as u64;
             if last.elapsed().as_secs_f64() > 10.0 {
@@ -242,7 +270,8 @@ fn for_each_chunk(
                 );
             }
         }
-    }
+        Ok::<(), DataError>(())
+    })?;
     let s = t0.elapsed().as_secs_f64();
     eprintln!(
         "out-of-core {pass}: done, {rows} rows in {s:.1} s ({:.0} rows/s)",

@@ -164,7 +164,7 @@ fn what_out_of_core_cannot_do_is_refused_by_name() {
         ..DatasetConfig::default()
     };
     let e = run(&cfg).unwrap_err().to_string();
-    assert!(e.contains("only for the `csv` dataset"), "{e}");
+    assert!(e.contains("dataset.out_of_core applies to csv only"), "{e}");
 
     // a bad value is named by file, line and field
     let mut cfg = config(&schema, &files, &cache, true);
