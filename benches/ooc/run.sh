@@ -8,7 +8,8 @@
 #
 #   bash benches/ooc/run.sh [OUT_DIR]
 #
-# ROWS (default 100000000), MEM_LIMIT_GB (default 2; 0 = no cgroup), SEED (default 7).
+# ROWS (default 100000000), MEM_LIMIT_GB (default 2; 0 = no cgroup), SEED (default 7);
+# SKIP_PREPARE=1 trains on the store an earlier run prepared.
 # Needs python3 with numpy and pandas for the generator; about 4.4 GiB of CSV and 6.3 GiB of
 # store per 100M rows on disk.
 set -euo pipefail
@@ -88,8 +89,11 @@ measure() { # name command...
   fi
 }
 
-rm -rf "$OUT/cache" "$OUT/run"
-measure prepare "$BIN" data prepare --config "$CFG" --seed "$SEED"
+rm -rf "$OUT/run"
+if [ -z "${SKIP_PREPARE:-}" ]; then
+  rm -rf "$OUT/cache"
+  measure prepare "$BIN" data prepare --config "$CFG" --seed "$SEED"
+fi
 measure train "$BIN" train --config "$CFG" --out "$OUT/run" --quiet
 
 rss() { awk '/Maximum resident/ {printf "%.0f", $6 / 1024}' "$OUT/$1.log"; }

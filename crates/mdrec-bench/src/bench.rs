@@ -552,6 +552,7 @@ pub fn run_bench(
                 let tx = tx.clone();
                 let (next, stop, train_one, todo) = (&next, &stop, &train_one, &todo);
                 s.spawn(move || loop {
+                    mdrec_train::denormals::flush();
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     if i >= todo.len() || stop.load(Ordering::SeqCst) {
                         break;

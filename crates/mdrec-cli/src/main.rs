@@ -1027,6 +1027,9 @@ fn cmd_prepare(a: DataArgs) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    if std::env::var_os("MDREC_KEEP_DENORMALS").is_none() {
+        mdrec_train::denormals::install();
+    }
     let cli = Cli::parse();
     if !matches!(cli.cmd, Cmd::Train(_)) {
         let name = std::env::args().nth(1).unwrap_or_default();

@@ -115,6 +115,91 @@ mod with_mpi {
     }
 
     #[test]
+    fn out_of_core_ranks_train_on_their_own_parts_like_replica_threads() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let data = mdrec_data::generate(&mdrec_data::SyntheticConfig {
+            n_rows: 12_000,
+            ..Default::default()
+        });
+        let schema = tmp.path().join("schema.toml");
+        std::fs::write(
+            &schema,
+            data.schema_toml.replace(
+                "\n[[fields]]\nname = \"tags\"\nkind = \"multi_hot\"\nmax_len = 4\nroles = [\"item\"]\n",
+                "",
+            ),
+        )
+        .unwrap();
+        let csv = tmp.path().join("log.csv");
+        mdrec_data::write_csv(&data.table, &csv).unwrap();
+        let args = |out: &Path, extra: &[&str]| -> Vec<String> {
+            let mut v: Vec<String> = [
+                "train",
+                "--dataset",
+                "csv",
+                "--model",
+                "mmoe",
+                "--epochs",
+                "2",
+                "--seed",
+                "5",
+                "--quiet",
+                "--out",
+                out.to_str().unwrap(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            for set in [
+                format!("dataset.schema=\"{}\"", schema.display()),
+                format!("dataset.files=[\"{}\"]", csv.display()),
+                format!(
+                    "dataset.cache_dir=\"{}\"",
+                    tmp.path().join("cache").display()
+                ),
+                "dataset.out_of_core=true".into(),
+                "dataset.split=\"random\"".into(),
+                "train.batch_size=512".into(),
+            ] {
+                v.push("--set".into());
+                v.push(set);
+            }
+            v.extend(extra.iter().map(|s| s.to_string()));
+            v
+        };
+        let mut two = Vec::new();
+        for k in 0..2 {
+            let dir = tmp.path().join(format!("two{k}"));
+            let o = run_ranks(mpirun, 2, &args(&dir, &[]), tmp.path());
+            assert!(o.status.success(), "{}", text(&o));
+            two.push(dir);
+        }
+        let weights = |d: &Path| std::fs::read(d.join("weights.safetensors")).unwrap();
+        assert_eq!(
+            weights(&two[0]),
+            weights(&two[1]),
+            "two runs on two ranks differ"
+        );
+        // one store, written by rank 0
+        let stores = std::fs::read_dir(tmp.path().join("cache")).unwrap().count();
+        assert_eq!(stores, 1);
+        let threads = tmp.path().join("threads");
+        let o = Command::new(env!("CARGO_BIN_EXE_mdrec"))
+            .args(args(&threads, &["--set", "train.replicas=2"]))
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(
+            weights(&two[0]),
+            weights(&threads),
+            "2 replica threads and 2 ranks differ on an out-of-core store"
+        );
+        assert!(auc(&report(&two[0])) > 0.6);
+    }
+
+    #[test]
     fn two_ranks_train_what_one_process_trains_and_repeat_bit_for_bit() {
         let Some(mpirun) = mpirun() else { return };
         let tmp = tempfile::tempdir().unwrap();

@@ -96,6 +96,23 @@ impl<T: Pod> Col<T> {
         self.vec_mut().extend_from_slice(xs);
     }
 
+    /// Asks the kernel to read the values `range` of a mapped column into the page cache now
+    /// (asynchronously), so that the reads that follow do not wait on the disk one page at a
+    /// time. A no-op for owned columns.
+    pub fn prefetch(&self, range: std::ops::Range<usize>) {
+        if let Col::Mapped { map, offset, len } = self {
+            let size = std::mem::size_of::<T>();
+            let (a, b) = (range.start.min(*len), range.end.min(*len));
+            if a < b {
+                let page = 4096;
+                let start = (offset + a * size) / page * page;
+                let end = (offset + b * size).min(map.len());
+                // advice only: a failure changes nothing but speed
+                let _ = map.advise_range(memmap2::Advice::WillNeed, start, end - start);
+            }
+        }
+    }
+
     /// Tells the kernel that the values `range` will not be read again soon: their pages leave
     /// this process's resident set (they stay in the page cache). A no-op for owned columns.
     pub fn release(&self, range: std::ops::Range<usize>) {

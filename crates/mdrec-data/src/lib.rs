@@ -110,7 +110,7 @@ pub use schema::{
 pub use source::DatasetSource;
 pub use split::{split_rows, SplitSpec};
 pub use store::{
-    block_order, domain_batches, epoch_order, EncodedData, NEVER, SHUFFLE_BLOCK_ROWS,
-    SHUFFLE_WINDOW_BLOCKS,
+    block_order, domain_batches, epoch_order, partitioned_order, EncodedData, NEVER,
+    SHUFFLE_BLOCK_ROWS, SHUFFLE_WINDOW_BLOCKS,
 };
 pub use synthetic::{generate, synthetic_schema_toml, SyntheticConfig, SyntheticData};

@@ -524,5 +524,15 @@ fn map_col<T: Pod>(
     // never modified afterwards; a process that truncated one under us would be a bug outside
     // this program's control (as with any memory-mapped file).
     let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| bad(format!("cannot map: {e}")))?;
+    // The kernel's read-around on a page fault reads `read_ahead_kb` (often megabytes) about
+    // the faulting page: right for the sequential passes over valid and test, a many-fold
+    // over-read for the training split's block-wise random reads, whose windows are read in
+    // ahead explicitly instead ([`EncodedData::prefetch`]). Advice only: a failure changes
+    // nothing but speed.
+    let _ = map.advise(if split == "train" {
+        memmap2::Advice::Random
+    } else {
+        memmap2::Advice::Sequential
+    });
     Col::mapped(Arc::new(map), 0, n).ok_or_else(|| bad("misaligned mapping".into()))
 }

@@ -113,6 +113,58 @@ impl EncodedData {
         self.group.release(all);
     }
 
+    /// Fills `out` with what a batch's loss weights need of `rows` — domains, labels, group
+    /// keys and row indices — and no features (`cat`, `multi` and `num` are left empty): a
+    /// data-parallel process reads the features of its own share only.
+    pub fn fill_targets(&self, rows: &[u32], out: &mut Batch) {
+        out.len = rows.len();
+        out.cat.clear();
+        out.multi.clear();
+        out.num.clear();
+        out.domain.clear();
+        out.domain
+            .extend(rows.iter().map(|&r| self.domain[r as usize]));
+        out.labels.clear();
+        for &r in rows {
+            let r = r as usize;
+            out.labels.extend(self.labels.iter().map(|c| c[r]));
+        }
+        out.group.clear();
+        out.group
+            .extend(rows.iter().map(|&r| self.group[r as usize]));
+        out.rows.clear();
+        out.rows.extend_from_slice(rows);
+    }
+
+    /// Asks the kernel to read the blocks ([`SHUFFLE_BLOCK_ROWS`]) holding `rows` of every
+    /// mapped column into the page cache (see [`Col::prefetch`]): the training loop calls it
+    /// with a window's rows before training on them.
+    pub fn prefetch(&self, rows: &[u32]) {
+        if !self.is_mapped() {
+            return;
+        }
+        let mut blocks: Vec<usize> = rows
+            .iter()
+            .map(|&r| r as usize / SHUFFLE_BLOCK_ROWS)
+            .collect();
+        blocks.sort_unstable();
+        blocks.dedup();
+        for b in blocks {
+            let r = b * SHUFFLE_BLOCK_ROWS..(b + 1) * SHUFFLE_BLOCK_ROWS;
+            for c in &self.cat {
+                c.prefetch(r.clone());
+            }
+            for c in self.num.iter().chain(&self.labels).chain([&self.weight]) {
+                c.prefetch(r.clone());
+            }
+            for c in self.label_time.iter().chain([&self.time]) {
+                c.prefetch(r.clone());
+            }
+            self.domain.prefetch(r.clone());
+            self.group.prefetch(r);
+        }
+    }
+
     /// Number of rows per domain.
     pub fn domain_counts(&self, n_domains: usize) -> Vec<usize> {
         let mut c = vec![0usize; n_domains];
@@ -461,10 +513,11 @@ pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: usize) -> Vec<u32>
     v
 }
 
-/// Rows per block of [`block_order`]: a block's values are contiguous in every column file.
-pub const SHUFFLE_BLOCK_ROWS: usize = 4096;
-/// Blocks per window of [`block_order`] (256 blocks of 4,096 rows: about a million rows).
-pub const SHUFFLE_WINDOW_BLOCKS: usize = 256;
+/// Rows per block of [`block_order`]: a block's values are contiguous in every column file
+/// (64 KiB of a 4-byte column), so reading a block is one sequential read per column.
+pub const SHUFFLE_BLOCK_ROWS: usize = 16_384;
+/// Blocks per window of [`block_order`] (64 blocks of 16,384 rows: about a million rows).
+pub const SHUFFLE_WINDOW_BLOCKS: usize = 64;
 
 /// The training order of one epoch over a split read from mapped column files (the
 /// out-of-core store): the rows are cut into blocks of `block` consecutive rows, the blocks are
@@ -478,9 +531,14 @@ pub const SHUFFLE_WINDOW_BLOCKS: usize = 256;
 /// window). A window reads `window` contiguous runs of `block` values per column, so the reads
 /// stay sequential in the large and the resident part of the files stays near one window.
 pub fn block_order(n: usize, block: usize, window: usize, seed: u64, epoch: usize) -> Vec<u32> {
+    shuffle_blocks(n, block, window, seed, &format!("shuffle/{epoch}"))
+}
+
+/// [`block_order`] with the streams `{stream}/blocks` and `{stream}/window/{w}`.
+fn shuffle_blocks(n: usize, block: usize, window: usize, seed: u64, stream: &str) -> Vec<u32> {
     let block = block.max(1);
     let mut blocks: Vec<u32> = (0..n.div_ceil(block) as u32).collect();
-    Rng::for_stream(seed, &format!("shuffle/{epoch}/blocks")).shuffle(&mut blocks);
+    Rng::for_stream(seed, &format!("{stream}/blocks")).shuffle(&mut blocks);
     let mut order = Vec::with_capacity(n);
     for (w, group) in blocks.chunks(window.max(1)).enumerate() {
         let start = order.len();
@@ -488,9 +546,58 @@ pub fn block_order(n: usize, block: usize, window: usize, seed: u64, epoch: usiz
             let a = b as usize * block;
             order.extend(a as u32..(a + block).min(n) as u32);
         }
-        Rng::for_stream(seed, &format!("shuffle/{epoch}/window/{w}")).shuffle(&mut order[start..]);
+        Rng::for_stream(seed, &format!("{stream}/window/{w}")).shuffle(&mut order[start..]);
     }
     order
+}
+
+/// The training order of one epoch of data-parallel training over `ranks` processes, each
+/// reading its own part of the split: process `r` owns the rows `[n r / ranks, n (r + 1) /
+/// ranks)` and shuffles them with [`block_order`] (its stream `shuffle/{epoch}/rank/{r}`);
+/// global batch `i` of `batch` rows is the concatenation over the processes of each one's
+/// `i`-th micro-batch, of the size of its share of the global batch (`dist::share`'s
+/// `[batch r / ranks, batch (r + 1) / ranks)`), so the share a process trains on is drawn from
+/// its own rows. Only whole global batches are formed: the last rows of each process's order
+/// that do not fill one are left out of this epoch (fewer than `batch / ranks + 1` per
+/// process; the block order changes which rows every epoch), as with a distributed sampler
+/// that drops the last batch.
+pub fn partitioned_order(
+    n: usize,
+    ranks: usize,
+    batch: usize,
+    seed: u64,
+    epoch: usize,
+) -> Vec<u32> {
+    let ranks = ranks.max(1);
+    let batch = batch.max(ranks);
+    let part = |r: usize| n * r / ranks..n * (r + 1) / ranks;
+    let micro = |r: usize| batch * (r + 1) / ranks - batch * r / ranks;
+    let orders: Vec<Vec<u32>> = (0..ranks)
+        .map(|r| {
+            let p = part(r);
+            let mut o = shuffle_blocks(
+                p.len(),
+                SHUFFLE_BLOCK_ROWS,
+                SHUFFLE_WINDOW_BLOCKS,
+                seed,
+                &format!("shuffle/{epoch}/rank/{r}"),
+            );
+            o.iter_mut().for_each(|x| *x += p.start as u32);
+            o
+        })
+        .collect();
+    let steps = (0..ranks)
+        .map(|r| orders[r].len() / micro(r))
+        .min()
+        .unwrap_or(0);
+    let mut out = Vec::with_capacity(steps * batch);
+    for i in 0..steps {
+        for (r, o) in orders.iter().enumerate() {
+            let m = micro(r);
+            out.extend_from_slice(&o[i * m..(i + 1) * m]);
+        }
+    }
+    out
 }
 
 /// AREAD's single-domain batches of one epoch (its `run.py` sampler, used by the HEMP schedule
@@ -525,6 +632,30 @@ pub fn domain_batches(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn partitioned_batches_draw_each_share_from_its_own_rows() {
+        let (n, ranks, batch) = (100_003, 3, 1000);
+        let o = partitioned_order(n, ranks, batch, 9, 1);
+        assert_eq!(o.len() % batch, 0, "whole global batches only");
+        assert!(
+            n - o.len() < ranks * (batch / ranks + 1),
+            "drops less than a batch"
+        );
+        let mut seen = o.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), o.len(), "no row twice");
+        for b in o.chunks(batch) {
+            for r in 0..ranks {
+                let share = batch * r / ranks..batch * (r + 1) / ranks;
+                let part = (n * r / ranks) as u32..(n * (r + 1) / ranks) as u32;
+                assert!(b[share].iter().all(|x| part.contains(x)), "rank {r}");
+            }
+        }
+        assert_eq!(o, partitioned_order(n, ranks, batch, 9, 1));
+        assert_ne!(o, partitioned_order(n, ranks, batch, 9, 2));
+    }
+
     #[test]
     fn block_order_visits_every_row_once_and_keeps_windows_of_blocks_together() {
         let (n, block, window) = (10_007, 16, 8);

@@ -419,6 +419,11 @@ impl EmbeddingStore {
         self.tables.iter().map(|t| t.weight.len()).sum()
     }
 
+    /// True when the tables grow and evict (stream training's admission policy).
+    pub fn is_dynamic(&self) -> bool {
+        self.policy.is_some()
+    }
+
     /// Bytes this process holds for its tables' rows and optimizer state.
     pub fn held_bytes(&self) -> usize {
         self.tables

@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod collective;
+pub mod denormals;
 pub mod device;
 pub mod disentangle;
 pub mod dynamic;

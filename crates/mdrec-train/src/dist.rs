@@ -86,7 +86,10 @@ pub fn replicated<R: Send>(
                 .name(format!("replica-{rank}"))
                 // The calling thread's default, so a replica has the stack one process has.
                 .stack_size(8 << 20)
-                .spawn_scoped(s, move || one(rank, &mut Silent));
+                .spawn_scoped(s, move || {
+                    mdrec_nn::denormals::flush();
+                    one(rank, &mut Silent)
+                });
             match spawned {
                 Ok(h) => others.push(h),
                 Err(e) => {

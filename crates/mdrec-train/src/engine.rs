@@ -174,7 +174,13 @@ impl Engine {
             dist::group().filter(|g| g.threads()).map(|_| pass_seed),
         );
         self.passes += 1;
-        data.fill_batch(rows, &mut self.batch);
+        if group.is_some() && !self.store.is_dynamic() {
+            // The batch's loss weights need its domains and labels; this process reads the
+            // features of its own share only (below).
+            data.fill_targets(rows, &mut self.batch);
+        } else {
+            data.fill_batch(rows, &mut self.batch);
+        }
         // Stream training's tables give rows to the batch's new ids first (no-op otherwise).
         self.store.admit(&self.batch);
         let adjust = self.adjust.take();
@@ -728,6 +734,7 @@ impl Snapshot {
                 .zip(models)
                 .map(|(part, model)| {
                     scope.spawn(move || {
+                        mdrec_nn::denormals::flush();
                         predict_with(ctx, model.as_ref(), store, data, part, bs, device, 0)
                     })
                 })

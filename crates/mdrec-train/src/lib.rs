@@ -30,6 +30,7 @@ pub mod trainer;
 pub mod uncertainty;
 
 pub use config::{DatasetConfig, RunConfig, TrainConfig};
+pub use mdrec_nn::denormals;
 pub use scoring::{probability, write_predictions, RunScorer, Scored};
 pub use trainer::{
     context_from_schema, evaluate_run, load_run, prepare_dataset, read_run_config, resume_run,

@@ -59,7 +59,17 @@ pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
             column: cfg.train.stream.time_column.clone(),
         };
     }
-    Ok(mdrec_data::prepare_for(&req, &cfg.dataset, cfg.train.seed)?)
+    let prepare = || mdrec_data::prepare_for(&req, &cfg.dataset, cfg.train.seed);
+    // Out of core under MPI, rank 0 writes the store and the other ranks open it (their
+    // prepare finds it): one pass over the files instead of one per rank.
+    if let Some(g) = crate::dist::group().filter(|g| !g.threads() && cfg.dataset.out_of_core) {
+        let first = (g.rank() == 0).then(prepare);
+        g.barrier();
+        if let Some(p) = first {
+            return Ok(p?);
+        }
+    }
+    Ok(prepare()?)
 }
 
 /// What a finished run produced.
@@ -268,7 +278,17 @@ fn fit(
             Some(b) => b.iter().map(Vec::as_slice).collect(),
             None => {
                 // out of core: block-wise, so that the pages in use stay near one window
-                order = if train.is_mapped() {
+                let ranks = crate::dist::size();
+                order = if train.is_mapped() && ranks > 1 {
+                    // each process reads the features of its own part of the store
+                    mdrec_data::partitioned_order(
+                        train.len(),
+                        ranks,
+                        cfg.batch_size,
+                        cfg.seed,
+                        epoch,
+                    )
+                } else if train.is_mapped() {
                     mdrec_data::block_order(
                         train.len(),
                         mdrec_data::SHUFFLE_BLOCK_ROWS,
@@ -297,7 +317,23 @@ fn fit(
         if let (Some(h), 1) = (hemp.as_mut(), epoch) {
             h.warm_up(&mut engine, train, progress)?;
         }
+        let mut prefetched = 0;
         for (i, rows) in steps.iter().enumerate().skip(first) {
+            if train.is_mapped() && i >= prefetched {
+                // out of core: the next window's blocks (this process's shares) are read in
+                // ahead of the steps that need them
+                let end = (i + (WINDOW_ROWS / cfg.batch_size.max(1)).max(1)).min(steps.len());
+                let mine: Vec<u32> = steps[i..end]
+                    .iter()
+                    .flat_map(|b| {
+                        let s =
+                            crate::dist::share(b.len(), crate::dist::rank(), crate::dist::size());
+                        b[s].iter().copied()
+                    })
+                    .collect();
+                train.prefetch(&mine);
+                prefetched = end;
+            }
             let l = match hemp.as_mut() {
                 Some(h) => h.step(&mut engine, train, epoch, i, rows, progress)?,
                 None => engine.train_step(train, rows)?,
