@@ -552,15 +552,15 @@ fn shuffle_blocks(n: usize, block: usize, window: usize, seed: u64, stream: &str
 }
 
 /// The training order of one epoch of data-parallel training over `ranks` processes, each
-/// reading its own part of the split: process `r` owns the rows `[n r / ranks, n (r + 1) /
-/// ranks)` and shuffles them with [`block_order`] (its stream `shuffle/{epoch}/rank/{r}`);
-/// global batch `i` of `batch` rows is the concatenation over the processes of each one's
-/// `i`-th micro-batch, of the size of its share of the global batch (`dist::share`'s
-/// `[batch r / ranks, batch (r + 1) / ranks)`), so the share a process trains on is drawn from
-/// its own rows. Only whole global batches are formed: the last rows of each process's order
-/// that do not fill one are left out of this epoch (fewer than `batch / ranks + 1` per
-/// process; the block order changes which rows every epoch), as with a distributed sampler
-/// that drops the last batch.
+/// reading its own part of the split. Process `r`'s share of a global batch of `batch` rows is
+/// `[batch r / ranks, batch (r + 1) / ranks)` (as `dist::share` cuts it); it owns the
+/// contiguous rows `[n s_r / batch, n s_(r+1) / batch)`, where `s_r = batch r / ranks` (parts
+/// proportional to the shares, so every process runs out of rows at the same step), and
+/// shuffles them with [`block_order`]'s scheme (streams `shuffle/{epoch}/rank/{r}`). Global
+/// batch `i` is the concatenation over the processes of each one's `i`-th micro-batch, so the
+/// share a process trains on is drawn from its own rows. Only whole global batches are formed:
+/// fewer than two micro-batches of rows per process are left out of each epoch (which rows
+/// changes every epoch), as with a distributed sampler that drops the last batch.
 pub fn partitioned_order(
     n: usize,
     ranks: usize,
@@ -570,8 +570,10 @@ pub fn partitioned_order(
 ) -> Vec<u32> {
     let ranks = ranks.max(1);
     let batch = batch.max(ranks);
-    let part = |r: usize| n * r / ranks..n * (r + 1) / ranks;
-    let micro = |r: usize| batch * (r + 1) / ranks - batch * r / ranks;
+    let start = |r: usize| batch * r / ranks;
+    let cut = |r: usize| (n as u128 * start(r) as u128 / batch as u128) as usize;
+    let part = |r: usize| cut(r)..cut(r + 1);
+    let micro = |r: usize| start(r + 1) - start(r);
     let orders: Vec<Vec<u32>> = (0..ranks)
         .map(|r| {
             let p = part(r);
@@ -638,8 +640,8 @@ mod tests {
         let o = partitioned_order(n, ranks, batch, 9, 1);
         assert_eq!(o.len() % batch, 0, "whole global batches only");
         assert!(
-            n - o.len() < ranks * (batch / ranks + 1),
-            "drops less than a batch"
+            n - o.len() < 2 * batch + ranks,
+            "drops fewer than two micro-batches per process"
         );
         let mut seen = o.clone();
         seen.sort_unstable();
@@ -648,7 +650,8 @@ mod tests {
         for b in o.chunks(batch) {
             for r in 0..ranks {
                 let share = batch * r / ranks..batch * (r + 1) / ranks;
-                let part = (n * r / ranks) as u32..(n * (r + 1) / ranks) as u32;
+                let cut = |r: usize| (n * (batch * r / ranks) / batch) as u32;
+                let part = cut(r)..cut(r + 1);
                 assert!(b[share].iter().all(|x| part.contains(x)), "rank {r}");
             }
         }
