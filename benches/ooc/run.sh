@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The out-of-core benchmark: a generated interaction log (benches/ooc/make_log.py, CSV) of ROWS
 # rows is prepared out of core (dataset.out_of_core: two passes in chunks, encoded columns in a
-# store of mapped files) and trained for one epoch (MMoE, two replica threads, block-wise
+# store of mapped files) and trained for one epoch (MMoE, REPLICAS replica threads, block-wise
 # shuffle), each step inside a memory cgroup limited to MEM_LIMIT_GB (page cache included) when
 # this shell may create one (root on cgroup v1 or v2), and timed with /usr/bin/time. Prints
 # Markdown.
@@ -9,7 +9,8 @@
 #   bash benches/ooc/run.sh [OUT_DIR]
 #
 # ROWS (default 100000000), MEM_LIMIT_GB (default 2; 0 = no cgroup), SEED (default 7);
-# SKIP_PREPARE=1 trains on the store an earlier run prepared.
+# SKIP_PREPARE=1 trains on the store an earlier run prepared; REPLICAS (default 2) replica
+# threads.
 # Needs python3 with numpy and pandas for the generator; about 4.4 GiB of CSV and 6.3 GiB of
 # store per 100M rows on disk.
 set -euo pipefail
@@ -17,6 +18,7 @@ OUT=${1:-runs/ooc}
 ROWS=${ROWS:-100000000}
 LIMIT=${MEM_LIMIT_GB:-2}
 SEED=${SEED:-7}
+REPLICAS=${REPLICAS:-2}
 BIN=${MDREC_BIN:-target/release/mdrec}
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$OUT"
@@ -51,7 +53,7 @@ seed = $SEED
 epochs = 1
 batch_size = 4096
 loss = "mean"
-replicas = 2
+replicas = $REPLICAS
 patience = 1
 
 [train.embedding]
