@@ -4,6 +4,8 @@
 //!
 //! The tests need Open MPI's `mpirun` on PATH; where it is missing they say so and pass.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -19,31 +21,37 @@ fn mpirun() -> Option<&'static str> {
     ok.then_some("mpirun")
 }
 
-/// `mdrec train` on a small synthetic dataset with global batch 512 (`extra` adds flags).
-fn train_args(out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "train",
-        "--dataset",
-        "synthetic",
-        "--model",
-        "mmoe",
-        "--epochs",
-        "2",
-        "--seed",
-        "5",
-        "--quiet",
-        "--set",
-        "dataset.synthetic_rows=6000",
+/// `mdrec train` (MMoE, 2 epochs, seed 5, global batch 512) on the dataset of `dataset`'s
+/// flags (`extra` adds flags).
+fn train_on(dataset: &[&str], out: &Path, extra: &[&str]) -> Vec<String> {
+    [
+        "train", "--model", "mmoe", "--epochs", "2", "--seed", "5", "--quiet",
+    ]
+    .iter()
+    .chain(dataset)
+    .chain(&[
         "--set",
         "train.batch_size=512",
         "--out",
         out.to_str().unwrap(),
-    ]
-    .iter()
+    ])
+    .chain(extra)
     .map(|s| s.to_string())
-    .collect();
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
+    .collect()
+}
+
+/// `mdrec train` on a small synthetic dataset with global batch 512 (`extra` adds flags).
+fn train_args(out: &Path, extra: &[&str]) -> Vec<String> {
+    train_on(
+        &[
+            "--dataset",
+            "synthetic",
+            "--set",
+            "dataset.synthetic_rows=6000",
+        ],
+        out,
+        extra,
+    )
 }
 
 fn run_ranks(mpirun: &str, ranks: usize, args: &[String], cwd: &Path) -> Output {
@@ -102,13 +110,7 @@ fn several_processes_without_the_mpi_feature_are_refused() {
 mod with_mpi {
     use super::*;
 
-    fn report(dir: &Path) -> serde_json::Value {
-        let p = dir.join("report.json");
-        serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| {
-            panic!("{}: {e}", p.display());
-        }))
-        .unwrap()
-    }
+    use common::report;
 
     fn auc(r: &serde_json::Value) -> f64 {
         r["test"]["overall"]["auc_mean_cells"].as_f64().unwrap()
@@ -118,56 +120,22 @@ mod with_mpi {
     fn out_of_core_ranks_train_on_their_own_parts_like_replica_threads() {
         let Some(mpirun) = mpirun() else { return };
         let tmp = tempfile::tempdir().unwrap();
-        let data = mdrec_data::generate(&mdrec_data::SyntheticConfig {
-            n_rows: 12_000,
-            ..Default::default()
-        });
-        let schema = tmp.path().join("schema.toml");
-        std::fs::write(
-            &schema,
-            data.schema_toml.replace(
-                "\n[[fields]]\nname = \"tags\"\nkind = \"multi_hot\"\nmax_len = 4\nroles = [\"item\"]\n",
-                "",
+        let (schema, csv) = common::synthetic_log(tmp.path(), 12_000);
+        let sets = [
+            format!("dataset.schema=\"{}\"", schema.display()),
+            format!("dataset.files=[\"{}\"]", csv.display()),
+            format!(
+                "dataset.cache_dir=\"{}\"",
+                tmp.path().join("cache").display()
             ),
-        )
-        .unwrap();
-        let csv = tmp.path().join("log.csv");
-        mdrec_data::write_csv(&data.table, &csv).unwrap();
-        let args = |out: &Path, extra: &[&str]| -> Vec<String> {
-            let mut v: Vec<String> = [
-                "train",
-                "--dataset",
-                "csv",
-                "--model",
-                "mmoe",
-                "--epochs",
-                "2",
-                "--seed",
-                "5",
-                "--quiet",
-                "--out",
-                out.to_str().unwrap(),
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            for set in [
-                format!("dataset.schema=\"{}\"", schema.display()),
-                format!("dataset.files=[\"{}\"]", csv.display()),
-                format!(
-                    "dataset.cache_dir=\"{}\"",
-                    tmp.path().join("cache").display()
-                ),
-                "dataset.out_of_core=true".into(),
-                "dataset.split=\"random\"".into(),
-                "train.batch_size=512".into(),
-            ] {
-                v.push("--set".into());
-                v.push(set);
-            }
-            v.extend(extra.iter().map(|s| s.to_string()));
-            v
-        };
+            "dataset.out_of_core=true".into(),
+            "dataset.split=\"random\"".into(),
+        ];
+        let mut dataset = vec!["--dataset", "csv"];
+        for set in &sets {
+            dataset.extend(["--set", set.as_str()]);
+        }
+        let args = |out: &Path, extra: &[&str]| train_on(&dataset, out, extra);
         let mut two = Vec::new();
         for k in 0..2 {
             let dir = tmp.path().join(format!("two{k}"));

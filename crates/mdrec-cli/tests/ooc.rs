@@ -3,26 +3,12 @@
 
 mod common;
 
-use common::{mdrec, ok, s};
+use common::{mdrec, ok, report, s, synthetic_log};
 
 #[test]
 fn a_run_on_an_out_of_core_store_is_deterministic_and_evaluates_and_scores() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = mdrec_data::generate(&mdrec_data::SyntheticConfig {
-        n_rows: 20_000,
-        ..Default::default()
-    });
-    let schema = tmp.path().join("schema.toml");
-    std::fs::write(
-        &schema,
-        data.schema_toml.replace(
-            "\n[[fields]]\nname = \"tags\"\nkind = \"multi_hot\"\nmax_len = 4\nroles = [\"item\"]\n",
-            "",
-        ),
-    )
-    .unwrap();
-    let csv = tmp.path().join("log.csv");
-    mdrec_data::write_csv(&data.table, &csv).unwrap();
+    let (schema, csv) = synthetic_log(tmp.path(), 20_000);
     let files = format!("dataset.files=[\"{}\"]", s(&csv));
     let schema_set = format!("dataset.schema=\"{}\"", s(&schema));
     let cache = format!("dataset.cache_dir=\"{}\"", s(&tmp.path().join("cache")));
@@ -57,9 +43,6 @@ fn a_run_on_an_out_of_core_store_is_deterministic_and_evaluates_and_scores() {
     let msg = String::from_utf8_lossy(&first.stderr);
     assert!(!msg.contains("panicked"), "{msg}");
     train(&b);
-    let report = |d: &std::path::Path| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap()
-    };
     let (ra, rb) = (report(&a), report(&b));
     assert_eq!(ra["test"], rb["test"], "the same config gives the same run");
     let auc = ra["test"]["overall"]["auc_mean_cells"].as_f64().unwrap();

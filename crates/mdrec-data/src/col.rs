@@ -96,50 +96,55 @@ impl<T: Pod> Col<T> {
         self.vec_mut().extend_from_slice(xs);
     }
 
-    /// Asks the kernel to read the values `range` of a mapped column into the page cache now
-    /// (asynchronously), so that the reads that follow do not wait on the disk one page at a
-    /// time. A no-op for owned columns.
-    pub fn prefetch(&self, range: std::ops::Range<usize>) {
-        if let Col::Mapped { map, offset, len } = self {
-            let size = std::mem::size_of::<T>();
-            let (a, b) = (range.start.min(*len), range.end.min(*len));
-            if a < b {
-                let page = 4096;
-                let start = (offset + a * size) / page * page;
-                let end = (offset + b * size).min(map.len());
-                // advice only: a failure changes nothing but speed
-                let _ = map.advise_range(memmap2::Advice::WillNeed, start, end - start);
+    /// Tells the kernel what this process will do with the values `range` of a mapped column
+    /// (see [`Pages`]); advice only: a failure changes nothing but speed. A no-op for owned
+    /// columns.
+    pub fn advise(&self, range: std::ops::Range<usize>, pages: Pages) {
+        let Col::Mapped { map, offset, len } = self else {
+            return;
+        };
+        let size = std::mem::size_of::<T>();
+        let (a, b) = (range.start.min(*len), range.end.min(*len));
+        if a >= b {
+            return;
+        }
+        let page = 4096;
+        let (first, last) = (offset + a * size, offset + b * size);
+        match pages {
+            Pages::Prefetch => {
+                let start = first / page * page;
+                let _ = map.advise_range(memmap2::Advice::WillNeed, start, last - start);
+            }
+            Pages::Release => {
+                // whole pages strictly inside the range
+                let (start, end) = (first.div_ceil(page) * page, last / page * page);
+                if end > start {
+                    #[allow(unsafe_code)]
+                    // SAFETY: a read-only file mapping; MADV_DONTNEED on it only drops this
+                    // process's page table entries, and later reads fault the file's bytes
+                    // back in.
+                    let _ = unsafe {
+                        map.unchecked_advise_range(
+                            memmap2::UncheckedAdvice::DontNeed,
+                            start,
+                            end - start,
+                        )
+                    };
+                }
             }
         }
     }
+}
 
-    /// Tells the kernel that the values `range` will not be read again soon: their pages leave
-    /// this process's resident set (they stay in the page cache). A no-op for owned columns.
-    pub fn release(&self, range: std::ops::Range<usize>) {
-        if let Col::Mapped { map, offset, len } = self {
-            let size = std::mem::size_of::<T>();
-            let (a, b) = (range.start.min(*len), range.end.min(*len));
-            if a >= b {
-                return;
-            }
-            // whole pages strictly inside the range
-            let page = 4096;
-            let start = (offset + a * size).div_ceil(page) * page;
-            let end = (offset + b * size) / page * page;
-            if end > start {
-                #[allow(unsafe_code)]
-                // SAFETY: a read-only file mapping; MADV_DONTNEED on it only drops this
-                // process's page table entries, and later reads fault the file's bytes back in.
-                let _ = unsafe {
-                    map.unchecked_advise_range(
-                        memmap2::UncheckedAdvice::DontNeed,
-                        start,
-                        end - start,
-                    )
-                };
-            }
-        }
-    }
+/// Advice on the pages of a mapped column ([`Col::advise`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pages {
+    /// Read them into the page cache now, asynchronously (`MADV_WILLNEED`), so that the
+    /// reads that follow do not wait on the disk one page at a time.
+    Prefetch,
+    /// They will not be read again soon: they leave this process's resident set and stay in
+    /// the page cache (`MADV_DONTNEED`).
+    Release,
 }
 
 impl<T: Pod> Default for Col<T> {
@@ -259,7 +264,7 @@ mod tests {
         assert!(c.is_mapped());
         assert_eq!(c, xs);
         assert_eq!(c[2999], 2999);
-        c.release(0..3000);
+        c.advise(0..3000, Pages::Release);
         assert_eq!(c[10], 10, "released pages read back from the file");
         c.push(7);
         assert!(!c.is_mapped());

@@ -412,31 +412,21 @@ fn columns(d: &EncodedData) -> Vec<(String, &[u8])> {
         ("time".into(), bytemuck::cast_slice(&d.time[..])),
         ("weight".into(), bytemuck::cast_slice(&d.weight[..])),
     ];
-    out.extend(
-        d.cat
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (format!("cat{i}"), bytemuck::cast_slice(&c[..]))),
-    );
-    out.extend(
-        d.num
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (format!("num{i}"), bytemuck::cast_slice(&c[..]))),
-    );
-    out.extend(
-        d.labels
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (format!("label{i}"), bytemuck::cast_slice(&c[..]))),
-    );
-    out.extend(
-        d.label_time
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (format!("label_time{i}"), bytemuck::cast_slice(&c[..]))),
-    );
+    out.extend(numbered("cat", &d.cat));
+    out.extend(numbered("num", &d.num));
+    out.extend(numbered("label", &d.labels));
+    out.extend(numbered("label_time", &d.label_time));
     out
+}
+
+/// `(prefix{i}, bytes of column i)` for each column of `cols`.
+fn numbered<'a, T: Pod>(
+    prefix: &'a str,
+    cols: &'a [Col<T>],
+) -> impl Iterator<Item = (String, &'a [u8])> + 'a {
+    cols.iter()
+        .enumerate()
+        .map(move |(i, c)| (format!("{prefix}{i}"), bytemuck::cast_slice(&c[..])))
 }
 
 /// Opens a store folder written by [`prepare`]: every column a view of its mapped file.

@@ -4,7 +4,7 @@
 //! into a reusable [`Batch`] in the row-major layout the tensor side expects.
 
 use crate::batch::Jagged;
-use crate::col::Col;
+use crate::col::{Col, Pages};
 use crate::rng::Rng;
 use crate::Batch;
 
@@ -51,8 +51,6 @@ impl EncodedData {
     /// Fills `out` with the given rows (indices into this split), reusing its buffers.
     /// Sets `out.rows = rows`. Panics only if a row index is out of range (a caller bug).
     pub fn fill_batch(&self, rows: &[u32], out: &mut Batch) {
-        let n = rows.len();
-        out.len = n;
         out.cat.clear();
         for &r in rows {
             let r = r as usize;
@@ -76,6 +74,13 @@ impl EncodedData {
             let r = r as usize;
             out.num.extend(self.num.iter().map(|c| c[r]));
         }
+        self.fill_target_columns(rows, out);
+    }
+
+    /// The part of a batch its loss weights need: `len`, domains, labels, group keys and row
+    /// indices.
+    fn fill_target_columns(&self, rows: &[u32], out: &mut Batch) {
+        out.len = rows.len();
         out.domain.clear();
         out.domain
             .extend(rows.iter().map(|&r| self.domain[r as usize]));
@@ -96,48 +101,38 @@ impl EncodedData {
         self.domain.is_mapped()
     }
 
-    /// Drops the pages of mapped columns from this process's resident set (see
-    /// [`Col::release`]); later reads fault them back in from the page cache or the disk.
-    pub fn release(&self) {
-        let all = 0..self.n_rows;
-        for c in &self.cat {
-            c.release(all.clone());
+    /// [`Col::advise`] for the rows `range` of every column.
+    fn advise(&self, range: std::ops::Range<usize>, pages: Pages) {
+        for c in self.cat.iter().chain([&self.domain]) {
+            c.advise(range.clone(), pages);
         }
         for c in self.num.iter().chain(&self.labels).chain([&self.weight]) {
-            c.release(all.clone());
+            c.advise(range.clone(), pages);
         }
         for c in self.label_time.iter().chain([&self.time]) {
-            c.release(all.clone());
+            c.advise(range.clone(), pages);
         }
-        self.domain.release(all.clone());
-        self.group.release(all);
+        self.group.advise(range, pages);
+    }
+
+    /// Drops the pages of mapped columns from this process's resident set
+    /// ([`Pages::Release`]); later reads fault them back in from the page cache or the disk.
+    pub fn release(&self) {
+        self.advise(0..self.n_rows, Pages::Release);
     }
 
     /// Fills `out` with what a batch's loss weights need of `rows` — domains, labels, group
     /// keys and row indices — and no features (`cat`, `multi` and `num` are left empty): a
     /// data-parallel process reads the features of its own share only.
     pub fn fill_targets(&self, rows: &[u32], out: &mut Batch) {
-        out.len = rows.len();
         out.cat.clear();
         out.multi.clear();
         out.num.clear();
-        out.domain.clear();
-        out.domain
-            .extend(rows.iter().map(|&r| self.domain[r as usize]));
-        out.labels.clear();
-        for &r in rows {
-            let r = r as usize;
-            out.labels.extend(self.labels.iter().map(|c| c[r]));
-        }
-        out.group.clear();
-        out.group
-            .extend(rows.iter().map(|&r| self.group[r as usize]));
-        out.rows.clear();
-        out.rows.extend_from_slice(rows);
+        self.fill_target_columns(rows, out);
     }
 
     /// Asks the kernel to read the blocks ([`SHUFFLE_BLOCK_ROWS`]) holding `rows` of every
-    /// mapped column into the page cache (see [`Col::prefetch`]): the training loop calls it
+    /// mapped column into the page cache ([`Pages::Prefetch`]): the training loop calls it
     /// with a window's rows before training on them.
     pub fn prefetch(&self, rows: &[u32]) {
         if !self.is_mapped() {
@@ -150,18 +145,10 @@ impl EncodedData {
         blocks.sort_unstable();
         blocks.dedup();
         for b in blocks {
-            let r = b * SHUFFLE_BLOCK_ROWS..(b + 1) * SHUFFLE_BLOCK_ROWS;
-            for c in &self.cat {
-                c.prefetch(r.clone());
-            }
-            for c in self.num.iter().chain(&self.labels).chain([&self.weight]) {
-                c.prefetch(r.clone());
-            }
-            for c in self.label_time.iter().chain([&self.time]) {
-                c.prefetch(r.clone());
-            }
-            self.domain.prefetch(r.clone());
-            self.group.prefetch(r);
+            self.advise(
+                b * SHUFFLE_BLOCK_ROWS..(b + 1) * SHUFFLE_BLOCK_ROWS,
+                Pages::Prefetch,
+            );
         }
     }
 

@@ -1,5 +1,5 @@
-//! Helpers shared by the end-to-end tests: running the binary and a generated MovieLens-1M
-//! folder in the official layout.
+//! Helpers shared by the end-to-end tests: running the binary, reading a run's report, a
+//! generated MovieLens-1M folder in the official layout and a generated interaction log.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -135,4 +135,30 @@ pub fn export_movielens_test(ml: &Path, out: &Path) {
         "--out",
         s(out),
     ]));
+}
+
+/// A run directory's `report.json`.
+pub fn report(dir: &Path) -> serde_json::Value {
+    let p = dir.join("report.json");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `rows` synthetic rows as `log.csv` in `dir` with their schema as `schema.toml`, without the
+/// multi-hot `tags` field (which the out-of-core path refuses); returns (schema, csv).
+pub fn synthetic_log(dir: &Path, rows: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = mdrec_data::generate(&mdrec_data::SyntheticConfig {
+        n_rows: rows,
+        ..Default::default()
+    });
+    let schema = dir.join("schema.toml");
+    let toml = data.schema_toml.replace(
+        "\n[[fields]]\nname = \"tags\"\nkind = \"multi_hot\"\nmax_len = 4\nroles = [\"item\"]\n",
+        "",
+    );
+    assert!(!toml.contains("multi_hot"));
+    std::fs::write(&schema, toml).unwrap();
+    let csv = dir.join("log.csv");
+    mdrec_data::write_csv(&data.table, &csv).unwrap();
+    (schema, csv)
 }
