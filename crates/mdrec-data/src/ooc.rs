@@ -33,8 +33,9 @@
 //! in train, valid or test by a uniform draw from `Rng::new(seed' + i)` against the ratios
 //! (`seed'` derived from the split seed), so the split sizes follow the ratios in expectation
 //! rather than exactly; `time` compares the row's time column with the bounds, as in memory.
-//! Sequential, quantile and stream splits need every row before the first is placed and are
-//! refused.
+//! `sequential` needs the number of rows before the first is placed: a pass 0 counts them,
+//! then global row `i` goes by `i` against the cumulative-floor bounds, as in memory. The
+//! stream split (every row ordered by time, an external sort out of core) is refused.
 //!
 //! Limits: multi-hot fields (their offsets would need a second file layout), pre-trained vector
 //! features, and string group keys (encoded per chunk, their ranks would differ between
@@ -58,7 +59,7 @@ use crate::raw::RawTable;
 use crate::recipe::Resolved;
 use crate::rng::Rng;
 use crate::schema::{FieldKind, Schema};
-use crate::split::{split_rows, SplitSpec};
+use crate::split::SplitSpec;
 use crate::store::EncodedData;
 use crate::DataError;
 
@@ -164,18 +165,10 @@ fn check_supported(r: &Resolved, split: &SplitSpec, delimiter: u8) -> Result<(),
             f.name
         )));
     }
-    match split {
-        SplitSpec::Random { .. } | SplitSpec::ByTime { .. } => {}
-        other => {
-            let name = match other {
-                SplitSpec::Sequential { .. } => "sequential",
-                SplitSpec::TimeQuantiles { .. } => "time-quantile",
-                _ => "stream",
-            };
-            return Err(refuse(format!(
-                "the {name} split needs every row before placing the first; use split = \"random\" or \"time\""
-            )));
-        }
+    if let SplitSpec::Stream { .. } | SplitSpec::TimeQuantiles { .. } = split {
+        return Err(refuse(
+            "stream training orders every row by time (an external sort out of core); use split = \"time\" with train.mode = \"epochs\"".into(),
+        ));
     }
     let csv = r.files.iter().any(|f| !crate::pq::is_columnar(f));
     if csv && delimiter != b',' {
@@ -192,12 +185,61 @@ fn check_supported(r: &Resolved, split: &SplitSpec, delimiter: u8) -> Result<(),
     Ok(())
 }
 
-/// Splits of the rows of a chunk whose first row is global row `first`.
-fn split_chunk(split: &SplitSpec, t: &RawTable, first: u64) -> Result<[Vec<u32>; 3], DataError> {
-    match split {
+/// How a row's split is decided out of core: from the row alone (a seeded draw, or its time
+/// against bounds) or from its global position (sequential: the bounds come from a pass that
+/// counts the rows first, [`row_split`]).
+enum RowSplit<'a> {
+    Random { ratios: [f64; 3], seed: u64 },
+    Time { column: &'a str, a: f64, b: f64 },
+    Position { a: u64, b: u64 },
+}
+
+/// The [`RowSplit`] of `split` over `files`: for a sequential split the rows are counted
+/// first (one pass over the files), so the bounds equal the in-memory ones.
+fn row_split<'a>(split: &'a SplitSpec, files: &[PathBuf]) -> Result<RowSplit<'a>, DataError> {
+    Ok(match split {
         SplitSpec::Random { ratios, seed } => {
-            let base = Rng::for_stream(*seed, "split/rows").next_u64();
-            let mut out: [Vec<u32>; 3] = Default::default();
+            crate::split::check_ratios(ratios)?;
+            RowSplit::Random {
+                ratios: *ratios,
+                seed: *seed,
+            }
+        }
+        SplitSpec::ByTime {
+            column,
+            valid_from,
+            test_from,
+        } => {
+            crate::split::check_time_bounds(*valid_from, *test_from)?;
+            RowSplit::Time {
+                column,
+                a: *valid_from as f64,
+                b: *test_from as f64,
+            }
+        }
+        SplitSpec::Sequential { ratios } => {
+            crate::split::check_ratios(ratios)?;
+            let n = for_each_chunk(files, "pass 0 (count the rows)", |_, _| Ok(()))?;
+            let (a, b) = crate::split::ratio_bounds(n as usize, ratios);
+            RowSplit::Position {
+                a: a as u64,
+                b: b as u64,
+            }
+        }
+        SplitSpec::Stream { .. } | SplitSpec::TimeQuantiles { .. } => {
+            return Err(DataError::Config(
+                "dataset.out_of_core: unsupported split".into(),
+            ))
+        }
+    })
+}
+
+/// Splits of the rows of a chunk whose first row is global row `first`.
+fn split_chunk(split: &RowSplit, t: &RawTable, first: u64) -> Result<[Vec<u32>; 3], DataError> {
+    let mut out: [Vec<u32>; 3] = Default::default();
+    match *split {
+        RowSplit::Random { ratios, seed } => {
+            let base = Rng::for_stream(seed, "split/rows").next_u64();
             for r in 0..t.n_rows() {
                 let u = Rng::new(base.wrapping_add(first + r as u64)).next_f64();
                 let s = if u < ratios[0] {
@@ -209,14 +251,19 @@ fn split_chunk(split: &SplitSpec, t: &RawTable, first: u64) -> Result<[Vec<u32>;
                 };
                 out[s].push(r as u32);
             }
-            Ok(out)
         }
-        // row by row already
-        SplitSpec::ByTime { .. } => split_rows(t, split),
-        _ => Err(DataError::Config(
-            "dataset.out_of_core: unsupported split".into(),
-        )),
+        RowSplit::Time { column, a, b } => {
+            let (col, times) = crate::split::int_times(t, column, "time split")?;
+            out = crate::split::cut_by_time(&col.codes, &times, a, b);
+        }
+        RowSplit::Position { a, b } => {
+            for r in 0..t.n_rows() {
+                let i = first + r as u64;
+                out[usize::from(i >= a) + usize::from(i >= b)].push(r as u32);
+            }
+        }
     }
+    Ok(out)
 }
 
 /// Calls `f(chunk, first global row)` for every chunk of the files, in order, printing
@@ -282,6 +329,7 @@ fn for_each_chunk(
 
 fn build(r: &Resolved, split: &SplitSpec, dir: &Path) -> Result<(), DataError> {
     let origin = r.origin.as_str();
+    let split = &row_split(split, &r.files)?;
     // ---- pass 1: counts of the training rows' values, then the fit
     let mut counts = StreamedCounts::new(&r.spec);
     let group = r.spec.group.as_deref().map(|g| {

@@ -104,11 +104,7 @@ pub fn split_rows(t: &RawTable, split: &SplitSpec) -> Result<[Vec<u32>; 3], Data
             valid_from,
             test_from,
         } => {
-            if valid_from > test_from {
-                return Err(DataError::Config(format!(
-                    "by-time split: valid_from ({valid_from}) is after test_from ({test_from})"
-                )));
-            }
+            check_time_bounds(*valid_from, *test_from)?;
             let (col, times) = int_times(t, column, "by-time split")?;
             Ok(cut_by_time(
                 &col.codes,
@@ -151,8 +147,17 @@ pub fn split_rows(t: &RawTable, split: &SplitSpec) -> Result<[Vec<u32>; 3], Data
     }
 }
 
+pub(crate) fn check_time_bounds(valid_from: i64, test_from: i64) -> Result<(), DataError> {
+    if valid_from > test_from {
+        return Err(DataError::Config(format!(
+            "by-time split: valid_from ({valid_from}) is after test_from ({test_from})"
+        )));
+    }
+    Ok(())
+}
+
 /// The integer value of each distinct raw value of a time column.
-fn int_times<'t>(
+pub(crate) fn int_times<'t>(
     t: &'t RawTable,
     column: &str,
     what: &str,
@@ -172,7 +177,7 @@ fn int_times<'t>(
 }
 
 /// `x < a` -> train, `a <= x < b` -> valid, else test (compared as f64; exact below 2^53).
-fn cut_by_time(codes: &[u32], times: &[i64], a: f64, b: f64) -> [Vec<u32>; 3] {
+pub(crate) fn cut_by_time(codes: &[u32], times: &[i64], a: f64, b: f64) -> [Vec<u32>; 3] {
     let mut out: [Vec<u32>; 3] = Default::default();
     for (r, &c) in codes.iter().enumerate() {
         let x = times[c as usize] as f64;

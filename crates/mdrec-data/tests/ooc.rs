@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use mdrec_data::{
     generate, ooc, prepare_for, write_csv, DatasetConfig, DatasetName, Prepared, SplitName,
-    SyntheticConfig,
+    SplitSpec, SyntheticConfig,
 };
 
 /// Synthetic rows (more than two chunks of the out-of-core reader) in two CSV files, and a
@@ -111,6 +111,32 @@ fn out_of_core_fits_and_encodes_what_memory_does_and_reopens_mapped() {
 }
 
 #[test]
+fn the_sequential_split_counts_the_rows_first_and_cuts_where_memory_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (schema, files) = fixture(tmp.path());
+    let mut mem = with_split(
+        &config(&schema, &files, &tmp.path().join("m"), false),
+        SplitName::Sequential,
+    );
+    // the boundaries fall inside the second and third chunks (and the second file)
+    mem.ratios = [0.7, 0.15, 0.15];
+    let ooc_cfg = DatasetConfig {
+        out_of_core: true,
+        cache_dir: Some(tmp.path().join("o")),
+        ..mem.clone()
+    };
+    let (a, b) = (run(&mem).unwrap(), run(&ooc_cfg).unwrap());
+    assert!(b.train.is_mapped());
+    assert_eq!(
+        [b.train.len(), b.valid.len(), b.test.len()],
+        [a.train.len(), a.valid.len(), a.test.len()]
+    );
+    assert_eq!(b.schema, a.schema);
+    assert_eq!(b.vocabs, a.vocabs);
+    assert_eq!((&b.train, &b.valid, &b.test), (&a.train, &a.valid, &a.test));
+}
+
+#[test]
 fn the_random_split_is_drawn_row_by_row_from_the_seed() {
     let tmp = tempfile::tempdir().unwrap();
     let (schema, files) = fixture(tmp.path());
@@ -139,12 +165,13 @@ fn what_out_of_core_cannot_do_is_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let (schema, files) = fixture(tmp.path());
     let cache = tmp.path().join("c");
-    let cfg = with_split(
-        &config(&schema, &files, &cache, true),
-        SplitName::Sequential,
-    );
-    let e = run(&cfg).unwrap_err().to_string();
-    assert!(e.contains("out_of_core") && e.contains("sequential"), "{e}");
+    let cfg = config(&schema, &files, &cache, true);
+    let mut req = cfg.request(7).unwrap();
+    req.split = SplitSpec::Stream {
+        column: "timestamp".into(),
+    };
+    let e = prepare_for(&req, &cfg, 7).unwrap_err().to_string();
+    assert!(e.contains("out_of_core") && e.contains("stream"), "{e}");
 
     let with_tags = tmp.path().join("tags.toml");
     let s = std::fs::read_to_string(&schema).unwrap();

@@ -303,9 +303,13 @@ impl Replicas {
             }
         }
         self.wait(rank);
+        // Each message is read by its one receiver: taken, not copied, so the mailboxes hold
+        // no buffer between exchanges (an evaluation's logits would otherwise stay resident).
         let out = {
-            let m = mail.read().unwrap_or_else(|e| e.into_inner());
-            (0..n).map(|s| m[s * n + rank].clone()).collect()
+            let mut m = mail.write().unwrap_or_else(|e| e.into_inner());
+            (0..n)
+                .map(|s| std::mem::take(&mut m[s * n + rank]))
+                .collect()
         };
         self.wait(rank);
         out

@@ -137,6 +137,36 @@ pub fn is_writer() -> bool {
     rank() == 0
 }
 
+/// Every rank's `local` (lengths may differ), concatenated in rank order, on the writer
+/// (rank 0) alone; `None` on the other ranks. Without a group, `Some(local)`. Evaluation
+/// gathers its logits this way, so one rank, not every rank, holds them and computes the
+/// metrics.
+pub fn gather_on_writer(local: Vec<f32>) -> Option<Vec<f32>> {
+    let Some(g) = group() else {
+        return Some(local);
+    };
+    let mut send = vec![Vec::new(); g.size()];
+    send[0] = local;
+    let parts = g.all_to_all(&send);
+    (g.rank() == 0).then(|| parts.concat())
+}
+
+/// The writer's `bytes` on every rank (what the other ranks pass is ignored): how rank 0
+/// tells the group a result only it computed, such as the monitored metric of an epoch.
+/// Without a group, `bytes` itself.
+pub fn from_writer(bytes: &[u8]) -> Vec<u8> {
+    let Some(g) = group() else {
+        return bytes.to_vec();
+    };
+    // A byte is exact in an f32; only rank 0 contributes to the gather.
+    let mine: Vec<f32> = if g.rank() == 0 {
+        bytes.iter().map(|&b| f32::from(b)).collect()
+    } else {
+        Vec::new()
+    };
+    g.gather(&mine).into_iter().map(|b| b as u8).collect()
+}
+
 /// One training step's exchange: the dense sums `sum` performs, counted in [`traffic`] with
 /// the step's embedding exchanges (which the store recorded).
 pub(crate) fn exchange(group: &dyn Collective, sum: impl FnOnce(&mut dyn FnMut(&mut [f32]))) {
@@ -247,6 +277,28 @@ mod tests {
                 assert_eq!(next, n);
             }
         }
+    }
+
+    #[test]
+    fn the_writer_alone_gathers_and_tells_the_group() {
+        let seen = std::sync::Mutex::new(Vec::new());
+        replicated(3, &mut Silent, |_| {
+            let r = rank();
+            let gathered = gather_on_writer(vec![r as f32; r + 1]);
+            let told = from_writer(&[7, r as u8, 255]);
+            seen.lock().unwrap().push((r, gathered, told));
+            Ok(())
+        })
+        .unwrap();
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort_by_key(|s| s.0);
+        assert_eq!(seen[0].1, Some(vec![0.0, 1.0, 1.0, 2.0, 2.0, 2.0]));
+        for (r, gathered, told) in &seen {
+            assert_eq!(told, &vec![7, 0, 255], "rank {r}");
+            assert_eq!(gathered.is_some(), *r == 0);
+        }
+        assert_eq!(gather_on_writer(vec![1.0]), Some(vec![1.0]));
+        assert_eq!(from_writer(&[3]), vec![3]);
     }
 
     #[test]

@@ -651,34 +651,57 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Logits `[n, T]` (row-major) for every row of `data`, in row order.
+    /// Logits `[n, T]` (row-major) for every row of `data`, in row order, on every rank of a
+    /// data-parallel group.
     pub fn predict(
         &self,
         data: &EncodedData,
         batch_size: usize,
         device: &Device,
     ) -> Result<Vec<f32>, TrainError> {
-        // In data-parallel training each rank scores its share of the batches (the batches one
-        // process would score, so every logit is the same bits) and the shares are gathered,
-        // so every rank holds every logit.
-        let group = dist::group();
-        let n = data.len();
-        let range = match &group {
-            Some(g) => {
-                let batches = dist::share(n.div_ceil(batch_size.max(1)), g.rank(), g.size());
-                (batches.start * batch_size).min(n)..(batches.end * batch_size).min(n)
-            }
-            None => 0..n,
-        };
-        let rows: Vec<u32> = (range.start as u32..range.end as u32).collect();
-        if group.is_none() {
+        let local = self.predict_share(data, batch_size, device)?;
+        Ok(match dist::group() {
+            Some(g) => g.gather(&local),
+            None => local,
+        })
+    }
+
+    /// [`predict`](Self::predict), with the logits on the writer (rank 0) alone: `None` on
+    /// the other ranks of a group. Evaluation during training uses this, so one rank holds
+    /// the logits and computes the metrics.
+    pub fn predict_on_writer(
+        &self,
+        data: &EncodedData,
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<Option<Vec<f32>>, TrainError> {
+        let local = self.predict_share(data, batch_size, device)?;
+        Ok(dist::gather_on_writer(local))
+    }
+
+    /// This rank's logits: in data-parallel training each rank scores its share of the
+    /// batches (the batches one process would score, so every logit is the same bits);
+    /// without a group, every row on every core.
+    fn predict_share(
+        &self,
+        data: &EncodedData,
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<Vec<f32>, TrainError> {
+        let Some(g) = dist::group() else {
+            let rows: Vec<u32> = (0..data.len() as u32).collect();
             return self.predict_threaded(data, &rows, batch_size, device);
-        }
+        };
+        let n = data.len();
+        let batches = dist::share(n.div_ceil(batch_size.max(1)), g.rank(), g.size());
+        let range = (batches.start * batch_size).min(n)..(batches.end * batch_size).min(n);
+        let rows: Vec<u32> = (range.start as u32..range.end as u32).collect();
         // Sharded tables answer lookups collectively: every rank takes part in as many
         // lookups as the rank with the most batches.
-        let rounds = match &group {
-            Some(g) if self.store.is_sharded() => n.div_ceil(batch_size.max(1)).div_ceil(g.size()),
-            _ => 0,
+        let rounds = if self.store.is_sharded() {
+            n.div_ceil(batch_size.max(1)).div_ceil(g.size())
+        } else {
+            0
         };
         let logits = predict_with(
             &self.ctx,
@@ -692,10 +715,7 @@ impl Snapshot {
         )?;
         // Evaluation's exchanges are not training traffic.
         let _ = mdrec_nn::collective::take_embedding();
-        Ok(match group {
-            Some(g) => g.gather(&logits),
-            None => logits,
-        })
+        Ok(logits)
     }
 }
 

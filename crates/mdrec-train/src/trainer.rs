@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use burn::tensor::Device;
@@ -60,9 +61,11 @@ pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
         };
     }
     let prepare = || mdrec_data::prepare_for(&req, &cfg.dataset, cfg.train.seed);
-    // Out of core under MPI, rank 0 writes the store and the other ranks open it (their
-    // prepare finds it): one pass over the files instead of one per rank.
-    if let Some(g) = crate::dist::group().filter(|g| !g.threads() && cfg.dataset.out_of_core) {
+    // Under MPI, with a cache folder (always out of core), rank 0 prepares and writes the
+    // cache or store, and the other ranks read it (their prepare finds it): one pass over the
+    // files instead of one per rank.
+    let cached = cfg.dataset.out_of_core || req.cache_dir.is_some();
+    if let Some(g) = crate::dist::group().filter(|g| !g.threads() && cached) {
         let first = (g.rank() == 0).then(prepare);
         g.barrier();
         if let Some(p) = first {
@@ -76,7 +79,8 @@ pub fn prepare_dataset(cfg: &RunConfig) -> Result<Prepared, TrainError> {
 pub struct RunOutcome {
     /// The report written to `report.json`.
     pub report: RunReport,
-    /// Test logits `[n_test, T]` of the restored best weights.
+    /// Test logits `[n_test, T]` of the restored best weights (empty on ranks other than
+    /// the writer of a data-parallel group: the writer alone evaluates).
     pub test_logits: Vec<f32>,
 }
 
@@ -113,6 +117,46 @@ fn outer_rows(n: usize, seed: u64, epoch: usize, batch_size: usize) -> Vec<u32> 
     order
 }
 
+/// The training rows of `epoch` in the order the steps take them. Out of core the order is
+/// block-wise, so that the pages in use stay near one window, and in a group each process
+/// reads the features of its own part of the store. The replica threads of one process share
+/// one copy: the order is a function of its arguments alone, so the first replica to ask
+/// computes it and the others reuse it while any of them holds it (4 bytes per training row
+/// each otherwise).
+fn epoch_rows(train: &EncodedData, cfg: &TrainConfig, epoch: usize) -> Arc<Vec<u32>> {
+    type Key = (u8, usize, usize, usize, u64, usize);
+    static ORDERS: Mutex<Vec<(Key, Weak<Vec<u32>>)>> = Mutex::new(Vec::new());
+    let (n, ranks, batch, seed) = (train.len(), crate::dist::size(), cfg.batch_size, cfg.seed);
+    let kind = match (train.is_mapped(), ranks > 1) {
+        (true, true) => 0,
+        (true, false) => 1,
+        (false, _) => 2,
+    };
+    let key = (kind, n, ranks, batch, seed, epoch);
+    let mut orders = ORDERS.lock().unwrap_or_else(|e| e.into_inner());
+    orders.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(order) = orders
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return order;
+    }
+    let order = Arc::new(match kind {
+        0 => mdrec_data::partitioned_order(n, ranks, batch, seed, epoch),
+        1 => mdrec_data::block_order(
+            n,
+            mdrec_data::SHUFFLE_BLOCK_ROWS,
+            mdrec_data::SHUFFLE_WINDOW_BLOCKS,
+            seed,
+            epoch,
+        ),
+        _ => epoch_order(n, true, seed, epoch),
+    });
+    orders.push((key, Arc::downgrade(&order)));
+    order
+}
+
 struct Fitted {
     snapshot: Snapshot,
     epochs_run: usize,
@@ -139,6 +183,40 @@ pub(crate) fn eval_split(
         train_domain_counts: Some(train_counts),
     })
     .map_err(|e| TrainError::Metrics(e.to_string()))
+}
+
+/// The writer's monitored value of an epoch (and whether higher is better) on every rank of
+/// a data-parallel group, bit for bit; without a group, the arguments.
+fn monitor_from_writer(value: Option<f64>, higher: bool) -> (Option<f64>, bool) {
+    let mut mine = vec![u8::from(value.is_some()), u8::from(higher)];
+    mine.extend(value.unwrap_or(0.0).to_le_bytes());
+    let got = crate::dist::from_writer(&mine);
+    let v = f64::from_le_bytes(got[2..10].try_into().expect("ten bytes from the writer"));
+    ((got[0] == 1).then_some(v), got[1] == 1)
+}
+
+/// The writer's test and validation reports on every rank of a data-parallel group (the
+/// other ranks pass `None`); without a group, the argument.
+fn reports_from_writer(
+    mine: Option<(EvalReport, EvalReport)>,
+) -> Result<(EvalReport, EvalReport), TrainError> {
+    let mine = match mine {
+        Some(r) if crate::dist::group().is_none() => return Ok(r),
+        mine => mine,
+    };
+    let bytes = match &mine {
+        Some(r) => serde_json::to_vec(r).map_err(|e| TrainError::Tensor(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let got = crate::dist::from_writer(&bytes);
+    match mine {
+        Some(r) => Ok(r),
+        None => serde_json::from_slice(&got).map_err(|e| {
+            TrainError::Tensor(format!(
+                "the writer's evaluation report could not be read: {e}"
+            ))
+        }),
+    }
 }
 
 pub(crate) fn row_major_labels(data: &EncodedData) -> Vec<f32> {
@@ -223,15 +301,20 @@ fn fit(
     let train_counts = train.domain_counts(ctx.n_domains());
     train.release();
     // Fail fast on a misspelt monitor: the accepted names depend on the domains and tasks, so
-    // ask a report of this validation split (constant scores, cheap) before training.
-    let probe = eval_split(
-        &ctx,
-        &vec![0.0; valid.len() * ctx.n_tasks()],
-        valid,
-        &train_counts,
-    )?;
-    if let Err(e @ mdrec_metrics::MetricsError::UnknownMetric { .. }) = probe.metric(&cfg.monitor) {
-        return Err(TrainError::Config(format!("train.monitor: {e}")));
+    // ask a report of this validation split (constant scores, cheap) before training. The
+    // writer evaluates (see below); its error ends the group.
+    if crate::dist::is_writer() {
+        let probe = eval_split(
+            &ctx,
+            &vec![0.0; valid.len() * ctx.n_tasks()],
+            valid,
+            &train_counts,
+        )?;
+        if let Err(e @ mdrec_metrics::MetricsError::UnknownMetric { .. }) =
+            probe.metric(&cfg.monitor)
+        {
+            return Err(TrainError::Config(format!("train.monitor: {e}")));
+        }
     }
     if hemp.is_some() && ckpt.active() {
         return Err(TrainError::Config(
@@ -277,28 +360,7 @@ fn fit(
         let steps: Vec<&[u32]> = match &domain_batches {
             Some(b) => b.iter().map(Vec::as_slice).collect(),
             None => {
-                // out of core: block-wise, so that the pages in use stay near one window
-                let ranks = crate::dist::size();
-                order = if train.is_mapped() && ranks > 1 {
-                    // each process reads the features of its own part of the store
-                    mdrec_data::partitioned_order(
-                        train.len(),
-                        ranks,
-                        cfg.batch_size,
-                        cfg.seed,
-                        epoch,
-                    )
-                } else if train.is_mapped() {
-                    mdrec_data::block_order(
-                        train.len(),
-                        mdrec_data::SHUFFLE_BLOCK_ROWS,
-                        mdrec_data::SHUFFLE_WINDOW_BLOCKS,
-                        cfg.seed,
-                        epoch,
-                    )
-                } else {
-                    epoch_order(train.len(), true, cfg.seed, epoch)
-                };
+                order = epoch_rows(train, cfg, epoch);
                 order.chunks(cfg.batch_size).collect()
             }
         };
@@ -392,22 +454,29 @@ fn fit(
         engine.sync_buffers()?;
         crate::dist::check_replicas(&engine, &format!("epoch {epoch}"))?;
         let snap = engine.snapshot();
-        let logits = snap.predict(valid, cfg.eval_batch_size, device)?;
+        // The writer alone holds the logits and computes the metrics; the group learns the
+        // monitored value from it, so every rank keeps the same best epoch and stops together.
+        let logits = snap.predict_on_writer(valid, cfg.eval_batch_size, device)?;
         valid.release();
-        let rep = eval_split(&engine.ctx, &logits, valid, &train_counts)?;
-        let (value, higher) = match rep.metric(&cfg.monitor) {
-            Ok((v, higher)) => (Some(v), higher),
+        let rep = match logits {
+            Some(l) => Some(eval_split(&engine.ctx, &l, valid, &train_counts)?),
+            None => None,
+        };
+        let (value, higher) = match rep.as_ref().map(|r| r.metric(&cfg.monitor)) {
+            Some(Ok((v, higher))) => (Some(v), higher),
             // Checked before training; kept for safety.
-            Err(e @ mdrec_metrics::MetricsError::UnknownMetric { .. }) => {
+            Some(Err(e @ mdrec_metrics::MetricsError::UnknownMetric { .. })) => {
                 return Err(TrainError::Config(format!("train.monitor: {e}")))
             }
             // Undefined on this validation split (e.g. a single-class cell): say so; the
             // epoch cannot count as an improvement.
-            Err(e) => {
+            Some(Err(e)) => {
                 progress.message(&format!("{label}: train.monitor: {e}"));
                 (None, true)
             }
+            None => (None, true),
         };
+        let (value, higher) = monitor_from_writer(value, higher);
         let improved = match (value, &best) {
             (Some(v), Some((b, _, _))) => {
                 if higher {
@@ -419,6 +488,7 @@ fn fit(
             (Some(_), None) => true,
             (None, _) => false,
         };
+        let overall = rep.as_ref().map(|r| &r.overall);
         let line = EpochLine {
             cell: cell.clone(),
             epoch,
@@ -428,9 +498,9 @@ fn fit(
             monitor: cfg.monitor.clone(),
             monitor_value: value,
             improved,
-            valid_auc_mean_cells: rep.overall.auc_mean_cells,
-            valid_auc_task_pooled_mean: rep.overall.auc_task_pooled_mean,
-            valid_logloss: rep.overall.logloss,
+            valid_auc_mean_cells: overall.and_then(|o| o.auc_mean_cells),
+            valid_auc_task_pooled_mean: overall.and_then(|o| o.auc_task_pooled_mean),
+            valid_logloss: overall.and_then(|o| o.logloss),
             outer_loss,
             model_report: engine.model.report(),
         };
@@ -866,8 +936,17 @@ fn run_in(
         )));
     }
     let mut resume = resume;
-    let mut test_logits = vec![0.0f32; prepared.test.len() * n_t];
-    let mut valid_logits = vec![0.0f32; prepared.valid.len() * n_t];
+    // The writer alone holds the logits and evaluates (ranks of a group learn its report).
+    let writer = crate::dist::is_writer();
+    let mut test_logits = vec![0.0f32; if writer { prepared.test.len() * n_t } else { 0 }];
+    let mut valid_logits = vec![
+        0.0f32;
+        if writer {
+            prepared.valid.len() * n_t
+        } else {
+            0
+        }
+    ];
     let (mut dense_params, mut emb_params) = (0, 0);
     for (i, part) in all_parts.iter().enumerate() {
         let (_, tr) = part.view(&prepared.train);
@@ -925,8 +1004,10 @@ fn run_in(
             let (rows, view) = part.view(split);
             let l = f
                 .snapshot
-                .predict(&view, cfg.train.eval_batch_size, &device)?;
-            part.place(&rows, &l, n_t, dst);
+                .predict_on_writer(&view, cfg.train.eval_batch_size, &device)?;
+            if let Some(l) = l {
+                part.place(&rows, &l, n_t, dst);
+            }
         }
     }
     let mut meta = BTreeMap::new();
@@ -936,22 +1017,28 @@ fn run_in(
     ckpt.write_with_shards(&out.join("weights.safetensors"), meta, home)?;
 
     let t_eval = Instant::now();
-    let mut test = eval_split(&ctx, &test_logits, &prepared.test, &train_counts)?;
-    let valid = eval_split(&ctx, &valid_logits, &prepared.valid, &train_counts)?;
-    if let Some(rew) = &cfg.train.rew {
-        let col = rew.item_column(&ctx)?;
-        let (top, all) = crate::rew::repeat_exposure(
-            &prepared.train,
-            &prepared.test,
-            &test_logits,
-            n_t,
-            col,
-            rew,
-        )?;
-        test.extra
-            .insert(format!("repeat_exposure_top{}", rew.top_k), top);
-        test.extra.insert("repeat_exposure_all".into(), all);
-    }
+    let evaluated = if writer {
+        let mut test = eval_split(&ctx, &test_logits, &prepared.test, &train_counts)?;
+        let valid = eval_split(&ctx, &valid_logits, &prepared.valid, &train_counts)?;
+        if let Some(rew) = &cfg.train.rew {
+            let col = rew.item_column(&ctx)?;
+            let (top, all) = crate::rew::repeat_exposure(
+                &prepared.train,
+                &prepared.test,
+                &test_logits,
+                n_t,
+                col,
+                rew,
+            )?;
+            test.extra
+                .insert(format!("repeat_exposure_top{}", rew.top_k), top);
+            test.extra.insert("repeat_exposure_all".into(), all);
+        }
+        Some((test, valid))
+    } else {
+        None
+    };
+    let (test, valid) = reports_from_writer(evaluated)?;
     let report = RunReport {
         model: factory.name().to_string(),
         paper: factory.paper().to_string(),
