@@ -7,7 +7,9 @@
 //! gets its training curve, `curve.svg` ([`write_training_curve`]). A skipped run must have been
 //! trained with the configuration the spec gives it now (`config.resolved.json`, data paths
 //! aside): after an edit to the spec the bench stops and names the run and the key that
-//! differs rather than tabulating stale results. Outputs in `<out>/`:
+//! differs rather than tabulating stale results. A run whose configuration equals an earlier
+//! run's for the same seed (the centre point several sweeps share) is trained once and its
+//! folder copied. Outputs in `<out>/`:
 //! `table.md` (test metrics, mean ± std, best bold, second underlined, `*` when the best differs from the
 //! second by Welch's t-test p < 0.05 over seeds; reproducible), `speed.md` (training samples/s),
 //! `runs.csv` (every run), `summary.json`, and
@@ -410,9 +412,16 @@ fn check_recorded_config(dir: &Path, cfg: &RunConfig) -> Result<(), TrainError> 
         .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
     drop_locations(&mut recorded);
     let wanted = comparable(cfg)?;
-    // Every key at its default, for the same dataset and model.
+    // Every key at its default, for the same dataset (at the same place) and model.
     let mut base = RunConfig::default();
-    base.dataset.name = cfg.dataset.name;
+    base.dataset = DatasetConfig {
+        name: cfg.dataset.name,
+        data_dir: cfg.dataset.data_dir.clone(),
+        cache_dir: cfg.dataset.cache_dir.clone(),
+        schema: cfg.dataset.schema.clone(),
+        files: cfg.dataset.files.clone(),
+        ..DatasetConfig::default()
+    };
     base.set_model_name(cfg.model_name());
     let defaults = comparable(&base)?;
     match first_difference("", &recorded, &wanted, &defaults) {
@@ -436,28 +445,64 @@ pub struct BenchPlan<'a> {
     pub complete: usize,
     /// The runs to train, in order.
     pub todo: Vec<(&'a RunSpec, u64)>,
+    /// Runs whose configuration (data location aside) equals an earlier run's, such as the
+    /// centre point that several sweeps share: `(run, seed, the earlier run's label)`. They
+    /// are not trained again; the earlier run's folder is copied once it is complete.
+    pub copies: Vec<(&'a RunSpec, u64, String)>,
 }
 
 /// Plan a bench without training: errors when a completed run no longer matches the spec.
 pub fn plan_bench<'a>(spec: &'a BenchSpec, out: &Path) -> Result<BenchPlan<'a>, TrainError> {
-    let mut todo = Vec::new();
+    let (mut todo, mut copies) = (Vec::new(), Vec::new());
     let mut total = 0;
+    // every (config, seed) met so far, with the label of its first run
+    let mut seen: Vec<(serde_json::Value, u64, String)> = Vec::new();
     for run in &spec.runs {
         for &seed in &spec.seeds {
             total += 1;
             let dir = run_dir(out, &run.label(), seed);
-            if load_report(&dir).is_none() {
-                todo.push((run, seed));
+            let cfg = spec.config(run, seed)?;
+            let same = comparable(&cfg)?;
+            let first = seen
+                .iter()
+                .find(|(c, s, _)| *s == seed && *c == same)
+                .map(|(_, _, label)| label.clone());
+            if load_report(&dir).is_some() {
+                check_recorded_config(&dir, &cfg)?;
+            } else if let Some(label) = first {
+                copies.push((run, seed, label));
             } else {
-                check_recorded_config(&dir, &spec.config(run, seed)?)?;
+                todo.push((run, seed));
+            }
+            if !seen.iter().any(|(c, s, _)| *s == seed && *c == same) {
+                seen.push((same, seed, run.label()));
             }
         }
     }
     Ok(BenchPlan {
         total,
-        complete: total - todo.len(),
+        complete: total - todo.len() - copies.len(),
         todo,
+        copies,
     })
+}
+
+/// Copy the complete run folder `from` to `to` (a run that shares its configuration).
+fn copy_run(from: &Path, to: &Path) -> Result<(), TrainError> {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).map_err(|e| TrainError::io(to, e))?;
+    let entries = std::fs::read_dir(from).map_err(|e| TrainError::io(from, e))?;
+    // report.json last: a folder with a report is complete
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.map(|e| e.path()).map_err(|e| TrainError::io(from, e)))
+        .collect::<Result<_, _>>()?;
+    files.retain(|f| f.is_file());
+    files.sort_by_key(|f| f.file_name().is_some_and(|n| n == "report.json"));
+    for f in files {
+        let dst = to.join(f.file_name().expect("a file has a name"));
+        std::fs::copy(&f, &dst).map_err(|e| TrainError::io(&f, e))?;
+    }
+    Ok(())
 }
 
 /// Run every missing (run, seed) of `spec` into `out`, `jobs` runs at a time, then write the
@@ -474,14 +519,23 @@ pub fn run_bench(
         total,
         complete: skipped,
         todo,
+        copies,
     } = plan_bench(spec, out)?;
     let jobs = jobs.clamp(1, todo.len().max(1));
     progress.message(&format!(
-        "bench {}: {} runs, {} already complete, {} to train{}",
+        "bench {}: {} runs, {} already complete, {} to train{}{}",
         spec.name,
         total,
         skipped,
         todo.len(),
+        if copies.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} the same as an earlier run (copied, not retrained)",
+                copies.len()
+            )
+        },
         if jobs > 1 {
             format!(", {jobs} at a time")
         } else {
@@ -596,6 +650,16 @@ pub fn run_bench(
         if let Some(e) = first_error {
             return Err(e);
         }
+    }
+    for (run, seed, from) in &copies {
+        copy_run(
+            &run_dir(out, from, *seed),
+            &run_dir(out, &run.label(), *seed),
+        )?;
+        progress.message(&format!(
+            "{} seed {seed}: the configuration of {from}; its results copied",
+            run.label()
+        ));
     }
     let table = write_tables(spec, out)?;
     Ok(BenchOutcome {
@@ -1221,5 +1285,94 @@ sweep = { "train.lr" = [0.001, 0.01], "model.num_shared_experts" = [1, 2], "mode
             let e = spec.expand_sweeps().unwrap_err();
             assert!(e.contains(msg) && e.contains("run `m3oe`"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_run_with_an_earlier_runs_configuration_is_copied_not_retrained() {
+        let text = r#"
+name = "t"
+seeds = [1, 2]
+[dataset]
+name = "synthetic"
+[train]
+lr = 0.01
+[[runs]]
+label = "a"
+model = { name = "m3oe", num_shared_experts = 4 }
+sweep = { "train.lr" = [0.001, 0.01] }
+[[runs]]
+label = "b"
+model = { name = "m3oe" }
+sweep = { "model.num_shared_experts" = [2, 4] }
+"#;
+        let mut spec: BenchSpec = toml::from_str(text).unwrap();
+        spec.expand_sweeps().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let plan = plan_bench(&spec, tmp.path()).unwrap();
+        let todo: Vec<String> = plan
+            .todo
+            .iter()
+            .map(|(r, s)| format!("{} {s}", r.label()))
+            .collect();
+        let copies: Vec<String> = plan
+            .copies
+            .iter()
+            .map(|(r, s, from)| format!("{} {s} <- {from}", r.label()))
+            .collect();
+        assert_eq!(
+            todo,
+            [
+                "a lr=0.001 1",
+                "a lr=0.001 2",
+                "a lr=0.01 1",
+                "a lr=0.01 2",
+                "b num_shared_experts=2 1",
+                "b num_shared_experts=2 2"
+            ]
+        );
+        assert_eq!(
+            copies,
+            [
+                "b num_shared_experts=4 1 <- a lr=0.01",
+                "b num_shared_experts=4 2 <- a lr=0.01"
+            ]
+        );
+        assert_eq!((plan.total, plan.complete), (8, 0));
+        // a copy is the whole folder, its report last
+        let from = tmp.path().join("from");
+        std::fs::create_dir_all(&from).unwrap();
+        for f in ["report.json", "weights.safetensors", "config.resolved.json"] {
+            std::fs::write(from.join(f), f).unwrap();
+        }
+        let to = tmp.path().join("to");
+        copy_run(&from, &to).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(to.join("report.json")).unwrap(),
+            "report.json"
+        );
+        assert!(to.join("weights.safetensors").exists());
+    }
+
+    #[test]
+    fn a_completed_run_of_a_dataset_in_a_folder_is_checked_against_the_spec() {
+        let text = r#"
+name = "t"
+seeds = [1]
+[dataset]
+name = "movielens-1m"
+data_dir = "/elsewhere/ml-1m"
+[[runs]]
+model = { name = "mmoe" }
+"#;
+        let spec: BenchSpec = toml::from_str(text).unwrap();
+        let cfg = spec.config(&spec.runs[0], 1).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let recorded = serde_json::to_string(&resolve_config(&cfg).unwrap()).unwrap();
+        std::fs::write(tmp.path().join("config.resolved.json"), recorded).unwrap();
+        check_recorded_config(tmp.path(), &cfg).unwrap();
+        let mut other = cfg.clone();
+        other.train.lr = 0.5;
+        let e = check_recorded_config(tmp.path(), &other).unwrap_err();
+        assert!(e.to_string().contains("train.lr"), "{e}");
     }
 }

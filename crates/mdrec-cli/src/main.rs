@@ -929,6 +929,9 @@ fn cmd_bench(
         for (run, seed) in &p.todo {
             outln!("  to train: {} seed {seed}", run.label());
         }
+        for (run, seed, from) in &p.copies {
+            outln!("  same as {from}: {} seed {seed} (copied)", run.label());
+        }
         return Ok(());
     }
     let mut progress = Console::new(quiet);
