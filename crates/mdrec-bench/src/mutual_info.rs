@@ -474,7 +474,8 @@ mod tests {
             multi: vec![Jagged {
                 offsets: (0..=n as u32).collect(),
                 values: vec![2; n],
-            }],
+            }
+            .into()],
             num: vec![],
             domain: domain.into(),
             labels: vec![label.into()],

@@ -136,6 +136,45 @@ impl<T: Pod> Col<T> {
     }
 }
 
+/// A multi-hot column of a split in the jagged layout of [`crate::Jagged`]: row `i` owns
+/// `values[offsets[i]..offsets[i + 1]]` (`n + 1` offsets, starting at 0). Both parts are
+/// [`Col`]s: owned, or views of the out-of-core store's files.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JaggedCol {
+    /// `n + 1` offsets into `values`.
+    pub offsets: Col<u32>,
+    /// Encoded ids.
+    pub values: Col<u32>,
+}
+
+impl JaggedCol {
+    /// The ids of row `r`.
+    pub fn row(&self, r: usize) -> &[u32] {
+        &self.values[self.offsets[r] as usize..self.offsets[r + 1] as usize]
+    }
+
+    /// [`Col::advise`] for the pages of rows `rows` (offsets and values).
+    pub fn advise(&self, rows: std::ops::Range<usize>, pages: Pages) {
+        if !self.offsets.is_mapped() || rows.start >= rows.end {
+            return;
+        }
+        let n = self.offsets.len().saturating_sub(1);
+        let (a, b) = (rows.start.min(n), rows.end.min(n));
+        self.offsets.advise(a..b + 1, pages);
+        let (va, vb) = (self.offsets[a] as usize, self.offsets[b] as usize);
+        self.values.advise(va..vb, pages);
+    }
+}
+
+impl From<crate::Jagged> for JaggedCol {
+    fn from(j: crate::Jagged) -> Self {
+        JaggedCol {
+            offsets: j.offsets.into(),
+            values: j.values.into(),
+        }
+    }
+}
+
 /// Advice on the pages of a mapped column ([`Col::advise`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pages {

@@ -1018,7 +1018,7 @@ impl Encoder {
                             j.values.extend_from_slice(&ids_of(r)?);
                             j.offsets.push(j.values.len() as u32);
                         }
-                        o.multi.push(j);
+                        o.multi.push(j.into());
                     }
                 }
                 continue;
@@ -1057,7 +1057,7 @@ impl Encoder {
                         j.values.extend_from_slice(ids);
                         j.offsets.push(j.values.len() as u32);
                     }
-                    o.multi.push(j);
+                    o.multi.push(j.into());
                 }
                 FieldKind::Numeric => {
                     let stats = ff.stats.ok_or_else(|| {
@@ -1216,7 +1216,7 @@ fn push_values(o: &mut EncodedData, ffs: &[&FittedField], vals: &[f32]) -> Resul
                 j.values.extend_from_slice(&ids_of(x)?);
                 j.offsets.push(j.values.len() as u32);
             }
-            o.multi.push(j);
+            o.multi.push(j.into());
         }
     }
     Ok(())

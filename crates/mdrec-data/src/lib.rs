@@ -78,7 +78,7 @@ pub use aliccp_amazon::{AliccpAmazon, ALICCP_FILE, AMAZON_DOMAINS, AMAZON_FILE};
 pub use aliccp_raw::AliccpProtocol;
 pub use augment::{augment, AugmentConfig, Augmentation, ColdRule, PopularityScope};
 pub use batch::{Batch, Jagged};
-pub use col::Col;
+pub use col::{Col, JaggedCol};
 pub use config::DatasetConfig;
 pub use csv::{read_csv_files, write_csv, write_csv_rows, write_csv_with, CsvChunks};
 pub use error::DataError;

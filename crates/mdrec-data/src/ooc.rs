@@ -21,6 +21,7 @@
 //! {train,valid,test}.domain       u32 per row            .group    u64 per row
 //! {split}.cat{i}  u32             {split}.num{i}  f32    {split}.label{i}  f32
 //! {split}.time    i64 (or empty)  {split}.label_time{i} i64 (or empty)  {split}.weight f32 (or empty)
+//! {split}.multi{i}.offsets  u32, rows + 1 (from 0)     {split}.multi{i}.values  u32 ids
 //! ```
 //!
 //! Opening maps every file and views it as a column ([`Col`]): nothing is read until a batch
@@ -37,8 +38,9 @@
 //! then global row `i` goes by `i` against the cumulative-floor bounds, as in memory. The
 //! stream split (every row ordered by time, an external sort out of core) is refused.
 //!
-//! Limits: multi-hot fields (their offsets would need a second file layout), pre-trained vector
-//! features, and string group keys (encoded per chunk, their ranks would differ between
+//! Multi-hot columns (multi-hot fields, MNSE codes) are stored jagged: offsets (32-bit, so at
+//! most 2^32 - 1 ids per column and split, else a named error) and values. Limits: pre-trained
+//! vector features and string group keys (encoded per chunk, their ranks would differ between
 //! chunks) are refused with a message; the in-memory path handles them. Comma-delimited CSV
 //! only. Numeric fields keep their distinct training values (exact quantiles), so a numeric
 //! column with hundreds of millions of distinct values costs memory in pass 1.
@@ -51,14 +53,14 @@ use std::time::Instant;
 use bytemuck::Pod;
 use serde::{Deserialize, Serialize};
 
-use crate::col::Col;
+use crate::col::{Col, JaggedCol};
 use crate::fit::{fit_streamed, Encoder, Labels, StreamedCounts, TrainSummary, Vocabs};
 use crate::pq::RecordChunks;
 use crate::prepared::{CacheInfo, Prepared};
 use crate::raw::RawTable;
 use crate::recipe::Resolved;
 use crate::rng::Rng;
-use crate::schema::{FieldKind, Schema};
+use crate::schema::Schema;
 use crate::split::SplitSpec;
 use crate::store::EncodedData;
 use crate::DataError;
@@ -80,6 +82,9 @@ struct Meta {
     n_cat: usize,
     n_num: usize,
     n_labels: usize,
+    /// Multi-hot columns (an offsets and a values file each).
+    #[serde(default)]
+    n_multi: usize,
 }
 
 /// Prepares the resolved source `r` out of core under `cache_dir` (or opens its store).
@@ -159,12 +164,6 @@ fn check_supported(r: &Resolved, split: &SplitSpec, delimiter: u8) -> Result<(),
             "dataset.out_of_core: {what}; prepare this dataset in memory (out_of_core = false)"
         ))
     };
-    if let Some(f) = r.spec.fields.iter().find(|f| f.kind == FieldKind::MultiHot) {
-        return Err(refuse(format!(
-            "multi-hot field `{}` is not supported out of core",
-            f.name
-        )));
-    }
     if let SplitSpec::Stream { .. } | SplitSpec::TimeQuantiles { .. } = split {
         return Err(refuse(
             "stream training orders every row by time (an external sort out of core); use split = \"time\" with train.mode = \"epochs\"".into(),
@@ -377,7 +376,7 @@ fn build(r: &Resolved, split: &SplitSpec, dir: &Path) -> Result<(), DataError> {
             if s == 0 {
                 summary.add(&d, n_domains);
             }
-            shape.get_or_insert((d.cat.len(), d.num.len(), d.labels.len()));
+            shape.get_or_insert((d.cat.len(), d.num.len(), d.labels.len(), d.multi.len()));
             writers[s].append(&d)?;
         }
         Ok(())
@@ -390,7 +389,7 @@ fn build(r: &Resolved, split: &SplitSpec, dir: &Path) -> Result<(), DataError> {
         return Err(DataError::Config("the training split is empty".into()));
     }
     let schema = summary.finish(enc.schema().clone())?;
-    let (n_cat, n_num, n_labels) = shape.unwrap_or_default();
+    let (n_cat, n_num, n_labels, n_multi) = shape.unwrap_or_default();
     let meta = Meta {
         version: STORE_VERSION,
         source: format!("{} (out of core)", r.description),
@@ -400,17 +399,25 @@ fn build(r: &Resolved, split: &SplitSpec, dir: &Path) -> Result<(), DataError> {
         n_cat,
         n_num,
         n_labels,
+        n_multi,
     };
     let path = dir.join("meta.json");
     let json = serde_json::to_vec(&meta).map_err(|e| DataError::Config(e.to_string()))?;
     std::fs::write(&path, json).map_err(|e| DataError::io(&path, e))
 }
 
+type ColumnFile = (PathBuf, std::io::BufWriter<std::fs::File>);
+
 /// The column files of one split, appended chunk by chunk.
 struct SplitWriter {
     dir: PathBuf,
     split: &'static str,
-    files: Vec<(PathBuf, std::io::BufWriter<std::fs::File>)>,
+    files: Vec<ColumnFile>,
+    /// Per multi-hot column: its offsets and values files, and the ids written so far (each
+    /// chunk's offsets are rebased onto them).
+    multi: Vec<(ColumnFile, ColumnFile, u64)>,
+    /// Offsets of the chunk being appended, rebased.
+    offsets: Vec<u32>,
     rows: usize,
 }
 
@@ -420,29 +427,59 @@ impl SplitWriter {
             dir: dir.to_path_buf(),
             split,
             files: Vec::new(),
+            multi: Vec::new(),
+            offsets: Vec::new(),
             rows: 0,
         }
+    }
+
+    fn create(&self, name: &str) -> Result<ColumnFile, DataError> {
+        let path = self.dir.join(format!("{}.{name}", self.split));
+        let f = std::fs::File::create(&path).map_err(|e| DataError::io(&path, e))?;
+        Ok((path, std::io::BufWriter::with_capacity(1 << 20, f)))
     }
 
     fn append(&mut self, d: &EncodedData) -> Result<(), DataError> {
         let cols = columns(d);
         if self.files.is_empty() {
             for (name, _) in &cols {
-                let path = self.dir.join(format!("{}.{name}", self.split));
-                let f = std::fs::File::create(&path).map_err(|e| DataError::io(&path, e))?;
-                self.files
-                    .push((path, std::io::BufWriter::with_capacity(1 << 20, f)));
+                let file = self.create(name)?;
+                self.files.push(file);
+            }
+            for i in 0..d.multi.len() {
+                let mut offsets = self.create(&format!("multi{i}.offsets"))?;
+                write(&mut offsets, bytemuck::bytes_of(&0u32))?;
+                let values = self.create(&format!("multi{i}.values"))?;
+                self.multi.push((offsets, values, 0));
             }
         }
-        for ((path, w), (_, bytes)) in self.files.iter_mut().zip(cols) {
-            w.write_all(bytes).map_err(|e| DataError::io(&*path, e))?;
+        for (file, (_, bytes)) in self.files.iter_mut().zip(cols) {
+            write(file, bytes)?;
+        }
+        for (i, (j, (offsets, values, written))) in d.multi.iter().zip(&mut self.multi).enumerate()
+        {
+            let base = *written;
+            *written += j.values.len() as u64;
+            if *written > u64::from(u32::MAX) {
+                return Err(DataError::Config(format!(
+                    "dataset.out_of_core: multi-hot column {i} of the {} split holds more than {} ids (32-bit offsets)",
+                    self.split,
+                    u32::MAX
+                )));
+            }
+            self.offsets.clear();
+            self.offsets
+                .extend(j.offsets[1..].iter().map(|&o| (base + u64::from(o)) as u32));
+            write(offsets, bytemuck::cast_slice(&self.offsets))?;
+            write(values, bytemuck::cast_slice(&j.values[..]))?;
         }
         self.rows += d.len();
         Ok(())
     }
 
     fn finish(self) -> Result<usize, DataError> {
-        for (path, w) in self.files {
+        let multi = self.multi.into_iter().flat_map(|(o, v, _)| [o, v]);
+        for (path, w) in self.files.into_iter().chain(multi) {
             let f = w
                 .into_inner()
                 .map_err(|e| DataError::io(&path, e.into_error()))?;
@@ -452,7 +489,12 @@ impl SplitWriter {
     }
 }
 
-/// The columns of `d` as (file name suffix, bytes), in one fixed order.
+fn write((path, w): &mut ColumnFile, bytes: &[u8]) -> Result<(), DataError> {
+    w.write_all(bytes).map_err(|e| DataError::io(&*path, e))
+}
+
+/// The columns of `d` as (file name suffix, bytes), in one fixed order (multi-hot columns
+/// apart: their offsets are rebased, [`SplitWriter::append`]).
 fn columns(d: &EncodedData) -> Vec<(String, &[u8])> {
     let mut out: Vec<(String, &[u8])> = vec![
         ("domain".into(), bytemuck::cast_slice(&d.domain[..])),
@@ -500,7 +542,9 @@ pub fn open(dir: &Path) -> Result<Prepared, DataError> {
             cat: (0..meta.n_cat)
                 .map(|i| map_col(dir, name, &format!("cat{i}"), n, false))
                 .collect::<Result<_, _>>()?,
-            multi: Vec::new(),
+            multi: (0..meta.n_multi)
+                .map(|i| map_jagged(dir, name, i, n))
+                .collect::<Result<_, _>>()?,
             num: (0..meta.n_num)
                 .map(|i| map_col(dir, name, &format!("num{i}"), n, false))
                 .collect::<Result<_, _>>()?,
@@ -527,6 +571,15 @@ pub fn open(dir: &Path) -> Result<Prepared, DataError> {
         source: meta.source,
         cache: None,
     })
+}
+
+/// Maps the multi-hot column `i` of `split` (`n` rows): `n + 1` offsets, then as many values
+/// as the last offset says.
+fn map_jagged(dir: &Path, split: &str, i: usize, n: usize) -> Result<JaggedCol, DataError> {
+    let offsets: Col<u32> = map_col(dir, split, &format!("multi{i}.offsets"), n + 1, false)?;
+    let total = offsets[n] as usize;
+    let values = map_col(dir, split, &format!("multi{i}.values"), total, false)?;
+    Ok(JaggedCol { offsets, values })
 }
 
 /// Maps `{split}.{name}` of `dir` as a column of `n` values (`optional`: or of none).

@@ -4,6 +4,7 @@
 //! into a reusable [`Batch`] in the row-major layout the tensor side expects.
 
 use crate::batch::Jagged;
+use crate::col::JaggedCol;
 use crate::col::{Col, Pages};
 use crate::rng::Rng;
 use crate::Batch;
@@ -16,7 +17,7 @@ pub struct EncodedData {
     /// One column per categorical field (schema order of categorical fields).
     pub cat: Vec<Col<u32>>,
     /// One jagged column per multi-hot field (offsets len `n_rows + 1`).
-    pub multi: Vec<Jagged>,
+    pub multi: Vec<JaggedCol>,
     /// One column per numeric field, already transformed.
     pub num: Vec<Col<f32>>,
     /// Domain index per row.
@@ -63,9 +64,7 @@ impl EncodedData {
             j.values.clear();
             j.offsets.push(0);
             for &r in rows {
-                let r = r as usize;
-                let (a, b) = (src.offsets[r] as usize, src.offsets[r + 1] as usize);
-                j.values.extend_from_slice(&src.values[a..b]);
+                j.values.extend_from_slice(src.row(r as usize));
                 j.offsets.push(j.values.len() as u32);
             }
         }
@@ -111,6 +110,9 @@ impl EncodedData {
         }
         for c in self.label_time.iter().chain([&self.time]) {
             c.advise(range.clone(), pages);
+        }
+        for j in &self.multi {
+            j.advise(range.clone(), pages);
         }
         self.group.advise(range, pages);
     }
@@ -198,12 +200,10 @@ impl EncodedData {
                 };
                 j.offsets.push(0);
                 for &r in rows {
-                    let r = r as usize;
-                    let (a, b) = (src.offsets[r] as usize, src.offsets[r + 1] as usize);
-                    j.values.extend_from_slice(&src.values[a..b]);
+                    j.values.extend_from_slice(src.row(r as usize));
                     j.offsets.push(j.values.len() as u32);
                 }
-                j
+                JaggedCol::from(j)
             })
             .collect();
         EncodedData {
@@ -241,11 +241,11 @@ impl EncodedData {
             .zip(&other.multi)
             .map(|(a, b)| {
                 let base = *a.offsets.last().unwrap_or(&0);
-                let mut offsets = a.offsets.clone();
+                let mut offsets = a.offsets.to_vec();
                 offsets.extend(b.offsets.iter().skip(1).map(|o| o + base));
-                Jagged {
-                    offsets,
-                    values: [a.values.as_slice(), b.values.as_slice()].concat(),
+                JaggedCol {
+                    offsets: offsets.into(),
+                    values: [a.values.as_slice(), b.values.as_slice()].concat().into(),
                 }
             })
             .collect();
@@ -341,7 +341,7 @@ impl EncodedData {
             {
                 return None;
             }
-            multi.push(Jagged { offsets, values });
+            multi.push(JaggedCol::from(Jagged { offsets, values }));
         }
         let n_num = r.u64()? as usize;
         let mut num = Vec::new();
@@ -676,7 +676,8 @@ mod tests {
             multi: vec![Jagged {
                 offsets: vec![0, 2, 2, 3],
                 values: vec![10, 11, 12],
-            }],
+            }
+            .into()],
             num: vec![vec![0.5, 1.5, 2.5].into()],
             domain: vec![0, 1, 0].into(),
             labels: vec![vec![1.0, 0.0, 1.0].into(), vec![0.0, 0.0, 1.0].into()],

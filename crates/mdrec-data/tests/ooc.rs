@@ -1,5 +1,6 @@
 //! The out-of-core path (`dataset.out_of_core`): the same fit and encoding as in memory, a
-//! store that reopens as mapped columns, a damaged store rebuilt, refusals named.
+//! store that reopens as mapped columns (multi-hot ones included), a damaged store rebuilt,
+//! refusals named.
 
 use std::path::{Path, PathBuf};
 
@@ -8,21 +9,17 @@ use mdrec_data::{
     SplitSpec, SyntheticConfig,
 };
 
-/// Synthetic rows (more than two chunks of the out-of-core reader) in two CSV files, and a
-/// schema without the multi-hot `tags` field.
+/// Synthetic rows (more than two chunks of the out-of-core reader) in two CSV files, and their
+/// schema (with the multi-hot `tags` field).
 fn fixture(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
     let cfg = SyntheticConfig {
         n_rows: ooc::CHUNK_ROWS * 2 + 9_000,
         ..SyntheticConfig::default()
     };
     let data = generate(&cfg);
-    let schema = data.schema_toml.replace(
-        "\n[[fields]]\nname = \"tags\"\nkind = \"multi_hot\"\nmax_len = 4\nroles = [\"item\"]\n",
-        "",
-    );
-    assert!(!schema.contains("multi_hot"));
+    assert!(data.schema_toml.contains("multi_hot"));
     let schema_path = dir.join("schema.toml");
-    std::fs::write(&schema_path, schema).unwrap();
+    std::fs::write(&schema_path, &data.schema_toml).unwrap();
     // two files: rows split in the middle of a chunk
     let t = &data.table;
     let cut = ooc::CHUNK_ROWS + 123;
@@ -89,6 +86,8 @@ fn out_of_core_fits_and_encodes_what_memory_does_and_reopens_mapped() {
     assert_eq!(built.train, mem.train);
     assert_eq!(built.valid, mem.valid);
     assert_eq!(built.test, mem.test);
+    let tags = &built.train.multi[0];
+    assert!(tags.offsets.is_mapped() && tags.values.len() > built.train.len());
     // a second prepare opens the store
     let again = run(&ooc_cfg).unwrap();
     assert!(again.cache.as_ref().unwrap().hit);
@@ -108,6 +107,20 @@ fn out_of_core_fits_and_encodes_what_memory_does_and_reopens_mapped() {
     let c = rebuilt.cache.as_ref().unwrap();
     assert!(!c.hit && c.rebuilt_reason.as_deref().unwrap().contains("train.cat0"));
     assert_eq!(rebuilt.train, mem.train);
+    // a multi-hot column's values must be as many as its last offset says
+    let f = c.path.join("valid.multi0.values");
+    let len = std::fs::metadata(&f).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_len(len - 4)
+        .unwrap();
+    let e = ooc::open(&c.path).err().unwrap().to_string();
+    assert!(
+        e.contains("valid.multi0.values") && e.contains("truncated"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -172,17 +185,6 @@ fn what_out_of_core_cannot_do_is_refused_by_name() {
     };
     let e = prepare_for(&req, &cfg, 7).unwrap_err().to_string();
     assert!(e.contains("out_of_core") && e.contains("stream"), "{e}");
-
-    let with_tags = tmp.path().join("tags.toml");
-    let s = std::fs::read_to_string(&schema).unwrap();
-    std::fs::write(
-        &with_tags,
-        format!("{s}\n[[fields]]\nname = \"tags\"\nkind = \"multi_hot\"\nmax_len = 4\n"),
-    )
-    .unwrap();
-    let cfg = config(&with_tags, &files, &cache, true);
-    let e = run(&cfg).unwrap_err().to_string();
-    assert!(e.contains("multi-hot field `tags`"), "{e}");
 
     let cfg = DatasetConfig {
         name: DatasetName::Synthetic,
