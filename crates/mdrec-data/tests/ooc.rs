@@ -93,34 +93,21 @@ fn out_of_core_fits_and_encodes_what_memory_does_and_reopens_mapped() {
     assert!(again.cache.as_ref().unwrap().hit);
     assert_eq!(again.test, mem.test);
     // a truncated column file: reported, rebuilt, never trusted
-    let f = info.path.join("train.cat0");
-    let len = std::fs::metadata(&f).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&f)
-        .unwrap()
-        .set_len(len - 4)
-        .unwrap();
-    let e = ooc::open(&info.path).err().unwrap().to_string();
-    assert!(e.contains("train.cat0") && e.contains("truncated"), "{e}");
+    let cut = |store: &Path, file: &str| {
+        let f = store.join(file);
+        let len = std::fs::metadata(&f).unwrap().len();
+        let w = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
+        w.set_len(len - 4).unwrap();
+        let e = ooc::open(store).err().unwrap().to_string();
+        assert!(e.contains(file) && e.contains("truncated"), "{e}");
+    };
+    cut(&info.path, "train.cat0");
     let rebuilt = run(&ooc_cfg).unwrap();
     let c = rebuilt.cache.as_ref().unwrap();
     assert!(!c.hit && c.rebuilt_reason.as_deref().unwrap().contains("train.cat0"));
     assert_eq!(rebuilt.train, mem.train);
     // a multi-hot column's values must be as many as its last offset says
-    let f = c.path.join("valid.multi0.values");
-    let len = std::fs::metadata(&f).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&f)
-        .unwrap()
-        .set_len(len - 4)
-        .unwrap();
-    let e = ooc::open(&c.path).err().unwrap().to_string();
-    assert!(
-        e.contains("valid.multi0.values") && e.contains("truncated"),
-        "{e}"
-    );
+    cut(&c.path, "valid.multi0.values");
 }
 
 #[test]
