@@ -413,14 +413,16 @@ fn check_recorded_config(dir: &Path, cfg: &RunConfig) -> Result<(), TrainError> 
     drop_locations(&mut recorded);
     let wanted = comparable(cfg)?;
     // Every key at its default, for the same dataset (at the same place) and model.
-    let mut base = RunConfig::default();
-    base.dataset = DatasetConfig {
-        name: cfg.dataset.name,
-        data_dir: cfg.dataset.data_dir.clone(),
-        cache_dir: cfg.dataset.cache_dir.clone(),
-        schema: cfg.dataset.schema.clone(),
-        files: cfg.dataset.files.clone(),
-        ..DatasetConfig::default()
+    let mut base = RunConfig {
+        dataset: DatasetConfig {
+            name: cfg.dataset.name,
+            data_dir: cfg.dataset.data_dir.clone(),
+            cache_dir: cfg.dataset.cache_dir.clone(),
+            schema: cfg.dataset.schema.clone(),
+            files: cfg.dataset.files.clone(),
+            ..DatasetConfig::default()
+        },
+        ..RunConfig::default()
     };
     base.set_model_name(cfg.model_name());
     let defaults = comparable(&base)?;

@@ -333,7 +333,8 @@ impl Engine {
 
     /// One step with another dense optimizer (`optim`, learning rate `lr`) and embedding
     /// learning rate / weight decay: HEMP's candidate training with its fresh fast Adam. The
-    /// main optimizer's state is not touched.
+    /// main optimizer's state is not touched. Data-parallel like a main step (each rank its
+    /// share of `rows`; `probes` then hold this rank's share's values).
     #[allow(clippy::too_many_arguments)]
     pub fn step_with(
         &mut self,
@@ -345,8 +346,10 @@ impl Engine {
         emb_wd: f64,
         probes: &mut Probes,
     ) -> Result<f64, TrainError> {
-        let (loss_value, mut grads) =
-            self.grads_and_embedding_step(data, rows, emb_lr, emb_wd, probes)?;
+        self.weighted_step = true;
+        let r = self.grads_and_embedding_step(data, rows, emb_lr, emb_wd, probes);
+        self.weighted_step = false;
+        let (loss_value, mut grads) = r?;
         self.model.step(optim, lr, &mut grads);
         Ok(loss_value)
     }

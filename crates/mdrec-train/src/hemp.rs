@@ -297,38 +297,48 @@ impl<'a> Hemp<'a> {
         self.updates
     }
 
-    fn record(&mut self, d: usize, probes: &Probes) {
+    /// Adds the gate values of a main step on `rows` rows of domain `d` to its memory.
+    fn record(&mut self, d: usize, probes: &Probes, rows: usize) {
+        let Some(gates) = self.batch_gates(d, probes, rows) else {
+            return;
+        };
         let mem = &mut self.memory[d];
-        let mut any = false;
-        for (k, sums) in mem.sums.iter_mut().enumerate() {
-            if let Some(v) = probes.values().get(&format!("hemp/gate/l{}/d{d}", k + 2)) {
-                let v = v
-                    .clone()
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .unwrap_or_default();
+        for (sums, level) in mem.sums.iter_mut().zip(gates) {
+            if let Some(v) = level {
                 for (s, x) in sums.iter_mut().zip(v) {
                     *s += x as f64;
                 }
-                any = true;
             }
         }
-        if any {
-            mem.count += 1;
-        }
+        mem.count += 1;
     }
 
-    fn latest_gates(&self, d: usize, probes: &Probes) -> Vec<Vec<f64>> {
-        self.sizes
-            .windows(2)
-            .enumerate()
-            .map(|(k, w)| {
+    /// The batch-mean gate values of every level a step on `rows` rows of domain `d` recorded,
+    /// `None` when it recorded none ([`group_means`] in data-parallel training).
+    fn batch_gates(&self, d: usize, probes: &Probes, rows: usize) -> Option<Vec<Option<Vec<f32>>>> {
+        let mut levels: Vec<Option<Vec<f32>>> = (0..self.sizes.len().saturating_sub(1))
+            .map(|k| {
                 probes
                     .values()
                     .get(&format!("hemp/gate/l{}/d{d}", k + 2))
                     .and_then(|v| v.clone().into_data().try_to_vec::<f32>().ok())
-                    .map(|v| v.into_iter().map(f64::from).collect())
-                    .unwrap_or_else(|| vec![0.0; w[0] * w[1]])
+            })
+            .collect();
+        let lens: Vec<usize> = self.sizes.windows(2).map(|w| w[0] * w[1]).collect();
+        group_means(&mut levels, &lens, rows);
+        levels.iter().any(Option::is_some).then_some(levels)
+    }
+
+    /// The gate values of the step on `rows` rows of domain `d` that `probes` recorded (zeros
+    /// for a level it did not record).
+    fn latest_gates(&self, d: usize, probes: &Probes, rows: usize) -> Vec<Vec<f64>> {
+        let levels = self.batch_gates(d, probes, rows);
+        self.sizes
+            .windows(2)
+            .enumerate()
+            .map(|(k, w)| match levels.as_ref().and_then(|l| l[k].as_ref()) {
+                Some(v) => v.iter().map(|&x| f64::from(x)).collect(),
+                None => vec![0.0; w[0] * w[1]],
             })
             .collect()
     }
@@ -369,7 +379,7 @@ impl<'a> Hemp<'a> {
                 .next(self.batch_size);
             let mut probes = Probes::new(true);
             sum += engine.train_step_probed(train, &rows, &mut probes)?;
-            self.record(d, &probes);
+            self.record(d, &probes, rows.len());
         }
         let mean = sum / self.warm_up as f64;
         progress.message(&format!(
@@ -398,7 +408,7 @@ impl<'a> Hemp<'a> {
         let mut probes = Probes::new(record);
         let loss = engine.train_step_probed(train, rows, &mut probes)?;
         if record {
-            self.record(d, &probes);
+            self.record(d, &probes, rows.len());
         }
         Ok(loss)
     }
@@ -492,7 +502,7 @@ impl<'a> Hemp<'a> {
                         HempMode::Paper => t.middle_density() > self.cfg.target_sparsity,
                     };
                     if prune_now {
-                        let g = self.latest_gates(d, &probes);
+                        let g = self.latest_gates(d, &probes, rows.len());
                         t = prune(&t, &g, self.cfg.prune_ratio);
                         model_mut(engine)
                             .set_mask(d, Some(t.clone()))
@@ -526,9 +536,60 @@ impl<'a> Hemp<'a> {
     }
 }
 
+/// In data-parallel training a rank's probes are means over its share of a batch of `rows`
+/// rows: the shares' means of each level (`lens[k]` values), weighted by their rows, are
+/// summed over the group, so every rank gets the batch mean one process records (up to the
+/// order of the sums) and the ranks' masks stay equal. A level no rank recorded stays `None`.
+/// Without a group, nothing changes.
+fn group_means(levels: &mut [Option<Vec<f32>>], lens: &[usize], rows: usize) {
+    let Some(group) = crate::dist::group() else {
+        return;
+    };
+    let share = crate::dist::share(rows, group.rank(), group.size()).len() as f32;
+    // per level: the weighted values, then the rows that recorded them
+    let mut buf = Vec::new();
+    for (level, &n) in levels.iter().zip(lens) {
+        match level {
+            Some(v) if share > 0.0 => {
+                buf.extend(v.iter().map(|x| x * share));
+                buf.push(share);
+            }
+            _ => buf.extend(std::iter::repeat_n(0.0, n + 1)),
+        }
+    }
+    group.sum(&mut buf);
+    let mut at = 0;
+    for (level, &n) in levels.iter_mut().zip(lens) {
+        let total = buf[at + n];
+        *level = (total > 0.0).then(|| buf[at..at + n].iter().map(|x| x / total).collect());
+        at += n + 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_groups_gate_means_are_the_batch_means() {
+        let seen = std::sync::Mutex::new(Vec::new());
+        crate::dist::replicated(2, &mut crate::progress::Silent, |_| {
+            // a batch of 3 rows: rank 0 computes 1 of them, rank 1 two; level 1 only rank 1
+            let r = crate::dist::rank();
+            let mut levels = vec![Some(vec![r as f32 + 1.0; 2]), (r == 1).then(|| vec![4.0])];
+            group_means(&mut levels, &[2, 1], 3);
+            seen.lock().unwrap().push(levels);
+            Ok(())
+        })
+        .unwrap();
+        let want = vec![Some(vec![5.0 / 3.0; 2]), Some(vec![4.0])];
+        for levels in seen.into_inner().unwrap() {
+            assert_eq!(levels, want);
+        }
+        let mut alone = vec![Some(vec![0.5]), None];
+        group_means(&mut alone, &[1, 1], 3);
+        assert_eq!(alone, vec![Some(vec![0.5]), None]);
+    }
 
     #[test]
     fn quantile_interpolates_like_numpy() {

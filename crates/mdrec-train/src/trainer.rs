@@ -293,11 +293,6 @@ fn fit(
         });
     }
     engine.set_row_weights(row_weights);
-    if crate::dist::size() > 1 && hemp.is_some() {
-        return Err(TrainError::Config(
-            "distributed training: AREAD's HEMP schedule is not data-parallel yet; train it as one replica in one process (train.replicas = 1, no mpirun) or with model.hemp.enabled = false".into(),
-        ));
-    }
     let train_counts = train.domain_counts(ctx.n_domains());
     train.release();
     // Fail fast on a misspelt monitor: the accepted names depend on the domains and tasks, so

@@ -128,19 +128,50 @@ fn models_with_running_statistics_train_as_replicas() {
 }
 
 #[test]
+fn areads_hemp_schedule_trains_as_replicas_with_the_batch_means_of_its_gates() {
+    // The replicas split HEMP's single-domain batches (warm-up, main and candidate steps); the
+    // gate values it records are the group's weighted means of the shares' means, so every
+    // replica picks the same masks. Without BatchNorm and dropout a replica's half batch
+    // computes what one process computes on it, so two replicas follow one process up to
+    // the order of sums, through several mask updates.
+    let cfg = config(
+        "aread",
+        &[
+            "train.epochs=1",
+            "train.max_steps_per_epoch=10",
+            "model.mlp.norm=\"none\"",
+            "model.mlp.dropout=0.0",
+            "model.hemp.reference_batch_size=250",
+            "model.hemp.warm_up_interval=6",
+            "model.hemp.regroup_interval=4",
+            "model.hemp.update_steps=2",
+            "model.hemp.candidates=3",
+        ],
+    );
+    let prepared = prepare_dataset(&cfg).unwrap();
+    let (one, _) = run(&cfg, &prepared, 1);
+    let (two, w2) = run(&cfg, &prepared, 2);
+    assert!(run(&cfg, &prepared, 2).1 == w2, "two runs differ");
+    let d = max_diff(&one, &two);
+    assert!(d < 1e-3, "1 vs 2 replicas differ by up to {d}");
+}
+
+#[test]
 fn a_refused_config_ends_every_replica_with_its_error() {
-    // AREAD's HEMP schedule trains on its own batches, which the replicas do not split.
-    let cfg = config("aread", &[]);
+    // HEMP's state is not in checkpoints: refused, by every replica.
+    let cfg = config("aread", &["train.checkpoint_every_steps=2"]);
     let prepared = prepare_dataset(&cfg).unwrap();
     let mut cfg = cfg;
     cfg.train.replicas = 2;
     let dir = tempfile::tempdir().unwrap();
     let e = train_run(&cfg, &prepared, dir.path(), &mut Silent)
         .err()
-        .expect("AREAD's HEMP schedule is refused under replicas")
+        .expect("HEMP with checkpoints is refused")
         .to_string();
-    assert!(e.contains("HEMP"), "{e}");
-    assert!(e.contains("train.replicas = 1"), "{e}");
+    assert!(
+        e.contains("HEMP") && e.contains("checkpoint_every_steps"),
+        "{e}"
+    );
     let mut bad = RunConfig::default();
     assert!(bad.set("train.replicas=0").is_ok());
     let e = bad.resolve().err().unwrap().to_string();
