@@ -467,13 +467,44 @@ mod with_mpi {
     #[test]
     fn a_model_with_batch_statistics_trains_on_two_ranks_as_on_two_replica_threads() {
         let Some(mpirun) = mpirun() else { return };
+        // The running statistics are averaged over the ranks the same way in both.
+        ranks_train_what_replica_threads_train(mpirun, &["--set", "model.mlp.norm=\"batch\""]);
+    }
+
+    #[test]
+    fn areads_hemp_schedule_trains_on_two_ranks_as_on_two_replica_threads() {
+        let Some(mpirun) = mpirun() else { return };
+        // Split warm-up, main and candidate steps; the gate memory combined over the ranks.
+        ranks_train_what_replica_threads_train(
+            mpirun,
+            &[
+                "--set",
+                "model.name=\"aread\"",
+                "--set",
+                "model.mlp.dropout=0.0",
+                "--set",
+                "model.hemp.reference_batch_size=512",
+                "--set",
+                "model.hemp.warm_up_interval=4",
+                "--set",
+                "model.hemp.regroup_interval=4",
+                "--set",
+                "model.hemp.update_steps=2",
+                "--set",
+                "model.hemp.candidates=2",
+            ],
+        );
+    }
+
+    /// Two ranks under `mpirun` and two replica threads of one process, trained with `extra`,
+    /// save the same weights.
+    fn ranks_train_what_replica_threads_train(mpirun: &str, extra: &[&str]) {
         let tmp = tempfile::tempdir().unwrap();
-        let bn = ["--set", "model.mlp.norm=\"batch\""];
         let ranks = tmp.path().join("ranks");
-        let o = run_ranks(mpirun, 2, &train_args(&ranks, &bn), tmp.path());
+        let o = run_ranks(mpirun, 2, &train_args(&ranks, extra), tmp.path());
         assert!(o.status.success(), "{}", text(&o));
         let threads = tmp.path().join("threads");
-        let mut args = bn.to_vec();
+        let mut args = extra.to_vec();
         args.extend(["--set", "train.replicas=2"]);
         let o = Command::new(env!("CARGO_BIN_EXE_mdrec"))
             .args(train_args(&threads, &args))
@@ -481,11 +512,10 @@ mod with_mpi {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", text(&o));
-        // The running statistics are averaged over the ranks the same way in both.
         assert!(
             std::fs::read(ranks.join("weights.safetensors")).unwrap()
                 == std::fs::read(threads.join("weights.safetensors")).unwrap(),
-            "BatchNorm: 2 ranks and 2 replica threads differ"
+            "{extra:?}: 2 ranks and 2 replica threads differ"
         );
     }
 }
