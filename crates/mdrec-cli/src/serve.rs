@@ -202,8 +202,11 @@ pub fn cmd_serve(
             ModelSource::Runs(named)
         }
     };
+    // Inference runs on the runtime's threads (its blocking pool): subnormals flushed there as
+    // on every other compute thread.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(mdrec_train::denormals::flush)
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {

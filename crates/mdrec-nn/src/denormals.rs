@@ -7,7 +7,8 @@
 //! (inputs) bits of MXCSR treats subnormals as zero — what GPUs and most inference runtimes
 //! do. A subnormal f32 is below 1.2e-38, far under anything a gradient update can resolve.
 //! MXCSR is per thread: [`install`] sets it on the calling thread and on every thread of
-//! rayon's global pool (gemm's and burn's workers); the replica threads call [`flush`].
+//! rayon's global pool (gemm's and burn's workers); the replica, inference and bench-job
+//! threads and `mdrec serve`'s runtime threads call [`flush`].
 
 /// Sets FTZ and DAZ on the calling thread (x86-64; a no-op elsewhere).
 pub fn flush() {
