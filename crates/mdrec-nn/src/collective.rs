@@ -181,6 +181,9 @@ pub struct Replicas {
     arrived: Condvar,
     f32s: RwLock<Vec<Vec<f32>>>,
     u32s: RwLock<Vec<Vec<u32>>>,
+    /// One buffer per replica for [`Collective::sum`], kept between steps (the exchanges'
+    /// mailboxes hand their messages over, so they keep nothing).
+    sums: RwLock<Vec<Vec<f32>>>,
 }
 
 struct Rendezvous {
@@ -225,6 +228,7 @@ impl Replicas {
             arrived: Condvar::new(),
             f32s: RwLock::new(vec![Vec::new(); size * size]),
             u32s: RwLock::new(vec![Vec::new(); size * size]),
+            sums: RwLock::new(vec![Vec::new(); size]),
         })
     }
 
@@ -327,18 +331,18 @@ impl Collective for Replica {
         let g = &self.group;
         let n = g.size;
         {
-            let mut m = g.f32s.write().unwrap_or_else(|e| e.into_inner());
-            let slot = &mut m[self.rank * n];
+            let mut m = g.sums.write().unwrap_or_else(|e| e.into_inner());
+            let slot = &mut m[self.rank];
             slot.clear();
             slot.extend_from_slice(buf);
         }
         g.wait(self.rank);
         {
             // Rank order on every replica: the same bits everywhere.
-            let m = g.f32s.read().unwrap_or_else(|e| e.into_inner());
+            let m = g.sums.read().unwrap_or_else(|e| e.into_inner());
             buf.copy_from_slice(&m[0]);
-            for r in 1..n {
-                buf.iter_mut().zip(&m[r * n]).for_each(|(b, x)| *b += x);
+            for part in &m[1..n] {
+                buf.iter_mut().zip(part).for_each(|(b, x)| *b += x);
             }
         }
         g.wait(self.rank);
