@@ -471,12 +471,12 @@ pub fn plan_bench<'a>(spec: &'a BenchSpec, out: &Path) -> Result<BenchPlan<'a>, 
                 .map(|(_, _, label)| label.clone());
             if load_report(&dir).is_some() {
                 check_recorded_config(&dir, &cfg)?;
-            } else if let Some(label) = first {
-                copies.push((run, seed, label));
+            } else if let Some(label) = &first {
+                copies.push((run, seed, label.clone()));
             } else {
                 todo.push((run, seed));
             }
-            if !seen.iter().any(|(c, s, _)| *s == seed && *c == same) {
+            if first.is_none() {
                 seen.push((same, seed, run.label()));
             }
         }
