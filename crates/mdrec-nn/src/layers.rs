@@ -166,26 +166,27 @@ impl Mlp {
 }
 
 thread_local! {
-    /// The dropout masks' random stream of a replica thread ([`seed_replica_dropout`]).
-    static REPLICA_DROPOUT: std::cell::RefCell<Option<Rng>> = const { std::cell::RefCell::new(None) };
+    /// This thread's stream of dropout masks ([`seed_dropout`]).
+    static DROPOUT_STREAM: std::cell::RefCell<Option<Rng>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Make this thread's [`dropout`] draw its masks from a stream seeded by `seed` (`Some`), or
-/// from burn's generator (`None`). burn's generator is one per process: replica threads that
-/// drew from it at the same time would get each other's numbers in a scheduling-dependent
-/// order, so the trainer seeds a stream per replica thread before each training pass.
-pub fn seed_replica_dropout(seed: Option<u64>) {
-    REPLICA_DROPOUT.with(|r| *r.borrow_mut() = seed.map(Rng::new));
+/// Make this thread's [`dropout`] draw its masks from a stream seeded by `seed`. The trainer
+/// seeds it before each training pass. burn's own generator is one per process: runs on
+/// several threads of one process (replicas, `mdrec bench --jobs`, parallel tests) would take
+/// each other's numbers from it in an order the scheduler picks, so training never uses it.
+pub fn seed_dropout(seed: u64) {
+    DROPOUT_STREAM.with(|r| *r.borrow_mut() = Some(Rng::new(seed)));
 }
 
-/// `d.forward(x)`, except on a replica thread ([`seed_replica_dropout`]), where the kept
-/// elements (probability `1 − p`, scaled by `1 / (1 − p)`) come from the thread's own stream.
+/// Dropout in training: the kept elements (probability `1 − p`, scaled by `1 / (1 − p)`) come
+/// from this thread's stream ([`seed_dropout`]); on a thread that never seeded one (a model's
+/// forward pass called outside the trainer), from burn's `Dropout`.
 pub fn dropout<const D: usize>(d: &Dropout, x: Tensor<D>) -> Tensor<D> {
     if !d.training.is_enabled() || !x.device().is_autodiff() || d.prob == 0.0 {
         return x;
     }
     let keep = 1.0 - d.prob;
-    let mask = REPLICA_DROPOUT.with(|r| {
+    let mask = DROPOUT_STREAM.with(|r| {
         r.borrow_mut().as_mut().map(|rng| {
             let n = x.shape().num_elements();
             let m: Vec<f32> = (0..n)

@@ -167,12 +167,9 @@ impl Engine {
                 .wrapping_add(1)
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15)
             ^ split_rank.wrapping_mul(0xD1B5_4A32_D192_ED03);
-        self.device.clone().without_autodiff().seed(pass_seed);
-        // Replica threads share burn's one generator: each draws from its own stream instead.
-        // (Every pass of a replica thread, the outer bi-level step included.)
-        mdrec_nn::layers::seed_replica_dropout(
-            dist::group().filter(|g| g.threads()).map(|_| pass_seed),
-        );
+        // Every pass (the outer bi-level step included) draws from its own stream, not from
+        // burn's generator, which threads of one process share.
+        mdrec_nn::layers::seed_dropout(pass_seed);
         self.passes += 1;
         if group.is_some() && !self.store.is_dynamic() {
             // The batch's loss weights need its domains and labels; this process reads the

@@ -229,7 +229,6 @@ pub fn train_stream(
     let tc = &resolved.train;
     let sc = &tc.stream;
     let device = tc.device.device()?;
-    device.seed(tc.seed);
     let data = &prepared.train;
     if data.is_empty() {
         return Err(TrainError::Data(mdrec_data::DataError::Config(

@@ -881,7 +881,6 @@ fn run_in(
         setting,
     } = cfg.resolve()?;
     let device = cfg.train.device.device()?;
-    device.seed(cfg.train.seed);
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     write_json(&out.join("config.resolved.json"), &resolved)?;
     std::fs::write(out.join("schema.json"), prepared.schema.to_json_pretty())
