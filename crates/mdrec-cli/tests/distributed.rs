@@ -465,10 +465,19 @@ mod with_mpi {
     }
 
     #[test]
-    fn a_model_with_batch_statistics_trains_on_two_ranks_as_on_two_replica_threads() {
+    fn a_model_with_batch_statistics_and_dropout_trains_on_two_ranks_as_on_two_replica_threads() {
         let Some(mpirun) = mpirun() else { return };
-        // The running statistics are averaged over the ranks the same way in both.
-        ranks_train_what_replica_threads_train(mpirun, &["--set", "model.mlp.norm=\"batch\""]);
+        // The running statistics are averaged over the ranks the same way in both, and a rank
+        // draws the dropout masks a replica thread of the same rank draws.
+        ranks_train_what_replica_threads_train(
+            mpirun,
+            &[
+                "--set",
+                "model.mlp.norm=\"batch\"",
+                "--set",
+                "model.mlp.dropout=0.2",
+            ],
+        );
     }
 
     #[test]
@@ -480,8 +489,6 @@ mod with_mpi {
             &[
                 "--set",
                 "model.name=\"aread\"",
-                "--set",
-                "model.mlp.dropout=0.0",
                 "--set",
                 "model.hemp.reference_batch_size=512",
                 "--set",

@@ -32,6 +32,9 @@ fn runs_on_threads_of_one_process_give_the_bits_each_gives_alone() {
         runs.into_iter().map(|r| r.join().unwrap()).collect()
     });
     for (i, got) in together.iter().enumerate() {
-        assert!(got == &alone, "run {i} of 3 on threads differs from the run alone");
+        assert!(
+            got == &alone,
+            "run {i} of 3 on threads differs from the run alone"
+        );
     }
 }
