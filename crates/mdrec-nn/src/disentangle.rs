@@ -12,13 +12,26 @@
 //! | `dcorr` | `Σ_{p>q} dCor²(O^p, O^q)` (squared distance correlation over the `N` rows) |
 //! | `ole` | `Σ_{p>q} ‖C_pᵀ C_q‖_F / (d·n)` (the F-norm form) |
 //! | `importance` | `CV²` of the gates' total weight per expert (Shazeer et al. 2017) — see [`importance_loss`] |
+//! | `trans` | `Σ_{p>q} mean_rows ‖O_p W_pq − O_q‖₁ + mean_rows ‖O_p − O_p W_pq W_pqᵀ‖₁`, `W_pq` learned — see [`transformation_loss`] |
 //!
 //! The paper gives exact forms only for `cov` (literal Eq. 6: no `1/N`, hence
 //! `normalize = "none"` by default); the others are [INFERRED] from the names in its Table 4 and
-//! documented here. Row sampling (the paper: "as low as 32 samples") is the caller's: pass the
+//! documented here. `trans` stands for Table 4's "Trans5", "one of the effective versions of
+//! equivalent transformation losses" of ETL (Chen et al., "Toward Equivalent Transformation of
+//! User Preferences in Cross Domain Recommendation", TOIS 2023). Neither paper says which
+//! version that is; ETL's official code (github.com/xuChenSJTU/ETL-master, `model_my.py`)
+//! relates two domains' user representations by one learned `d × d` matrix `W` (Xavier-uniform,
+//! gain √2), maps `z_x W` into the other domain and keeps `W` near-orthogonal with the per-row
+//! L1 norm of `z_x − z_x W Wᵀ`. Here each pair of experts plays the two domains: `O_p W_pq`
+//! should equal `O_q` (the transfer, measured directly since the experts have no decoders) and
+//! `W_pq` should stay invertible by its transpose. It pulls the experts towards rotations of
+//! one another, the opposite of the separation losses, which is what Table 4 reports it doing
+//! (AUC −0.06 %). Row sampling (the paper: "as low as 32 samples") is the caller's: pass the
 //! first rows of a shuffled batch.
 
-use burn::tensor::Tensor;
+use burn::module::Param;
+use burn::tensor::{Device, Tensor};
+use mdrec_data::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 /// Which expert-separation loss to add (Crocodile Table 4).
@@ -40,6 +53,8 @@ pub enum DisentangleKind {
     Ole,
     /// Load balance of gate importance (acts on gates, not on expert outputs).
     Importance,
+    /// ETL's equivalent transformation between each pair of experts (learned maps).
+    Trans,
 }
 
 /// The `n` that divides `C_pᵀ C_q` in the covariance losses.
@@ -78,8 +93,8 @@ fn sum_pairs(n_experts: usize, mut f: impl FnMut(usize, usize) -> Tensor<1>) -> 
 }
 
 /// The loss `kind` over expert outputs `outs` (`[N, d]` each); `None` for
-/// [`DisentangleKind::None`], [`DisentangleKind::Importance`] (see [`importance_loss`]) or fewer
-/// than two experts.
+/// [`DisentangleKind::None`], [`DisentangleKind::Importance`] (see [`importance_loss`]),
+/// [`DisentangleKind::Trans`] (see [`transformation_loss`]) or fewer than two experts.
 pub fn expert_loss(
     kind: DisentangleKind,
     outs: &[Tensor<2>],
@@ -87,7 +102,7 @@ pub fn expert_loss(
 ) -> Option<Tensor<1>> {
     let [n, d] = outs.first()?.dims();
     match kind {
-        DisentangleKind::None | DisentangleKind::Importance => None,
+        DisentangleKind::None | DisentangleKind::Importance | DisentangleKind::Trans => None,
         DisentangleKind::Cov => {
             let c: Vec<Tensor<2>> = outs.iter().map(centered).collect();
             let scale = 1.0 / ((d * d) as f32 * normalize.divisor(n));
@@ -129,6 +144,37 @@ pub fn expert_loss(
             })
         }
     }
+}
+
+/// The learned maps of [`transformation_loss`] for `n_experts` experts of width `d`: one
+/// `d × d` matrix per pair `p > q` (in the order `(1,0), (2,0), (2,1), (3,0), …`), drawn
+/// Xavier-uniform with gain √2 as ETL's code does (bound `√2·√(6/2d) = √(6/d)`).
+pub fn transformation_maps(
+    n_experts: usize,
+    d: usize,
+    rng: &mut Rng,
+    device: &Device,
+) -> Vec<Param<Tensor<2>>> {
+    let bound = (6.0 / d.max(1) as f32).sqrt();
+    pairs(n_experts)
+        .map(|_| crate::init::param(crate::init::uniform(rng, d * d, bound), [d, d], device))
+        .collect()
+}
+
+/// ETL's equivalent-transformation loss between every pair of experts (`trans`, see the module
+/// docs): `Σ_{p>q} mean_rows ‖O_p W_pq − O_q‖₁ + mean_rows ‖O_p − O_p W_pq W_pqᵀ‖₁`, the L1
+/// norms per row over the `d` dimensions. `maps` come from [`transformation_maps`]; `None` for
+/// fewer than two experts.
+pub fn transformation_loss(outs: &[Tensor<2>], maps: &[Tensor<2>]) -> Option<Tensor<1>> {
+    let l1 = |x: Tensor<2>| x.abs().sum_dim(1).mean();
+    pairs(outs.len())
+        .zip(maps)
+        .map(|((p, q), w)| {
+            let mapped = outs[p].clone().matmul(w.clone());
+            let back = mapped.clone().matmul(w.clone().transpose());
+            l1(mapped - outs[q].clone()) + l1(outs[p].clone() - back)
+        })
+        .reduce(|a, b| a + b)
 }
 
 /// Pairwise Euclidean distances of the rows of `o` (`[N, d]` → `[N, N]`), double-centred.
@@ -299,6 +345,89 @@ mod tests {
                     assert!(
                         (fd - an).abs() < 2e-2 * fd.abs().max(an.abs()).max(0.05),
                         "{kind:?} expert {p} element {i}: analytic {an} vs finite-difference {fd}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The transformation loss by loops in f64, and its gradients (outputs and maps) against
+    /// central finite differences.
+    #[test]
+    fn transformation_loss_matches_direct_computation_and_finite_differences() {
+        let dev = cpu();
+        let ad: Device = dev.clone().autodiff();
+        let mut rng = Rng::new(17);
+        let (n, d) = (5, 3);
+        let raw: Vec<Vec<f32>> = (0..3).map(|_| random(&mut rng, n, d)).collect();
+        let maps: Vec<Vec<f32>> = transformation_maps(3, d, &mut rng, &dev)
+            .into_iter()
+            .map(|w| w.val().into_data().try_to_vec::<f32>().unwrap())
+            .collect();
+        assert_eq!(maps.len(), 3);
+        let bound = (6.0f32 / d as f32).sqrt();
+        assert!(maps.iter().flatten().all(|w| w.abs() <= bound));
+        let direct = |outs: &[Vec<f32>], maps: &[Vec<f32>]| -> f64 {
+            let mut total = 0.0;
+            for (i, (p, q)) in [(1, 0), (2, 0), (2, 1)].into_iter().enumerate() {
+                let (o, w) = (&outs[p], &maps[i]);
+                for r in 0..n {
+                    let m: Vec<f64> = (0..d)
+                        .map(|j| {
+                            (0..d)
+                                .map(|k| o[r * d + k] as f64 * w[k * d + j] as f64)
+                                .sum()
+                        })
+                        .collect();
+                    for j in 0..d {
+                        let back: f64 = (0..d).map(|k| m[k] * w[j * d + k] as f64).sum();
+                        total += (m[j] - outs[q][r * d + j] as f64).abs() / n as f64;
+                        total += (o[r * d + j] as f64 - back).abs() / n as f64;
+                    }
+                }
+            }
+            total
+        };
+        let eval = |outs: &[Vec<f32>], maps: &[Vec<f32>]| -> f64 {
+            let t = |v: &[Vec<f32>], shape: [usize; 2]| -> Vec<Tensor<2>> {
+                v.iter().map(|x| tensor(x.clone(), shape, &dev)).collect()
+            };
+            scalar(transformation_loss(&t(outs, [n, d]), &t(maps, [d, d])).unwrap())
+        };
+        let (got, want) = (eval(&raw, &maps), direct(&raw, &maps));
+        assert!((got - want).abs() < 1e-4 * want.max(1.0), "{got} vs {want}");
+        let leaf = |v: &Vec<f32>, shape| tensor(v.clone(), shape, &ad).require_grad();
+        let o_leaves: Vec<Tensor<2>> = raw.iter().map(|v| leaf(v, [n, d])).collect();
+        let w_leaves: Vec<Tensor<2>> = maps.iter().map(|v| leaf(v, [d, d])).collect();
+        let grads = transformation_loss(&o_leaves, &w_leaves)
+            .unwrap()
+            .backward();
+        let fd = |outs: bool, a: usize, i: usize| -> f64 {
+            let h = 1e-3;
+            let (mut up_o, mut up_w, mut dn_o, mut dn_w) =
+                (raw.clone(), maps.clone(), raw.clone(), maps.clone());
+            if outs {
+                up_o[a][i] += h;
+                dn_o[a][i] -= h;
+            } else {
+                up_w[a][i] += h;
+                dn_w[a][i] -= h;
+            }
+            (eval(&up_o, &up_w) - eval(&dn_o, &dn_w)) / (2.0 * h as f64)
+        };
+        for (is_out, leaves) in [(true, &o_leaves), (false, &w_leaves)] {
+            for (a, l) in leaves.iter().enumerate() {
+                let g = l
+                    .grad(&grads)
+                    .unwrap()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap();
+                for i in [0, 4, 8] {
+                    let (f, an) = (fd(is_out, a, i), g[i] as f64);
+                    assert!(
+                        (f - an).abs() < 2e-2 * f.abs().max(an.abs()).max(0.05),
+                        "outputs {is_out} #{a} element {i}: analytic {an} vs finite-difference {f}"
                     );
                 }
             }

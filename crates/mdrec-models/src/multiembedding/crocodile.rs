@@ -38,13 +38,16 @@
 //! Probes: `expert/<k>` (`[B, d]`), `gate/<domain>/<task>` (`[n_d, K]` or `[n_d, K·d]`,
 //! expert-major).
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use mdrec_data::rng::Rng;
 use mdrec_data::FieldRole;
-use mdrec_nn::disentangle::{expert_loss, importance_loss, CovNormalize, DisentangleKind};
+use mdrec_nn::disentangle::{
+    expert_loss, importance_loss, transformation_loss, transformation_maps, CovNormalize,
+    DisentangleKind,
+};
 use mdrec_nn::init::WeightInit;
 use mdrec_nn::layers::{linear, mix};
 use mdrec_nn::{EmbeddingSetSpec, Gate, GateKind, Mlp, MlpConfig, ModelContext, ModelInput};
@@ -121,6 +124,8 @@ pub struct Crocodile {
     heads: Heads,
     /// The domain part of the prior when the prior set lacks the `domain` field.
     domain_emb: Option<DomainEmbedding>,
+    /// The learned maps between expert pairs of `disentangle = "trans"` (empty otherwise).
+    trans_maps: Vec<Param<Tensor<2>>>,
     #[module(skip)]
     table_sets: Vec<Option<usize>>,
     #[module(skip)]
@@ -253,11 +258,17 @@ impl Crocodile {
                 }
             })
             .collect();
+        let trans_maps = if cfg.disentangle == DisentangleKind::Trans {
+            transformation_maps(k_total, d, rng, device)
+        } else {
+            Vec::new()
+        };
         Ok(Crocodile {
             experts,
             gates,
             heads,
             domain_emb,
+            trans_maps,
             table_sets,
             prior_set,
             experts_per_table: cfg.experts_per_table,
@@ -379,7 +390,13 @@ impl RecModel for Crocodile {
                 outs.into_iter().map(|o| o.narrow(0, 0, rows)).collect()
             };
             (rows >= 2)
-                .then(|| expert_loss(self.disentangle, &sample, self.cov_normalize))
+                .then(|| match self.disentangle {
+                    DisentangleKind::Trans => {
+                        let maps: Vec<Tensor<2>> = self.trans_maps.iter().map(Param::val).collect();
+                        transformation_loss(&sample, &maps)
+                    }
+                    kind => expert_loss(kind, &sample, self.cov_normalize),
+                })
                 .flatten()
         }
         .map(|l| l * self.alpha);
@@ -619,6 +636,50 @@ mod tests {
             (aux - 0.5 * direct).abs() < 1e-5 * direct.max(1.0),
             "{aux} vs {}",
             0.5 * direct
+        );
+    }
+
+    #[test]
+    fn trans_loss_learns_a_map_per_expert_pair() {
+        let base = ctx_with_roles();
+        let ad = cpu().autodiff();
+        let over = serde_json::json!({"disentangle": "trans", "alpha": 0.5, "sample_rows": 0});
+        let (m, ctx) = build("crocodile", over.clone(), &base);
+        assert_eq!(
+            m.trans_maps.len(),
+            5 * 4 / 2,
+            "one map per pair of the 5 experts"
+        );
+        let (plain, _) = build("crocodile", serde_json::json!({}), &base);
+        assert!(plain.trans_maps.is_empty());
+        // built on the autodiff device, so its parameters are tracked leaves
+        let c: Config =
+            serde_json::from_value(find("crocodile").unwrap().resolve(&over).unwrap()).unwrap();
+        let m_ad = Crocodile::new(&c, &ctx, &mut Rng::new(1), &ad).unwrap();
+        let mut x = input(&ctx, &[0, 1, 2, 0, 1, 2, 0, 1], 6, &ad);
+        x.routing = mdrec_nn::input::Routing::new(&x.domain, 3, &ad);
+        let mut p = Probes::new(true);
+        let aux = m_ad
+            .forward(&ctx, &x, &mut p)
+            .aux_loss
+            .expect("training adds the loss");
+        let outs: Vec<Tensor<2>> = (0..5)
+            .map(|k| p.values()[&format!("expert/{k}")].clone())
+            .collect();
+        let maps: Vec<Tensor<2>> = m_ad.trans_maps.iter().map(Param::val).collect();
+        let direct = transformation_loss(&outs, &maps)
+            .unwrap()
+            .into_scalar::<f32>();
+        let grads = aux.clone().backward();
+        let got = aux.into_scalar::<f32>();
+        assert!(
+            (got - 0.5 * direct).abs() < 1e-5 * direct.max(1.0),
+            "{got} vs {}",
+            0.5 * direct
+        );
+        assert!(
+            m_ad.trans_maps.iter().all(|w| w.grad(&grads).is_some()),
+            "every map trains"
         );
     }
 }
