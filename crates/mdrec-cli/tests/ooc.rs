@@ -63,3 +63,51 @@ fn a_run_on_an_out_of_core_store_is_deterministic_and_evaluates_and_scores() {
     let lines = std::fs::read_to_string(&pred).unwrap().lines().count();
     assert_eq!(lines, 20_001);
 }
+
+#[test]
+fn stream_training_out_of_core_trains_what_it_trains_in_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (schema, csv) = synthetic_log(tmp.path(), 12_000);
+    // a log arrives in time order: sort the generated one by its `timestamp` column
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let at = header.split(',').position(|h| h == "timestamp").unwrap();
+    let mut rows: Vec<&str> = lines.collect();
+    rows.sort_by_key(|l| l.split(',').nth(at).unwrap().parse::<i64>().unwrap());
+    std::fs::write(&csv, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+    let files = format!("dataset.files=[\"{}\"]", s(&csv));
+    let schema_set = format!("dataset.schema=\"{}\"", s(&schema));
+    let train = |out: &std::path::Path, out_of_core: bool| {
+        let cache = format!("dataset.cache_dir=\"{}\"", s(&out.with_extension("cache")));
+        let ooc = format!("dataset.out_of_core={out_of_core}");
+        #[rustfmt::skip]
+        let args = [
+            "train", "--dataset", "csv", "--model", "mmoe", "--quiet",
+            "--set", &schema_set, "--set", &files, "--set", &cache, "--set", &ooc,
+            "--set", "train.mode=\"stream\"", "--set", "train.stream.window_rows=3000",
+            "--set", "train.stream.tables.capacity_fraction=0.5", "--set", "train.batch_size=256",
+            "--out", s(out),
+        ];
+        ok(mdrec(&args))
+    };
+    let (mem, ooc) = (tmp.path().join("mem"), tmp.path().join("ooc"));
+    train(&mem, false);
+    train(&ooc, true);
+    assert!(std::fs::read_dir(ooc.with_extension("cache"))
+        .unwrap()
+        .any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".mdrec-store")));
+    let weights = |d: &std::path::Path| std::fs::read(d.join("weights.safetensors")).unwrap();
+    assert!(
+        weights(&mem) == weights(&ooc),
+        "the same weights, bit for bit"
+    );
+    let (a, b) = (report(&mem), report(&ooc));
+    for key in ["progressive_auc", "tables", "tasks", "windows"] {
+        assert_eq!(a["stream"][key], b["stream"][key], "{key}");
+    }
+}

@@ -36,7 +36,10 @@
 //! rather than exactly; `time` compares the row's time column with the bounds, as in memory.
 //! `sequential` needs the number of rows before the first is placed: a pass 0 counts them,
 //! then global row `i` goes by `i` against the cumulative-floor bounds, as in memory. The
-//! stream split (every row ordered by time, an external sort out of core) is refused.
+//! stream split (stream training: every row in train, ordered by time, ties in file order)
+//! takes the rows in file order and checks that it is time order, naming the first row that
+//! is not: logs arrive in time order, and an external sort would cost more passes than the
+//! whole preparation. The time-quantile split is refused (its bounds need every row's time).
 //!
 //! Multi-hot columns (multi-hot fields, MNSE codes) are stored jagged: offsets (32-bit, so at
 //! most 2^32 - 1 ids per column and split, else a named error) and values. Limits: pre-trained
@@ -45,6 +48,7 @@
 //! only. Numeric fields keep their distinct training values (exact quantiles), so a numeric
 //! column with hundreds of millions of distinct values costs memory in pass 1.
 
+use std::cell::Cell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -164,9 +168,9 @@ fn check_supported(r: &Resolved, split: &SplitSpec, delimiter: u8) -> Result<(),
             "dataset.out_of_core: {what}; prepare this dataset in memory (out_of_core = false)"
         ))
     };
-    if let SplitSpec::Stream { .. } | SplitSpec::TimeQuantiles { .. } = split {
+    if let SplitSpec::TimeQuantiles { .. } = split {
         return Err(refuse(
-            "stream training orders every row by time (an external sort out of core); use split = \"time\" with train.mode = \"epochs\"".into(),
+            "the time-quantile split needs the quantiles of every row's time first".into(),
         ));
     }
     let csv = r.files.iter().any(|f| !crate::pq::is_columnar(f));
@@ -186,11 +190,29 @@ fn check_supported(r: &Resolved, split: &SplitSpec, delimiter: u8) -> Result<(),
 
 /// How a row's split is decided out of core: from the row alone (a seeded draw, or its time
 /// against bounds) or from its global position (sequential: the bounds come from a pass that
-/// counts the rows first, [`row_split`]).
+/// counts the rows first, [`row_split`]); for stream training every row is a training row and
+/// the files must already be in time order.
 enum RowSplit<'a> {
-    Random { ratios: [f64; 3], seed: u64 },
-    Time { column: &'a str, a: f64, b: f64 },
-    Position { a: u64, b: u64 },
+    Random {
+        ratios: [f64; 3],
+        seed: u64,
+    },
+    Time {
+        column: &'a str,
+        a: f64,
+        b: f64,
+    },
+    Position {
+        a: u64,
+        b: u64,
+    },
+    /// Stream training: every row in train, in file order, which must be time order; `last`
+    /// holds the global row after the last one checked and that row's time (a pass starts
+    /// again at row 0).
+    InOrder {
+        column: &'a str,
+        last: Cell<(u64, i64)>,
+    },
 }
 
 /// The [`RowSplit`] of `split` over `files`: for a sequential split the rows are counted
@@ -225,7 +247,11 @@ fn row_split<'a>(split: &'a SplitSpec, files: &[PathBuf]) -> Result<RowSplit<'a>
                 b: b as u64,
             }
         }
-        SplitSpec::Stream { .. } | SplitSpec::TimeQuantiles { .. } => {
+        SplitSpec::Stream { column } => RowSplit::InOrder {
+            column,
+            last: Cell::new((0, i64::MIN)),
+        },
+        SplitSpec::TimeQuantiles { .. } => {
             return Err(DataError::Config(
                 "dataset.out_of_core: unsupported split".into(),
             ))
@@ -260,6 +286,28 @@ fn split_chunk(split: &RowSplit, t: &RawTable, first: u64) -> Result<[Vec<u32>; 
                 let i = first + r as u64;
                 out[usize::from(i >= a) + usize::from(i >= b)].push(r as u32);
             }
+        }
+        RowSplit::InOrder { column, ref last } => {
+            let (col, times) = crate::split::int_times(t, column, "stream order")?;
+            let (next, mut prev) = last.get();
+            if first == 0 || first != next {
+                prev = i64::MIN; // a new pass
+            }
+            for (r, &c) in col.codes.iter().enumerate() {
+                let x = times[c as usize];
+                if x < prev {
+                    return Err(t.error_at(
+                        r,
+                        column,
+                        format!(
+                            "time {x} is earlier than the previous row's {prev}: out of core, stream training reads the rows in file order, so the files must be sorted by `{column}` (ties may stay in any order); sort them, or prepare in memory (out_of_core = false), which sorts"
+                        ),
+                    ));
+                }
+                prev = x;
+            }
+            last.set((first + t.n_rows() as u64, prev));
+            out[0] = (0..t.n_rows() as u32).collect();
         }
     }
     Ok(out)

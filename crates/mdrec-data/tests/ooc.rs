@@ -12,14 +12,29 @@ use mdrec_data::{
 /// Synthetic rows (more than two chunks of the out-of-core reader) in two CSV files, and their
 /// schema (with the multi-hot `tags` field).
 fn fixture(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
+    fixture_with(dir, false)
+}
+
+/// [`fixture`], with the rows in `timestamp` order when `by_time` (ties in generated order).
+fn fixture_with(dir: &Path, by_time: bool) -> (PathBuf, Vec<PathBuf>) {
     let cfg = SyntheticConfig {
         n_rows: ooc::CHUNK_ROWS * 2 + 9_000,
         ..SyntheticConfig::default()
     };
-    let data = generate(&cfg);
+    let mut data = generate(&cfg);
     assert!(data.schema_toml.contains("multi_hot"));
     let schema_path = dir.join("schema.toml");
     std::fs::write(&schema_path, &data.schema_toml).unwrap();
+    if by_time {
+        let t = &mut data.table;
+        let time = t.column("timestamp").unwrap();
+        let at = |r: usize| time.dict[time.codes[r] as usize].parse::<i64>().unwrap();
+        let mut order: Vec<usize> = (0..t.n_rows()).collect();
+        order.sort_by_key(|&r| at(r));
+        for c in &mut t.columns {
+            c.codes = order.iter().map(|&r| c.codes[r]).collect();
+        }
+    }
     // two files: rows split in the middle of a chunk
     let t = &data.table;
     let cut = ooc::CHUNK_ROWS + 123;
@@ -136,6 +151,41 @@ fn the_sequential_split_counts_the_rows_first_and_cuts_where_memory_does() {
     assert_eq!((&b.train, &b.valid, &b.test), (&a.train, &a.valid, &a.test));
 }
 
+/// Stream training's split: every row in train, ordered by time (ties in file order).
+fn stream(cfg: &DatasetConfig) -> Result<Prepared, mdrec_data::DataError> {
+    let mut req = cfg.request(7)?;
+    req.split = SplitSpec::Stream {
+        column: "timestamp".into(),
+    };
+    prepare_for(&req, cfg, 7)
+}
+
+#[test]
+fn the_stream_split_takes_files_in_time_order_as_memory_does_and_names_a_row_out_of_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (schema, files) = fixture_with(tmp.path(), true);
+    let mem = stream(&config(&schema, &files, &tmp.path().join("m"), false)).unwrap();
+    let ooc = stream(&config(&schema, &files, &tmp.path().join("o"), true)).unwrap();
+    assert!(ooc.train.is_mapped());
+    assert_eq!(ooc.train.len(), ooc::CHUNK_ROWS * 2 + 9_000);
+    assert_eq!((ooc.valid.len(), ooc.test.len()), (0, 0));
+    assert_eq!(ooc.schema, mem.schema);
+    assert_eq!(ooc.vocabs, mem.vocabs);
+    assert_eq!(ooc.train, mem.train);
+    // Files out of time order: memory sorts them; out of core names the first row out of
+    // order (here the first row of the second file, which comes before the first file).
+    let swapped = [files[1].clone(), files[0].clone()];
+    let sorted = stream(&config(&schema, &swapped, &tmp.path().join("m2"), false)).unwrap();
+    assert_eq!(sorted.train.len(), mem.train.len());
+    let e = stream(&config(&schema, &swapped, &tmp.path().join("o2"), true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("part0.csv:2") && e.contains("timestamp") && e.contains("sorted"),
+        "{e}"
+    );
+}
+
 #[test]
 fn the_random_split_is_drawn_row_by_row_from_the_seed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -167,11 +217,13 @@ fn what_out_of_core_cannot_do_is_refused_by_name() {
     let cache = tmp.path().join("c");
     let cfg = config(&schema, &files, &cache, true);
     let mut req = cfg.request(7).unwrap();
-    req.split = SplitSpec::Stream {
+    req.split = SplitSpec::TimeQuantiles {
         column: "timestamp".into(),
+        valid_q: 0.9,
+        test_q: 0.95,
     };
     let e = prepare_for(&req, &cfg, 7).unwrap_err().to_string();
-    assert!(e.contains("out_of_core") && e.contains("stream"), "{e}");
+    assert!(e.contains("out_of_core") && e.contains("quantile"), "{e}");
 
     let cfg = DatasetConfig {
         name: DatasetName::Synthetic,
