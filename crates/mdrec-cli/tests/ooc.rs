@@ -65,7 +65,7 @@ fn a_run_on_an_out_of_core_store_is_deterministic_and_evaluates_and_scores() {
 }
 
 #[test]
-fn stream_training_out_of_core_trains_what_it_trains_in_memory() {
+fn stream_training_out_of_core_trains_what_it_trains_in_memory_also_as_replicas() {
     let tmp = tempfile::tempdir().unwrap();
     let (schema, csv) = synthetic_log(tmp.path(), 12_000);
     // a log arrives in time order: sort the generated one by its `timestamp` column
@@ -78,22 +78,23 @@ fn stream_training_out_of_core_trains_what_it_trains_in_memory() {
     std::fs::write(&csv, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
     let files = format!("dataset.files=[\"{}\"]", s(&csv));
     let schema_set = format!("dataset.schema=\"{}\"", s(&schema));
-    let train = |out: &std::path::Path, out_of_core: bool| {
+    let train = |out: &std::path::Path, out_of_core: bool, replicas: usize| {
         let cache = format!("dataset.cache_dir=\"{}\"", s(&out.with_extension("cache")));
         let ooc = format!("dataset.out_of_core={out_of_core}");
+        let replicas = format!("train.replicas={replicas}");
         #[rustfmt::skip]
         let args = [
             "train", "--dataset", "csv", "--model", "mmoe", "--quiet",
             "--set", &schema_set, "--set", &files, "--set", &cache, "--set", &ooc,
             "--set", "train.mode=\"stream\"", "--set", "train.stream.window_rows=3000",
             "--set", "train.stream.tables.capacity_fraction=0.5", "--set", "train.batch_size=256",
-            "--out", s(out),
+            "--set", &replicas, "--out", s(out),
         ];
         ok(mdrec(&args))
     };
     let (mem, ooc) = (tmp.path().join("mem"), tmp.path().join("ooc"));
-    train(&mem, false);
-    train(&ooc, true);
+    train(&mem, false, 1);
+    train(&ooc, true, 1);
     assert!(std::fs::read_dir(ooc.with_extension("cache"))
         .unwrap()
         .any(|e| e
@@ -110,4 +111,17 @@ fn stream_training_out_of_core_trains_what_it_trains_in_memory() {
     for key in ["progressive_auc", "tables", "tasks", "windows"] {
         assert_eq!(a["stream"][key], b["stream"][key], "{key}");
     }
+    // Two replicas on the store: each admits and evicts for the whole batch (the same
+    // decisions as one process) and trains its half.
+    let two = tmp.path().join("two");
+    train(&two, true, 2);
+    let c = report(&two);
+    assert_eq!(c["stream"]["tables"], a["stream"]["tables"]);
+    let auc = |r: &serde_json::Value| r["stream"]["progressive_auc"].as_f64().unwrap();
+    assert!(
+        (auc(&c) - auc(&a)).abs() < 0.01,
+        "{} vs {}",
+        auc(&c),
+        auc(&a)
+    );
 }
