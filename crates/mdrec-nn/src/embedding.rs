@@ -83,6 +83,11 @@ pub struct EmbeddingConfig {
     pub sharding: Sharding,
     /// Tables with fewer rows stay whole on every rank under `sharding = "row"`.
     pub shard_min_rows: usize,
+    /// Under `sharding = "row"`, sum the gradients of an id that occurs several times in a
+    /// process's share before sending them to the row's owner: a hot id's gradient travels
+    /// once per step instead of once per occurrence, and the sums happen in another order
+    /// than one process's, so the result is no longer the same bits (it differs by rounding).
+    pub presum_gradients: bool,
 }
 
 /// Layout of the embedding tables across the processes of data-parallel training (no
@@ -112,6 +117,7 @@ impl Default for EmbeddingConfig {
             pooling: Pooling::Mean,
             sharding: Sharding::Row,
             shard_min_rows: 0,
+            presum_gradients: false,
         }
     }
 }
@@ -225,6 +231,8 @@ pub struct EmbeddingStore {
     policy: Option<TablePolicy>,
     /// The current stream window (dynamic tables' scores and expiry).
     window: u64,
+    /// [`EmbeddingConfig::presum_gradients`].
+    presum: bool,
 }
 
 /// One named array of a table's state ([`EmbeddingStore::export_state`]).
@@ -389,6 +397,7 @@ impl EmbeddingStore {
             init_std: cfg.init_std,
             policy: None,
             window: 0,
+            presum: cfg.presum_gradients,
         }
     }
 

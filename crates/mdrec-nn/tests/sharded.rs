@@ -10,7 +10,9 @@ use mdrec_data::batch::Jagged;
 use mdrec_data::rng::Rng;
 use mdrec_data::Batch;
 use mdrec_nn::collective::{self, with_group, Replicas};
-use mdrec_nn::{EmbeddingConfig, EmbeddingStore, FieldInfo, SparseOptimizer, StoreState};
+use mdrec_nn::{
+    EmbeddingConfig, EmbeddingStore, FieldInfo, SparseOptimizer, StateArray, StoreState,
+};
 
 const RANKS: usize = 3;
 
@@ -89,6 +91,17 @@ fn batch(rng: &mut Rng, len: usize) -> Batch {
     }
 }
 
+/// Five seeded batches of `len` rows and a random gradient of each one's looked-up buffer.
+fn batches_and_gradients(len: usize) -> (Vec<Batch>, Vec<Vec<f32>>) {
+    let mut rng = Rng::new(7);
+    let batches: Vec<Batch> = (0..5).map(|_| batch(&mut rng, len)).collect();
+    let grads = batches
+        .iter()
+        .map(|b| (0..b.len * WIDTH).map(|_| rng.normal() as f32).collect())
+        .collect();
+    (batches, grads)
+}
+
 /// Rows `range` of `b`.
 fn rows(b: &Batch, range: std::ops::Range<usize>) -> Batch {
     let n_cat = b.cat.len() / b.len;
@@ -123,12 +136,7 @@ fn check(optimizer: SparseOptimizer, min_rows: usize, expect_sharded: &[&str]) {
         weight_decay: Some(1e-3),
         ..EmbeddingConfig::default()
     };
-    let mut rng = Rng::new(7);
-    let batches: Vec<Batch> = (0..5).map(|_| batch(&mut rng, 13)).collect();
-    let grads: Vec<Vec<f32>> = batches
-        .iter()
-        .map(|b| (0..b.len * WIDTH).map(|_| rng.normal() as f32).collect())
-        .collect();
+    let (batches, grads) = batches_and_gradients(13);
     let mut whole = EmbeddingStore::new(&fields(), &cfg, &mut Rng::new(3));
     let mut looked = Vec::new();
     for (b, gr) in batches.iter().zip(&grads) {
@@ -261,4 +269,70 @@ fn a_lookup_asks_for_each_distinct_id_of_a_field_once() {
     // owner, and one row answered to each other rank: (3 + 3) + (3 + 1 + 3) values. Once per
     // occurrence it would be 200 bytes.
     assert_eq!(sent, vec![4 * 8, 4 * 13, 4 * 13]);
+}
+
+/// `presum_gradients`: a rank sends one gradient per distinct id of a field (fewer bytes when
+/// its share repeats ids, as these shares of 11 ids do) and the tables train what whole tables
+/// train, up to the order of the sums.
+#[test]
+fn presummed_gradients_travel_once_per_id_and_train_what_whole_tables_train_to_rounding() {
+    let cfg = |presum| EmbeddingConfig {
+        dim: 3,
+        init_std: 0.1,
+        presum_gradients: presum,
+        ..EmbeddingConfig::default()
+    };
+    let (batches, grads) = batches_and_gradients(30);
+    let mut whole = EmbeddingStore::new(&fields(), &cfg(false), &mut Rng::new(3));
+    for (b, gr) in batches.iter().zip(&grads) {
+        whole.apply_gradient(b, gr, 0.05, 0.0);
+    }
+    let want = whole.export_state();
+    let train = |presum: bool| -> (StoreState, u64) {
+        let parts: Vec<(StoreState, u64)> = on_ranks(|r| {
+            let mut store = EmbeddingStore::new(&fields(), &cfg(presum), &mut Rng::new(3));
+            store.shard(r, RANKS, 0);
+            collective::take_embedding();
+            for (b, gr) in batches.iter().zip(&grads) {
+                let rr = share(b.len, r);
+                store
+                    .apply_gradient_routed(
+                        &rows(b, rr.clone()),
+                        &gr[rr.start * WIDTH..rr.end * WIDTH],
+                        0.05,
+                        0.0,
+                    )
+                    .unwrap();
+            }
+            (store.export_state(), collective::take_embedding().0)
+        });
+        let sent = parts.iter().map(|p| p.1).sum();
+        let states: Vec<StoreState> = parts.into_iter().map(|p| p.0).collect();
+        (StoreState::merge(&states).unwrap(), sent)
+    };
+    let (exact, per_occurrence) = train(false);
+    assert_eq!(exact, want, "without presum: the same bits");
+    let (summed, per_id) = train(true);
+    assert!(
+        per_id < per_occurrence,
+        "{per_id} vs {per_occurrence} bytes"
+    );
+    let floats = |s: &StoreState| -> Vec<f32> {
+        s.tables
+            .iter()
+            .flat_map(|t| &t.arrays)
+            .flat_map(|(_, a)| match a {
+                StateArray::F32(v) => v.clone(),
+                _ => Vec::new(),
+            })
+            .collect()
+    };
+    let (a, b) = (floats(&summed), floats(&want));
+    assert_eq!(a.len(), b.len());
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+    assert!(worst < 1e-5, "presummed tables differ by {worst}");
 }

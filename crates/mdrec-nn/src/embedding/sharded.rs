@@ -18,7 +18,9 @@
 //! A lookup asks each owner for each distinct id of a field once per step (a hot id's row
 //! travels once, however often the share repeats it). Gradients travel once per occurrence:
 //! summing a row's gradients before sending would change the order of the sums, and with it
-//! the bits. Dynamic tables (stream training) are not sharded.
+//! the bits. `train.embedding.presum_gradients` sums them anyway (each rank sends one
+//! gradient per distinct id and field), for fewer bytes and results equal up to rounding.
+//! Dynamic tables (stream training) are not sharded.
 
 use super::*;
 use crate::collective::{self, owner, shard_rows, take_shard, Collective};
@@ -264,10 +266,24 @@ impl EmbeddingStore {
         let n = self.fields.len();
         let mut ids: Vec<Vec<u32>> = vec![vec![0; n]; size];
         let mut grads: Vec<Vec<f32>> = vec![Vec::new(); size];
+        // With `presum`: where each id of the field already has its gradient in its owner's
+        // message.
+        let mut at: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
         for (k, f) in self.fields.iter().enumerate() {
             let sharded = self.tables[f.table].shard.is_some();
+            let presum = sharded && self.presum;
+            at.clear();
             for_each_id(self.pooling, f, batch, |r, id, scale| {
                 let src = &grad[r * width + f.offset..r * width + f.offset + f.dim];
+                if presum {
+                    let d = owner(id, size).0;
+                    if let Some(&i) = at.get(&id) {
+                        let dst = &mut grads[d][i..i + f.dim];
+                        dst.iter_mut().zip(src).for_each(|(g, x)| *g += x * scale);
+                        return;
+                    }
+                    at.insert(id, grads[d].len());
+                }
                 let mut send = |d: usize| {
                     ids[d][k] += 1;
                     ids[d].push(id);
