@@ -21,6 +21,7 @@ pub mod analyze;
 pub mod bench;
 pub mod mutual_info;
 pub mod plot;
+pub mod precluster;
 pub mod speed;
 
 pub use mdrec_train::TrainError;

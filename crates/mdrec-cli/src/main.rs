@@ -232,6 +232,24 @@ enum Cmd {
         #[arg(long, value_name = "RUN[#PART]")]
         entangle_ref: Vec<String>,
     },
+    /// Cluster a run's domains by the distributions of its test losses (AREAD's pre-clustering:
+    /// train `--model dcn` on all domains first); writes `precluster.json` and the
+    /// `dataset.domain_map` (`precluster.toml`) that trains baselines on the clusters as
+    /// domains.
+    Precluster {
+        /// Run directory written by `mdrec train` (the paper uses a single-domain DCN).
+        #[arg(long)]
+        run: PathBuf,
+        /// Number of clusters (the paper: 3).
+        #[arg(long, default_value_t = 3)]
+        clusters: usize,
+        /// Histogram bins of each domain's loss distribution.
+        #[arg(long, default_value_t = 50)]
+        bins: usize,
+        /// Output folder (default: the run directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// List the models in the zoo.
     Models,
     /// Data commands.
@@ -896,6 +914,29 @@ fn cmd_eval(run: PathBuf, predictions: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+fn cmd_precluster(run: PathBuf, k: usize, bins: usize, out: Option<PathBuf>) -> Result<()> {
+    let p = mdrec_bench::precluster::precluster(&run, k, bins)?;
+    let out = out.unwrap_or_else(|| run.clone());
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let json = out.join("precluster.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&p)? + "\n")
+        .with_context(|| format!("writing {}", json.display()))?;
+    let toml = out.join("precluster.toml");
+    std::fs::write(&toml, p.config_toml())
+        .with_context(|| format!("writing {}", toml.display()))?;
+    outln!("| domain | test rows | mean loss | cluster |\n|---|---:|---:|---:|");
+    for (d, name) in p.domains.iter().enumerate() {
+        outln!(
+            "| {name} | {} | {:.5} | {} |",
+            p.rows[d],
+            p.mean_loss[d],
+            p.cluster[d]
+        );
+    }
+    eprintln!("wrote {} and {}", json.display(), toml.display());
+    Ok(())
+}
+
 fn cmd_bench(
     spec: PathBuf,
     out: Option<PathBuf>,
@@ -1112,6 +1153,12 @@ fn main() -> ExitCode {
                 entangle_refs: entangle_ref,
             },
         ),
+        Cmd::Precluster {
+            run,
+            clusters,
+            bins,
+            out,
+        } => cmd_precluster(run, clusters, bins, out),
         Cmd::Models => {
             cmd_models();
             Ok(())

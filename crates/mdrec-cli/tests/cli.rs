@@ -1438,3 +1438,64 @@ rule = "binary"
     );
     assert!(!fields.contains(&"hist.1"), "{fields:?}");
 }
+
+/// The domains of a run's test report.
+fn test_domains(run: &Path) -> std::collections::BTreeSet<String> {
+    report(run)["test"]["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["domain"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn precluster_groups_a_runs_domains_into_a_domain_map_that_trains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dcn = tmp.path().join("dcn");
+    let o = train_synthetic(&dcn, "dcn", "3");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let n_domains = test_domains(&dcn).len();
+    assert!(n_domains >= 3, "{n_domains}");
+    let run = dcn.to_str().unwrap();
+    let o = mdrec(&["precluster", "--run", run, "--clusters", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("| ")).count(),
+        n_domains + 1
+    );
+    let p: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dcn.join("precluster.json")).unwrap())
+            .unwrap();
+    let clusters: std::collections::BTreeSet<u64> = p["cluster"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect();
+    assert_eq!(clusters, [0, 1].into(), "two non-empty clusters");
+    let d = &p["distance"];
+    assert_eq!(d[0][0].as_f64(), Some(0.0));
+    assert_eq!(d[0][1], d[1][0], "symmetric");
+    // the same run gives the same clusters
+    let again = mdrec(&["precluster", "--run", run, "--clusters", "2", "--out", run]);
+    assert!(again.status.success());
+    assert_eq!(again.stdout, o.stdout);
+    // the map trains a model on the clusters as its domains
+    let toml = dcn.join("precluster.toml");
+    let mmoe = tmp.path().join("mmoe");
+    #[rustfmt::skip]
+    let o = mdrec(&[
+        "train", "--config", toml.to_str().unwrap(), "--dataset", "synthetic", "--model", "mmoe",
+        "--epochs", "1", "--quiet", "--set", "dataset.synthetic_rows=4000",
+        "--out", mmoe.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let domains = test_domains(&mmoe);
+    assert_eq!(domains.len(), 2, "{domains:?}");
+    // more clusters than domains: a named error
+    let e = mdrec(&["precluster", "--run", run, "--clusters", "99"]);
+    assert!(!e.status.success());
+    assert!(stderr(&e).contains("--clusters"), "{}", stderr(&e));
+}

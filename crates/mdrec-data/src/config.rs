@@ -101,6 +101,11 @@ pub struct DatasetConfig {
     /// [`crate::pretrained::SemanticIdSpec`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub semantic_id: Option<crate::pretrained::SemanticIdSpec>,
+    /// Raw domain value → domain index, replacing the schema's (every dataset): several raw
+    /// domains become one, e.g. the clusters `mdrec precluster` writes (AREAD's baselines
+    /// train on pre-clustered domains). Indices must be `0..n`, each used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_map: Option<std::collections::BTreeMap<String, u32>>,
     /// `csv` only: prepare the files out of core (two passes over them in chunks, the encoded
     /// columns written to a store in the cache folder and read through memory maps, see
     /// [`crate::ooc`]) for data whose encoded columns do not fit in memory. Training then
@@ -133,6 +138,7 @@ impl Default for DatasetConfig {
             encodings: Default::default(),
             pretrained: Default::default(),
             similarity: None,
+            domain_map: None,
             semantic_id: None,
             out_of_core: false,
         }

@@ -66,7 +66,8 @@ pub fn apply_encodings(
 }
 
 /// The schema `spec` with the `[dataset]` config's pre-trained parts set: `pretrained`
-/// (categorical field name -> vectors), `similarity` and `semantic_id` replace the schema's.
+/// (categorical field name -> vectors), `similarity` and `semantic_id` replace the schema's;
+/// so does `domain_map` (the domains).
 /// `{seed}` in a vector file's path (and ids path) becomes `seed`, the run's seed, so that
 /// each seed's random split can read vectors derived from its own training split. An error
 /// names a field that is not a categorical field of the schema.
@@ -107,6 +108,10 @@ pub fn apply_pretrained(
     }
     if ds.semantic_id.is_some() {
         spec.semantic_id = ds.semantic_id.clone();
+    }
+    if let Some(map) = &ds.domain_map {
+        spec.domain.map = Some(map.clone());
+        spec.domain.names = None;
     }
     spec.validate(origin)?;
     Ok(spec)
