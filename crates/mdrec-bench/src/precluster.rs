@@ -52,11 +52,6 @@ pub struct Preclusters {
     pub inertia: f64,
 }
 
-/// Binary cross-entropy of logit `z` against label `y`, computed stably.
-fn bce(z: f64, y: f64) -> f64 {
-    z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()
-}
-
 /// Histograms of `losses[d]` over `bins` shared bins (see the module docs), normalised.
 pub fn loss_histograms(losses: &[Vec<f64>], bins: usize) -> Vec<Vec<f64>> {
     let mut all: Vec<f64> = losses.iter().flatten().copied().collect();
@@ -199,7 +194,7 @@ pub fn precluster(run: &Path, k: usize, bins: usize) -> Result<Preclusters, Trai
     for (r, &d) in test.domain.as_slice().iter().enumerate() {
         let l = (0..n_t)
             .map(|t| {
-                bce(
+                mdrec_metrics::bce(
                     f64::from(logits[r * n_t + t]),
                     f64::from(test.labels[t].as_slice()[r]),
                 )
@@ -260,7 +255,8 @@ impl Preclusters {
     }
 }
 
-/// A TOML string literal (basic string with escapes).
+/// A TOML string literal (basic string with escapes; the `toml` crate would pick a literal
+/// string for some values, and the written map keeps one quoting for every key).
 fn toml_key(s: &str) -> String {
     let mut out = String::from("\"");
     for ch in s.chars() {

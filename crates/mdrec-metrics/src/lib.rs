@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `auc.rs` | [`auc`]: exact, tie-aware ROC AUC (Mann–Whitney, ties ½ = sklearn `roc_auc_score`) and the sort-key kernel the other files reuse |
 //! | `gauc.rs` | [`gauc`] → [`GaucResult`]: FuxiCTR/DIN group-size-weighted gAUC and the torchrec unweighted mean; single-class groups excluded and counted |
-//! | `logloss.rs` | [`logloss_from_logits`], [`logloss_from_probs`], and the M3oE quirk [`sklearn_2d_logloss_compat`] (compat only) |
+//! | `logloss.rs` | [`bce`] of one logit, [`logloss_from_logits`], [`logloss_from_probs`], and the M3oE quirk [`sklearn_2d_logloss_compat`] (compat only) |
 //! | `stats.rs` | [`relaimpr`], [`weighted_domain_auc`] (DomainAUC), [`major_minor_k`], [`welch_t_test`], [`student_t_cdf`] |
 //! | `report.rs` | [`evaluate`] → [`EvalReport`]: per (domain, task) cell, per task, per domain, overall; [`EvalReport::metric`] lookup by name |
 //!
@@ -42,7 +42,7 @@ mod testutil;
 
 pub use auc::auc;
 pub use gauc::{gauc, GaucResult};
-pub use logloss::{logloss_from_logits, logloss_from_probs, sklearn_2d_logloss_compat};
+pub use logloss::{bce, logloss_from_logits, logloss_from_probs, sklearn_2d_logloss_compat};
 pub use report::{
     check_metric_name, evaluate, CellMetrics, EvalInput, EvalReport, MetricsError, OverallMetrics,
     SliceMetrics,

@@ -4,7 +4,7 @@
 
 /// Stable BCE of one logit: `max(x, 0) − x·y + ln(1 + e^{−|x|})`.
 #[inline]
-pub(crate) fn bce(x: f64, y: f64) -> f64 {
+pub fn bce(x: f64, y: f64) -> f64 {
     x.max(0.0) - x * y + (-x.abs()).exp().ln_1p()
 }
 

@@ -582,8 +582,7 @@ impl Engine {
                 .map_err(|e| TrainError::Tensor(format!("{e:?}")))?;
             let mut s = 0.0f64;
             for (x, y) in logits.iter().zip(&self.batch.labels) {
-                let (x, y) = (*x as f64, *y as f64);
-                s += x.max(0.0) - x * y + (-x.abs()).exp().ln_1p();
+                s += mdrec_metrics::bce(f64::from(*x), f64::from(*y));
             }
             total += s / (self.batch.len * t).max(1) as f64;
         }

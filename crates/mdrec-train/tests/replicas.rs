@@ -59,7 +59,6 @@ fn assert_nearer_than_a_reseed(what: &str, cfg: &RunConfig, one: &[f32], two: &[
     reseeded.set("train.seed=7").unwrap();
     let (other, _) = run(&reseeded, &prepare_dataset(&reseeded).unwrap(), 1);
     let (d, reseed) = (mean_diff(one, two), mean_diff(one, &other));
-    eprintln!("{what}: {d} {reseed}");
     assert!(
         d < 0.5 * reseed,
         "{what}: 1 vs 2 replicas differ by {d} on average, a reseeded run by {reseed}"
