@@ -284,14 +284,45 @@ mod with_mpi {
             .unwrap();
         assert!(o.status.success(), "{}", text(&o));
         let two = tmp.path().join("two");
-        let o = run_ranks(mpirun, 2, &args(&two), tmp.path());
+        let mut replicated = args(&two);
+        replicated.extend([
+            "--set".into(),
+            "train.embedding.sharding=\"replicated\"".into(),
+        ]);
+        let o = run_ranks(mpirun, 2, &replicated, tmp.path());
         assert!(o.status.success(), "{}", text(&o));
+        // Sharded tables (the default): two ranks train what two replica threads train, and
+        // save one joined table per field.
+        let sharded = tmp.path().join("sharded");
+        let o = run_ranks(mpirun, 2, &args(&sharded), tmp.path());
+        assert!(o.status.success(), "{}", text(&o));
+        let threads = tmp.path().join("threads");
+        let mut on_threads = args(&threads);
+        on_threads.extend(["--set".into(), "train.replicas=2".into()]);
+        let o = Command::new(env!("CARGO_BIN_EXE_mdrec"))
+            .args(&on_threads)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let weights = |d: &Path| std::fs::read(d.join("weights.safetensors")).unwrap();
+        assert!(weights(&sharded) == weights(&threads), "ranks vs threads");
+        assert_eq!(
+            report(&sharded)["stream"]["tables"],
+            report(&threads)["stream"]["tables"]
+        );
         let (a, b) = (
             report(&one)["stream"].clone(),
             report(&two)["stream"].clone(),
         );
         assert_eq!(a["windows"], b["windows"]);
-        // Every rank admits and evicts for the whole batch: the tables' histories are equal.
+        let ps = report(&sharded)["stream"]["progressive_auc"]
+            .as_f64()
+            .unwrap();
+        let pa = a["progressive_auc"].as_f64().unwrap();
+        assert!((pa - ps).abs() < 0.01, "one process {pa}, sharded {ps}");
+        // Replicated tables: every rank admits and evicts for the whole batch, so the tables'
+        // histories are equal.
         for (ta, tb) in a["tables"]
             .as_array()
             .unwrap()

@@ -78,19 +78,23 @@ fn stream_training_out_of_core_trains_what_it_trains_in_memory_also_as_replicas(
     std::fs::write(&csv, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
     let files = format!("dataset.files=[\"{}\"]", s(&csv));
     let schema_set = format!("dataset.schema=\"{}\"", s(&schema));
-    let train = |out: &std::path::Path, out_of_core: bool, replicas: usize| {
+    let train_as = |out: &std::path::Path, out_of_core: bool, replicas: usize, sharding: &str| {
         let cache = format!("dataset.cache_dir=\"{}\"", s(&out.with_extension("cache")));
         let ooc = format!("dataset.out_of_core={out_of_core}");
         let replicas = format!("train.replicas={replicas}");
+        let sharding = format!("train.embedding.sharding=\"{sharding}\"");
         #[rustfmt::skip]
         let args = [
             "train", "--dataset", "csv", "--model", "mmoe", "--quiet",
             "--set", &schema_set, "--set", &files, "--set", &cache, "--set", &ooc,
             "--set", "train.mode=\"stream\"", "--set", "train.stream.window_rows=3000",
             "--set", "train.stream.tables.capacity_fraction=0.5", "--set", "train.batch_size=256",
-            "--set", &replicas, "--out", s(out),
+            "--set", &replicas, "--set", &sharding, "--out", s(out),
         ];
         ok(mdrec(&args))
+    };
+    let train = |out: &std::path::Path, out_of_core: bool, replicas: usize| {
+        train_as(out, out_of_core, replicas, "row")
     };
     let (mem, ooc) = (tmp.path().join("mem"), tmp.path().join("ooc"));
     train(&mem, false, 1);
@@ -111,10 +115,10 @@ fn stream_training_out_of_core_trains_what_it_trains_in_memory_also_as_replicas(
     for key in ["progressive_auc", "tables", "tasks", "windows"] {
         assert_eq!(a["stream"][key], b["stream"][key], "{key}");
     }
-    // Two replicas on the store: each admits and evicts for the whole batch (the same
-    // decisions as one process) and trains its half.
+    // Two replicas on the store with replicated tables: each admits and evicts for the whole
+    // batch (the same decisions as one process) and trains its half.
     let two = tmp.path().join("two");
-    train(&two, true, 2);
+    train_as(&two, true, 2, "replicated");
     let c = report(&two);
     assert_eq!(c["stream"]["tables"], a["stream"]["tables"]);
     let auc = |r: &serde_json::Value| r["stream"]["progressive_auc"].as_f64().unwrap();
@@ -123,5 +127,33 @@ fn stream_training_out_of_core_trains_what_it_trains_in_memory_also_as_replicas(
         "{} vs {}",
         auc(&c),
         auc(&a)
+    );
+    // Sharded tables: each replica holds, admits and evicts the ids it owns within its part
+    // of the capacity; the group's tables have one table's capacity and the run learns as
+    // well. The saved weights are one joined table per field that `predict` reads.
+    let sharded = tmp.path().join("sharded");
+    train(&sharded, true, 2);
+    let d = report(&sharded);
+    let tables = |r: &serde_json::Value| r["stream"]["tables"].as_array().unwrap().clone();
+    for (x, y) in tables(&d).iter().zip(tables(&a)) {
+        let cap = |t: &serde_json::Value| t["capacity"].as_i64().unwrap();
+        assert!((cap(x) - cap(&y)).abs() <= 1, "{x} vs {y}");
+        assert!(x["live_rows"].as_i64().unwrap() <= cap(x) + 2, "{x}");
+        assert!(x["admitted"].as_i64().unwrap() > 0, "{x}");
+    }
+    assert!(
+        (auc(&d) - auc(&a)).abs() < 0.01,
+        "{} vs {}",
+        auc(&d),
+        auc(&a)
+    );
+    let pred = tmp.path().join("pred.csv");
+    #[rustfmt::skip]
+    ok(mdrec(&[
+        "predict", "--run", s(&sharded), "--input", s(&csv), "--out", s(&pred),
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(&pred).unwrap().lines().count(),
+        12_001
     );
 }

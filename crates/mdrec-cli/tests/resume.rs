@@ -157,10 +157,12 @@ fn killed_runs_resume_bit_for_bit() {
     // deepfm: dropout + BatchNorm; m3oe bilevel: the outer Adam step of every epoch; both keep
     // the best epoch (the first on this data), so a kill after epoch 1 resumes with a best
     // snapshot, an outer optimizer with state and `metrics.jsonl` lines to keep; mmoe as a
-    // stream with bounded tables; deepfm as two replica threads (each writes its shard of the
+    // stream with bounded tables, in one process and as two replica threads (each holds,
+    // admits and evicts the ids it owns and writes its shard, sketch and admission stream
+    // into every checkpoint); deepfm as two replica threads (each writes its shard of the
     // tables into every checkpoint; BatchNorm statistics are averaged before each one; each
     // thread draws its own dropout masks).
-    let cases: [(&str, &[&str], bool); 4] = [
+    let cases: [(&str, &[&str], bool); 5] = [
         (
             "deepfm",
             &["--model", "deepfm", "--epochs", "3", "--patience", "5"],
@@ -191,6 +193,24 @@ fn killed_runs_resume_bit_for_bit() {
                 "train.stream.window_rows=2000",
                 "--set",
                 "train.stream.tables.capacity_fraction=0.5",
+            ],
+            false,
+        ),
+        (
+            "mmoe-stream-replicas",
+            &[
+                "--model",
+                "mmoe",
+                "--set",
+                "train.mode=\"stream\"",
+                "--set",
+                "train.stream.window_rows=2000",
+                "--set",
+                "train.stream.tables.capacity_fraction=0.5",
+                "--set",
+                "train.stream.tables.admission=\"min_count\"",
+                "--set",
+                "train.replicas=2",
             ],
             false,
         ),

@@ -185,6 +185,60 @@ impl TablePolicy {
 
 /// Keys below this (PAD, OOV) always have their own rows (the same numbers).
 pub const RESERVED: u32 = 2;
+
+/// Under row sharding over `size` ranks, whether `rank` holds id `id` of a dynamic table: ids
+/// are dealt as in static tables ([`crate::collective::owner`]), and PAD and OOV are held by
+/// every rank.
+#[inline]
+pub(crate) fn owns(id: u32, rank: usize, size: usize) -> bool {
+    id < RESERVED || id as usize % size == rank
+}
+
+/// The key id `id` has in its owner's shard of a dynamic table sharded over `size` ranks
+/// (PAD and OOV keep theirs).
+#[inline]
+pub(crate) fn shard_key(id: u32, size: usize) -> u32 {
+    if id < RESERVED {
+        id
+    } else {
+        RESERVED + id / size as u32
+    }
+}
+
+/// The id of key `key` of rank `rank`'s shard ([`shard_key`]'s inverse).
+#[inline]
+pub(crate) fn shard_id(key: u32, rank: usize, size: usize) -> u32 {
+    if key < RESERVED {
+        key
+    } else {
+        (key - RESERVED) * size as u32 + rank as u32
+    }
+}
+
+/// Keys of one rank's shard of a dynamic table with `n_keys` ids.
+pub(crate) fn shard_keys(n_keys: usize, size: usize) -> usize {
+    RESERVED as usize + n_keys.div_ceil(size)
+}
+
+/// Ids besides PAD and OOV that `rank` of `size` holds in a table of `n_keys` ids.
+pub(crate) fn owned_ids(n_keys: usize, rank: usize, size: usize) -> usize {
+    let below = (0..RESERVED as usize)
+        .filter(|&k| k < n_keys && k % size == rank)
+        .count();
+    crate::collective::shard_rows(n_keys, rank, size) - below
+}
+
+/// Rank `rank`'s part of a dynamic table's row `capacity` (ids besides PAD and OOV) under row
+/// sharding over `size` ranks: proportional to the ids it holds (all of them when the table is
+/// unbounded), at least 1.
+pub(crate) fn shard_capacity(capacity: usize, n_keys: usize, rank: usize, size: usize) -> usize {
+    let ids = n_keys.saturating_sub(RESERVED as usize);
+    let own = owned_ids(n_keys, rank, size);
+    if capacity >= ids {
+        return own.max(1);
+    }
+    ((capacity as f64 * own as f64 / ids.max(1) as f64).round() as usize).max(1)
+}
 /// The row of an id without a row (OOV's).
 pub const DEFAULT_ROW: u32 = 1;
 /// "No row" / "no key".

@@ -21,7 +21,8 @@ use mdrec_data::Batch;
 use serde::{Deserialize, Serialize};
 
 use crate::dynamic::{
-    Dynamic, Eviction, NewRows, TablePolicy, TableStats, DEFAULT_ROW, NONE, RESERVED,
+    owns, shard_key, Dynamic, Eviction, NewRows, TablePolicy, TableStats, DEFAULT_ROW, NONE,
+    RESERVED,
 };
 use crate::input::FieldInfo;
 
@@ -159,15 +160,21 @@ impl Table {
                 let (owner, local) = crate::collective::owner(id, size);
                 ((id as usize) < self.global_rows && owner == rank).then_some(local)
             }
-            (Some(d), _) => d.row(id).map(|r| r as usize),
+            (Some(d), None) => d.row(id).map(|r| r as usize),
+            (Some(d), Some((rank, size))) => ((id as usize) < self.global_rows
+                && owns(id, rank, size))
+            .then(|| d.row(shard_key(id, size)))
+            .flatten()
+            .map(|r| r as usize),
         }
     }
 
     /// Number of ids the table accepts.
     fn key_space(&self) -> usize {
-        self.dynamic
-            .as_ref()
-            .map_or(self.global_rows, |d| d.row_of.len())
+        match (&self.dynamic, self.shard) {
+            (Some(d), None) => d.row_of.len(),
+            _ => self.global_rows,
+        }
     }
 
     /// Number of optimizer moment arrays.
@@ -200,6 +207,196 @@ impl Table {
         if !self.s2.is_empty() {
             self.s2[range].fill(0.0);
         }
+    }
+
+    /// The table's state as named arrays ([`EmbeddingStore::export_state`]).
+    fn export(&self) -> TableState {
+        let t = self;
+        let mut arrays = vec![
+            ("weight".to_string(), StateArray::F32(t.weight.clone())),
+            ("s1".to_string(), StateArray::F32(t.s1.clone())),
+            ("s2".to_string(), StateArray::F32(t.s2.clone())),
+        ];
+        if let Some(d) = &t.dynamic {
+            let rng = d.rng.state();
+            let meta = vec![
+                d.capacity as u64,
+                d.live as u64,
+                d.admitted,
+                d.evicted,
+                d.sketch_window,
+                rng[0],
+                rng[1],
+                rng[2],
+                rng[3],
+            ];
+            arrays.extend([
+                ("row_of".to_string(), StateArray::U32(d.row_of.clone())),
+                ("key_of".to_string(), StateArray::U32(d.key_of.clone())),
+                ("free".to_string(), StateArray::U32(d.free.clone())),
+                ("sketch".to_string(), StateArray::F32(d.sketch.clone())),
+                ("count".to_string(), StateArray::U64(d.count.clone())),
+                (
+                    "last_step".to_string(),
+                    StateArray::U64(d.last_step.clone()),
+                ),
+                (
+                    "last_window".to_string(),
+                    StateArray::U64(d.last_window.clone()),
+                ),
+                ("score".to_string(), StateArray::F32(d.score.clone())),
+                ("meta".to_string(), StateArray::U64(meta)),
+            ]);
+        }
+        TableState {
+            name: t.name.clone(),
+            dim: t.dim,
+            arrays,
+        }
+    }
+
+    /// Restores a [`TableState`] into this table ([`EmbeddingStore::import_state`]): a
+    /// dynamic table's state is first cut to this table's layout (a shard's part of a whole
+    /// or joined state, see [`sharded::fit_dynamic_state`]).
+    fn import(&mut self, ts: &TableState, use_s1: bool, use_s2: bool) -> Result<(), String> {
+        let t = self;
+        let fitted;
+        let ts = match &t.dynamic {
+            Some(d) if ts.arrays.iter().any(|(k, _)| k == "row_of") => {
+                fitted = sharded::fit_dynamic_state(ts, t.shard, d.sketch.len(), t.key_space())?;
+                &fitted
+            }
+            _ => ts,
+        };
+        if t.name != ts.name || t.dim != ts.dim {
+            return Err(format!(
+                "saved table `{}` (width {}) does not match table `{}` (width {})",
+                ts.name, ts.dim, t.name, t.dim
+            ));
+        }
+        let find = |key: &str| ts.arrays.iter().find(|(k, _)| k == key).map(|(_, a)| a);
+        let f32s = |key: &str| match find(key) {
+            Some(StateArray::F32(v)) => Ok(v.clone()),
+            _ => Err(format!(
+                "saved table `{}` has no f32 array `{key}`",
+                ts.name
+            )),
+        };
+        let u32s = |key: &str| match find(key) {
+            Some(StateArray::U32(v)) => Ok(v.clone()),
+            _ => Err(format!(
+                "saved table `{}` has no u32 array `{key}`",
+                ts.name
+            )),
+        };
+        let u64s = |key: &str| match find(key) {
+            Some(StateArray::U64(v)) => Ok(v.clone()),
+            _ => Err(format!(
+                "saved table `{}` has no u64 array `{key}`",
+                ts.name
+            )),
+        };
+        let (mut weight, mut s1, mut s2) = (f32s("weight")?, f32s("s1")?, f32s("s2")?);
+        if let (Some((rank, size)), None) = (t.shard, &t.dynamic) {
+            if weight.len() != t.global_rows * t.dim {
+                return Err(format!(
+                    "saved table `{}` has {} values, the model's table {} rows × {}",
+                    ts.name,
+                    weight.len(),
+                    t.global_rows,
+                    t.dim
+                ));
+            }
+            for v in [&mut weight, &mut s1, &mut s2] {
+                if !v.is_empty() {
+                    *v = crate::collective::take_shard(v, t.dim, rank, size);
+                }
+            }
+        }
+        if weight.len() % t.dim != 0 {
+            return Err(format!(
+                "saved table `{}`: {} values is not a multiple of width {}",
+                ts.name,
+                weight.len(),
+                t.dim
+            ));
+        }
+        let rows = weight.len() / t.dim;
+        let moment_ok = |v: &Vec<f32>, used: bool| v.len() == if used { rows * t.dim } else { 0 };
+        if !moment_ok(&s1, use_s1) || !moment_ok(&s2, use_s2) {
+            return Err(format!(
+                "saved table `{}`: optimizer state does not match the optimizer",
+                ts.name
+            ));
+        }
+        match (&mut t.dynamic, find("row_of").is_some()) {
+            (None, false) => {
+                if rows != t.rows {
+                    return Err(format!(
+                        "saved table `{}` has {rows} rows, the model {}",
+                        ts.name, t.rows
+                    ));
+                }
+            }
+            (Some(d), true) => {
+                let meta = u64s("meta")?;
+                let [capacity, live, admitted, evicted, sketch_window, r0, r1, r2, r3] = meta[..]
+                else {
+                    return Err(format!("saved table `{}`: bad meta array", ts.name));
+                };
+                let row_of = u32s("row_of")?;
+                let key_of = u32s("key_of")?;
+                let per_row = [u64s("count")?, u64s("last_step")?, u64s("last_window")?];
+                let score = f32s("score")?;
+                if row_of.len() != d.row_of.len()
+                    || key_of.len() != rows
+                    || per_row.iter().any(|v| v.len() != rows)
+                    || score.len() != rows
+                    || row_of.iter().any(|&r| r != NONE && r as usize >= rows)
+                {
+                    return Err(format!("saved table `{}`: inconsistent id map", ts.name));
+                }
+                let [count, last_step, last_window] = per_row;
+                d.row_of = row_of;
+                d.key_of = key_of;
+                d.free = u32s("free")?;
+                d.sketch = f32s("sketch")?;
+                d.sketch_window = sketch_window;
+                d.count = count;
+                d.last_step = last_step;
+                d.last_window = last_window;
+                d.score = score;
+                d.capacity = capacity as usize;
+                d.live = live as usize;
+                d.admitted = admitted;
+                d.evicted = evicted;
+                d.rng = Rng::from_state([r0, r1, r2, r3]);
+            }
+            (None, true) | (Some(_), false) => {
+                return Err(format!(
+                    "saved table `{}` is {} but this run's table is {}",
+                    ts.name,
+                    if find("row_of").is_some() {
+                        "dynamic"
+                    } else {
+                        "static"
+                    },
+                    if t.dynamic.is_some() {
+                        "dynamic"
+                    } else {
+                        "static"
+                    }
+                ));
+            }
+        }
+        t.rows = rows;
+        t.weight = weight;
+        t.s1 = s1;
+        t.s2 = s2;
+        t.slot = vec![UNTOUCHED; rows];
+        t.touched.clear();
+        t.grad.clear();
+        Ok(())
     }
 }
 
@@ -893,53 +1090,7 @@ impl EmbeddingStore {
     /// Everything training changes, as named arrays: weights, moments, and each dynamic
     /// table's map, statistics, sketch and RNG ([`import_state`](Self::import_state) restores it).
     pub fn export_state(&self) -> StoreState {
-        let tables = self
-            .tables
-            .iter()
-            .map(|t| {
-                let mut arrays = vec![
-                    ("weight".to_string(), StateArray::F32(t.weight.clone())),
-                    ("s1".to_string(), StateArray::F32(t.s1.clone())),
-                    ("s2".to_string(), StateArray::F32(t.s2.clone())),
-                ];
-                if let Some(d) = &t.dynamic {
-                    let rng = d.rng.state();
-                    let meta = vec![
-                        d.capacity as u64,
-                        d.live as u64,
-                        d.admitted,
-                        d.evicted,
-                        d.sketch_window,
-                        rng[0],
-                        rng[1],
-                        rng[2],
-                        rng[3],
-                    ];
-                    arrays.extend([
-                        ("row_of".to_string(), StateArray::U32(d.row_of.clone())),
-                        ("key_of".to_string(), StateArray::U32(d.key_of.clone())),
-                        ("free".to_string(), StateArray::U32(d.free.clone())),
-                        ("sketch".to_string(), StateArray::F32(d.sketch.clone())),
-                        ("count".to_string(), StateArray::U64(d.count.clone())),
-                        (
-                            "last_step".to_string(),
-                            StateArray::U64(d.last_step.clone()),
-                        ),
-                        (
-                            "last_window".to_string(),
-                            StateArray::U64(d.last_window.clone()),
-                        ),
-                        ("score".to_string(), StateArray::F32(d.score.clone())),
-                        ("meta".to_string(), StateArray::U64(meta)),
-                    ]);
-                }
-                TableState {
-                    name: t.name.clone(),
-                    dim: t.dim,
-                    arrays,
-                }
-            })
-            .collect();
+        let tables = self.tables.iter().map(Table::export).collect();
         StoreState {
             step: self.step,
             window: self.window,
@@ -972,136 +1123,7 @@ impl EmbeddingStore {
             SparseOptimizer::Adam | SparseOptimizer::AdamDense
         );
         for (t, ts) in self.tables.iter_mut().zip(&state.tables) {
-            if t.name != ts.name || t.dim != ts.dim {
-                return Err(format!(
-                    "saved table `{}` (width {}) does not match table `{}` (width {})",
-                    ts.name, ts.dim, t.name, t.dim
-                ));
-            }
-            let find = |key: &str| ts.arrays.iter().find(|(k, _)| k == key).map(|(_, a)| a);
-            let f32s = |key: &str| match find(key) {
-                Some(StateArray::F32(v)) => Ok(v.clone()),
-                _ => Err(format!(
-                    "saved table `{}` has no f32 array `{key}`",
-                    ts.name
-                )),
-            };
-            let u32s = |key: &str| match find(key) {
-                Some(StateArray::U32(v)) => Ok(v.clone()),
-                _ => Err(format!(
-                    "saved table `{}` has no u32 array `{key}`",
-                    ts.name
-                )),
-            };
-            let u64s = |key: &str| match find(key) {
-                Some(StateArray::U64(v)) => Ok(v.clone()),
-                _ => Err(format!(
-                    "saved table `{}` has no u64 array `{key}`",
-                    ts.name
-                )),
-            };
-            let (mut weight, mut s1, mut s2) = (f32s("weight")?, f32s("s1")?, f32s("s2")?);
-            if let Some((rank, size)) = t.shard {
-                if weight.len() != t.global_rows * t.dim {
-                    return Err(format!(
-                        "saved table `{}` has {} values, the model's table {} rows × {}",
-                        ts.name,
-                        weight.len(),
-                        t.global_rows,
-                        t.dim
-                    ));
-                }
-                for v in [&mut weight, &mut s1, &mut s2] {
-                    if !v.is_empty() {
-                        *v = crate::collective::take_shard(v, t.dim, rank, size);
-                    }
-                }
-            }
-            if weight.len() % t.dim != 0 {
-                return Err(format!(
-                    "saved table `{}`: {} values is not a multiple of width {}",
-                    ts.name,
-                    weight.len(),
-                    t.dim
-                ));
-            }
-            let rows = weight.len() / t.dim;
-            let moment_ok =
-                |v: &Vec<f32>, used: bool| v.len() == if used { rows * t.dim } else { 0 };
-            if !moment_ok(&s1, use_s1) || !moment_ok(&s2, use_s2) {
-                return Err(format!(
-                    "saved table `{}`: optimizer state does not match the optimizer",
-                    ts.name
-                ));
-            }
-            match (&mut t.dynamic, find("row_of").is_some()) {
-                (None, false) => {
-                    if rows != t.rows {
-                        return Err(format!(
-                            "saved table `{}` has {rows} rows, the model {}",
-                            ts.name, t.rows
-                        ));
-                    }
-                }
-                (Some(d), true) => {
-                    let meta = u64s("meta")?;
-                    let [capacity, live, admitted, evicted, sketch_window, r0, r1, r2, r3] =
-                        meta[..]
-                    else {
-                        return Err(format!("saved table `{}`: bad meta array", ts.name));
-                    };
-                    let row_of = u32s("row_of")?;
-                    let key_of = u32s("key_of")?;
-                    let per_row = [u64s("count")?, u64s("last_step")?, u64s("last_window")?];
-                    let score = f32s("score")?;
-                    if row_of.len() != d.row_of.len()
-                        || key_of.len() != rows
-                        || per_row.iter().any(|v| v.len() != rows)
-                        || score.len() != rows
-                        || row_of.iter().any(|&r| r != NONE && r as usize >= rows)
-                    {
-                        return Err(format!("saved table `{}`: inconsistent id map", ts.name));
-                    }
-                    let [count, last_step, last_window] = per_row;
-                    d.row_of = row_of;
-                    d.key_of = key_of;
-                    d.free = u32s("free")?;
-                    d.sketch = f32s("sketch")?;
-                    d.sketch_window = sketch_window;
-                    d.count = count;
-                    d.last_step = last_step;
-                    d.last_window = last_window;
-                    d.score = score;
-                    d.capacity = capacity as usize;
-                    d.live = live as usize;
-                    d.admitted = admitted;
-                    d.evicted = evicted;
-                    d.rng = Rng::from_state([r0, r1, r2, r3]);
-                }
-                (None, true) | (Some(_), false) => {
-                    return Err(format!(
-                        "saved table `{}` is {} but this run's table is {}",
-                        ts.name,
-                        if find("row_of").is_some() {
-                            "dynamic"
-                        } else {
-                            "static"
-                        },
-                        if t.dynamic.is_some() {
-                            "dynamic"
-                        } else {
-                            "static"
-                        }
-                    ));
-                }
-            }
-            t.rows = rows;
-            t.weight = weight;
-            t.s1 = s1;
-            t.s2 = s2;
-            t.slot = vec![UNTOUCHED; rows];
-            t.touched.clear();
-            t.grad.clear();
+            t.import(ts, use_s1, use_s2)?;
         }
         self.step = state.step;
         self.window = state.window;
@@ -1162,12 +1184,22 @@ fn admit_one(
     window: u64,
     init_std: f32,
 ) {
+    // A shard of a table sharded across a group admits and counts the ids it holds, under
+    // their shard keys.
+    let key = match t.shard {
+        Some((rank, size)) if (id as usize) < t.global_rows && owns(id, rank, size) => {
+            shard_key(id, size)
+        }
+        Some(_) => return,
+        None => id,
+    };
     let Some(d) = t.dynamic.as_mut() else {
         return;
     };
-    match (d.row_of.get(id as usize).copied(), pass) {
+    match (d.row_of.get(key as usize).copied(), pass) {
         (None, _) => {} // outside the id space: `lookup` reports it
         (Some(NONE), Pass::Admit) => {
+            // the sketch counts ids (one hash for every layout: shards' sketches add up)
             let (admit, estimate) = d.decide(id, policy, window);
             if !admit {
                 return;
@@ -1190,8 +1222,8 @@ fn admit_one(
                 d.score.push(0.0);
             }
             let r = row as usize;
-            d.row_of[id as usize] = row;
-            d.key_of[r] = id;
+            d.row_of[key as usize] = row;
+            d.key_of[r] = key;
             (d.count[r], d.score[r], d.last_window[r]) = (0, 0.0, window);
             d.live += 1;
             d.admitted += 1;

@@ -10,6 +10,7 @@ use mdrec_data::batch::Jagged;
 use mdrec_data::rng::Rng;
 use mdrec_data::Batch;
 use mdrec_nn::collective::{self, with_group, Replicas};
+use mdrec_nn::dynamic::{Admission, Eviction, NewRows, TablePolicy};
 use mdrec_nn::{
     EmbeddingConfig, EmbeddingStore, FieldInfo, SparseOptimizer, StateArray, StoreState,
 };
@@ -20,9 +21,14 @@ const RANKS: usize = 3;
 /// rank that panics releases the others from their collectives (so a failure fails the test
 /// rather than hanging it) and its panic is re-raised.
 fn on_ranks<T: Send>(f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let g = Replicas::new(RANKS);
+    on_n_ranks(RANKS, f)
+}
+
+/// [`on_ranks`] on `n` ranks.
+fn on_n_ranks<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let g = Replicas::new(n);
     let results: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..RANKS)
+        let handles: Vec<_> = (0..n)
             .map(|r| {
                 let (g, f) = (&g, &f);
                 s.spawn(move || {
@@ -149,7 +155,7 @@ fn check(optimizer: SparseOptimizer, min_rows: usize, expect_sharded: &[&str]) {
     whole.lookup(&batches[0], &mut after).unwrap();
     let states: Vec<(Vec<String>, StoreState)> = on_ranks(|r| {
         let mut store = EmbeddingStore::new(&fields(), &cfg, &mut Rng::new(3));
-        let names = store.shard(r, RANKS, min_rows);
+        let names = store.shard(r, RANKS, min_rows).unwrap();
         for ((b, gr), want) in batches.iter().zip(&grads).zip(&looked) {
             let rr = share(b.len, r);
             let local = rows(b, rr.clone());
@@ -221,7 +227,7 @@ fn a_whole_state_reshards_into_any_number_of_ranks() {
         let parts: Vec<StoreState> = (0..size)
             .map(|r| {
                 let mut s = EmbeddingStore::new(&fields(), &cfg, &mut Rng::new(99));
-                s.shard(r, size, 0);
+                s.shard(r, size, 0).unwrap();
                 s.import_state(&state).unwrap();
                 let e = s.export_state();
                 assert_eq!(e.shard.as_ref().unwrap().rank, r);
@@ -257,7 +263,7 @@ fn a_lookup_asks_for_each_distinct_id_of_a_field_once() {
     };
     let sent: Vec<u64> = on_ranks(|r| {
         let mut store = EmbeddingStore::new(&fields(), &cfg, &mut Rng::new(3));
-        store.shard(r, RANKS, 0);
+        store.shard(r, RANKS, 0).unwrap();
         let mut out = Vec::new();
         store.lookup(&share, &mut out).unwrap();
         assert_eq!(out.len(), 2 * WIDTH);
@@ -291,7 +297,7 @@ fn presummed_gradients_travel_once_per_id_and_train_what_whole_tables_train_to_r
     let train = |presum: bool| -> (StoreState, u64) {
         let parts: Vec<(StoreState, u64)> = on_ranks(|r| {
             let mut store = EmbeddingStore::new(&fields(), &cfg(presum), &mut Rng::new(3));
-            store.shard(r, RANKS, 0);
+            store.shard(r, RANKS, 0).unwrap();
             collective::take_embedding();
             for (b, gr) in batches.iter().zip(&grads) {
                 let rr = share(b.len, r);
@@ -335,4 +341,217 @@ fn presummed_gradients_travel_once_per_id_and_train_what_whole_tables_train_to_r
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max);
     assert!(worst < 1e-5, "presummed tables differ by {worst}");
+}
+
+// ---- dynamic tables (stream training) ----
+
+fn dynamic_cfg() -> EmbeddingConfig {
+    EmbeddingConfig {
+        dim: 3,
+        init_std: 0.1,
+        optimizer: SparseOptimizer::Adam,
+        ..EmbeddingConfig::default()
+    }
+}
+
+/// A dynamic store (`policy`, admission seed 5), sharded over `size` ranks as rank `rank`
+/// when `size > 1`.
+fn dynamic_store(policy: &TablePolicy, rank: usize, size: usize) -> EmbeddingStore {
+    let mut s = EmbeddingStore::new(&fields(), &dynamic_cfg(), &mut Rng::new(3));
+    s.make_dynamic(policy, 5).unwrap();
+    if size > 1 {
+        assert_eq!(s.shard(rank, size, 0).unwrap(), ["user", "tags"]);
+    }
+    s
+}
+
+/// One stream step on rank `r` of `size`: admission over the global batch, the lookup of
+/// the rank's share, the routed update; returns the share's lookup.
+fn dynamic_step(s: &mut EmbeddingStore, b: &Batch, gr: &[f32], r: usize, size: usize) -> Vec<f32> {
+    s.begin_window(s.steps() / 2);
+    s.admit(b);
+    let rr = (b.len * r / size)..(b.len * (r + 1) / size);
+    let local = rows(b, rr.clone());
+    let mut out = Vec::new();
+    s.lookup(&local, &mut out).unwrap();
+    s.apply_gradient_routed(&local, &gr[rr.start * WIDTH..rr.end * WIDTH], 0.05, 0.0)
+        .unwrap();
+    out
+}
+
+/// The lookups of every batch of `batches` by a whole (unsharded) store.
+fn whole_lookups(s: &EmbeddingStore, batches: &[Batch]) -> Vec<f32> {
+    let mut all = Vec::new();
+    for b in batches {
+        let mut out = Vec::new();
+        s.lookup(b, &mut out).unwrap();
+        all.extend(out);
+    }
+    all
+}
+
+#[test]
+fn sharded_dynamic_tables_admitting_every_id_train_what_replicated_ones_train() {
+    // every id admitted, unbounded, new rows from OOV: the same bits
+    check_dynamic(&TablePolicy::default(), 0.0);
+}
+
+#[test]
+fn ids_without_rows_train_the_oov_row_of_every_shard() {
+    // Admitted at their second sighting: until then an id reads OOV and its gradient, sent
+    // to its owner, must reach every rank's OOV row (summed over the group, so up to the
+    // order of the sums). 11 ids in a wide sketch: no collisions, the same admissions as
+    // one table.
+    check_dynamic(
+        &TablePolicy {
+            admission: Admission::MinCount,
+            min_count: 2,
+            ..TablePolicy::default()
+        },
+        1e-5,
+    );
+}
+
+/// Trains the same batches with one whole dynamic store and with shards over `RANKS`
+/// ranks; every lookup must agree within `tol` (0: bit for bit), also after joining.
+fn check_dynamic(policy: &TablePolicy, tol: f32) {
+    let policy = policy.clone();
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len(), "{what}");
+        let d = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(d <= tol, "{what}: differs by {d}");
+    };
+    let (batches, grads) = batches_and_gradients(13);
+    let mut whole = dynamic_store(&policy, 0, 1);
+    let mut looked = Vec::new();
+    for (b, gr) in batches.iter().zip(&grads) {
+        whole.begin_window(whole.steps() / 2);
+        whole.admit(b);
+        let mut out = Vec::new();
+        whole.lookup(b, &mut out).unwrap();
+        looked.push(out);
+        whole.apply_gradient(b, gr, 0.05, 0.0);
+    }
+    let want = whole_lookups(&whole, &batches);
+    let results = on_ranks(|r| {
+        let mut s = dynamic_store(&policy, r, RANKS);
+        for ((b, gr), whole_out) in batches.iter().zip(&grads).zip(&looked) {
+            let out = dynamic_step(&mut s, b, gr, r, RANKS);
+            let rr = share(b.len, r);
+            close(
+                &out,
+                &whole_out[rr.start * WIDTH..rr.end * WIDTH],
+                &format!("rank {r}"),
+            );
+        }
+        let joined = s.joined().unwrap();
+        assert!(!joined.is_sharded());
+        (s.export_state(), s.group_table_stats().unwrap(), joined)
+    });
+    // every rank holds rows of its own ids only, and the statistics add up to the whole's
+    let rows_of = |p: &StoreState| match p.tables[0].arrays.iter().find(|(k, _)| k == "key_of") {
+        Some((_, StateArray::U32(k))) => k.len(),
+        _ => unreachable!(),
+    };
+    let held: usize = results.iter().map(|r| rows_of(&r.0) - 2).sum();
+    assert_eq!(held + 2, whole.table_stats()[0].allocated_rows);
+    assert!(results
+        .iter()
+        .all(|r| rows_of(&r.0) < whole.table_stats()[0].allocated_rows));
+    for (r, (_, stats, joined)) in results.iter().enumerate() {
+        for (st, w) in stats.iter().zip(whole.table_stats()) {
+            assert_eq!(
+                (st.live_rows, st.admitted),
+                (w.live_rows, w.admitted),
+                "rank {r}"
+            );
+        }
+        close(
+            &whole_lookups(joined, &batches),
+            &want,
+            &format!("rank {r}: joined"),
+        );
+    }
+    let parts: Vec<StoreState> = results.into_iter().map(|r| r.0).collect();
+    let merged = StoreState::merge(&parts).unwrap();
+    let mut reloaded = dynamic_store(&policy, 0, 1);
+    reloaded.import_state(&merged).unwrap();
+    close(&whole_lookups(&reloaded, &batches), &want, "reloaded");
+}
+
+/// Bounded tables (per-shard capacity, min-count sketch, score eviction, random new rows):
+/// the joined state continues exactly on the same number of ranks, every rank's OOV row
+/// stays equal, and another number of ranks (or one process) takes the same rows.
+#[test]
+fn bounded_sharded_dynamic_tables_resume_exactly_and_reshard() {
+    let policy = TablePolicy {
+        admission: Admission::MinCount,
+        min_count: 2,
+        capacity_fraction: Some(0.5),
+        eviction: Eviction::Score,
+        new_rows: NewRows::Random,
+        sketch_width: 64,
+        ..TablePolicy::default()
+    };
+    let (batches, grads) = batches_and_gradients(20);
+    let run = |from: Option<&StoreState>, steps: std::ops::Range<usize>| {
+        on_ranks(|r| {
+            let mut s = dynamic_store(&policy, r, RANKS);
+            if let Some(state) = from {
+                s.import_state(state).unwrap();
+            }
+            for k in steps.clone() {
+                dynamic_step(&mut s, &batches[k], &grads[k], r, RANKS);
+            }
+            s.export_state()
+        })
+    };
+    let straight = run(None, 0..5);
+    let first = StoreState::merge(&run(None, 0..3)).unwrap();
+    let resumed = run(Some(&first), 3..5);
+    assert_eq!(resumed, straight, "resume from the joined state");
+    // bounded: some ids read OOV, whose gradients were summed into every rank's OOV row
+    let oov = |p: &StoreState| match &p.tables[0].arrays[0].1 {
+        StateArray::F32(w) => w[3..6].to_vec(),
+        _ => unreachable!(),
+    };
+    assert!(straight.iter().all(|p| oov(p) == oov(&straight[0])));
+    let merged = StoreState::merge(&straight).unwrap();
+    let mut whole = dynamic_store(&policy, 0, 1);
+    whole.import_state(&merged).unwrap();
+    let want = whole_lookups(&whole, &batches);
+    let stats = whole.table_stats();
+    assert!(stats[0].evicted > 0 || stats[0].live_rows < 11, "{stats:?}");
+    // two ranks take the same rows from the three ranks' state
+    let looked: Vec<Vec<Vec<f32>>> = on_n_ranks(2, |r| {
+        let mut s = dynamic_store(&policy, r, 2);
+        s.import_state(&merged).unwrap();
+        let mut all = Vec::new();
+        for b in &batches {
+            let rr = (b.len * r / 2)..(b.len * (r + 1) / 2);
+            let mut out = Vec::new();
+            s.lookup(&rows(b, rr), &mut out).unwrap();
+            all.push(out);
+        }
+        all
+    });
+    let mut two = Vec::new();
+    for (a, b) in looked[0].iter().zip(&looked[1]) {
+        two.extend_from_slice(a);
+        two.extend_from_slice(b);
+    }
+    assert_eq!(two, want, "re-sharded over 2 ranks");
+    // a shard's state with another sketch width is refused by name
+    let other = TablePolicy {
+        sketch_width: 32,
+        ..policy.clone()
+    };
+    let e = dynamic_store(&other, 0, 1)
+        .import_state(&merged)
+        .unwrap_err();
+    assert!(e.contains("sketch"), "{e}");
 }

@@ -427,7 +427,7 @@ mod tests {
         // Each "rank" writes its own shard file; rank 0's main file lists the shards.
         for r in (0..3).rev() {
             let (_, mut s) = parts(1);
-            s.shard(r, 3, 0);
+            s.shard(r, 3, 0).unwrap();
             let mut w = CheckpointWriter::default();
             w.add("", a.as_ref(), &s);
             w.write(&dir.path().join("w.safetensors"), BTreeMap::new())

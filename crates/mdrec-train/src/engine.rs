@@ -388,16 +388,27 @@ impl Engine {
     }
 
     /// In a process group with `train.embedding.sharding = "row"`, keep only this process's
-    /// rows of every static table of at least `train.embedding.shard_min_rows` rows (the
-    /// others stay whole on every rank); returns the sharded tables' names. A no-op in one
-    /// process.
-    pub fn shard_tables(&mut self) -> Vec<String> {
+    /// rows of every table of at least `train.embedding.shard_min_rows` rows (ids, for stream
+    /// training's dynamic tables; the others stay whole on every rank); returns the sharded
+    /// tables' names. A no-op in one process.
+    pub fn shard_tables(&mut self) -> Result<Vec<String>, TrainError> {
         match dist::group() {
             Some(g) if self.cfg.embedding.sharding == mdrec_nn::embedding::Sharding::Row => self
                 .store
-                .shard(g.rank(), g.size(), self.cfg.embedding.shard_min_rows),
-            _ => Vec::new(),
+                .shard(g.rank(), g.size(), self.cfg.embedding.shard_min_rows)
+                .map_err(TrainError::Config),
+            _ => Ok(Vec::new()),
         }
+    }
+
+    /// A frozen copy with whole tables (the shards joined: a collective when tables are
+    /// sharded), for saving or publishing the model.
+    pub fn whole_snapshot(&self) -> Result<Snapshot, TrainError> {
+        Ok(Snapshot {
+            ctx: self.ctx.clone(),
+            model: self.model.valid(),
+            store: self.store.joined().map_err(TrainError::Tensor)?,
+        })
     }
 
     /// In a data-parallel group, make the model's buffers (BatchNorm running statistics, STAR's

@@ -41,7 +41,7 @@ use crate::checkpoint::CheckpointWriter;
 use crate::config::{
     Correction, DelayedFeedback, ResolvedRun, RunConfig, StreamConfig, DEFAULT_WINDOW_SECONDS,
 };
-use crate::engine::Engine;
+use crate::engine::{Engine, Snapshot};
 use crate::progress::Progress;
 use crate::report::{write_reports, Params, RunReport, Timing};
 use crate::resume::{bits, from_bits, TrainCheckpoint};
@@ -211,11 +211,13 @@ fn task_lines(
 }
 
 /// Train `cfg` as a stream over `prepared.train` (all rows, time-ordered) and write the run
-/// directory `out`.
+/// directory `out`; `home` is the run directory every rank of a group shares (where each rank
+/// writes its checkpoint files when the tables are sharded).
 pub fn train_stream(
     cfg: &RunConfig,
     prepared: &Prepared,
     out: &Path,
+    home: &Path,
     progress: &mut dyn Progress,
     resume: Option<TrainCheckpoint>,
 ) -> Result<RunOutcome, TrainError> {
@@ -255,6 +257,15 @@ pub fn train_stream(
         .store
         .make_dynamic(&sc.tables, tc.seed)
         .map_err(|e| TrainError::Config(e.to_string()))?;
+    let n_tables = engine.store.table_stats().len();
+    let sharded = engine.shard_tables()?;
+    if !sharded.is_empty() {
+        progress.message(&format!(
+            "dynamic embedding tables sharded row-wise over {} ranks: {} of {n_tables} tables (train.embedding.sharding); each rank admits, evicts and holds the rows of its ids",
+            crate::dist::size(),
+            sharded.join(", "),
+        ));
+    }
     engine.set_row_weights(crate::engine::column_weights(data, n_t));
     let label = factory.name().to_string();
     let total_rows: usize = wins.iter().map(|w| w.len()).sum();
@@ -276,7 +287,9 @@ pub fn train_stream(
         None => (None, None),
     };
     let mut events_done = 0usize;
-    let ckpt_dir = crate::resume::checkpoint_dir(out);
+    // Each rank writes its own file when the tables are sharded, into the shared run folder.
+    let ckpt_dir =
+        crate::resume::checkpoint_dir(if engine.store.is_sharded() { home } else { out });
     if let Some(ck) = &resume {
         engine.restore_checkpoint(&ck.engine)?;
         let c = &ck.cursor;
@@ -377,7 +390,10 @@ pub fn train_stream(
         for &d in &window.domain {
             domain_counts[d as usize] += 1;
         }
-        let tables = engine.store.table_stats();
+        let tables = engine
+            .store
+            .group_table_stats()
+            .map_err(TrainError::Tensor)?;
         peak_bytes = peak_bytes.max(tables.iter().map(|t| t.bytes).sum());
         let line = WindowLine {
             window: k,
@@ -426,10 +442,14 @@ pub fn train_stream(
         }
         engine.sync_buffers()?;
         crate::dist::check_replicas(&engine, &format!("window {}", k + 1))?;
-        // Rank 0 alone publishes (the other ranks hold the same model).
-        if let Some(repo) = sc.publish_to.as_ref().filter(|_| crate::dist::is_writer()) {
+        // Rank 0 alone publishes (the other ranks hold the same model, or, with sharded
+        // tables, join their shards into it).
+        if let Some(repo) = sc.publish_to.as_ref() {
             if (k + 1) % sc.publish_every_windows == 0 || k + 1 == wins.len() {
-                published.push(publish(repo, out, &engine, &label, prepared)?);
+                let snap = engine.whole_snapshot()?;
+                if crate::dist::is_writer() {
+                    published.push(publish(repo, out, &snap, &label, prepared)?);
+                }
             }
         }
         if let Some(every) = tc.checkpoint_every_steps {
@@ -463,7 +483,7 @@ pub fn train_stream(
     }
 
     let mut ckpt = CheckpointWriter::default();
-    let snap = engine.snapshot();
+    let snap = engine.whole_snapshot()?;
     ckpt.add("", snap.model.as_ref(), &snap.store);
     ckpt.write(
         &out.join("weights.safetensors"),
@@ -477,7 +497,10 @@ pub fn train_stream(
     let tail_rows: Vec<u32> = (tail_from as u32..total_rows as u32).collect();
     let tail = seen.subset(&tail_rows);
     let valid = eval_split(&ctx, &prog_logits[tail_from * n_t..], &tail, &domain_counts)?;
-    let tables = engine.store.table_stats();
+    let tables = engine
+        .store
+        .group_table_stats()
+        .map_err(TrainError::Tensor)?;
     let summary = StreamSummary {
         windows_by,
         windows: wins.len(),
@@ -619,7 +642,7 @@ fn weights_metadata(
 fn publish(
     repo: &Path,
     run: &Path,
-    engine: &Engine,
+    snap: &Snapshot,
     model: &str,
     prepared: &Prepared,
 ) -> Result<String, TrainError> {
@@ -643,7 +666,6 @@ fn publish(
         std::fs::copy(run.join(f), tmp.join(f)).map_err(|e| TrainError::io(&tmp.join(f), e))?;
     }
     let mut ckpt = CheckpointWriter::default();
-    let snap = engine.snapshot();
     ckpt.add("", snap.model.as_ref(), &snap.store);
     ckpt.write(
         &tmp.join("weights.safetensors"),

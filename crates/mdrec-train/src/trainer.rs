@@ -250,7 +250,7 @@ fn fit(
 ) -> Result<Fitted, TrainError> {
     let mut engine = Engine::new(factory, model_cfg, ctx.clone(), cfg, cfg.seed, device)?;
     let whole_bytes = engine.store.held_bytes();
-    let sharded = engine.shard_tables();
+    let sharded = engine.shard_tables()?;
     if !sharded.is_empty() {
         progress.message(&format!(
             "embedding tables sharded row-wise over {} ranks: {} (train.embedding.sharding); this rank holds {:.1} of {:.1} MiB of rows and optimizer state",
@@ -337,7 +337,7 @@ fn fit(
         global_step = n("global_step") as u64;
         if let Some(b) = c.get("best").filter(|b| !b.is_null()) {
             let mut e = Engine::new(factory, model_cfg, ctx.clone(), cfg, cfg.seed, device)?;
-            e.shard_tables();
+            e.shard_tables()?;
             load_weights(&mut e, &ck.extra, "best.")?;
             best = Some((
                 from_bits(&b["value"]),
@@ -871,7 +871,7 @@ fn run_in(
         }
     }
     if cfg.train.mode == TrainMode::Stream {
-        return crate::stream::train_stream(cfg, prepared, out, progress, resume);
+        return crate::stream::train_stream(cfg, prepared, out, home, progress, resume);
     }
     let t_start = Instant::now();
     let ResolvedRun {

@@ -112,10 +112,20 @@ fn sharded_and_whole_tables_give_the_same_bits_across_replicas() {
 fn settings_of_several_models_and_stream_training_run_as_replicas() {
     for extra in [
         &["train.setting=\"mdl\""][..],
+        // bounded tables, replicated: every replica makes one process's admissions
         &[
             "train.mode=\"stream\"",
             "train.stream.window_rows=1000",
             "train.stream.tables.capacity_fraction=0.5",
+            "train.embedding.sharding=\"replicated\"",
+        ][..],
+        // sharded tables admitting at the second sighting, unbounded: each replica admits
+        // its ids as one process would, and ids without rows train the shared OOV row
+        &[
+            "train.mode=\"stream\"",
+            "train.stream.window_rows=1000",
+            "train.stream.tables.admission=\"min_count\"",
+            "train.embedding.sharding=\"row\"",
         ][..],
     ] {
         let cfg = config("mmoe", extra);
