@@ -401,8 +401,9 @@ impl Engine {
         }
     }
 
-    /// A frozen copy with whole tables (the shards joined: a collective when tables are
-    /// sharded), for saving or publishing the model.
+    /// A frozen copy with whole tables on rank 0 (the shards joined there: a collective when
+    /// tables are sharded, which the other ranks leave with a copy of their shard), for
+    /// saving or publishing the model.
     pub fn whole_snapshot(&self) -> Result<Snapshot, TrainError> {
         Ok(Snapshot {
             ctx: self.ctx.clone(),

@@ -482,13 +482,16 @@ pub fn train_stream(
         }
     }
 
-    let mut ckpt = CheckpointWriter::default();
+    // Rank 0 writes the weights (with sharded tables, the joined ones).
     let snap = engine.whole_snapshot()?;
-    ckpt.add("", snap.model.as_ref(), &snap.store);
-    ckpt.write(
-        &out.join("weights.safetensors"),
-        weights_metadata(&label, prepared, setting),
-    )?;
+    if crate::dist::is_writer() {
+        let mut ckpt = CheckpointWriter::default();
+        ckpt.add("", snap.model.as_ref(), &snap.store);
+        ckpt.write(
+            &out.join("weights.safetensors"),
+            weights_metadata(&label, prepared, setting),
+        )?;
+    }
 
     let t_eval = Instant::now();
     let seen = data.subset(&(0..total_rows as u32).collect::<Vec<_>>());

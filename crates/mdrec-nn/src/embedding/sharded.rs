@@ -502,17 +502,23 @@ impl EmbeddingStore {
         Ok(stats)
     }
 
-    /// The whole store on every rank: the shards of every sharded table gathered and joined
+    /// The whole store on rank 0: the shards of every sharded table gathered there and joined
     /// ([`StoreState::merge`]) into a store of whole tables, for saving or publishing a model
-    /// outside the group. A collective when tables are sharded (each rank briefly holds every
-    /// shard); a copy otherwise.
+    /// outside the group (rank 0 holds the tables whole once). A collective when tables are
+    /// sharded, in which the other ranks get a copy of their own store; a copy otherwise.
     pub fn joined(&self) -> Result<EmbeddingStore, String> {
         let Some(layout) = self.shard_layout() else {
             return Ok(self.clone());
         };
         let g = group_of(layout)?;
         let words = encode_state(&self.export_state());
-        let all = g.all_to_all_u32(&vec![words; layout.1]);
+        let send: Vec<Vec<u32>> = (0..layout.1)
+            .map(|d| if d == 0 { words.clone() } else { Vec::new() })
+            .collect();
+        let all = g.all_to_all_u32(&send);
+        if layout.0 != 0 {
+            return Ok(self.clone());
+        }
         let parts: Vec<StoreState> = all
             .iter()
             .enumerate()
