@@ -361,11 +361,12 @@ mod with_mpi {
 
     /// Starts a 2-rank checkpointed run in `run`, kills one rank once the first checkpoint
     /// is written, and checks that the whole job ended without a report.
-    fn start_and_kill_a_rank(mpirun: &str, run: &Path, cwd: &Path) {
+    fn start_and_kill_a_rank(mpirun: &str, run: &Path, cwd: &Path, extra: &[&str]) {
+        let flags: Vec<&str> = CHECKPOINTED.iter().chain(extra).copied().collect();
         let mut child = Command::new(mpirun)
             .args(["--allow-run-as-root", "--oversubscribe", "-np", "2"])
             .arg(env!("CARGO_BIN_EXE_mdrec"))
-            .args(train_args(run, &CHECKPOINTED))
+            .args(train_args(run, &flags))
             .current_dir(cwd)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -416,7 +417,7 @@ mod with_mpi {
         assert!(o.status.success(), "{}", text(&o));
 
         let run = tmp.path().join("run");
-        start_and_kill_a_rank(mpirun, &run, tmp.path());
+        start_and_kill_a_rank(mpirun, &run, tmp.path(), &[]);
         // Each rank wrote its own file of each checkpoint (its shard of the tables).
         let names: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
             .unwrap()
@@ -454,7 +455,7 @@ mod with_mpi {
         let want = auc(&report(&whole));
         for ranks in [1, 3] {
             let run = tmp.path().join(format!("run{ranks}"));
-            start_and_kill_a_rank(mpirun, &run, tmp.path());
+            start_and_kill_a_rank(mpirun, &run, tmp.path(), &[]);
             let o = if ranks == 1 {
                 Command::new(env!("CARGO_BIN_EXE_mdrec"))
                     .args(resume_args(&run))
@@ -472,6 +473,50 @@ mod with_mpi {
                 (got - want).abs() < 2e-3,
                 "resumed on {ranks}: {got}, uninterrupted on 2: {want}"
             );
+        }
+    }
+
+    #[test]
+    fn a_stream_run_with_sharded_tables_resumes_on_one_process_and_on_three() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let stream = [
+            "--set",
+            "train.mode=\"stream\"",
+            "--set",
+            "train.stream.window_rows=4000",
+            "--set",
+            "train.stream.tables.capacity_fraction=0.5",
+        ];
+        let whole = tmp.path().join("whole");
+        let flags: Vec<&str> = CHECKPOINTED.iter().chain(&stream).copied().collect();
+        let o = run_ranks(mpirun, 2, &train_args(&whole, &flags), tmp.path());
+        assert!(o.status.success(), "{}", text(&o));
+        let prog = |r: &serde_json::Value| r["stream"]["progressive_auc"].as_f64().unwrap();
+        let want = prog(&report(&whole));
+        for ranks in [1, 3] {
+            let run = tmp.path().join(format!("stream{ranks}"));
+            start_and_kill_a_rank(mpirun, &run, tmp.path(), &stream);
+            let o = if ranks == 1 {
+                Command::new(env!("CARGO_BIN_EXE_mdrec"))
+                    .args(resume_args(&run))
+                    .current_dir(tmp.path())
+                    .output()
+                    .unwrap()
+            } else {
+                run_ranks(mpirun, ranks, &resume_args(&run), tmp.path())
+            };
+            assert!(o.status.success(), "{ranks} processes: {}", text(&o));
+            // The dynamic shards were joined and dealt again (each rank takes the live rows
+            // of its ids and its part of the capacity): the run goes on from its checkpoint
+            // with the tables it had, under the new layout's admissions and evictions.
+            let r = report(&run);
+            let got = prog(&r);
+            assert!(
+                (got - want).abs() < 0.01,
+                "resumed on {ranks}: {got}, uninterrupted on 2: {want}"
+            );
+            assert_eq!(r["stream"]["windows"], report(&whole)["stream"]["windows"]);
         }
     }
 
