@@ -7,7 +7,8 @@
 //! i.e. weights plus optimizer state. PAD (0) and OOV (1) always have rows; an id that has no
 //! row — never admitted, or evicted — is looked up as the OOV row, which training keeps
 //! learning as the "unknown id" embedding. So the scoring path needs only the id→row map,
-//! which is saved with the weights.
+//! which is saved with the weights. A table sharded across a process group maps the ids its
+//! rank owns by their shard keys, `2 + id / N` (module `embedding::sharded`).
 //!
 //! Per window and batch, [`crate::EmbeddingStore::admit`] runs before the training step:
 //!
