@@ -261,8 +261,10 @@ impl Table {
     fn import(&mut self, ts: &TableState, use_s1: bool, use_s2: bool) -> Result<(), String> {
         let t = self;
         let fitted;
+        let has = |key: &str| ts.arrays.iter().any(|(k, _)| k == key);
         let ts = match &t.dynamic {
-            Some(d) if ts.arrays.iter().any(|(k, _)| k == "row_of") => {
+            // a shard, or a whole table from a joined state (its sketches to be summed)
+            Some(d) if has("row_of") && (t.shard.is_some() || has("shards")) => {
                 fitted = sharded::fit_dynamic_state(ts, t.shard, d.sketch.len(), t.key_space())?;
                 &fitted
             }
