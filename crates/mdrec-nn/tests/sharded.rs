@@ -368,7 +368,7 @@ fn dynamic_store(policy: &TablePolicy, rank: usize, size: usize) -> EmbeddingSto
 /// One stream step on rank `r` of `size`: admission over the global batch, the lookup of
 /// the rank's share, the routed update; returns the share's lookup.
 fn dynamic_step(s: &mut EmbeddingStore, b: &Batch, gr: &[f32], r: usize, size: usize) -> Vec<f32> {
-    s.begin_window(s.steps() / 2);
+    s.begin_window(s.steps());
     s.admit(b);
     let rr = (b.len * r / size)..(b.len * (r + 1) / size);
     let local = rows(b, rr.clone());
@@ -429,7 +429,7 @@ fn check_dynamic(policy: &TablePolicy, tol: f32) {
     let mut whole = dynamic_store(&policy, 0, 1);
     let mut looked = Vec::new();
     for (b, gr) in batches.iter().zip(&grads) {
-        whole.begin_window(whole.steps() / 2);
+        whole.begin_window(whole.steps());
         whole.admit(b);
         let mut out = Vec::new();
         whole.lookup(b, &mut out).unwrap();
@@ -481,7 +481,8 @@ fn check_dynamic(policy: &TablePolicy, tol: f32) {
     close(&whole_lookups(&reloaded, &batches), &want, "reloaded");
 }
 
-/// Bounded tables (per-shard capacity, min-count sketch, score eviction, random new rows):
+/// Bounded tables (per-shard capacity, min-count sketch, score eviction, expiry, random new
+/// rows):
 /// the joined state continues exactly on the same number of ranks, every rank's OOV row
 /// stays equal, and another number of ranks (or one process) takes the same rows.
 #[test]
@@ -493,9 +494,14 @@ fn bounded_sharded_dynamic_tables_resume_exactly_and_reshard() {
         eviction: Eviction::Score,
         new_rows: NewRows::Random,
         sketch_width: 64,
+        ttl_windows: Some(1), // expired rows wait in the free lists
         ..TablePolicy::default()
     };
-    let (batches, grads) = batches_and_gradients(20);
+    let (mut batches, grads) = batches_and_gradients(20);
+    // users 6..10 appear in the first batch only: they expire two windows later
+    for b in &mut batches[1..] {
+        b.cat.iter_mut().for_each(|id| *id %= 6);
+    }
     let run = |from: Option<&StoreState>, steps: std::ops::Range<usize>| {
         on_ranks(|r| {
             let mut s = dynamic_store(&policy, r, RANKS);
@@ -510,6 +516,12 @@ fn bounded_sharded_dynamic_tables_resume_exactly_and_reshard() {
     };
     let straight = run(None, 0..5);
     let first = StoreState::merge(&run(None, 0..3)).unwrap();
+    let freed = first
+        .tables
+        .iter()
+        .flat_map(|t| &t.arrays)
+        .any(|(k, a)| k == "free" && matches!(a, StateArray::U32(v) if !v.is_empty()));
+    assert!(freed, "expired rows in the free lists at the checkpoint");
     let resumed = run(Some(&first), 3..5);
     assert_eq!(resumed, straight, "resume from the joined state");
     // bounded: some ids read OOV, whose gradients were summed into every rank's OOV row
