@@ -504,6 +504,14 @@ pub fn train_stream(
         .store
         .group_table_stats()
         .map_err(TrainError::Tensor)?;
+    if engine.store.is_sharded() {
+        let mib = |b: usize| b as f64 / (1 << 20) as f64;
+        progress.message(&format!(
+            "embedding tables: this rank holds {:.2} MiB of the group's {:.2} MiB of rows and optimizer state",
+            mib(engine.store.held_bytes()),
+            mib(tables.iter().map(|t| t.bytes).sum())
+        ));
+    }
     let summary = StreamSummary {
         windows_by,
         windows: wins.len(),
