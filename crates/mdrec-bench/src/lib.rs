@@ -5,7 +5,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`bench`] | `mdrec bench`: a spec of (model, seed) runs, resumable, → `table.md`, `speed.md`, `runs.csv`, `summary.json`, `environment.md` |
+//! | [`mod@bench`] | `mdrec bench`: a spec of (model, seed) runs, resumable, → `table.md`, `speed.md`, `runs.csv`, `summary.json`, `environment.md` |
 //! | [`analyze`] | `mdrec analyze`: representation analyses of trained runs (information abundance and spectra of every field, IA after expert projection, expert utilisation, Diversity Index, entanglement within and across runs, mask overlap) |
 //! | [`mutual_info`] | plug-in mutual information between fields and labels, and between behaviour categories at a position and the label (Pan et al. §7.1) |
 //! | [`speed`] | `mdrec speed`: training / inference samples/s of fixed workloads (figures, never pass/fail) |

@@ -18,7 +18,7 @@
 //! Y_{con_t})`, and Eq. 8, `Cor = MI(X_{C(X)=c_i ∧ P(X)=p}, Y_{C(Y)=c_t})`, with the sentence
 //! "select a subset of samples with target category c_t, and then for behaviors with category
 //! c_i while at various positions p … quantify the correlation"; it defers the details to its
-//! reference [82] (the Temporal Interest Network paper), which is not in this repository.
+//! reference \[82\] (the Temporal Interest Network paper), which is not in this repository.
 //! \[INFERRED\] here:
 //! - `Y` is the task's binary label of the target row and the sample is the rows whose target
 //!   (item) has category `c_t`;

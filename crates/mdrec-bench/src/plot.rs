@@ -307,7 +307,7 @@ type SeriesOf = (String, Vec<(f64, f64)>);
 /// early stopping monitors (`train.monitor`) below; one line per trained model.
 ///
 /// A stream run's `metrics.jsonl` (one line per window) gives the stream chart instead
-/// ([`stream_chart`]).
+/// (`stream_chart`).
 pub fn write_training_curve(run_dir: &Path) -> Result<(), TrainError> {
     let path = run_dir.join("metrics.jsonl");
     let name = run_dir

@@ -6,7 +6,7 @@
 //! test losses, take the Kullback–Leibler divergence between those distributions as the
 //! distance between domains, and run K-Means on the distances (3 clusters for both of its
 //! datasets). It leaves open how the distributions are estimated, which direction of the
-//! (asymmetric) divergence is the distance and what K-Means clusters; ours [INFERRED]:
+//! (asymmetric) divergence is the distance and what K-Means clusters; ours \[INFERRED\]:
 //!
 //! - a domain's distribution is a histogram of its rows' losses (binary cross-entropy, the mean
 //!   over tasks) over `bins` bins shared by all domains, of equal width up to the 99.9th
@@ -147,7 +147,7 @@ fn kmeans_once(points: &[Vec<f64>], k: usize, rng: &mut Rng) -> (Vec<usize>, f64
     (assign, inertia)
 }
 
-/// [`kmeans_once`] restarted [`RESTARTS`] times from `seed`; the lowest within-cluster sum
+/// `kmeans_once` restarted `RESTARTS` times from `seed`; the lowest within-cluster sum
 /// wins (the first on ties). Clusters are renumbered by first appearance.
 pub fn kmeans(points: &[Vec<f64>], k: usize, seed: u64) -> (Vec<usize>, f64) {
     let mut rng = Rng::for_stream(seed, "precluster/kmeans");

@@ -17,7 +17,7 @@
 //! the item and context side: 205 (item id), 206 (category), 207 (shop), 210 (intention node),
 //! 216 (brand), 301 (scenario), 508, 509, 702, 853 (combinations). Each field becomes one
 //! categorical column holding its first feature id (the values are dropped, as is every
-//! further entry of a multi-valued field [INFERRED]); a field absent from a sample is the empty
+//! further entry of a multi-valued field \[INFERRED\]); a field absent from a sample is the empty
 //! value. 101 is renamed `userid`, 205 `itemid`; `click` and `buy` are kept (0 / 1).
 //!
 //! Two protocols, one recipe each ([`AliccpProtocol`]):
@@ -30,7 +30,7 @@
 //!   paper names a validation rule], column `part` (0 / 1 / 2).
 //! * `aliccp-raw-aread`, AREAD's (Luo et al., AAAI 2025; model spec §4.14.6): 206 is renamed
 //!   `domain`; rows of users and of items with fewer than 15 rows are dropped (counted once over
-//!   both files, not iterated [INFERRED]); of the categories with at least 75 distinct users and
+//!   both files, not iterated \[INFERRED\]); of the categories with at least 75 distinct users and
 //!   75 distinct items left, the 30 with the most rows are the domains (AREAD's code samples 30
 //!   over size intervals, "interval_random", whose draw cannot be reproduced without its random
 //!   state [INFERRED: the largest instead]); task click; the schema of the `aliccp` recipe

@@ -12,7 +12,7 @@
 //! domain (five domains, in alphabetical order ES, FR, NL, RU, US), the tasks are click (`click`)
 //! and purchase (`conversion`), the release's own train / test files are the train / test splits
 //! (split `official`). The release has no validation file; the last 10 % of each country's
-//! `train.csv` rows is held out as validation [INFERRED]. The column `part` records this (0 train,
+//! `train.csv` rows is held out as validation \[INFERRED\]. The column `part` records this (0 train,
 //! 1 valid, 2 test) and `country` the folder. gAUC groups by `search_id` (there is no user id).
 //! A `.csv.gz` file next to a missing `.csv` is read through gzip.
 //!

@@ -3,7 +3,7 @@
 //! [`MovieLensOrder`]), so an unknown value is rejected while the config is parsed, with the
 //! accepted ones in the message. [`DatasetConfig::validate`] checks everything else that can be
 //! checked without reading a file, naming the key; [`DatasetConfig::request`] turns the section
-//! into what [`crate::prepare`] reads, with the defaults of the dataset's row in the recipe table.
+//! into what [`crate::prepare()`] reads, with the defaults of the dataset's row in the recipe table.
 
 use std::path::PathBuf;
 

@@ -27,7 +27,7 @@
 //!   (`is_click`) and long-view (`long_view`). M3oE reports 3 tab domains with 7.1 % / 89.2 % /
 //!   3.7 % of 2,507,666 rows, which is about 96 % of the three Pure logs together; which tabs it
 //!   kept is not published, so the 3 largest are taken, counted over the files read, ties to the
-//!   lower tab [INFERRED].
+//!   lower tab \[INFERRED\].
 //! * `kuairand-1k`, Crocodile's: domains = tabs 0, 1, 2, 4 and 6 (the paper's "five domains with
 //!   top-5 data volumes", S0 / S1 / S2 / S4 / S6), task click (`is_click`).
 //!

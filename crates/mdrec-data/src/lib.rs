@@ -27,13 +27,13 @@
 //! | [`synthetic`] | the synthetic generator (optionally long-tailed domains) |
 //! | [`delayed`] | delayed feedback: a synthetic stream with late conversions, waiting policies, training events |
 //! | [`schema`], [`fit`] | declared / fitted schema; fitting on train, the one encoder |
-//! | [`prepare`], [`prepared`], [`cache`] | the one data path, its result and its on-disk cache |
+//! | [`mod@prepare`], [`prepared`], [`cache`] | the one data path, its result and its on-disk cache |
 //! | [`store`], [`batch`] | encoded splits, batch filling, epoch order, single-domain batches |
-//! | [`augment`] | AREAD's popularity-based counterfactual augmentation (train split only) |
-//! | [`quantile`] | the one quantile function (linear interpolation, numpy's default) |
+//! | [`mod@augment`] | AREAD's popularity-based counterfactual augmentation (train split only) |
+//! | [`mod@quantile`] | the one quantile function (linear interpolation, numpy's default) |
 //! | [`rng`], [`error`] | deterministic random numbers; the error type |
 //!
-//! Every source goes through the same code ([`prepare`]); the MovieLens recipe declares its
+//! Every source goes through the same code ([`prepare()`]); the MovieLens recipe declares its
 //! features in an embedded TOML schema ([`MOVIELENS_1M_SCHEMA`]) like any user dataset. Bad
 //! input is never repaired: it is a [`DataError`] naming the file, the line and the field.
 //! Results are deterministic: the same inputs and seed give byte-identical outputs.

@@ -567,7 +567,7 @@ fn numbered<'a, T: Pod>(
         .map(move |(i, c)| (format!("{prefix}{i}"), bytemuck::cast_slice(&c[..])))
 }
 
-/// Opens a store folder written by [`prepare`]: every column a view of its mapped file.
+/// Opens a store folder written by `prepare`: every column a view of its mapped file.
 pub fn open(dir: &Path) -> Result<Prepared, DataError> {
     let bad = |msg: String| DataError::Cache {
         path: dir.to_path_buf(),

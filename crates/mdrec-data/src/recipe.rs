@@ -3,9 +3,9 @@
 //! A [`Recipe`] row says what a dataset is called (and its aliases), which split it uses by
 //! default and which it accepts, its domains, the files it reads and where to obtain them, and
 //! where its prepared cache goes by default. For each [`DatasetSource`] this module also owns
-//! the declared schema, the cache identity and the loader ([`resolve`], [`load_table`]).
+//! the declared schema, the cache identity and the loader (`resolve`, `load_table`).
 //! Everything that needs to know about a dataset reads it from here: the `[dataset]` config
-//! ([`crate::config`]), the data path ([`crate::prepare`]) and `mdrec data list`.
+//! ([`crate::config`]), the data path ([`crate::prepare()`]) and `mdrec data list`.
 
 use std::path::PathBuf;
 

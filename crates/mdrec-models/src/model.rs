@@ -469,7 +469,7 @@ pub trait ZooModel: RecModel + Sized {
     const PAPER: &'static str;
     /// The training setting used unless the user chooses another.
     const SETTING: Setting = Setting::Mdmt;
-    /// Typed config; `#[serde(deny_unknown_fields, default)]` (see [`model_config!`]).
+    /// Typed config; `#[serde(deny_unknown_fields, default)]` (see `model_config!`).
     type Config: ModelConfig;
     /// The tiny config ([`ModelConfig::tiny`]).
     fn tiny() -> Self::Config {

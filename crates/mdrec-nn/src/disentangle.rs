@@ -15,7 +15,7 @@
 //! | `trans` | `Σ_{p>q} mean_rows ‖O_p W_pq − O_q‖₁ + mean_rows ‖O_p − O_p W_pq W_pqᵀ‖₁`, `W_pq` learned — see [`transformation_loss`] |
 //!
 //! The paper gives exact forms only for `cov` (literal Eq. 6: no `1/N`, hence
-//! `normalize = "none"` by default); the others are [INFERRED] from the names in its Table 4 and
+//! `normalize = "none"` by default); the others are \[INFERRED\] from the names in its Table 4 and
 //! documented here. `trans` stands for Table 4's "Trans5", "one of the effective versions of
 //! equivalent transformation losses" of ETL (Chen et al., "Toward Equivalent Transformation of
 //! User Preferences in Cross Domain Recommendation", TOIS 2023). Neither paper says which

@@ -1,10 +1,10 @@
 //! The auxiliary in-batch ranking loss added to BCE (`train.ranking`, §6.1 of Pan et al.,
 //! "Ads Recommendation in a Collapsed and Entangled World", KDD 2024).
 //!
-//! The paper defers the form to its reference [40] (Lin et al., "Understanding the Ranking Loss
+//! The paper defers the form to its reference \[40\] (Lin et al., "Understanding the Ranking Loss
 //! for Recommendation with Sparse User Feedback", KDD 2024), whose main method is
 //! *Combined-Pair*: BCE plus a RankNet pairwise logistic loss over the (positive, negative)
-//! pairs of a batch. [40] also studies a listwise variant (*Combined-List*). Both are here, and
+//! pairs of a batch. \[40\] also studies a listwise variant (*Combined-List*). Both are here, and
 //! both compare rows only within one (domain, task) cell of the batch:
 //!
 //! - `pairwise`: for cell `c` with positives `P_c` and negatives `N_c` in the batch,
@@ -27,11 +27,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RankingForm {
-    /// RankNet pairwise logistic loss over in-cell (positive, negative) pairs ([40]'s
+    /// RankNet pairwise logistic loss over in-cell (positive, negative) pairs (\[40\]'s
     /// Combined-Pair).
     #[default]
     Pairwise,
-    /// Softmax cross-entropy over the cell's rows ([40]'s Combined-List).
+    /// Softmax cross-entropy over the cell's rows (\[40\]'s Combined-List).
     Listwise,
 }
 

@@ -1,4 +1,4 @@
-//! The in-batch ranking loss (§6.1 of Pan et al., KDD 2024, after its reference [40]): values
+//! The in-batch ranking loss (§6.1 of Pan et al., KDD 2024, after its reference \[40\]): values
 //! against direct formulas, gradients against central finite differences.
 
 use burn::tensor::Tensor;

@@ -4,7 +4,7 @@
 //! with a ReLU activation function and layer normalization", trained per (domain, task).
 //! Reference implementation: none in the M3oE repository.
 //! Deviations from reference: hidden widths default to M3oE's expert stack `[512, 256, 256, 64]`
-//! [INFERRED].
+//! \[INFERRED\].
 //!
 //! The model ignores the domain and has one output per task. Its default training setting is
 //! [`Setting::Isolated`]: the trainer builds one instance per (domain, task) cell and trains it on

@@ -25,7 +25,7 @@ pub(crate) fn domain_table(
 
 /// The domain (scenario) embedding a model reads: the concatenated embeddings of the schema's
 /// fields with one of the given roles (usually `domain`), or a learned per-domain table `[S, k]` (N(0, 1/k), see
-/// [`domain_table`]) when the schema has none.
+/// `domain_table`) when the schema has none.
 #[derive(Module, Debug)]
 pub struct DomainEmbedding {
     table: Option<Param<Tensor<2>>>,

@@ -77,7 +77,7 @@ pub enum FusionKind {
     /// `[s ; γ_D D ; γ_T T]` (ablation "concat modules").
     Concat,
     /// `g_s s + g_D D + g_T T` with `g = softmax(Linear(stopgrad(e)))`, one gate per (domain,
-    /// task) (ablation "fully gated modules", paper §3.6). [INFERRED] The paper names the
+    /// task) (ablation "fully gated modules", paper §3.6). \[INFERRED\] The paper names the
     /// ablation only: the gate's input is the shared experts' (stop-gradient `e`), and it
     /// replaces the scales γ_D, γ_T (and the shared view's implicit 1); α and β still balance
     /// the own against the other domain / task experts inside D and T.

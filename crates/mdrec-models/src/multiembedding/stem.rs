@@ -45,22 +45,22 @@
 //!   samples and the main table is trained only by the target domain's main-task loss.
 //!
 //! Our choices where the paper is silent:
-//! - [INFERRED] Several main domains or main tasks give one main table per main cell. The paper
+//! - \[INFERRED\] Several main domains or main tasks give one main table per main cell. The paper
 //!   has a single main task; with several, sharing one main table between them would entangle
 //!   them again, which is what STEM-AL exists to prevent.
-//! - [INFERRED] Each auxiliary cell has its own gate over the shared experts (the paper's
+//! - \[INFERRED\] Each auxiliary cell has its own gate over the shared experts (the paper's
 //!   "interaction expert" of the shared table) and its own tower. The paper gives every task its
 //!   own tower and does not say whether Moments and Channel share anything beyond the shared table.
-//! - [INFERRED] The auxiliary cells have no embedding tables of their own: the paper has two tables,
+//! - \[INFERRED\] The auxiliary cells have no embedding tables of their own: the paper has two tables,
 //!   main and shared, even with two auxiliary domains. (QunBB's port gives each auxiliary group
 //!   its own table. That table then plays the shared role.)
-//! - [INFERRED] How the main tower combines the main and the shared experts is not given. We use
+//! - \[INFERRED\] How the main tower combines the main and the shared experts is not given. We use
 //!   the same gate as the multi-task form: a gate reading the main table, over the main cell's
 //!   specific experts and the shared experts.
-//! - [INFERRED] The loss weights the auxiliary cells like any other head (the paper gives no
+//! - \[INFERRED\] The loss weights the auxiliary cells like any other head (the paper gives no
 //!   auxiliary loss weight). Dropping the auxiliary towers at inference is the evaluator's job:
 //!   read the target domain's metrics (per-domain AUC).
-//! - [INFERRED] `units` stays `"task"`; `main_domains` alone switches to per-cell units, and it
+//! - \[INFERRED\] `units` stays `"task"`; `main_domains` alone switches to per-cell units, and it
 //!   needs `heads = "domain_task"` (a cell's tower sees only its own domain's rows).
 //!
 //! Deviations from reference: one extraction layer (STEM's default `num_layers = 1`); the per-task
