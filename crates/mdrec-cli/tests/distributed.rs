@@ -401,6 +401,19 @@ mod with_mpi {
         assert!(!run.join("report.json").exists());
     }
 
+    /// `--resume run` in one plain process (`ranks == 1`) or on `ranks` MPI ranks.
+    fn resume_on(mpirun: &str, ranks: usize, run: &Path, cwd: &Path) -> Output {
+        if ranks == 1 {
+            Command::new(env!("CARGO_BIN_EXE_mdrec"))
+                .args(resume_args(run))
+                .current_dir(cwd)
+                .output()
+                .unwrap()
+        } else {
+            run_ranks(mpirun, ranks, &resume_args(run), cwd)
+        }
+    }
+
     fn resume_args(run: &Path) -> Vec<String> {
         ["train", "--quiet", "--resume", run.to_str().unwrap()]
             .iter()
@@ -456,15 +469,7 @@ mod with_mpi {
         for ranks in [1, 3] {
             let run = tmp.path().join(format!("run{ranks}"));
             start_and_kill_a_rank(mpirun, &run, tmp.path(), &[]);
-            let o = if ranks == 1 {
-                Command::new(env!("CARGO_BIN_EXE_mdrec"))
-                    .args(resume_args(&run))
-                    .current_dir(tmp.path())
-                    .output()
-                    .unwrap()
-            } else {
-                run_ranks(mpirun, ranks, &resume_args(&run), tmp.path())
-            };
+            let o = resume_on(mpirun, ranks, &run, tmp.path());
             assert!(o.status.success(), "{ranks} processes: {}", text(&o));
             // The shards were joined and dealt again: the run continued from its checkpoint
             // (only the order of floating-point sums differs from the uninterrupted run).
@@ -497,15 +502,7 @@ mod with_mpi {
         for ranks in [1, 3] {
             let run = tmp.path().join(format!("stream{ranks}"));
             start_and_kill_a_rank(mpirun, &run, tmp.path(), &stream);
-            let o = if ranks == 1 {
-                Command::new(env!("CARGO_BIN_EXE_mdrec"))
-                    .args(resume_args(&run))
-                    .current_dir(tmp.path())
-                    .output()
-                    .unwrap()
-            } else {
-                run_ranks(mpirun, ranks, &resume_args(&run), tmp.path())
-            };
+            let o = resume_on(mpirun, ranks, &run, tmp.path());
             assert!(o.status.success(), "{ranks} processes: {}", text(&o));
             // The dynamic shards were joined and dealt again (each rank takes the live rows
             // of its ids and its part of the capacity): the run goes on from its checkpoint

@@ -261,10 +261,12 @@ impl Table {
     fn import(&mut self, ts: &TableState, use_s1: bool, use_s2: bool) -> Result<(), String> {
         let t = self;
         let fitted;
-        let has = |key: &str| ts.arrays.iter().any(|(k, _)| k == key);
         let ts = match &t.dynamic {
             // a shard, or a whole table from a joined state (its sketches to be summed)
-            Some(d) if has("row_of") && (t.shard.is_some() || has("shards")) => {
+            Some(d)
+                if ts.get("row_of").is_some()
+                    && (t.shard.is_some() || ts.get("shards").is_some()) =>
+            {
                 fitted = sharded::fit_dynamic_state(ts, t.shard, d.sketch.len(), t.key_space())?;
                 &fitted
             }
@@ -276,28 +278,9 @@ impl Table {
                 ts.name, ts.dim, t.name, t.dim
             ));
         }
-        let find = |key: &str| ts.arrays.iter().find(|(k, _)| k == key).map(|(_, a)| a);
-        let f32s = |key: &str| match find(key) {
-            Some(StateArray::F32(v)) => Ok(v.clone()),
-            _ => Err(format!(
-                "saved table `{}` has no f32 array `{key}`",
-                ts.name
-            )),
-        };
-        let u32s = |key: &str| match find(key) {
-            Some(StateArray::U32(v)) => Ok(v.clone()),
-            _ => Err(format!(
-                "saved table `{}` has no u32 array `{key}`",
-                ts.name
-            )),
-        };
-        let u64s = |key: &str| match find(key) {
-            Some(StateArray::U64(v)) => Ok(v.clone()),
-            _ => Err(format!(
-                "saved table `{}` has no u64 array `{key}`",
-                ts.name
-            )),
-        };
+        let f32s = |key: &str| ts.f32s(key).map(<[f32]>::to_vec);
+        let u32s = |key: &str| ts.u32s(key).map(<[u32]>::to_vec);
+        let u64s = |key: &str| ts.u64s(key).map(<[u64]>::to_vec);
         let (mut weight, mut s1, mut s2) = (f32s("weight")?, f32s("s1")?, f32s("s2")?);
         if let (Some((rank, size)), None) = (t.shard, &t.dynamic) {
             if weight.len() != t.global_rows * t.dim {
@@ -331,7 +314,7 @@ impl Table {
                 ts.name
             ));
         }
-        match (&mut t.dynamic, find("row_of").is_some()) {
+        match (&mut t.dynamic, ts.get("row_of").is_some()) {
             (None, false) => {
                 if rows != t.rows {
                     return Err(format!(
@@ -378,7 +361,7 @@ impl Table {
                 return Err(format!(
                     "saved table `{}` is {} but this run's table is {}",
                     ts.name,
-                    if find("row_of").is_some() {
+                    if ts.get("row_of").is_some() {
                         "dynamic"
                     } else {
                         "static"
@@ -455,6 +438,41 @@ pub struct TableState {
     /// `weight`, `s1`, `s2` (F32); a dynamic table also has `row_of`, `key_of`, `free`,
     /// `sketch` (U32), `count`, `last_step`, `last_window`, `meta` (U64) and `score` (F32).
     pub arrays: Vec<(String, StateArray)>,
+}
+
+impl TableState {
+    /// Array `key`, if the state has it.
+    fn get(&self, key: &str) -> Option<&StateArray> {
+        self.arrays.iter().find(|(k, _)| k == key).map(|(_, a)| a)
+    }
+
+    /// Array `key` as f32 values (an error, naming the table and the array, otherwise).
+    fn f32s(&self, key: &str) -> Result<&[f32], String> {
+        match self.get(key) {
+            Some(StateArray::F32(v)) => Ok(v),
+            _ => Err(self.missing("f32", key)),
+        }
+    }
+
+    /// Array `key` as u32 values.
+    fn u32s(&self, key: &str) -> Result<&[u32], String> {
+        match self.get(key) {
+            Some(StateArray::U32(v)) => Ok(v),
+            _ => Err(self.missing("u32", key)),
+        }
+    }
+
+    /// Array `key` as u64 values.
+    fn u64s(&self, key: &str) -> Result<&[u64], String> {
+        match self.get(key) {
+            Some(StateArray::U64(v)) => Ok(v),
+            _ => Err(self.missing("u64", key)),
+        }
+    }
+
+    fn missing(&self, kind: &str, key: &str) -> String {
+        format!("saved table `{}` has no {kind} array `{key}`", self.name)
+    }
 }
 
 /// Everything training changes in a store, as plain arrays (checkpoints).

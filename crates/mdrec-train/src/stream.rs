@@ -257,7 +257,7 @@ pub fn train_stream(
         .store
         .make_dynamic(&sc.tables, tc.seed)
         .map_err(|e| TrainError::Config(e.to_string()))?;
-    let n_tables = engine.store.table_stats().len();
+    let n_tables = engine.store.table_names().len();
     let sharded = engine.shard_tables()?;
     if !sharded.is_empty() {
         progress.message(&format!(

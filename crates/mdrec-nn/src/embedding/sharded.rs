@@ -467,11 +467,7 @@ impl EmbeddingStore {
                 s.map_bytes as u64,
             ]
         };
-        let mine: Vec<u32> = stats
-            .iter()
-            .flat_map(fields)
-            .flat_map(|v| [v as u32, (v >> 32) as u32])
-            .collect();
+        let mine: Vec<u32> = stats.iter().flat_map(fields).flat_map(words).collect();
         let all = g.all_to_all_u32(&vec![mine.clone(); size]);
         if all.iter().any(|m| m.len() != mine.len()) {
             return Err("table statistics: the ranks hold different tables".into());
@@ -484,7 +480,7 @@ impl EmbeddingStore {
             for m in &all {
                 for (i, v) in sum.iter_mut().enumerate() {
                     let at = 2 * (k * 7 + i);
-                    *v += u64::from(m[at]) | (u64::from(m[at + 1]) << 32);
+                    *v += from_words(m[at], m[at + 1]);
                 }
             }
             // PAD and OOV rows are on every rank
@@ -543,6 +539,16 @@ impl EmbeddingStore {
     }
 }
 
+/// A u64 as two words of the group's `u32` exchanges, low first.
+fn words(v: u64) -> [u32; 2] {
+    [v as u32, (v >> 32) as u32]
+}
+
+/// [`words`]' inverse.
+fn from_words(lo: u32, hi: u32) -> u64 {
+    u64::from(lo) | (u64::from(hi) << 32)
+}
+
 /// A store state as 32-bit words (the group's exchanges carry `u32`s): a JSON header with the
 /// arrays' names, kinds and lengths, then their values (u64 as two words, low first).
 fn encode_state(s: &StoreState) -> Vec<u32> {
@@ -578,9 +584,7 @@ fn encode_state(s: &StoreState) -> Vec<u32> {
             match a {
                 StateArray::F32(v) => out.extend(v.iter().map(|x| x.to_bits())),
                 StateArray::U32(v) => out.extend_from_slice(v),
-                StateArray::U64(v) => {
-                    out.extend(v.iter().flat_map(|&x| [x as u32, (x >> 32) as u32]))
-                }
+                StateArray::U64(v) => out.extend(v.iter().copied().flat_map(words)),
             }
         }
     }
@@ -628,7 +632,7 @@ fn decode_state(w: &[u32]) -> Result<StoreState, String> {
                 "u64" => StateArray::U64(
                     take(2 * n)?
                         .chunks_exact(2)
-                        .map(|p| u64::from(p[0]) | (u64::from(p[1]) << 32))
+                        .map(|p| from_words(p[0], p[1]))
                         .collect(),
                 ),
                 other => return Err(format!("array kind `{other}`")),
@@ -745,35 +749,6 @@ impl StoreState {
 /// admitted, evicted, free rows, RNG state (4).
 const SHARD_META: usize = 10;
 
-fn array<'a>(t: &'a TableState, key: &str) -> Result<&'a StateArray, String> {
-    t.arrays
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, a)| a)
-        .ok_or_else(|| format!("no array `{key}`"))
-}
-
-fn f32s<'a>(t: &'a TableState, key: &str) -> Result<&'a [f32], String> {
-    match array(t, key)? {
-        StateArray::F32(v) => Ok(v),
-        _ => Err(format!("array `{key}` is not f32")),
-    }
-}
-
-fn u32s<'a>(t: &'a TableState, key: &str) -> Result<&'a [u32], String> {
-    match array(t, key)? {
-        StateArray::U32(v) => Ok(v),
-        _ => Err(format!("array `{key}` is not u32")),
-    }
-}
-
-fn u64s<'a>(t: &'a TableState, key: &str) -> Result<&'a [u64], String> {
-    match array(t, key)? {
-        StateArray::U64(v) => Ok(v),
-        _ => Err(format!("array `{key}` is not u64")),
-    }
-}
-
 /// Per-row arrays of a dynamic table and the values each row has in them (`None`: the row
 /// width).
 const ROW_ARRAYS: [(&str, Option<usize>); 7] = [
@@ -794,21 +769,26 @@ fn pick_rows(
     width: usize,
     rows: &[usize],
 ) -> Result<StateArray, String> {
-    fn take<T: Copy>(v: &[T], w: usize, rows: &[usize], key: &str) -> Result<Vec<T>, String> {
+    fn take<T: Copy>(
+        v: &[T],
+        w: usize,
+        rows: &[usize],
+        t: &TableState,
+        key: &str,
+    ) -> Result<Vec<T>, String> {
         let mut out = Vec::with_capacity(rows.len() * w);
         for &r in rows {
-            out.extend_from_slice(
-                v.get(r * w..(r + 1) * w)
-                    .ok_or_else(|| format!("array `{key}` has no row {r}"))?,
-            );
+            out.extend_from_slice(v.get(r * w..(r + 1) * w).ok_or_else(|| {
+                format!("saved table `{}`: array `{key}` has no row {r}", t.name)
+            })?);
         }
         Ok(out)
     }
-    Ok(match array(t, key)? {
+    Ok(match t.get(key).ok_or_else(|| t.missing("per-row", key))? {
         StateArray::F32(v) if v.is_empty() => StateArray::F32(Vec::new()),
-        StateArray::F32(v) => StateArray::F32(take(v, width, rows, key)?),
-        StateArray::U64(v) => StateArray::U64(take(v, width, rows, key)?),
-        StateArray::U32(v) => StateArray::U32(take(v, width, rows, key)?),
+        StateArray::F32(v) => StateArray::F32(take(v, width, rows, t, key)?),
+        StateArray::U64(v) => StateArray::U64(take(v, width, rows, t, key)?),
+        StateArray::U32(v) => StateArray::U32(take(v, width, rows, t, key)?),
     })
 }
 
@@ -821,7 +801,7 @@ fn append_rows(
 ) -> Result<(), String> {
     for (key, w) in ROW_ARRAYS {
         let w = w.unwrap_or(part.dim);
-        let src = array(part, key)?;
+        let src = part.get(key).ok_or_else(|| part.missing("per-row", key))?;
         let dst = match whole.iter_mut().find(|(k, _)| k == key) {
             Some((_, a)) => a,
             None => {
@@ -859,11 +839,11 @@ fn join_dynamic(
     let mut shard_meta = Vec::with_capacity(size * SHARD_META);
     let mut totals = [0u64; 4]; // capacity, live, admitted, evicted
     let mut offset = reserved;
-    let first_meta = u64s(shards[0], "meta")?;
+    let first_meta = shards[0].u64s("meta")?;
     for (r, t) in shards.iter().enumerate() {
-        let keys = u32s(t, "key_of")?;
+        let keys = t.u32s("key_of")?;
         let rows = keys.len();
-        let meta = u64s(t, "meta")?;
+        let meta = t.u64s("meta")?;
         if rows < reserved || meta.len() != 9 {
             return Err(format!("shard {r}: bad id map or meta"));
         }
@@ -896,9 +876,9 @@ fn join_dynamic(
                 row_of[id] = whole(lr as u32);
             }
         }
-        let own_free = u32s(t, "free")?;
+        let own_free = t.u32s("free")?;
         free.extend(own_free.iter().map(|&lr| whole(lr)));
-        sketch.extend_from_slice(f32s(t, "sketch")?);
+        sketch.extend_from_slice(t.f32s("sketch")?);
         for (total, v) in totals.iter_mut().zip(&meta[..4]) {
             *total += v;
         }
@@ -940,12 +920,9 @@ pub(super) fn fit_dynamic_state(
     n_keys: usize,
 ) -> Result<TableState, String> {
     let bad = |e: String| format!("saved table `{}`: {e}", ts.name);
-    let saved_sketch = f32s(ts, "sketch").map_err(bad)?;
+    let saved_sketch = ts.f32s("sketch")?;
     // a joined state holds one sketch per shard, a whole one one
-    let parts = match array(ts, "shards") {
-        Ok(StateArray::U64(v)) => v.len() / SHARD_META,
-        _ => 1,
-    };
+    let parts = ts.u64s("shards").map_or(1, |v| v.len() / SHARD_META);
     if sketch_len > 0 && saved_sketch.len() != parts * sketch_len {
         return Err(bad(format!(
             "its sketch has {} counters for {parts} shard(s), this table's {sketch_len} (another sketch_width?)",
@@ -959,30 +936,27 @@ pub(super) fn fit_dynamic_state(
         }
         s
     };
-    let mut out = ts.clone();
-    let set = |out: &mut TableState, key: &str, a: StateArray| match out
-        .arrays
-        .iter_mut()
-        .find(|(k, _)| k == key)
-    {
-        Some((_, slot)) => *slot = a,
-        None => out.arrays.push((key.to_string(), a)),
-    };
-    out.arrays.retain(|(k, _)| k != "shards");
     let Some((rank, size)) = shard else {
-        set(&mut out, "sketch", StateArray::F32(summed()));
+        // the whole table: only the sketches change
+        let mut out = ts.clone();
+        out.arrays.retain(|(k, _)| k != "shards");
+        for (k, a) in &mut out.arrays {
+            if k == "sketch" {
+                *a = StateArray::F32(summed());
+            }
+        }
         return Ok(out);
     };
     let reserved = RESERVED as usize;
-    let keys = u32s(ts, "key_of").map_err(bad)?;
-    let meta = u64s(ts, "meta").map_err(bad)?;
+    let keys = ts.u32s("key_of")?;
+    let meta = ts.u64s("meta")?;
     if meta.len() != 9 || keys.len() < reserved {
         return Err(bad("bad meta array or id map".into()));
     }
-    let layout = match array(ts, "shards") {
-        Ok(StateArray::U64(v)) if v.len() == size * SHARD_META => Some(v.as_slice()),
-        _ => None,
-    };
+    let layout = ts
+        .u64s("shards")
+        .ok()
+        .filter(|v| v.len() == size * SHARD_META);
     let mut rows: Vec<usize> = (0..reserved).collect();
     let (mut free, new_meta, sketch);
     match layout {
@@ -1000,7 +974,7 @@ pub(super) fn fit_dynamic_state(
             rows.extend(start..end);
             let local = |w: u32| w as usize - start + reserved;
             free = Vec::new();
-            for &w in u32s(ts, "free").map_err(bad)? {
+            for &w in ts.u32s("free")? {
                 if (start..end).contains(&(w as usize)) {
                     free.push(local(w) as u32);
                 }
@@ -1066,14 +1040,24 @@ pub(super) fn fit_dynamic_state(
         key_of.push(k);
         row_of[k as usize] = lr as u32;
     }
+    // a shard's arrays only: the whole state's rows are never copied
+    let mut arrays = Vec::with_capacity(ROW_ARRAYS.len() + 5);
     for (key, w) in ROW_ARRAYS {
-        let picked = pick_rows(ts, key, w.unwrap_or(ts.dim), &rows).map_err(bad)?;
-        set(&mut out, key, picked);
+        arrays.push((
+            key.to_string(),
+            pick_rows(ts, key, w.unwrap_or(ts.dim), &rows)?,
+        ));
     }
-    set(&mut out, "row_of", StateArray::U32(row_of));
-    set(&mut out, "key_of", StateArray::U32(key_of));
-    set(&mut out, "free", StateArray::U32(free));
-    set(&mut out, "sketch", StateArray::F32(sketch));
-    set(&mut out, "meta", StateArray::U64(new_meta));
-    Ok(out)
+    arrays.extend([
+        ("row_of".to_string(), StateArray::U32(row_of)),
+        ("key_of".to_string(), StateArray::U32(key_of)),
+        ("free".to_string(), StateArray::U32(free)),
+        ("sketch".to_string(), StateArray::F32(sketch)),
+        ("meta".to_string(), StateArray::U64(new_meta)),
+    ]);
+    Ok(TableState {
+        name: ts.name.clone(),
+        dim: ts.dim,
+        arrays,
+    })
 }
